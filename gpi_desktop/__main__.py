@@ -1,0 +1,3 @@
+from gpi_desktop.cli import main
+
+raise SystemExit(main())

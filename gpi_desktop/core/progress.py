@@ -1,0 +1,89 @@
+"""The small state object that long operations report to (after Orange's TaskState).
+
+Long work in core is a plain function that receives a `TaskState`. The command
+line hands it a state that prints; the window's worker hands it one that emits
+Qt signals; tests hand it a recording fake. core never knows which.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from gpi_desktop.core.errors import Cancelled
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int
+    total: int
+    tokens_per_second: float = 0.0
+    seconds_elapsed: float = 0.0
+    message: str = ""
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 1.0
+
+    @property
+    def seconds_left(self) -> float | None:
+        if not self.done or self.done >= self.total or self.seconds_elapsed <= 0:
+            return None
+        return self.seconds_elapsed / self.done * (self.total - self.done)
+
+
+class TaskState(Protocol):
+    def set_status(self, message: str) -> None: ...
+
+    def set_progress(self, progress: Progress) -> None: ...
+
+    def set_partial_result(self, result: Any) -> None: ...
+
+    def is_interruption_requested(self) -> bool: ...
+
+
+class NullState:
+    """A state that ignores everything and is never interrupted."""
+
+    def set_status(self, message: str) -> None:
+        pass
+
+    def set_progress(self, progress: Progress) -> None:
+        pass
+
+    def set_partial_result(self, result: Any) -> None:
+        pass
+
+    def is_interruption_requested(self) -> bool:
+        return False
+
+
+@dataclass
+class RecordingState:
+    """A state that keeps everything it is told; cancels after `cancel_after` results."""
+
+    cancel_after: int | None = None
+    statuses: list[str] = field(default_factory=list)
+    progress: list[Progress] = field(default_factory=list)
+    results: list[Any] = field(default_factory=list)
+    cancel_requested: bool = False
+
+    def set_status(self, message: str) -> None:
+        self.statuses.append(message)
+
+    def set_progress(self, progress: Progress) -> None:
+        self.progress.append(progress)
+
+    def set_partial_result(self, result: Any) -> None:
+        self.results.append(result)
+        if self.cancel_after is not None and len(self.results) >= self.cancel_after:
+            self.cancel_requested = True
+
+    def is_interruption_requested(self) -> bool:
+        return self.cancel_requested
+
+
+def check_cancel(state: TaskState) -> None:
+    """Raise `Cancelled` if the user asked to stop."""
+    if state.is_interruption_requested():
+        raise Cancelled()

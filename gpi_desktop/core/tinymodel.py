@@ -1,0 +1,128 @@
+"""Small random-weight chat models built offline.
+
+Used for the bundled demo model, for the tests and for the CPU benchmark: a
+real Hugging Face model folder (config, safetensors weights, a tokenizer
+trained here with `tokenizers`, a chat template), loaded through the same
+`from_pretrained` path as a downloaded model. Its texts are gibberish; its
+numbers follow exactly the same code path as a real model's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+_CORPUS = """
+The committee met on Tuesday to discuss the new budget for schools and hospitals.
+Voters in rural districts care about jobs, roads and the price of fuel.
+A candidate who promises lower taxes and better services must explain how to pay for them.
+Immigration, climate policy and health care dominate the campaign in many countries.
+The senator argued that the bill would help families with young children.
+Researchers asked participants to read a short text and rate the speaker's competence.
+Please write a short speech about education. Repeat the following text exactly.
+Economic growth slowed in the third quarter while unemployment remained low.
+Citizens expect transparency from their government and honest answers from politicians.
+The mayor announced a plan to build affordable housing near the new train station.
+"""
+
+LLAMA3_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+)
+
+# Gemma-style: a template that refuses the system role, as several real models do.
+NO_SYSTEM_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+    "{{ '<start_of_turn>' + message['role'] + '\n' + message['content'] | trim + '<end_of_turn>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    architecture: str = "llama"  # "llama" or "qwen2"
+    hidden_size: int = 64
+    intermediate_size: int = 128
+    num_layers: int = 2
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    vocab_size: int = 400
+    seed: int = 0
+    # Scales the end-of-sequence rows of the output layer so that some prompts
+    # stop early and others run to the token limit (a batch that finishes
+    # unevenly is what the engine must get right).
+    eos_boost: float = 0.0
+
+
+def _train_tokenizer(vocab_size: int, specials: list[str], bos: str, eos: str, pad: str):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_CORPUS.strip().splitlines() * 4, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos, pad_token=pad)
+
+
+def build_tiny_model(folder: str | Path, spec: TinySpec = TinySpec()) -> Path:
+    """Write a random-weight chat model to `folder` and return the folder."""
+    import torch
+    from transformers import AutoModelForCausalLM, GenerationConfig
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if spec.architecture == "llama":
+        specials = ["<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>", "<|start_header_id|>",
+                    "<|end_header_id|>", "<|finetune_right_pad_id|>"]
+        tokenizer = _train_tokenizer(spec.vocab_size, specials, "<|begin_of_text|>", "<|eot_id|>",
+                                     "<|finetune_right_pad_id|>")
+        tokenizer.chat_template = LLAMA3_TEMPLATE
+        eos_tokens = ["<|end_of_text|>", "<|eot_id|>"]
+        from transformers import LlamaConfig as Config
+        extra = {}
+    elif spec.architecture == "qwen2":
+        specials = ["<bos>", "<eos>", "<end_of_turn>", "<start_of_turn>", "<pad>"]
+        tokenizer = _train_tokenizer(spec.vocab_size, specials, "<bos>", "<end_of_turn>", "<pad>")
+        tokenizer.chat_template = NO_SYSTEM_TEMPLATE
+        eos_tokens = ["<eos>", "<end_of_turn>"]
+        from transformers import Qwen2Config as Config
+        extra = {"tie_word_embeddings": False}
+    else:
+        raise ValueError(f"unknown tiny architecture {spec.architecture!r}")
+
+    eos_ids = [tokenizer.convert_tokens_to_ids(t) for t in eos_tokens]
+    config = Config(
+        vocab_size=len(tokenizer),
+        hidden_size=spec.hidden_size,
+        intermediate_size=spec.intermediate_size,
+        num_hidden_layers=spec.num_layers,
+        num_attention_heads=spec.num_heads,
+        num_key_value_heads=spec.num_kv_heads,
+        max_position_embeddings=4096,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=eos_ids,
+        pad_token_id=tokenizer.pad_token_id,
+        **extra,
+    )
+    torch.manual_seed(spec.seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    if spec.eos_boost:
+        with torch.no_grad():
+            head = model.get_output_embeddings().weight
+            for i in eos_ids:
+                head[i] *= spec.eos_boost
+    model.generation_config = GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=eos_ids, pad_token_id=tokenizer.pad_token_id
+    )
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder
