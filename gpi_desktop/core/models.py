@@ -1,0 +1,322 @@
+"""Find, describe and load a model: a local folder or a Hugging Face hub id.
+
+The token is passed explicitly to every hub call and never logged.
+Remote code never runs (trust_remote_code stays off); safetensors weights are
+preferred. Precision `auto` means bf16 on a GPU that supports it, else fp16,
+and fp32 on the CPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gpi_desktop.core.errors import Cancelled, GpiError, ModelError, SettingsError
+from gpi_desktop.core.progress import NullState, TaskState
+
+log = logging.getLogger(__name__)
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    name: str  # what the user gave
+    local_path: Path | None  # a folder on disk, or None for a hub id
+
+    @property
+    def is_local(self) -> bool:
+        return self.local_path is not None
+
+    @property
+    def page_url(self) -> str:
+        return "" if self.is_local else f"https://huggingface.co/{self.name}"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the manifest records about the model that made the numbers."""
+
+    model_id: str
+    revision: str  # hub commit hash, or a content fingerprint of a local folder
+    source: str  # "folder" or "hub"
+    dtype: str
+    device: str
+    hidden_size: int
+    architecture: str
+    eos_token_ids: tuple[int, ...]
+    quantization: str | None = None
+    device_map: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model_id": self.model_id,
+            "revision": self.revision,
+            "source": self.source,
+            "precision": self.dtype,
+            "device": self.device,
+            "hidden_size": self.hidden_size,
+            "architecture": self.architecture,
+            "eos_token_ids": list(self.eos_token_ids),
+            "quantization": self.quantization,
+            "device_map": self.device_map,
+        }
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    tokenizer: Any
+    info: ModelInfo
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_source(model: str) -> ModelSource:
+    """A path that exists is a folder; otherwise it must look like a hub id (owner/name)."""
+    text = str(model).strip()
+    path = Path(os.path.expanduser(text))
+    if path.exists():
+        if not path.is_dir():
+            raise ModelError(f"'{text}' is a file, not a model folder; choose the folder that holds config.json and the weights.")
+        if not (path / "config.json").is_file():
+            raise ModelError(
+                f"The folder '{text}' does not hold a model (there is no config.json in it); "
+                "choose the folder that holds config.json and the weight files."
+            )
+        return ModelSource(text, path.resolve())
+    looks_like_path = text.startswith((".", "/", "~", "\\")) or os.sep in text.replace("/", "") or re.match(r"^[A-Za-z]:", text)
+    if looks_like_path or not _HUB_ID.match(text) or text.count("/") > 1:
+        raise ModelError(
+            f"There is no model folder at '{text}', and it is not a Hugging Face model id (like "
+            "meta-llama/Llama-3.1-8B-Instruct); check the spelling or choose the folder."
+        )
+    return ModelSource(text, None)
+
+
+def pick_device(device: str) -> str:
+    import torch
+
+    if device == "cpu":
+        return "cpu"
+    has_cuda = torch.cuda.is_available()
+    if device == "cuda" and not has_cuda:
+        raise SettingsError("No NVIDIA GPU is usable on this machine; choose the device 'auto' or 'cpu'.")
+    return "cuda" if has_cuda else "cpu"
+
+
+def pick_dtype(dtype: str, device: str):
+    import torch
+
+    if dtype == "auto":
+        if device == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[dtype]
+
+
+def dtype_name(dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def folder_fingerprint(path: Path) -> str:
+    """A content fingerprint of a local model folder, used where there is no hub commit.
+
+    Small files are hashed whole; weight files by name, size and their first
+    and last MiB, so that a 16 GB folder is fingerprinted in well under a
+    second while a different model or a changed weight file still differs.
+    """
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.iterdir() if p.is_file()):
+        digest.update(file.name.encode())
+        size = file.stat().st_size
+        digest.update(str(size).encode())
+        with file.open("rb") as fh:
+            if file.suffix in WEIGHT_SUFFIXES and size > 2 << 20:
+                digest.update(fh.read(1 << 20))
+                fh.seek(size - (1 << 20))
+                digest.update(fh.read(1 << 20))
+            else:
+                digest.update(fh.read())
+    return "sha256:" + digest.hexdigest()
+
+
+def _check_no_remote_code(config: dict, name: str) -> None:
+    if config.get("auto_map"):
+        raise ModelError(
+            f"The model '{name}' needs to run its own code from the model repository, which this program never does "
+            "for your safety; choose a model that transformers supports directly."
+        )
+
+
+def read_config(source: ModelSource, token: str | None = None, revision: str | None = None) -> dict:
+    """The model's config.json as a dict (downloads only that small file for a hub id)."""
+    if source.is_local:
+        return json.loads((source.local_path / "config.json").read_text(encoding="utf-8"))
+    from huggingface_hub import hf_hub_download
+
+    try:
+        path = hf_hub_download(source.name, "config.json", revision=revision, token=token or False)
+    except Exception as exc:
+        raise _hub_error(exc, source.name) from exc
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def _hub_error(exc: Exception, model_id: str) -> Exception:
+    if isinstance(exc, (GpiError, Cancelled)):
+        return exc
+    try:
+        from gpi_desktop.core.hub import plain_hub_error
+    except ImportError:  # pragma: no cover - hub module is part of the package
+        return ModelError(f"The model '{model_id}' could not be fetched from Hugging Face: {type(exc).__name__}.")
+    return plain_hub_error(exc, model_id)
+
+
+def hidden_size_of(config: dict) -> int:
+    for key in ("hidden_size", "n_embd", "d_model"):
+        if key in config:
+            return int(config[key])
+    text = config.get("text_config") or {}
+    if "hidden_size" in text:
+        return int(text["hidden_size"])
+    raise ModelError("The model's config.json does not say its hidden size; this kind of model is not supported.")
+
+
+def fetch_model_files(source: ModelSource, *, token: str | None, revision: str | None, state: TaskState) -> Path:
+    """The local folder holding the model: the folder itself, or the hub snapshot (downloaded with progress)."""
+    if source.is_local:
+        return source.local_path
+    try:
+        from gpi_desktop.core.hub import download_model
+    except ImportError:  # pragma: no cover
+        download_model = None
+    try:
+        if download_model is not None:
+            return Path(download_model(source.name, revision=revision, token=token, state=state))
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(source.name, revision=revision, token=token or False))
+    except Exception as exc:
+        raise _hub_error(exc, source.name) from exc
+
+
+def _snapshot_revision(path: Path) -> str | None:
+    # The hub cache keeps each download at .../snapshots/<commit hash>/
+    if path.parent.name == "snapshots":
+        return path.name
+    return None
+
+
+def load_model(settings, *, token: str | None = None, state: TaskState | None = None) -> LoadedModel:
+    """Load tokenizer and model for a run's settings (a RunSettings)."""
+    state = state or NullState()
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = resolve_source(settings.model)
+    device = pick_device(settings.device)
+    dtype = pick_dtype(settings.dtype, device)
+    state.set_status(f"Fetching the model {source.name}…")
+    folder = fetch_model_files(source, token=token, revision=settings.revision, state=state)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    _check_no_remote_code(config, source.name)
+    if not any(p.suffix in WEIGHT_SUFFIXES for p in folder.iterdir() if p.is_file()):
+        raise ModelError(
+            f"The model folder '{folder}' has no weight files (*.safetensors); it may be incomplete: download it again."
+        )
+    state.set_status(f"Loading the model on the {'GPU' if device == 'cuda' else 'CPU'}…")
+    quantization = getattr(settings, "quantization", None)
+    kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": False}
+    device_map = None
+    if device == "cuda":
+        device_map = "auto" if torch.cuda.device_count() > 1 else "cuda"
+        kwargs["device_map"] = device_map
+    if quantization:
+        from gpi_desktop.core.memory import quantization_config
+
+        kwargs["quantization_config"] = quantization_config(quantization)
+    if any(p.suffix == ".safetensors" for p in folder.iterdir()):
+        kwargs["use_safetensors"] = True
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
+    except (GpiError, Cancelled):
+        raise
+    except ValueError as exc:
+        if "trust_remote_code" in str(exc):
+            raise ModelError(
+                f"The model '{source.name}' needs to run its own code, which this program never does; choose another model."
+            ) from exc
+        raise ModelError(f"The model '{source.name}' could not be loaded: {exc}") from exc
+    except OSError as exc:
+        raise ModelError(f"The model files of '{source.name}' could not be read ({exc}); download the model again.") from exc
+    model.eval()
+    if device == "cpu":
+        model.to("cpu")
+    eos = model.generation_config.eos_token_id
+    if eos is None:
+        eos = tokenizer.eos_token_id
+    eos_ids = tuple(int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos]) if e is not None)
+    if not eos_ids:
+        raise ModelError(f"The model '{source.name}' defines no end-of-text token, so generation could never stop early.")
+    revision = _snapshot_revision(folder) or (folder_fingerprint(folder) if source.is_local else (settings.revision or "unknown"))
+    info = ModelInfo(
+        model_id=source.name if not source.is_local else str(source.local_path),
+        revision=revision,
+        source="folder" if source.is_local else "hub",
+        dtype=dtype_name(dtype),
+        device=_device_description(device),
+        hidden_size=hidden_size_of(config),
+        architecture=(config.get("architectures") or [config.get("model_type", "unknown")])[0],
+        eos_token_ids=eos_ids,
+        quantization=quantization,
+        device_map=device_map,
+    )
+    log.info("Loaded %s (%s, %s, hidden size %d)", info.model_id, info.dtype, info.device, info.hidden_size)
+    return LoadedModel(model=model, tokenizer=tokenizer, info=info)
+
+
+def _device_description(device: str) -> str:
+    import torch
+
+    if device == "cuda":
+        names = {torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())}
+        return f"cuda ({', '.join(sorted(names))} x{torch.cuda.device_count()})"
+    return "cpu"
+
+
+@dataclass(frozen=True)
+class TargetInfo:
+    """What a run will use, shown before it starts."""
+
+    device_name: str
+    free_bytes: int | None
+    on_cpu: bool
+    hidden_size: int | None
+    warning: str
+
+
+def describe_target(model: str, device: str = "auto", token: str | None = None) -> TargetInfo:
+    """The device a run would use and the model's hidden width (reads config.json only)."""
+    import torch
+
+    dev = pick_device(device)
+    if dev == "cuda":
+        free, _total = torch.cuda.mem_get_info(0)
+        name = torch.cuda.get_device_name(0)
+        warning = ""
+    else:
+        free, name = None, "CPU"
+        warning = "No NVIDIA GPU is in use: the run will use the CPU and will be slow for a large model."
+    hidden = None
+    try:
+        hidden = hidden_size_of(read_config(resolve_source(model), token=token))
+    except GpiError as exc:
+        warning = (warning + " " if warning else "") + str(exc)
+    return TargetInfo(device_name=name, free_bytes=free, on_cpu=dev == "cpu", hidden_size=hidden, warning=warning)
