@@ -1,0 +1,307 @@
+"""Read a prompts file (CSV, TSV or XLSX) into a `PromptTable`.
+
+Rows are numbered as `pandas.read_csv` / `read_excel` number them (zero-based,
+blank CSV lines skipped), because that number is the `k` of `hidden_<k>.pt`
+and gpi_pack users index the hidden states with `df.index` of that frame.
+Every cell is read as text so that "NA", "None" or "007" reach the model as
+written.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from gpi_desktop.core.errors import PromptFileError
+
+EXCEL_SUFFIXES = {".xlsx", ".xlsm"}
+TAB_SUFFIXES = {".tsv", ".tab"}
+# Names (or all parts of a name such as "prompt_text") that mark the text column.
+TEXT_COLUMN_WORDS = {
+    "prompt", "prompts", "text", "texts", "input", "inputs", "message", "messages", "content",
+    "question", "questions", "sentence", "sentences", "instruction", "query", "document",
+    "documents", "body", "statement", "utterance",
+}  # fmt: skip
+MAX_LISTED_ROWS = 20
+_GUESS_SAMPLE = 2000
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0"  # old .xls, or a password-protected workbook
+
+
+@dataclass(frozen=True)
+class TableMeta:
+    """What `read_table` learnt about the file besides its cells."""
+
+    sha256: str  # of the file's bytes
+    encoding: str  # "utf-8", "utf-8-sig", "utf-16", "cp1252", "latin-1" or "xlsx"
+
+
+@dataclass(frozen=True, eq=False)
+class PromptTable:
+    """A prompts file as read: every column as text, the prompt column chosen."""
+
+    path: Path
+    frame: pd.DataFrame  # all columns, str cells, index 0..N-1
+    column: str
+    sha256: str
+    encoding: str
+
+    @property
+    def texts(self) -> list[str]:
+        return self.frame[self.column].tolist()
+
+    @property
+    def columns(self) -> list[str]:
+        return [str(c) for c in self.frame.columns]
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+
+def load_prompt_table(path: Path | str, column: str | None = None, *, check_empty: bool = True) -> PromptTable:
+    """Read and validate a prompts file; raises PromptFileError in plain words.
+
+    `check_empty=False` lets the window show a table with empty prompts (to
+    highlight them with `empty_rows`) before the user starts a run.
+    """
+    path = Path(path)
+    frame, meta = read_table(path)
+    chosen = choose_column(frame, column, path.name)
+    table = PromptTable(path=path, frame=frame, column=chosen, sha256=meta.sha256, encoding=meta.encoding)
+    if check_empty:
+        rows = empty_rows(table)
+        if rows:
+            raise PromptFileError(
+                f"The prompt column '{chosen}' of {path.name} is empty in data {_plural(len(rows), 'row')} "
+                f"{format_rows(rows)} (counting from 0 at the first row under the header): "
+                "write a prompt there or delete those rows."
+            )
+    return table
+
+
+def read_table(path: Path | str) -> tuple[pd.DataFrame, TableMeta]:
+    """All cells of the file's first sheet as text, and the file's sha256 and encoding."""
+    path = Path(path)
+    data = _read_bytes(path)
+    meta_sha = hashlib.sha256(data).hexdigest()
+    if not data.strip():
+        raise PromptFileError(f"The prompts file {path.name} is empty: put one prompt per row under a header row.")
+    if data.startswith(_OLE_MAGIC):
+        raise PromptFileError(
+            f"{path.name} is an old-style (.xls) or password-protected Excel file: "
+            "save it in Excel as .xlsx (without a password) or as CSV."
+        )
+    if data.startswith(_ZIP_MAGIC):
+        frame, encoding = _read_excel(path, data), "xlsx"
+    elif path.suffix.lower() in EXCEL_SUFFIXES:
+        raise PromptFileError(
+            f"{path.name} is not a valid Excel workbook: open it in Excel and save it again as .xlsx or CSV."
+        )
+    else:
+        text, encoding = decode_text(data)
+        if _looks_binary(text):
+            raise PromptFileError(
+                f"{path.name} does not look like a text table: choose a CSV, TSV or Excel (.xlsx) file."
+            )
+        frame = _read_delimited(path, text)
+    frame.columns = [str(c) for c in frame.columns]
+    frame = frame.reset_index(drop=True)
+    if len(frame.columns) == 0:
+        raise PromptFileError(f"The prompts file {path.name} is empty: put one prompt per row under a header row.")
+    if len(frame) == 0:
+        raise PromptFileError(
+            f"{path.name} has a header row but no data rows: put one prompt per row under the header."
+        )
+    return frame, TableMeta(sha256=meta_sha, encoding=encoding)
+
+
+def decode_text(data: bytes) -> tuple[str, str]:
+    """Decode bytes as Excel and editors write CSV files; returns (text, encoding)."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        encoding = "utf-8-sig"
+    elif data.startswith((b"\xff\xfe", b"\xfe\xff")):  # Excel's "Unicode text" is UTF-16
+        encoding = "utf-16"
+    else:
+        encoding = "utf-8"
+    try:
+        return data.decode(encoding), encoding
+    except UnicodeDecodeError:
+        if encoding == "utf-16":
+            raise PromptFileError("The prompts file is damaged: its text is not valid UTF-16.") from None
+    if encoding == "utf-8-sig":  # a UTF-8 mark on a file that was later edited in another encoding
+        data = data[3:]
+    # Not UTF-8: Excel on Windows writes "CSV" in Windows-1252. Five bytes are
+    # undefined there, and Latin-1 (which defines all) is the honest fallback.
+    try:
+        return data.decode("cp1252"), "cp1252"
+    except UnicodeDecodeError:
+        return data.decode("latin-1"), "latin-1"
+
+
+def choose_column(frame: pd.DataFrame, column: str | None, file_name: str = "the file") -> str:
+    """The user's column, else the only/obvious text column; raises PromptFileError otherwise."""
+    columns = [str(c) for c in frame.columns]
+    listed = ", ".join(f"'{c}'" for c in columns)
+    if column is not None:
+        if column in columns:
+            return column
+        loose = [c for c in columns if c.strip().casefold() == column.strip().casefold()]
+        if len(loose) == 1:
+            return loose[0]
+        raise PromptFileError(f"There is no column '{column}' in {file_name}; its columns are {listed}.")
+    guess = guess_text_column(frame)
+    if guess is None:
+        raise PromptFileError(
+            f"{file_name} has several columns ({listed}) and none is clearly the prompt text: "
+            "pick the text column (with --column on the command line)."
+        )
+    return guess
+
+
+def guess_text_column(frame: pd.DataFrame) -> str | None:
+    """The only column, else the obvious text column, else None (ambiguous)."""
+    columns = [str(c) for c in frame.columns]
+    if len(columns) == 1:
+        return columns[0]
+    sample = frame.head(_GUESS_SAMPLE)
+    stats = {name: _text_stats(sample.iloc[:, i]) for i, name in enumerate(columns)}
+    textual = [c for c in columns if stats[c] is not None]
+    named = [c for c in columns if _is_text_name(c)]
+    if len(named) == 1:
+        return named[0]
+    if len(named) > 1:
+        named_textual = [c for c in named if c in textual]
+        return named_textual[0] if len(named_textual) == 1 else None
+    if len(textual) == 1:
+        return textual[0]
+    if len(textual) > 1:
+        by_length = sorted(textual, key=lambda c: stats[c], reverse=True)
+        # Only a clear winner counts: "speech" next to "party", not two similar columns.
+        if stats[by_length[0]] >= 2 * stats[by_length[1]]:
+            return by_length[0]
+    return None
+
+
+def empty_rows(table: PromptTable) -> list[int]:
+    """Zero-based data rows whose prompt is empty or only blanks."""
+    blank = table.frame[table.column].astype(str).str.strip().eq("")
+    return blank.to_numpy().nonzero()[0].tolist()
+
+
+def format_rows(rows: list[int], limit: int = MAX_LISTED_ROWS) -> str:
+    shown = ", ".join(str(r) for r in rows[:limit])
+    return shown if len(rows) <= limit else f"{shown} and {len(rows) - limit} more"
+
+
+def _plural(n: int, word: str) -> str:
+    return word if n == 1 else word + "s"
+
+
+def _read_bytes(path: Path) -> bytes:
+    if not path.exists():
+        raise PromptFileError(f"The prompts file {path} does not exist: check the name and the folder.")
+    if path.is_dir():
+        raise PromptFileError(f"{path} is a folder, not a prompts file: choose a CSV, TSV or Excel file.")
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise PromptFileError(
+            f"The prompts file {path.name} cannot be opened ({error.strerror or error}): "
+            "check that you may read it and that no other program locks it."
+        ) from None
+
+
+def _looks_binary(text: str) -> bool:
+    head = text[:65536]
+    if "\x00" in head:
+        return True
+    controls = sum(1 for ch in head if ord(ch) < 32 and ch not in "\t\n\r\f\v")
+    return controls > 0.01 * len(head)
+
+
+def _delimiter(path: Path, text: str) -> str:
+    if path.suffix.lower() in TAB_SUFFIXES:
+        return "\t"
+    end = text.find("\n")
+    header = text if end < 0 else text[:end]
+    if "," not in header and "\t" in header:
+        return "\t"
+    if "," not in header and ";" in header:  # Excel's CSV where the decimal mark is a comma
+        return ";"
+    return ","
+
+
+_FIELDS_ERROR = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+_QUOTE_ERROR = re.compile(r"EOF inside string starting at row (\d+)")
+
+
+def _read_delimited(path: Path, text: str) -> pd.DataFrame:
+    sep = _delimiter(path, text)
+    shown_sep = {"\t": "tab", ",": "comma", ";": "semicolon"}[sep]
+    too_many_cells = (
+        f"Some rows of {path.name} have more cells than the header row: put texts that contain a {shown_sep} "
+        "in double quotes, or save the file as .xlsx."
+    )
+    try:
+        with warnings.catch_warnings():
+            # index_col=False would otherwise drop the extra cells with only a warning.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return pd.read_csv(
+                io.StringIO(text),
+                sep=sep,
+                dtype=str,
+                keep_default_na=False,
+                index_col=False,
+                quoting=csv.QUOTE_MINIMAL,
+            )
+    except pd.errors.ParserWarning:
+        raise PromptFileError(too_many_cells) from None
+    except pd.errors.EmptyDataError:
+        raise PromptFileError(f"The prompts file {path.name} is empty: put one prompt per row under a header row.") from None
+    except pd.errors.ParserError as error:
+        message = str(error)
+        if match := _FIELDS_ERROR.search(message):
+            raise PromptFileError(
+                f"Line {match.group(2)} of {path.name} has {match.group(3)} cells but the header row has "
+                f"{match.group(1)}: put texts that contain a {shown_sep} in double quotes, or save the file as .xlsx."
+            ) from None
+        if match := _QUOTE_ERROR.search(message):
+            raise PromptFileError(
+                f"A double quote opened near line {match.group(1)} of {path.name} is never closed: "
+                "fix the quotes, or save the file as .xlsx."
+            ) from None
+        raise PromptFileError(f"{path.name} cannot be read as a table: save it again as CSV or .xlsx.") from None
+
+
+def _read_excel(path: Path, data: bytes) -> pd.DataFrame:
+    try:
+        return pd.read_excel(io.BytesIO(data), sheet_name=0, dtype=str, keep_default_na=False, engine="openpyxl")
+    except Exception:  # noqa: BLE001 - openpyxl/zipfile raise many types for a damaged workbook
+        raise PromptFileError(
+            f"{path.name} is not a valid Excel workbook: open it in Excel and save it again as .xlsx or CSV."
+        ) from None
+
+
+def _is_text_name(name: str) -> bool:
+    parts = [p for p in re.split(r"[^0-9a-z]+", name.strip().lower()) if p]
+    return bool(parts) and all(p in TEXT_COLUMN_WORDS for p in parts)
+
+
+def _text_stats(values: pd.Series) -> float | None:
+    """Average length of a mostly non-numeric column's cells, or None for a numeric/empty column."""
+    cells = values.astype(str).str.strip()
+    filled = cells[cells.ne("")]
+    if filled.empty:
+        return None
+    numeric = pd.to_numeric(filled, errors="coerce").notna().mean()
+    if numeric >= 0.5:
+        return None
+    return float(filled.str.len().mean())
