@@ -1,0 +1,423 @@
+"""The run journal: every finished prompt is on disk before the next one starts.
+
+A run killed at any moment (kill -9, power cut) resumes from the journal
+without redoing a finished prompt. Three files live in the work folder:
+
+    journal.json   the job's key (what must match to resume) and its plan; replaced atomically
+    vectors.f32    little-endian float32 vectors, appended
+    records.jsonl  one JSON line per finished prompt, appended after its vector
+
+A record is written only after its vector is durable, and carries a CRC of
+itself and of its vector bytes, so on reopening a torn tail (half a line, a
+vector cut short, garbage) is recognised and cut off; everything before it
+is intact.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gpi_desktop.core.errors import DiskFullError, OutputFolderError, ResumeError
+from gpi_desktop.core.results import PromptResult
+
+RUN_DIR_NAME = ".gpi-run"  # where the command line keeps the journal inside --out
+HEADER_NAME = "journal.json"
+VECTORS_NAME = "vectors.f32"
+RECORDS_NAME = "records.jsonl"
+FORMAT = 1
+
+DISK_FULL_MESSAGE = (
+    "The disk is full: free some space, then run again with --resume / press Resume; finished prompts are kept."
+)
+_DISK_FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+_VECTOR_DTYPE = np.dtype("<f4")
+_BINARY = getattr(os, "O_BINARY", 0)
+
+try:  # POSIX: keep a second process (a double-clicked Resume) out of a journal in use
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+
+class RunJournal:
+    """Append-only, crash-safe store of finished `PromptResult`s for one job."""
+
+    def __init__(self, folder: Path, header: dict[str, Any]) -> None:
+        """Use `create` or `open`; this only opens the files and takes the lock."""
+        self.folder = folder
+        self._header = header
+        self._records: dict[int, dict[str, Any]] = {}
+        self._vectors_end = 0
+        self._records_end = 0
+        self._hidden_size: int | None = header.get("hidden_size")
+        self._vfd: int | None = None
+        self._rfd: int | None = None
+        try:
+            self._vfd = os.open(folder / VECTORS_NAME, os.O_RDWR | os.O_CREAT | _BINARY, 0o644)
+            self._rfd = os.open(folder / RECORDS_NAME, os.O_RDWR | os.O_CREAT | _BINARY, 0o644)
+            self._lock()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- opening ---------------------------------------------------------------------------
+
+    @staticmethod
+    def exists(folder: Path | str) -> bool:
+        return (Path(folder) / HEADER_NAME).is_file()
+
+    @classmethod
+    def create(cls, folder: Path | str, key: dict[str, Any], hidden_size: int | None = None) -> "RunJournal":
+        """Start a new journal in `folder` (created if needed), which must not hold one."""
+        folder = Path(folder)
+        if cls.exists(folder):
+            raise ResumeError(
+                f"'{folder}' already holds an unfinished run: continue it with --resume (Resume in the window), "
+                "or start over in another folder."
+            )
+        header = {"format": FORMAT, "key": _normalise(key), "hidden_size": hidden_size, "plan": {}}
+        with _plain_errors(folder):
+            folder.mkdir(parents=True, exist_ok=True)
+            journal = cls(folder, header)
+            try:
+                # Leftovers of a create that died before writing its header.
+                os.ftruncate(journal._vfd, 0)
+                os.ftruncate(journal._rfd, 0)
+                _write_header(folder, header)
+            except BaseException:
+                journal.close()
+                raise
+        return journal
+
+    @classmethod
+    def open(cls, folder: Path | str, key: dict[str, Any]) -> "RunJournal":
+        """Reopen the journal of the same job, cutting off a torn last record."""
+        folder = Path(folder)
+        header = _read_header(folder)
+        if header.get("format") != FORMAT:
+            raise ResumeError(
+                f"The unfinished run in '{folder}' was made by another version of GPI Desktop and cannot be "
+                "resumed: start the run over in an empty folder."
+            )
+        differences = describe_key_differences(header.get("key"), _normalise(key))
+        if differences:
+            raise ResumeError(
+                f"The unfinished run in '{folder}' is a different job ({differences}), so it cannot be resumed: "
+                "choose another output folder, or start the run over."
+            )
+        with _plain_errors(folder):
+            journal = cls(folder, header)  # locked before anything is cut off
+            try:
+                records, vectors_end, records_end = _scan(folder, header.get("hidden_size"))
+                for fd, end in ((journal._vfd, vectors_end), (journal._rfd, records_end)):
+                    if os.fstat(fd).st_size > end:
+                        os.ftruncate(fd, end)
+                        os.fsync(fd)
+            except BaseException:
+                journal.close()
+                raise
+        journal._records, journal._vectors_end, journal._records_end = records, vectors_end, records_end
+        if journal._hidden_size is None and records:
+            journal._hidden_size = next(iter(records.values()))["length"]
+        return journal
+
+    # -- reading ---------------------------------------------------------------------------
+
+    @property
+    def key(self) -> dict[str, Any]:
+        return json.loads(json.dumps(self._header["key"]))
+
+    @property
+    def plan(self) -> dict[str, Any]:
+        return json.loads(json.dumps(self._header["plan"]))
+
+    @property
+    def hidden_size(self) -> int | None:
+        return self._hidden_size
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def finished_rows(self) -> set[int]:
+        return set(self._records)
+
+    def results(self) -> dict[int, PromptResult]:
+        """Every finished prompt, by row (ascending), vectors read back from disk."""
+        if not self._records:
+            return {}
+        data = np.fromfile(self.folder / VECTORS_NAME, dtype=_VECTOR_DTYPE, count=self._vectors_end // 4)
+        results = {}
+        for row in sorted(self._records):
+            record = self._records[row]
+            start = record["offset"] // 4
+            results[row] = PromptResult(
+                row=row,
+                text=record["text"],
+                vector=data[start : start + record["length"]].astype(np.float32),
+                n_tokens=record["n_tokens"],
+                stop_reason=record["stop_reason"],
+                pooled_from_step0=record["pooled_from_step0"],
+                prompt_tokens=record["prompt_tokens"],
+            )
+        return results
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def set_plan(self, **data: Any) -> None:
+        """Store decisions made when the run started (e.g. the resolved batch size) for a resume."""
+        header = dict(self._header, plan={**self._header["plan"], **_normalise(data)})
+        with _plain_errors(self.folder):
+            _write_header(self.folder, header)
+        self._header = header
+
+    def append(self, result: PromptResult) -> None:
+        """Make one finished prompt durable: its vector first, then its record."""
+        if self._vfd is None or self._rfd is None:
+            raise ValueError("The journal is closed.")
+        if result.row in self._records:
+            raise ValueError(f"Row {result.row} is already in the journal.")
+        vector = np.ascontiguousarray(result.vector, dtype=_VECTOR_DTYPE)
+        if vector.ndim != 1 or vector.size == 0:
+            raise ValueError(f"A result vector must be one-dimensional; row {result.row} has shape {vector.shape}.")
+        if self._hidden_size is not None and vector.size != self._hidden_size:
+            raise ValueError(f"Row {result.row} has {vector.size} values; this run's hidden size is {self._hidden_size}.")
+        vector_bytes = vector.tobytes()
+        record = {
+            "row": int(result.row),
+            "text": result.text,
+            "n_tokens": int(result.n_tokens),
+            "stop_reason": result.stop_reason,
+            "pooled_from_step0": bool(result.pooled_from_step0),
+            "prompt_tokens": int(result.prompt_tokens),
+            "offset": self._vectors_end,
+            "length": int(vector.size),
+        }
+        line = _record_line(record, vector_bytes)
+        try:
+            _write_at(self._vfd, self._vectors_end, vector_bytes)
+            _write_at(self._rfd, self._records_end, line)
+        except OSError as error:
+            self._roll_back()
+            if error.errno in _DISK_FULL_ERRNOS:
+                raise DiskFullError(DISK_FULL_MESSAGE) from error
+            raise
+        self._vectors_end += len(vector_bytes)
+        self._records_end += len(line)
+        self._records[record["row"]] = record
+        self._hidden_size = vector.size
+
+    def close(self) -> None:
+        for name in ("_vfd", "_rfd"):
+            fd = getattr(self, name, None)
+            if fd is not None:
+                os.close(fd)  # also releases the lock
+                setattr(self, name, None)
+
+    def remove(self) -> None:
+        """Delete the journal folder (after a successful export)."""
+        self.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def __enter__(self) -> "RunJournal":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _roll_back(self) -> None:
+        # Best effort: a tail left behind is cut off on the next open anyway,
+        # and the next append writes at the known end, not at the file's end.
+        for fd, end in ((self._vfd, self._vectors_end), (self._rfd, self._records_end)):
+            try:
+                os.ftruncate(fd, end)
+            except OSError:
+                pass
+
+    def _lock(self) -> None:
+        if fcntl is None:
+            return
+        try:
+            fcntl.flock(self._rfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise ResumeError(
+                f"Another run is using '{self.folder}' right now: wait for it to finish, or stop it first."
+            ) from None
+
+
+def describe_key_differences(stored: Any, wanted: Any) -> str:
+    """Plain words for what differs between two job keys ("" when they are the same)."""
+    if stored == wanted:
+        return ""
+    paths = _differing_paths(stored, wanted, "")
+    kinds: list[str] = []
+    settings: list[str] = []
+    for path in paths:
+        lowered = path.lower()
+        if "model" in lowered or "revision" in lowered:
+            kind = "another model"
+        elif "column" in lowered:
+            kind = "another prompt column"
+        elif any(word in lowered for word in ("input", "prompt", "sha256", "n_rows", "file")):
+            kind = "another input file"
+        else:
+            settings.append(path.rsplit(".", 1)[-1] or "settings")
+            continue
+        if kind not in kinds:
+            kinds.append(kind)
+    if settings:
+        kinds.append("other settings: " + ", ".join(dict.fromkeys(settings)))
+    return "; ".join(kinds)
+
+
+def _differing_paths(a: Any, b: Any, prefix: str) -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        paths = []
+        for name in sorted(set(a) | set(b), key=str):
+            if a.get(name, _MISSING) != b.get(name, _MISSING):
+                paths += _differing_paths(a.get(name), b.get(name), f"{prefix}.{name}" if prefix else str(name))
+        return paths
+    return [prefix or "key"]
+
+
+_MISSING = object()
+
+
+def _normalise(data: Any) -> Any:
+    """The JSON form of `data`, so that a key compares equal to its stored copy."""
+    return json.loads(json.dumps(data, sort_keys=True, default=str))
+
+
+def _record_body(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, sort_keys=True, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+def _record_line(record: dict[str, Any], vector_bytes: bytes) -> bytes:
+    crc = zlib.crc32(_record_body(record) + vector_bytes)
+    return _record_body({**record, "crc": crc}) + b"\n"
+
+
+_RECORD_FIELDS = {
+    "row": int, "text": str, "n_tokens": int, "stop_reason": str, "pooled_from_step0": bool,
+    "prompt_tokens": int, "offset": int, "length": int, "crc": int,
+}  # fmt: skip
+
+
+def _scan(folder: Path, hidden_size: int | None) -> tuple[dict[int, dict[str, Any]], int, int]:
+    """The intact records, and where the good data ends in each file."""
+    records: dict[int, dict[str, Any]] = {}
+    data = (folder / RECORDS_NAME).read_bytes()
+    vectors_path = folder / VECTORS_NAME
+    vectors_size = vectors_path.stat().st_size
+    vectors_end = records_end = 0
+    with open(vectors_path, "rb") as vectors:
+        while (newline := data.find(b"\n", records_end)) >= 0:
+            record = _parse_record(data[records_end:newline])
+            if record is None or record["row"] in records or record["offset"] != vectors_end:
+                break
+            length = record["length"]
+            if length < 1 or (hidden_size is not None and length != hidden_size):
+                break
+            if vectors_end + 4 * length > vectors_size:
+                break
+            vectors.seek(vectors_end)
+            vector_bytes = vectors.read(4 * length)
+            crc = record.pop("crc")
+            if zlib.crc32(_record_body(record) + vector_bytes) != crc:
+                break
+            hidden_size = length
+            records[record["row"]] = record
+            vectors_end += 4 * length
+            records_end = newline + 1
+    return records, vectors_end, records_end
+
+
+def _parse_record(line: bytes) -> dict[str, Any] | None:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or set(record) != set(_RECORD_FIELDS):
+        return None
+    for name, kind in _RECORD_FIELDS.items():
+        value = record[name]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            return None
+    return record
+
+
+def _write_at(fd: int, offset: int, data: bytes) -> None:
+    # Writing at the known end (not O_APPEND) means a failed write's leftovers
+    # are overwritten by the next append instead of shifting it.
+    os.lseek(fd, offset, os.SEEK_SET)
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+    os.fsync(fd)
+
+
+def _read_header(folder: Path) -> dict[str, Any]:
+    path = folder / HEADER_NAME
+    if not path.is_file():
+        raise ResumeError(f"There is no unfinished run in '{folder}' to resume: start the run without resuming.")
+    try:
+        header = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise ResumeError(
+            f"The unfinished run in '{folder}' cannot be read, so it cannot be resumed: start the run over."
+        ) from None
+    if not isinstance(header, dict) or not isinstance(header.get("plan"), dict) or "key" not in header:
+        raise ResumeError(
+            f"The unfinished run in '{folder}' cannot be read, so it cannot be resumed: start the run over."
+        )
+    return header
+
+
+def _write_header(folder: Path, header: dict[str, Any]) -> None:
+    path = folder / HEADER_NAME
+    temp = folder / (HEADER_NAME + ".tmp")
+    try:
+        with open(temp, "wb") as handle:
+            handle.write(json.dumps(header, sort_keys=True, indent=1).encode("utf-8"))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    _fsync_folder(folder)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename durable (POSIX); Windows has no directory handles to sync."""
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _plain_errors(folder: Path) -> Iterator[None]:
+    """Turn OS errors while setting up the journal into the user's words."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno in _DISK_FULL_ERRNOS:
+            raise DiskFullError(DISK_FULL_MESSAGE) from error
+        raise OutputFolderError(
+            f"The run's journal cannot be written in '{folder}' ({error.strerror or error}): "
+            "choose a folder you may write to."
+        ) from error

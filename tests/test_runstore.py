@@ -1,0 +1,324 @@
+"""The run journal survives crashes: a torn tail is cut off, finished prompts stay intact."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gpi_desktop.core import runstore
+from gpi_desktop.core.errors import DiskFullError, ResumeError
+from gpi_desktop.core.results import STOP_EOS, STOP_LENGTH, PromptResult
+from gpi_desktop.core.runstore import RECORDS_NAME, VECTORS_NAME, RunJournal
+
+H = 16
+KEY = {
+    "input_sha256": "ab" * 32,
+    "n_rows": 50,
+    "column": "text",
+    "model": "tiny/llama",
+    "settings": {"pooling": "mean", "max_new_tokens": 40, "task": "create"},
+}
+REPO = Path(__file__).resolve().parents[1]
+
+
+def result(row: int, width: int = H) -> PromptResult:
+    rng = np.random.default_rng(row)
+    return PromptResult(
+        row=row,
+        text=f"généré {row}\nwith a newline and “quotes” " * (row % 3),
+        vector=rng.standard_normal(width).astype(np.float32),
+        n_tokens=row % 7 + 1,
+        stop_reason=STOP_LENGTH if row % 2 else STOP_EOS,
+        pooled_from_step0=row % 5 == 0,
+        prompt_tokens=10 + row,
+    )
+
+
+def assert_same(a: PromptResult, b: PromptResult) -> None:
+    assert (a.row, a.text, a.n_tokens, a.stop_reason, a.pooled_from_step0, a.prompt_tokens) == (
+        b.row, b.text, b.n_tokens, b.stop_reason, b.pooled_from_step0, b.prompt_tokens,
+    )  # fmt: skip
+    assert a.vector.dtype == np.float32 and a.vector.shape == b.vector.shape
+    np.testing.assert_array_equal(a.vector, b.vector)
+
+
+def journal_with(folder: Path, rows) -> None:
+    with RunJournal.create(folder, KEY, hidden_size=H) as journal:
+        for row in rows:
+            journal.append(result(row))
+
+
+def test_results_read_back_exactly_after_reopening(tmp_path):
+    rows = [3, 0, 7, 1]  # batches finish out of order
+    journal_with(tmp_path, rows)
+    with RunJournal.open(tmp_path, KEY) as journal:
+        assert journal.finished_rows() == set(rows)
+        got = journal.results()
+        assert list(got) == sorted(rows)
+        for row in rows:
+            assert_same(got[row], result(row))
+        assert journal.hidden_size == H
+
+
+def test_resumed_journal_continues_appending(tmp_path):
+    journal_with(tmp_path, range(3))
+    with RunJournal.open(tmp_path, KEY) as journal:
+        journal.append(result(3))
+    with RunJournal.open(tmp_path, KEY) as journal:
+        assert journal.finished_rows() == {0, 1, 2, 3}
+        assert_same(journal.results()[3], result(3))
+
+
+def test_plan_is_stored_once_and_read_back_on_resume(tmp_path):
+    with RunJournal.create(tmp_path, KEY) as journal:
+        journal.set_plan(batch_size=8, model_revision="abc")
+        journal.set_plan(note="x")
+        assert journal.plan == {"batch_size": 8, "model_revision": "abc", "note": "x"}
+    with RunJournal.open(tmp_path, KEY) as journal:
+        assert journal.plan == {"batch_size": 8, "model_revision": "abc", "note": "x"}
+        assert journal.key == KEY
+
+
+def test_create_refuses_a_folder_that_already_holds_a_journal(tmp_path):
+    journal_with(tmp_path, [0])
+    with pytest.raises(ResumeError, match="already holds an unfinished run"):
+        RunJournal.create(tmp_path, KEY)
+
+
+def test_open_without_a_journal_says_there_is_nothing_to_resume(tmp_path):
+    assert not RunJournal.exists(tmp_path)
+    with pytest.raises(ResumeError, match="no unfinished run"):
+        RunJournal.open(tmp_path, KEY)
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"input_sha256": "cd" * 32}, "another input file"),
+        ({"n_rows": 51}, "another input file"),
+        ({"column": "prompt"}, "another prompt column"),
+        ({"model": "other/model"}, "another model"),
+        ({"settings": {**KEY["settings"], "pooling": "last"}}, "other settings: pooling"),
+        (
+            {"model": "m", "settings": {**KEY["settings"], "pooling": "last", "max_new_tokens": 5}},
+            "another model; other settings: max_new_tokens, pooling",
+        ),
+    ],
+)
+def test_a_different_job_is_refused_naming_what_differs(tmp_path, change, words):
+    journal_with(tmp_path, [0])
+    with pytest.raises(ResumeError) as error:
+        RunJournal.open(tmp_path, {**KEY, **change})
+    assert f"different job ({words})" in str(error.value)
+
+
+def test_key_matches_after_json_round_trip(tmp_path):
+    key = {"model": "m", "shape": (1, 2), "path": Path("/x")}
+    with RunJournal.create(tmp_path, key):
+        pass
+    RunJournal.open(tmp_path, key).close()
+
+
+def test_a_second_process_cannot_use_a_journal_in_use(tmp_path):
+    if runstore.fcntl is None:
+        pytest.skip("no flock on this platform")
+    with RunJournal.create(tmp_path, KEY):
+        with pytest.raises(ResumeError, match="Another run is using"):
+            RunJournal.open(tmp_path, KEY)
+
+
+def sizes(folder: Path) -> tuple[int, int]:
+    return (folder / VECTORS_NAME).stat().st_size, (folder / RECORDS_NAME).stat().st_size
+
+
+@pytest.mark.parametrize("cut", ["half_line", "no_newline", "vector_short", "vector_only"])
+def test_torn_last_record_is_dropped_and_files_truncated(tmp_path, cut):
+    journal_with(tmp_path, range(4))
+    vectors_size, records_size = sizes(tmp_path)
+    last_line = (tmp_path / RECORDS_NAME).read_bytes().splitlines(keepends=True)[-1]
+    records_good = records_size - len(last_line)
+    vectors_good = vectors_size - 4 * H
+    if cut == "half_line":
+        os.truncate(tmp_path / RECORDS_NAME, records_good + len(last_line) // 2)
+    elif cut == "no_newline":
+        os.truncate(tmp_path / RECORDS_NAME, records_size - 1)
+    elif cut == "vector_short":
+        os.truncate(tmp_path / VECTORS_NAME, vectors_size - 3)
+    else:  # killed between the vector and its record
+        os.truncate(tmp_path / RECORDS_NAME, records_good)
+    with RunJournal.open(tmp_path, KEY) as journal:
+        assert journal.finished_rows() == {0, 1, 2}
+        for row in range(3):
+            assert_same(journal.results()[row], result(row))
+    assert sizes(tmp_path) == (vectors_good, records_good)
+    with RunJournal.open(tmp_path, KEY) as journal:  # and the re-run of row 3 lands in the right place
+        journal.append(result(3))
+        assert_same(journal.results()[3], result(3))
+
+
+@pytest.mark.parametrize("tail", [b"garbage\n", b'{"row": 9}\n', b"\x00" * 40, b"{" * 3])
+def test_garbage_tail_is_cut_off(tmp_path, tail):
+    journal_with(tmp_path, range(3))
+    good = sizes(tmp_path)
+    with open(tmp_path / RECORDS_NAME, "ab") as handle:
+        handle.write(tail)
+    with open(tmp_path / VECTORS_NAME, "ab") as handle:
+        handle.write(b"\x01" * 10)
+    with RunJournal.open(tmp_path, KEY) as journal:
+        assert journal.finished_rows() == {0, 1, 2}
+    assert sizes(tmp_path) == good
+
+
+def test_a_flipped_vector_byte_invalidates_that_record_and_after(tmp_path):
+    journal_with(tmp_path, range(4))
+    data = bytearray((tmp_path / VECTORS_NAME).read_bytes())
+    data[4 * H * 2 + 5] ^= 0xFF  # inside row 2's vector
+    (tmp_path / VECTORS_NAME).write_bytes(bytes(data))
+    with RunJournal.open(tmp_path, KEY) as journal:
+        assert journal.finished_rows() == {0, 1}
+
+
+def test_wrong_width_and_duplicate_rows_are_programming_errors(tmp_path):
+    with RunJournal.create(tmp_path, KEY, hidden_size=H) as journal:
+        journal.append(result(0))
+        with pytest.raises(ValueError, match="already"):
+            journal.append(result(0))
+        with pytest.raises(ValueError, match="hidden size"):
+            journal.append(result(1, width=H + 1))
+
+
+def test_hidden_size_is_fixed_by_the_first_append(tmp_path):
+    with RunJournal.create(tmp_path, KEY) as journal:
+        journal.append(result(0, width=8))
+        with pytest.raises(ValueError):
+            journal.append(result(1))
+    with RunJournal.open(tmp_path, KEY) as journal:
+        assert journal.hidden_size == 8
+
+
+class FullDisk:
+    """os.write that writes `allow` bytes to the journal's files, then fails with ENOSPC."""
+
+    def __init__(self, allow: int) -> None:
+        self.allow = allow
+        self.real = os.write
+
+    def __call__(self, fd, data):
+        if self.allow <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        n = self.real(fd, bytes(data[: self.allow]))
+        self.allow -= n
+        return n
+
+
+@pytest.mark.parametrize("allow", [0, 5, 4 * H, 4 * H + 20])  # fail in the vector, between, or in the record
+def test_disk_full_while_appending_keeps_the_journal_consistent(tmp_path, monkeypatch, allow):
+    journal = RunJournal.create(tmp_path, KEY, hidden_size=H)
+    journal.append(result(0))
+    before = sizes(tmp_path)
+    monkeypatch.setattr(runstore.os, "write", FullDisk(allow))
+    with pytest.raises(DiskFullError, match="The disk is full: free some space"):
+        journal.append(result(1))
+    monkeypatch.undo()
+    assert sizes(tmp_path) == before
+    assert journal.finished_rows() == {0}
+    journal.append(result(1))  # space was freed: the same journal goes on
+    journal.close()
+    with RunJournal.open(tmp_path, KEY) as reopened:
+        assert reopened.finished_rows() == {0, 1}
+        assert_same(reopened.results()[1], result(1))
+
+
+def test_disk_full_on_create_is_a_disk_full_error(tmp_path, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(runstore, "_write_header", full)
+    with pytest.raises(DiskFullError):
+        RunJournal.create(tmp_path / "run", KEY)
+
+
+def test_remove_deletes_only_the_journal_folder(tmp_path):
+    (tmp_path / "keep.txt").write_text("mine")
+    journal = RunJournal.create(tmp_path / ".gpi-run", KEY)
+    journal.append(result(0))
+    journal.remove()
+    assert not (tmp_path / ".gpi-run").exists()
+    assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, sys.argv[2])
+    sys.path.insert(0, sys.argv[3])
+    from test_runstore import KEY, H, result
+    from gpi_desktop.core.runstore import RunJournal
+
+    journal = RunJournal.create(sys.argv[1], KEY, hidden_size=H)
+    for row in range(1_000_000):
+        journal.append(result(row))
+        if row == 20:
+            print("ready", flush=True)
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs kill -9")
+@pytest.mark.parametrize("delay", [0.0, 0.013, 0.05])
+def test_kill_9_mid_run_leaves_an_intact_prefix_that_resumes(tmp_path, delay):
+    folder = tmp_path / ".gpi-run"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(folder), str(REPO), str(Path(__file__).parent)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout.readline().strip() == "ready"
+        time.sleep(delay)
+        writer.send_signal(signal.SIGKILL)
+    finally:
+        writer.wait(timeout=30)
+    assert writer.returncode == -signal.SIGKILL
+
+    with RunJournal.open(folder, KEY) as journal:
+        done = journal.finished_rows()
+        n = len(done)
+        assert n >= 21 and done == set(range(n))  # a prefix: appends are in order
+        results = journal.results()
+        for row in range(n):
+            assert_same(results[row], result(row))
+        for row in range(n, n + 5):  # resume: redo nothing, continue where it stopped
+            journal.append(result(row))
+    with RunJournal.open(folder, KEY) as journal:
+        assert journal.finished_rows() == set(range(n + 5))
+
+
+def test_every_cut_point_of_the_files_reopens_to_an_intact_prefix(tmp_path):
+    source = tmp_path / "source"
+    journal_with(source, range(3))
+    vectors = (source / VECTORS_NAME).read_bytes()
+    records = (source / RECORDS_NAME).read_bytes()
+    line_ends = [i + 1 for i, byte in enumerate(records) if byte == ord("\n")]
+    for records_cut in range(line_ends[0], len(records) + 1, 7):
+        for vectors_cut in (len(vectors), len(vectors) - 1, 4 * H * 2, 4 * H * 2 + 3):
+            folder = tmp_path / f"cut-{records_cut}-{vectors_cut}"
+            folder.mkdir()
+            (folder / runstore.HEADER_NAME).write_bytes((source / runstore.HEADER_NAME).read_bytes())
+            (folder / RECORDS_NAME).write_bytes(records[:records_cut])
+            (folder / VECTORS_NAME).write_bytes(vectors[:vectors_cut])
+            whole_lines = sum(end <= records_cut for end in line_ends)
+            expected = min(whole_lines, vectors_cut // (4 * H))
+            with RunJournal.open(folder, KEY) as journal:
+                assert journal.finished_rows() == set(range(expected)), (records_cut, vectors_cut)
+                for row, got in journal.results().items():
+                    assert_same(got, result(row))
