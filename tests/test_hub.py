@@ -1,0 +1,328 @@
+"""Downloads through the real huggingface_hub client against a Hub look-alike on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gpi_desktop.core import hub
+from gpi_desktop.core.errors import AccessError, Cancelled, DiskFullError, ModelError
+from gpi_desktop.core.progress import RecordingState
+from tests.hubserver import FakeHub, Repo, repo_from_folder
+
+MODEL = "tiny-org/tiny-llama"
+TOKEN = "hf_" + "A1b2C3d4" * 4 + "xy"
+
+
+@pytest.fixture
+def fake_hub(monkeypatch, tmp_path):
+    """A running fake Hub, with huggingface_hub pointed at it and at an empty cache (online)."""
+    from huggingface_hub import constants
+
+    with FakeHub() as server:
+        home = tmp_path / "hf-home"
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        monkeypatch.setenv("HF_HOME", str(home))
+        monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+        # huggingface_hub reads these once, at import: patch the values it uses.
+        monkeypatch.setattr(constants, "ENDPOINT", server.url)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}")
+        monkeypatch.setattr(constants, "HF_HOME", str(home))
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
+        monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        # Small network chunks so that a tiny model's weights arrive in many pieces.
+        monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 16 * 1024)
+        server.valid_tokens.add(TOKEN)
+        yield server
+
+
+@pytest.fixture
+def tiny_repo(fake_hub, tiny_llama) -> Repo:
+    return fake_hub.add(repo_from_folder(MODEL, tiny_llama))
+
+
+def _cache() -> Path:
+    return hub.hub_cache_dir()
+
+
+def _weights(repo: Repo) -> bytes:
+    return repo.files["model.safetensors"]
+
+
+def test_download_fetches_the_model_files_into_the_standard_cache_and_reports_full_progress(tiny_repo, tiny_llama):
+    tiny_repo.files["README.md"] = b"# card"
+    tiny_repo.files["original/consolidated.00.pth"] = b"x" * 1000  # never needed by transformers
+    state = RecordingState()
+
+    folder = hub.download_model(MODEL, state=state)
+
+    assert folder == _cache() / "models--tiny-org--tiny-llama" / "snapshots" / tiny_repo.commit
+    names = sorted(p.name for p in folder.iterdir())
+    assert "model.safetensors" in names and "config.json" in names and "tokenizer.json" in names
+    assert "README.md" not in names and "original" not in names
+    assert (folder / "model.safetensors").read_bytes() == (tiny_llama / "model.safetensors").read_bytes()
+    last = state.progress[-1]
+    assert last.done == last.total == sum(len(tiny_repo.files[n]) for n in names)
+    assert last.fraction == 1.0
+    assert "of" in last.message and "B" in last.message
+    dones = [p.done for p in state.progress]
+    assert dones == sorted(dones)  # never goes backwards
+    # transformers finds it as a hub id, offline, in the same cache.
+    assert (_cache() / "models--tiny-org--tiny-llama" / "refs" / "main").read_text() == tiny_repo.commit
+
+
+def test_downloaded_model_loads_in_offline_mode_without_the_network(tiny_repo, fake_hub, monkeypatch):
+    from huggingface_hub import constants
+
+    first = hub.download_model(MODEL)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    fake_hub.requests.clear()
+
+    again = hub.download_model(MODEL)
+
+    assert again == first
+    assert fake_hub.requests == []
+    from transformers import AutoConfig
+
+    assert AutoConfig.from_pretrained(again).hidden_size == 64
+
+
+def test_offline_mode_with_nothing_cached_says_so_plainly(tiny_repo, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(AccessError) as info:
+        hub.download_model(MODEL)
+    assert info.value.kind == "offline"
+    assert "HF_HUB_OFFLINE" in str(info.value) and f"https://huggingface.co/{MODEL}" in str(info.value)
+
+
+def test_second_download_fetches_nothing_again(tiny_repo, fake_hub):
+    hub.download_model(MODEL)
+    sent = dict(fake_hub.bytes_sent)
+    state = RecordingState()
+    hub.download_model(MODEL, state=state)
+    assert fake_hub.bytes_sent == sent
+    assert state.progress[-1].done == state.progress[-1].total
+
+
+def test_connection_dropped_halfway_resumes_from_where_it_stopped(tiny_repo, fake_hub):
+    size = len(_weights(tiny_repo))
+    fake_hub.drop_once["model.safetensors"] = size // 2
+
+    folder = hub.download_model(MODEL)
+
+    assert (folder / "model.safetensors").read_bytes() == _weights(tiny_repo)
+    ranges = fake_hub.ranges_for("model.safetensors")
+    assert ranges[0] is None and ranges[-1] is not None and ranges[-1].startswith("bytes=")
+    resumed_from = int(ranges[-1].split("=")[1].rstrip("-"))
+    assert resumed_from > 0
+    assert fake_hub.bytes_sent["model.safetensors"] < size * 1.5
+
+
+class _CancelAfterBytes(RecordingState):
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def set_progress(self, progress) -> None:
+        super().set_progress(progress)
+        if progress.done >= self.limit:
+            self.cancel_requested = True
+
+
+def test_cancel_stops_the_download_and_the_next_run_continues_it(tiny_repo, fake_hub):
+    size = len(_weights(tiny_repo))
+    fake_hub.slow["model.safetensors"] = 0.02
+    small = sum(len(v) for k, v in tiny_repo.files.items() if k != "model.safetensors")
+    state = _CancelAfterBytes(small + size // 3)
+
+    with pytest.raises(Cancelled):
+        hub.download_model(MODEL, state=state, max_workers=1)
+
+    partial = list((_cache() / "models--tiny-org--tiny-llama" / "blobs").glob("*.incomplete"))
+    assert len(partial) == 1 and 0 < partial[0].stat().st_size < size
+    kept = partial[0].stat().st_size
+    fake_hub.slow.clear()
+
+    folder = hub.download_model(MODEL)
+
+    assert (folder / "model.safetensors").read_bytes() == _weights(tiny_repo)
+    assert fake_hub.ranges_for("model.safetensors")[-1] == f"bytes={kept}-"
+    assert not list((_cache() / "models--tiny-org--tiny-llama" / "blobs").glob("*.incomplete"))
+
+
+def test_download_refused_when_the_disk_is_too_small(tiny_repo, monkeypatch, fake_hub):
+    monkeypatch.setattr(hub, "_free_bytes", lambda folder: 1000)
+    with pytest.raises(DiskFullError) as info:
+        hub.download_model(MODEL)
+    message = str(info.value)
+    assert "needs" in message and "free" in message and str(_cache()) in message
+    assert not fake_hub.bytes_sent.get("model.safetensors")
+
+
+def test_pickle_only_repository_is_refused_unless_allowed(fake_hub, tiny_llama):
+    files = {p.name: p.read_bytes() for p in tiny_llama.iterdir() if p.name != "model.safetensors"}
+    files["pytorch_model.bin"] = b"\x80\x02pickled weights"
+    fake_hub.add(Repo("old/pickled", files))
+    with pytest.raises(ModelError, match="pickle"):
+        hub.download_model("old/pickled")
+    assert "pytorch_model.bin" not in fake_hub.bytes_sent
+
+    folder = hub.download_model("old/pickled", allow_pickle=True)
+    assert (folder / "pytorch_model.bin").read_bytes() == files["pytorch_model.bin"]
+
+
+def test_model_that_needs_remote_code_is_refused_before_the_weights_are_fetched(fake_hub, tiny_llama):
+    files = {p.name: p.read_bytes() for p in tiny_llama.iterdir()}
+    config = json.loads(files["config.json"])
+    config.update(model_type="my_custom_arch", auto_map={"AutoModelForCausalLM": "modeling_x.MyModel"})
+    files["config.json"] = json.dumps(config).encode()
+    files["modeling_x.py"] = b"import os"
+    fake_hub.add(Repo("someone/custom-code", files))
+    with pytest.raises(ModelError, match="program code"):
+        hub.download_model("someone/custom-code")
+    assert "model.safetensors" not in fake_hub.bytes_sent
+
+
+def test_sharded_weights_follow_the_index_and_skip_a_consolidated_copy(fake_hub, tiny_llama):
+    files = {p.name: p.read_bytes() for p in tiny_llama.iterdir() if p.name != "model.safetensors"}
+    weights = (tiny_llama / "model.safetensors").read_bytes()
+    files["model-00001-of-00001.safetensors"] = weights
+    files["consolidated.safetensors"] = weights
+    files["model.safetensors.index.json"] = json.dumps(
+        {"metadata": {}, "weight_map": {"model.norm.weight": "model-00001-of-00001.safetensors"}}).encode()
+    fake_hub.add(Repo("org/sharded", files))
+    folder = hub.download_model("org/sharded")
+    assert (folder / "model-00001-of-00001.safetensors").exists()
+    assert not (folder / "consolidated.safetensors").exists()
+    assert "consolidated.safetensors" not in fake_hub.bytes_sent
+
+
+# --- access errors, as the Hub sends them ------------------------------------------------------------
+
+
+def test_gated_model_without_a_token_asks_for_one(fake_hub, tiny_llama):
+    fake_hub.add(repo_from_folder("meta-llama/Gated", tiny_llama, access="gated"))
+    with pytest.raises(AccessError) as info:
+        hub.download_model("meta-llama/Gated", token=None)
+    assert info.value.kind == "no-token"
+    assert "token" in str(info.value) and "https://huggingface.co/meta-llama/Gated" in str(info.value)
+
+
+def test_gated_model_whose_licence_is_not_accepted_says_to_accept_it(fake_hub, tiny_llama):
+    fake_hub.add(repo_from_folder("meta-llama/Gated", tiny_llama, access="gated"))
+    with pytest.raises(AccessError) as info:
+        hub.download_model("meta-llama/Gated", token=TOKEN)
+    assert info.value.kind == "gated"
+    assert "licence" in str(info.value) and "https://huggingface.co/meta-llama/Gated" in str(info.value)
+    assert TOKEN not in str(info.value)
+
+
+def test_gated_model_with_an_approved_token_downloads(fake_hub, tiny_llama):
+    fake_hub.add(repo_from_folder("meta-llama/Gated", tiny_llama, access="gated", approved_tokens={TOKEN}))
+    folder = hub.download_model("meta-llama/Gated", token=TOKEN)
+    assert (folder / "model.safetensors").exists()
+
+
+def test_token_without_permission_is_told_apart_from_licence(fake_hub, tiny_llama):
+    fake_hub.add(repo_from_folder("meta-llama/Gated", tiny_llama, access="gated"))
+    fake_hub.read_only_tokens.add(TOKEN)
+    with pytest.raises(AccessError) as info:
+        hub.download_model("meta-llama/Gated", token=TOKEN)
+    assert info.value.kind == "forbidden"
+    assert "permission" in str(info.value) and "https://huggingface.co/meta-llama/Gated" in str(info.value)
+
+
+def test_invalid_token_is_reported_as_refused(fake_hub, tiny_repo):
+    with pytest.raises(AccessError) as info:
+        hub.download_model(MODEL, token="hf_" + "Z" * 34)
+    assert info.value.kind == "invalid-token"
+    assert "settings/tokens" in str(info.value) and f"https://huggingface.co/{MODEL}" in str(info.value)
+    assert "hf_ZZZZ" not in str(info.value)
+
+
+def test_missing_or_private_repository_says_check_the_spelling(fake_hub):
+    with pytest.raises(AccessError) as info:
+        hub.download_model("nobody/no-such-model")
+    assert info.value.kind == "not-found"
+    assert "spelling" in str(info.value) and "https://huggingface.co/nobody/no-such-model" in str(info.value)
+
+
+def test_private_repository_with_a_token_that_cannot_see_it(fake_hub, tiny_llama):
+    fake_hub.add(repo_from_folder("lab/private", tiny_llama, access="private"))
+    with pytest.raises(AccessError) as info:
+        hub.download_model("lab/private", token=TOKEN)
+    assert info.value.kind == "not-found" and "private" in str(info.value)
+
+
+def test_unknown_revision_is_named(tiny_repo):
+    with pytest.raises(ModelError, match="no revision 'v9'"):
+        hub.download_model(MODEL, revision="v9")
+
+
+def test_no_network_says_check_the_connection(monkeypatch, fake_hub):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # discard port: nothing listens
+    with pytest.raises(AccessError) as info:
+        hub.download_model(MODEL)
+    assert info.value.kind == "offline" and "internet connection" in str(info.value)
+
+
+def test_invalid_model_id_is_a_plain_error(fake_hub):
+    with pytest.raises(ModelError, match="owner/name"):
+        hub.download_model("not a/valid//id")
+
+
+def test_out_of_disk_while_writing_is_a_plain_error():
+    import errno
+
+    error = hub.plain_hub_error(OSError(errno.ENOSPC, "No space left on device"), MODEL)
+    assert isinstance(error, DiskFullError) and "full" in str(error)
+
+
+def test_an_unrelated_exception_is_not_dressed_up_as_a_hub_error():
+    assert hub.plain_hub_error(KeyError("bug"), MODEL) is None
+
+
+# --- cache listing and remote-code check ----------------------------------------------------------
+
+
+def test_cached_models_lists_downloaded_models_with_their_size(tiny_repo):
+    assert hub.cached_models() == []
+    folder = hub.download_model(MODEL)
+    models = hub.cached_models()
+    assert [m.model_id for m in models] == [MODEL]
+    assert models[0].path == folder
+    on_disk = sum(p.stat().st_size for p in (_cache() / "models--tiny-org--tiny-llama" / "blobs").iterdir())
+    assert models[0].size_bytes == on_disk
+    assert MODEL in models[0].describe()
+
+
+def test_remote_code_is_detected_only_for_architectures_transformers_does_not_have():
+    assert hub.model_needs_remote_code({"model_type": "weird", "auto_map": {"AutoConfig": "c.C"}})
+    # Shipped code, but transformers has its own class: loads without running the repository's code.
+    assert not hub.model_needs_remote_code({"model_type": "phi3", "auto_map": {"AutoConfig": "c.C"}})
+    assert not hub.model_needs_remote_code({"model_type": "llama"})
+    with pytest.raises(ModelError, match="does not know the model type"):
+        hub.check_model_config({"model_type": "weird"}, "x/y")
+
+
+def test_hub_id_parameters_come_from_safetensors_metadata(tiny_repo, tiny_llama):
+    from gpi_desktop.core.memory import count_parameters
+
+    local = count_parameters(tiny_llama)
+    assert count_parameters(MODEL) == local
+    assert local == _sum_parameters(tiny_llama)
+
+
+def _sum_parameters(folder: Path) -> int:
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "model.safetensors"), "pt") as f:
+        return sum(f.get_tensor(k).numel() for k in f.keys())
