@@ -1,0 +1,260 @@
+"""`gpi-desktop`: the window, or the same engine headless (`run`), the token, and `--self-test`.
+
+A thin client of gpi_desktop.core: it parses flags, prints progress and turns
+the project's errors into one plain sentence and an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+from gpi_desktop import __version__
+from gpi_desktop.core.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_CANCELLED,
+    EXIT_FAILURE,
+    EXIT_OK,
+    Cancelled,
+    GpiError,
+    OutputFolderError,
+)
+from gpi_desktop.core.progress import Progress
+
+log = logging.getLogger("gpi_desktop.cli")
+JOURNAL_DIR = ".gpi-run"
+
+
+class CliState:
+    """Prints progress to stderr; Ctrl-C asks the engine to stop after the current step."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self.cancel = False
+        self._last = 0.0
+
+    def set_status(self, message: str) -> None:
+        if not self.quiet:
+            print(message, file=sys.stderr, flush=True)
+
+    def set_progress(self, progress: Progress) -> None:
+        now = time.monotonic()
+        if self.quiet or (now - self._last < 1.0 and progress.done < progress.total):
+            return
+        self._last = now
+        left = progress.seconds_left
+        eta = f", about {format_duration(left)} left" if left is not None else ""
+        msg = progress.message or f"{progress.done}/{progress.total} prompts, {progress.tokens_per_second:.1f} tokens/s{eta}"
+        print(f"  {msg}", file=sys.stderr, flush=True)
+
+    def set_partial_result(self, result) -> None:
+        pass
+
+    def is_interruption_requested(self) -> bool:
+        return self.cancel
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 90:
+        return f"{seconds} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gpi-desktop",
+        description="Generate texts and hidden states for GenAI-Powered Inference, exported as gpi_pack does. "
+        "Without a command, opens the window.",
+    )
+    parser.add_argument("--version", action="version", version=f"gpi-desktop {__version__}")
+    parser.add_argument("--self-test", action="store_true", help="drive the window through the whole flow on the demo model")
+    parser.add_argument("--verbose", action="store_true", help="also print the log to the terminal")
+    sub = parser.add_subparsers(dest="command")
+
+    run = sub.add_parser("run", help="run a job headless (servers, clusters)")
+    run.add_argument("--model", required=False, default=None, help="Hugging Face model id or model folder "
+                     "(default meta-llama/Llama-3.1-8B-Instruct)")
+    run.add_argument("--prompts", required=False, help="CSV, TSV or XLSX file with one prompt per row")
+    run.add_argument("--out", required=False, help="folder for the export (and the run's journal while it runs)")
+    run.add_argument("--column", help="the column holding the prompts (default: the only or obvious text column)")
+    run.add_argument("--task", default="create", help="create, repeat, or your own instruction text")
+    run.add_argument("--pooling", default="last", choices=["last", "mean", "max"])
+    run.add_argument("--max-new-tokens", type=int, default=1000)
+    run.add_argument("--prefix", default="hidden_")
+    run.add_argument("--save-name", default="generated_texts")
+    run.add_argument("--batch-size", default="auto", help="a number, or auto")
+    run.add_argument("--dtype", default="auto", choices=["auto", "float16", "bfloat16", "float32"])
+    run.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
+    run.add_argument("--template", default="gpi_pack", choices=["gpi_pack", "model-card"])
+    run.add_argument("--one-at-a-time", action="store_true",
+                     help="gpi_pack's exact procedure: transformers' generate() on one prompt at a time (slow)")
+    run.add_argument("--revision", help="a hub revision (branch, tag or commit) of the model")
+    run.add_argument("--template-option", action="append", metavar="KEY=VALUE", default=[],
+                     help="extra keyword for the chat template (value parsed as JSON where it parses); repeatable")
+    run.add_argument("--generation-option", action="append", metavar="KEY=VALUE", default=[],
+                     help="extra keyword for generation, e.g. repetition_penalty=1.1; repeatable")
+    run.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    run.add_argument("--overwrite", action="store_true", help="replace an earlier export or run in --out")
+    run.add_argument("--quiet", action="store_true", help="print only errors and the final line")
+    _add_cluster_arguments(run)
+
+    _add_token_parser(sub)
+    _add_merge_parser(sub)
+    return parser
+
+
+def _add_cluster_arguments(run: argparse.ArgumentParser) -> None:
+    try:
+        from gpi_desktop.cluster_cli import add_run_arguments
+    except ImportError:
+        return
+    add_run_arguments(run)
+
+
+def _add_token_parser(sub) -> None:
+    try:
+        from gpi_desktop.cli_token import add_token_parser
+    except ImportError:
+        return
+    add_token_parser(sub)
+
+
+def _add_merge_parser(sub) -> None:
+    try:
+        from gpi_desktop.cluster_cli import add_merge_parser
+    except ImportError:
+        return
+    add_merge_parser(sub)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from gpi_desktop.logs import setup_logging
+
+    setup_logging(verbose=args.verbose)
+    try:
+        if args.self_test:
+            from gpi_desktop.selftest import main as self_test
+
+            return self_test()
+        if args.command is None:
+            from gpi_desktop.ui.app import main as window
+
+            return window([sys.argv[0]])
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "token":
+            from gpi_desktop.cli_token import run_token
+
+            return run_token(args)
+        if args.command == "merge":
+            from gpi_desktop.cluster_cli import run_merge
+
+            return run_merge(args)
+        parser.error(f"unknown command {args.command}")
+    except Cancelled:
+        print("Stopped. Finished prompts are kept; run the same command with --resume to continue.", file=sys.stderr)
+        return EXIT_CANCELLED
+    except GpiError as exc:
+        log.info("user error: %s", exc)
+        print(f"gpi-desktop: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("Stopped.", file=sys.stderr)
+        return EXIT_CANCELLED
+    except Exception:
+        log.exception("unexpected failure")
+        from gpi_desktop.logs import log_dir
+
+        print(f"gpi-desktop: something went wrong inside the program (our bug, not yours); details are in the log in "
+              f"{log_dir()}. Please report it.", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def spec_from_args(args):
+    from gpi_desktop.core.job import JobSpec
+    from gpi_desktop.core.options import parse_options
+    from gpi_desktop.core.settings import DEFAULT_MODEL, ExportSettings, RunSettings
+
+    if not args.prompts:
+        raise OutputFolderError("Give the prompts file with --prompts FILE (a CSV, TSV or XLSX file).")
+    if not args.out:
+        raise OutputFolderError("Give the output folder with --out FOLDER.")
+    settings = RunSettings(
+        model=args.model or DEFAULT_MODEL,
+        task=args.task,
+        pooling=args.pooling,
+        max_new_tokens=args.max_new_tokens,
+        dtype=args.dtype,
+        device=args.device,
+        template=args.template,
+        batch_size=args.batch_size,
+        strategy="one-at-a-time" if args.one_at_a_time else "batched",
+        revision=args.revision,
+        template_options=parse_options(args.template_option),
+        generation_options=parse_options(args.generation_option),
+    )
+    return JobSpec(Path(args.prompts), args.column, settings, ExportSettings(args.prefix, args.save_name)).validate()
+
+
+def prepare_out_folder(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse an output folder that cannot be used, before anything is written."""
+    from gpi_desktop.core.export import check_output_folder
+
+    journal = out / JOURNAL_DIR
+    if resume and overwrite:
+        raise OutputFolderError("Choose either --resume (continue) or --overwrite (start over), not both.")
+    if out.exists() and journal.exists() and not (resume or overwrite):
+        raise OutputFolderError(
+            f"'{out}' holds an unfinished run; continue it with --resume, or start over with --overwrite."
+        )
+    check_output_folder(out, overwrite=overwrite, allow_names={JOURNAL_DIR})
+
+
+def cmd_run(args) -> int:
+    from gpi_desktop.core.job import export_run, load_prompts, run_job
+    from gpi_desktop.core.models import resolve_source
+
+    spec = spec_from_args(args)
+    out = Path(args.out)
+    # Everything the user can get wrong is checked before anything is written.
+    load_prompts(spec)
+    source = resolve_source(spec.settings.model)
+    prepare_out_folder(out, resume=args.resume, overwrite=args.overwrite)
+    if args.overwrite and (out / JOURNAL_DIR).exists():
+        shutil.rmtree(out / JOURNAL_DIR)
+    token = None
+    if not source.is_local:
+        from gpi_desktop.core.secrets import find_token
+
+        token = find_token().token
+    state = CliState(quiet=args.quiet)
+    previous = signal.signal(signal.SIGINT, lambda *_: setattr(state, "cancel", True))
+    try:
+        started = time.monotonic()
+        outcome = run_job(spec, out / JOURNAL_DIR, state, resume=args.resume, token=token)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    state.set_status("Writing the export folder…")
+    export_run(outcome, out, overwrite=True, allow_names={JOURNAL_DIR})
+    shutil.rmtree(out / JOURNAL_DIR, ignore_errors=True)
+    n = len(outcome.results)
+    limit = sum(r.hit_limit for r in outcome.results)
+    print(f"Done: {n} texts and hidden states (width {outcome.model_info.hidden_size}) in {out} "
+          f"after {format_duration(time.monotonic() - started)}"
+          + (f"; {limit} stopped at the token limit" if limit else "") + ".")
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

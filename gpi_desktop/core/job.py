@@ -1,0 +1,224 @@
+"""One GPI job from prompts file to export folder: what the command line and the window both call.
+
+    table = load_prompts(spec)                       # fast; raises PromptFileError
+    outcome = run_job(spec, work_dir, state)         # long; journaled, resumable, cancellable
+    export_run(outcome, folder)                      # the gpi_pack-compatible export folder
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from gpi_desktop.core.errors import ResumeError
+from gpi_desktop.core.progress import NullState, TaskState, check_cancel
+from gpi_desktop.core.results import PromptResult
+from gpi_desktop.core.settings import ExportSettings, RunSettings, parse_batch_size, stable_hash
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    prompts_path: Path
+    column: str | None = None
+    settings: RunSettings = field(default_factory=RunSettings)
+    export: ExportSettings = field(default_factory=ExportSettings)
+
+    def validate(self) -> "JobSpec":
+        self.settings.validate()
+        self.export.validate()
+        return self
+
+
+@dataclass
+class RunOutcome:
+    spec: JobSpec
+    table: Any  # PromptTable
+    model_info: Any  # ModelInfo
+    results: list[PromptResult]  # input order, one per row
+    instruction: str
+    system_role: bool
+    batch_size: int
+
+    def manifest_fields(self) -> dict[str, Any]:
+        s = self.spec.settings
+        return {
+            "model": self.model_info.to_dict(),
+            "settings": {
+                "task": s.task,
+                "instruction": self.instruction,
+                "pooling": s.pooling,
+                "max_new_tokens": s.max_new_tokens,
+                "template": s.template,
+                "add_generation_prompt": s.template == "model-card",
+                "system_role_fallback": not self.system_role,
+                "template_options": s.template_options,
+                "generation_options": s.generation_options,
+                "decoding": "greedy",
+                "strategy": s.strategy,
+                "batch_size": self.batch_size,
+            },
+            "input": {
+                "file": Path(self.table.path).name,
+                "sha256": self.table.sha256,
+                "column": self.table.column,
+                "rows": len(self.results),
+            },
+            "versions": library_versions(),
+        }
+
+
+def library_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    import gpi_desktop
+
+    out = {"gpi_desktop": gpi_desktop.__version__, "python": platform.python_version()}
+    for name in ("torch", "transformers", "tokenizers", "accelerate", "numpy", "pandas"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:  # pragma: no cover - frozen builds may lack metadata
+            out[name] = "unknown"
+    return out
+
+
+def load_prompts(spec: JobSpec):
+    from gpi_desktop.core.prompts import load_prompt_table
+
+    return load_prompt_table(Path(spec.prompts_path), spec.column)
+
+
+def job_key(spec: JobSpec, table) -> dict[str, Any]:
+    """What makes two runs the same job: input bytes and column, model, and every setting that changes numbers."""
+    from gpi_desktop.core.models import resolve_source
+
+    source = resolve_source(spec.settings.model)
+    return {
+        "input_sha256": table.sha256,
+        "column": table.column,
+        "rows": len(table.texts),
+        "model": str(source.local_path) if source.is_local else source.name,
+        "settings": spec.settings.numbers_key(),
+        "strategy": spec.settings.strategy,
+    }
+
+
+def job_hash(spec: JobSpec, table) -> str:
+    return stable_hash(job_key(spec, table))[:16]
+
+
+def run_job(
+    spec: JobSpec,
+    work_dir: Path,
+    state: TaskState | None = None,
+    *,
+    resume: bool = False,
+    token: str | None = None,
+    loaded=None,
+) -> RunOutcome:
+    """Run a job, journaling each finished prompt in `work_dir`.
+
+    With resume=True an existing journal of the same job is continued (a
+    journal of another job is refused); without it an existing journal is an
+    error, so that finished work is never thrown away by accident. `loaded`
+    lets a caller reuse a model it already holds.
+    """
+    from gpi_desktop.core.engine import EncodedPrompt, EngineConfig, auto_batch_size, run_engine
+    from gpi_desktop.core.instructions import make_renderer
+    from gpi_desktop.core.models import load_model
+    from gpi_desktop.core.runstore import RunJournal
+
+    state = state or NullState()
+    spec.validate()
+    work_dir = Path(work_dir)
+    table = load_prompts(spec)
+    key = job_key(spec, table)
+    journal = None
+    if RunJournal.exists(work_dir):
+        if not resume:
+            raise ResumeError(
+                f"'{work_dir}' holds an unfinished run; continue it with --resume (Resume in the window) "
+                "or start over with --overwrite."
+            )
+        journal = RunJournal.open(work_dir, key)  # refuses another job in plain words
+        state.set_status(f"Resuming: {len(journal.finished_rows())} of {len(table.texts)} prompts are already done.")
+
+    check_cancel(state)
+    if loaded is None:
+        loaded = load_model(spec.settings, token=token, state=state)
+    check_cancel(state)
+    renderer = make_renderer(loaded.tokenizer, spec.settings.task, spec.settings.template, spec.settings.template_options)
+    state.set_status("Preparing the prompts…")
+    encoded = []
+    for row, text in enumerate(table.texts):
+        if row % 1000 == 0:
+            check_cancel(state)
+        encoded.append(EncodedPrompt(row, tuple(renderer.encode(text))))
+
+    if journal is None:
+        requested = parse_batch_size(spec.settings.batch_size)
+        batch = auto_batch_size(loaded, encoded, spec.settings.max_new_tokens) if requested == "auto" else requested
+        journal = RunJournal.create(work_dir, key, hidden_size=loaded.info.hidden_size)
+        journal.set_plan(batch_size=batch, model_revision=loaded.info.revision)
+    else:
+        plan = journal.plan
+        if plan.get("model_revision") not in (None, loaded.info.revision):
+            journal.close()
+            raise ResumeError(
+                "The model's files changed since this run started, so its results would not match; "
+                "start over with --overwrite (or New run in the window)."
+            )
+        batch = int(plan.get("batch_size") or 1)
+
+    done = journal.finished_rows()
+    state.set_status(
+        f"Generating {len(encoded) - len(done)} texts on {loaded.info.device} "
+        f"({'one prompt at a time' if spec.settings.strategy == 'one-at-a-time' else f'{batch} at a time'})…"
+    )
+    config = EngineConfig(
+        pooling=spec.settings.pooling,
+        max_new_tokens=spec.settings.max_new_tokens,
+        batch_size=batch,
+        generation_options=dict(spec.settings.generation_options),
+        one_at_a_time=spec.settings.strategy == "one-at-a-time",
+    )
+    try:
+        run_engine(loaded, encoded, config, state, finished_rows=done, on_result=journal.append)
+        results_by_row = journal.results()
+    finally:
+        journal.close()
+    results = [results_by_row[row] for row in range(len(encoded))]
+    return RunOutcome(
+        spec=spec,
+        table=table,
+        model_info=loaded.info,
+        results=results,
+        instruction=renderer.instruction,
+        system_role=renderer.system_role,
+        batch_size=batch,
+    )
+
+
+def export_run(outcome: RunOutcome, folder: Path, *, overwrite: bool = False, state: TaskState | None = None,
+               allow_names: set[str] = frozenset()):
+    """Write the DESIGN.md export folder for a finished run."""
+    from gpi_desktop.core.export import write_export
+
+    return write_export(
+        Path(folder),
+        outcome.results,
+        outcome.table,
+        outcome.spec.export,
+        outcome.manifest_fields(),
+        overwrite=overwrite,
+        state=state or NullState(),
+        **({"allow_names": set(allow_names)} if allow_names else {}),
+    )
+
+
+def with_settings(spec: JobSpec, **changes) -> JobSpec:
+    return replace(spec, settings=replace(spec.settings, **changes))
