@@ -267,7 +267,7 @@ def describe_key_differences(stored: Any, wanted: Any) -> str:
             kind = "another model"
         elif "column" in lowered:
             kind = "another prompt column"
-        elif any(word in lowered for word in ("input", "prompt", "sha256", "n_rows", "file")):
+        elif any(word in lowered for word in ("input", "prompt", "sha256", "rows", "file")):
             kind = "another input file"
         else:
             settings.append(path.rsplit(".", 1)[-1] or "settings")

@@ -1,0 +1,343 @@
+"""Write the export folder that gpi_pack users load (DESIGN.md "Export folder").
+
+    hidden/<prefix><k>.pt     float32 tensor (1, H) per data row k, as gpi_pack's torch.save
+    <save_name>.pkl           DataFrame with X (generated text) and P (prompt), row k = prompt k
+    <save_name>.csv           the same for people: UTF-8 with BOM so Excel reads accents
+    hidden_states.npy         float32 (N, H)
+    manifest.json             written last: its presence means the export is complete
+
+Every file goes to a temporary name in its final folder and is renamed into
+place. The bytes depend only on the results and settings (no timestamps, no
+temporary names inside files), so a resumed run exports files identical to
+an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import json
+import os
+import re
+import tempfile
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import pandas as pd
+
+from gpi_desktop.core.errors import DiskFullError, OutputFolderError
+from gpi_desktop.core.progress import NullState, Progress, TaskState, check_cancel
+from gpi_desktop.core.prompts import PromptTable
+from gpi_desktop.core.results import PromptResult
+from gpi_desktop.core.runstore import RUN_DIR_NAME
+from gpi_desktop.core.settings import ExportSettings
+
+EXPORT_FORMAT = "gpi-desktop export 1"
+HIDDEN_DIR = "hidden"
+MATRIX_NAME = "hidden_states.npy"
+MANIFEST_NAME = "manifest.json"
+TEMP_PREFIX = ".gpi-tmp-"
+CSV_COLUMNS = ("row", "prompt", "generated text", "tokens", "stop reason")
+# Names a fresh folder may hold without counting as "not empty".
+DEFAULT_ALLOWED_NAMES = frozenset({RUN_DIR_NAME, ".DS_Store", "Thumbs.db", "desktop.ini"})
+# Keys this module adds to the caller's manifest fields.
+MANIFEST_KEYS = ("format", "counts", "hidden_size", "rows_pooled_from_step0", "rows_hit_token_limit", "files", "sha256")
+
+DISK_FULL_MESSAGE = "The disk is full while writing the export: free some space, then export again; finished prompts are kept."
+_DISK_FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+_TOKEN_PATTERN = re.compile(r"hf_[A-Za-z0-9]{30,}")
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    folder: Path
+    n_rows: int
+    hidden_size: int
+    files: tuple[str, ...]  # relative POSIX paths, manifest last
+    manifest: Path
+    rows_pooled_from_step0: tuple[int, ...]
+    rows_hit_token_limit: tuple[int, ...]
+
+
+def check_output_folder(
+    folder: Path | str, *, overwrite: bool, allow_names: Collection[str] = DEFAULT_ALLOWED_NAMES
+) -> None:
+    """Refuse, in plain words, a folder the export cannot use; writes nothing."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputFolderError(f"'{folder}' is a file, not a folder: choose a folder for the results.")
+    if folder.is_dir():
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise OutputFolderError(f"You may not write in '{folder}': choose another folder for the results.")
+        others = sorted(name for name in os.listdir(folder) if name not in allow_names)
+        if others and not overwrite:
+            raise OutputFolderError(
+                f"'{folder}' is not empty (it holds '{others[0]}'"
+                + (f" and {len(others) - 1} more" if len(others) > 1 else "")
+                + "): choose an empty folder, or allow replacing an earlier export (--overwrite)."
+            )
+        return
+    parent = folder.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputFolderError(f"'{folder}' cannot be created because '{parent}' is a file: choose another folder.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputFolderError(f"You may not create '{folder}' inside '{parent}': choose another folder for the results.")
+
+
+def write_export(
+    folder: Path | str,
+    results: list[PromptResult],
+    table: PromptTable,
+    export: ExportSettings,
+    manifest_fields: dict[str, Any],
+    *,
+    overwrite: bool = False,
+    state: TaskState = NullState(),
+    allow_names: Collection[str] = DEFAULT_ALLOWED_NAMES,
+) -> ExportSummary:
+    """Write the export folder; on failure or cancel, nothing of this export is left behind."""
+    folder = Path(folder)
+    export.validate()
+    ordered = _in_row_order(results, len(table))
+    hidden_size = ordered[0].vector.size
+    clashes = sorted(set(manifest_fields) & set(MANIFEST_KEYS))
+    if clashes:
+        raise ValueError(f"manifest_fields may not set {clashes}; the export writes them.")
+    check_output_folder(folder, overwrite=overwrite, allow_names=allow_names)
+
+    writer = _Writer(folder, state, total=len(ordered) + 4)
+    try:
+        with _plain_os_errors(folder):
+            folder.mkdir(parents=True, exist_ok=True)
+            if overwrite:
+                _remove_previous_export(folder, export)
+            hidden_dir = folder / HIDDEN_DIR
+            if not hidden_dir.is_dir():
+                hidden_dir.mkdir()
+                writer.created_dirs.append(hidden_dir)
+            _write_all(writer, folder, ordered, table, export, hidden_size)
+            writer.sync_dirs()
+            manifest = _manifest(manifest_fields, ordered, export, hidden_size, writer.sha256)
+            writer.write_bytes(MANIFEST_NAME, manifest)
+            writer.sync_dirs()
+    except BaseException:
+        writer.roll_back()
+        raise
+    return ExportSummary(
+        folder=folder,
+        n_rows=len(ordered),
+        hidden_size=hidden_size,
+        files=tuple(writer.written),
+        manifest=folder / MANIFEST_NAME,
+        rows_pooled_from_step0=tuple(r.row for r in ordered if r.pooled_from_step0),
+        rows_hit_token_limit=tuple(r.row for r in ordered if r.hit_limit),
+    )
+
+
+def hidden_file_name(export: ExportSettings, row: int) -> str:
+    return f"{HIDDEN_DIR}/{export.prefix}{row}.pt"
+
+
+def _in_row_order(results: list[PromptResult], n_rows: int) -> list[PromptResult]:
+    ordered = sorted(results, key=lambda r: r.row)
+    if [r.row for r in ordered] != list(range(n_rows)):
+        raise ValueError(f"An export needs exactly one result for each of the {n_rows} rows.")
+    widths = {np.asarray(r.vector).shape for r in ordered}
+    if len(widths) != 1 or len(next(iter(widths))) != 1:
+        raise ValueError(f"All result vectors must be one-dimensional and equally long; got shapes {sorted(widths)}.")
+    return ordered
+
+
+def _write_all(
+    writer: "_Writer", folder: Path, ordered: list[PromptResult], table: PromptTable, export: ExportSettings,
+    hidden_size: int,
+) -> None:
+    import torch  # only here: reading prompts or journals must not pay for importing torch
+
+    for result in ordered:
+        # A fresh (1, H) tensor owns exactly H floats; a view would save its whole base storage.
+        tensor = torch.from_numpy(np.array(result.vector, dtype=np.float32).reshape(1, hidden_size)).clone()
+        buffer = io.BytesIO()  # saving to a buffer keeps temporary file names out of the archive
+        torch.save(tensor, buffer)
+        writer.write_bytes(hidden_file_name(export, result.row), buffer.getvalue())
+
+    generated = [_fresh(r.text) for r in ordered]
+    prompts = [_fresh(t) for t in table.texts]
+    texts = pd.DataFrame({"X": pd.Series(generated, dtype=object), "P": pd.Series(prompts, dtype=object)})
+    buffer = io.BytesIO()
+    texts.to_pickle(buffer)
+    writer.write_bytes(f"{export.save_name}.pkl", buffer.getvalue())
+
+    writer.write_bytes(f"{export.save_name}.csv", _csv_bytes(ordered, table))
+
+    with writer.open(MATRIX_NAME) as handle:
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")), "fortran_order": False,
+                  "shape": (len(ordered), hidden_size)}
+        np.lib.format.write_array_header_1_0(handle, header)  # what np.save writes, streamed
+        for result in ordered:
+            handle.write(np.asarray(result.vector, dtype="<f4").tobytes())
+
+
+def _fresh(text: str) -> str:
+    """An equal string object of its own, so pickle's memo (and the bytes) do not depend on object sharing."""
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "surrogatepass")
+
+
+def _csv_bytes(ordered: list[PromptResult], table: PromptTable) -> bytes:
+    frame = pd.DataFrame(
+        {
+            "row": [r.row for r in ordered],
+            "prompt": table.texts,
+            "generated text": [r.text for r in ordered],
+            "tokens": [r.n_tokens for r in ordered],
+            "stop reason": [r.stop_reason for r in ordered],
+        }
+    )
+    for name in table.columns:
+        if name != table.column:
+            frame[f"{name} (input)" if name in CSV_COLUMNS else name] = table.frame[name].to_numpy()
+    text = frame.to_csv(index=False, lineterminator="\r\n")
+    return ("\ufeff" + text).encode("utf-8", "replace")
+
+
+def _manifest(
+    fields: dict[str, Any], ordered: list[PromptResult], export: ExportSettings, hidden_size: int,
+    sha256: dict[str, str],
+) -> bytes:
+    step0 = [r.row for r in ordered if r.pooled_from_step0]
+    limit = [r.row for r in ordered if r.hit_limit]
+    manifest = {
+        **fields,
+        "format": EXPORT_FORMAT,
+        "counts": {"prompts": len(ordered), "pooled_from_step0": len(step0), "hit_token_limit": len(limit)},
+        "hidden_size": hidden_size,
+        "rows_pooled_from_step0": step0,
+        "rows_hit_token_limit": limit,
+        "files": {
+            "hidden_states": f"{HIDDEN_DIR}/{export.prefix}<k>.pt",
+            "prefix": export.prefix,
+            "texts_pickle": f"{export.save_name}.pkl",
+            "texts_csv": f"{export.save_name}.csv",
+            "matrix": MATRIX_NAME,
+        },
+        "sha256": sha256,
+    }
+    text = json.dumps(manifest, sort_keys=True, indent=2, ensure_ascii=False, default=str) + "\n"
+    if _TOKEN_PATTERN.search(text):  # a last guard: the HF token must never reach a file
+        raise ValueError("The manifest fields contain something that looks like a Hugging Face token.")
+    return text.encode("utf-8")
+
+
+def _remove_previous_export(folder: Path, export: ExportSettings) -> None:
+    """Delete only what an export writes (ours or an earlier one's), manifest first."""
+    previous: dict[str, Any] = {}
+    try:
+        previous = json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8")).get("sha256", {})
+    except (OSError, ValueError, AttributeError):
+        pass
+    (folder / MANIFEST_NAME).unlink(missing_ok=True)
+    names = {MATRIX_NAME, f"{export.save_name}.pkl", f"{export.save_name}.csv"}
+    names |= {n for n in previous if isinstance(n, str) and re.fullmatch(r"[^/\\]+\.(pkl|csv|npy)", n)}
+    hidden_names = {n.split("/", 1)[1] for n in previous if isinstance(n, str) and re.fullmatch(r"hidden/[^/\\]+\.pt", n)}
+    for name in names:
+        (folder / name).unlink(missing_ok=True)
+    for path in folder.glob(TEMP_PREFIX + "*"):
+        path.unlink(missing_ok=True)
+    hidden = folder / HIDDEN_DIR
+    if hidden.is_dir():
+        ours = re.compile(re.escape(export.prefix) + r"\d+\.pt")
+        for path in hidden.iterdir():
+            if path.is_file() and (ours.fullmatch(path.name) or path.name in hidden_names or path.name.startswith(TEMP_PREFIX)):
+                path.unlink()
+
+
+class _HashingFile:
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle = handle
+        self.digest = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return self.handle.write(data)
+
+
+class _Writer:
+    """Writes files atomically, records their sha256, reports progress, and can undo itself."""
+
+    def __init__(self, folder: Path, state: TaskState, total: int) -> None:
+        self.folder = folder
+        self.state = state
+        self.total = total
+        self.done = 0
+        self.sha256: dict[str, str] = {}
+        self.written: list[str] = []
+        self.created_dirs: list[Path] = []
+        self._every = max(1, total // 200)
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        with self.open(name) as handle:
+            handle.write(data)
+
+    @contextmanager
+    def open(self, name: str) -> Iterator[_HashingFile]:
+        check_cancel(self.state)
+        final = self.folder / name
+        fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=final.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                hashing = _HashingFile(handle)
+                yield hashing
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, final)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+        self.written.append(name)
+        self.sha256[name] = hashing.digest.hexdigest()
+        self.done += 1
+        if self.done % self._every == 0 or self.done == self.total:
+            self.state.set_progress(Progress(self.done, self.total, message=f"Writing the export: {name}"))
+
+    def sync_dirs(self) -> None:
+        """Make the renames durable before the manifest claims completeness (POSIX)."""
+        if os.name != "posix":
+            return
+        for folder in (self.folder / HIDDEN_DIR, self.folder):
+            fd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def roll_back(self) -> None:
+        for name in reversed(self.written):
+            try:
+                (self.folder / name).unlink(missing_ok=True)
+            except OSError:
+                pass
+        for folder in reversed(self.created_dirs):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+
+
+@contextmanager
+def _plain_os_errors(folder: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as error:
+        if error.errno in _DISK_FULL_ERRNOS:
+            raise DiskFullError(DISK_FULL_MESSAGE) from error
+        raise OutputFolderError(
+            f"The export could not be written in '{folder}' ({error.strerror or error}): "
+            "check that you may write there, then export again."
+        ) from error
