@@ -1,0 +1,47 @@
+"""The export step's decisions and words, kept free of widgets so that they are easy to test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gpi_desktop.core.settings import ExportSettings
+
+
+def folder_has_files(folder: Path) -> bool:
+    """True when `folder` exists and holds anything (so writing into it needs the user's yes)."""
+    try:
+        return folder.is_dir() and any(folder.iterdir())
+    except OSError:
+        return False
+
+
+def overwrite_question(folder: Path, export: ExportSettings) -> str:
+    return (
+        f"The folder {folder} already holds files.\n\n"
+        f"Write the export into it anyway? Files with the export's names (the hidden folder, "
+        f"{export.save_name}.pkl, {export.save_name}.csv, hidden_states.npy, manifest.json) will be replaced."
+    )
+
+
+def _py_path(path: Path) -> str:
+    text = str(path)
+    return f'r"{text}"' if '"' not in text and not text.endswith("\\") else repr(text)
+
+
+def gpi_pack_snippet(folder: Path, export: ExportSettings) -> str:
+    """Three lines of Python that load the export with gpi_pack."""
+    texts = folder / f"{export.save_name}.pkl"
+    return (
+        "import pandas as pd, gpi_pack.TarNet as gpi\n"
+        f"texts = pd.read_pickle({_py_path(texts)})  # columns X (generated) and P (prompt)\n"
+        f"hidden = gpi.load_hiddens({_py_path(folder / 'hidden')}, texts.index.tolist(), prefix={export.prefix!r})"
+    )
+
+
+def exported_files_text(export: ExportSettings) -> str:
+    """What the export folder will hold, in plain words."""
+    return (
+        f"hidden/{export.prefix}0.pt, {export.prefix}1.pt, \u2026 one vector per row (what gpi_pack's load_hiddens "
+        f"reads); {export.save_name}.pkl and {export.save_name}.csv with the generated texts (the .csv opens in "
+        "Excel); hidden_states.npy with all vectors in one array; manifest.json with how they were made."
+    )

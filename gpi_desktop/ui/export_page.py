@@ -1,0 +1,103 @@
+"""Step 6: write the export folder, then say how to load it with gpi_pack."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QFontDatabase, QGuiApplication
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gpi_desktop.core.settings import ExportSettings
+from gpi_desktop.ui.export_flow import exported_files_text
+
+NOT_READY = "Run the prompts first (step 5); the export becomes available when every prompt is done."
+
+
+class ExportPage(QWidget):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.intro_label = QLabel()
+        self.intro_label.setWordWrap(True)
+        self.export_button = QPushButton("Choose a folder and export\u2026")
+        self.export_button.setToolTip("Pick an empty folder (or make a new one); the files are written there.")
+        self.export_button.setEnabled(False)
+        self.state_label = QLabel(NOT_READY)
+        self.state_label.setWordWrap(True)
+        self.state_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.hide()
+
+        self.code_label = QLabel("Load the export in Python with gpi_pack:")
+        self.code = QPlainTextEdit()
+        self.code.setReadOnly(True)
+        self.code.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.code.setFixedHeight(self.code.fontMetrics().lineSpacing() * 4 + 16)
+        self.code.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        self.copy_button = QPushButton("Copy the code")
+        self.copy_button.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.code.toPlainText()))
+        self.open_button = QPushButton("Open the folder")
+        code_buttons = QHBoxLayout()
+        code_buttons.addWidget(self.copy_button)
+        code_buttons.addWidget(self.open_button)
+        code_buttons.addStretch(1)
+        self._done_widgets = (self.code_label, self.code, self.copy_button, self.open_button)
+        for widget in self._done_widgets:
+            widget.hide()
+
+        row = QHBoxLayout()
+        row.addWidget(self.export_button)
+        row.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.intro_label)
+        layout.addSpacing(8)
+        layout.addLayout(row)
+        layout.addWidget(self.progress_bar)
+        layout.addWidget(self.state_label)
+        layout.addSpacing(8)
+        layout.addWidget(self.code_label)
+        layout.addWidget(self.code)
+        layout.addLayout(code_buttons)
+        layout.addStretch(1)
+        self.set_export_settings(ExportSettings())
+
+    def set_export_settings(self, export: ExportSettings) -> None:
+        self.intro_label.setText("The export folder holds: " + exported_files_text(export)
+                                 + " It can be handed to gpi_pack or to a colleague as it is.")
+
+    def set_ready(self, ready: bool, rows: int = 0) -> None:
+        self.export_button.setEnabled(ready)
+        self.state_label.setStyleSheet("")
+        self.state_label.setText(f"{rows:,} texts and vectors are ready to export." if ready else NOT_READY)
+        if not ready:
+            for widget in self._done_widgets:
+                widget.hide()
+
+    def set_exporting(self, exporting: bool) -> None:
+        self.export_button.setEnabled(not exporting)
+        self.progress_bar.setVisible(exporting)
+        if exporting:
+            self.progress_bar.setRange(0, 0)
+            self.state_label.setStyleSheet("")
+            self.state_label.setText("Writing the files\u2026")
+
+    def show_progress(self, done: int, total: int) -> None:
+        self.progress_bar.setRange(0, max(total, 1))
+        self.progress_bar.setValue(done)
+
+    def show_done(self, message: str, snippet: str) -> None:
+        self.state_label.setStyleSheet("")
+        self.state_label.setText(message)
+        self.code.setPlainText(snippet)
+        for widget in self._done_widgets:
+            widget.show()
+
+    def show_error(self, message: str) -> None:
+        self.state_label.setText(message)
+        self.state_label.setStyleSheet("color: #b00020;")

@@ -1,0 +1,41 @@
+"""Plain-words renderings of numbers for the window (sizes, durations, speeds)."""
+
+from __future__ import annotations
+
+from gpi_desktop.core.progress import Progress
+
+
+def human_bytes(n: float | None) -> str:
+    if n is None:
+        return "unknown"
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def human_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, s = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {s:02d} s"
+    hours, m = divmod(minutes, 60)
+    return f"{hours} h {m:02d} min"
+
+
+def progress_line(p: Progress) -> str:
+    """'12 of 100 prompts · 35.2 tokens per second · about 4 min 10 s left'."""
+    parts = [f"{p.done:,} of {p.total:,} prompts"]
+    if p.tokens_per_second > 0:
+        parts.append(f"{p.tokens_per_second:,.1f} tokens per second")
+    left = p.seconds_left
+    if left is not None:
+        parts.append(f"about {human_duration(left)} left")
+    elif p.done and p.done >= p.total:
+        parts.append(f"took {human_duration(p.seconds_elapsed)}")
+    return " \u00b7 ".join(parts)

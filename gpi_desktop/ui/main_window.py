@@ -1,0 +1,550 @@
+"""The main window: six steps in the order a researcher works, and the one run at a time.
+
+The window holds no engine logic. It builds a `JobSpec` from the panels, runs
+`core.job.run_job` / `export_run` through the `TaskRunner` (one worker on a
+QThread) and shows what comes back. Each job keeps its journal in the app data
+folder under runs/<job hash>, so a run stopped for any reason continues later.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, QUrl, Signal
+from PySide6.QtGui import QCloseEvent, QDesktopServices, QDragEnterEvent, QDropEvent, QFont, QIcon
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QMainWindow,
+    QPushButton,
+    QScrollArea,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gpi_desktop.core.errors import GpiError
+from gpi_desktop.core.progress import Progress
+from gpi_desktop.core.settings import DEFAULT_MODEL
+from gpi_desktop.ui import prefs
+from gpi_desktop.ui.export_flow import folder_has_files, gpi_pack_snippet, overwrite_question
+from gpi_desktop.ui.export_page import ExportPage
+from gpi_desktop.ui.model_panel import ModelPanel
+from gpi_desktop.ui.prompter import Prompter
+from gpi_desktop.ui.prompts_panel import DROP_SUFFIXES, PromptsPanel
+from gpi_desktop.ui.resources import APPLICATION, app_data_dir, icon_path, is_demo_model
+from gpi_desktop.ui.run_page import RunPage
+from gpi_desktop.ui.settings_panel import SettingsPanel
+from gpi_desktop.ui.tasks import BackgroundCalls, TaskRunner
+from gpi_desktop.ui.token_panel import TokenPanel
+
+log = logging.getLogger(__name__)
+
+STEP_ACCESS, STEP_MODEL, STEP_PROMPTS, STEP_SETTINGS, STEP_RUN, STEP_EXPORT = range(6)
+STEP_TITLES = ("Hugging Face access", "Model", "Prompts", "Settings", "Run and preview", "Export")
+UNEXPECTED = "Something unexpected went wrong ({kind}); the details are in the log file. Finished texts are kept."
+
+
+@dataclass(frozen=True)
+class PendingRun:
+    """A run the user asked for, between the journal check and its start."""
+
+    spec: object  # core.job.JobSpec
+    table: object  # core.prompts.PromptTable
+    work_dir: Path
+    finished: int | None  # prompts already in this job's journal, None when there is none
+
+
+def _inspect_job(spec, table, runs_dir: Path) -> PendingRun:
+    """Where this job keeps its journal and how far it got (runs off the main thread: it reads the journal)."""
+    from gpi_desktop.core.job import job_hash, job_key
+    from gpi_desktop.core.runstore import RunJournal
+
+    work_dir = runs_dir / job_hash(spec, table)
+    finished = None
+    if RunJournal.exists(work_dir):
+        with RunJournal.open(work_dir, job_key(spec, table)) as journal:
+            finished = len(journal)
+    return PendingRun(spec, table, work_dir, finished)
+
+
+def _message(error: BaseException) -> str:
+    if isinstance(error, GpiError):
+        return str(error)
+    return UNEXPECTED.format(kind=type(error).__name__)
+
+
+class MainWindow(QMainWindow):
+    run_finished = Signal(object)  # RunOutcome
+    export_finished = Signal(object)  # the export folder (Path)
+
+    def __init__(self, settings: QSettings | None = None, *, data_dir: Path | None = None,
+                 prompter: Prompter | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.qsettings = settings if settings is not None else QSettings()
+        self.runs_dir = (data_dir if data_dir is not None else app_data_dir()) / "runs"
+        self.prompter = prompter or Prompter()
+        self.outcome = None  # the last finished run (core.job.RunOutcome)
+        self.last_export: Path | None = None
+        self._task = ""  # "run" or "export" while the runner is busy
+        self._close_when_idle = False
+        self._stopped_here: set[Path] = set()  # work dirs this session stopped: continue them without asking
+        self._run_work_dir: Path | None = None  # the journal of the run in the preview
+        self._export_folder: Path | None = None
+
+        self.setWindowTitle(APPLICATION)
+        if icon_path().is_file():
+            self.setWindowIcon(QIcon(str(icon_path())))
+        self.setAcceptDrops(True)
+
+        self.calls = BackgroundCalls(self)
+        self.runner = TaskRunner("gpi-run", self)
+        self.token_panel = TokenPanel(self.calls)
+        self.model_panel = ModelPanel(self.calls)
+        self.prompts_panel = PromptsPanel(self.calls)
+        self.settings_panel = SettingsPanel()
+        self.run_page = RunPage()
+        self.export_page = ExportPage()
+        self._build_layout()
+        self._connect()
+        self._restore()
+        self.token_panel.refresh()
+        self.model_panel.check()
+        self._refresh()
+
+    # --- layout ----------------------------------------------------------------------------------
+
+    def _build_layout(self) -> None:
+        self.steps = QListWidget()
+        self.steps.setFixedWidth(200)
+        self.steps.setSpacing(2)
+        self.steps.setStyleSheet("QListWidget { font-size: 14px; } QListWidget::item { padding: 8px 6px; }")
+        self.pages = QStackedWidget()
+        bodies = (self.token_panel, self.model_panel, self.prompts_panel, self.settings_panel,
+                  self.run_page, self.export_page)
+        self.next_buttons: list[QPushButton] = []
+        for i, (title, body) in enumerate(zip(STEP_TITLES, bodies)):
+            self.steps.addItem(f"{i + 1}  {title}")
+            self.pages.addWidget(self._page(i, title, body))
+        self.steps.currentRowChanged.connect(self.pages.setCurrentIndex)
+        self.steps.setCurrentRow(STEP_ACCESS)
+
+        central = QWidget()
+        layout = QHBoxLayout(central)
+        layout.addWidget(self.steps)
+        layout.addWidget(self.pages, 1)
+        self.setCentralWidget(central)
+        self.resize(1120, 740)
+
+    def _page(self, index: int, title: str, body: QWidget) -> QWidget:
+        heading = QLabel(f"{index + 1}. {title}")
+        font = QFont(heading.font())
+        font.setPointSizeF(font.pointSizeF() * 1.5)
+        font.setBold(True)
+        heading.setFont(font)
+        page = QWidget()
+        layout = QVBoxLayout(page)
+        layout.addWidget(heading)
+        if index in (STEP_ACCESS, STEP_MODEL, STEP_SETTINGS):
+            scroll = QScrollArea()  # short forms scroll rather than clip on a small screen
+            scroll.setWidgetResizable(True)
+            scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+            scroll.setWidget(body)
+            layout.addWidget(scroll, 1)
+        else:
+            layout.addWidget(body, 1)
+        if index < STEP_EXPORT:
+            button = QPushButton(f"Next: {STEP_TITLES[index + 1]} \u2192")
+            button.clicked.connect(lambda _=False, i=index: self.go_to(i + 1))
+            self.next_buttons.append(button)
+            row = QHBoxLayout()
+            row.addStretch(1)
+            row.addWidget(button)
+            layout.addLayout(row)
+        return page
+
+    def go_to(self, step: int) -> None:
+        self.steps.setCurrentRow(step)
+
+    def _connect(self) -> None:
+        self.model_panel.model_changed.connect(self._refresh)
+        self.model_panel.target_checked.connect(self._refresh)
+        self.model_panel.set_token_source(_current_token)
+        self.token_panel.token_changed.connect(lambda _info: self._refresh())
+        self.prompts_panel.table_changed.connect(self._on_table_changed)
+        self.settings_panel.changed.connect(self._refresh)
+        self.settings_panel.device_changed.connect(self.model_panel.set_device)
+        self.run_page.run_button.clicked.connect(self.start_run)
+        self.run_page.cancel_button.clicked.connect(self.cancel_run)
+        self.run_page.export_button.clicked.connect(lambda: self.go_to(STEP_EXPORT))
+        self.export_page.export_button.clicked.connect(self.choose_export_folder)
+        self.export_page.open_button.clicked.connect(self.open_export_folder)
+        self.runner.busy_changed.connect(self._on_busy)
+        self.runner.progress.connect(self._on_progress)
+        self.runner.status.connect(self._on_status)
+        self.runner.partial_result.connect(self.run_page.results.add_result)
+        self.runner.succeeded.connect(self._on_succeeded)
+        self.runner.failed.connect(self._on_failed)
+        self.runner.cancelled.connect(self._on_cancelled)
+
+    # --- preferences -----------------------------------------------------------------------------
+
+    def _restore(self) -> None:
+        run, export = prefs.load_settings(self.qsettings)
+        self.settings_panel.set_values(run, export)
+        self.model_panel.set_device(run.device)
+        self.model_panel.set_model(run.model)
+        self.model_panel.set_start_folder(prefs.last_folder(self.qsettings, "model"))
+        self.prompts_panel.set_start_folder(prefs.last_folder(self.qsettings, "prompts"))
+        geometry = self.qsettings.value("window/geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+
+    def save_preferences(self) -> None:
+        try:
+            run, export = self.settings_panel.values(model=self.model_panel.model() or DEFAULT_MODEL)
+        except GpiError:
+            return  # a half-typed option line is not worth keeping
+        prefs.save_settings(self.qsettings, run, export)
+        self.qsettings.setValue("window/geometry", self.saveGeometry())
+        self.qsettings.sync()
+
+    # --- the state of the steps ------------------------------------------------------------------
+
+    def _on_table_changed(self, table) -> None:
+        if table is not None:
+            prefs.remember_folder(self.qsettings, "prompts", Path(table.path).parent)
+            self.run_page.progress_bar.setRange(0, max(len(table), 1))
+            self.run_page.progress_bar.setValue(0)
+        self._refresh()
+
+    def run_blocker(self) -> str | None:
+        """Why Run cannot start yet, in plain words, or None."""
+        table = self.prompts_panel.table
+        if self.prompts_panel.is_loading():
+            return "The prompts file is still being read."
+        if table is None:
+            return "Open a prompts file first (step 3)." if self.prompts_panel.model.rowCount() == 0 else (
+                "Choose the column with the texts (step 3).")
+        if self.prompts_panel.empty:
+            return "Some rows have no text (step 3 shows them in red): fill them or delete them, then open the file again."
+        if not self.model_panel.model():
+            return "Enter a model first (step 2)."
+        return None
+
+    def _refresh(self, *_args) -> None:
+        table = self.prompts_panel.table
+        done = [
+            self.token_panel.info is not None,
+            self.model_panel.last_target is not None,
+            table is not None and not self.prompts_panel.empty,
+            True,
+            self.outcome is not None,
+            self.last_export is not None,
+        ]
+        for i, ok in enumerate(done):
+            mark = "  \u2714" if ok and i != STEP_SETTINGS else ""
+            self.steps.item(i).setText(f"{i + 1}  {STEP_TITLES[i]}{mark}")
+        self.run_page.set_repeat_task(self.settings_panel.task_box.currentData() == "repeat")
+        try:
+            run, export = self.settings_panel.values(model=self.model_panel.model())
+            self.export_page.set_export_settings(export)
+        except GpiError:
+            run = None
+        self.run_page.summary_label.setText(self._summary(table, run))
+        if not self.runner.is_busy():
+            blocker = self.run_blocker()
+            self.run_page.run_button.setEnabled(blocker is None)
+            self.run_page.run_button.setToolTip(blocker or "Generate a text and a vector for every prompt.")
+
+    def _summary(self, table, run) -> str:
+        model = self.model_panel.model()
+        lines = []
+        if is_demo_model(model):
+            lines.append("<b>Model:</b> the demo model (random weights: its texts are gibberish)")
+        else:
+            lines.append(f"<b>Model:</b> {_html(model) or '(none)'}")
+        target = self.model_panel.last_target
+        if target is not None:
+            where = "the CPU (slow for large models)" if target.on_cpu else f"the GPU {_html(target.device_name)}"
+            width = f", {target.hidden_size:,} numbers per vector" if target.hidden_size else ""
+            lines.append(f"<b>Runs on:</b> {where}{width}")
+        if table is not None:
+            lines.append(f"<b>Prompts:</b> {len(table):,} rows from {_html(Path(table.path).name)}, "
+                         f"column '{_html(table.column)}'")
+        else:
+            lines.append("<b>Prompts:</b> none yet")
+        if run is not None:
+            task = run.task if run.task in ("create", "repeat") else "your own instruction"
+            lines.append(f"<b>Settings:</b> task {task}, pooling {run.pooling}, at most {run.max_new_tokens:,} new "
+                         f"tokens, {'gpi_pack-compatible' if run.template == 'gpi_pack' else 'model-card'} "
+                         "chat formatting")
+        return "<br>".join(lines)
+
+    # --- run -------------------------------------------------------------------------------------
+
+    def start_run(self) -> None:
+        """Check the job, ask about an unfinished run of it, then start it in the worker."""
+        if self.runner.is_busy():
+            return
+        blocker = self.run_blocker()
+        if blocker:
+            self.run_page.show_status(blocker, error=True)
+            return
+        try:
+            from gpi_desktop.core.job import JobSpec
+
+            run, export = self.settings_panel.values(model=self.model_panel.model())
+            table = self.prompts_panel.table
+            spec = JobSpec(prompts_path=Path(table.path), column=table.column, settings=run, export=export).validate()
+        except GpiError as error:
+            self.run_page.show_status(str(error), error=True)
+            return
+        self.save_preferences()
+        self.run_page.run_button.setEnabled(False)
+        self.run_page.show_status("Checking for an unfinished run of this job\u2026")
+        runs_dir = self.runs_dir
+        self.calls.call(lambda: _inspect_job(spec, table, runs_dir), self._on_inspected, self._on_inspect_failed)
+
+    def _on_inspect_failed(self, error: BaseException) -> None:
+        self._refresh()
+        self.run_page.show_status(_message(error), error=True)
+
+    def _on_inspected(self, pending: PendingRun) -> None:
+        start_over = False
+        if pending.finished is not None and pending.work_dir not in self._stopped_here:
+            total = len(pending.table)
+            choice = self.prompter.ask(
+                self, "Continue the earlier run?",
+                f"This same job was started before and {pending.finished:,} of {total:,} prompts are done.",
+                ["Continue where it stopped", "Start again from the beginning", "Cancel"],
+                details="Continuing redoes no finished prompt and gives the same files as one uninterrupted run.")
+            if choice == 2:
+                self._refresh()
+                self.run_page.show_status("Nothing was started.")
+                return
+            start_over = choice == 1
+        self._launch(pending, start_over)
+
+    def _launch(self, pending: PendingRun, start_over: bool) -> None:
+        if self.runner.is_busy():
+            return
+        spec, work_dir = pending.spec, pending.work_dir
+        table = pending.table
+        self.outcome = None
+        self.last_export = None
+        self.export_page.set_ready(False)
+        if start_over or work_dir != self._run_work_dir:
+            texts = table.texts
+            self.run_page.results.reset(lambda row: texts[row])
+        self.run_page.progress_bar.setRange(0, max(len(table), 1))
+        self.run_page.progress_bar.setValue(pending.finished or 0)
+        self.run_page.progress_label.setText("")
+
+        def task(state):
+            from gpi_desktop.core.job import run_job
+
+            if start_over:
+                shutil.rmtree(work_dir, ignore_errors=True)
+            state.set_status("Loading the model\u2026 (a hub model is downloaded the first time)")
+            return run_job(spec, work_dir, state, resume=True, token=_current_token())
+
+        self._task = "run"
+        self._run_work_dir = work_dir
+        self.runner.start(task)
+        self.go_to(STEP_RUN)
+
+    def cancel_run(self) -> None:
+        if self.runner.is_busy() and self._task == "run":
+            self.runner.cancel()
+            self.run_page.set_cancelling()
+
+    def _on_busy(self, busy: bool) -> None:
+        if self._task == "run" or not busy:
+            self.run_page.set_running(busy and self._task == "run")
+        self.settings_panel.setEnabled(not busy)
+        self.model_panel.setEnabled(not busy)
+        self.prompts_panel.setEnabled(not busy)
+        if not busy:
+            self._refresh()
+
+    def _on_progress(self, progress: Progress) -> None:
+        if self._task == "export":
+            self.export_page.show_progress(progress.done, progress.total)
+        else:
+            self.run_page.show_progress(progress)
+
+    def _on_status(self, text: str) -> None:
+        if self._task == "run":
+            self.run_page.show_status(text)
+
+    def _on_succeeded(self, value) -> None:
+        task, self._task = self._task, ""
+        if task == "run":
+            self._run_succeeded(value)
+        elif task == "export":
+            self._export_succeeded(value)
+        self._after_task()
+
+    def _on_failed(self, error: BaseException) -> None:
+        task, self._task = self._task, ""
+        message = _message(error)
+        if task == "run":
+            if self._run_work_dir is not None:
+                self._stopped_here.add(self._run_work_dir)
+            self.run_page.show_status(message + " Press Run to try again; finished texts are kept.", error=True)
+        else:
+            self.export_page.set_exporting(False)
+            self.export_page.set_ready(self.outcome is not None, len(self.outcome.results) if self.outcome else 0)
+            self.export_page.show_error(message)
+        self._after_task()
+
+    def _on_cancelled(self) -> None:
+        task, self._task = self._task, ""
+        if task == "export":
+            self.export_page.set_exporting(False)
+            self.export_page.set_ready(self.outcome is not None, len(self.outcome.results) if self.outcome else 0)
+            self._after_task()
+            return
+        if self._run_work_dir is not None:
+            self._stopped_here.add(self._run_work_dir)
+        done = self.run_page.results.rowCount()
+        self.run_page.show_status(f"Stopped. {done:,} finished texts are kept; press Run to continue where it stopped.")
+        self._after_task()
+
+    def _run_succeeded(self, outcome) -> None:
+        self.outcome = outcome
+        if self._run_work_dir is not None:
+            self._stopped_here.discard(self._run_work_dir)
+        texts = outcome.table.texts
+        self.run_page.results.set_results(outcome.results, lambda row: texts[row])
+        limit = sum(1 for r in outcome.results if r.hit_limit)
+        note = (f" {limit:,} stopped at the token limit (highlighted): raise 'Maximum new tokens' if they look cut off."
+                if limit else "")
+        self.run_page.show_status(f"Done: {len(outcome.results):,} texts and vectors.{note} "
+                                  "Check them below, then export (step 6).")
+        self.run_page.export_button.setEnabled(True)
+        self.export_page.set_ready(True, len(outcome.results))
+        self.run_finished.emit(outcome)
+
+    def _after_task(self) -> None:
+        self._refresh()
+        if self._close_when_idle:
+            self.close()
+
+    # --- export ----------------------------------------------------------------------------------
+
+    def choose_export_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose the export folder (an empty one is best)",
+                                                  prefs.last_folder(self.qsettings, "export"))
+        if folder:
+            self.export_to(Path(folder))
+
+    def export_to(self, folder: Path) -> bool:
+        """Write the export folder in the worker; asks before writing into a folder that holds files."""
+        if self.outcome is None or self.runner.is_busy():
+            return False
+        outcome = self.outcome
+        overwrite = False
+        if folder_has_files(folder):
+            choice = self.prompter.ask(self, "The folder is not empty", overwrite_question(folder, outcome.spec.export),
+                                       ["Write into it", "Cancel"], warning=True)
+            if choice != 0:
+                return False
+            overwrite = True
+        prefs.remember_folder(self.qsettings, "export", folder.parent if folder.parent.is_dir() else folder)
+        self.export_page.set_exporting(True)
+        self._export_folder = folder
+
+        def task(state):
+            from gpi_desktop.core.job import export_run
+
+            return export_run(outcome, folder, overwrite=overwrite, state=state)
+
+        self._task = "export"
+        self.runner.start(task)
+        return True
+
+    def _export_succeeded(self, written) -> None:
+        folder = Path(written) if written else self._export_folder
+        self.last_export = folder
+        outcome = self.outcome
+        self.export_page.set_exporting(False)
+        snippet = gpi_pack_snippet(folder, outcome.spec.export)
+        message = f"Exported {len(outcome.results):,} texts and vectors to {folder}."
+        self.export_page.show_done(message, snippet)
+        if self._run_work_dir is not None:
+            # The export holds everything now; the journal would only take disk space.
+            shutil.rmtree(self._run_work_dir, ignore_errors=True)
+        self.export_finished.emit(folder)
+        choice = self.prompter.ask(self, "Export finished", message, ["Open the folder", "Close"],
+                                   details="Load it in Python with gpi_pack:\n\n" + snippet)
+        if choice == 0:
+            self.open_export_folder()
+
+    def open_export_folder(self) -> None:
+        if self.last_export is not None:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.last_export)))
+
+    # --- drag and drop ---------------------------------------------------------------------------
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if _dropped_table(event.mimeData()) is not None and not self.runner.is_busy():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        path = _dropped_table(event.mimeData())
+        if path is not None and not self.runner.is_busy():
+            event.acceptProposedAction()
+            self.go_to(STEP_PROMPTS)
+            self.prompts_panel.load_file(path)
+
+    # --- closing ---------------------------------------------------------------------------------
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self.runner.is_busy():
+            if not self._close_when_idle:
+                what = "A run" if self._task == "run" else "An export"
+                choice = self.prompter.ask(
+                    self, "Stop and close?",
+                    f"{what} is in progress. Stop it and close the window?",
+                    ["Stop and close", "Keep working"],
+                    details="Finished texts are kept: next time, press Run and choose to continue.")
+                if choice != 0:
+                    event.ignore()
+                    return
+                self._close_when_idle = True
+                self.cancel_run()
+                self.run_page.show_status("Stopping\u2026 the window closes when the current step has ended.")
+            event.ignore()  # closes for real when the worker reports back (see _after_task)
+            return
+        self.save_preferences()
+        self.runner.shutdown()
+        event.accept()
+
+
+def _current_token() -> str | None:
+    """The token from the keyring / session / environment; called only on worker threads."""
+    from gpi_desktop.core.secrets import find_token
+
+    return find_token().token
+
+
+def _dropped_table(mime) -> Path | None:
+    if not mime.hasUrls():
+        return None
+    for url in mime.urls():
+        if url.isLocalFile():
+            path = Path(url.toLocalFile())
+            if path.suffix.lower() in DROP_SUFFIXES:
+                return path
+    return None
+
+
+def _html(text: str) -> str:
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

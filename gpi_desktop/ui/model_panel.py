@@ -1,0 +1,215 @@
+"""Step 2: which model, and what the run will use (GPU or CPU, the model's hidden width)."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gpi_desktop.core.errors import GpiError
+from gpi_desktop.core.settings import DEFAULT_MODEL
+from gpi_desktop.ui.formatting import human_bytes
+from gpi_desktop.ui.resources import demo_model_path, is_demo_model
+from gpi_desktop.ui.tasks import BackgroundCalls
+
+INTRO = (
+    "Type the name of a model on Hugging Face (for example <b>meta-llama/Llama-3.1-8B-Instruct</b>, the model "
+    "gpi_pack uses) or choose a folder on this computer that holds a downloaded model. "
+    "A hub model is downloaded once, when you start the first run."
+)
+DEMO_NOTE = (
+    "This is the small demo model that comes with the program. Its weights are random, so the texts it writes "
+    "are gibberish. Use it to try the whole flow quickly; use a real model for research."
+)
+MODEL_TIP = (
+    "A Hugging Face model id (owner/name) or a folder that holds config.json and the weight files. "
+    f"Default: {DEFAULT_MODEL}, as in gpi_pack."
+)
+
+
+def target_lines(info) -> tuple[str, bool]:
+    """Plain lines for a `core.models.TargetInfo`, and whether they carry a warning."""
+    if info.on_cpu:
+        where = "Will run on: the CPU."
+    else:
+        free = f", {human_bytes(info.free_bytes)} of memory free" if info.free_bytes is not None else ""
+        where = f"Will run on: the GPU {info.device_name}{free}."
+    width = (f"Hidden width: {info.hidden_size:,} numbers per text (the length of each exported vector)."
+             if info.hidden_size else "Hidden width: not known yet.")
+    lines = [where, width]
+    if info.warning:
+        lines.append(info.warning)
+    return "\n".join(lines), bool(info.warning)
+
+
+class ModelPanel(QWidget):
+    """The model field, shortcuts to a folder or the demo model, and the target preview."""
+
+    model_changed = Signal(str)
+    target_checked = Signal(object)  # TargetInfo, or the exception
+
+    def __init__(self, calls: BackgroundCalls, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._calls = calls
+        self._check_seq = 0
+        self._checking = False
+        self._device = "auto"
+        self._token_source = lambda: None  # set by the window: returns the token to read the config with
+        self._start_folder = ""
+        self.last_target = None
+
+        intro = QLabel(INTRO)
+        intro.setWordWrap(True)
+
+        self.field = QLineEdit(DEFAULT_MODEL)
+        self.field.setToolTip(MODEL_TIP)
+        self.field.setPlaceholderText("owner/model-name, or a folder")
+        self.field.editingFinished.connect(self._edited)
+        folder_button = QPushButton("Choose folder…")
+        folder_button.setToolTip("Use a model that is already on this computer (the folder with config.json).")
+        folder_button.clicked.connect(self._choose_folder)
+        self.demo_button = QPushButton("Use the demo model")
+        self.demo_button.setToolTip("A tiny model with random weights that comes with the program: no token, "
+                                    "no GPU and no download needed. Its texts are gibberish.")
+        self.demo_button.clicked.connect(self.use_demo_model)
+        default_button = QPushButton("Default")
+        default_button.setToolTip(f"Go back to {DEFAULT_MODEL}, the model gpi_pack uses.")
+        default_button.clicked.connect(lambda: self.set_model(DEFAULT_MODEL))
+
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Model:"))
+        row.addWidget(self.field, 1)
+        row.addWidget(folder_button)
+        row.addWidget(self.demo_button)
+        row.addWidget(default_button)
+
+        self.demo_note = QLabel(DEMO_NOTE)
+        self.demo_note.setWordWrap(True)
+        self.demo_note.setStyleSheet("background: #fff4d6; padding: 6px; border-radius: 4px;")
+        self.page_link = QLabel()
+        self.page_link.setOpenExternalLinks(True)
+
+        self.target_label = QLabel()
+        self.target_label.setWordWrap(True)
+        self.target_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.check_button = QPushButton("Check again")
+        self.check_button.setToolTip("Look again at the GPU and the model's settings (reads only the model's "
+                                     "small config.json, not the weights).")
+        self.check_button.clicked.connect(self.check)
+        check_row = QHBoxLayout()
+        check_row.addWidget(self.target_label, 1)
+        check_row.addWidget(self.check_button, 0, Qt.AlignmentFlag.AlignTop)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(intro)
+        layout.addSpacing(8)
+        layout.addLayout(row)
+        layout.addWidget(self.demo_note)
+        layout.addWidget(self.page_link)
+        layout.addSpacing(8)
+        layout.addLayout(check_row)
+        layout.addStretch(1)
+
+        # A burst of edits (typing a path) makes one check, not one per keystroke.
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(400)
+        self._debounce.timeout.connect(self.check)
+        self._update_notes()
+
+    # --- public --------------------------------------------------------------------------------
+
+    def model(self) -> str:
+        return self.field.text().strip()
+
+    def set_model(self, model: str) -> None:
+        if model != self.field.text():
+            self.field.setText(model)
+        self._edited()
+
+    def use_demo_model(self) -> None:
+        self.set_model(str(demo_model_path()))
+
+    def set_device(self, device: str) -> None:
+        if device != self._device:
+            self._device = device
+            self._debounce.start()
+
+    def set_token_source(self, source) -> None:
+        self._token_source = source
+
+    def set_start_folder(self, folder: str) -> None:
+        self._start_folder = folder
+
+    def is_checking(self) -> bool:
+        return self._checking
+
+    def check(self) -> None:
+        """Describe the target in the background (imports torch there, never here)."""
+        model, device, token_source = self.model(), self._device, self._token_source
+        if not model:
+            self.target_label.setText("Enter a model first.")
+            return
+        self._check_seq += 1
+        seq = self._check_seq
+        self._checking = True
+        self.check_button.setEnabled(False)
+        self.check_button.setText("Checking…")
+        self.target_label.setStyleSheet("")
+        self.target_label.setText("Looking at the GPU and the model…")
+
+        def describe():
+            from gpi_desktop.core.models import describe_target
+
+            return describe_target(model, device, token_source())
+
+        self._calls.call(describe, lambda info: self._on_target(seq, info),
+                         lambda exc: self._on_target(seq, exc))
+
+    # --- internals ---------------------------------------------------------------------------------
+
+    def _edited(self) -> None:
+        self._update_notes()
+        self.model_changed.emit(self.model())
+        self._debounce.start()
+
+    def _update_notes(self) -> None:
+        model = self.model()
+        self.demo_note.setVisible(is_demo_model(model))
+        looks_like_hub_id = "/" in model and not model.startswith((".", "/", "~")) and model.count("/") == 1 \
+            and ":" not in model and "\\" not in model
+        if looks_like_hub_id:
+            url = f"https://huggingface.co/{model}"
+            self.page_link.setText(f'Model page: <a href="{url}">{url}</a>')
+        self.page_link.setVisible(looks_like_hub_id)
+
+    def _choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose the model folder", self._start_folder)
+        if folder:
+            self.set_model(folder)
+
+    def _on_target(self, seq: int, info) -> None:
+        if seq != self._check_seq:
+            return  # the model or device changed while this check ran; a newer one is on its way
+        self._checking = False
+        self.check_button.setEnabled(True)
+        self.check_button.setText("Check again")
+        if isinstance(info, BaseException):
+            self.last_target = None
+            message = str(info) if isinstance(info, GpiError) else (
+                "The model could not be checked; the details are in the log file.")
+            self.target_label.setText(message)
+            self.target_label.setStyleSheet("color: #b00020;")
+        else:
+            self.last_target = info
+            text, warn = target_lines(info)
+            self.target_label.setText(text)
+            self.target_label.setStyleSheet("color: #8a5a00;" if warn else "")
+        self.target_checked.emit(info)

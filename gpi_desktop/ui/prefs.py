@@ -1,0 +1,94 @@
+"""Settings and folders remembered between launches (QSettings).
+
+A stored value that no longer makes sense (an older version, a hand edit) is
+ignored and the gpi_pack default is used, so a bad preferences file can never
+stop the window from opening.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields, replace
+from pathlib import Path
+
+from PySide6.QtCore import QSettings
+
+from gpi_desktop.core.errors import SettingsError
+from gpi_desktop.core.options import parse_options
+from gpi_desktop.core.settings import ExportSettings, RunSettings
+
+_RUN = "run/"
+_EXPORT = "export/"
+_FOLDERS = "folders/"
+CUSTOM_INSTRUCTION_KEY = "run/custom_instruction"
+
+# Stored as text, parsed back with the types RunSettings expects.
+_INT_FIELDS = {"max_new_tokens"}
+_SKIP = {"template_options", "generation_options", "revision"}
+
+
+def save_settings(qs: QSettings, run: RunSettings, export: ExportSettings) -> None:
+    for f in fields(RunSettings):
+        if f.name not in _SKIP:
+            qs.setValue(_RUN + f.name, str(getattr(run, f.name)))
+    qs.setValue(_RUN + "template_options", options_text(run.template_options))
+    qs.setValue(_RUN + "generation_options", options_text(run.generation_options))
+    for f in fields(ExportSettings):
+        qs.setValue(_EXPORT + f.name, getattr(export, f.name))
+
+
+def load_settings(qs: QSettings) -> tuple[RunSettings, ExportSettings]:
+    run = RunSettings()
+    for f in fields(RunSettings):
+        if f.name in _SKIP or not qs.contains(_RUN + f.name):
+            continue
+        raw = str(qs.value(_RUN + f.name))
+        value: object = raw
+        if f.name in _INT_FIELDS or (f.name == "batch_size" and raw.isdigit()):
+            try:
+                value = int(raw)
+            except ValueError:
+                continue
+        candidate = replace(run, **{f.name: value})
+        if _valid(candidate):
+            run = candidate
+    for key in ("template_options", "generation_options"):
+        try:
+            options = parse_options(str(qs.value(_RUN + key, "")).splitlines())
+        except SettingsError:
+            continue
+        candidate = replace(run, **{key: options})
+        if _valid(candidate):
+            run = candidate
+    export = ExportSettings()
+    for f in fields(ExportSettings):
+        if qs.contains(_EXPORT + f.name):
+            candidate_e = replace(export, **{f.name: str(qs.value(_EXPORT + f.name))})
+            try:
+                export = candidate_e.validate()
+            except SettingsError:
+                pass
+    return run, export
+
+
+def _valid(run: RunSettings) -> bool:
+    try:
+        run.validate()
+    except SettingsError:
+        return False
+    return True
+
+
+def options_text(options: dict) -> str:
+    """KEY=VALUE lines, values as JSON, the form `parse_options` reads back."""
+    return "\n".join(f"{k}={json.dumps(v)}" for k, v in options.items())
+
+
+def last_folder(qs: QSettings, purpose: str) -> str:
+    """The folder last used for `purpose` ("prompts", "export", "model"), or the home folder."""
+    value = str(qs.value(_FOLDERS + purpose, ""))
+    return value if value and Path(value).is_dir() else str(Path.home())
+
+
+def remember_folder(qs: QSettings, purpose: str, folder: str | Path) -> None:
+    qs.setValue(_FOLDERS + purpose, str(folder))

@@ -1,0 +1,223 @@
+"""Step 3: the prompts file (CSV, TSV or XLSX), its text column, and what is in it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gpi_desktop.core import prompts as core_prompts
+from gpi_desktop.core.errors import GpiError
+from gpi_desktop.ui.resources import sample_prompts_path
+from gpi_desktop.ui.table_models import DataFrameModel
+from gpi_desktop.ui.tasks import BackgroundCalls
+
+INTRO = (
+    "One prompt (or one existing text) per row, under a header row, in a CSV, TSV or Excel (.xlsx) file. "
+    "Open the file or drag it onto this window. Each row gives one generated text and one vector, "
+    "in the same order."
+)
+FILE_FILTER = "Tables (*.csv *.tsv *.tab *.txt *.xlsx *.xlsm);;All files (*)"
+CHOOSE_COLUMN = "\u2014 choose the column with the texts \u2014"
+DROP_SUFFIXES = {".csv", ".tsv", ".tab", ".txt", ".xlsx", ".xlsm"}
+ENCODING_WORDS = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8", "utf-16": "UTF-16", "cp1252": "Windows-1252",
+                  "latin-1": "Latin-1", "xlsx": "Excel workbook"}
+
+
+class PromptsPanel(QWidget):
+    """Open a file, pick the text column, see rows and empty cells before the run."""
+
+    table_changed = Signal(object)  # core.prompts.PromptTable with a chosen column, or None
+    load_failed = Signal(str)
+
+    def __init__(self, calls: BackgroundCalls, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._calls = calls
+        self._frame = None
+        self._meta = None
+        self._path: Path | None = None
+        self._table: core_prompts.PromptTable | None = None
+        self._empty: list[int] = []
+        self._loading = False
+        self._start_folder = ""
+
+        intro = QLabel(INTRO)
+        intro.setWordWrap(True)
+        self.open_button = QPushButton("Open file…")
+        self.open_button.setToolTip("Choose a CSV, TSV or Excel (.xlsx) file with one prompt per row.")
+        self.open_button.clicked.connect(self._choose_file)
+        self.sample_button = QPushButton("Use the sample prompts")
+        self.sample_button.setToolTip("Ten short prompts about political speeches that come with the program.")
+        self.sample_button.clicked.connect(lambda: self.load_file(sample_prompts_path()))
+        self.file_label = QLabel("No file opened yet.")
+        self.file_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.open_button)
+        buttons.addWidget(self.sample_button)
+        buttons.addWidget(self.file_label, 1)
+
+        self.column_box = QComboBox()
+        self.column_box.setMinimumContentsLength(24)
+        self.column_box.setToolTip("The column whose cells are sent to the model, one per row. "
+                                   "It is chosen for you when one column is clearly the text.")
+        self.column_box.setEnabled(False)
+        self.column_box.currentIndexChanged.connect(self._column_chosen)
+        self.summary_label = QLabel()
+        column_row = QHBoxLayout()
+        column_row.addWidget(QLabel("Text column:"))
+        column_row.addWidget(self.column_box)
+        column_row.addSpacing(12)
+        column_row.addWidget(self.summary_label, 1)
+
+        self.message_label = QLabel()
+        self.message_label.setWordWrap(True)
+        self.message_label.hide()
+
+        self.model = DataFrameModel(self)
+        self.view = QTableView()
+        self.view.setModel(self.model)
+        self.view.setWordWrap(False)
+        self.view.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.view.setAlternatingRowColors(True)
+        # Fixed row heights and interactive column widths: Qt never measures 100,000 rows.
+        vheader = self.view.verticalHeader()
+        vheader.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        vheader.setDefaultSectionSize(self.fontMetrics().height() + 8)
+        hheader = self.view.horizontalHeader()
+        hheader.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        hheader.setDefaultSectionSize(160)
+        hheader.setStretchLastSection(True)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(intro)
+        layout.addLayout(buttons)
+        layout.addLayout(column_row)
+        layout.addWidget(self.message_label)
+        layout.addWidget(self.view, 1)
+
+    # --- public --------------------------------------------------------------------------------
+
+    @property
+    def table(self) -> core_prompts.PromptTable | None:
+        """The loaded file with its text column chosen, or None."""
+        return self._table
+
+    @property
+    def empty(self) -> list[int]:
+        """Zero-based rows whose text cell is empty."""
+        return list(self._empty)
+
+    def is_loading(self) -> bool:
+        return self._loading
+
+    def set_start_folder(self, folder: str) -> None:
+        self._start_folder = folder
+
+    def load_file(self, path: str | Path, column: str | None = None) -> None:
+        """Read the file in the background; the table appears when it is read."""
+        path = Path(path)
+        self._loading = True
+        self._set_buttons(False)
+        self.file_label.setText(f"Reading {path.name}…")
+        self._show_message("", error=False)
+
+        def read():
+            frame, meta = core_prompts.read_table(path)
+            guess = column if column is not None else core_prompts.guess_text_column(frame)
+            return frame, meta, guess
+
+        self._calls.call(read, lambda got: self._on_read(path, got), lambda exc: self._on_failed(path, exc))
+
+    def select_column(self, name: str) -> None:
+        index = self.column_box.findText(name)
+        if index >= 0:
+            self.column_box.setCurrentIndex(index)
+
+    # --- internals ---------------------------------------------------------------------------------
+
+    def _choose_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open the prompts file", self._start_folder, FILE_FILTER)
+        if path:
+            self.load_file(path)
+
+    def _on_read(self, path: Path, got) -> None:
+        frame, meta, guess = got
+        self._loading = False
+        self._set_buttons(True)
+        self._frame, self._meta, self._path = frame, meta, path
+        encoding = ENCODING_WORDS.get(meta.encoding, meta.encoding)
+        self.file_label.setText(f"{path.name}  ({encoding})")
+        self.file_label.setToolTip(str(path))
+        self.model.set_frame(frame)
+        self.column_box.blockSignals(True)
+        self.column_box.clear()
+        columns = [str(c) for c in frame.columns]
+        if guess not in columns:
+            self.column_box.addItem(CHOOSE_COLUMN)
+        self.column_box.addItems(columns)
+        self.column_box.setCurrentIndex(self.column_box.findText(guess) if guess in columns else 0)
+        self.column_box.setEnabled(True)
+        self.column_box.blockSignals(False)
+        self._column_chosen()
+
+    def _on_failed(self, path: Path, exc: BaseException) -> None:
+        self._loading = False
+        self._set_buttons(True)
+        message = str(exc) if isinstance(exc, GpiError) else (
+            f"{path.name} could not be read; the details are in the log file.")
+        if self._table is None:
+            self.file_label.setText("No file opened yet.")
+        else:
+            self.file_label.setText(f"{self._table.path.name} (still in use; the new file was not opened)")
+        self._show_message(message, error=True)
+        self.load_failed.emit(message)
+
+    def _column_chosen(self) -> None:
+        if self._frame is None:
+            return
+        name = self.column_box.currentText()
+        rows = len(self._frame)
+        if name not in [str(c) for c in self._frame.columns]:
+            self._table, self._empty = None, []
+            self.model.set_text_column(None)
+            self.summary_label.setText(f"{rows:,} rows")
+            self._show_message("Several columns could hold the texts: choose the text column above.", error=False)
+            self.table_changed.emit(None)
+            return
+        self._table = core_prompts.PromptTable(path=self._path, frame=self._frame, column=name,
+                                               sha256=self._meta.sha256, encoding=self._meta.encoding)
+        self._empty = core_prompts.empty_rows(self._table)
+        self.model.set_text_column(name, self._empty)
+        self.summary_label.setText(f"{rows:,} rows \u00b7 {len(self._empty):,} empty text cells")
+        if self._empty:
+            self._show_message(
+                f"{len(self._empty):,} rows have no text in '{name}' (rows {core_prompts.format_rows(self._empty)}, "
+                "counting from 0; shown in red): write a prompt there or delete those rows, then open the file again.",
+                error=True)
+        else:
+            self._show_message("", error=False)
+        self.table_changed.emit(self._table)
+
+    def _show_message(self, text: str, *, error: bool) -> None:
+        self.message_label.setText(text)
+        self.message_label.setStyleSheet("color: #b00020;" if error else "color: #8a5a00;")
+        self.message_label.setVisible(bool(text))
+
+    def _set_buttons(self, enabled: bool) -> None:
+        self.open_button.setEnabled(enabled)
+        self.sample_button.setEnabled(enabled)

@@ -1,0 +1,55 @@
+"""Where the bundled demo model, sample prompts and icons are, and where runs keep their journals."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QStandardPaths
+
+ORGANIZATION = "GPI Desktop"
+APPLICATION = "GPI Desktop"
+
+DEMO_MODEL_DIRNAME = "demo-model"
+SAMPLE_PROMPTS_FILENAME = "sample_prompts.csv"
+ICON_FILENAME = "icon.png"
+
+
+def resources_dir() -> Path:
+    """The `resources/` folder: next to the package in a checkout, inside the bundle when frozen.
+
+    GPI_DESKTOP_RESOURCES overrides both, for installs that put the files elsewhere.
+    """
+    override = os.environ.get("GPI_DESKTOP_RESOURCES")
+    if override:
+        return Path(override)
+    frozen = getattr(sys, "_MEIPASS", None)
+    if frozen:
+        return Path(frozen) / "resources"
+    return Path(__file__).resolve().parent.parent.parent / "resources"
+
+
+def demo_model_path() -> Path:
+    return resources_dir() / DEMO_MODEL_DIRNAME
+
+
+def sample_prompts_path() -> Path:
+    return resources_dir() / SAMPLE_PROMPTS_FILENAME
+
+
+def icon_path() -> Path:
+    return resources_dir() / ICON_FILENAME
+
+
+def is_demo_model(model: str) -> bool:
+    """True when `model` names the bundled demo model's folder."""
+    try:
+        return Path(model).expanduser().resolve() == demo_model_path().resolve()
+    except (OSError, ValueError):
+        return False
+
+
+def app_data_dir() -> Path:
+    """The per-user data folder (needs the application name set, as `app.main` does)."""
+    return Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation))

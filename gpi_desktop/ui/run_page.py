@@ -1,0 +1,159 @@
+"""Step 5: run, with progress, and the preview that fills in as texts finish.
+
+The page only shows; the main window starts and stops the run.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QItemSelection, Qt
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QGridLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gpi_desktop.core.progress import Progress
+from gpi_desktop.ui.formatting import progress_line
+from gpi_desktop.ui.table_models import COL_MATCH, COL_PROMPT, COL_ROW, COL_STOP, COL_TEXT, COL_TOKENS, ResultsModel
+
+IDLE_HINT = "Press Run to start. You can stop at any time: finished texts are kept, and the run can continue later."
+
+
+class RunPage(QWidget):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.summary_label = QLabel()
+        self.summary_label.setWordWrap(True)
+        self.summary_label.setTextFormat(Qt.TextFormat.RichText)
+        self.summary_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        self.run_button = QPushButton("Run")
+        self.run_button.setToolTip("Generate a text and a vector for every prompt with the chosen model and settings.")
+        self.run_button.setMinimumWidth(110)
+        self.run_button.setDefault(True)
+        self.cancel_button = QPushButton("Stop")
+        self.cancel_button.setToolTip("Stop after the current step. Finished texts are kept; press Run again to "
+                                      "continue where it stopped.")
+        self.cancel_button.setEnabled(False)
+        self.export_button = QPushButton("Export\u2026")
+        self.export_button.setToolTip("Write the texts and vectors to a folder, in gpi_pack's format.")
+        self.export_button.setEnabled(False)
+
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(0)
+        self.progress_bar.setFormat("%v of %m prompts")
+        self.progress_bar.setTextVisible(True)
+        self.progress_label = QLabel()
+        self.status_label = QLabel(IDLE_HINT)
+        self.status_label.setWordWrap(True)
+        self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        buttons.addWidget(self.progress_bar, 1)
+        buttons.addWidget(self.export_button)
+
+        self.results = ResultsModel(parent=self)
+        self.view = QTableView()
+        self.view.setModel(self.results)
+        self.view.setWordWrap(False)
+        self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.view.verticalHeader().hide()
+        self.view.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        self.view.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 8)
+        header = self.view.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        for col, width in ((COL_ROW, 50), (COL_PROMPT, 260), (COL_TEXT, 320), (COL_TOKENS, 60),
+                           (COL_STOP, 110), (COL_MATCH, 110)):
+            header.resizeSection(col, width)
+        header.setStretchLastSection(True)
+        self.view.selectionModel().selectionChanged.connect(self._selection_changed)
+        self.set_repeat_task(False)
+
+        self.detail_label = QLabel("Select a row to read its full texts side by side.")
+        self.prompt_text = QPlainTextEdit()
+        self.prompt_text.setReadOnly(True)
+        self.generated_text = QPlainTextEdit()
+        self.generated_text.setReadOnly(True)
+        detail = QWidget()
+        grid = QGridLayout(detail)
+        grid.setContentsMargins(0, 0, 0, 0)
+        grid.addWidget(self.detail_label, 0, 0, 1, 2)
+        grid.addWidget(QLabel("Prompt"), 1, 0)
+        grid.addWidget(QLabel("Generated text"), 1, 1)
+        grid.addWidget(self.prompt_text, 2, 0)
+        grid.addWidget(self.generated_text, 2, 1)
+
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(self.view)
+        splitter.addWidget(detail)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 2)
+        splitter.setChildrenCollapsible(False)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.summary_label)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress_label)
+        layout.addWidget(self.status_label)
+        layout.addWidget(splitter, 1)
+
+    # --- what the window tells the page --------------------------------------------------------
+
+    def set_running(self, running: bool) -> None:
+        self.run_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+        self.cancel_button.setText("Stop")
+        if running:
+            self.export_button.setEnabled(False)
+
+    def set_cancelling(self) -> None:
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.setText("Stopping\u2026")
+        self.status_label.setText("Stopping after the current step\u2026 finished texts are kept.")
+
+    def set_repeat_task(self, repeat: bool) -> None:
+        self.view.setColumnHidden(COL_MATCH, not repeat)
+
+    def show_progress(self, progress: Progress) -> None:
+        self.progress_bar.setRange(0, max(progress.total, 1))
+        self.progress_bar.setValue(progress.done)
+        self.progress_label.setText(progress_line(progress))
+        if progress.message:
+            self.status_label.setText(progress.message)
+
+    def show_status(self, text: str, *, error: bool = False) -> None:
+        self.status_label.setText(text)
+        self.status_label.setStyleSheet("color: #b00020;" if error else "")
+
+    # --- the detail view -------------------------------------------------------------------------
+
+    def _selection_changed(self, selected: QItemSelection, _deselected: QItemSelection) -> None:
+        rows = self.view.selectionModel().selectedRows()
+        if not rows:
+            return
+        self.show_detail(rows[0].row())
+
+    def show_detail(self, position: int) -> None:
+        result = self.results.result_at(position)
+        parts = [f"Row {result.row}", f"{result.n_tokens} tokens",
+                 "stopped at the token limit (the text may be cut off)" if result.hit_limit
+                 else "the model ended the text itself"]
+        if not self.view.isColumnHidden(COL_MATCH):
+            parts.append(f"{self.results.match_at(position):.0%} match with the input")
+        self.detail_label.setText(" \u00b7 ".join(parts))
+        self.prompt_text.setPlainText(self.results.prompt_at(position))
+        self.generated_text.setPlainText(result.text)

@@ -1,0 +1,286 @@
+"""Step 4: the run's settings, each with gpi_pack's default and a plain explanation."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gpi_desktop.core.instructions import CREATE_INSTRUCTION, REPEAT_INSTRUCTION
+from gpi_desktop.core.options import parse_options
+from gpi_desktop.core.settings import ExportSettings, RunSettings, parse_batch_size
+from gpi_desktop.ui.prefs import options_text
+
+TASKS = [("create", "Create a text from each prompt (create)"),
+         ("repeat", "Repeat each text as it is (repeat)"),
+         ("custom", "My own instruction")]
+POOLINGS = [("last", "Last token (last)"),
+            ("mean", "Average over the generated tokens (mean)"),
+            ("max", "Largest value over the generated tokens (max)")]
+DTYPES = [("auto", "Automatic (auto)"), ("bfloat16", "bfloat16"), ("float16", "float16"), ("float32", "float32")]
+DEVICES = [("auto", "Automatic: the GPU if there is one"), ("cuda", "NVIDIA GPU (cuda)"), ("cpu", "CPU")]
+TEMPLATES = [("gpi_pack", "gpi_pack-compatible"), ("model-card", "Model-card style")]
+
+TIPS = {
+    "task": (
+        "What the model is told before each prompt (its instruction).\n"
+        f"create: \u201c{CREATE_INSTRUCTION}\u201d\n"
+        f"repeat: \u201c{REPEAT_INSTRUCTION}\u201d Use repeat to get vectors for texts you already have.\n"
+        "Your own instruction is used word for word.\nDefault: create, as in gpi_pack."
+    ),
+    "pooling": (
+        "How the model's internal states, one per generated token, become one vector per text.\n"
+        "last: the state at the last generated token (gpi_pack's default).\n"
+        "mean: the average over the generated tokens (the prompt's own step left out, as in gpi_pack).\n"
+        "max: the largest value of each number over the generated tokens.\nDefault: last."
+    ),
+    "max_new_tokens": (
+        "The longest text the model may write, in tokens (a token is roughly three quarters of a word).\n"
+        "Texts that reach it are cut and marked \u2018Token limit\u2019 in the preview.\n"
+        "Fewer tokens run faster. Default: 1000, as in gpi_pack."
+    ),
+    "dtype": (
+        "How precisely the model's numbers are stored.\n"
+        "auto: bfloat16 on a GPU that supports it, else float16; float32 on the CPU.\n"
+        "float32 needs twice the memory of the others. Recorded in the manifest, since it changes the numbers "
+        "slightly.\nDefault: auto."
+    ),
+    "device": (
+        "Where the model runs. Automatic uses the NVIDIA GPU when there is one, else the CPU (slow for large "
+        "models).\nDefault: automatic."
+    ),
+    "batch_size": (
+        "How many prompts are generated together. More is faster until memory runs out; it never changes the "
+        "results.\nauto picks a size for your GPU or CPU. Default: auto."
+    ),
+    "template": (
+        "How the instruction and the prompt are wrapped for a chat model.\n"
+        "gpi_pack-compatible: exactly as gpi_pack does it (no assistant header after the prompt), so the vectors "
+        "match gpi_pack's.\n"
+        "Model-card style: adds the assistant header the model's documentation recommends; texts may read "
+        "better, but the vectors differ from gpi_pack's.\nDefault: gpi_pack-compatible."
+    ),
+    "prefix": (
+        "The start of each vector file's name: hidden_0.pt, hidden_1.pt, \u2026\n"
+        "gpi_pack's load_hiddens needs the same prefix. Default: hidden_, as in gpi_pack."
+    ),
+    "save_name": (
+        "The name (without extension) of the .pkl and .csv files that hold the generated texts.\n"
+        "Default: generated_texts, as in gpi_pack."
+    ),
+    "template_options": (
+        "Extra settings for the chat template, one KEY=VALUE per line, as gpi_pack's tokenizer_config.\n"
+        "Values are read as JSON where they can be (true, 2, \"text\"). Leave empty unless a model's "
+        "documentation asks for one. Recorded in the manifest."
+    ),
+    "generation_options": (
+        "Extra settings for generation, one KEY=VALUE per line, as gpi_pack's model_config, for example "
+        "repetition_penalty=1.1.\nSampling and temperature are refused: decoding is always greedy, as in "
+        "gpi_pack. Leave empty unless you need one. Recorded in the manifest."
+    ),
+}
+HELP = {
+    "task": "What the model is asked to do with each prompt.",
+    "pooling": "How each text's token states become one vector.",
+    "max_new_tokens": "The longest text the model may write.",
+    "dtype": "Numeric precision of the model.",
+    "device": "GPU or CPU.",
+    "batch_size": "Prompts generated together; does not change results.",
+    "template": "Keep gpi_pack-compatible to match gpi_pack's vectors.",
+    "prefix": "hidden_0.pt, hidden_1.pt, \u2026",
+    "save_name": "generated_texts.pkl and generated_texts.csv",
+}
+
+
+def _combo(items: list[tuple[str, str]], tip: str) -> QComboBox:
+    box = QComboBox()
+    for value, label in items:
+        box.addItem(label, value)
+    box.setToolTip(tip)
+    return box
+
+
+def _select(box: QComboBox, value: str) -> None:
+    index = box.findData(value)
+    box.setCurrentIndex(max(index, 0))
+
+
+class SettingsPanel(QWidget):
+    """The settings form; `values()` gives typed RunSettings/ExportSettings (the model is the model step's)."""
+
+    changed = Signal()
+    device_changed = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.task_box = _combo(TASKS, TIPS["task"])
+        self.instruction_edit = QPlainTextEdit()
+        self.instruction_edit.setPlaceholderText("Write the instruction the model gets before each prompt.")
+        self.instruction_edit.setToolTip("Your own instruction, sent to the model word for word before each prompt.")
+        self.instruction_edit.setFixedHeight(70)
+        self.pooling_box = _combo(POOLINGS, TIPS["pooling"])
+        self.max_tokens = QSpinBox()
+        self.max_tokens.setRange(1, 100_000)
+        self.max_tokens.setGroupSeparatorShown(True)
+        self.max_tokens.setToolTip(TIPS["max_new_tokens"])
+        self.dtype_box = _combo(DTYPES, TIPS["dtype"])
+        self.device_box = _combo(DEVICES, TIPS["device"])
+        self.batch_spin = QSpinBox()
+        self.batch_spin.setRange(0, 4096)
+        self.batch_spin.setSpecialValueText("auto")  # 0 shows as "auto"
+        self.batch_spin.setToolTip(TIPS["batch_size"])
+        self.template_box = _combo(TEMPLATES, TIPS["template"])
+        self.prefix_edit = QLineEdit()
+        self.prefix_edit.setToolTip(TIPS["prefix"])
+        self.save_name_edit = QLineEdit()
+        self.save_name_edit.setToolTip(TIPS["save_name"])
+        self.template_options = QPlainTextEdit()
+        self.template_options.setToolTip(TIPS["template_options"])
+        self.template_options.setPlaceholderText("for example: enable_thinking=false")
+        self.template_options.setFixedHeight(54)
+        self.generation_options = QPlainTextEdit()
+        self.generation_options.setToolTip(TIPS["generation_options"])
+        self.generation_options.setPlaceholderText("for example: repetition_penalty=1.1")
+        self.generation_options.setFixedHeight(54)
+
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
+        self._add(form, "Task", self.task_box, "task")
+        form.addRow("", self.instruction_edit)
+        self._add(form, "Pooling", self.pooling_box, "pooling")
+        self._add(form, "Maximum new tokens", self.max_tokens, "max_new_tokens")
+        self._add(form, "Chat formatting", self.template_box, "template")
+        self._add(form, "Precision", self.dtype_box, "dtype")
+        self._add(form, "Device", self.device_box, "device")
+        self._add(form, "Batch size", self.batch_spin, "batch_size")
+        self._add(form, "File prefix", self.prefix_edit, "prefix")
+        self._add(form, "Texts file name", self.save_name_edit, "save_name")
+
+        advanced = QGroupBox("Advanced (as gpi_pack's tokenizer_config and model_config)")
+        advanced.setCheckable(True)
+        advanced.setChecked(False)
+        advanced.setToolTip("Options most researchers never need. Open only when a model's documentation asks.")
+        adv_form = QFormLayout()
+        adv_inner = QWidget()
+        adv_inner.setLayout(adv_form)
+        adv_form.addRow(self._label("Chat template options", "template_options"), self.template_options)
+        adv_form.addRow(self._label("Generation options", "generation_options"), self.generation_options)
+        adv_box = QVBoxLayout(advanced)
+        adv_box.addWidget(adv_inner)
+        advanced.toggled.connect(adv_inner.setVisible)
+        adv_inner.setVisible(False)
+        self.advanced = advanced
+
+        defaults = QPushButton("Restore gpi_pack's defaults")
+        defaults.setToolTip("Set every setting on this page back to its default (the model is not changed).")
+        defaults.clicked.connect(self.restore_defaults)
+        bottom = QHBoxLayout()
+        bottom.addStretch(1)
+        bottom.addWidget(defaults)
+
+        intro = QLabel("The defaults reproduce gpi_pack. Point at a setting to read what it means.")
+        intro.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.addWidget(intro)
+        layout.addLayout(form)
+        layout.addWidget(advanced)
+        layout.addLayout(bottom)
+        layout.addStretch(1)
+
+        self.set_values(RunSettings(), ExportSettings())
+        for box in (self.task_box, self.pooling_box, self.dtype_box, self.template_box, self.device_box):
+            box.currentIndexChanged.connect(self._on_change)
+        for spin in (self.max_tokens, self.batch_spin):
+            spin.valueChanged.connect(self._on_change)
+        for edit in (self.prefix_edit, self.save_name_edit):
+            edit.textChanged.connect(self._on_change)
+        for text in (self.instruction_edit, self.template_options, self.generation_options):
+            text.textChanged.connect(self._on_change)
+        self.device_box.currentIndexChanged.connect(lambda: self.device_changed.emit(self.device_box.currentData()))
+
+    def _label(self, text: str, key: str) -> QWidget:
+        label = QLabel(text)
+        label.setToolTip(TIPS[key])
+        return label
+
+    def _add(self, form: QFormLayout, text: str, widget: QWidget, key: str) -> None:
+        field = QWidget()
+        column = QVBoxLayout(field)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(1)
+        column.addWidget(widget)
+        if key in HELP:
+            hint = QLabel(HELP[key])
+            hint.setStyleSheet("color: palette(placeholder-text); font-size: 11px;")
+            hint.setToolTip(TIPS[key])
+            column.addWidget(hint)
+        form.addRow(self._label(text, key), field)
+
+    def _on_change(self) -> None:
+        self.instruction_edit.setVisible(self.task_box.currentData() == "custom")
+        self.changed.emit()
+
+    # --- values ----------------------------------------------------------------------------------
+
+    def set_values(self, run: RunSettings, export: ExportSettings) -> None:
+        task = run.task if run.task in ("create", "repeat") else "custom"
+        _select(self.task_box, task)
+        if task == "custom":
+            self.instruction_edit.setPlainText(run.task)
+        _select(self.pooling_box, run.pooling)
+        self.max_tokens.setValue(run.max_new_tokens)
+        _select(self.dtype_box, run.dtype)
+        _select(self.device_box, run.device)
+        batch = parse_batch_size(run.batch_size)
+        self.batch_spin.setValue(0 if batch == "auto" else int(batch))
+        _select(self.template_box, run.template)
+        self.prefix_edit.setText(export.prefix)
+        self.save_name_edit.setText(export.save_name)
+        self.template_options.setPlainText(options_text(run.template_options))
+        self.generation_options.setPlainText(options_text(run.generation_options))
+        if run.template_options or run.generation_options:
+            self.advanced.setChecked(True)
+        self.instruction_edit.setVisible(task == "custom")
+
+    def values(self, model: str = RunSettings.model) -> tuple[RunSettings, ExportSettings]:
+        """The settings as typed; raises SettingsError (plain words) for a bad option line."""
+        task = self.task_box.currentData()
+        if task == "custom":
+            task = self.instruction_edit.toPlainText().strip()
+        run = RunSettings(
+            model=model,
+            task=task,
+            pooling=self.pooling_box.currentData(),
+            max_new_tokens=self.max_tokens.value(),
+            dtype=self.dtype_box.currentData(),
+            device=self.device_box.currentData(),
+            template=self.template_box.currentData(),
+            batch_size="auto" if self.batch_spin.value() == 0 else self.batch_spin.value(),
+            template_options=parse_options(_lines(self.template_options)),
+            generation_options=parse_options(_lines(self.generation_options)),
+        )
+        export = ExportSettings(prefix=self.prefix_edit.text(), save_name=self.save_name_edit.text().strip())
+        return run, export
+
+    def device(self) -> str:
+        return self.device_box.currentData()
+
+    def restore_defaults(self) -> None:
+        self.instruction_edit.clear()
+        self.set_values(RunSettings(), ExportSettings())
+        self.advanced.setChecked(False)
+
+
+def _lines(edit: QPlainTextEdit) -> list[str]:
+    return [line.strip() for line in edit.toPlainText().splitlines() if line.strip()]

@@ -1,0 +1,230 @@
+"""Table models for the prompts file and the preview of results.
+
+Both read their data lazily, cell by cell, as the view asks for visible cells,
+so a file of 100,000 rows opens at once and scrolls smoothly (a QTableWidget
+would build 100,000 x columns items up front).
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Any, Callable, Sequence
+
+import pandas as pd
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtGui import QBrush, QColor
+
+from gpi_desktop.core.results import STOP_EOS, STOP_LENGTH, PromptResult
+from gpi_desktop.ui.textmatch import similarity
+
+# Long cells are cut for the table (the full text is in the tooltip and the detail view):
+# drawing thousands of characters per visible cell is what makes a table stutter.
+DISPLAY_CHARS = 200
+TOOLTIP_CHARS = 2000
+
+TEXT_COLUMN_BRUSH = QBrush(QColor(225, 238, 255))
+EMPTY_CELL_BRUSH = QBrush(QColor(255, 215, 215))
+LIMIT_ROW_BRUSH = QBrush(QColor(255, 232, 200))
+
+ROW_HEADER_TIP = "Row numbers start at 0, as in the exported files: hidden_0.pt is the first row of data."
+
+_Index = QModelIndex | QPersistentModelIndex
+
+
+def _one_line(text: str, limit: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "\u2026"
+
+
+def _cell_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
+        return ""  # an empty cell, as pandas reads it (NaN, None, NA, NaT)
+    return str(value)
+
+
+class DataFrameModel(QAbstractTableModel):
+    """A read-only view of a pandas DataFrame; the text column and its empty cells are tinted."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self._columns: list[Sequence[Any]] = []
+        self._names: list[str] = []
+        self._rows = 0
+        self._text_column: int | None = None
+        self._empty_rows: frozenset[int] = frozenset()
+
+    def set_frame(self, frame) -> None:
+        self.beginResetModel()
+        # One object array per column: positional access without pandas' per-cell overhead.
+        self._columns = [frame.iloc[:, i].to_numpy(dtype=object) for i in range(frame.shape[1])]
+        self._names = [str(c) for c in frame.columns]
+        self._rows = int(frame.shape[0])
+        self._text_column = None
+        self._empty_rows = frozenset()
+        self.endResetModel()
+
+    def clear(self) -> None:
+        self.beginResetModel()
+        self._columns, self._names, self._rows = [], [], 0
+        self._text_column, self._empty_rows = None, frozenset()
+        self.endResetModel()
+
+    def set_text_column(self, name: str | None, empty_rows: Sequence[int] = ()) -> None:
+        self._text_column = self._names.index(name) if name in self._names else None
+        self._empty_rows = frozenset(empty_rows)
+        if self._rows and self._names:
+            self.dataChanged.emit(self.index(0, 0), self.index(self._rows - 1, len(self._names) - 1),
+                                  [Qt.ItemDataRole.BackgroundRole])
+
+    def rowCount(self, parent: _Index = QModelIndex()) -> int:
+        return 0 if parent.isValid() else self._rows
+
+    def columnCount(self, parent: _Index = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self._names)
+
+    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        row, col = index.row(), index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            return _one_line(_cell_text(self._columns[col][row]), DISPLAY_CHARS)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            text = _cell_text(self._columns[col][row])
+            if col == self._text_column and row in self._empty_rows:
+                return "This cell is empty: write a prompt here or remove the row before running."
+            return text[:TOOLTIP_CHARS] if len(text) > DISPLAY_CHARS else None
+        if role == Qt.ItemDataRole.BackgroundRole and col == self._text_column:
+            return EMPTY_CELL_BRUSH if row in self._empty_rows else TEXT_COLUMN_BRUSH
+        return None
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if orientation == Qt.Orientation.Horizontal:
+            if role == Qt.ItemDataRole.DisplayRole and section < len(self._names):
+                return self._names[section]
+            if role == Qt.ItemDataRole.ToolTipRole and section == self._text_column:
+                return "The column whose texts are sent to the model."
+            return None
+        if role == Qt.ItemDataRole.DisplayRole:
+            return str(section)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return ROW_HEADER_TIP
+        return None
+
+
+# Columns of the preview, in order.
+COL_ROW, COL_PROMPT, COL_TEXT, COL_TOKENS, COL_STOP, COL_MATCH = range(6)
+PREVIEW_HEADERS = ("Row", "Prompt", "Generated text", "Tokens", "Why it stopped", "Match with input")
+PREVIEW_TIPS = (
+    ROW_HEADER_TIP,
+    "The text sent to the model.",
+    "What the model wrote (special tokens removed, as gpi_pack does).",
+    "How many tokens the model generated for this row (the end-of-text token included when it came).",
+    "'End of text': the model finished by itself. 'Token limit': it was cut at the maximum new tokens;"
+    " such rows are highlighted, raise the limit if the texts look cut off.",
+    "For the repeat task: how closely the generated text matches the input (100% = identical).",
+)
+STOP_WORDS = {STOP_EOS: "End of text", STOP_LENGTH: "Token limit"}
+
+
+class ResultsModel(QAbstractTableModel):
+    """Finished prompts in row order; a result is inserted where it belongs as soon as it arrives."""
+
+    def __init__(self, prompt_of: Callable[[int], str] = lambda row: "", parent=None) -> None:
+        super().__init__(parent)
+        self._prompt_of = prompt_of
+        self._rows: list[int] = []  # sorted data rows, parallel to _results
+        self._results: list[PromptResult] = []
+        self._match_cache: dict[int, float] = {}
+
+    def reset(self, prompt_of: Callable[[int], str]) -> None:
+        self.beginResetModel()
+        self._prompt_of = prompt_of
+        self._rows, self._results, self._match_cache = [], [], {}
+        self.endResetModel()
+
+    def set_results(self, results: Sequence[PromptResult], prompt_of: Callable[[int], str]) -> None:
+        """Show exactly `results` (a finished run, resumed ones included) in one reset."""
+        ordered = sorted(results, key=lambda r: r.row)
+        self.beginResetModel()
+        self._prompt_of = prompt_of
+        self._rows = [r.row for r in ordered]
+        self._results = ordered
+        self._match_cache = {}
+        self.endResetModel()
+
+    def add_result(self, result: PromptResult) -> None:
+        pos = bisect.bisect_left(self._rows, result.row)
+        if pos < len(self._rows) and self._rows[pos] == result.row:
+            self._results[pos] = result  # a row reported again (a resumed run) replaces the old one
+            self._match_cache.pop(result.row, None)
+            self.dataChanged.emit(self.index(pos, 0), self.index(pos, len(PREVIEW_HEADERS) - 1))
+            return
+        self.beginInsertRows(QModelIndex(), pos, pos)
+        self._rows.insert(pos, result.row)
+        self._results.insert(pos, result)
+        self.endInsertRows()
+
+    def result_at(self, position: int) -> PromptResult:
+        return self._results[position]
+
+    def prompt_at(self, position: int) -> str:
+        return self._prompt_of(self._results[position].row)
+
+    def results(self) -> list[PromptResult]:
+        return list(self._results)
+
+    def limit_count(self) -> int:
+        return sum(1 for r in self._results if r.hit_limit)
+
+    def match_at(self, position: int) -> float:
+        result = self._results[position]
+        if result.row not in self._match_cache:
+            self._match_cache[result.row] = similarity(self._prompt_of(result.row), result.text)
+        return self._match_cache[result.row]
+
+    def rowCount(self, parent: _Index = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self._results)
+
+    def columnCount(self, parent: _Index = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(PREVIEW_HEADERS)
+
+    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        pos, col = index.row(), index.column()
+        result = self._results[pos]
+        if role == Qt.ItemDataRole.DisplayRole:
+            if col == COL_ROW:
+                return str(result.row)
+            if col == COL_PROMPT:
+                return _one_line(self._prompt_of(result.row), DISPLAY_CHARS)
+            if col == COL_TEXT:
+                return _one_line(result.text, DISPLAY_CHARS)
+            if col == COL_TOKENS:
+                return str(result.n_tokens)
+            if col == COL_STOP:
+                return STOP_WORDS.get(result.stop_reason, result.stop_reason)
+            if col == COL_MATCH:
+                return f"{self.match_at(pos):.0%}"
+        if role == Qt.ItemDataRole.BackgroundRole and result.hit_limit:
+            return LIMIT_ROW_BRUSH
+        if role == Qt.ItemDataRole.ToolTipRole:
+            if col == COL_STOP and result.hit_limit:
+                return "Stopped at the maximum new tokens: the text may be cut off."
+            if col == COL_TEXT and result.pooled_from_step0:
+                return ("The model wrote a single token, so mean/max pooling used the prompt's own state"
+                        " (flagged in the manifest).")
+        if role == Qt.ItemDataRole.TextAlignmentRole and col in (COL_ROW, COL_TOKENS, COL_MATCH):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if orientation != Qt.Orientation.Horizontal:
+            return None
+        if role == Qt.ItemDataRole.DisplayRole:
+            return PREVIEW_HEADERS[section]
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return PREVIEW_TIPS[section]
+        return None

@@ -1,0 +1,210 @@
+"""Running core's long operations off the main thread (after Orange's concurrent.TaskState).
+
+`TaskRunner` owns one QThread and one worker object moved to it; it runs one
+task at a time. A task is a plain function `fn(state) -> result` from core;
+the `QtTaskState` it receives turns core's progress calls into Qt signals,
+which Qt queues to the main thread because their receivers live there. Cancel
+only sets a thread-safe flag that core polls between decoding steps.
+
+`BackgroundCalls` is for short calls that may block for an unknown time and
+cannot be cancelled (a locked keyring, a model config read over the network):
+they run on daemon threads so that a call that never returns cannot keep the
+program from closing, and their result comes back on the main thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from gpi_desktop.core.errors import Cancelled, GpiError
+from gpi_desktop.core.progress import Progress
+
+log = logging.getLogger(__name__)
+
+
+class QtTaskState(QObject):
+    """core's TaskState protocol, told from the worker thread, heard on the main thread."""
+
+    status = Signal(str)
+    progress = Signal(object)  # Progress
+    partial_result = Signal(object)  # whatever the task reports, e.g. PromptResult
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._interrupt = threading.Event()
+
+    def set_status(self, message: str) -> None:
+        self.status.emit(message)
+
+    def set_progress(self, progress: Progress) -> None:
+        self.progress.emit(progress)
+
+    def set_partial_result(self, result: Any) -> None:
+        self.partial_result.emit(result)
+
+    def request_interruption(self) -> None:
+        self._interrupt.set()
+
+    def is_interruption_requested(self) -> bool:
+        return self._interrupt.is_set()
+
+
+@dataclass(frozen=True)
+class _Job:
+    fn: Callable[[QtTaskState], Any]
+    state: QtTaskState
+
+
+OUTCOME_DONE = "done"
+OUTCOME_FAILED = "failed"
+OUTCOME_CANCELLED = "cancelled"
+
+
+class _Worker(QObject):
+    """Lives in the runner's thread; runs each job it is sent there."""
+
+    finished = Signal(object, str, object)  # job, outcome, result or exception
+
+    @Slot(object)
+    def run(self, job: _Job) -> None:
+        try:
+            result = job.fn(job.state)
+        except Cancelled:
+            self.finished.emit(job, OUTCOME_CANCELLED, None)
+        except Exception as exc:  # noqa: BLE001 - every failure must reach the window
+            if not _is_user_error(exc):
+                log.exception("A background task failed")
+            self.finished.emit(job, OUTCOME_FAILED, exc)
+        else:
+            self.finished.emit(job, OUTCOME_DONE, result)
+
+
+def _is_user_error(exc: BaseException) -> bool:
+    return isinstance(exc, GpiError)
+
+
+class TaskRunner(QObject):
+    """One worker thread, one task at a time; every signal arrives on the main thread."""
+
+    busy_changed = Signal(bool)
+    status = Signal(str)
+    progress = Signal(object)  # Progress
+    partial_result = Signal(object)
+    succeeded = Signal(object)  # the task's return value
+    failed = Signal(object)  # the exception (a GpiError carries the plain sentence)
+    cancelled = Signal()
+
+    _submit = Signal(object)
+
+    def __init__(self, name: str = "gpi-worker", parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._thread = QThread()
+        self._thread.setObjectName(name)
+        self._worker = _Worker()
+        self._worker.moveToThread(self._thread)
+        self._submit.connect(self._worker.run)
+        self._worker.finished.connect(self._on_finished)
+        self._thread.finished.connect(self._worker.deleteLater)
+        self._thread.start()
+        self._job: _Job | None = None
+
+    def is_busy(self) -> bool:
+        return self._job is not None
+
+    def start(self, fn: Callable[[QtTaskState], Any]) -> QtTaskState:
+        """Run `fn(state)` in the worker thread. Raises RuntimeError while another task runs."""
+        if self._job is not None:
+            raise RuntimeError("a task is already running")
+        if not self._thread.isRunning():
+            raise RuntimeError("the worker thread has been shut down")
+        state = QtTaskState()
+        state.status.connect(self.status)
+        state.progress.connect(self.progress)
+        state.partial_result.connect(self.partial_result)
+        self._job = _Job(fn, state)
+        self.busy_changed.emit(True)
+        self._submit.emit(self._job)
+        return state
+
+    def cancel(self) -> None:
+        if self._job is not None:
+            self._job.state.request_interruption()
+
+    def is_cancelling(self) -> bool:
+        return self._job is not None and self._job.state.is_interruption_requested()
+
+    @Slot(object, str, object)
+    def _on_finished(self, job: _Job, outcome: str, payload: Any) -> None:
+        if job is not self._job:
+            return
+        self._job = None
+        self.busy_changed.emit(False)
+        if outcome == OUTCOME_DONE:
+            self.succeeded.emit(payload)
+        elif outcome == OUTCOME_CANCELLED:
+            self.cancelled.emit()
+        else:
+            self.failed.emit(payload)
+
+    def shutdown(self, timeout_ms: int = -1) -> bool:
+        """Ask the running task to stop, end the thread and wait for it; True when it has ended."""
+        self.cancel()
+        self._thread.quit()
+        finished = self._thread.wait() if timeout_ms < 0 else self._thread.wait(timeout_ms)
+        return bool(finished)
+
+
+class BackgroundCalls(QObject):
+    """Short, uncancellable calls on daemon threads; callbacks run on the main thread."""
+
+    _done = Signal(object, object)  # callback, value
+    pending_changed = Signal(int)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._pending = 0
+        self._done.connect(self._deliver)
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    def call(
+        self,
+        fn: Callable[[], Any],
+        on_result: Callable[[Any], None],
+        on_error: Callable[[BaseException], None],
+    ) -> None:
+        self._pending += 1
+        self.pending_changed.emit(self._pending)
+
+        def target() -> None:
+            try:
+                value = fn()
+            except Exception as exc:  # noqa: BLE001 - reported to the window
+                if not _is_user_error(exc):
+                    log.exception("A background call failed")
+                self._emit(on_error, exc)
+            else:
+                self._emit(on_result, value)
+
+        threading.Thread(target=target, name="gpi-background-call", daemon=True).start()
+
+    def _emit(self, callback: Callable[[Any], None], value: Any) -> None:
+        try:
+            self._done.emit(callback, value)
+        except RuntimeError:
+            pass  # the window was closed while the call was out; nobody is waiting for it
+
+    @Slot(object, object)
+    def _deliver(self, callback: Callable[[Any], None], value: Any) -> None:
+        self._pending -= 1
+        try:
+            callback(value)
+        finally:
+            self.pending_changed.emit(self._pending)

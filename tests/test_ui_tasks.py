@@ -1,0 +1,122 @@
+"""The worker thread: core's TaskState as Qt signals, one task at a time, cancel, failures, shutdown."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from PySide6.QtCore import QThread
+
+from gpi_desktop.core.errors import Cancelled, PromptFileError
+from gpi_desktop.core.progress import Progress, check_cancel
+from gpi_desktop.ui.tasks import BackgroundCalls, TaskRunner
+
+
+@pytest.fixture
+def runner(qtbot):
+    r = TaskRunner("test-worker")
+    yield r
+    assert r.shutdown(10_000)
+
+
+def test_progress_and_results_arrive_on_the_main_thread_in_order(qtbot, runner):
+    seen = []
+    main = QThread.currentThread()
+    worker_threads = []
+
+    def task(state):
+        worker_threads.append(threading.current_thread())
+        for i in range(5):
+            state.set_partial_result(i)
+            state.set_progress(Progress(i + 1, 5, tokens_per_second=10.0))
+        state.set_status("almost")
+        return "done"
+
+    runner.partial_result.connect(lambda r: seen.append(("result", r, QThread.currentThread() is main)))
+    runner.progress.connect(lambda p: seen.append(("progress", p.done, QThread.currentThread() is main)))
+    with qtbot.waitSignal(runner.succeeded, timeout=10_000) as blocker:
+        runner.start(task)
+    assert blocker.args == ["done"]
+    assert worker_threads[0] is not threading.main_thread()
+    assert [s[1] for s in seen if s[0] == "result"] == [0, 1, 2, 3, 4]
+    assert [s[1] for s in seen if s[0] == "progress"] == [1, 2, 3, 4, 5]
+    assert all(on_main for *_, on_main in seen)
+    assert not runner.is_busy()
+
+
+def test_only_one_task_runs_at_a_time(qtbot, runner):
+    release = threading.Event()
+    runner.start(lambda state: release.wait(10))
+    with pytest.raises(RuntimeError):
+        runner.start(lambda state: None)
+    with qtbot.waitSignal(runner.succeeded, timeout=10_000):
+        release.set()
+    runner.start(lambda state: None)  # free again
+    qtbot.waitUntil(lambda: not runner.is_busy(), timeout=10_000)
+
+
+def test_cancel_sets_the_flag_the_task_polls_and_reports_cancelled(qtbot, runner):
+    steps = []
+
+    def task(state):
+        for i in range(10_000):
+            check_cancel(state)
+            steps.append(i)
+            state.set_partial_result(i)
+            time.sleep(0.002)
+        return "never"
+
+    runner.start(task)
+    qtbot.waitUntil(lambda: len(steps) >= 3, timeout=10_000)
+    with qtbot.waitSignal(runner.cancelled, timeout=10_000):
+        runner.cancel()
+    assert len(steps) < 10_000
+    assert not runner.is_busy()
+
+
+def test_a_user_error_reaches_the_window_as_the_exception(qtbot, runner):
+    def task(state):
+        raise PromptFileError("The prompts file is empty.")
+
+    with qtbot.waitSignal(runner.failed, timeout=10_000) as blocker:
+        runner.start(task)
+    assert isinstance(blocker.args[0], PromptFileError)
+    assert str(blocker.args[0]) == "The prompts file is empty."
+
+
+def test_busy_changes_are_signalled(qtbot, runner):
+    states = []
+    runner.busy_changed.connect(states.append)
+    with qtbot.waitSignal(runner.succeeded, timeout=10_000):
+        runner.start(lambda state: 1)
+    assert states == [True, False]
+
+
+def test_shutdown_stops_a_running_task_and_ends_the_thread(qtbot):
+    runner = TaskRunner("test-shutdown")
+    started = threading.Event()
+
+    def task(state):
+        started.set()
+        while True:
+            if state.is_interruption_requested():
+                raise Cancelled()
+            time.sleep(0.005)
+
+    runner.start(task)
+    assert started.wait(10)
+    assert runner.shutdown(10_000)
+    assert not runner._thread.isRunning()
+
+
+def test_background_calls_deliver_results_and_errors_on_the_main_thread(qtbot):
+    calls = BackgroundCalls()
+    main = QThread.currentThread()
+    got = []
+    calls.call(lambda: threading.current_thread().name, lambda v: got.append((v, QThread.currentThread() is main)),
+               lambda e: got.append(("error", e)))
+    calls.call(lambda: 1 / 0, lambda v: got.append(v), lambda e: got.append((type(e).__name__, QThread.currentThread() is main)))
+    qtbot.waitUntil(lambda: calls.pending == 0, timeout=10_000)
+    assert ("gpi-background-call", True) in got
+    assert ("ZeroDivisionError", True) in got

@@ -1,0 +1,79 @@
+"""Fixtures shared by the window tests (tests/test_ui_*.py import them)."""
+
+from __future__ import annotations
+
+import keyring
+import pytest
+from keyring.backend import KeyringBackend
+from keyring.errors import PasswordDeleteError
+
+
+class MemoryKeyring(KeyringBackend):
+    """A keyring that lives in a dict, standing in for the OS one."""
+
+    priority = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.store: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service, username):
+        return self.store.get((service, username))
+
+    def set_password(self, service, username, password):
+        self.store[(service, username)] = password
+
+    def delete_password(self, service, username):
+        if (service, username) not in self.store:
+            raise PasswordDeleteError("not saved")
+        del self.store[(service, username)]
+
+
+@pytest.fixture
+def memory_keyring(monkeypatch):
+    """The in-memory keyring as the OS keyring; no token in the environment or a hub login."""
+    from gpi_desktop.core import secrets
+
+    previous = keyring.get_keyring()
+    backend = MemoryKeyring()
+    keyring.set_keyring(backend)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.setattr(secrets, "_from_hf_login", lambda: None)
+    secrets.forget_session_token()
+    yield backend
+    secrets.forget_session_token()
+    keyring.set_keyring(previous)
+
+
+@pytest.fixture
+def make_window(qtbot, tmp_path, memory_keyring):
+    """Build real main windows with their own settings file, data folder and scripted answers."""
+    from PySide6.QtCore import QSettings
+
+    from gpi_desktop.ui.main_window import MainWindow
+    from gpi_desktop.ui.prompter import ScriptedPrompter
+
+    windows = []
+
+    def make(answers: dict[str, str] | None = None, settings_file: str = "prefs.ini"):
+        settings = QSettings(str(tmp_path / settings_file), QSettings.Format.IniFormat)
+        window = MainWindow(settings, data_dir=tmp_path / "data", prompter=ScriptedPrompter(dict(answers or {})))
+        window.show()
+        windows.append(window)
+        return window
+
+    yield make
+    for window in windows:
+        # Never leave a worker running into the next test.
+        window.runner.cancel()
+        qtbot.waitUntil(lambda w=window: not w.runner.is_busy(), timeout=60_000)
+        qtbot.waitUntil(lambda w=window: w.calls.pending == 0, timeout=60_000)
+        window.close()
+        window.runner.shutdown()
+        window.deleteLater()
+
+
+def wait_idle(qtbot, window, timeout=60_000):
+    """Until no background call (file read, keyring, model check) is out."""
+    qtbot.waitUntil(lambda: window.calls.pending == 0, timeout=timeout)
