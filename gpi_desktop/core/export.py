@@ -170,7 +170,10 @@ def _write_all(
 
     generated = [_fresh(r.text) for r in ordered]
     prompts = [_fresh(t) for t in table.texts]
+    # Plain object columns and column names: pandas 3's "str" dtype does not unpickle in pandas 2,
+    # and gpi_pack users' colleagues may run either.
     texts = pd.DataFrame({"X": pd.Series(generated, dtype=object), "P": pd.Series(prompts, dtype=object)})
+    texts.columns = pd.Index(["X", "P"], dtype=object)
     buffer = io.BytesIO()
     texts.to_pickle(buffer)
     writer.write_bytes(f"{export.save_name}.pkl", buffer.getvalue())
