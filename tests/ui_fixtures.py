@@ -75,5 +75,5 @@ def make_window(qtbot, tmp_path, memory_keyring):
 
 
 def wait_idle(qtbot, window, timeout=60_000):
-    """Until no background call (file read, keyring, model check) is out."""
-    qtbot.waitUntil(lambda: window.calls.pending == 0, timeout=timeout)
+    """Until no background call (file read, keyring, model check) is out or about to start."""
+    qtbot.waitUntil(lambda: window.calls.pending == 0 and not window.model_panel.is_checking(), timeout=timeout)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gpi_desktop.core.export import DEFAULT_ALLOWED_NAMES
 from gpi_desktop.core.settings import ExportSettings
 
 
 def folder_has_files(folder: Path) -> bool:
-    """True when `folder` exists and holds anything (so writing into it needs the user's yes)."""
+    """True when `folder` holds files the export would have to write beside (so it needs the user's yes).
+
+    The names core's export ignores (.DS_Store, Thumbs.db, ...) do not count, as in `check_output_folder`.
+    """
     try:
-        return folder.is_dir() and any(folder.iterdir())
+        return folder.is_dir() and any(p.name not in DEFAULT_ALLOWED_NAMES for p in folder.iterdir())
     except OSError:
         return False
 

@@ -95,7 +95,6 @@ class MainWindow(QMainWindow):
         self._close_when_idle = False
         self._stopped_here: set[Path] = set()  # work dirs this session stopped: continue them without asking
         self._run_work_dir: Path | None = None  # the journal of the run in the preview
-        self._export_folder: Path | None = None
 
         self.setWindowTitle(APPLICATION)
         if icon_path().is_file():
@@ -459,7 +458,6 @@ class MainWindow(QMainWindow):
             overwrite = True
         prefs.remember_folder(self.qsettings, "export", folder.parent if folder.parent.is_dir() else folder)
         self.export_page.set_exporting(True)
-        self._export_folder = folder
 
         def task(state):
             from gpi_desktop.core.job import export_run
@@ -470,8 +468,8 @@ class MainWindow(QMainWindow):
         self.runner.start(task)
         return True
 
-    def _export_succeeded(self, written) -> None:
-        folder = Path(written) if written else self._export_folder
+    def _export_succeeded(self, summary) -> None:
+        folder = Path(summary.folder)
         self.last_export = folder
         outcome = self.outcome
         self.export_page.set_exporting(False)

@@ -149,7 +149,8 @@ class ModelPanel(QWidget):
         self._start_folder = folder
 
     def is_checking(self) -> bool:
-        return self._checking
+        """True while a check runs or is about to (the debounce after an edit)."""
+        return self._checking or self._debounce.isActive()
 
     def check(self) -> None:
         """Describe the target in the background (imports torch there, never here)."""
