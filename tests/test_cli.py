@@ -1,0 +1,212 @@
+"""`gpi-desktop run` end to end on a tiny model: export, resume after kill -9, cancel, bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import PROMPTS
+from gpi_desktop.cli import main
+
+MAX_NEW = "16"
+
+
+def run_cli(*args: str) -> int:
+    return main(["run", *args])
+
+
+def base_args(model: Path, prompts: Path, out: Path, *extra: str) -> list[str]:
+    return ["--model", str(model), "--prompts", str(prompts), "--out", str(out), "--max-new-tokens", MAX_NEW,
+            "--device", "cpu", "--quiet", *extra]
+
+
+def folder_digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def load_hiddens(directory: Path, ids, prefix="hidden_"):
+    """What gpi_pack.TarNet.load_hiddens does: one torch.load per data row, stacked."""
+    return torch.cat([torch.load(f"{directory}/{prefix}{k}.pt") for k in ids]).numpy()
+
+
+def test_run_writes_an_export_gpi_pack_loads(tiny_llama, prompts_csv, tmp_path):
+    out = tmp_path / "out"
+    assert run_cli(*base_args(tiny_llama, prompts_csv, out, "--pooling", "mean")) == 0
+    df = pd.read_csv(prompts_csv)
+    hidden = load_hiddens(out / "hidden", df.index.tolist())
+    assert hidden.shape == (len(PROMPTS), 64)
+    np.testing.assert_array_equal(hidden, np.load(out / "hidden_states.npy"))
+    texts = pd.read_pickle(out / "generated_texts.pkl")
+    assert list(texts.columns) == ["X", "P"]
+    assert texts["P"].tolist() == PROMPTS
+    assert not (out / ".gpi-run").exists()
+
+
+def test_custom_prefix_and_save_name(tiny_llama, prompts_csv, tmp_path):
+    out = tmp_path / "out"
+    assert run_cli(*base_args(tiny_llama, prompts_csv, out, "--prefix", "h_", "--save-name", "texts")) == 0
+    assert (out / "hidden" / "h_0.pt").exists() and (out / "texts.pkl").exists() and (out / "texts.csv").exists()
+
+
+def _spawn(args: list[str]) -> subprocess.Popen:
+    env = dict(os.environ, GPI_DESKTOP_LOG_DIR=str(Path(args[args.index("--out") + 1]).parent / "logs"))
+    return subprocess.Popen([sys.executable, "-m", "gpi_desktop", "run", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _wait_for_journal_rows(out: Path, proc: subprocess.Popen, at_least: int, timeout: float = 120) -> None:
+    records = out / ".gpi-run" / "records.jsonl"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if records.exists() and records.read_bytes().count(b"\n") >= at_least:
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"run ended before it could be interrupted: {proc.stderr.read().decode()}")
+        time.sleep(0.02)
+    pytest.fail("the run journaled nothing in time")
+
+
+def test_killed_run_resumes_to_identical_files(tiny_llama, tmp_path):
+    many = tmp_path / "many.csv"
+    pd.DataFrame({"text": [f"{p} ({i})" for i in range(8) for p in PROMPTS]}).to_csv(many, index=False)
+    reference = tmp_path / "reference"
+    assert run_cli(*base_args(tiny_llama, many, reference, "--batch-size", "2")) == 0
+
+    out = tmp_path / "killed"
+    proc = _spawn(base_args(tiny_llama, many, out, "--batch-size", "2"))
+    _wait_for_journal_rows(out, proc, 3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = (out / ".gpi-run" / "records.jsonl").read_bytes().count(b"\n")
+    assert 3 <= done_before < 8 * len(PROMPTS)
+    assert not (out / "manifest.json").exists()
+
+    # Without --resume the unfinished run is protected.
+    assert run_cli(*base_args(tiny_llama, many, out)) == 2
+    assert run_cli(*base_args(tiny_llama, many, out, "--batch-size", "2", "--resume")) == 0
+    assert folder_digest(out) == folder_digest(reference)
+
+
+def test_resume_refuses_a_folder_of_another_job(tiny_llama, prompts_csv, tmp_path, capsys):
+    out = tmp_path / "out"
+    proc = _spawn(base_args(tiny_llama, prompts_csv, out, "--batch-size", "1"))
+    _wait_for_journal_rows(out, proc, 1)
+    proc.kill()
+    proc.wait()
+    assert run_cli(*base_args(tiny_llama, prompts_csv, out, "--resume", "--pooling", "max")) == 2
+    assert "setting" in capsys.readouterr().err.lower()
+
+
+def test_interrupt_exits_130_and_keeps_finished_prompts(tiny_llama, prompts_csv, tmp_path):
+    out = tmp_path / "out"
+    proc = _spawn(base_args(tiny_llama, prompts_csv, out, "--batch-size", "1", "--max-new-tokens", "40"))
+    _wait_for_journal_rows(out, proc, 1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()
+    assert b"--resume" in err
+    assert (out / ".gpi-run" / "records.jsonl").read_bytes().count(b"\n") >= 1
+    assert not (out / "manifest.json").exists()
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    "case, needle",
+    [
+        ("missing-file", "not"),
+        ("unknown-column", "text"),
+        ("empty-cells", "empty"),
+        ("unreadable", ""),
+        ("not-a-model", "config.json"),
+        ("max-new-tokens", "at least 1"),
+        ("non-empty-out", "--overwrite"),
+        ("bad-option", "greedy"),
+    ],
+)
+def test_bad_input_exits_2_with_one_sentence_and_writes_nothing(case, needle, tiny_llama, prompts_csv, tmp_path, capsys):
+    out = tmp_path / "out"
+    model, prompts, extra = tiny_llama, prompts_csv, []
+    if case == "missing-file":
+        prompts = tmp_path / "nope.csv"
+    elif case == "unknown-column":
+        extra = ["--column", "speech"]
+    elif case == "empty-cells":
+        prompts = _write(tmp_path / "gaps.csv", "id,text\n0,hello\n1,\n2,world\n3,\n")
+    elif case == "unreadable":
+        prompts = tmp_path / "junk.xlsx"
+        prompts.write_bytes(os.urandom(2000))
+    elif case == "not-a-model":
+        model = tmp_path / "empty-model"
+        model.mkdir()
+    elif case == "max-new-tokens":
+        extra = ["--max-new-tokens", "0"]
+    elif case == "non-empty-out":
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    elif case == "bad-option":
+        extra = ["--generation-option", "do_sample=true"]
+    before = sorted(tmp_path.rglob("*"))
+    code = run_cli(*base_args(model, prompts, out, *extra))
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+    assert needle.lower() in err.lower()
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_unknown_column_lists_the_columns(tiny_llama, prompts_csv, tmp_path, capsys):
+    assert run_cli(*base_args(tiny_llama, prompts_csv, tmp_path / "o", "--column", "speech")) == 2
+    err = capsys.readouterr().err
+    assert "id" in err and "text" in err
+
+
+def test_empty_cells_are_listed_by_row(tiny_llama, tmp_path, capsys):
+    prompts = _write(tmp_path / "gaps.csv", "id,text\n0,hello\n1,\n2,world\n3,\n")
+    assert run_cli(*base_args(tiny_llama, prompts, tmp_path / "o")) == 2
+    err = capsys.readouterr().err
+    assert "1" in err and "3" in err
+
+
+def test_overwrite_replaces_an_earlier_export(tiny_llama, prompts_csv, tmp_path):
+    out = tmp_path / "out"
+    assert run_cli(*base_args(tiny_llama, prompts_csv, out)) == 0
+    assert run_cli(*base_args(tiny_llama, prompts_csv, out)) == 2
+    assert run_cli(*base_args(tiny_llama, prompts_csv, out, "--overwrite", "--pooling", "max")) == 0
+    import json
+
+    assert json.loads((out / "manifest.json").read_text())["settings"]["pooling"] == "max"
+
+
+def test_generation_and_template_options_are_recorded(tiny_llama, prompts_csv, tmp_path):
+    import json
+
+    out = tmp_path / "out"
+    assert run_cli(*base_args(tiny_llama, prompts_csv, out, "--generation-option", "repetition_penalty=1.2",
+                              "--template-option", "custom_flag=true")) == 0
+    settings = json.loads((out / "manifest.json").read_text())["settings"]
+    assert settings["generation_options"] == {"repetition_penalty": 1.2}
+    assert settings["template_options"] == {"custom_flag": True}
+
+
+def test_system_role_fallback_is_recorded(tiny_qwen, prompts_csv, tmp_path):
+    import json
+
+    out = tmp_path / "out"
+    assert run_cli(*base_args(tiny_qwen, prompts_csv, out)) == 0
+    assert json.loads((out / "manifest.json").read_text())["settings"]["system_role_fallback"] is True
