@@ -273,3 +273,26 @@ class FakeHub:
             if delay:
                 h.wfile.flush()
                 time.sleep(delay)
+
+
+def point_client_at(monkeypatch, url: str, home) -> None:
+    """Point the huggingface_hub client at `url` with an empty HF_HOME, online.
+
+    huggingface_hub reads HF_ENDPOINT, HF_HOME and HF_HUB_OFFLINE once, at
+    import (conftest sets HF_HUB_OFFLINE=1 for the whole suite), so the values
+    it uses are patched as well as the environment.
+    """
+    from huggingface_hub import constants
+
+    home = str(home)
+    monkeypatch.setenv("HF_ENDPOINT", url)
+    monkeypatch.setenv("HF_HOME", home)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.setattr(constants, "ENDPOINT", url)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(constants, "HF_HOME", home)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", home + "/hub")
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", home + "/token")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)

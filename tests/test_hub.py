@@ -10,7 +10,7 @@ import pytest
 from gpi_desktop.core import hub
 from gpi_desktop.core.errors import AccessError, Cancelled, DiskFullError, ModelError
 from gpi_desktop.core.progress import RecordingState
-from tests.hubserver import FakeHub, Repo, repo_from_folder
+from hubserver import FakeHub, Repo, point_client_at, repo_from_folder
 
 MODEL = "tiny-org/tiny-llama"
 TOKEN = "hf_" + "A1b2C3d4" * 4 + "xy"
@@ -22,18 +22,7 @@ def fake_hub(monkeypatch, tmp_path):
     from huggingface_hub import constants
 
     with FakeHub() as server:
-        home = tmp_path / "hf-home"
-        monkeypatch.setenv("HF_ENDPOINT", server.url)
-        monkeypatch.setenv("HF_HOME", str(home))
-        monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-        monkeypatch.delenv("HF_TOKEN", raising=False)
-        # huggingface_hub reads these once, at import: patch the values it uses.
-        monkeypatch.setattr(constants, "ENDPOINT", server.url)
-        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}")
-        monkeypatch.setattr(constants, "HF_HOME", str(home))
-        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
-        monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))
-        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        point_client_at(monkeypatch, server.url, tmp_path / "hf-home")
         # Small network chunks so that a tiny model's weights arrive in many pieces.
         monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 16 * 1024)
         server.valid_tokens.add(TOKEN)

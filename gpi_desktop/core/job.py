@@ -11,12 +11,15 @@ import logging
 import platform
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpi_desktop.core.errors import ResumeError
 from gpi_desktop.core.progress import NullState, TaskState, check_cancel
 from gpi_desktop.core.results import PromptResult
 from gpi_desktop.core.settings import ExportSettings, RunSettings, parse_batch_size, stable_hash
+
+if TYPE_CHECKING:
+    from gpi_desktop.core.shards import Shard
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,8 @@ class RunOutcome:
     instruction: str
     system_role: bool
     batch_size: int
+    rows: list[int] | None = None  # a shard's rows (sorted); None: every row of the table
+    shard: "Shard | None" = None
 
     def manifest_fields(self) -> dict[str, Any]:
         s = self.spec.settings
@@ -66,7 +71,7 @@ class RunOutcome:
                 "file": Path(self.table.path).name,
                 "sha256": self.table.sha256,
                 "column": self.table.column,
-                "rows": len(self.results),
+                "rows": len(self.table),
             },
             "versions": library_versions(),
         }
@@ -119,13 +124,16 @@ def run_job(
     resume: bool = False,
     token: str | None = None,
     loaded=None,
+    shard: "Shard | None" = None,
 ) -> RunOutcome:
     """Run a job, journaling each finished prompt in `work_dir`.
 
     With resume=True an existing journal of the same job is continued (a
     journal of another job is refused); without it an existing journal is an
     error, so that finished work is never thrown away by accident. `loaded`
-    lets a caller reuse a model it already holds.
+    lets a caller reuse a model it already holds. With `shard` (a cluster
+    task's share, see core/shards.py) only that shard's rows are run; the
+    journal key names the shard, so one shard's journal never resumes another.
     """
     from gpi_desktop.core.engine import EncodedPrompt, EngineConfig, auto_batch_size, run_engine
     from gpi_desktop.core.instructions import make_renderer
@@ -137,6 +145,8 @@ def run_job(
     work_dir = Path(work_dir)
     table = load_prompts(spec)
     key = job_key(spec, table)
+    if shard is not None:
+        key = {**key, "shard": shard.label}
     journal = None
     if RunJournal.exists(work_dir):
         if not resume:
@@ -158,9 +168,16 @@ def run_job(
         if row % 1000 == 0:
             check_cancel(state)
         encoded.append(EncodedPrompt(row, tuple(renderer.encode(text))))
+    rows = None
+    requested = parse_batch_size(spec.settings.batch_size)
+    if shard is not None:
+        # A fixed batch size shards by whole batches of the single-machine plan, so each batch runs exactly
+        # as it would on one machine; recomputed identically on resume (it depends only on the prompts).
+        unit = requested if isinstance(requested, int) and spec.settings.strategy == "batched" else None
+        rows = shard.select([len(p.ids) for p in encoded], unit)
+        encoded = [encoded[row] for row in rows]
 
     if journal is None:
-        requested = parse_batch_size(spec.settings.batch_size)
         batch = auto_batch_size(loaded, encoded, spec.settings.max_new_tokens) if requested == "auto" else requested
         journal = RunJournal.create(work_dir, key, hidden_size=loaded.info.hidden_size)
         journal.set_plan(batch_size=batch, model_revision=loaded.info.revision)
@@ -191,7 +208,7 @@ def run_job(
         results_by_row = journal.results()
     finally:
         journal.close()
-    results = [results_by_row[row] for row in range(len(encoded))]
+    results = [results_by_row[p.row] for p in encoded]
     return RunOutcome(
         spec=spec,
         table=table,
@@ -200,6 +217,8 @@ def run_job(
         instruction=renderer.instruction,
         system_role=renderer.system_role,
         batch_size=batch,
+        rows=rows,
+        shard=shard,
     )
 
 

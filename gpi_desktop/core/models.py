@@ -243,6 +243,10 @@ def load_model(settings, *, token: str | None = None, state: TaskState | None = 
         kwargs["quantization_config"] = quantization_config(quantization)
     if any(p.suffix == ".safetensors" for p in folder.iterdir()):
         kwargs["use_safetensors"] = True
+    from transformers.utils import logging as hf_logging
+
+    # Its own progress bar would write to a console the window does not have; we report progress ourselves.
+    hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
         model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)

@@ -117,7 +117,7 @@ def backend_name() -> str:
     return f"the {cls.__name__} keyring"
 
 
-def _no_keyring_error() -> KeyringUnavailableError:
+def no_keyring_error() -> KeyringUnavailableError:
     return KeyringUnavailableError(
         "This computer has no password store (keyring) that gpi-desktop can use, so the token cannot be saved; "
         "set the HF_TOKEN environment variable, log in with 'hf auth login', or enter the token in the window "
@@ -248,7 +248,7 @@ def save_token(token: str, *, session_only: bool = False, allow_session_fallback
                 _session_token = None
             return TokenInfo(token, "keyring")
     elif not session_only and not allow_session_fallback:
-        raise _no_keyring_error()
+        raise no_keyring_error()
     with _lock:
         _session_token = token
     return TokenInfo(token, "session")
