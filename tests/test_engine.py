@@ -197,3 +197,25 @@ def test_plan_groups_prompts_by_length():
 def test_auto_batch_on_cpu_batches_several_prompts(loaded, encoded):
     assert auto_batch_size(loaded, encoded, 100) > 1
     assert auto_batch_size(loaded, encoded[:1], 100) == 1
+
+
+def test_finished_rows_leave_the_batch_and_no_step_history_is_kept(loaded, encoded):
+    shapes = []
+
+    def spy(module, args, kwargs):
+        assert not kwargs.get("output_hidden_states"), "every layer's state would be kept"
+        assert kwargs.get("logits_to_keep") == 1, "logits for every prompt position would be computed"
+        shapes.append(tuple(kwargs["input_ids"].shape))
+
+    handle = loaded.model.register_forward_pre_hook(spy, with_kwargs=True)
+    try:
+        got = run(loaded, encoded, "mean", len(encoded))
+    finally:
+        handle.remove()
+    batch_sizes = [s[0] for s in shapes]
+    assert batch_sizes[0] == len(encoded)
+    assert all(b2 <= b1 for b1, b2 in zip(batch_sizes, batch_sizes[1:]))
+    assert batch_sizes[-1] == sum(1 for r in got.values() if r.n_tokens == max(x.n_tokens for x in got.values()))
+    # one forward pass per step of the longest row: the prefill, then one token at a time
+    assert len(shapes) == max(r.n_tokens for r in got.values())
+    assert all(s[1] == 1 for s in shapes[1:])
