@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 from gpi_desktop.core.errors import GpiError
 from gpi_desktop.core.progress import Progress
 from gpi_desktop.core.settings import DEFAULT_MODEL
-from gpi_desktop.ui import prefs
+from gpi_desktop.ui import none_guard, prefs
 from gpi_desktop.ui.export_flow import folder_has_files, gpi_pack_snippet, overwrite_question
 from gpi_desktop.ui.export_page import ExportPage
 from gpi_desktop.ui.model_panel import ModelPanel
@@ -101,6 +101,7 @@ class MainWindow(QMainWindow):
             self.setWindowIcon(QIcon(str(icon_path())))
         self.setAcceptDrops(True)
 
+        self._none_guard = none_guard.install(self)
         self.calls = BackgroundCalls(self)
         self.runner = TaskRunner("gpi-run", self)
         self.token_panel = TokenPanel(self.calls)
