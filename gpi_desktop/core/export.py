@@ -51,6 +51,7 @@ MANIFEST_KEYS = ("format", "counts", "hidden_size", "rows_pooled_from_step0", "r
 DISK_FULL_MESSAGE = "The disk is full while writing the export: free some space, then export again; finished prompts are kept."
 _DISK_FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _TOKEN_PATTERN = re.compile(r"hf_[A-Za-z0-9]{30,}")
+_HAS_SYNC = hasattr(os, "sync") and os.name == "posix"
 
 
 @dataclass(frozen=True)
@@ -123,10 +124,10 @@ def write_export(
                 hidden_dir.mkdir()
                 writer.created_dirs.append(hidden_dir)
             _write_all(writer, folder, ordered, table, export, hidden_size)
-            writer.sync_dirs()
+            writer.make_durable()
             manifest = _manifest(manifest_fields, ordered, export, hidden_size, writer.sha256)
-            writer.write_bytes(MANIFEST_NAME, manifest)
-            writer.sync_dirs()
+            writer.write_bytes(MANIFEST_NAME, manifest, fsync=True)
+            writer.make_durable()
     except BaseException:
         writer.roll_back()
         raise
@@ -284,12 +285,12 @@ class _Writer:
         self.created_dirs: list[Path] = []
         self._every = max(1, total // 200)
 
-    def write_bytes(self, name: str, data: bytes) -> None:
-        with self.open(name) as handle:
+    def write_bytes(self, name: str, data: bytes, *, fsync: bool = False) -> None:
+        with self.open(name, fsync=fsync) as handle:
             handle.write(data)
 
     @contextmanager
-    def open(self, name: str) -> Iterator[_HashingFile]:
+    def open(self, name: str, *, fsync: bool = False) -> Iterator[_HashingFile]:
         check_cancel(self.state)
         final = self.folder / name
         fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=final.parent)
@@ -298,7 +299,8 @@ class _Writer:
                 hashing = _HashingFile(handle)
                 yield hashing
                 handle.flush()
-                os.fsync(handle.fileno())
+                if fsync or not _HAS_SYNC:
+                    os.fsync(handle.fileno())
             os.replace(temp, final)
         except BaseException:
             Path(temp).unlink(missing_ok=True)
@@ -309,10 +311,16 @@ class _Writer:
         if self.done % self._every == 0 or self.done == self.total:
             self.state.set_progress(Progress(self.done, self.total, message=f"Writing the export: {name}"))
 
-    def sync_dirs(self) -> None:
-        """Make the renames durable before the manifest claims completeness (POSIX)."""
-        if os.name != "posix":
+    def make_durable(self) -> None:
+        """Flush the files and their renames to disk before the manifest claims completeness.
+
+        One os.sync() instead of an fsync per file: with 100,000 hidden files the
+        fsyncs alone took minutes. Where os.sync is missing (Windows) each file was
+        fsynced as it was written, and directories cannot be synced.
+        """
+        if not _HAS_SYNC:
             return
+        os.sync()
         for folder in (self.folder / HIDDEN_DIR, self.folder):
             fd = os.open(folder, os.O_RDONLY)
             try:
