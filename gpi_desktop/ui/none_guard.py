@@ -9,11 +9,15 @@ prompt, so a 100,000-prompt run would abort part way through.
 
 Where the leak is measured, `install` keeps the count of `None` far from zero
 by holding references in a list, topped up by what was lost since the last
-look (8 bytes per lost reference). Where there is no leak it does nothing.
+look (8 bytes per lost reference). The list itself is given one reference
+that is never dropped, so that the interpreter does not release it while
+shutting down (which would take None's count below zero and abort the exit).
+Where there is no leak it does nothing.
 """
 
 from __future__ import annotations
 
+import ctypes
 import sys
 
 from PySide6.QtCore import QObject, QTimer
@@ -23,6 +27,7 @@ CHECK_MS = 2_000
 _PROBE_CALLS = 200
 
 _reserve: list[None] = []
+_pinned = False
 
 
 def none_leaks() -> bool:
@@ -44,8 +49,12 @@ def top_up() -> None:
 
 def install(parent: QObject) -> QTimer | None:
     """Start topping up (owned by `parent`) if this PySide6/Python pair leaks; returns the timer or None."""
+    global _pinned
     if not none_leaks():
         return None
+    if not _pinned:
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(_reserve))
+        _pinned = True
     top_up()
     timer = QTimer(parent)
     timer.setInterval(CHECK_MS)
