@@ -28,8 +28,9 @@ def write_xlsx(path, header, rows, *, extra_sheet=True):
     sheet.append(header)
     for row in rows:
         sheet.append(row)
-    if extra_sheet:  # the first sheet is the one read, whatever is active
+    if extra_sheet:  # the first sheet is the one read, even when another is active
         book.create_sheet("other").append(["nope"])
+        book.active = 1
     book.save(path)
     return path
 

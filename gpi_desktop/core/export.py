@@ -116,7 +116,9 @@ def write_export(
     writer = _Writer(folder, state, total=len(ordered) + 4)
     try:
         with _plain_os_errors(folder):
-            folder.mkdir(parents=True, exist_ok=True)
+            if not folder.is_dir():
+                folder.mkdir(parents=True)
+                writer.created_dirs.append(folder)
             if overwrite:
                 _remove_previous_export(folder, export)
             hidden_dir = folder / HIDDEN_DIR
@@ -127,7 +129,7 @@ def write_export(
             writer.make_durable()
             manifest = _manifest(manifest_fields, ordered, export, hidden_size, writer.sha256)
             writer.write_bytes(MANIFEST_NAME, manifest, fsync=True)
-            writer.make_durable()
+            writer.sync_dirs()
     except BaseException:
         writer.roll_back()
         raise
@@ -318,9 +320,12 @@ class _Writer:
         fsyncs alone took minutes. Where os.sync is missing (Windows) each file was
         fsynced as it was written, and directories cannot be synced.
         """
-        if not _HAS_SYNC:
+        if _HAS_SYNC:
+            os.sync()  # renames included
+
+    def sync_dirs(self) -> None:
+        if os.name != "posix":
             return
-        os.sync()
         for folder in (self.folder / HIDDEN_DIR, self.folder):
             fd = os.open(folder, os.O_RDONLY)
             try:
