@@ -263,6 +263,16 @@ def test_no_network_says_check_the_connection(monkeypatch, fake_hub):
     assert info.value.kind == "offline" and "internet connection" in str(info.value)
 
 
+def test_a_complete_cached_model_is_used_when_the_hub_cannot_be_reached(tiny_repo, monkeypatch):
+    from huggingface_hub import constants
+
+    folder = hub.download_model(MODEL)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    state = RecordingState()
+    assert hub.download_model(MODEL, state=state) == folder
+    assert "could not be reached" in state.statuses[-1]
+
+
 def test_invalid_model_id_is_a_plain_error(fake_hub):
     with pytest.raises(ModelError, match="owner/name"):
         hub.download_model("not a/valid//id")
@@ -298,6 +308,11 @@ def test_remote_code_is_detected_only_for_architectures_transformers_does_not_ha
     # Shipped code, but transformers has its own class: loads without running the repository's code.
     assert not hub.model_needs_remote_code({"model_type": "phi3", "auto_map": {"AutoConfig": "c.C"}})
     assert not hub.model_needs_remote_code({"model_type": "llama"})
+    # A tokenizer that exists only as code in the repository.
+    assert hub.model_needs_remote_code({"model_type": "llama"}, {"auto_map": {"AutoTokenizer": ["t.T", None]},
+                                                                 "tokenizer_class": "MyOwnTokenizer"})
+    assert not hub.model_needs_remote_code({"model_type": "llama"}, {"auto_map": {"AutoTokenizer": ["t.T", None]},
+                                                                     "tokenizer_class": "LlamaTokenizerFast"})
     with pytest.raises(ModelError, match="does not know the model type"):
         hub.check_model_config({"model_type": "weird"}, "x/y")
 
@@ -306,6 +321,7 @@ def test_hub_id_parameters_come_from_safetensors_metadata(tiny_repo, tiny_llama)
     from gpi_desktop.core.memory import count_parameters
 
     local = count_parameters(tiny_llama)
+    assert hub.fetch_config(MODEL)["hidden_size"] == 64  # before any download: only config.json comes
     assert count_parameters(MODEL) == local
     assert local == _sum_parameters(tiny_llama)
 

@@ -192,3 +192,10 @@ def test_unknown_quantization_is_refused():
         memory.quantization_config("3bit")
     with pytest.raises(SettingsError):
         estimate_memory(LLAMA_31_8B, dtype="bfloat16", quantization="3bit")
+
+
+def test_check_fit_on_a_model_folder_uses_its_real_size_and_this_machine(tiny_llama):
+    estimate, verdict = memory.check_fit(tiny_llama, device="cpu", batch_size=4, prompt_tokens=20, max_new_tokens=10)
+    real = memory.count_parameters(tiny_llama) * 4  # auto on the CPU is float32
+    assert estimate.weights_bytes == real and estimate.dtype == "float32"
+    assert verdict.fits and "RAM" in verdict.sentence

@@ -259,9 +259,23 @@ def model_needs_remote_code(config: dict[str, Any], tokenizer_config: dict[str, 
     known = isinstance(model_type, str) and model_type in CONFIG_MAPPING
     if config.get("auto_map") and not known:
         return True
-    tok_map = (tokenizer_config or {}).get("auto_map")
-    if tok_map and not (tokenizer_config or {}).get("tokenizer_class", "").endswith("Fast") and not known:
-        return True
+    tokenizer_config = tokenizer_config or {}
+    if tokenizer_config.get("auto_map"):
+        tok_class = tokenizer_config.get("tokenizer_class")
+        if not (isinstance(tok_class, str) and _transformers_has(tok_class)):
+            return True
+    return False
+
+
+def _transformers_has(name: str) -> bool:
+    import transformers
+
+    for candidate in (name, name.removesuffix("Fast")):
+        try:
+            getattr(transformers, candidate)
+            return True
+        except (AttributeError, ImportError, RuntimeError):
+            continue
     return False
 
 
@@ -282,6 +296,32 @@ def check_model_config(config: dict[str, Any], model_id: str | None,
             f"This version of transformers does not know the model type '{model_type}' of "
             f"{model_id or 'this model'}: update gpi-desktop (or transformers), or choose another model."
         )
+
+
+def fetch_config(model: str | Path, *, revision: str | None = None, token: str | None = None) -> dict[str, Any]:
+    """The model's config.json as a dict, from a folder, the cache, or the Hub (a few kilobytes).
+
+    For showing the hidden width and checking memory before a long download.
+    """
+    folder = Path(model)
+    if not folder.is_dir():
+        folder = cached_snapshot(str(model), revision)
+    if folder is None and not _offline_mode():
+        from huggingface_hub import hf_hub_download
+
+        try:
+            path = Path(hf_hub_download(str(model), "config.json", revision=revision, token=token or False,
+                                        tqdm_class=_SilentBar))
+        except Exception as exc:
+            _raise_plain(exc, str(model), token, revision)
+    elif folder is None:
+        raise _offline_miss_error(str(model))
+    else:
+        path = folder / "config.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise ModelError(f"The config.json of {model} cannot be read; is it a transformers model folder?") from None
 
 
 @dataclass(frozen=True)
@@ -536,7 +576,10 @@ def _bar_class(counter: _ByteCounter):
 
 
 class _SilentBar:
-    def __init__(self, *args, **kwargs) -> None:
+    """Shows nothing; wraps an iterable when given one, as tqdm does (thread_map iterates the bar)."""
+
+    def __init__(self, iterable=None, *args, **kwargs) -> None:
+        self.iterable = iterable
         self.n = 0
         self.total = kwargs.get("total")
 
@@ -553,7 +596,7 @@ class _SilentBar:
         pass
 
     def __iter__(self):
-        return iter(())
+        return iter(self.iterable if self.iterable is not None else ())
 
 
 # --- the download ------------------------------------------------------------------------------------
@@ -655,12 +698,19 @@ def _fetch_blob(plan: DownloadPlan, remote: RemoteFile, token: str | None, cache
     blobs.mkdir(parents=True, exist_ok=True)
     partial = blobs / (etag + ".incomplete")
     headers = build_hf_headers(token=token or False)
-    source = meta.location or url
+    # As huggingface_hub does without hf_xet: Xet-stored files are fetched through the Hub address
+    # (which redirects; httpx drops the token on a redirect to another host), others from the signed
+    # address the HEAD request pointed to, which must not receive the token.
+    source = url if getattr(meta, "xet_file_data", None) is not None else (meta.location or url)
     if urlsplit(source).netloc != urlsplit(constants.ENDPOINT).netloc:
-        headers.pop("authorization", None)  # a signed CDN address: the token must not leave the Hub
+        headers.pop("authorization", None)
     from filelock import FileLock
 
-    with FileLock(str(blobs / (etag + ".gpi-lock"))):
+    # The lock huggingface_hub takes for this blob, so that a `transformers` or `hf download`
+    # fetching the same file at the same time waits instead of writing beside us.
+    locks = cache / ".locks" / _storage_folder(plan.model_id, cache).name
+    locks.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(locks / f"{etag}.lock")):
         if blob.is_file():
             return  # another process finished it while we waited
         with open(partial, "ab") as f:
@@ -694,7 +744,16 @@ def download_model(model_id: str, *, revision: str | None = None, token: str | N
         return folder
 
     state.set_status(f"Checking {model_id} on the Hugging Face Hub…")
-    plan = plan_download(model_id, revision=revision, token=token, allow_pickle=allow_pickle, cache_dir=cache)
+    try:
+        plan = plan_download(model_id, revision=revision, token=token, allow_pickle=allow_pickle, cache_dir=cache)
+    except AccessError as error:
+        # A flaky network should not stop a model that is already complete on this machine.
+        folder = cached_snapshot(model_id, revision, cache) if error.kind == "offline" else None
+        if folder is None:
+            raise
+        log.info("The Hub could not be reached; using the cached copy of %s.", model_id)
+        state.set_status(f"The Hugging Face Hub could not be reached; using the copy of {model_id} on this computer.")
+        return folder
     check_disk_space(plan, cache)
     check_cancel(state)
     counter = _ByteCounter(state, plan.total_bytes, model_id)

@@ -416,6 +416,27 @@ def fit_verdict(estimate: MemoryEstimate, devices: list[DeviceMemory]) -> FitVer
     return FitVerdict(False, sentence, suggestions)
 
 
+def check_fit(model: str | Path, *, dtype: str = "auto", device: str = "auto", quantization: str | None = None,
+              batch_size: int = 1, prompt_tokens: int = 512, max_new_tokens: int = 1000,
+              revision: str | None = None, token: str | None = None) -> tuple[MemoryEstimate, FitVerdict]:
+    """Everything at once for the window and `gpi-desktop run`: estimate for `model` on `device`, and the verdict.
+
+    'auto' precision counts 4 bytes a number where the run will be on the CPU
+    (the loader's choice there) and 2 on a GPU.
+    """
+    from gpi_desktop.core.hub import fetch_config
+
+    devices = available_memory(device)
+    on_cpu = not devices or all(d.kind == "cpu" for d in devices)
+    if dtype == "auto" and on_cpu and device != "cuda":
+        dtype = "float32"
+    config = fetch_config(model, revision=revision, token=token)
+    n_params = count_parameters(model, revision=revision, token=token)
+    estimate = estimate_memory(config, dtype=dtype, quantization=quantization, batch_size=batch_size,
+                               prompt_tokens=prompt_tokens, max_new_tokens=max_new_tokens, n_params=n_params)
+    return estimate, fit_verdict(estimate, devices)
+
+
 # --- 8-bit and 4-bit loading ----------------------------------------------------------------------
 
 
