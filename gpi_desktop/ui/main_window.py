@@ -81,6 +81,7 @@ def _message(error: BaseException) -> str:
 
 class MainWindow(QMainWindow):
     run_finished = Signal(object)  # RunOutcome
+    run_failed = Signal(str)  # why a run did not finish (refused, failed or stopped), in plain words
     export_finished = Signal(object)  # the export folder (Path)
 
     def __init__(self, settings: QSettings | None = None, *, data_dir: Path | None = None,
@@ -314,6 +315,7 @@ class MainWindow(QMainWindow):
     def _on_inspect_failed(self, error: BaseException) -> None:
         self._refresh()
         self.run_page.show_status(_message(error), error=True)
+        self.run_failed.emit(_message(error))
 
     def _on_inspected(self, pending: PendingRun) -> None:
         start_over = False
@@ -327,6 +329,7 @@ class MainWindow(QMainWindow):
             if choice == 2:
                 self._refresh()
                 self.run_page.show_status("Nothing was started.")
+                self.run_failed.emit("not started")
                 return
             start_over = choice == 1
         self._launch(pending, start_over)
@@ -398,6 +401,7 @@ class MainWindow(QMainWindow):
             if self._run_work_dir is not None:
                 self._stopped_here.add(self._run_work_dir)
             self.run_page.show_status(message + " Press Run to try again; finished texts are kept.", error=True)
+            self.run_failed.emit(message)
         else:
             self.export_page.set_exporting(False)
             self.export_page.set_ready(self.outcome is not None, len(self.outcome.results) if self.outcome else 0)
@@ -415,6 +419,7 @@ class MainWindow(QMainWindow):
             self._stopped_here.add(self._run_work_dir)
         done = self.run_page.results.rowCount()
         self.run_page.show_status(f"Stopped. {done:,} finished texts are kept; press Run to continue where it stopped.")
+        self.run_failed.emit("stopped")
         self._after_task()
 
     def _run_succeeded(self, outcome) -> None:
