@@ -9,7 +9,6 @@ written.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import re
@@ -260,7 +259,6 @@ def _read_delimited(path: Path, text: str) -> pd.DataFrame:
                 dtype=str,
                 keep_default_na=False,
                 index_col=False,
-                quoting=csv.QUOTE_MINIMAL,
             )
     except pd.errors.ParserWarning:
         raise PromptFileError(too_many_cells) from None
