@@ -80,6 +80,7 @@ class FakeHub:
         self.read_only_tokens: set[str] = set()  # valid, but refused (403) for gated and private repos
         self.drop_once: dict[str, int] = {}  # file name -> bytes to send before dropping the connection, once
         self.slow: dict[str, float] = {}  # file name -> seconds to sleep after each 16 KiB block
+        self.ignore_range = False  # answer Range requests with the whole file, as some proxies do
         self.requests: list[tuple[str, str, str | None]] = []  # (method, path, Range header)
         self.bytes_sent: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -237,7 +238,7 @@ class FakeHub:
             headers["X-Linked-Size"] = str(len(data))
         start, end, status = 0, len(data) - 1, 200
         rng = h.headers.get("Range")
-        if rng and not head:
+        if rng and not head and not self.ignore_range:
             m = re.fullmatch(r"bytes=(\d+)-(\d*)", rng.strip())
             if m:
                 start = int(m[1])

@@ -145,6 +145,23 @@ def test_cancel_stops_the_download_and_the_next_run_continues_it(tiny_repo, fake
     assert not list((_cache() / "models--tiny-org--tiny-llama" / "blobs").glob("*.incomplete"))
 
 
+def test_a_server_that_ignores_the_range_restarts_the_file_and_progress_stays_right(tiny_repo, fake_hub):
+    size = len(_weights(tiny_repo))
+    fake_hub.slow["model.safetensors"] = 0.02
+    small = sum(len(v) for k, v in tiny_repo.files.items() if k != "model.safetensors")
+    with pytest.raises(Cancelled):
+        hub.download_model(MODEL, state=_CancelAfterBytes(small + size // 3), max_workers=1)
+    fake_hub.slow.clear()
+    fake_hub.ignore_range = True
+    state = RecordingState()
+
+    folder = hub.download_model(MODEL, state=state)
+
+    assert (folder / "model.safetensors").read_bytes() == _weights(tiny_repo)
+    assert state.progress[-1].done == state.progress[-1].total
+    assert max(p.done for p in state.progress) <= state.progress[-1].total
+
+
 def test_download_refused_when_the_disk_is_too_small(tiny_repo, monkeypatch, fake_hub):
     monkeypatch.setattr(hub, "_free_bytes", lambda folder: 1000)
     with pytest.raises(DiskFullError) as info:

@@ -311,7 +311,7 @@ def fetch_config(model: str | Path, *, revision: str | None = None, token: str |
 
         try:
             path = Path(hf_hub_download(str(model), "config.json", revision=revision, token=token or False,
-                                        tqdm_class=_SilentBar))
+                                        **_quiet(hf_hub_download)))
         except Exception as exc:
             _raise_plain(exc, str(model), token, revision)
     elif folder is None:
@@ -519,7 +519,7 @@ class _ByteCounter:
 
     def report(self) -> None:
         with self._lock:
-            done, fetched = min(self.done, self.total), self.fetched
+            done, fetched = self.done, self.fetched
         elapsed = time.monotonic() - self.started
         speed = fetched / elapsed if elapsed > 0 else 0.0
         parts = [f"{human_bytes(done)} of {human_bytes(self.total)}"]
@@ -530,49 +530,47 @@ class _ByteCounter:
                                          message=", ".join(parts)))
 
 
-def _bar_class(counter: _ByteCounter):
-    """A tqdm stand-in for huggingface_hub's `tqdm_class` hook: it only counts bytes."""
+class _CountingFile:
+    """The partial blob file, counting what huggingface_hub's http_get writes into it.
 
-    class _Bar:
-        def __init__(self, *args, total=None, initial=0, **kwargs) -> None:
-            self.n = initial or 0
-            self.total = total
-            if initial:
-                counter.add(int(initial), fetched=False)
+    Counting writes rather than relying on the `tqdm_class` hook keeps progress
+    and cancel independent of how each huggingface_hub version drives its bars.
+    """
 
-        def update(self, n=1) -> None:
-            if n:
-                self.n += n
-                counter.add(int(n))
+    def __init__(self, raw, counter: "_ByteCounter") -> None:
+        self._raw = raw
+        self._counter = counter
 
-        # huggingface_hub calls these on aggregating bars; counting `update` alone avoids double counts.
-        def update_transfer(self, n=1) -> None:
-            pass
+    def write(self, data) -> int:
+        n = self._raw.write(data)
+        self._counter.add(len(data))  # raises Cancelled when asked to stop: the bytes so far stay on disk
+        return n
 
-        def set_postfix_str(self, *args, **kwargs) -> None:
-            pass
+    def truncate(self, size=None) -> int:
+        # http_get truncates when a server ignores the Range header and sends the whole file again.
+        position = self._raw.tell()
+        before = self._raw.seek(0, os.SEEK_END)
+        self._raw.seek(position)
+        after = self._raw.truncate(size)
+        self._counter.add(after - before, fetched=False)
+        return after
 
-        def set_transfer_postfix_str(self, *args, **kwargs) -> None:
-            pass
+    def __getattr__(self, name):
+        return getattr(self._raw, name)
 
-        def set_description(self, *args, **kwargs) -> None:
-            pass
 
-        set_description_str = set_description
+def _quiet(func) -> dict[str, Any]:
+    """Keyword arguments that silence huggingface_hub's console progress bars, where the version has the hook."""
+    return {"tqdm_class": _SilentBar} if _supports(func, "tqdm_class") else {}
 
-        def refresh(self, *args, **kwargs) -> None:
-            pass
 
-        def close(self) -> None:
-            pass
+def _supports(func, parameter: str) -> bool:
+    import inspect
 
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc) -> None:
-            pass
-
-    return _Bar
+    try:
+        return parameter in inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 class _SilentBar:
@@ -613,7 +611,7 @@ def _read_json_file(model_id: str, filename: str, commit: str, token: str | None
     from huggingface_hub import hf_hub_download
 
     path = hf_hub_download(model_id, filename, revision=commit, token=token or False, cache_dir=cache_dir,
-                           tqdm_class=_SilentBar)
+                           **_quiet(hf_hub_download))
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except ValueError:
@@ -680,7 +678,7 @@ def check_disk_space(plan: DownloadPlan, cache_dir: str | Path | None = None) ->
         )
 
 
-def _fetch_blob(plan: DownloadPlan, remote: RemoteFile, token: str | None, cache: Path, bar_class,
+def _fetch_blob(plan: DownloadPlan, remote: RemoteFile, token: str | None, cache: Path,
                 counter: "_ByteCounter") -> None:
     """Download one file's bytes into the cache's blob folder, continuing a partial download."""
     counter.check()
@@ -713,10 +711,12 @@ def _fetch_blob(plan: DownloadPlan, remote: RemoteFile, token: str | None, cache
     with FileLock(str(locks / f"{etag}.lock")):
         if blob.is_file():
             return  # another process finished it while we waited
+        quiet = _quiet(http_get)
         with open(partial, "ab") as f:
             resume = f.tell()
-            http_get(source, f, resume_size=resume, headers=headers, expected_size=meta.size or remote.size,
-                     tqdm_class=bar_class)
+            counter.add(resume, fetched=False)
+            http_get(source, _CountingFile(f, counter), resume_size=resume, headers=headers,
+                     expected_size=meta.size or remote.size, **quiet)
         os.replace(partial, blob)
 
 
@@ -757,7 +757,6 @@ def download_model(model_id: str, *, revision: str | None = None, token: str | N
     check_disk_space(plan, cache)
     check_cancel(state)
     counter = _ByteCounter(state, plan.total_bytes, model_id)
-    bar = _bar_class(counter)
     if plan.bytes_to_fetch:
         state.set_status(f"Downloading {model_id} ({human_bytes(plan.total_bytes)})…")
     else:
@@ -774,7 +773,7 @@ def download_model(model_id: str, *, revision: str | None = None, token: str | N
             first_error: BaseException | None = None
             with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(todo))),
                                     thread_name_prefix="gpi-download") as pool:
-                futures = [pool.submit(_fetch_blob, plan, r, token, cache, bar, counter)
+                futures = [pool.submit(_fetch_blob, plan, r, token, cache, counter)
                            for r in sorted(todo, key=lambda r: -r.size)]
                 for future in as_completed(futures):
                     exc = future.exception()
@@ -788,10 +787,10 @@ def download_model(model_id: str, *, revision: str | None = None, token: str | N
         # so that transformers, `hf download` and offline mode all find the model.
         for remote in plan.files:
             hf_hub_download(model_id, remote.path, revision=plan.commit, token=token or False, cache_dir=cache,
-                            tqdm_class=_SilentBar)
+                            **_quiet(hf_hub_download))
         folder = snapshot_download(model_id, revision=plan.revision, token=token or False, cache_dir=cache,
-                                   allow_patterns=[r.path for r in plan.files], tqdm_class=_SilentBar,
-                                   max_workers=1)
+                                   allow_patterns=[r.path for r in plan.files], max_workers=1,
+                                   **_quiet(snapshot_download))
     except (Cancelled, GpiError):
         raise
     except Exception as exc:
