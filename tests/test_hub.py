@@ -135,6 +135,7 @@ def test_cancel_stops_the_download_and_the_next_run_continues_it(tiny_repo, fake
 
     partial = list((_cache() / "models--tiny-org--tiny-llama" / "blobs").glob("*.incomplete"))
     assert len(partial) == 1 and 0 < partial[0].stat().st_size < size
+    assert any("/s" in p.message and "left" in p.message for p in state.progress)  # speed and time left
     kept = partial[0].stat().st_size
     fake_hub.slow.clear()
 

@@ -714,6 +714,9 @@ def _fetch_blob(plan: DownloadPlan, remote: RemoteFile, token: str | None, cache
         quiet = _quiet(http_get)
         with open(partial, "ab") as f:
             resume = f.tell()
+            if resume > (meta.size or remote.size):  # not a prefix of this file: start it again
+                f.truncate(0)
+                resume = 0
             counter.add(resume, fetched=False)
             http_get(source, _CountingFile(f, counter), resume_size=resume, headers=headers,
                      expected_size=meta.size or remote.size, **quiet)
