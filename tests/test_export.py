@@ -310,3 +310,14 @@ def test_bytes_do_not_depend_on_which_strings_are_shared_objects(tmp_path, table
     export(tmp_path / "copied", copied, table)
     name = "generated_texts.pkl"
     assert (tmp_path / "shared" / name).read_bytes() == (tmp_path / "copied" / name).read_bytes()
+
+
+def test_exported_files_are_readable_by_others_as_the_umask_allows(tmp_path, table):
+    import stat
+
+    folder = tmp_path / "export"
+    export(folder, make_results(len(table.texts)), table)
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in [*folder.glob("*.*"), *(folder / "hidden").iterdir()]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask, path

@@ -274,6 +274,15 @@ class _HashingFile:
         return self.handle.write(data)
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 class _Writer:
     """Writes files atomically, records their sha256, reports progress, and can undo itself."""
 
@@ -297,6 +306,9 @@ class _Writer:
         final = self.folder / name
         fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=final.parent)
         try:
+            # mkstemp makes owner-only files; exported files are shared like any other document.
+            if hasattr(os, "fchmod"):
+                os.fchmod(fd, 0o666 & ~_UMASK)
             with os.fdopen(fd, "wb") as handle:
                 hashing = _HashingFile(handle)
                 yield hashing
