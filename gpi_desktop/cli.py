@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dtype", default="auto", choices=["auto", "float16", "bfloat16", "float32"])
     run.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
     run.add_argument("--template", default="gpi_pack", choices=["gpi_pack", "model-card"])
+    run.add_argument("--quantization", choices=["none", "8bit", "4bit"], default="none",
+                     help="load the model in 8-bit or 4-bit (NVIDIA GPU and gpi-desktop[quantization]); changes the numbers")
     run.add_argument("--one-at-a-time", action="store_true",
                      help="gpi_pack's exact procedure: transformers' generate() on one prompt at a time (slow)")
     run.add_argument("--revision", help="a hub revision (branch, tag or commit) of the model")
@@ -201,6 +203,7 @@ def spec_from_args(args):
         batch_size=args.batch_size,
         strategy="one-at-a-time" if args.one_at_a_time else "batched",
         revision=args.revision,
+        quantization=None if args.quantization == "none" else args.quantization,
         template_options=parse_options(args.template_option),
         generation_options=parse_options(args.generation_option),
     )
@@ -222,6 +225,10 @@ def prepare_out_folder(out: Path, *, resume: bool, overwrite: bool) -> None:
 
 
 def cmd_run(args) -> int:
+    if getattr(args, "shard", None) or getattr(args, "job", None):
+        from gpi_desktop.cluster_cli import cmd_run_cluster  # --shard / --job: the cluster issue's runs
+
+        return cmd_run_cluster(args)
     from gpi_desktop.core.job import export_run, load_prompts, run_job
     from gpi_desktop.core.models import resolve_source
 

@@ -159,6 +159,7 @@ def run_job(
 
     check_cancel(state)
     if loaded is None:
+        report_fit(spec, table, state, token=token)
         loaded = load_model(spec.settings, token=token, state=state)
     check_cancel(state)
     renderer = make_renderer(loaded.tokenizer, spec.settings.task, spec.settings.template, spec.settings.template_options)
@@ -174,7 +175,7 @@ def run_job(
         # A fixed batch size shards by whole batches of the single-machine plan, so each batch runs exactly
         # as it would on one machine; recomputed identically on resume (it depends only on the prompts).
         unit = requested if isinstance(requested, int) and spec.settings.strategy == "batched" else None
-        rows = shard.select([len(p.ids) for p in encoded], unit)
+        rows = shard.select([len(p.ids) for p in encoded], unit, spec.settings.max_new_tokens)
         encoded = [encoded[row] for row in rows]
 
     if journal is None:
@@ -220,6 +221,32 @@ def run_job(
         rows=rows,
         shard=shard,
     )
+
+
+def report_fit(spec: JobSpec, table, state: TaskState, *, token: str | None = None):
+    """Say before loading whether the model, its cache and the batch will fit, and what to change if not.
+
+    Only a warning: the estimate is approximate, and an automatic batch size and
+    the engine's out-of-memory retry adapt to what is really free.
+    """
+    from gpi_desktop.core.errors import GpiError
+    from gpi_desktop.core.memory import check_fit
+
+    s = spec.settings
+    requested = parse_batch_size(s.batch_size)
+    # The template adds the instruction and headers; about 3 characters a token is a safe side guess.
+    longest = max((len(t) for t in table.texts), default=0) // 3 + 100
+    try:
+        _estimate, verdict = check_fit(s.model, dtype=s.dtype, device=s.device, quantization=s.quantization,
+                                       batch_size=1 if requested == "auto" else requested, prompt_tokens=longest,
+                                       max_new_tokens=s.max_new_tokens, revision=s.revision, token=token)
+    except GpiError:
+        raise
+    except Exception:  # the estimate is advice; a failure to make it must not stop the run
+        log.warning("memory estimate failed", exc_info=True)
+        return None
+    state.set_status(" ".join([verdict.sentence, *verdict.suggestions]))
+    return verdict
 
 
 def export_run(outcome: RunOutcome, folder: Path, *, overwrite: bool = False, state: TaskState | None = None,

@@ -1,0 +1,134 @@
+"""The command line's cluster part: `run --shard I/N`, `run --job FILE` and `merge DIR... --out OUT`."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+from gpi_desktop.core.errors import EXIT_OK, OutputFolderError, SettingsError
+
+# `run` flags that a job file already decides; given together with --job they would be silently ignored.
+JOB_DEFINED_FLAGS = {
+    "model": "--model", "prompts": "--prompts", "column": "--column", "task": "--task", "pooling": "--pooling",
+    "max_new_tokens": "--max-new-tokens", "prefix": "--prefix", "save_name": "--save-name",
+    "batch_size": "--batch-size", "dtype": "--dtype", "device": "--device", "template": "--template",
+    "one_at_a_time": "--one-at-a-time", "revision": "--revision", "template_option": "--template-option",
+    "generation_option": "--generation-option",
+}  # fmt: skip
+
+
+def add_run_arguments(run: argparse.ArgumentParser) -> None:
+    """Add --shard and --job to `run` (called after the run flags exist, so their defaults are known)."""
+    run.add_argument("--shard", metavar="I/N",
+                     help="run only share I of N (I counts from 1) into --out, as one task of a cluster array job; "
+                          "merge the shard folders with `gpi-desktop merge`")
+    run.add_argument("--job", metavar="FILE",
+                     help="take the prompts, model and settings from a job.json written by \"Prepare for a cluster\"")
+    run.set_defaults(_job_flag_defaults={dest: run.get_default(dest) for dest in JOB_DEFINED_FLAGS})
+
+
+def add_merge_parser(sub) -> None:
+    merge = sub.add_parser("merge", help="merge the shard folders of a cluster job into one export folder",
+                           description="Check that the shard folders come from one job and hold every row once, "
+                                       "then write one export folder as a single-machine run writes it.")
+    merge.add_argument("dirs", nargs="+", metavar="DIR",
+                       help="shard folders (for example shards/*), or the job folder that holds them")
+    merge.add_argument("--out", required=True, help="the folder for the merged export")
+    merge.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
+    merge.add_argument("--quiet", action="store_true", help="print only errors and the final line")
+
+
+def wants_cluster_run(args) -> bool:
+    return bool(getattr(args, "shard", None) or getattr(args, "job", None))
+
+
+def spec_for(args):
+    """The job of a `run`: from --job FILE, or from the run flags."""
+    if not getattr(args, "job", None):
+        from gpi_desktop.cli import spec_from_args
+
+        return spec_from_args(args)
+    from gpi_desktop.core.shards import load_job_file
+
+    defaults = getattr(args, "_job_flag_defaults", {})
+    given = [flag for dest, flag in JOB_DEFINED_FLAGS.items() if dest in defaults and getattr(args, dest) != defaults[dest]]
+    if given:
+        raise SettingsError(f"--job already holds the prompts, model and settings, so {', '.join(given)} cannot be "
+                            "given with it: leave them out, or edit the job folder's job.json.")
+    if not args.out:
+        raise OutputFolderError("Give the output folder with --out FOLDER.")
+    return load_job_file(args.job).spec
+
+
+def cmd_run_cluster(args) -> int:
+    """`run` with --job and/or --shard: a whole job from a job file, or one shard of it into a shard folder."""
+    from gpi_desktop.cli import JOURNAL_DIR, CliState, format_duration, prepare_out_folder
+    from gpi_desktop.core.job import export_run, load_prompts, run_job
+    from gpi_desktop.core.models import resolve_source
+    from gpi_desktop.core.runstore import RunJournal
+    from gpi_desktop.core.shards import SHARD_MANIFEST, Shard, write_shard_folder
+
+    shard = Shard.parse(args.shard) if args.shard else None
+    spec = spec_for(args)
+    out = Path(args.out)
+    load_prompts(spec)
+    source = resolve_source(spec.settings.model)
+    journal = out / JOURNAL_DIR
+    if shard is not None and args.resume and not RunJournal.exists(journal) and (out / SHARD_MANIFEST).is_file():
+        # A requeued task whose shard already finished: nothing to redo.
+        print(f"Shard {shard.label} in {out} is already finished.")
+        return EXIT_OK
+    # A shard's journal shows the folder is this shard's: files of an interrupted shard write are rewritten.
+    if not (shard is not None and args.resume and RunJournal.exists(journal)):
+        prepare_out_folder(out, resume=args.resume, overwrite=args.overwrite)
+    if args.overwrite and journal.exists():
+        shutil.rmtree(journal)
+    token = None
+    if not source.is_local:
+        from gpi_desktop.core.secrets import find_token
+
+        token = find_token().token
+    state = CliState(quiet=args.quiet)
+    previous = signal.signal(signal.SIGINT, lambda *_: setattr(state, "cancel", True))
+    previous_term = _stop_on_sigterm(state)
+    try:
+        started = time.monotonic()
+        outcome = run_job(spec, journal, state, resume=args.resume, token=token, shard=shard)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
+    if shard is None:
+        state.set_status("Writing the export folder…")
+        export_run(outcome, out, overwrite=True, allow_names={JOURNAL_DIR})
+    else:
+        state.set_status("Writing the shard folder…")
+        write_shard_folder(out, outcome)
+    shutil.rmtree(journal, ignore_errors=True)
+    n = len(outcome.results)
+    what = f"shard {shard.label}: {n} of {len(outcome.table)} rows" if shard else f"{n} texts and hidden states"
+    print(f"Done: {what} (width {outcome.model_info.hidden_size}) in {out} after "
+          f"{format_duration(time.monotonic() - started)}.")
+    return EXIT_OK
+
+
+def _stop_on_sigterm(state):
+    """SLURM ends a preempted or timed-out task with SIGTERM: stop cleanly, keeping the journal (it resumes)."""
+    if not hasattr(signal, "SIGTERM"):  # pragma: no cover - Windows
+        return None
+    return signal.signal(signal.SIGTERM, lambda *_: setattr(state, "cancel", True))
+
+
+def run_merge(args) -> int:
+    from gpi_desktop.cli import CliState
+    from gpi_desktop.core.shards import merge_shards
+
+    state = CliState(quiet=args.quiet)
+    summary = merge_shards(args.dirs, Path(args.out), overwrite=args.overwrite, state=state)
+    print(f"Merged: {summary.n_rows} texts and hidden states (width {summary.hidden_size}) in {summary.folder}.",
+          file=sys.stdout)
+    return EXIT_OK

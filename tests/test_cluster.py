@@ -1,0 +1,324 @@
+"""Cluster shards: row selection, job folders, sbatch script, shard runs as parallel processes, resume, and merge."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import PROMPTS
+from gpi_desktop.cli import main
+from gpi_desktop.core.errors import Cancelled, SettingsError
+from gpi_desktop.core.job import JobSpec, run_job
+from gpi_desktop.core.progress import RecordingState
+from gpi_desktop.core.sbatch import STANDARD_OPTIONS, ClusterSettings, sbatch_script, write_job_folder
+from gpi_desktop.core.settings import ExportSettings, RunSettings
+from gpi_desktop.core.shards import Shard, assign_rows, load_job_file
+
+MAX_NEW = 12
+N = 3
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def manifest(folder: Path) -> dict:
+    return json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+
+
+def make_job(tmp_path: Path, model: Path, prompts: Path, name: str, *, batch_size="2", **settings) -> Path:
+    spec = JobSpec(prompts, "text", RunSettings(model=str(model), max_new_tokens=MAX_NEW, batch_size=batch_size,
+                                               **settings), ExportSettings())
+    return write_job_folder(tmp_path / name, spec, ClusterSettings(shards=N, gpus_per_task=0)).folder
+
+
+def run_shard_in_process(job: Path, index: int, out: Path, *extra: str) -> int:
+    return main(["run", "--job", str(job / "job.json"), "--shard", f"{index}/{N}", "--out", str(out), "--quiet",
+                 *extra])
+
+
+@pytest.fixture(scope="module")
+def prompts_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("input") / "speeches.csv"
+    pd.DataFrame({"id": range(len(PROMPTS)), "text": PROMPTS, "party": list("ABABABAB")}).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def fixed_job(tmp_path_factory, tiny_llama, prompts_file) -> Path:
+    """A job with batch size 2, its three shards run as parallel processes, as SLURM array tasks would run."""
+    job = make_job(tmp_path_factory.mktemp("jobs"), tiny_llama, prompts_file, "job")
+    env = dict(os.environ, GPI_DESKTOP_LOG_DIR=str(job / "logs"))
+    procs = [subprocess.Popen([sys.executable, "-m", "gpi_desktop", "run", "--job", "job.json", "--shard",
+                               f"{i}/{N}", "--out", f"shards/{i}", "--quiet"], cwd=job, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(1, N + 1)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err.decode()
+    return job
+
+
+# -- which rows a shard runs ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("batch", [None, 1, 3, 8])
+@pytest.mark.parametrize("count", [1, 3, 7, 40])
+def test_shards_cover_every_row_once_and_balance_prompt_length(batch, count):
+    rng = random.Random(count * 10 + (batch or 0))
+    lengths = [rng.randint(1, 300) for _ in range(35)]
+    shards = assign_rows(lengths, count, batch, max_new_tokens=20)
+    assert sorted(r for rows in shards for r in rows) == list(range(35))
+    assert shards == assign_rows(list(lengths), count, batch, max_new_tokens=20)  # deterministic
+    unit = max(batch or 1, 1)
+    heaviest_unit = unit * (max(lengths) + 20)
+    loads = [sum(lengths[r] + 20 for r in rows) for rows in shards]
+    assert max(loads) - min(loads) <= heaviest_unit
+
+
+def test_whole_batch_shards_replan_into_the_single_machine_batches():
+    from gpi_desktop.core.engine import EncodedPrompt, plan_batches
+
+    rng = random.Random(5)
+    prompts = [EncodedPrompt(row, (0,) * rng.randint(1, 9)) for row in range(23)]  # many equal lengths
+    lengths = [len(p.ids) for p in prompts]
+    for batch in (1, 2, 4, 5):
+        single = {tuple(p.row for p in b) for b in plan_batches(prompts, batch)}
+        for count in (2, 3, 6):
+            for rows in assign_rows(lengths, count, batch):
+                mine = [prompts[r] for r in rows]
+                assert {tuple(p.row for p in b) for b in plan_batches(mine, batch)} <= single
+
+
+@pytest.mark.parametrize("text", ["0/3", "4/3", "3", "a/b", "1/0", ""])
+def test_shard_numbers_outside_one_to_n_are_refused_in_plain_words(text):
+    with pytest.raises(SettingsError, match="--shard"):
+        Shard.parse(text)
+
+
+def test_shard_parse_counts_from_one():
+    assert Shard.parse(" 3/10 ") == Shard(3, 10) and Shard(3, 10).label == "3/10"
+
+
+# -- job folder and sbatch script ------------------------------------------------------------------------
+
+
+def test_job_folder_holds_prompts_copy_job_file_script_and_readme(tiny_llama, prompts_file, tmp_path):
+    cluster = ClusterSettings(shards=5, gpus_per_task=2, time="1-12:00:00", memory="80g", model_cache="~/scratch/hf",
+                              partition="gpu", account="lab-42", setup="module load cuda")
+    spec = JobSpec(prompts_file, None, RunSettings(model=str(tiny_llama), pooling="mean", device="cpu"),
+                   ExportSettings("h_", "texts"))
+    job = write_job_folder(tmp_path / "job", spec, cluster)
+    assert (job.folder / "input" / "speeches.csv").read_bytes() == prompts_file.read_bytes()
+    loaded = load_job_file(job.job_file)
+    assert loaded.shards == 5 and loaded.spec.column == "text"
+    assert loaded.spec.prompts_path == job.folder / "input" / "speeches.csv"
+    assert loaded.spec.settings.pooling == "mean" and loaded.spec.export == ExportSettings("h_", "texts")
+    assert loaded.spec.settings.device == "auto"  # the cluster's GPUs, whatever the desktop used
+    script = job.script.read_text()
+    for line in ("#SBATCH --array=1-5", "#SBATCH --gres=gpu:2", "#SBATCH --time=1-12:00:00", "#SBATCH --mem=80G",
+                 "#SBATCH --requeue", "#SBATCH --partition=gpu", "#SBATCH --account=lab-42",
+                 'export HF_HOME="$HOME/scratch/hf"', "module load cuda"):
+        assert line in script
+    readme = job.readme.read_text()
+    for words in ("sbatch run.sbatch", "squeue", "gpi-desktop merge shards/* --out export", "Merge cluster results",
+                  "scp -r"):
+        assert words in readme
+    assert (job.folder / "logs").is_dir()
+
+
+@pytest.mark.parametrize("cluster", [ClusterSettings(), ClusterSettings(shards=1, gpus_per_task=0, partition="x",
+                                                                         account="y", setup="source a/b\nexport Z=1")])
+def test_sbatch_script_passes_bash_n_and_uses_only_standard_options(cluster, tmp_path):
+    path = tmp_path / "run.sbatch"
+    path.write_text(sbatch_script(cluster))
+    check = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    options = re.findall(r"^#SBATCH --([a-z-]+)", path.read_text(), flags=re.M)
+    assert options and set(options) <= STANDARD_OPTIONS
+    assert "array" in options and "requeue" in options and "time" in options and "mem" in options
+
+
+@pytest.mark.parametrize("field, value", [("time", "8 hours"), ("memory", "lots"), ("partition", "a b"),
+                                          ("model_cache", 'x"; rm -rf ~'), ("shards", 0)])
+def test_cluster_fields_out_of_slurm_form_are_refused(field, value):
+    with pytest.raises(SettingsError):
+        ClusterSettings(**{field: value}).validate()
+
+
+def _fake_program(tmp_path: Path) -> Path:
+    fake = tmp_path / "fake-gpi"
+    fake.write_text('#!/bin/bash\necho "$@" >> "$CALLS"\n')
+    fake.chmod(0o755)
+    return fake
+
+
+def test_script_resumes_an_interrupted_shard_and_skips_a_finished_one(tmp_path):
+    job = tmp_path / "job"
+    (job / "shards").mkdir(parents=True)
+    (job / "job.json").write_text("{}")
+    (job / "run.sbatch").write_text(sbatch_script(ClusterSettings(shards=3)))
+    calls = tmp_path / "calls.txt"
+    env = dict(os.environ, GPI_DESKTOP=str(_fake_program(tmp_path)), CALLS=str(calls), SLURM_SUBMIT_DIR=str(job))
+
+    def task(i: int) -> str:
+        calls.unlink(missing_ok=True)
+        done = subprocess.run(["bash", str(job / "run.sbatch")], env=dict(env, SLURM_ARRAY_TASK_ID=str(i)),
+                              capture_output=True, text=True, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        return calls.read_text().strip() if calls.exists() else ""
+
+    assert task(2) == "run --job job.json --shard 2/3 --out shards/2"
+    (job / "shards" / "2" / ".gpi-run").mkdir(parents=True)  # what a preempted task leaves
+    assert task(2) == "run --job job.json --shard 2/3 --out shards/2 --resume"
+    shutil.rmtree(job / "shards" / "2" / ".gpi-run")
+    (job / "shards" / "2" / "shard.json").write_text("{}")
+    assert task(2) == ""  # finished: not run again
+
+
+# -- shards as parallel processes, merged, against one machine ---------------------------------------------
+
+
+def test_parallel_shards_merge_to_the_single_machine_files_byte_for_byte(fixed_job, tmp_path, capsys):
+    single = tmp_path / "single"
+    assert main(["run", "--job", str(fixed_job / "job.json"), "--out", str(single), "--quiet"]) == 0
+    rows = [json.loads((fixed_job / "shards" / str(i) / "shard.json").read_text())["shard"]["rows"]
+            for i in range(1, N + 1)]
+    assert sorted(sum(rows, [])) == list(range(len(PROMPTS))) and all(rows)
+    for i, shard_rows in enumerate(rows, 1):  # original row numbers, loadable as gpi_pack does
+        assert sorted(p.name for p in (fixed_job / "shards" / str(i) / "hidden").iterdir()) == \
+            sorted(f"hidden_{k}.pt" for k in shard_rows)
+
+    merged = tmp_path / "merged"
+    assert main(["merge", *sorted(map(str, (fixed_job / "shards").iterdir())), "--out", str(merged), "--quiet"]) == 0
+    got, want = digest(merged), digest(single)
+    assert set(got) == set(want)
+    # Whole batches of the single-machine plan: every data file is identical, byte for byte.
+    assert {k: v for k, v in got.items() if k != "manifest.json"} == {k: v for k, v in want.items() if k != "manifest.json"}
+    m, s = manifest(merged), manifest(single)
+    assert m.pop("sharded") == {"shards": N, "batch_sizes": [2, 2, 2], "devices": ["cpu"] * N}
+    assert m == s
+    texts = pd.read_pickle(merged / "generated_texts.pkl")
+    assert texts["P"].tolist() == PROMPTS
+
+
+def test_auto_batch_shards_merge_with_equal_texts_and_close_vectors(tiny_llama, prompts_file, tmp_path):
+    args = ["--model", str(tiny_llama), "--prompts", str(prompts_file), "--column", "text", "--max-new-tokens",
+            str(MAX_NEW), "--device", "cpu", "--pooling", "mean", "--quiet"]
+    single = tmp_path / "single"
+    assert main(["run", *args, "--out", str(single)]) == 0
+    for i in range(1, N + 1):
+        assert main(["run", *args, "--shard", f"{i}/{N}", "--out", str(tmp_path / "shards" / str(i))]) == 0
+    merged = tmp_path / "merged"
+    assert main(["merge", str(tmp_path / "shards"), "--out", str(merged), "--quiet"]) == 0
+
+    assert set(digest(merged)) == set(digest(single))
+    a, b = pd.read_pickle(merged / "generated_texts.pkl"), pd.read_pickle(single / "generated_texts.pkl")
+    assert a["X"].tolist() == b["X"].tolist() and a["P"].tolist() == b["P"].tolist() == PROMPTS
+    assert (merged / "generated_texts.csv").read_bytes() == (single / "generated_texts.csv").read_bytes()
+    np.testing.assert_allclose(np.load(merged / "hidden_states.npy"), np.load(single / "hidden_states.npy"),
+                               atol=1e-5, rtol=1e-4)
+    m, s = manifest(merged), manifest(single)
+    assert m.pop("sharded")["shards"] == N
+    for d in (m, s):  # only the batch sizes and the vector files' hashes may differ
+        d["settings"].pop("batch_size")
+        d.pop("sha256")
+    assert m == s
+
+
+# -- merge refuses what is not one job's complete set of rows ---------------------------------------------
+
+
+def _merge(*dirs: Path, out: Path) -> int:
+    return main(["merge", *map(str, dirs), "--out", str(out), "--quiet"])
+
+
+def test_merge_refuses_a_missing_shard_and_lists_its_rows(fixed_job, tmp_path, capsys):
+    shards = fixed_job / "shards"
+    assert _merge(shards / "1", shards / "3", out=tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    rows = json.loads((shards / "2" / "shard.json").read_text())["shard"]["rows"]
+    assert "missing" in err and "shard 2 of 3" in err and ", ".join(map(str, rows)) in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_merge_refuses_duplicated_rows(fixed_job, tmp_path, capsys):
+    shards = fixed_job / "shards"
+    copy = tmp_path / "copy-of-1"
+    shutil.copytree(shards / "1", copy)
+    assert _merge(shards / "1", shards / "2", shards / "3", copy, out=tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert "twice" in err and str(copy) in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_merge_refuses_a_shard_of_another_job_naming_it(fixed_job, tiny_llama, prompts_file, tmp_path, capsys):
+    other = make_job(tmp_path, tiny_llama, prompts_file, "other", pooling="max")
+    assert run_shard_in_process(other, 3, other / "shards" / "3") == 0
+    shards = fixed_job / "shards"
+    assert _merge(shards / "1", shards / "2", other / "shards" / "3", out=tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert "different job" in err and "pooling" in err and str(other / "shards" / "3") in err
+
+
+def test_merge_refuses_an_unfinished_or_damaged_shard(fixed_job, tmp_path, capsys):
+    shards = tmp_path / "shards"
+    shutil.copytree(fixed_job / "shards", shards)
+    (shards / "3" / "shard.json").unlink()
+    (shards / "3" / ".gpi-run").mkdir()
+    assert _merge(shards / "1", shards / "2", shards / "3", out=tmp_path / "out") == 2
+    assert "did not finish" in capsys.readouterr().err
+    shutil.rmtree(shards / "3")
+    shutil.copytree(fixed_job / "shards" / "3", shards / "3")
+    with open(shards / "2" / "shard-results.jsonl", "ab") as handle:
+        handle.write(b"\n")
+    assert _merge(shards / "1", shards / "2", shards / "3", out=tmp_path / "out") == 2
+    assert "changed" in capsys.readouterr().err
+
+
+# -- a shard resumes like a normal run -------------------------------------------------------------------
+
+
+def _largest_shard(job: Path) -> int:
+    sizes = {i: len(json.loads((job / "shards" / str(i) / "shard.json").read_text())["shard"]["rows"])
+             for i in range(1, N + 1)}
+    return max(sizes, key=sizes.get)
+
+
+def test_interrupted_shard_resumes_to_the_same_shard_folder(fixed_job, tmp_path):
+    spec = load_job_file(fixed_job / "job.json").spec
+    index = _largest_shard(fixed_job)  # two batches: stopped after the first
+    out = tmp_path / "shard"
+    with pytest.raises(Cancelled):
+        run_job(spec, out / ".gpi-run", RecordingState(cancel_after=1), shard=Shard(index, N))
+    assert (out / ".gpi-run" / "records.jsonl").read_bytes().count(b"\n") >= 1
+    assert run_shard_in_process(fixed_job, index, out) == 2  # an unfinished shard is protected without --resume
+    assert run_shard_in_process(fixed_job, index, out, "--resume") == 0
+    assert digest(out) == digest(fixed_job / "shards" / str(index))
+    assert run_shard_in_process(fixed_job, index, out, "--resume") == 0  # requeued after finishing: nothing to redo
+    assert digest(out) == digest(fixed_job / "shards" / str(index))
+
+
+def test_a_shard_journal_never_resumes_another_shard(fixed_job, tmp_path, capsys):
+    spec = load_job_file(fixed_job / "job.json").spec
+    out = tmp_path / "shard"
+    with pytest.raises(Cancelled):
+        run_job(spec, out / ".gpi-run", RecordingState(cancel_after=1), shard=Shard(_largest_shard(fixed_job), N))
+    assert run_shard_in_process(fixed_job, _largest_shard(fixed_job) % N + 1, out, "--resume") == 2
+    assert "shard" in capsys.readouterr().err
+
+
+def test_job_file_settings_cannot_be_overridden_by_flags(fixed_job, tmp_path, capsys):
+    assert main(["run", "--job", str(fixed_job / "job.json"), "--out", str(tmp_path / "o"), "--pooling", "max"]) == 2
+    assert "--pooling" in capsys.readouterr().err
