@@ -13,7 +13,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, QUrl, Signal
+from PySide6.QtCore import QSettings, Qt, QUrl, Signal
 from PySide6.QtGui import QCloseEvent, QDesktopServices, QDragEnterEvent, QDropEvent, QFont, QIcon
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -122,7 +122,8 @@ class MainWindow(QMainWindow):
 
     def _build_layout(self) -> None:
         self.steps = QListWidget()
-        self.steps.setFixedWidth(200)
+        self.steps.setFixedWidth(240)
+        self.steps.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.steps.setSpacing(2)
         self.steps.setStyleSheet("QListWidget { font-size: 14px; } QListWidget::item { padding: 8px 6px; }")
         self.pages = QStackedWidget()

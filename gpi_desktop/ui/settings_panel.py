@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -155,7 +155,7 @@ class SettingsPanel(QWidget):
         self.generation_options.setFixedHeight(54)
 
         form = QFormLayout()
-        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         self._add(form, "Task", self.task_box, "task")
         form.addRow("", self.instruction_edit)
         self._add(form, "Pooling", self.pooling_box, "pooling")
@@ -167,20 +167,17 @@ class SettingsPanel(QWidget):
         self._add(form, "File prefix", self.prefix_edit, "prefix")
         self._add(form, "Texts file name", self.save_name_edit, "save_name")
 
-        advanced = QGroupBox("Advanced (as gpi_pack's tokenizer_config and model_config)")
-        advanced.setCheckable(True)
-        advanced.setChecked(False)
-        advanced.setToolTip("Options most researchers never need. Open only when a model's documentation asks.")
-        adv_form = QFormLayout()
+        self.advanced = QCheckBox("Show advanced options (as gpi_pack's tokenizer_config and model_config)")
+        self.advanced.setToolTip("Options most researchers never need. Open them only when a model's documentation "
+                                 "asks for one.")
         adv_inner = QWidget()
-        adv_inner.setLayout(adv_form)
+        adv_form = QFormLayout(adv_inner)
+        adv_form.setContentsMargins(0, 0, 0, 0)
+        adv_form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         adv_form.addRow(self._label("Chat template options", "template_options"), self.template_options)
         adv_form.addRow(self._label("Generation options", "generation_options"), self.generation_options)
-        adv_box = QVBoxLayout(advanced)
-        adv_box.addWidget(adv_inner)
-        advanced.toggled.connect(adv_inner.setVisible)
+        self.advanced.toggled.connect(adv_inner.setVisible)
         adv_inner.setVisible(False)
-        self.advanced = advanced
 
         defaults = QPushButton("Restore gpi_pack's defaults")
         defaults.setToolTip("Set every setting on this page back to its default (the model is not changed).")
@@ -193,8 +190,13 @@ class SettingsPanel(QWidget):
         intro.setWordWrap(True)
         layout = QVBoxLayout(self)
         layout.addWidget(intro)
-        layout.addLayout(form)
-        layout.addWidget(advanced)
+        form_box = QWidget()
+        form_box.setLayout(form)
+        form_box.setMaximumWidth(760)  # fields of one width, not stretched across a wide window
+        adv_inner.setMaximumWidth(760)
+        layout.addWidget(form_box)
+        layout.addWidget(self.advanced)
+        layout.addWidget(adv_inner)
         layout.addLayout(bottom)
         layout.addStretch(1)
 

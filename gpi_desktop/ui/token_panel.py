@@ -145,7 +145,8 @@ class TokenPanel(QWidget):
         self._busy(False)
         self.error_label.hide()
         self._info = info
-        self.status_label.setText(("\u2714 " if info else "") + "Token: " + info.describe() + ".")
+        hint = "" if info else " You need one only for models that ask for permission, such as Llama."
+        self.status_label.setText(("\u2714 " if info else "") + "Token: " + info.describe() + "." + hint)
         self.remove_button.setEnabled(info.source in ("keyring", "session"))
         self.token_changed.emit(info)
 

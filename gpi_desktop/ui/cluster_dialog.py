@@ -1,0 +1,348 @@
+""""Prepare for a cluster" (write a SLURM job folder) and "Merge cluster results" (shard folders -> one export).
+
+Both are thin: the job folder comes from core.sbatch.write_job_folder, the
+merge from core.shards.merge_shards, run in a TaskRunner worker so the window
+stays responsive and the merge can be stopped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices, QFont
+from PySide6.QtWidgets import (
+    QDialog,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gpi_desktop.core.errors import GpiError
+from gpi_desktop.core.progress import Progress
+from gpi_desktop.core.sbatch import ClusterSettings, write_job_folder
+from gpi_desktop.ui.tasks import TaskRunner
+
+PREPARE_TITLE = "Prepare for a cluster"
+MERGE_TITLE = "Merge cluster results"
+_ERROR_STYLE = "color: #b00020;"
+
+
+def _message(error: BaseException) -> str:
+    if isinstance(error, GpiError):
+        return str(error)
+    return f"Something unexpected went wrong ({type(error).__name__}); the details are in the log file."
+
+
+def _folder_row(edit: QLineEdit, button: QPushButton) -> QHBoxLayout:
+    row = QHBoxLayout()
+    row.addWidget(edit, 1)
+    row.addWidget(button)
+    return row
+
+
+class PrepareClusterDialog(QDialog):
+    """Fields for the SLURM script, then a job folder and plain instructions."""
+
+    written = Signal(object)  # core.sbatch.JobFolder
+
+    def __init__(self, spec, rows: int, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.spec = spec
+        self.rows = rows
+        self.job_folder = None
+        self.setWindowTitle(PREPARE_TITLE)
+        self.resize(720, 640)
+        defaults = ClusterSettings()
+        prompts = Path(spec.prompts_path)
+
+        intro = QLabel(
+            f"Split this job ({rows:,} prompts, model {spec.settings.model}) into tasks that a SLURM cluster runs "
+            "at the same time, one shard of the prompts each. The program writes a folder to copy to the cluster; "
+            "afterwards, Merge cluster results turns the shards into one export folder."
+        )
+        intro.setWordWrap(True)
+
+        self.tasks = QSpinBox()
+        self.tasks.setRange(1, 10_000)
+        self.tasks.setValue(max(1, min(defaults.shards, rows)))
+        self.tasks.setToolTip("How many tasks (machines) share the prompts.")
+        self.gpus = QSpinBox()
+        self.gpus.setRange(0, 16)
+        self.gpus.setValue(defaults.gpus_per_task)
+        self.gpus.setToolTip("GPUs each task asks for; 0 runs on the CPU only. A 70B model needs several.")
+        self.time = QLineEdit(defaults.time)
+        self.time.setToolTip("The most each task may run, hours:minutes:seconds (or days-hours:minutes:seconds).")
+        self.memory = QLineEdit(defaults.memory)
+        self.memory.setToolTip("Memory (RAM) for each task, for example 64G.")
+        self.cpus = QSpinBox()
+        self.cpus.setRange(1, 256)
+        self.cpus.setValue(defaults.cpus_per_task)
+        self.cache = QLineEdit()
+        self.cache.setPlaceholderText("empty: the cluster's default (~/.cache/huggingface)")
+        self.cache.setToolTip("Where the model's files are (or will be downloaded) on the cluster, e.g. a scratch folder.")
+        self.partition = QLineEdit()
+        self.partition.setPlaceholderText("optional, as your cluster's help pages name it")
+        self.account = QLineEdit()
+        self.account.setPlaceholderText("optional")
+        self.command = QLineEdit(defaults.command)
+        self.command.setToolTip("How GPI Desktop is started on the cluster.")
+        self.setup = QPlainTextEdit()
+        self.setup.setPlaceholderText("optional commands run first, for example:\nmodule load cuda\n"
+                                      "source ~/gpi/bin/activate")
+        self.setup.setFixedHeight(70)
+        self.folder = QLineEdit(str(prompts.parent / f"{prompts.stem}-cluster-job"))
+        choose = QPushButton("Choose…")
+        choose.clicked.connect(self._choose_folder)
+
+        form = QFormLayout()
+        form.addRow("Tasks:", self.tasks)
+        form.addRow("GPUs per task:", self.gpus)
+        form.addRow("Time limit per task:", self.time)
+        form.addRow("Memory per task:", self.memory)
+        form.addRow("CPU cores per task:", self.cpus)
+        form.addRow("Model cache on the cluster:", self.cache)
+        form.addRow("Partition:", self.partition)
+        form.addRow("Account:", self.account)
+        form.addRow("Program command:", self.command)
+        form.addRow("Setup commands:", self.setup)
+        form.addRow("Job folder (new):", _folder_row(self.folder, choose))
+
+        self.error = QLabel()
+        self.error.setWordWrap(True)
+        self.error.setStyleSheet(_ERROR_STYLE)
+        self.error.hide()
+        self.instructions = QPlainTextEdit()
+        self.instructions.setReadOnly(True)
+        self.instructions.setFont(QFont("monospace"))
+        self.instructions.hide()
+
+        self.write_button = QPushButton("Write the job folder")
+        self.write_button.setDefault(True)
+        self.write_button.clicked.connect(self.write)
+        self.open_button = QPushButton("Open the folder")
+        self.open_button.setEnabled(False)
+        self.open_button.clicked.connect(self._open_folder)
+        close = QPushButton("Close")
+        close.clicked.connect(self.accept)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.write_button)
+        buttons.addWidget(self.open_button)
+        buttons.addWidget(close)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(intro)
+        layout.addLayout(form)
+        layout.addWidget(self.error)
+        layout.addWidget(self.instructions, 1)
+        layout.addLayout(buttons)
+
+    def cluster_settings(self) -> ClusterSettings:
+        return ClusterSettings(
+            shards=self.tasks.value(),
+            gpus_per_task=self.gpus.value(),
+            time=self.time.text().strip(),
+            memory=self.memory.text().strip(),
+            cpus_per_task=self.cpus.value(),
+            model_cache=self.cache.text().strip(),
+            partition=self.partition.text().strip(),
+            account=self.account.text().strip(),
+            command=self.command.text().strip(),
+            setup=self.setup.toPlainText(),
+        )
+
+    def write(self) -> bool:
+        self.error.hide()
+        folder = self.folder.text().strip()
+        if not folder:
+            return self._fail("Choose a new folder for the job.")
+        try:
+            job = write_job_folder(Path(folder), self.spec, self.cluster_settings())
+        except (GpiError, OSError) as error:
+            text = str(error) if isinstance(error, GpiError) else (
+                f"The job folder could not be written ({getattr(error, 'strerror', None) or error}): "
+                "choose a folder where you may write.")
+            return self._fail(text)
+        self.job_folder = job
+        self.instructions.setPlainText(job.readme.read_text(encoding="utf-8"))
+        self.instructions.show()
+        self.open_button.setEnabled(True)
+        self.write_button.setEnabled(False)
+        self.written.emit(job)
+        return True
+
+    def _fail(self, text: str) -> bool:
+        self.error.setText(text)
+        self.error.show()
+        return False
+
+    def _choose_folder(self) -> None:
+        current = Path(self.folder.text().strip() or ".")
+        parent = QFileDialog.getExistingDirectory(self, "Where to create the job folder", str(current.parent))
+        if parent:
+            self.folder.setText(str(Path(parent) / current.name))
+
+    def _open_folder(self) -> None:
+        if self.job_folder is not None:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.job_folder.folder)))
+
+
+class MergeShardsDialog(QDialog):
+    """Pick the job (or shards) folder and a new export folder; the merge runs in a worker and can be stopped."""
+
+    merged = Signal(object)  # core.export.ExportSummary
+
+    def __init__(self, parent: QWidget | None = None, start_folder: Path | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(MERGE_TITLE)
+        self.resize(640, 300)
+        self.summary = None
+        self.runner = TaskRunner("gpi-merge", self)
+        intro = QLabel(
+            "Choose the job folder you copied back from the cluster (or its shards folder), and a new folder for "
+            "the export. The merge checks that every prompt is there exactly once and that all tasks ran the same "
+            "job, then writes the same export folder a run on one machine writes."
+        )
+        intro.setWordWrap(True)
+        self.shards = QLineEdit(str(start_folder) if start_folder else "")
+        choose_shards = QPushButton("Choose…")
+        choose_shards.clicked.connect(self._choose_shards)
+        self.out = QLineEdit()
+        choose_out = QPushButton("Choose…")
+        choose_out.clicked.connect(self._choose_out)
+        form = QFormLayout()
+        form.addRow("Job or shards folder:", _folder_row(self.shards, choose_shards))
+        form.addRow("Export folder (new or empty):", _folder_row(self.out, choose_out))
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.merge_button = QPushButton("Merge")
+        self.merge_button.setDefault(True)
+        self.merge_button.clicked.connect(self.merge)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setEnabled(False)
+        self.stop_button.clicked.connect(self.runner.cancel)
+        self.close_button = QPushButton("Close")
+        self.close_button.clicked.connect(self.accept)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        for button in (self.merge_button, self.stop_button, self.close_button):
+            buttons.addWidget(button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(intro)
+        layout.addLayout(form)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status, 1)
+        layout.addLayout(buttons)
+
+        self.runner.busy_changed.connect(self._on_busy)
+        self.runner.progress.connect(self._on_progress)
+        self.runner.status.connect(lambda text: self._show(text))
+        self.runner.succeeded.connect(self._on_merged)
+        self.runner.failed.connect(lambda error: self._show(_message(error), error=True))
+        self.runner.cancelled.connect(lambda: self._show("Stopped; nothing was written. Press Merge to start again."))
+
+    def merge(self) -> bool:
+        from gpi_desktop.core.shards import merge_shards
+
+        shards, out = self.shards.text().strip(), self.out.text().strip()
+        if not shards or not out:
+            self._show("Choose the job folder and a folder for the export first.", error=True)
+            return False
+        if self.runner.is_busy():
+            return False
+        self._show("Merging…")
+        self.runner.start(lambda state: merge_shards([Path(shards)], Path(out), state=state))
+        return True
+
+    def is_busy(self) -> bool:
+        return self.runner.is_busy()
+
+    def _on_busy(self, busy: bool) -> None:
+        self.merge_button.setEnabled(not busy)
+        self.stop_button.setEnabled(busy)
+        self.close_button.setEnabled(not busy)
+
+    def _on_progress(self, progress: Progress) -> None:
+        self.progress.setRange(0, max(progress.total, 1))
+        self.progress.setValue(progress.done)
+
+    def _on_merged(self, summary) -> None:
+        self.summary = summary
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1)
+        self._show(f"Merged {summary.n_rows:,} texts and hidden states into {summary.folder}. "
+                   "It is the same export folder a run on one machine writes, ready for gpi_pack.")
+        self.merged.emit(summary)
+
+    def _show(self, text: str, *, error: bool = False) -> None:
+        self.status.setText(text)
+        self.status.setStyleSheet(_ERROR_STYLE if error else "")
+
+    def _choose_shards(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "The job folder (or its shards folder)", self.shards.text())
+        if folder:
+            self.shards.setText(folder)
+            if not self.out.text().strip():
+                self.out.setText(str(Path(folder) / "export"))
+
+    def _choose_out(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "A new or empty folder for the export", self.out.text())
+        if folder:
+            self.out.setText(folder)
+
+    def done(self, result: int) -> None:
+        if self.runner.is_busy():
+            return  # Stop first: a half-merged export is rolled back by the merge itself
+        self.runner.shutdown()
+        super().done(result)
+
+
+def install_cluster_menu(window: QMainWindow, current_job: Callable[[], tuple[object, int] | str]) -> None:
+    """Add a Cluster menu to `window`. `current_job()` gives (JobSpec, rows) or why there is no job yet."""
+    menu = window.menuBar().addMenu("&Cluster")
+    prepare = menu.addAction("Prepare for a cluster…")
+    merge = menu.addAction("Merge cluster results…")
+
+    def open_prepare() -> None:
+        job = current_job()
+        if isinstance(job, str):
+            from PySide6.QtWidgets import QMessageBox
+
+            QMessageBox.information(window, PREPARE_TITLE, job)
+            return
+        spec, rows = job
+        PrepareClusterDialog(spec, rows, window).exec()
+
+    prepare.triggered.connect(open_prepare)
+    merge.triggered.connect(lambda: MergeShardsDialog(window).exec())
+    window.cluster_menu = menu  # type: ignore[attr-defined]
+
+
+def main_window_job(window) -> tuple[object, int] | str:
+    """The job the main window would run now, or the reason it has none (what the window itself would say)."""
+    from gpi_desktop.core.job import JobSpec
+
+    blocker = window.run_blocker()
+    if blocker:
+        return blocker
+    table = window.prompts_panel.table
+    try:
+        run, export = window.settings_panel.values(model=window.model_panel.model())
+    except GpiError as error:
+        return str(error)
+    return JobSpec(Path(table.path), table.column, run, export), len(table)
