@@ -33,6 +33,7 @@ class RunSettings:
     batch_size: int | str = "auto"  # a number, or "auto"
     strategy: str = "batched"  # "one-at-a-time" is gpi_pack's own generate() loop
     revision: str | None = None
+    quantization: str | None = None  # None, "8bit" or "4bit" (bitsandbytes, CUDA only); changes the numbers
     template_options: dict[str, Any] = field(default_factory=dict)
     generation_options: dict[str, Any] = field(default_factory=dict)
 
@@ -50,6 +51,8 @@ class RunSettings:
         if self.strategy not in STRATEGIES:
             raise SettingsError(f"Strategy must be 'batched' or 'one-at-a-time'; '{self.strategy}' is not.")
         parse_batch_size(self.batch_size)
+        if self.quantization not in (None, "8bit", "4bit"):
+            raise SettingsError(f"Quantization must be 8bit, 4bit or none; '{self.quantization}' is not.")
         if not str(self.task).strip():
             raise SettingsError("The task is empty: choose create, repeat, or write your own instruction.")
         if not str(self.model).strip():
