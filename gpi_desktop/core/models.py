@@ -147,35 +147,25 @@ def folder_fingerprint(path: Path) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def _check_no_remote_code(config: dict, name: str) -> None:
-    if config.get("auto_map"):
-        raise ModelError(
-            f"The model '{name}' needs to run its own code from the model repository, which this program never does "
-            "for your safety; choose a model that transformers supports directly."
-        )
-
-
 def read_config(source: ModelSource, token: str | None = None, revision: str | None = None) -> dict:
-    """The model's config.json as a dict (downloads only that small file for a hub id)."""
+    """The model's config.json as a dict (for a hub id: from the cache, or only that small file from the hub)."""
     if source.is_local:
         return json.loads((source.local_path / "config.json").read_text(encoding="utf-8"))
-    from huggingface_hub import hf_hub_download
+    from gpi_desktop.core.hub import fetch_config
 
     try:
-        path = hf_hub_download(source.name, "config.json", revision=revision, token=token or False)
+        return fetch_config(source.name, revision=revision, token=token)
     except Exception as exc:
-        raise _hub_error(exc, source.name) from exc
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+        raise _hub_error(exc, source.name, token) from exc
 
 
-def _hub_error(exc: Exception, model_id: str) -> Exception:
+def _hub_error(exc: Exception, model_id: str, token: str | None = None) -> Exception:
+    """The plain-words version of a hub failure; anything that is not the hub's stays as it is (our bug)."""
     if isinstance(exc, (GpiError, Cancelled)):
         return exc
-    try:
-        from gpi_desktop.core.hub import plain_hub_error
-    except ImportError:  # pragma: no cover - hub module is part of the package
-        return ModelError(f"The model '{model_id}' could not be fetched from Hugging Face: {type(exc).__name__}.")
-    return plain_hub_error(exc, model_id)
+    from gpi_desktop.core.hub import plain_hub_error
+
+    return plain_hub_error(exc, model_id, token_sent=bool(token)) or exc
 
 
 def hidden_size_of(config: dict) -> int:
@@ -192,18 +182,12 @@ def fetch_model_files(source: ModelSource, *, token: str | None, revision: str |
     """The local folder holding the model: the folder itself, or the hub snapshot (downloaded with progress)."""
     if source.is_local:
         return source.local_path
-    try:
-        from gpi_desktop.core.hub import download_model
-    except ImportError:  # pragma: no cover
-        download_model = None
-    try:
-        if download_model is not None:
-            return Path(download_model(source.name, revision=revision, token=token, state=state))
-        from huggingface_hub import snapshot_download
+    from gpi_desktop.core.hub import download_model
 
-        return Path(snapshot_download(source.name, revision=revision, token=token or False))
+    try:
+        return Path(download_model(source.name, revision=revision, token=token, state=state))
     except Exception as exc:
-        raise _hub_error(exc, source.name) from exc
+        raise _hub_error(exc, source.name, token) from exc
 
 
 def _snapshot_revision(path: Path) -> str | None:
@@ -225,7 +209,9 @@ def load_model(settings, *, token: str | None = None, state: TaskState | None = 
     state.set_status(f"Fetching the model {source.name}…")
     folder = fetch_model_files(source, token=token, revision=settings.revision, state=state)
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    _check_no_remote_code(config, source.name)
+    from gpi_desktop.core.hub import check_model_config
+
+    check_model_config(config, source.name)
     if not any(p.suffix in WEIGHT_SUFFIXES for p in folder.iterdir() if p.is_file()):
         raise ModelError(
             f"The model folder '{folder}' has no weight files (*.safetensors); it may be incomplete: download it again."

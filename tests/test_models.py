@@ -1,0 +1,130 @@
+"""Loading a model the two ways users give one: a folder, and a hub id (through a local fake Hub)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from gpi_desktop.cli import main
+from gpi_desktop.core.errors import AccessError, ModelError, SettingsError
+from gpi_desktop.core.models import describe_target, folder_fingerprint, load_model, pick_dtype, resolve_source
+from gpi_desktop.core.settings import RunSettings
+from hubserver import FakeHub, point_client_at, repo_from_folder
+
+MODEL = "tiny-org/tiny-llama"
+TOKEN = "hf_" + "Z9y8X7w6" * 4 + "ab"
+
+
+@pytest.fixture
+def fake_hub(monkeypatch, tmp_path):
+    with FakeHub() as server:
+        point_client_at(monkeypatch, server.url, tmp_path / "hf-home")
+        server.valid_tokens.add(TOKEN)
+        yield server
+
+
+def test_folder_and_hub_id_give_the_same_results(fake_hub, tiny_llama, prompts_csv, tmp_path, monkeypatch):
+    repo = fake_hub.add(repo_from_folder(MODEL, tiny_llama, access="gated"))
+    repo.approved_tokens.add(TOKEN)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    common = ["--prompts", str(prompts_csv), "--max-new-tokens", "8", "--device", "cpu", "--quiet"]
+    assert main(["run", "--model", str(tiny_llama), "--out", str(tmp_path / "folder"), *common]) == 0
+    assert main(["run", "--model", MODEL, "--out", str(tmp_path / "hub"), *common]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "folder" / "hidden_states.npy"),
+                                  np.load(tmp_path / "hub" / "hidden_states.npy"))
+    manifest = json.loads((tmp_path / "hub" / "manifest.json").read_text())
+    assert manifest["model"]["model_id"] == MODEL
+    assert manifest["model"]["revision"] == repo.commit
+    # The token is used, never written down.
+    for path in (tmp_path / "hub").rglob("*"):
+        if path.is_file():
+            assert TOKEN.encode() not in path.read_bytes()
+
+
+def test_gated_hub_model_without_token_is_one_plain_sentence(fake_hub, tiny_llama, prompts_csv, tmp_path, capsys,
+                                                             monkeypatch):
+    fake_hub.add(repo_from_folder(MODEL, tiny_llama, access="gated"))
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr("gpi_desktop.core.secrets.find_token",
+                        lambda: __import__("gpi_desktop.core.secrets", fromlist=["TokenInfo"]).TokenInfo(None, "none"))
+    code = main(["run", "--model", MODEL, "--prompts", str(prompts_csv), "--out", str(tmp_path / "o"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert f"https://huggingface.co/{MODEL}" in err and "token" in err.lower()
+    assert not (tmp_path / "o").exists()
+
+
+def test_load_model_records_hidden_size_and_every_eos_id(tiny_qwen):
+    loaded = load_model(RunSettings(model=str(tiny_qwen), device="cpu"))
+    assert loaded.info.hidden_size == 64
+    assert len(loaded.info.eos_token_ids) == 2
+    assert loaded.info.dtype == "float32" and loaded.info.device == "cpu"
+    assert loaded.info.revision == folder_fingerprint(tiny_qwen)
+
+
+def test_auto_precision_is_float32_on_the_cpu():
+    import torch
+
+    assert pick_dtype("auto", "cpu") == torch.float32
+    assert pick_dtype("bfloat16", "cpu") == torch.bfloat16
+
+
+def test_cuda_asked_for_without_a_gpu_is_a_plain_error(tiny_llama):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(SettingsError, match="GPU"):
+        load_model(RunSettings(model=str(tiny_llama), device="cuda"))
+
+
+@pytest.mark.parametrize("given", ["./no/such/folder", "~/missing-model", "not a model id", "a/b/c"])
+def test_neither_folder_nor_hub_id_is_refused(given):
+    with pytest.raises(ModelError):
+        resolve_source(given)
+
+
+def test_hub_ids_and_folders_are_told_apart(tiny_llama):
+    assert not resolve_source("meta-llama/Llama-3.1-8B-Instruct").is_local
+    assert resolve_source(str(tiny_llama)).is_local
+
+
+def test_folder_fingerprint_changes_with_the_weights(tiny_llama, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_llama, copy)
+    assert folder_fingerprint(copy) == folder_fingerprint(tiny_llama)
+    weights = copy / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    assert folder_fingerprint(copy) != folder_fingerprint(tiny_llama)
+
+
+def test_describe_target_warns_about_the_cpu_and_reads_the_width(tiny_llama):
+    import torch
+
+    info = describe_target(str(tiny_llama), "auto")
+    assert info.hidden_size == 64
+    if not torch.cuda.is_available():
+        assert info.on_cpu and "CPU" in info.warning
+
+
+def test_model_needing_remote_code_is_refused(tiny_llama, tmp_path):
+    import shutil
+
+    folder = tmp_path / "remote"
+    shutil.copytree(tiny_llama, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {"AutoModelForCausalLM": "modeling_x.XForCausalLM"}
+    config["model_type"] = "x-custom"
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelError, match="code"):
+        load_model(RunSettings(model=str(folder), device="cpu"))
+
+
+def test_access_errors_are_model_errors_with_exit_code_2():
+    assert issubclass(AccessError, ModelError) and AccessError("x").exit_code == 2
