@@ -16,7 +16,8 @@ JOB_DEFINED_FLAGS = {
     "model": "--model", "prompts": "--prompts", "column": "--column", "task": "--task", "pooling": "--pooling",
     "max_new_tokens": "--max-new-tokens", "prefix": "--prefix", "save_name": "--save-name",
     "batch_size": "--batch-size", "dtype": "--dtype", "device": "--device", "template": "--template",
-    "one_at_a_time": "--one-at-a-time", "revision": "--revision", "template_option": "--template-option",
+    "one_at_a_time": "--one-at-a-time", "revision": "--revision", "quantization": "--quantization",
+    "template_option": "--template-option",
     "generation_option": "--generation-option",
 }  # fmt: skip
 

@@ -307,9 +307,16 @@ class MergeShardsDialog(QDialog):
 
     def done(self, result: int) -> None:
         if self.runner.is_busy():
-            return  # Stop first: a half-merged export is rolled back by the merge itself
+            return  # Stop first: a stopped merge rolls back what it wrote
         self.runner.shutdown()
         super().done(result)
+
+    def closeEvent(self, event) -> None:
+        if self.runner.is_busy():
+            event.ignore()
+            return
+        self.runner.shutdown()  # a QThread must end before its owner is destroyed
+        super().closeEvent(event)
 
 
 def install_cluster_menu(window: QMainWindow, current_job: Callable[[], tuple[object, int] | str]) -> None:
@@ -326,10 +333,17 @@ def install_cluster_menu(window: QMainWindow, current_job: Callable[[], tuple[ob
             QMessageBox.information(window, PREPARE_TITLE, job)
             return
         spec, rows = job
-        PrepareClusterDialog(spec, rows, window).exec()
+        dialog = PrepareClusterDialog(spec, rows, window)
+        dialog.exec()
+        dialog.deleteLater()
+
+    def open_merge() -> None:
+        dialog = MergeShardsDialog(window)
+        dialog.exec()
+        dialog.deleteLater()
 
     prepare.triggered.connect(open_prepare)
-    merge.triggered.connect(lambda: MergeShardsDialog(window).exec())
+    merge.triggered.connect(open_merge)
     window.cluster_menu = menu  # type: ignore[attr-defined]
 
 

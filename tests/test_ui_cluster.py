@@ -1,0 +1,122 @@
+"""The window's cluster dialogs: a job folder written from the fields, and shard folders merged in a worker."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pandas as pd
+import pytest
+from PySide6.QtCore import Qt
+
+from conftest import PROMPTS
+from gpi_desktop.cli import main
+from gpi_desktop.core.job import JobSpec
+from gpi_desktop.core.settings import ExportSettings, RunSettings
+from gpi_desktop.core.shards import load_job_file
+from gpi_desktop.ui.cluster_dialog import MergeShardsDialog, PrepareClusterDialog
+
+
+@pytest.fixture
+def spec(tiny_llama, prompts_csv):
+    return JobSpec(prompts_csv, "text", RunSettings(model=str(tiny_llama), max_new_tokens=8, batch_size=2),
+                   ExportSettings())
+
+
+def test_prepare_dialog_writes_the_job_folder_from_its_fields(qtbot, spec, tmp_path):
+    dialog = PrepareClusterDialog(spec, len(PROMPTS))
+    qtbot.addWidget(dialog)
+    dialog.tasks.setValue(3)
+    dialog.gpus.setValue(2)
+    dialog.time.setText("12:00:00")
+    dialog.memory.setText("96G")
+    dialog.cache.setText("/scratch/me/hf")
+    dialog.partition.setText("gpu")
+    dialog.folder.setText(str(tmp_path / "job"))
+    qtbot.mouseClick(dialog.write_button, Qt.MouseButton.LeftButton)
+
+    assert not dialog.error.isVisible() or not dialog.error.text()
+    job = tmp_path / "job"
+    script = (job / "run.sbatch").read_text()
+    for line in ("#SBATCH --array=1-3", "#SBATCH --gres=gpu:2", "#SBATCH --time=12:00:00", "#SBATCH --mem=96G",
+                 "#SBATCH --partition=gpu", 'export HF_HOME="/scratch/me/hf"'):
+        assert line in script
+    assert subprocess.run(["bash", "-n", str(job / "run.sbatch")]).returncode == 0
+    loaded = load_job_file(job / "job.json")
+    assert loaded.shards == 3 and loaded.spec.settings.max_new_tokens == 8
+    assert (job / "input" / "prompts.csv").read_bytes() == spec.prompts_path.read_bytes()
+    # The plain instructions are shown in the dialog: submit, check, merge back.
+    shown = dialog.instructions.toPlainText()
+    assert "sbatch run.sbatch" in shown and "squeue" in shown and "Merge cluster results" in shown
+    assert dialog.open_button.isEnabled()
+
+
+def test_prepare_dialog_shows_a_bad_field_and_writes_nothing(qtbot, spec, tmp_path):
+    dialog = PrepareClusterDialog(spec, len(PROMPTS))
+    qtbot.addWidget(dialog)
+    dialog.time.setText("eight hours")
+    dialog.folder.setText(str(tmp_path / "job"))
+    assert dialog.write() is False
+    assert "time limit" in dialog.error.text()
+    assert not (tmp_path / "job").exists()
+
+
+def test_prepare_dialog_refuses_a_folder_that_is_not_empty(qtbot, spec, tmp_path):
+    (tmp_path / "job").mkdir()
+    (tmp_path / "job" / "notes.txt").write_text("mine")
+    dialog = PrepareClusterDialog(spec, len(PROMPTS))
+    qtbot.addWidget(dialog)
+    dialog.folder.setText(str(tmp_path / "job"))
+    assert dialog.write() is False
+    assert "not empty" in dialog.error.text()
+    assert sorted(p.name for p in (tmp_path / "job").iterdir()) == ["notes.txt"]
+
+
+@pytest.fixture
+def finished_job(spec, tmp_path):
+    """A job folder whose two shards ran (in this process, as the cluster's tasks would)."""
+    from gpi_desktop.core.sbatch import ClusterSettings, write_job_folder
+
+    job = write_job_folder(tmp_path / "job", spec, ClusterSettings(shards=2, gpus_per_task=0)).folder
+    for i in (1, 2):
+        assert main(["run", "--job", str(job / "job.json"), "--shard", f"{i}/2", "--out",
+                     str(job / "shards" / str(i)), "--quiet"]) == 0
+    return job
+
+
+@pytest.fixture
+def merge_dialog(qtbot):
+    dialog = MergeShardsDialog()
+    qtbot.addWidget(dialog)
+    yield dialog
+    qtbot.waitUntil(lambda: not dialog.is_busy(), timeout=60_000)
+    dialog.close()  # ends its worker thread
+    assert not dialog.runner._thread.isRunning()
+
+
+def test_merge_dialog_merges_a_job_folder_into_one_export(qtbot, merge_dialog, finished_job, tmp_path):
+    dialog = merge_dialog
+    dialog.shards.setText(str(finished_job))
+    dialog.out.setText(str(tmp_path / "export"))
+    with qtbot.waitSignal(dialog.merged, timeout=60_000):
+        qtbot.mouseClick(dialog.merge_button, Qt.MouseButton.LeftButton)
+    texts = pd.read_pickle(tmp_path / "export" / "generated_texts.pkl")
+    assert texts["P"].tolist() == PROMPTS
+    manifest = json.loads((tmp_path / "export" / "manifest.json").read_text())
+    assert manifest["sharded"]["shards"] == 2 and manifest["counts"]["prompts"] == len(PROMPTS)
+    assert "Merged 8" in dialog.status.text()
+    qtbot.waitUntil(lambda: dialog.merge_button.isEnabled())
+
+
+def test_merge_dialog_says_which_shard_is_missing(qtbot, merge_dialog, finished_job, tmp_path):
+    import shutil
+
+    shutil.rmtree(finished_job / "shards" / "2")
+    dialog = merge_dialog
+    dialog.shards.setText(str(finished_job))
+    dialog.out.setText(str(tmp_path / "export"))
+    with qtbot.waitSignal(dialog.runner.failed, timeout=60_000):
+        dialog.merge()
+    assert "missing" in dialog.status.text() and "shard 2 of 2" in dialog.status.text()
+    assert not (tmp_path / "export").exists()
+    qtbot.waitUntil(lambda: dialog.merge_button.isEnabled())
