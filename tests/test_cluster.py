@@ -322,3 +322,11 @@ def test_a_shard_journal_never_resumes_another_shard(fixed_job, tmp_path, capsys
 def test_job_file_settings_cannot_be_overridden_by_flags(fixed_job, tmp_path, capsys):
     assert main(["run", "--job", str(fixed_job / "job.json"), "--out", str(tmp_path / "o"), "--pooling", "max"]) == 2
     assert "--pooling" in capsys.readouterr().err
+
+
+def test_a_shard_without_prompts_still_finishes_its_folder(tiny_llama, prompts_file, tmp_path):
+    args = ["--model", str(tiny_llama), "--prompts", str(prompts_file), "--max-new-tokens", "4", "--device", "cpu",
+            "--quiet", "--batch-size", "4"]  # 8 prompts in 2 batches: shard 3 of 3 gets none
+    assert main(["run", *args, "--shard", "3/3", "--out", str(tmp_path / "s3")]) == 0
+    shard = json.loads((tmp_path / "s3" / "shard.json").read_text())
+    assert shard["shard"]["rows"] == [] and np.load(tmp_path / "s3" / "shard-states.npy").shape == (0, 64)

@@ -15,6 +15,7 @@ from gpi_desktop.core.job import JobSpec
 from gpi_desktop.core.settings import ExportSettings, RunSettings
 from gpi_desktop.core.shards import load_job_file
 from gpi_desktop.ui.cluster_dialog import MergeShardsDialog, PrepareClusterDialog
+from ui_fixtures import make_window, memory_keyring  # noqa: F401 - pytest fixtures
 
 
 @pytest.fixture
@@ -120,3 +121,11 @@ def test_merge_dialog_says_which_shard_is_missing(qtbot, merge_dialog, finished_
     assert "missing" in dialog.status.text() and "shard 2 of 2" in dialog.status.text()
     assert not (tmp_path / "export").exists()
     qtbot.waitUntil(lambda: dialog.merge_button.isEnabled())
+
+
+def test_main_window_cluster_menu_opens_prepare_only_for_a_ready_job(make_window):
+    from gpi_desktop.ui.cluster_dialog import main_window_job
+
+    window = make_window()
+    assert [a.text() for a in window.cluster_menu.actions()] == ["Prepare for a cluster…", "Merge cluster results…"]
+    assert "prompts" in main_window_job(window).lower()  # no prompts file yet: the window's own reason

@@ -183,6 +183,15 @@ def sbatch_script(cluster: ClusterSettings) -> str:
     return "\n".join(lines)
 
 
+def _is_model_folder(model: str) -> bool:
+    from gpi_desktop.core.models import resolve_source
+
+    try:
+        return resolve_source(model).is_local
+    except Exception:  # noqa: BLE001 - an unusable name is not a folder; the run reports it in plain words
+        return False
+
+
 def _shell_path(path: str) -> str:
     """A path for inside double quotes: ~ would not expand there, so it becomes $HOME."""
     if path == "~":
@@ -198,6 +207,18 @@ def readme_text(cluster: ClusterSettings, spec, rows: int, folder_name: str) -> 
     cache = c.model_cache.strip()
     cache_line = (f"HF_HOME={cache} " if cache else "")
     gpus = (f"{c.gpus_per_task} GPU{'s' if c.gpus_per_task != 1 else ''}" if c.gpus_per_task else "no GPU (CPU only)")
+    if _is_model_folder(model):
+        model_step = (f"The job uses the model folder {model}. The same path must hold the model on\n"
+                      "   the cluster: copy the model folder there, or change \"model\" in job.json to\n"
+                      "   where it is on the cluster (before any task starts; every task must use the same).")
+    else:
+        model_step = (
+            "Make the model available. Compute machines often have no internet, so download\n"
+            "   the model once on the login machine before you submit:\n"
+            f"       {cache_line}hf download {model}\n"
+            "   If the model needs permission on Hugging Face (for example Llama), log in first\n"
+            "   with: hf auth login   (never write your token into this folder).\n"
+            f"   The tasks look for the model in {cache or 'the default cache (~/.cache/huggingface)'}.")
     empty = ""
     if c.shards > rows:
         empty = (f"\nThere are more tasks ({c.shards}) than prompts ({rows}), so some tasks will have no prompts; "
@@ -214,12 +235,7 @@ machine with {gpus}, at most {c.time} (hours:minutes:seconds) and {c.memory.uppe
    GPI Desktop must be installed there, so that the command "{c.command}" works
    (ask your cluster's help desk if it is not; see also the setup lines in {SCRIPT_NAME}).
 
-2. Make the model available. Compute machines often have no internet, so download
-   the model once on the login machine before you submit:
-       {cache_line}hf download {model}
-   If the model needs permission on Hugging Face (for example Llama), log in first
-   with: hf auth login   (never write your token into this folder).
-   The tasks look for the model in {cache or "the default cache (~/.cache/huggingface)"}.
+2. {model_step}
 
 3. Submit the job from inside the folder:
        cd {folder_name}
@@ -238,17 +254,20 @@ machine with {gpus}, at most {c.time} (hours:minutes:seconds) and {c.memory.uppe
 
 5. Merge the results into one export folder, when every task has finished:
    - on the cluster:   {c.command} merge shards/* --out export
-   - or copy the shards folder back to your computer and, in the GPI Desktop window,
-     choose "Merge cluster results…" and pick this job folder (or its shards folder).
+   - or copy this folder (at least its shards folder) back to your computer and, in
+     the GPI Desktop window, choose Cluster > "Merge cluster results…" and pick it.
    The merge checks that every prompt is there exactly once and that all tasks ran
    the same job (same model version, settings and prompts file), and tells you which
    task is missing or different. The export folder is the same as a run on one
    machine writes: hidden/, generated_texts.pkl and .csv, hidden_states.npy and
    manifest.json, ready for gpi_pack.
 
-About "the same": the texts, the files and their row numbers are those of one
-machine. The hidden-state numbers are identical too when the batch size is a
-fixed number (or prompts run one at a time); with the automatic batch size each
-task picks its own batches, so the numbers agree with a single run to about six
-decimal places (as any batched run does), not bit for bit.
+About "the same": the files, their row numbers and their order are those of one
+machine. When the batch size is a fixed number (or prompts run one at a time),
+every prompt runs in the same batch as on one machine, so on the same kind of
+GPU the texts and numbers are the same too. With the automatic batch size each
+task picks its own batches, so the hidden-state numbers agree with a single run
+only up to rounding in the last digits (as any two batched runs do), and in rare
+near-ties a generated word could differ. Choose a fixed batch size when results
+must be identical bit for bit.
 """
