@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Print the seconds from launching the window program until its main window is
+# mapped on the X display (run it under Xvfb: xvfb-run -a bash time_to_window.sh).
+# This is what a user waits for after clicking the menu entry; it goes through
+# the real launcher and Qt's xcb platform plugin, not the offscreen one.
+set -euo pipefail
+LAUNCHER=${1:-gpi-desktop}
+TIMEOUT_S=${2:-180}
+
+start=$(date +%s.%N)
+"$LAUNCHER" >/dev/null 2>&1 &
+pid=$!
+status=0
+if timeout "$TIMEOUT_S" xdotool search --sync --onlyvisible --name 'GPI Desktop' >/dev/null 2>&1; then
+    end=$(date +%s.%N)
+    awk -v s="$start" -v e="$end" 'BEGIN { printf "%.2f\n", e - s }'
+else
+    echo "time_to_window: no 'GPI Desktop' window within $TIMEOUT_S s" >&2
+    status=1
+fi
+kill "$pid" 2>/dev/null || true
+wait "$pid" 2>/dev/null || true
+exit "$status"
