@@ -76,7 +76,7 @@ def test_restore_defaults_resets_every_setting(panel):
 def test_settings_survive_a_round_trip_through_qsettings(tmp_path):
     qs = QSettings(str(tmp_path / "p.ini"), QSettings.Format.IniFormat)
     run = RunSettings(model="/models/llama", task="Repeat loudly.", pooling="max", max_new_tokens=64, dtype="float32",
-                      device="cpu", template="model-card", batch_size=4,
+                      device="cpu", template="model-card", batch_size=4, quantization="4bit",
                       generation_options={"repetition_penalty": 1.2})
     export = ExportSettings(prefix="h_", save_name="out")
     prefs.save_settings(qs, run, export)

@@ -120,3 +120,27 @@ def test_background_calls_deliver_results_and_errors_on_the_main_thread(qtbot):
     qtbot.waitUntil(lambda: calls.pending == 0, timeout=10_000)
     assert ("gpi-background-call", True) in got
     assert ("ZeroDivisionError", True) in got
+
+
+def test_deleting_the_owner_of_a_busy_runner_stops_its_thread_instead_of_aborting(qtbot):
+    from PySide6.QtCore import QObject
+    from shiboken6 import Shiboken
+
+    owner = QObject()
+    runner = TaskRunner("test-owned", owner)
+    thread = runner._thread
+    started = threading.Event()
+    stopped = threading.Event()
+
+    def task(state):
+        started.set()
+        while not state.is_interruption_requested():
+            time.sleep(0.005)
+        stopped.set()
+        raise Cancelled()
+
+    runner.start(task)
+    assert started.wait(10)
+    Shiboken.delete(owner)  # what Qt does when a window that owns a runner is deleted
+    assert stopped.is_set()
+    assert not Shiboken.isValid(thread)

@@ -113,6 +113,9 @@ class MainWindow(QMainWindow):
         self.export_page = ExportPage()
         self._build_layout()
         self._connect()
+        from gpi_desktop.ui.cluster_dialog import install_cluster_menu, main_window_job  # Cluster menu (issue 7)
+
+        install_cluster_menu(self, lambda: main_window_job(self))
         self._restore()
         self.token_panel.refresh()
         self.model_panel.check()
@@ -180,7 +183,8 @@ class MainWindow(QMainWindow):
         self.token_panel.token_changed.connect(lambda _info: self._refresh())
         self.prompts_panel.table_changed.connect(self._on_table_changed)
         self.settings_panel.changed.connect(self._refresh)
-        self.settings_panel.device_changed.connect(self.model_panel.set_device)
+        self.settings_panel.changed.connect(
+            lambda: self.model_panel.set_memory_inputs(self.settings_panel.memory_inputs()))
         self.run_page.run_button.clicked.connect(self.start_run)
         self.run_page.cancel_button.clicked.connect(self.cancel_run)
         self.run_page.export_button.clicked.connect(lambda: self.go_to(STEP_EXPORT))
@@ -199,7 +203,7 @@ class MainWindow(QMainWindow):
     def _restore(self) -> None:
         run, export = prefs.load_settings(self.qsettings)
         self.settings_panel.set_values(run, export)
-        self.model_panel.set_device(run.device)
+        self.model_panel.set_memory_inputs(self.settings_panel.memory_inputs())
         self.model_panel.set_model(run.model)
         self.model_panel.set_start_folder(prefs.last_folder(self.qsettings, "model"))
         self.prompts_panel.set_start_folder(prefs.last_folder(self.qsettings, "prompts"))
@@ -221,8 +225,7 @@ class MainWindow(QMainWindow):
     def _on_table_changed(self, table) -> None:
         if table is not None:
             prefs.remember_folder(self.qsettings, "prompts", Path(table.path).parent)
-            self.run_page.progress_bar.setRange(0, max(len(table), 1))
-            self.run_page.progress_bar.setValue(0)
+            self.run_page.reset_progress(len(table))
         self._refresh()
 
     def run_blocker(self) -> str | None:
@@ -346,9 +349,7 @@ class MainWindow(QMainWindow):
         if start_over or work_dir != self._run_work_dir:
             texts = table.texts
             self.run_page.results.reset(lambda row: texts[row])
-        self.run_page.progress_bar.setRange(0, max(len(table), 1))
-        self.run_page.progress_bar.setValue(pending.finished or 0)
-        self.run_page.progress_label.setText("")
+        self.run_page.reset_progress(len(table), pending.finished or 0)
 
         def task(state):
             from gpi_desktop.core.job import run_job

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
+
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -28,14 +31,55 @@ DEMO_NOTE = (
     "This is the small demo model that comes with the program. Its weights are random, so the texts it writes "
     "are gibberish. Use it to try the whole flow quickly; use a real model for research."
 )
+log = logging.getLogger(__name__)
+
 MODEL_TIP = (
     "A Hugging Face model id (owner/name) or a folder that holds config.json and the weight files. "
     f"Default: {DEFAULT_MODEL}, as in gpi_pack."
 )
 
 
-def target_lines(info) -> tuple[str, bool]:
-    """Plain lines for a `core.models.TargetInfo`, and whether they carry a warning."""
+@dataclass(frozen=True)
+class MemoryInputs:
+    """The settings that decide how much memory a run needs (from the settings step)."""
+
+    dtype: str = "auto"
+    device: str = "auto"
+    batch_size: int = 1  # "auto" counts as 1: the engine picks a batch that fits
+    max_new_tokens: int = 1000
+    quantization: str | None = None
+
+
+@dataclass(frozen=True)
+class TargetCheck:
+    """What the run will use (`core.models.TargetInfo`) and whether it fits (`core.memory.FitVerdict` or None)."""
+
+    target: object
+    verdict: object | None
+
+
+def check_target(model: str, inputs: MemoryInputs, token: str | None) -> TargetCheck:
+    """Runs on a background thread: reads the config (and weight sizes), never the weights."""
+    from gpi_desktop.core.memory import check_fit
+    from gpi_desktop.core.models import describe_target
+
+    target = describe_target(model, inputs.device, token)
+    verdict = None
+    if target.hidden_size:  # the config was readable; otherwise target.warning already says why
+        try:
+            _estimate, verdict = check_fit(model, dtype=inputs.dtype, device=inputs.device,
+                                           quantization=inputs.quantization, batch_size=inputs.batch_size,
+                                           max_new_tokens=inputs.max_new_tokens, token=token)
+        except GpiError as error:
+            log.info("memory estimate unavailable: %s", error)
+        except Exception:  # noqa: BLE001 - the estimate is advice; its failure must not hide the target
+            log.exception("memory estimate failed")
+    return TargetCheck(target, verdict)
+
+
+def target_lines(check: TargetCheck) -> tuple[str, bool]:
+    """Plain lines for a target check, and whether they carry a warning."""
+    info = check.target
     if info.on_cpu:
         where = "Will run on: the CPU."
     else:
@@ -44,23 +88,29 @@ def target_lines(info) -> tuple[str, bool]:
     width = (f"Hidden width: {info.hidden_size:,} numbers per text (the length of each exported vector)."
              if info.hidden_size else "Hidden width: not known yet.")
     lines = [where, width]
+    warn = bool(info.warning)
     if info.warning:
         lines.append(info.warning)
-    return "\n".join(lines), bool(info.warning)
+    verdict = check.verdict
+    if verdict is not None:
+        lines.append("Memory: " + verdict.sentence)
+        lines.extend("\u2022 " + tip for tip in verdict.suggestions)
+        warn = warn or not verdict.fits
+    return "\n".join(lines), warn
 
 
 class ModelPanel(QWidget):
     """The model field, shortcuts to a folder or the demo model, and the target preview."""
 
     model_changed = Signal(str)
-    target_checked = Signal(object)  # TargetInfo, or the exception
+    target_checked = Signal(object)  # TargetCheck, or the exception
 
     def __init__(self, calls: BackgroundCalls, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._calls = calls
         self._check_seq = 0
         self._checking = False
-        self._device = "auto"
+        self._inputs = MemoryInputs()
         self._token_source = lambda: None  # set by the window: returns the token to read the config with
         self._start_folder = ""
         self.last_target = None
@@ -137,9 +187,10 @@ class ModelPanel(QWidget):
     def use_demo_model(self) -> None:
         self.set_model(str(demo_model_path()))
 
-    def set_device(self, device: str) -> None:
-        if device != self._device:
-            self._device = device
+    def set_memory_inputs(self, inputs: MemoryInputs) -> None:
+        """Check again (after a pause) when the device, precision, batch or token limit change."""
+        if inputs != self._inputs:
+            self._inputs = inputs
             self._debounce.start()
 
     def set_token_source(self, source) -> None:
@@ -154,7 +205,7 @@ class ModelPanel(QWidget):
 
     def check(self) -> None:
         """Describe the target in the background (imports torch there, never here)."""
-        model, device, token_source = self.model(), self._device, self._token_source
+        model, inputs, token_source = self.model(), self._inputs, self._token_source
         if not model:
             self.target_label.setText("Enter a model first.")
             return
@@ -166,12 +217,7 @@ class ModelPanel(QWidget):
         self.target_label.setStyleSheet("")
         self.target_label.setText("Looking at the GPU and the model…")
 
-        def describe():
-            from gpi_desktop.core.models import describe_target
-
-            return describe_target(model, device, token_source())
-
-        self._calls.call(describe, lambda info: self._on_target(seq, info),
+        self._calls.call(lambda: check_target(model, inputs, token_source()), lambda info: self._on_target(seq, info),
                          lambda exc: self._on_target(seq, exc))
 
     # --- internals ---------------------------------------------------------------------------------
@@ -209,7 +255,7 @@ class ModelPanel(QWidget):
             self.target_label.setText(message)
             self.target_label.setStyleSheet("color: #b00020;")
         else:
-            self.last_target = info
+            self.last_target = info.target
             text, warn = target_lines(info)
             self.target_label.setText(text)
             self.target_label.setStyleSheet("color: #8a5a00;" if warn else "")

@@ -24,13 +24,15 @@ CUSTOM_INSTRUCTION_KEY = "run/custom_instruction"
 
 # Stored as text, parsed back with the types RunSettings expects.
 _INT_FIELDS = {"max_new_tokens"}
-_SKIP = {"template_options", "generation_options", "revision"}
+_SKIP = {"template_options", "generation_options", "revision", "quantization"}
+_NO_QUANTIZATION = "none"
 
 
 def save_settings(qs: QSettings, run: RunSettings, export: ExportSettings) -> None:
     for f in fields(RunSettings):
         if f.name not in _SKIP:
             qs.setValue(_RUN + f.name, str(getattr(run, f.name)))
+    qs.setValue(_RUN + "quantization", run.quantization or _NO_QUANTIZATION)
     qs.setValue(_RUN + "template_options", options_text(run.template_options))
     qs.setValue(_RUN + "generation_options", options_text(run.generation_options))
     for f in fields(ExportSettings):
@@ -52,6 +54,10 @@ def load_settings(qs: QSettings) -> tuple[RunSettings, ExportSettings]:
         candidate = replace(run, **{f.name: value})
         if _valid(candidate):
             run = candidate
+    stored = str(qs.value(_RUN + "quantization", _NO_QUANTIZATION))
+    candidate = replace(run, quantization=None if stored == _NO_QUANTIZATION else stored)
+    if _valid(candidate):
+        run = candidate
     for key in ("template_options", "generation_options"):
         try:
             options = parse_options(str(qs.value(_RUN + key, "")).splitlines())

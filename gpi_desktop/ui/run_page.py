@@ -25,6 +25,7 @@ from gpi_desktop.core.progress import Progress
 from gpi_desktop.ui.formatting import progress_line
 from gpi_desktop.ui.table_models import COL_MATCH, COL_PROMPT, COL_ROW, COL_STOP, COL_TEXT, COL_TOKENS, ResultsModel
 
+PROMPTS_FORMAT = "%v of %m prompts"
 IDLE_HINT = "Press Run to start. You can stop at any time: finished texts are kept, and the run can continue later."
 
 
@@ -51,7 +52,7 @@ class RunPage(QWidget):
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(0)
-        self.progress_bar.setFormat("%v of %m prompts")
+        self.progress_bar.setFormat(PROMPTS_FORMAT)
         self.progress_bar.setTextVisible(True)
         self.progress_label = QLabel()
         self.status_label = QLabel(IDLE_HINT)
@@ -129,11 +130,23 @@ class RunPage(QWidget):
         self.view.setColumnHidden(COL_MATCH, not repeat)
 
     def show_progress(self, progress: Progress) -> None:
+        if progress.message:
+            # A download (bytes, with its own words): QProgressBar counts in 32-bit ints, so show per mille.
+            self.progress_bar.setFormat("%p%")
+            self.progress_bar.setRange(0, 1000)
+            self.progress_bar.setValue(int(progress.fraction * 1000))
+            self.progress_label.setText(progress.message)
+            return
+        self.progress_bar.setFormat(PROMPTS_FORMAT)
         self.progress_bar.setRange(0, max(progress.total, 1))
         self.progress_bar.setValue(progress.done)
         self.progress_label.setText(progress_line(progress))
-        if progress.message:
-            self.status_label.setText(progress.message)
+
+    def reset_progress(self, total: int, done: int = 0) -> None:
+        self.progress_bar.setFormat(PROMPTS_FORMAT)
+        self.progress_bar.setRange(0, max(total, 1))
+        self.progress_bar.setValue(done)
+        self.progress_label.setText("")
 
     def show_status(self, text: str, *, error: bool = False) -> None:
         self.status_label.setText(text)

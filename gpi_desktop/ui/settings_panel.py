@@ -18,8 +18,10 @@ from PySide6.QtWidgets import (
 )
 
 from gpi_desktop.core.instructions import CREATE_INSTRUCTION, REPEAT_INSTRUCTION
+from gpi_desktop.core.memory import quantization_available
 from gpi_desktop.core.options import parse_options
 from gpi_desktop.core.settings import ExportSettings, RunSettings, parse_batch_size
+from gpi_desktop.ui.model_panel import MemoryInputs
 from gpi_desktop.ui.prefs import options_text
 
 TASKS = [("create", "Create a text from each prompt (create)"),
@@ -30,6 +32,7 @@ POOLINGS = [("last", "Last token (last)"),
             ("max", "Largest value over the generated tokens (max)")]
 DTYPES = [("auto", "Automatic (auto)"), ("bfloat16", "bfloat16"), ("float16", "float16"), ("float32", "float32")]
 DEVICES = [("auto", "Automatic: the GPU if there is one"), ("cuda", "NVIDIA GPU (cuda)"), ("cpu", "CPU")]
+QUANTIZATIONS = [(None, "None: full precision"), ("8bit", "8-bit (bitsandbytes)"), ("4bit", "4-bit NF4 (bitsandbytes)")]
 TEMPLATES = [("gpi_pack", "gpi_pack-compatible"), ("model-card", "Model-card style")]
 
 TIPS = {
@@ -55,6 +58,12 @@ TIPS = {
         "auto: bfloat16 on a GPU that supports it, else float16; float32 on the CPU.\n"
         "float32 needs twice the memory of the others. Recorded in the manifest, since it changes the numbers "
         "slightly.\nDefault: auto."
+    ),
+    "quantization": (
+        "Load the model in 8-bit or 4-bit to need about a half or a quarter of the GPU memory.\n"
+        "It changes the numbers (and so the vectors) slightly, and is recorded in the manifest.\n"
+        "Needs an NVIDIA GPU and the optional bitsandbytes package (pip install gpi-desktop[quantization]).\n"
+        "Default: none (full precision), as in gpi_pack."
     ),
     "device": (
         "Where the model runs. Automatic uses the NVIDIA GPU when there is one, else the CPU (slow for large "
@@ -95,6 +104,7 @@ HELP = {
     "pooling": "How each text's token states become one vector.",
     "max_new_tokens": "The longest text the model may write.",
     "dtype": "Numeric precision of the model.",
+    "quantization": "Less GPU memory; changes the numbers slightly.",
     "device": "GPU or CPU.",
     "batch_size": "Prompts generated together; does not change results.",
     "template": "Keep gpi_pack-compatible to match gpi_pack's vectors.",
@@ -120,7 +130,6 @@ class SettingsPanel(QWidget):
     """The settings form; `values()` gives typed RunSettings/ExportSettings (the model is the model step's)."""
 
     changed = Signal()
-    device_changed = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -135,6 +144,10 @@ class SettingsPanel(QWidget):
         self.max_tokens.setGroupSeparatorShown(True)
         self.max_tokens.setToolTip(TIPS["max_new_tokens"])
         self.dtype_box = _combo(DTYPES, TIPS["dtype"])
+        self.quantization_box = _combo(QUANTIZATIONS, TIPS["quantization"])
+        if not quantization_available():
+            self.quantization_box.setEnabled(False)
+            self.quantization_box.setToolTip(TIPS["quantization"] + "\n\nNot available: bitsandbytes is not installed.")
         self.device_box = _combo(DEVICES, TIPS["device"])
         self.batch_spin = QSpinBox()
         self.batch_spin.setRange(0, 4096)
@@ -163,6 +176,7 @@ class SettingsPanel(QWidget):
         self._add(form, "Chat formatting", self.template_box, "template")
         self._add(form, "Precision", self.dtype_box, "dtype")
         self._add(form, "Device", self.device_box, "device")
+        self._add(form, "Quantization", self.quantization_box, "quantization")
         self._add(form, "Batch size", self.batch_spin, "batch_size")
         self._add(form, "File prefix", self.prefix_edit, "prefix")
         self._add(form, "Texts file name", self.save_name_edit, "save_name")
@@ -201,7 +215,8 @@ class SettingsPanel(QWidget):
         layout.addStretch(1)
 
         self.set_values(RunSettings(), ExportSettings())
-        for box in (self.task_box, self.pooling_box, self.dtype_box, self.template_box, self.device_box):
+        for box in (self.task_box, self.pooling_box, self.dtype_box, self.template_box, self.device_box,
+                    self.quantization_box):
             box.currentIndexChanged.connect(self._on_change)
         for spin in (self.max_tokens, self.batch_spin):
             spin.valueChanged.connect(self._on_change)
@@ -209,7 +224,6 @@ class SettingsPanel(QWidget):
             edit.textChanged.connect(self._on_change)
         for text in (self.instruction_edit, self.template_options, self.generation_options):
             text.textChanged.connect(self._on_change)
-        self.device_box.currentIndexChanged.connect(lambda: self.device_changed.emit(self.device_box.currentData()))
 
     def _label(self, text: str, key: str) -> QWidget:
         label = QLabel(text)
@@ -244,6 +258,7 @@ class SettingsPanel(QWidget):
         self.max_tokens.setValue(run.max_new_tokens)
         _select(self.dtype_box, run.dtype)
         _select(self.device_box, run.device)
+        _select(self.quantization_box, run.quantization)
         batch = parse_batch_size(run.batch_size)
         self.batch_spin.setValue(0 if batch == "auto" else int(batch))
         _select(self.template_box, run.template)
@@ -268,6 +283,7 @@ class SettingsPanel(QWidget):
             dtype=self.dtype_box.currentData(),
             device=self.device_box.currentData(),
             template=self.template_box.currentData(),
+            quantization=self.quantization_box.currentData(),
             batch_size="auto" if self.batch_spin.value() == 0 else self.batch_spin.value(),
             template_options=parse_options(_lines(self.template_options)),
             generation_options=parse_options(_lines(self.generation_options)),
@@ -275,8 +291,10 @@ class SettingsPanel(QWidget):
         export = ExportSettings(prefix=self.prefix_edit.text(), save_name=self.save_name_edit.text().strip())
         return run, export
 
-    def device(self) -> str:
-        return self.device_box.currentData()
+    def memory_inputs(self) -> MemoryInputs:
+        return MemoryInputs(dtype=self.dtype_box.currentData(), device=self.device_box.currentData(),
+                            batch_size=max(1, self.batch_spin.value()), max_new_tokens=self.max_tokens.value(),
+                            quantization=self.quantization_box.currentData())
 
     def restore_defaults(self) -> None:
         self.instruction_edit.clear()

@@ -88,6 +88,22 @@ def _is_user_error(exc: BaseException) -> bool:
     return isinstance(exc, GpiError)
 
 
+class _Current:
+    """The running task's state, shared with the clean-up that runs when the runner is destroyed."""
+
+    state: QtTaskState | None = None
+
+
+def _thread_stopper(thread: QThread, current: _Current) -> Callable[..., None]:
+    def stop(*_args: Any) -> None:
+        if current.state is not None:
+            current.state.request_interruption()
+        thread.quit()
+        thread.wait()
+
+    return stop
+
+
 class TaskRunner(QObject):
     """One worker thread, one task at a time; every signal arrives on the main thread."""
 
@@ -103,15 +119,19 @@ class TaskRunner(QObject):
 
     def __init__(self, name: str = "gpi-worker", parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._thread = QThread()
+        self._thread = QThread(self)
         self._thread.setObjectName(name)
         self._worker = _Worker()
         self._worker.moveToThread(self._thread)
         self._submit.connect(self._worker.run)
         self._worker.finished.connect(self._on_finished)
         self._thread.finished.connect(self._worker.deleteLater)
-        self._thread.start()
         self._job: _Job | None = None
+        self._current = _Current()
+        # Deleting a running QThread aborts the program ("QThread: Destroyed while thread is still
+        # running"): if the runner goes (its window deleted without shutdown), end the thread first.
+        self.destroyed.connect(_thread_stopper(self._thread, self._current))
+        self._thread.start()
 
     def is_busy(self) -> bool:
         return self._job is not None
@@ -127,6 +147,7 @@ class TaskRunner(QObject):
         state.progress.connect(self.progress)
         state.partial_result.connect(self.partial_result)
         self._job = _Job(fn, state)
+        self._current.state = state
         self.busy_changed.emit(True)
         self._submit.emit(self._job)
         return state
@@ -143,6 +164,7 @@ class TaskRunner(QObject):
         if job is not self._job:
             return
         self._job = None
+        self._current.state = None
         self.busy_changed.emit(False)
         if outcome == OUTCOME_DONE:
             self.succeeded.emit(payload)
