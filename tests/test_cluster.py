@@ -8,8 +8,10 @@ import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -330,3 +332,22 @@ def test_a_shard_without_prompts_still_finishes_its_folder(tiny_llama, prompts_f
     assert main(["run", *args, "--shard", "3/3", "--out", str(tmp_path / "s3")]) == 0
     shard = json.loads((tmp_path / "s3" / "shard.json").read_text())
     assert shard["shard"]["rows"] == [] and np.load(tmp_path / "s3" / "shard-states.npy").shape == (0, 64)
+
+
+def test_sigterm_from_slurm_stops_a_shard_keeping_its_finished_prompts(tiny_llama, prompts_file, tmp_path):
+    out = tmp_path / "shard"
+    args = ["run", "--model", str(tiny_llama), "--prompts", str(prompts_file), "--max-new-tokens", "40",
+            "--batch-size", "1", "--device", "cpu", "--quiet", "--shard", "1/1", "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, "-m", "gpi_desktop", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=dict(os.environ, GPI_DESKTOP_LOG_DIR=str(tmp_path / "logs")))
+    records = out / ".gpi-run" / "records.jsonl"
+    deadline = time.monotonic() + 120
+    while not (records.exists() and records.read_bytes().count(b"\n") >= 1):
+        assert proc.poll() is None and time.monotonic() < deadline, "the shard ended before it could be preempted"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)  # what SLURM sends on preemption or at the time limit
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()
+    # The journal is kept, as after Cancel: test_interrupted_shard_resumes_to_the_same_shard_folder resumes one.
+    assert records.read_bytes().count(b"\n") >= 1 and not (out / "shard.json").exists()
+    assert b"--resume" in err

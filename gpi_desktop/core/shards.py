@@ -404,6 +404,9 @@ def merge_shards(
         "batch_sizes": [s.manifest["shard"].get("batch_size") for s in shards],
         "devices": [s.manifest["shard"].get("device") for s in shards],
     }
+    versions = [s.manifest["manifest_fields"].get("versions") for s in shards]
+    if any(v != versions[0] for v in versions):  # the manifest's "versions" are shard 1's; say where they differ
+        fields["sharded"]["versions"] = versions
     export = ExportSettings(**first.identity["export"])
     state.set_status("Writing the merged export folder…")
     return write_export(out, results, table, export, fields, overwrite=overwrite, state=state)
