@@ -272,3 +272,19 @@ def test_a_folder_that_is_not_a_model_is_reported_in_plain_words(qtbot, make_win
     wait_idle(qtbot, window)
     assert "does not hold a model" in window.run_page.status_label.text()
     assert not window.runner.is_busy()
+
+
+def test_a_hub_model_that_cannot_be_fetched_fails_in_plain_words_with_its_page(qtbot, make_window, prompts_csv,
+                                                                               monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    window = make_window()
+    window.model_panel.set_model("someone/not-downloaded-model")
+    window.prompts_panel.load_file(prompts_csv)
+    wait_idle(qtbot, window)
+    with qtbot.waitSignal(window.run_failed, timeout=120_000) as blocker:
+        window.run_page.run_button.click()
+    url = "https://huggingface.co/someone/not-downloaded-model"
+    assert url in blocker.args[0]
+    assert f'<a href="{url}">' in window.run_page.status_label.text()
+    assert "Traceback" not in window.run_page.status_label.text()
+    assert window.outcome is None and not window.runner.is_busy()

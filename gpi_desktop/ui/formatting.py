@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import html
+import re
+
 from gpi_desktop.core.progress import Progress
+
+_URL = re.compile(r"https?://[^\s,;()<>\"']+")
 
 
 def human_bytes(n: float | None) -> str:
@@ -39,3 +44,15 @@ def progress_line(p: Progress) -> str:
     elif p.done and p.done >= p.total:
         parts.append(f"took {human_duration(p.seconds_elapsed)}")
     return " \u00b7 ".join(parts)
+
+
+def linkify(text: str) -> str:
+    """Plain text as HTML with its web addresses clickable (a hub error's model page, the tokens page)."""
+    out, last = [], 0
+    for match in _URL.finditer(text):
+        url = match.group(0).rstrip(".")
+        out.append(html.escape(text[last:match.start()], quote=False))
+        out.append(f'<a href="{html.escape(url)}">{html.escape(url, quote=False)}</a>')
+        last = match.start() + len(url)
+    out.append(html.escape(text[last:], quote=False))
+    return "".join(out).replace("\n", "<br>")

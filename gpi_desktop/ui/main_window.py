@@ -145,6 +145,31 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.pages, 1)
         self.setCentralWidget(central)
         self.resize(1120, 740)
+        self._build_menus()
+
+    def _build_menus(self) -> None:
+        from gpi_desktop.ui.cluster_dialog import install_cluster_menu, main_window_job
+
+        install_cluster_menu(self, lambda: main_window_job(self))
+        help_menu = self.menuBar().addMenu("&Help")
+        help_menu.addAction("Open the log folder", self.open_log_folder)
+        help_menu.addAction(f"About {APPLICATION}", self.show_about)
+
+    def open_log_folder(self) -> None:
+        from gpi_desktop.logs import log_dir
+
+        folder = log_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+
+    def show_about(self) -> None:
+        import gpi_desktop
+
+        self.prompter.tell(self, f"About {APPLICATION}", (
+            f"{APPLICATION} {gpi_desktop.__version__}\n\n"
+            "Generates a text and one vector of the model's hidden states per prompt, and exports them exactly as "
+            "gpi_pack's extract_and_save_hidden_states does, for GenAI-Powered Inference (GPI).\n\n"
+            "Problems are written to the log file (Help \u2192 Open the log folder); it never holds your token."))
 
     def _page(self, index: int, title: str, body: QWidget) -> QWidget:
         heading = QLabel(f"{index + 1}. {title}")

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 
 from gpi_desktop.core.errors import GpiError
 from gpi_desktop.core.settings import DEFAULT_MODEL
-from gpi_desktop.ui.formatting import human_bytes
+from gpi_desktop.ui.formatting import human_bytes, linkify
 from gpi_desktop.ui.resources import demo_model_path, is_demo_model
 from gpi_desktop.ui.tasks import BackgroundCalls
 
@@ -148,7 +148,9 @@ class ModelPanel(QWidget):
 
         self.target_label = QLabel()
         self.target_label.setWordWrap(True)
-        self.target_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.target_label.setTextFormat(Qt.TextFormat.RichText)
+        self.target_label.setOpenExternalLinks(True)
+        self.target_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
         self.check_button = QPushButton("Check again")
         self.check_button.setToolTip("Look again at the GPU and the model's settings (reads only the model's "
                                      "small config.json, not the weights).")
@@ -252,11 +254,11 @@ class ModelPanel(QWidget):
             self.last_target = None
             message = str(info) if isinstance(info, GpiError) else (
                 "The model could not be checked; the details are in the log file.")
-            self.target_label.setText(message)
+            self.target_label.setText(linkify(message))
             self.target_label.setStyleSheet("color: #b00020;")
         else:
             self.last_target = info.target
             text, warn = target_lines(info)
-            self.target_label.setText(text)
+            self.target_label.setText(linkify(text))
             self.target_label.setStyleSheet("color: #8a5a00;" if warn else "")
         self.target_checked.emit(info)

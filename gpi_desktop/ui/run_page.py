@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from gpi_desktop.core.progress import Progress
-from gpi_desktop.ui.formatting import progress_line
+from gpi_desktop.ui.formatting import linkify, progress_line
 from gpi_desktop.ui.table_models import COL_MATCH, COL_PROMPT, COL_ROW, COL_STOP, COL_TEXT, COL_TOKENS, ResultsModel
 
 PROMPTS_FORMAT = "%v of %m prompts"
@@ -57,7 +57,9 @@ class RunPage(QWidget):
         self.progress_label = QLabel()
         self.status_label = QLabel(IDLE_HINT)
         self.status_label.setWordWrap(True)
-        self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.status_label.setTextFormat(Qt.TextFormat.RichText)
+        self.status_label.setOpenExternalLinks(True)
+        self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
 
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
@@ -149,7 +151,7 @@ class RunPage(QWidget):
         self.progress_label.setText("")
 
     def show_status(self, text: str, *, error: bool = False) -> None:
-        self.status_label.setText(text)
+        self.status_label.setText(linkify(text))  # a hub error names the model page: make it clickable
         self.status_label.setStyleSheet("color: #b00020;" if error else "")
 
     # --- the detail view -------------------------------------------------------------------------
