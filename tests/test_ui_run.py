@@ -288,3 +288,21 @@ def test_a_hub_model_that_cannot_be_fetched_fails_in_plain_words_with_its_page(q
     assert f'<a href="{url}">' in window.run_page.status_label.text()
     assert "Traceback" not in window.run_page.status_label.text()
     assert window.outcome is None and not window.runner.is_busy()
+
+
+def test_export_uses_the_file_names_in_the_form_and_says_what_the_results_were_made_with(
+        qtbot, make_window, tiny_llama, prompts_csv, tmp_path):
+    window = make_window({"Export finished": "Close"})
+    prepare(qtbot, window, tiny_llama, prompts_csv)
+    run_to_end(qtbot, window)
+    made_with = window.export_page.state_label.text()
+    assert f"{len(PROMPTS)} texts and vectors are ready to export" in made_with
+    assert "pooling last" in made_with and f"at most {MAX_NEW} new tokens" in made_with
+    assert "64 numbers per vector" in made_with and "prompts.csv" in made_with
+    window.settings_panel.prefix_edit.setText("vec_")  # names do not change the numbers: no new run needed
+    window.settings_panel.save_name_edit.setText("speeches")
+    folder = tmp_path / "renamed"
+    with qtbot.waitSignal(window.export_finished, timeout=60_000):
+        assert window.export_to(folder)
+    assert (folder / "speeches.pkl").is_file() and (folder / "hidden" / "vec_0.pt").is_file()
+    assert "prefix='vec_'" in window.export_page.code.toPlainText()

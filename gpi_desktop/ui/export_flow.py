@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 from gpi_desktop.core.export import DEFAULT_ALLOWED_NAMES
@@ -49,3 +50,18 @@ def exported_files_text(export: ExportSettings) -> str:
         f"reads); {export.save_name}.pkl and {export.save_name}.csv with the generated texts (the .csv opens in "
         "Excel); hidden_states.npy with all vectors in one array; manifest.json with how they were made."
     )
+
+
+def made_with_html(outcome) -> str:
+    """What a finished run (`core.job.RunOutcome`) was made with, as HTML lines for the export step."""
+    info, s, table = outcome.model_info, outcome.spec.settings, outcome.table
+    task = s.task if s.task in ("create", "repeat") else "your own instruction"
+    lines = [
+        f"<b>Model:</b> {html.escape(info.model_id)} ({html.escape(info.dtype)} on {html.escape(info.device)}, "
+        f"{info.hidden_size:,} numbers per vector)",
+        f"<b>Prompts:</b> {len(outcome.results):,} rows of {html.escape(Path(table.path).name)}, "
+        f"column '{html.escape(table.column)}'",
+        f"<b>Settings:</b> task {task}, pooling {s.pooling}, at most {s.max_new_tokens:,} new tokens, "
+        f"{'gpi_pack-compatible' if s.template == 'gpi_pack' else 'model-card'} chat formatting",
+    ]
+    return "<br>".join(lines)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFontDatabase, QGuiApplication
 from PySide6.QtWidgets import (
@@ -16,6 +18,7 @@ from PySide6.QtWidgets import (
 
 from gpi_desktop.core.settings import ExportSettings
 from gpi_desktop.ui.export_flow import exported_files_text
+from gpi_desktop.ui.formatting import linkify
 
 NOT_READY = "Run the prompts first (step 5); the export becomes available when every prompt is done."
 
@@ -30,6 +33,7 @@ class ExportPage(QWidget):
         self.export_button.setEnabled(False)
         self.state_label = QLabel(NOT_READY)
         self.state_label.setWordWrap(True)
+        self.state_label.setTextFormat(Qt.TextFormat.RichText)
         self.state_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.progress_bar = QProgressBar()
         self.progress_bar.hide()
@@ -71,10 +75,15 @@ class ExportPage(QWidget):
         self.intro_label.setText("The export folder holds: " + exported_files_text(export)
                                  + " It can be handed to gpi_pack or to a colleague as it is.")
 
-    def set_ready(self, ready: bool, rows: int = 0) -> None:
+    def set_ready(self, ready: bool, rows: int = 0, made_with: str = "") -> None:
+        """`made_with`: the run's model, prompts and settings (HTML lines), shown so that they can be checked."""
         self.export_button.setEnabled(ready)
         self.state_label.setStyleSheet("")
-        self.state_label.setText(f"{rows:,} texts and vectors are ready to export." if ready else NOT_READY)
+        if ready:
+            self.state_label.setText(f"{rows:,} texts and vectors are ready to export. They were made with:<br>"
+                                     + made_with)
+        else:
+            self.state_label.setText(NOT_READY)
         if not ready:
             for widget in self._done_widgets:
                 widget.hide()
@@ -93,11 +102,11 @@ class ExportPage(QWidget):
 
     def show_done(self, message: str, snippet: str) -> None:
         self.state_label.setStyleSheet("")
-        self.state_label.setText(message)
+        self.state_label.setText(html.escape(message, quote=False))
         self.code.setPlainText(snippet)
         for widget in self._done_widgets:
             widget.show()
 
     def show_error(self, message: str) -> None:
-        self.state_label.setText(message)
+        self.state_label.setText(linkify(message))
         self.state_label.setStyleSheet("color: #b00020;")

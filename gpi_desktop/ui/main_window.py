@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QUrl, Signal
@@ -30,9 +30,9 @@ from PySide6.QtWidgets import (
 
 from gpi_desktop.core.errors import GpiError
 from gpi_desktop.core.progress import Progress
-from gpi_desktop.core.settings import DEFAULT_MODEL
+from gpi_desktop.core.settings import DEFAULT_MODEL, ExportSettings
 from gpi_desktop.ui import none_guard, prefs
-from gpi_desktop.ui.export_flow import folder_has_files, gpi_pack_snippet, overwrite_question
+from gpi_desktop.ui.export_flow import folder_has_files, gpi_pack_snippet, made_with_html, overwrite_question
 from gpi_desktop.ui.export_page import ExportPage
 from gpi_desktop.ui.model_panel import ModelPanel
 from gpi_desktop.ui.prompter import Prompter
@@ -96,6 +96,7 @@ class MainWindow(QMainWindow):
         self._close_when_idle = False
         self._stopped_here: set[Path] = set()  # work dirs this session stopped: continue them without asking
         self._run_work_dir: Path | None = None  # the journal of the run in the preview
+        self._export_settings: ExportSettings | None = None  # the file names of the export under way
 
         self.setWindowTitle(APPLICATION)
         if icon_path().is_file():
@@ -431,7 +432,7 @@ class MainWindow(QMainWindow):
             self.run_failed.emit(message)
         else:
             self.export_page.set_exporting(False)
-            self.export_page.set_ready(self.outcome is not None, len(self.outcome.results) if self.outcome else 0)
+            self._export_ready_again()
             self.export_page.show_error(message)
         self._after_task()
 
@@ -439,7 +440,7 @@ class MainWindow(QMainWindow):
         task, self._task = self._task, ""
         if task == "export":
             self.export_page.set_exporting(False)
-            self.export_page.set_ready(self.outcome is not None, len(self.outcome.results) if self.outcome else 0)
+            self._export_ready_again()
             self._after_task()
             return
         if self._run_work_dir is not None:
@@ -461,8 +462,15 @@ class MainWindow(QMainWindow):
         self.run_page.show_status(f"Done: {len(outcome.results):,} texts and vectors.{note} "
                                   "Check them below, then export (step 6).")
         self.run_page.export_button.setEnabled(True)
-        self.export_page.set_ready(True, len(outcome.results))
+        self._export_ready_again()
         self.run_finished.emit(outcome)
+
+    def _export_ready_again(self) -> None:
+        outcome = self.outcome
+        if outcome is None:
+            self.export_page.set_ready(False)
+        else:
+            self.export_page.set_ready(True, len(outcome.results), made_with=made_with_html(outcome))
 
     def _after_task(self) -> None:
         self._refresh()
@@ -481,7 +489,14 @@ class MainWindow(QMainWindow):
         """Write the export folder in the worker; asks before writing into a folder that holds files."""
         if self.outcome is None or self.runner.is_busy():
             return False
-        outcome = self.outcome
+        try:
+            # File names may change after the run (they do not change the numbers): use the form's.
+            _run, export = self.settings_panel.values(model=self.model_panel.model())
+            export.validate()
+        except GpiError as error:
+            self.export_page.show_error(str(error))
+            return False
+        outcome = replace(self.outcome, spec=replace(self.outcome.spec, export=export))
         overwrite = False
         if folder_has_files(folder):
             choice = self.prompter.ask(self, "The folder is not empty", overwrite_question(folder, outcome.spec.export),
@@ -498,6 +513,7 @@ class MainWindow(QMainWindow):
             return export_run(outcome, folder, overwrite=overwrite, state=state)
 
         self._task = "export"
+        self._export_settings = export
         self.runner.start(task)
         return True
 
@@ -506,7 +522,7 @@ class MainWindow(QMainWindow):
         self.last_export = folder
         outcome = self.outcome
         self.export_page.set_exporting(False)
-        snippet = gpi_pack_snippet(folder, outcome.spec.export)
+        snippet = gpi_pack_snippet(folder, self._export_settings)
         message = f"Exported {len(outcome.results):,} texts and vectors to {folder}."
         self.export_page.show_done(message, snippet)
         if self._run_work_dir is not None:
@@ -550,7 +566,9 @@ class MainWindow(QMainWindow):
                     event.ignore()
                     return
                 self._close_when_idle = True
-                self.cancel_run()
+                self.runner.cancel()  # a run stops within a step; an export stops and removes what it wrote
+                if self._task == "run":
+                    self.run_page.set_cancelling()
                 self.run_page.show_status("Stopping\u2026 the window closes when the current step has ended.")
             event.ignore()  # closes for real when the worker reports back (see _after_task)
             return
