@@ -130,3 +130,10 @@ def test_only_real_files_make_a_folder_count_as_not_empty(tmp_path):
     assert not folder_has_files(tmp_path)
     (tmp_path / "data.csv").write_text("x")
     assert folder_has_files(tmp_path)
+
+
+def test_the_window_has_one_cluster_menu_and_a_help_menu(qtbot, make_window):
+    window = make_window()
+    titles = [action.text() for action in window.menuBar().actions()]
+    assert titles == ["&Cluster", "&Help"]
+    wait_idle(qtbot, window)

@@ -114,9 +114,6 @@ class MainWindow(QMainWindow):
         self.export_page = ExportPage()
         self._build_layout()
         self._connect()
-        from gpi_desktop.ui.cluster_dialog import install_cluster_menu, main_window_job  # Cluster menu (issue 7)
-
-        install_cluster_menu(self, lambda: main_window_job(self))
         self._restore()
         self.token_panel.refresh()
         self.model_panel.check()

@@ -27,7 +27,7 @@ from gpi_desktop.ui.tasks import BackgroundCalls
 INTRO = (
     "One prompt (or one existing text) per row, under a header row, in a CSV, TSV or Excel (.xlsx) file. "
     "Open the file or drag it onto this window. Each row gives one generated text and one vector, "
-    "in the same order."
+    "in the same order; the row numbers at the left start at 0, as the exported files do (hidden_0.pt is the first row)."
 )
 FILE_FILTER = "Tables (*.csv *.tsv *.tab *.txt *.xlsx *.xlsm);;All files (*)"
 CHOOSE_COLUMN = "\u2014 choose the column with the texts \u2014"
