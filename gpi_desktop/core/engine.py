@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 CPU_AUTO_BATCH = 16
 MAX_AUTO_BATCH = 256
+PREFILL_MODES = ("auto", "alone", "batched")
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,9 @@ class EngineConfig:
     batch_size: int
     generation_options: dict = field(default_factory=dict)
     one_at_a_time: bool = False
+    # "alone": each prompt's pass on its own, only decoding batched (see _prefill_alone);
+    # "batched": one padded pass for the batch; "auto": alone where the model's cache allows it.
+    prefill: str = "auto"
 
 
 class _Meter:
@@ -155,7 +159,10 @@ def _pad_id(loaded: LoadedModel) -> int:
 
 def is_out_of_memory(exc: BaseException) -> bool:
     oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", ())
-    return isinstance(exc, oom) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
+    text = str(exc).lower()
+    # The CPU allocator says "can't allocate memory" where CUDA says "out of memory".
+    return isinstance(exc, oom) or (isinstance(exc, RuntimeError) and ("out of memory" in text
+                                                                      or "can't allocate memory" in text))
 
 
 def run_engine(
@@ -221,9 +228,10 @@ def _run_with_oom_retry(loaded, hook, batch, config, options, state, finished, d
             torch.cuda.empty_cache()
         rest = [p for p in batch if p.row not in done_here and p.row not in finished]
         half = max(1, len(batch) // 2)
+        where = "GPU" if _input_device(loaded.model).type == "cuda" else "computer"
         state.set_status(
-            f"The GPU ran out of memory with {len(batch)} prompts at once; retrying them {half} at a time "
-            "(finished prompts are kept)."
+            f"The {where} ran out of memory with {len(batch)} prompts at once; retrying them {half} at a time "
+            "(finished prompts are kept; this costs some speed, not results)."
         )
         log.warning("out of memory at batch %d; retrying at %d", len(batch), half)
         for i in range(0, len(rest), half):
@@ -237,68 +245,251 @@ def _cache_argument(model) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
-def _run_batch(loaded, hook, batch, config, options, state, deliver) -> None:
-    from transformers import DynamicCache
+class _GrowingLayer:
+    """Mixin body for a full-attention cache layer that grows in chunks.
 
-    model = loaded.model
-    device = _input_device(model)
-    eos = torch.tensor(loaded.info.eos_token_ids, device=device)
-    pad = _pad_id(loaded)
-    B = len(batch)
+    transformers' DynamicLayer concatenates the whole cache with each new
+    token, so every decoding step copies the cache twice over on top of the
+    attention reading it: on a GPU, where a step is bound by memory traffic,
+    that triples the cache's cost. Here the buffers have room for
+    `CACHE_CHUNK` more tokens and `keys`/`values` are views of the filled part.
+    """
+
+
+CACHE_CHUNK = 256
+
+
+def _growing_layer_class():
+    from transformers.cache_utils import DynamicLayer
+
+    class GrowingLayer(DynamicLayer):
+        __doc__ = _GrowingLayer.__doc__
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.length = 0
+            self.buf_k: torch.Tensor | None = None
+            self.buf_v: torch.Tensor | None = None
+
+        def lazy_initialization(self, key_states, value_states) -> None:
+            self.device = key_states.device
+            self.is_initialized = True
+
+        def _view(self) -> None:
+            self.keys = self.buf_k[:, :, : self.length, :]
+            self.values = self.buf_v[:, :, : self.length, :]
+
+        def _reserve(self, needed: int, like_k: torch.Tensor, like_v: torch.Tensor, batch: int) -> None:
+            if self.buf_k is not None and self.buf_k.shape[2] >= needed:
+                return
+            capacity = needed + CACHE_CHUNK
+            k = like_k.new_zeros((batch, like_k.shape[1], capacity, like_k.shape[3]))
+            v = like_v.new_zeros((batch, like_v.shape[1], capacity, like_v.shape[3]))
+            if self.length:
+                k[:, :, : self.length].copy_(self.buf_k[:, :, : self.length])
+                v[:, :, : self.length].copy_(self.buf_v[:, :, : self.length])
+            self.buf_k, self.buf_v = k, v
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            n = key_states.shape[2]
+            self._reserve(self.length + n, key_states, value_states, key_states.shape[0])
+            self.buf_k[:, :, self.length : self.length + n].copy_(key_states)
+            self.buf_v[:, :, self.length : self.length + n].copy_(value_states)
+            self.length += n
+            self._view()
+            return self.keys, self.values
+
+        def place(self, row: int, batch: int, width: int, keys: torch.Tensor, values: torch.Tensor) -> None:
+            """Put one prompt's own cache (1, heads, L, dim) into row `row`, right-aligned at `width` (left padding)."""
+            if not self.is_initialized:
+                self.lazy_initialization(keys, values)
+                self._reserve(width, keys, values, batch)  # zeros: padding never holds garbage such as NaN
+                self.length = width
+            n = keys.shape[2]
+            self.buf_k[row : row + 1, :, width - n : width].copy_(keys)
+            self.buf_v[row : row + 1, :, width - n : width].copy_(values)
+            self._view()
+
+        def batch_select_indices(self, indices: torch.Tensor) -> None:
+            if self.buf_k is None:
+                return
+            self.buf_k = self.buf_k[:, :, : self.length + CACHE_CHUNK // 4].index_select(0, indices.to(self.buf_k.device))
+            self.buf_v = self.buf_v[:, :, : self.length + CACHE_CHUNK // 4].index_select(0, indices.to(self.buf_v.device))
+            self._view()
+
+        def reset(self) -> None:
+            self.buf_k = self.buf_v = None
+            self.length = 0
+            super().reset()
+
+    return GrowingLayer
+
+
+_GROWING = None
+
+
+def _new_cache(model):
+    """A cache for one batch, and whether its layers are our growing full-attention layers.
+
+    Models with other layer kinds (sliding windows, linear attention, ...) keep
+    transformers' own dynamic cache and the batched prompt pass.
+    """
+    global _GROWING
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    if _GROWING is None:
+        _GROWING = _growing_layer_class()
+    cache = DynamicCache(config=model.config)
+    if cache.layers and all(type(layer) is DynamicLayer for layer in cache.layers):
+        cache.layers = [_GROWING() for _ in cache.layers]
+        return cache, True
+    if not cache.layers and getattr(cache, "layer_class_to_replicate", None) is DynamicLayer:
+        cache.layer_class_to_replicate = _GROWING
+        return cache, True
+    return cache, False
+
+
+def resolve_prefill(config: EngineConfig, growing: bool, device: torch.device) -> str:
+    """`auto`: each prompt's pass alone on a GPU (half precision, where batching moves greedy choices), batched on the CPU.
+
+    On the CPU in float32 a batched pass gives the one-prompt numbers within
+    float tolerance already, and the length-grouped batches waste little on
+    padding.
+    """
+    if config.prefill not in PREFILL_MODES:
+        raise ValueError(f"unknown prefill mode {config.prefill!r}")
+    if not growing:
+        return "batched"
+    if config.prefill == "auto":
+        return "alone" if device.type == "cuda" else "batched"
+    return config.prefill
+
+
+@dataclass
+class _Prefilled:
+    states: torch.Tensor  # (B, H): step 0 of every row
+    logits: torch.Tensor  # (B, V) float32
+    mask: torch.Tensor  # (B, width) 1 for real tokens, 0 for left padding
+    positions: torch.Tensor  # (B, width)
+
+
+def _left_padded(batch, pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(p.ids) for p in batch)
-    input_ids = torch.full((B, width), pad, dtype=torch.long)
-    mask = torch.zeros((B, width), dtype=torch.long)
+    input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
     for i, p in enumerate(batch):  # left padding: every row's last token sits in the last column
         input_ids[i, width - len(p.ids) :] = torch.tensor(p.ids, dtype=torch.long)
         mask[i, width - len(p.ids) :] = 1
-    input_ids, mask = input_ids.to(device), mask.to(device)
+    return input_ids.to(device), mask.to(device)
+
+
+def _prefill_batched(model, hook, batch, cache, cache_arg, pad, device) -> _Prefilled:
+    input_ids, mask = _left_padded(batch, pad, device)
     # Positions count real tokens only, so a padded row sees the positions it would see alone.
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
+                **{cache_arg: cache})
+    return _Prefilled(hook.take(), out.logits[:, -1, :].float(), mask, positions)
 
+
+def _prefill_alone(model, hook, batch, cache, cache_arg, pad, device, state) -> _Prefilled:
+    """Each prompt's pass on its own, exactly as a one-prompt run does it; the batch shares only the decoding.
+
+    Batch-induced differences in half precision come mostly from the prompt
+    pass (matrix tile shapes, and the attention kernel changing once a
+    padding mask appears), so step 0 here is the one-prompt run's own
+    numbers, and no work is spent on padding. The prompt's cache is then
+    copied into its row of the batch cache.
+    """
+    from transformers import DynamicCache
+
+    width = max(len(p.ids) for p in batch)
+    states, logits = [], []
+    for i, p in enumerate(batch):
+        if i:
+            _check(state)
+        ids = torch.tensor([p.ids], dtype=torch.long, device=device)
+        own = DynamicCache(config=model.config)
+        out = model(input_ids=ids, attention_mask=torch.ones_like(ids),
+                    position_ids=torch.arange(ids.shape[1], device=device)[None, :], use_cache=True, logits_to_keep=1,
+                    **{cache_arg: own})
+        states.append(hook.take())
+        logits.append(out.logits[:, -1, :].float())
+        if not cache.layers:  # a cache that makes its layers on first use
+            cache.layers = [cache.layer_class_to_replicate() for _ in own.layers]
+        for target, layer in zip(cache.layers, own.layers):
+            target.place(i, len(batch), width, layer.keys, layer.values)
+        del own, out
+    _, mask = _left_padded(batch, pad, device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    return _Prefilled(torch.cat(states), torch.cat(logits), mask, positions)
+
+
+def _compact_now(dead: int, rows: int) -> bool:
+    # Dropping finished rows copies the whole cache once; keeping them costs a
+    # little work per step. Drop them once they are an eighth of the batch.
+    return dead > 0 and dead * 8 >= rows
+
+
+def _run_batch(loaded, hook, batch, config, options, state, deliver) -> None:
+    model = loaded.model
+    device = _input_device(model)
+    eos = torch.tensor(loaded.info.eos_token_ids, device=device)
+    eos_set = set(loaded.info.eos_token_ids)
+    pad = _pad_id(loaded)
+    cache, growing = _new_cache(model)
+    cache_arg = _cache_argument(model)
+    if resolve_prefill(config, growing, device) == "alone":
+        first = _prefill_alone(model, hook, batch, cache, cache_arg, pad, device, state)
+    else:
+        first = _prefill_batched(model, hook, batch, cache, cache_arg, pad, device)
+    mask, positions, logits, states = first.mask, first.positions, first.logits, first.states
+
+    B = len(batch)
     rows = list(batch)
+    running = [True] * B
     generated: list[list[int]] = [[] for _ in rows]
     procs = [_logits_processors(options, loaded.info.eos_token_ids, len(p.ids)) for p in rows] if options else None
     seqs = [torch.tensor(p.ids, dtype=torch.long, device=device) for p in rows] if options else None
     pool = OnlinePool(config.pooling, B, loaded.info.hidden_size, device)
-    cache = DynamicCache(config=model.config)
     step = 0
-    cache_arg = _cache_argument(model)
-    out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
-                **{cache_arg: cache})
     while True:
-        states = hook.take()
         pool.add(step, states)
-        logits = out.logits[:, -1, :].float()
         if procs is not None:
             for i in range(len(rows)):
-                logits[i : i + 1] = procs[i](seqs[i][None, :], logits[i : i + 1])
+                if running[i]:
+                    logits[i : i + 1] = procs[i](seqs[i][None, :], logits[i : i + 1])
         next_tokens = logits.argmax(dim=-1)
         step += 1
-        is_eos = torch.isin(next_tokens, eos)
-        done_now = (is_eos | torch.tensor(step >= config.max_new_tokens, device=device)).tolist()
-        tokens = next_tokens.tolist()
-        keep_idx = []
-        for i, token in enumerate(tokens):
+        at_limit = step >= config.max_new_tokens
+        # One transfer to the host per step: the tokens and whether each is an end of sequence.
+        host = torch.stack([next_tokens, torch.isin(next_tokens, eos).long()]).tolist()
+        for i, (token, is_eos) in enumerate(zip(*host)):
+            if not running[i]:
+                continue
             generated[i].append(token)
             if seqs is not None:
                 seqs[i] = torch.cat([seqs[i], next_tokens[i : i + 1]])
-            if done_now[i]:
+            if is_eos or at_limit:
+                running[i] = False
                 vector, from_step0 = pool.result(i)
                 deliver(PromptResult(
                     row=rows[i].row,
                     text=loaded.tokenizer.decode(generated[i], skip_special_tokens=True),
                     vector=vector.cpu().numpy().astype(np.float32, copy=True),
                     n_tokens=len(generated[i]),
-                    stop_reason=STOP_EOS if token in loaded.info.eos_token_ids else STOP_LENGTH,
+                    stop_reason=STOP_EOS if token in eos_set else STOP_LENGTH,
                     pooled_from_step0=from_step0 and config.pooling != "last",
                     prompt_tokens=len(rows[i].ids),
                 ))
-            else:
-                keep_idx.append(i)
-        if not keep_idx:
+        if not any(running):
             return
         _check(state)
-        if len(keep_idx) < len(rows):
+        if _compact_now(running.count(False), len(rows)):
+            keep_idx = [i for i, r in enumerate(running) if r]
             keep = torch.tensor(keep_idx, device=device)
             cache.batch_select_indices(keep)
             pool.select(keep)
@@ -307,6 +498,7 @@ def _run_batch(loaded, hook, batch, config, options, state, deliver) -> None:
             next_tokens = next_tokens.index_select(0, keep)
             rows = [rows[i] for i in keep_idx]
             generated = [generated[i] for i in keep_idx]
+            running = [True] * len(rows)
             if seqs is not None:
                 seqs = [seqs[i] for i in keep_idx]
                 procs = [procs[i] for i in keep_idx]
@@ -314,6 +506,8 @@ def _run_batch(loaded, hook, batch, config, options, state, deliver) -> None:
         positions = positions[:, -1:] + 1
         out = model(input_ids=next_tokens[:, None], attention_mask=mask, position_ids=positions,
                     use_cache=True, logits_to_keep=1, **{cache_arg: cache})
+        states = hook.take()
+        logits = out.logits[:, -1, :].float()
 
 
 def _reference_one(loaded: LoadedModel, prompt: EncodedPrompt, config: EngineConfig, options: dict) -> PromptResult:
@@ -348,31 +542,65 @@ def _reference_one(loaded: LoadedModel, prompt: EncodedPrompt, config: EngineCon
     )
 
 
-def auto_batch_size(loaded: LoadedModel, prompts: Sequence[EncodedPrompt], max_new_tokens: int) -> int:
+def _free_host_memory() -> int | None:
+    """Bytes of RAM available to a new allocation without swapping, where the system says."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import psutil  # optional: present on most desktops (macOS, Windows)
+
+        return int(psutil.virtual_memory().available)
+    except Exception:
+        return None
+
+
+def _free_gpu_memory() -> int:
+    return sum(torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count()))
+
+
+def auto_batch_size(loaded: LoadedModel, prompts: Sequence[EncodedPrompt], max_new_tokens: int,
+                    prefill: str = "auto") -> int:
     """A batch that keeps the hardware busy without running out of memory.
 
-    On a GPU: the free memory after loading (90% of it) over the KV cache and
-    working memory one row needs at the longest prompt plus the token limit.
-    On the CPU: batching turns matrix-vector work into matrix-matrix work, which
-    the CPU also does many times faster, so a moderate fixed batch.
+    Memory per row: its key/value cache at the longest prompt plus the token
+    limit (plus the cache's growth chunk), and, when the prompt pass is
+    batched, that pass's activations. On a GPU the batch fills 90% of the free
+    memory after loading, up to MAX_AUTO_BATCH (beyond that a decoding step is
+    bound by arithmetic, not memory, and gains nothing). On the CPU, batching
+    turns matrix-vector work into matrix-matrix work, which pays off up to a
+    moderate batch (CPU_AUTO_BATCH; see benchmarks/README.md), within half the
+    available RAM so the rest of the desktop keeps working.
     """
     n = max(1, len(prompts))
     longest = max((len(p.ids) for p in prompts), default=1)
-    device = _input_device(loaded.model)
-    if device.type != "cuda":
-        return max(1, min(n, CPU_AUTO_BATCH))
-    cfg = loaded.model.config
+    model = loaded.model
+    device = _input_device(model)
+    cfg = model.config.get_text_config(decoder=True) if hasattr(model.config, "get_text_config") else model.config
+    hidden = loaded.info.hidden_size
     layers = getattr(cfg, "num_hidden_layers", 32)
     heads = getattr(cfg, "num_attention_heads", 32)
     kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
-    head_dim = getattr(cfg, "head_dim", None) or loaded.info.hidden_size // heads
-    elem = torch.finfo(loaded.model.dtype).bits // 8 if loaded.model.dtype.is_floating_point else 2
+    head_dim = getattr(cfg, "head_dim", None) or hidden // heads
+    dtype = model.dtype
+    elem = torch.finfo(dtype).bits // 8 if dtype.is_floating_point else 2
     kv_per_token = 2 * layers * kv_heads * head_dim * elem
-    tokens = longest + max_new_tokens
-    # Working memory: the prefill's activations (MLP intermediate + attention) and the float32 logits row.
-    inter = getattr(cfg, "intermediate_size", 4 * loaded.info.hidden_size)
-    work = longest * (inter * 3 + loaded.info.hidden_size * 4) * elem + cfg.vocab_size * 4 * 2
-    per_row = kv_per_token * tokens + work
-    free = sum(torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count()))
-    fit = int(free * 0.9 // per_row)
-    return max(1, min(n, MAX_AUTO_BATCH, fit))
+    per_row = kv_per_token * (longest + max_new_tokens + CACHE_CHUNK) + getattr(cfg, "vocab_size", 0) * 4 * 3
+    inter = getattr(cfg, "intermediate_size", 4 * hidden) or 4 * hidden
+    one_pass = longest * (inter * 3 + hidden * 4) * elem  # a prompt pass's largest activations
+    if resolve_prefill(EngineConfig("last", 1, 1, prefill=prefill), _new_cache(model)[1], device) == "batched":
+        per_row += one_pass
+        reserve = 0
+    else:
+        reserve = one_pass + kv_per_token * longest  # one prompt's pass and its own cache, before the copy
+    if device.type == "cuda":
+        cap, free = MAX_AUTO_BATCH, _free_gpu_memory() * 0.9
+    else:
+        cap, free = CPU_AUTO_BATCH, _free_host_memory()
+        free = None if free is None else free * 0.5
+    fit = cap if free is None else int(max(0.0, free - reserve) // per_row)
+    return max(1, min(n, cap, fit))

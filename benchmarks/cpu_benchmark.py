@@ -1,0 +1,190 @@
+"""CPU benchmark: the engine against gpi_pack's one-prompt-at-a-time generate() loop.
+
+    python benchmarks/cpu_benchmark.py                 # defaults: the table in benchmarks/README.md
+    python benchmarks/cpu_benchmark.py --quick         # a smaller run to check that it works
+
+A random-weight Llama-architecture model wide enough that matrix work
+dominates (hidden size 1024, 4 layers by default) is built offline with
+gpi_desktop.core.tinymodel. Each measurement runs in its own process, so that
+its peak memory (the resident-set high-water mark) is its own; both sides
+start from the same token ids, both get one warm-up prompt.
+
+Fair fixed length: the output-layer rows of the end-of-sequence tokens are
+zeroed, so their logit is exactly 0 while the largest of the other logits is
+positive: no prompt ever stops early, on either side, and both do exactly the
+same work (checked: every result has --new-tokens tokens). Nothing else about
+generation is changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (  # noqa: E402
+    compare, fmt_bytes, gpi_pack_loop, mixed_lengths, rss_peak_bytes, run_engine_collect, table,
+)
+
+WORDS = ("the committee met on tuesday to discuss the new budget for schools and hospitals voters in rural "
+         "districts care about jobs roads and the price of fuel a candidate who promises lower taxes and better "
+         "services must explain how to pay for them").split()
+
+
+def prompt_texts(n: int, seed: int) -> list[str]:
+    """n prompts from 3 to 160 words (mixed lengths, shuffled)."""
+    return [" ".join(WORDS[(i * 7 + k) % len(WORDS)] for k in range(length))
+            for i, length in enumerate(mixed_lengths(n, 3, 160, seed))]
+
+
+def build(folder: Path, args) -> Path:
+    from gpi_desktop.core.tinymodel import TinySpec, build_tiny_model
+
+    spec = TinySpec(architecture="llama", hidden_size=args.hidden, intermediate_size=args.intermediate,
+                    num_layers=args.layers, num_heads=args.heads, num_kv_heads=args.kv_heads, seed=3)
+    return build_tiny_model(folder, spec)
+
+
+def load(folder: Path, threads: int | None):
+    import torch
+
+    from gpi_desktop.core.engine import EncodedPrompt
+    from gpi_desktop.core.instructions import make_renderer
+    from gpi_desktop.core.models import load_model
+    from gpi_desktop.core.settings import RunSettings
+
+    if threads:
+        torch.set_num_threads(threads)
+    loaded = load_model(RunSettings(model=str(folder), device="cpu"))
+    head = loaded.model.get_output_embeddings().weight
+    if head.data_ptr() == loaded.model.get_input_embeddings().weight.data_ptr():
+        raise SystemExit("the benchmark model must not tie its input and output embeddings")
+    with torch.no_grad():
+        for i in loaded.info.eos_token_ids:
+            head[i].zero_()
+    return loaded, make_renderer(loaded.tokenizer, "create", "gpi_pack"), EncodedPrompt
+
+
+def child(args) -> None:
+    """One measurement in a fresh process; prints one JSON line and saves its results."""
+    import torch
+
+    loaded, renderer, EncodedPrompt = load(Path(args.model_dir), args.threads)
+    prompts = [EncodedPrompt(i, tuple(renderer.encode(t))) for i, t in enumerate(prompt_texts(args.prompts, args.seed))]
+    warm = [EncodedPrompt(-1, prompts[0].ids)]
+    rss_loaded = rss_peak_bytes()
+    if args.only == "loop":
+        run = lambda ps: gpi_pack_loop(loaded, ps, args.new_tokens)  # noqa: E731
+        batch = 1
+    else:
+        from gpi_desktop.core.engine import auto_batch_size
+
+        batch = auto_batch_size(loaded, prompts, args.new_tokens) if args.batch == "auto" else int(args.batch)
+        run = lambda ps: run_engine_collect(loaded, ps, args.new_tokens, batch)  # noqa: E731
+    run(warm)
+    load_before = os.getloadavg()[0]
+    start = time.perf_counter()
+    results = run(prompts)
+    seconds = time.perf_counter() - start
+    lengths = {r.n_tokens for r in results}
+    if lengths != {args.new_tokens}:
+        raise SystemExit(f"unfair run: generated lengths {sorted(lengths)} instead of {args.new_tokens}")
+    np.savez(args.results, rows=[r.row for r in results], vectors=np.stack([r.vector for r in results]),
+             texts=np.array([r.text for r in results], dtype=object), allow_pickle=True)
+    print(json.dumps({
+        "label": args.only, "batch": batch, "seconds": seconds, "prompts": len(results),
+        "tokens": sum(r.n_tokens for r in results), "rss_loaded": rss_loaded, "rss_peak": rss_peak_bytes(),
+        "threads": torch.get_num_threads(), "load": [load_before, os.getloadavg()[0]],
+        "prompt_tokens": [min(len(p.ids) for p in prompts), max(len(p.ids) for p in prompts)],
+    }))
+
+
+def measure(args, only: str, batch: str, folder: Path, results: Path) -> dict:
+    cmd = [sys.executable, __file__, "--child", only, "--model-dir", str(folder), "--results", str(results),
+           "--prompts", str(args.prompts), "--new-tokens", str(args.new_tokens), "--batch", batch,
+           "--seed", str(args.seed)]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def read_results(path: Path):
+    from gpi_desktop.core.results import PromptResult
+
+    data = np.load(path, allow_pickle=True)
+    return [PromptResult(row=int(r), text=str(t), vector=v, n_tokens=0, stop_reason="length", pooled_from_step0=False,
+                         prompt_tokens=0) for r, t, v in zip(data["rows"], data["texts"], data["vectors"])]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hidden", type=int, default=1024)
+    parser.add_argument("--intermediate", type=int, default=2816)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--heads", type=int, default=16)
+    parser.add_argument("--kv-heads", type=int, default=8)
+    parser.add_argument("--prompts", type=int, default=64)
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--batch", default="auto", help="the engine's batch size: a number or auto")
+    parser.add_argument("--sweep", default="", help="also time the engine at these batch sizes, e.g. 1,8,32")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="a small run (hidden 256, 16 prompts, 8 tokens)")
+    parser.add_argument("--child", choices=["loop", "engine"], help=argparse.SUPPRESS)
+    parser.add_argument("--model-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--results", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        args.only = args.child
+        return child(args)
+    if args.quick:
+        args.hidden, args.intermediate, args.layers, args.prompts, args.new_tokens = 256, 512, 2, 16, 8
+
+    with tempfile.TemporaryDirectory(prefix="gpi-bench-") as tmp:
+        tmp = Path(tmp)
+        folder = build(tmp / "model", args)
+        print(f"model: llama, hidden {args.hidden}, intermediate {args.intermediate}, {args.layers} layers, "
+              f"{args.heads} heads ({args.kv_heads} kv), float32; {args.prompts} prompts, "
+              f"{args.new_tokens} new tokens each; {os.cpu_count()} CPUs, load average before "
+              f"{os.getloadavg()[0]:.2f}", flush=True)
+        loop = measure(args, "loop", "1", folder, tmp / "loop.npz")
+        print(f"  loop done in {loop['seconds']:.1f} s", flush=True)
+        engine = measure(args, "engine", args.batch, folder, tmp / "engine.npz")
+        print(f"  engine done in {engine['seconds']:.1f} s (batch {engine['batch']})", flush=True)
+        sweep = []
+        for b in [s for s in args.sweep.split(",") if s.strip()]:
+            sweep.append(measure(args, "engine", b.strip(), folder, tmp / f"sweep{b}.npz"))
+            print(f"  engine at batch {b} done in {sweep[-1]['seconds']:.1f} s", flush=True)
+        agreement = compare(read_results(tmp / "loop.npz"), read_results(tmp / "engine.npz"))
+
+    base = loop["prompts"] / loop["seconds"]
+    rows = []
+    for label, m in [("gpi_pack loop (generate, one at a time)", loop), (f"engine, batch {engine['batch']} (auto)"
+                     if args.batch == "auto" else f"engine, batch {engine['batch']}", engine),
+                     *[(f"engine, batch {m['batch']}", m) for m in sweep]]:
+        pps = m["prompts"] / m["seconds"]
+        rows.append([label, f"{pps:.2f}", f"{m['tokens'] / m['seconds']:.0f}", f"{pps / base:.1f}x",
+                     fmt_bytes(m["rss_peak"]), fmt_bytes(m["rss_peak"] - m["rss_loaded"]),
+                     f"{m['load'][0]:.1f}/{m['load'][1]:.1f}"])
+    print()
+    print(table(["run", "prompts/s", "tokens/s", "vs loop", "peak RSS", "peak RSS - after load", "load avg start/end"],
+                rows))
+    print()
+    print(f"torch threads: {engine['threads']}; prompt lengths {engine['prompt_tokens'][0]}-"
+          f"{engine['prompt_tokens'][1]} tokens")
+    print(f"same results (engine vs loop): {agreement.identical_share:.0%} identical texts, "
+          f"vector cosine min {agreement.min_cosine:.6f}, max |difference| {agreement.max_abs_difference:.2e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""The engine's speed features keep the DESIGN.md results: prompt pass alone, growing cache, late compaction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import PROMPTS
+from gpi_desktop.core import engine
+from gpi_desktop.core.engine import EncodedPrompt, EngineConfig, auto_batch_size, run_engine
+from gpi_desktop.core.instructions import make_renderer
+from gpi_desktop.core.models import load_model
+from gpi_desktop.core.progress import RecordingState
+from gpi_desktop.core.settings import RunSettings
+
+MAX_NEW = 40
+ATOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_model):
+    return load_model(RunSettings(model=str(tiny_model), device="cpu"))
+
+
+@pytest.fixture(scope="module")
+def encoded(loaded):
+    renderer = make_renderer(loaded.tokenizer, "create", "gpi_pack")
+    return [EncodedPrompt(i, tuple(renderer.encode(p))) for i, p in enumerate(PROMPTS)]
+
+
+def run(loaded, prompts, pooling, batch_size, state=None, **kw):
+    results = []
+    run_engine(loaded, prompts, EngineConfig(pooling, kw.pop("max_new_tokens", MAX_NEW), batch_size, **kw),
+               state or RecordingState(), on_result=results.append)
+    return {r.row: r for r in results}
+
+
+def generate_alone(loaded, prompt, pooling, max_new_tokens=MAX_NEW):
+    ids = torch.tensor([prompt.ids])
+    out = loaded.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                                do_sample=False, output_hidden_states=True, return_dict_in_generate=True,
+                                pad_token_id=loaded.tokenizer.eos_token_id)
+    steps = [h[-1][0, -1, :] for h in out.hidden_states]
+    if pooling == "last":
+        vec = steps[-1]
+    elif len(steps) == 1:
+        vec = steps[0]
+    else:
+        stacked = torch.stack(steps[1:])
+        vec = stacked.mean(0) if pooling == "mean" else stacked.max(0).values
+    new = out.sequences[0, ids.shape[1]:].tolist()
+    return loaded.tokenizer.decode(new, skip_special_tokens=True), vec.numpy(), len(new)
+
+
+def assert_same(got, expected, atol=ATOL):
+    assert sorted(got) == sorted(expected)
+    for row, (text, vec, n) in expected.items():
+        assert got[row].text == text
+        assert got[row].n_tokens == n
+        np.testing.assert_allclose(got[row].vector, vec, atol=atol, rtol=1e-4)
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean", "max"])
+def test_prompt_pass_alone_then_batched_decoding_matches_generate(loaded, encoded, pooling):
+    got = run(loaded, encoded, pooling, len(encoded), prefill="alone")
+    assert_same(got, {p.row: generate_alone(loaded, p, pooling) for p in encoded})
+    assert len({r.n_tokens for r in got.values()}) >= 3  # rows really stop at different steps
+
+
+def test_prompt_pass_alone_runs_each_prompt_unpadded(loaded, encoded):
+    shapes = []
+    handle = loaded.model.register_forward_pre_hook(
+        lambda m, a, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True)
+    try:
+        run(loaded, encoded[:3], "last", 3, prefill="alone", max_new_tokens=2)
+    finally:
+        handle.remove()
+    assert shapes[:3] == [(1, len(p.ids)) for p in sorted(encoded[:3], key=lambda p: -len(p.ids))]
+    assert all(s[1] == 1 for s in shapes[3:])
+
+
+def test_cache_growing_past_its_chunks_changes_nothing(loaded, encoded, monkeypatch):
+    monkeypatch.setattr(engine, "CACHE_CHUNK", 4)  # regrows every few steps, and while rows leave
+    for prefill in ("alone", "batched"):
+        got = run(loaded, encoded, "mean", 5, prefill=prefill)
+        assert_same(got, {p.row: generate_alone(loaded, p, "mean") for p in encoded})
+
+
+def test_large_batch_keeps_finished_rows_until_worth_dropping_and_results_hold(loaded, encoded):
+    # 24 rows: a finished row stays (idle) until an eighth of the batch has finished.
+    many = [EncodedPrompt(i, encoded[i % len(encoded)].ids) for i in range(24)]
+    shapes = []
+    handle = loaded.model.register_forward_pre_hook(
+        lambda m, a, kw: shapes.append(kw["input_ids"].shape[0]), with_kwargs=True)
+    try:
+        got = run(loaded, many, "max", 24)
+    finally:
+        handle.remove()
+    alone = {p.row: generate_alone(loaded, p, "max") for p in encoded}
+    assert_same(got, {p.row: alone[p.row % len(encoded)] for p in many})
+    drops = [b1 - b2 for b1, b2 in zip(shapes, shapes[1:]) if b2 < b1]
+    assert drops and all(d >= 3 for d in drops[:-1])  # 24 // 8 rows at least per compaction, but the last
+
+
+def test_batched_results_do_not_depend_on_the_prefill_mode(loaded, encoded):
+    a = run(loaded, encoded, "mean", 4, prefill="alone")
+    b = run(loaded, encoded, "mean", 4, prefill="batched")
+    for row in a:
+        assert a[row].text == b[row].text
+        np.testing.assert_allclose(a[row].vector, b[row].vector, atol=ATOL)
+
+
+def test_unknown_prefill_mode_is_refused(loaded, encoded):
+    with pytest.raises(ValueError):
+        run(loaded, encoded[:1], "last", 1, prefill="sideways")
+
+
+def test_auto_prefill_is_alone_on_a_gpu_and_batched_on_the_cpu():
+    config = EngineConfig("last", 4, 2)
+    assert engine.resolve_prefill(config, True, torch.device("cuda")) == "alone"
+    assert engine.resolve_prefill(config, True, torch.device("cpu")) == "batched"
+    assert engine.resolve_prefill(config, False, torch.device("cuda")) == "batched"  # cache kinds it cannot copy
+
+
+def test_auto_batch_on_cpu_is_bounded_by_free_memory(loaded, encoded, monkeypatch):
+    roomy = auto_batch_size(loaded, encoded * 20, 100)
+    assert roomy > 1
+    monkeypatch.setattr(engine, "_free_host_memory", lambda: 1)
+    assert auto_batch_size(loaded, encoded * 20, 100) == 1
