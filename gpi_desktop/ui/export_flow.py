@@ -7,6 +7,7 @@ from pathlib import Path
 
 from gpi_desktop.core.export import DEFAULT_ALLOWED_NAMES
 from gpi_desktop.core.settings import ExportSettings
+from gpi_desktop.ui.formatting import settings_words
 
 
 def folder_has_files(folder: Path) -> bool:
@@ -54,14 +55,12 @@ def exported_files_text(export: ExportSettings) -> str:
 
 def made_with_html(outcome) -> str:
     """What a finished run (`core.job.RunOutcome`) was made with, as HTML lines for the export step."""
-    info, s, table = outcome.model_info, outcome.spec.settings, outcome.table
-    task = s.task if s.task in ("create", "repeat") else "your own instruction"
+    info, table = outcome.model_info, outcome.table
     lines = [
         f"<b>Model:</b> {html.escape(info.model_id)} ({html.escape(info.dtype)} on {html.escape(info.device)}, "
         f"{info.hidden_size:,} numbers per vector)",
         f"<b>Prompts:</b> {len(outcome.results):,} rows of {html.escape(Path(table.path).name)}, "
         f"column '{html.escape(table.column)}'",
-        f"<b>Settings:</b> task {task}, pooling {s.pooling}, at most {s.max_new_tokens:,} new tokens, "
-        f"{'gpi_pack-compatible' if s.template == 'gpi_pack' else 'model-card'} chat formatting",
+        f"<b>Settings:</b> {html.escape(settings_words(outcome.spec.settings), quote=False)}",
     ]
     return "<br>".join(lines)

@@ -56,3 +56,10 @@ def linkify(text: str) -> str:
         last = match.start() + len(url)
     out.append(html.escape(text[last:], quote=False))
     return "".join(out).replace("\n", "<br>")
+
+
+def settings_words(run) -> str:
+    """The settings that shape the texts (`core.settings.RunSettings`), in one line of plain words."""
+    task = run.task if run.task in ("create", "repeat") else "your own instruction"
+    style = "gpi_pack-compatible" if run.template == "gpi_pack" else "model-card"
+    return f"task {task}, pooling {run.pooling}, at most {run.max_new_tokens:,} new tokens, {style} chat formatting"

@@ -8,7 +8,7 @@ folder under runs/<job hash>, so a run stopped for any reason continues later.
 
 from __future__ import annotations
 
-import logging
+import html
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,6 +34,7 @@ from gpi_desktop.core.settings import DEFAULT_MODEL, ExportSettings
 from gpi_desktop.ui import none_guard, prefs
 from gpi_desktop.ui.export_flow import folder_has_files, gpi_pack_snippet, made_with_html, overwrite_question
 from gpi_desktop.ui.export_page import ExportPage
+from gpi_desktop.ui.formatting import settings_words
 from gpi_desktop.ui.model_panel import ModelPanel
 from gpi_desktop.ui.prompter import Prompter
 from gpi_desktop.ui.prompts_panel import DROP_SUFFIXES, PromptsPanel
@@ -42,8 +43,6 @@ from gpi_desktop.ui.run_page import RunPage
 from gpi_desktop.ui.settings_panel import SettingsPanel
 from gpi_desktop.ui.tasks import BackgroundCalls, TaskRunner
 from gpi_desktop.ui.token_panel import TokenPanel
-
-log = logging.getLogger(__name__)
 
 STEP_ACCESS, STEP_MODEL, STEP_PROMPTS, STEP_SETTINGS, STEP_RUN, STEP_EXPORT = range(6)
 STEP_TITLES = ("Hugging Face access", "Model", "Prompts", "Settings", "Run and preview", "Export")
@@ -115,8 +114,7 @@ class MainWindow(QMainWindow):
         self._build_layout()
         self._connect()
         self._restore()
-        self.token_panel.refresh()
-        self.model_panel.check()
+        self.token_panel.refresh()  # the model check is already on its way: _restore set the model
         self._refresh()
 
     # --- layout ----------------------------------------------------------------------------------
@@ -308,10 +306,7 @@ class MainWindow(QMainWindow):
         else:
             lines.append("<b>Prompts:</b> none yet")
         if run is not None:
-            task = run.task if run.task in ("create", "repeat") else "your own instruction"
-            lines.append(f"<b>Settings:</b> task {task}, pooling {run.pooling}, at most {run.max_new_tokens:,} new "
-                         f"tokens, {'gpi_pack-compatible' if run.template == 'gpi_pack' else 'model-card'} "
-                         "chat formatting")
+            lines.append(f"<b>Settings:</b> {_html(settings_words(run))}")
         return "<br>".join(lines)
 
     # --- run -------------------------------------------------------------------------------------
@@ -593,4 +588,4 @@ def _dropped_table(mime) -> Path | None:
 
 
 def _html(text: str) -> str:
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return html.escape(str(text), quote=False)
