@@ -298,13 +298,15 @@ def _largest_shard(job: Path) -> int:
     return max(sizes, key=sizes.get)
 
 
-def test_interrupted_shard_resumes_to_the_same_shard_folder(fixed_job, tmp_path):
+def test_interrupted_shard_resumes_to_the_same_shard_folder(fixed_job, tmp_path, capsys):
     spec = load_job_file(fixed_job / "job.json").spec
     index = _largest_shard(fixed_job)  # two batches: stopped after the first
     out = tmp_path / "shard"
     with pytest.raises(Cancelled):
         run_job(spec, out / ".gpi-run", RecordingState(cancel_after=1), shard=Shard(index, N))
     assert (out / ".gpi-run" / "records.jsonl").read_bytes().count(b"\n") >= 1
+    assert _merge(tmp_path, out=tmp_path / "export") == 2  # the folder holding it: the shard is found, unfinished
+    assert "did not finish" in capsys.readouterr().err
     assert run_shard_in_process(fixed_job, index, out) == 2  # an unfinished shard is protected without --resume
     assert run_shard_in_process(fixed_job, index, out, "--resume") == 0
     assert digest(out) == digest(fixed_job / "shards" / str(index))

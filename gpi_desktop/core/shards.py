@@ -28,13 +28,15 @@ shard.json, written last: the job's identity, the shard I/N and its rows.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -298,7 +300,7 @@ def find_shard_folders(paths: Iterable[Path | str]) -> list[Path]:
             continue
         inner = path / "shards" if (path / "shards").is_dir() else path
         children = sorted((p for p in inner.iterdir() if p.is_dir()), key=_natural_key)
-        shards = [p for p in children if (p / SHARD_MANIFEST).is_file() or _looks_like_unfinished_shard(p)]
+        shards = [p for p in children if (p / SHARD_MANIFEST).is_file() or _is_shard_journal(p)]
         found.extend(shards or [path])
     return found
 
@@ -459,9 +461,21 @@ def _merged_table(meta: dict[str, Any], cells: dict[int, list[Any]]):
 
 
 def _looks_like_unfinished_shard(folder: Path) -> bool:
+    """An interrupted run's journal and no shard.json (a normal run's folder looks the same; see _is_shard_journal)."""
     from gpi_desktop.core.runstore import RUN_DIR_NAME
 
     return (folder / RUN_DIR_NAME).is_dir() and not (folder / SHARD_MANIFEST).exists()
+
+
+def _is_shard_journal(folder: Path) -> bool:
+    """The folder holds the journal of an interrupted shard (its key names the shard), not of a normal run."""
+    from gpi_desktop.core.runstore import HEADER_NAME, RUN_DIR_NAME
+
+    try:
+        header = json.loads((folder / RUN_DIR_NAME / HEADER_NAME).read_text(encoding="utf-8"))
+        return not (folder / SHARD_MANIFEST).exists() and "shard" in header["key"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def _natural_key(path: Path) -> tuple:
@@ -519,20 +533,13 @@ def _fsync_folder(folder: Path) -> None:
             os.close(fd)
 
 
-class _plain_os_errors:
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind, error, tb) -> bool:
-        import errno
-
-        if isinstance(error, OSError):
-            if error.errno in {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}:
-                raise DiskFullError("The disk is full while writing the shard: free some space, then run the "
-                                    "task again with --resume; finished prompts are kept.") from error
-            raise OutputFolderError(f"The shard could not be written in '{self.folder}' ({error.strerror or error}): "
-                                    "check that you may write there, then run the task again.") from error
-        return False
+@contextmanager
+def _plain_os_errors(folder: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as error:
+        if error.errno in {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}:
+            raise DiskFullError("The disk is full while writing the shard: free some space, then run the task "
+                                "again with --resume; finished prompts are kept.") from error
+        raise OutputFolderError(f"The shard could not be written in '{folder}' ({error.strerror or error}): "
+                                "check that you may write there, then run the task again.") from error
