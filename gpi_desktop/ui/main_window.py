@@ -92,6 +92,8 @@ class MainWindow(QMainWindow):
         self.outcome = None  # the last finished run (core.job.RunOutcome)
         self.last_export: Path | None = None
         self._task = ""  # "run" or "export" while the runner is busy
+        self._starting = False  # between Run and the start of the worker (the journal check)
+        self._prompts_done = 0  # the last prompt count the run reported (resumed prompts included)
         self._close_when_idle = False
         self._stopped_here: set[Path] = set()  # work dirs this session stopped: continue them without asking
         self._run_work_dir: Path | None = None  # the journal of the run in the preview
@@ -252,6 +254,8 @@ class MainWindow(QMainWindow):
     def run_blocker(self) -> str | None:
         """Why Run cannot start yet, in plain words, or None."""
         table = self.prompts_panel.table
+        if self._starting:
+            return "The run is starting."
         if self.prompts_panel.is_loading():
             return "The prompts file is still being read."
         if table is None:
@@ -329,17 +333,20 @@ class MainWindow(QMainWindow):
             self.run_page.show_status(str(error), error=True)
             return
         self.save_preferences()
+        self._starting = True
         self.run_page.run_button.setEnabled(False)
         self.run_page.show_status("Checking for an unfinished run of this job\u2026")
         runs_dir = self.runs_dir
         self.calls.call(lambda: _inspect_job(spec, table, runs_dir), self._on_inspected, self._on_inspect_failed)
 
     def _on_inspect_failed(self, error: BaseException) -> None:
+        self._starting = False
         self._refresh()
         self.run_page.show_status(_message(error), error=True)
         self.run_failed.emit(_message(error))
 
     def _on_inspected(self, pending: PendingRun) -> None:
+        self._starting = False
         start_over = False
         if pending.finished is not None and pending.work_dir not in self._stopped_here:
             total = len(pending.table)
@@ -367,7 +374,8 @@ class MainWindow(QMainWindow):
         if start_over or work_dir != self._run_work_dir:
             texts = table.texts
             self.run_page.results.reset(lambda row: texts[row])
-        self.run_page.reset_progress(len(table), pending.finished or 0)
+        self._prompts_done = 0 if start_over else pending.finished or 0
+        self.run_page.reset_progress(len(table), self._prompts_done)
 
         def task(state):
             from gpi_desktop.core.job import run_job
@@ -400,6 +408,8 @@ class MainWindow(QMainWindow):
         if self._task == "export":
             self.export_page.show_progress(progress.done, progress.total)
         else:
+            if not progress.message:  # a download's progress counts bytes, not prompts
+                self._prompts_done = progress.done
             self.run_page.show_progress(progress)
 
     def _on_status(self, text: str) -> None:
@@ -437,7 +447,7 @@ class MainWindow(QMainWindow):
             return
         if self._run_work_dir is not None:
             self._stopped_here.add(self._run_work_dir)
-        done = self.run_page.results.rowCount()
+        done = max(self._prompts_done, self.run_page.results.rowCount())
         self.run_page.show_status(f"Stopped. {done:,} finished texts are kept; press Run to continue where it stopped.")
         self.run_failed.emit("stopped")
         self._after_task()
