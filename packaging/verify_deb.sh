@@ -85,20 +85,27 @@ export HOME="$WORK/home" XDG_CONFIG_HOME="$WORK/home/.config" XDG_DATA_HOME="$WO
     XDG_CACHE_HOME="$WORK/home/.cache" XDG_STATE_HOME="$WORK/home/.local/state" XDG_RUNTIME_DIR="$WORK/run"
 mkdir -p "$HOME" "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
 export HF_HUB_OFFLINE=1
-unset HF_TOKEN HUGGING_FACE_HUB_TOKEN PYTHONPATH PYTHONHOME VIRTUAL_ENV || true
-cd "$WORK"  # nothing may depend on the checkout
-
-log "installed: $(gpi-desktop --version)"
-
-log "gpi-desktop --self-test (headless, offscreen)"
-t=$(date +%s)
-QT_QPA_PLATFORM=offscreen timeout 900 gpi-desktop --self-test | tee "$WORK/self-test.txt"
-SELFTEST_S=$(( $(date +%s) - t ))
-grep -q '^Self-test passed' "$WORK/self-test.txt" || fail "the installed self-test did not pass"
-
+unset HF_TOKEN HUGGING_FACE_HUB_TOKEN PYTHONPATH PYTHONHOME VIRTUAL_ENV QT_QPA_PLATFORM || true
 DEMO="$PREFIX/_internal/resources/demo-model"
 PROMPTS="$PREFIX/_internal/resources/sample_prompts.csv"
 N_PROMPTS=$(python3 -c 'import csv,sys; print(sum(1 for _ in csv.DictReader(open(sys.argv[1], encoding="utf-8-sig"))))' "$PROMPTS")
+# A developer's venv (.ci/run activates one with `pip install -e .`) has its own
+# gpi-desktop first on PATH: only the system's PATH, and the installed launcher by
+# its full path, so that what runs below is the installed program.
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+GPI=/usr/bin/gpi-desktop
+cd "$WORK"  # nothing may depend on the checkout
+
+log "installed: $($GPI --version)"
+
+log "gpi-desktop --self-test (headless, offscreen)"
+t=$(date +%s)
+QT_QPA_PLATFORM=offscreen timeout 900 "$GPI" --self-test | tee "$WORK/self-test.txt"
+SELFTEST_S=$(( $(date +%s) - t ))
+grep -q '^Self-test passed' "$WORK/self-test.txt" || fail "the installed self-test did not pass"
+grep -q "demo model is installed ($PREFIX/_internal/resources/demo-model)" "$WORK/self-test.txt" \
+    || fail "the self-test did not run from the installed bundle"
+
 check_export() {  # check_export DIR: the export folder of DESIGN.md for every sample prompt
     local out=$1
     for f in generated_texts.pkl generated_texts.csv hidden_states.npy manifest.json; do
@@ -110,7 +117,7 @@ check_export() {  # check_export DIR: the export folder of DESIGN.md for every s
 
 log "gpi-desktop run on the bundled demo model"
 t=$(date +%s)
-timeout 600 gpi-desktop run --model "$DEMO" --prompts "$PROMPTS" --out "$WORK/run-out" --max-new-tokens 16
+timeout 600 "$GPI" run --model "$DEMO" --prompts "$PROMPTS" --out "$WORK/run-out" --max-new-tokens 16
 RUN_S=$(( $(date +%s) - t ))
 check_export "$WORK/run-out"
 
@@ -118,28 +125,29 @@ check_export "$WORK/run-out"
 # the program has no stdout/stderr at all; transformers' logging and tqdm must not
 # crash it. Closing both streams gives Python sys.stdout = sys.stderr = None.
 log "gpi-desktop run with stdout and stderr closed"
-timeout 600 gpi-desktop run --model "$DEMO" --prompts "$PROMPTS" --out "$WORK/run-closed" --max-new-tokens 16 >&- 2>&- \
+timeout 600 "$GPI" run --model "$DEMO" --prompts "$PROMPTS" --out "$WORK/run-closed" --max-new-tokens 16 >&- 2>&- \
     || fail "gpi-desktop run with closed stdout/stderr exited with $?"
 check_export "$WORK/run-closed"
 
 # Keyring backends are found through entry points; a frozen app that lost them
 # says "no keyring" even where a Secret Service runs.
 log "the token in a real Secret Service (gnome-keyring under dbus-run-session)"
-dbus-run-session -- bash -c '
+GPI=$GPI dbus-run-session -- bash -c '
     set -euo pipefail
     echo -n verify-password | gnome-keyring-daemon --unlock --components=secrets >/dev/null
-    echo "hf_InstallerCheckNotARealToken0123456789" | gpi-desktop token set
-    gpi-desktop token status | tee status.txt
+    echo "hf_InstallerCheckNotARealToken0123456789" | "$GPI" token set
+    "$GPI" token status | tee status.txt
     grep -q "saved in Secret Service" status.txt
-    gpi-desktop token clear
+    "$GPI" token clear
     ! grep -rq InstallerCheckNotARealToken "$HOME/.local/state" "$HOME/.config" 2>/dev/null
 ' > "$WORK/token.txt" 2>&1 || { cat "$WORK/token.txt"; fail "the installed program could not use the Secret Service keyring"; }
 sed 's/^/    /' "$WORK/token.txt"
 
-log "time from launch to window shown (Xvfb, xcb platform plugin)"
+LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
+log "time from launch to window shown (Xvfb, xcb platform plugin; load average $LOAD)"
 STARTUP=()
 for i in 1 2 3; do
-    s=$(xvfb-run -a -s "-screen 0 1280x800x24" bash "$ROOT/packaging/linux/time_to_window.sh" gpi-desktop 180) \
+    s=$(xvfb-run -a -s "-screen 0 1280x800x24" bash "$ROOT/packaging/linux/time_to_window.sh" "$GPI" 180) \
         || fail "the installed window did not appear on Xvfb"
     STARTUP+=("$s")
     log "  launch $i: window shown after $s s"
@@ -172,7 +180,7 @@ mkdir -p "$ROOT/dist"
     echo "installed self-test: passed in $SELFTEST_S s ($(grep -c '^PASS' "$WORK/self-test.txt") checks)"
     echo "installed run:       $N_PROMPTS prompts on the demo model in $RUN_S s (also passed with stdout/stderr closed)"
     echo "keyring:             token set/status/clear through Secret Service (gnome-keyring) passed"
-    echo "launch to window shown (Xvfb, 3 launches): ${STARTUP[*]} s"
+    echo "launch to window shown (Xvfb, 3 launches): ${STARTUP[*]} s (load average $LOAD on $(nproc) cores)"
     echo "uninstall:           dpkg -P left nothing in $PREFIX, /usr/bin, /usr/share/applications, /usr/share/icons"
     echo "total:               $(( $(date +%s) - T0 )) s"
 } | tee "$REPORT"

@@ -8,7 +8,8 @@ LAUNCHER=${1:-gpi-desktop}
 TIMEOUT_S=${2:-180}
 
 start=$(date +%s.%N)
-"$LAUNCHER" >/dev/null 2>&1 &
+# The real X11 platform plugin, whatever the caller's environment says (CI sets offscreen).
+QT_QPA_PLATFORM=xcb "$LAUNCHER" >/dev/null 2>&1 &
 pid=$!
 status=0
 if timeout "$TIMEOUT_S" xdotool search --sync --onlyvisible --name 'GPI Desktop' >/dev/null 2>&1; then
