@@ -17,9 +17,10 @@ ICON_FILENAME = "icon.png"
 
 
 def resources_dir() -> Path:
-    """The `resources/` folder: next to the package in a checkout, inside the bundle when frozen.
+    """The `resources/` folder: inside the bundle when frozen, next to the package in a checkout,
+    or under <prefix>/share/gpi-desktop/resources for a pip install that ships them as data files.
 
-    GPI_DESKTOP_RESOURCES overrides both, for installs that put the files elsewhere.
+    GPI_DESKTOP_RESOURCES overrides all, for installs that put the files elsewhere.
     """
     override = os.environ.get("GPI_DESKTOP_RESOURCES")
     if override:
@@ -27,7 +28,9 @@ def resources_dir() -> Path:
     frozen = getattr(sys, "_MEIPASS", None)
     if frozen:
         return Path(frozen) / "resources"
-    return Path(__file__).resolve().parent.parent.parent / "resources"
+    checkout = Path(__file__).resolve().parent.parent.parent / "resources"
+    installed = Path(sys.prefix) / "share" / "gpi-desktop" / "resources"
+    return installed if not checkout.is_dir() and installed.is_dir() else checkout
 
 
 def demo_model_path() -> Path:
