@@ -14,7 +14,6 @@ an uninterrupted one.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import io
 import json
@@ -30,7 +29,8 @@ from typing import Any, BinaryIO
 import numpy as np
 import pandas as pd
 
-from gpi_desktop.core.errors import DiskFullError, OutputFolderError
+from gpi_desktop.core.errors import OutputFolderError
+from gpi_desktop.core.fileio import plain_os_errors
 from gpi_desktop.core.progress import NullState, Progress, TaskState, check_cancel
 from gpi_desktop.core.prompts import PromptTable
 from gpi_desktop.core.results import PromptResult
@@ -49,7 +49,6 @@ DEFAULT_ALLOWED_NAMES = frozenset({RUN_DIR_NAME, ".DS_Store", "Thumbs.db", "desk
 MANIFEST_KEYS = ("format", "counts", "hidden_size", "rows_pooled_from_step0", "rows_hit_token_limit", "files", "sha256")
 
 DISK_FULL_MESSAGE = "The disk is full while writing the export: free some space, then export again; finished prompts are kept."
-_DISK_FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _TOKEN_PATTERN = re.compile(r"hf_[A-Za-z0-9]{30,}")
 _HAS_SYNC = hasattr(os, "sync") and os.name == "posix"
 
@@ -115,7 +114,8 @@ def write_export(
 
     writer = _Writer(folder, state, total=len(ordered) + 4)
     try:
-        with _plain_os_errors(folder):
+        with plain_os_errors(DISK_FULL_MESSAGE, f"The export could not be written in '{folder}' ({{reason}}): "
+                             "check that you may write there, then export again."):
             if not folder.is_dir():
                 folder.mkdir(parents=True)
                 writer.created_dirs.append(folder)
@@ -358,14 +358,3 @@ class _Writer:
                 pass
 
 
-@contextmanager
-def _plain_os_errors(folder: Path) -> Iterator[None]:
-    try:
-        yield
-    except OSError as error:
-        if error.errno in _DISK_FULL_ERRNOS:
-            raise DiskFullError(DISK_FULL_MESSAGE) from error
-        raise OutputFolderError(
-            f"The export could not be written in '{folder}' ({error.strerror or error}): "
-            "check that you may write there, then export again."
-        ) from error

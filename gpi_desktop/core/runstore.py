@@ -15,19 +15,17 @@ is intact.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from gpi_desktop.core.errors import DiskFullError, OutputFolderError, ResumeError
+from gpi_desktop.core.errors import DiskFullError, ResumeError
+from gpi_desktop.core.fileio import fsync_folder, is_disk_full, plain_os_errors
 from gpi_desktop.core.results import PromptResult
 
 RUN_DIR_NAME = ".gpi-run"  # where the command line keeps the journal inside --out
@@ -39,7 +37,6 @@ FORMAT = 1
 DISK_FULL_MESSAGE = (
     "The disk is full: free some space, then run again with --resume / press Resume; finished prompts are kept."
 )
-_DISK_FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _VECTOR_DTYPE = np.dtype("<f4")
 _BINARY = getattr(os, "O_BINARY", 0)
 
@@ -208,7 +205,7 @@ class RunJournal:
             _write_at(self._rfd, self._records_end, line)
         except OSError as error:
             self._roll_back()
-            if error.errno in _DISK_FULL_ERRNOS:
+            if is_disk_full(error):
                 raise DiskFullError(DISK_FULL_MESSAGE) from error
             raise
         self._vectors_end += len(vector_bytes)
@@ -395,29 +392,10 @@ def _write_header(folder: Path, header: dict[str, Any]) -> None:
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    _fsync_folder(folder)
+    fsync_folder(folder)
 
 
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename durable (POSIX); Windows has no directory handles to sync."""
-    if os.name != "posix":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-@contextmanager
-def _plain_errors(folder: Path) -> Iterator[None]:
+def _plain_errors(folder: Path):
     """Turn OS errors while setting up the journal into the user's words."""
-    try:
-        yield
-    except OSError as error:
-        if error.errno in _DISK_FULL_ERRNOS:
-            raise DiskFullError(DISK_FULL_MESSAGE) from error
-        raise OutputFolderError(
-            f"The run's journal cannot be written in '{folder}' ({error.strerror or error}): "
-            "choose a folder you may write to."
-        ) from error
+    return plain_os_errors(DISK_FULL_MESSAGE, f"The run's journal cannot be written in '{folder}' ({{reason}}): "
+                           "choose a folder you may write to.")

@@ -28,22 +28,21 @@ shard.json, written last: the job's identity, the shard I/N and its rows.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import io
 import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gpi_desktop.core.errors import DiskFullError, InputError, OutputFolderError, SettingsError
+from gpi_desktop.core.errors import InputError, OutputFolderError, SettingsError
+from gpi_desktop.core.fileio import fsync_folder, plain_os_errors
 from gpi_desktop.core.progress import NullState, Progress, TaskState, check_cancel
 from gpi_desktop.core.results import PromptResult
 from gpi_desktop.core.settings import ExportSettings, RunSettings
@@ -249,7 +248,7 @@ def write_shard_folder(folder: Path | str, outcome: "RunOutcome", *, state: Task
         }
         text = json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=False, default=str) + "\n"
         _atomic_write(folder / SHARD_MANIFEST, text.encode("utf-8"))
-        _fsync_folder(folder)
+        fsync_folder(folder / HIDDEN_DIR, folder)
     state.set_progress(Progress(total, total, message="Shard written"))
     return folder / SHARD_MANIFEST
 
@@ -522,24 +521,9 @@ def _atomic_write(path: Path, data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _fsync_folder(folder: Path) -> None:
-    if os.name != "posix":
-        return
-    for path in (folder / HIDDEN_DIR, folder):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-@contextmanager
-def _plain_os_errors(folder: Path) -> Iterator[None]:
-    try:
-        yield
-    except OSError as error:
-        if error.errno in {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}:
-            raise DiskFullError("The disk is full while writing the shard: free some space, then run the task "
-                                "again with --resume; finished prompts are kept.") from error
-        raise OutputFolderError(f"The shard could not be written in '{folder}' ({error.strerror or error}): "
-                                "check that you may write there, then run the task again.") from error
+def _plain_os_errors(folder: Path):
+    return plain_os_errors(
+        "The disk is full while writing the shard: free some space, then run the task again with --resume; "
+        "finished prompts are kept.",
+        f"The shard could not be written in '{folder}' ({{reason}}): check that you may write there, then run the "
+        "task again.")
