@@ -11,7 +11,7 @@
 #
 # Environment: GPI_DEB_COMPRESSION = zstd (default) | xz | gzip | none. zstd packs the
 #              1 GB tree in seconds where xz takes over 10 minutes on 2 cores; every dpkg
-#              that can run this app (glibc >= 2.34: Ubuntu 22.04+, Debian 12+) reads it.
+#              that can run this app (glibc >= 2.34 for Qt 6: Ubuntu 22.04+, Debian 12+) reads it.
 #              GPI_DEB_MAINTAINER = the Maintainer field (your lab IT contact).
 set -euo pipefail
 
@@ -70,6 +70,12 @@ find "$STAGE" -type f -perm /111 -exec chmod 0755 {} +
 find "$STAGE" -type f ! -perm /111 -exec chmod 0644 {} +
 
 INSTALLED_KB=$(du -sk --exclude=DEBIAN "$STAGE" | cut -f1)
+# The bundle carries the build machine's libpython, libstdc++ and friends, so it
+# needs at least the newest glibc symbol version they reference: a .deb built on
+# Debian 12 needs glibc 2.36, one built on Ubuntu 22.04 runs from 22.04 on.
+GLIBC_MIN=$(find "$STAGE/opt/$PKG" -type f \( -name '*.so*' -o -name gpi-desktop \) -print0 \
+    | xargs -0 objdump -T 2>/dev/null | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -u -V | tail -1 || true)
+GLIBC_MIN=${GLIBC_MIN:-$(getconf GNU_LIBC_VERSION | cut -d' ' -f2)}
 # Libraries the bundle loads from the system (PyInstaller leaves the graphics
 # stack and glibc to the OS). libgtk-3 is only for the GTK look, and a Secret
 # Service (gnome-keyring) is what keeps the token across sessions.
@@ -79,7 +85,7 @@ Version: $VERSION
 Architecture: $ARCH
 Maintainer: $MAINTAINER
 Installed-Size: $INSTALLED_KB
-Depends: libc6 (>= 2.34), libgl1, libegl1, libdrm2, libxcb1, libxcb-icccm4, libxcb-keysyms1, libwayland-client0, libwayland-cursor0, libwayland-egl1
+Depends: libc6 (>= $GLIBC_MIN), libgl1, libegl1, libdrm2, libxcb1, libxcb-icccm4, libxcb-keysyms1, libwayland-client0, libwayland-cursor0, libwayland-egl1
 Recommends: gnome-keyring | kwalletmanager, libgtk-3-0
 Section: science
 Priority: optional

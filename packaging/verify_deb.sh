@@ -50,6 +50,7 @@ apt_install() {  # install the named Debian packages that are missing
 }
 
 # --- build -----------------------------------------------------------------------------------
+apt_install binutils  # objdump: build_deb.sh reads the glibc version the bundle needs
 if [[ ${GPI_VERIFY_SKIP_BUILD:-0} != 1 ]]; then
     t=$(date +%s); bash "$ROOT/packaging/build_linux.sh"; BUILD_S=$(( $(date +%s) - t ))
 else
