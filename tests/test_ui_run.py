@@ -320,9 +320,12 @@ def test_the_window_stays_responsive_while_the_model_loads_and_generates(qtbot, 
     timer.setInterval(20)
     timer.timeout.connect(lambda: ticks.append(time.monotonic()))
     timer.start()
+    started = time.monotonic()
     run_to_end(qtbot, window)
+    took = time.monotonic() - started
     timer.stop()
     gaps = [b - a for a, b in zip(ticks, ticks[1:])]
     assert len(ticks) > 20
-    # The main thread only shows what the worker reports; a frozen window would leave long gaps between ticks.
-    assert max(gaps) < 1.0, f"the event loop stalled for {max(gaps):.2f} s"
+    # The main thread only shows what the worker reports; work on it would leave a gap as long as the run.
+    # (A busy shared machine can pause any process briefly, hence the allowance.)
+    assert max(gaps) < max(1.0, took / 4), f"the event loop stalled for {max(gaps):.2f} s of a {took:.1f} s run"

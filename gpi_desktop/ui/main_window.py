@@ -130,7 +130,6 @@ class MainWindow(QMainWindow):
         self.pages = QStackedWidget()
         bodies = (self.token_panel, self.model_panel, self.prompts_panel, self.settings_panel,
                   self.run_page, self.export_page)
-        self.next_buttons: list[QPushButton] = []
         for i, (title, body) in enumerate(zip(STEP_TITLES, bodies)):
             self.steps.addItem(f"{i + 1}  {title}")
             self.pages.addWidget(self._page(i, title, body))
@@ -189,7 +188,6 @@ class MainWindow(QMainWindow):
         if index < STEP_EXPORT:
             button = QPushButton(f"Next: {STEP_TITLES[index + 1]} \u2192")
             button.clicked.connect(lambda _=False, i=index: self.go_to(i + 1))
-            self.next_buttons.append(button)
             row = QHBoxLayout()
             row.addStretch(1)
             row.addWidget(button)

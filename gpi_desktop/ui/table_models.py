@@ -172,12 +172,6 @@ class ResultsModel(QAbstractTableModel):
     def prompt_at(self, position: int) -> str:
         return self._prompt_of(self._results[position].row)
 
-    def results(self) -> list[PromptResult]:
-        return list(self._results)
-
-    def limit_count(self) -> int:
-        return sum(1 for r in self._results if r.hit_limit)
-
     def match_at(self, position: int) -> float:
         result = self._results[position]
         if result.row not in self._match_cache:

@@ -156,9 +156,6 @@ class TaskRunner(QObject):
         if self._job is not None:
             self._job.state.request_interruption()
 
-    def is_cancelling(self) -> bool:
-        return self._job is not None and self._job.state.is_interruption_requested()
-
     @Slot(object, str, object)
     def _on_finished(self, job: _Job, outcome: str, payload: Any) -> None:
         if job is not self._job:
