@@ -87,9 +87,9 @@ def gpi_pack_loop(loaded: LoadedModel, prompts: Sequence[EncodedPrompt], max_new
 
 
 def run_engine_collect(loaded: LoadedModel, prompts: Sequence[EncodedPrompt], max_new_tokens: int, batch_size: int,
-                       pooling: str = "mean", **config) -> list[PromptResult]:
+                       pooling: str = "mean", state=None, **config) -> list[PromptResult]:
     results: list[PromptResult] = []
-    run_engine(loaded, prompts, EngineConfig(pooling, max_new_tokens, batch_size, **config), NullState(),
+    run_engine(loaded, prompts, EngineConfig(pooling, max_new_tokens, batch_size, **config), state or NullState(),
                on_result=results.append)
     return sorted(results, key=lambda r: r.row)
 

@@ -41,9 +41,9 @@ WORDS = ("the committee met on tuesday to discuss the new budget for schools and
 
 
 def prompt_texts(n: int, seed: int) -> list[str]:
-    """n prompts from 3 to 160 words (mixed lengths, shuffled)."""
+    """n prompts from 1 to 60 words (mixed lengths, shuffled): 70-230 tokens with the chat template."""
     return [" ".join(WORDS[(i * 7 + k) % len(WORDS)] for k in range(length))
-            for i, length in enumerate(mixed_lengths(n, 3, 160, seed))]
+            for i, length in enumerate(mixed_lengths(n, 1, 60, seed))]
 
 
 def build(folder: Path, args) -> Path:

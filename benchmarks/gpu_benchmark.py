@@ -46,6 +46,7 @@ from common import (  # noqa: E402
 )
 from gpi_desktop.core.engine import auto_batch_size  # noqa: E402
 from gpi_desktop.core.models import LoadedModel, ModelInfo  # noqa: E402
+from gpi_desktop.core.progress import RecordingState  # noqa: E402
 
 # Llama-3.1-8B(-Instruct)'s config.json, less what only loading needs.
 LLAMA_31_8B = dict(
@@ -124,8 +125,10 @@ class StepClock:
                         model.register_forward_hook(self._post, with_kwargs=True)]
 
     def _pre(self, module, args, kwargs) -> None:
+        mask = kwargs["attention_mask"]
+        real = int(mask.sum())  # tokens the cache holds for real (no padding), after this step
         sync(self.device)
-        self._shape = (tuple(kwargs["input_ids"].shape), kwargs["attention_mask"].shape[1])
+        self._shape = (tuple(kwargs["input_ids"].shape), mask.shape[1], real)
         self._t0 = time.perf_counter()
 
     def _post(self, module, args, kwargs, output) -> None:
@@ -178,7 +181,8 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--tiny", action="store_true", help="a small shape (for a CPU check of the script)")
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
-    parser.add_argument("--prompts", type=int, default=0, help="prompts in the batched run (0: one automatic batch)")
+    parser.add_argument("--prompts", type=int, default=0,
+                        help="prompts in the batched run (0: two batches, grouped by length as a real run is)")
     parser.add_argument("--min-prompt", type=int, default=32)
     parser.add_argument("--max-prompt", type=int, default=1000)
     parser.add_argument("--new-tokens", type=int, default=128)
@@ -214,7 +218,7 @@ def main() -> None:
     pool_prompts = make_prompts(max(args.prompts, 512), args.min_prompt, args.max_prompt, shape["vocab_size"],
                                 specials, seed=1)
     batch = auto_batch_size(loaded, pool_prompts, args.new_tokens) if args.batch == "auto" else int(args.batch)
-    n_batched = args.prompts or batch
+    n_batched = args.prompts or 2 * batch
     batched_prompts = [EncodedPrompt(i, p.ids) for i, p in enumerate(pool_prompts[:n_batched])]
     small = stratified(batched_prompts, args.loop_prompts)
     print(f"  automatic batch size {batch}; batched run: {n_batched} prompts of {args.min_prompt}-{args.max_prompt} "
@@ -234,26 +238,31 @@ def main() -> None:
                         lambda ps: run_engine_collect(loaded, ps, args.new_tokens, 1), small)[0])
     clocks = {}
     for prefill in ("alone", "batched"):
-        clock = StepClock(model, device)
+        clock, state = StepClock(model, device), RecordingState()
         try:
             m, _ = measure(f"engine, batch {batch} ({'auto' if args.batch == 'auto' else 'set'}), prompt pass {prefill}",
-                           device, lambda ps: run_engine_collect(loaded, ps, args.new_tokens, batch, prefill=prefill),
-                           batched_prompts)
+                           device, lambda ps: run_engine_collect(loaded, ps, args.new_tokens, batch, prefill=prefill,
+                                                                 state=state), batched_prompts)
         finally:
             clock.remove()
+        ooms = [s for s in state.statuses if "out of memory" in s]
+        if ooms:
+            m["label"] += f" [out of memory, halved {len(ooms)} times]"
+            print(f"    {ooms[0]}", flush=True)
         clocks[prefill] = clock
         runs.append(m)
-    for r in runs:
-        if any(r["tokens"] != r["prompts"] * args.new_tokens for r in runs):
-            raise SystemExit("unfair run: a prompt stopped before --new-tokens")
+    if any(r["tokens"] != r["prompts"] * args.new_tokens for r in runs):
+        raise SystemExit("unfair run: a prompt stopped before --new-tokens")
 
     # Bandwidth bound over the decoding steps of the batched run.
     bandwidth = bandwidth_for(name, args.bandwidth)
     weights, kv_token = weight_bytes_read_per_step(model), kv_bytes_per_token(model)
     decode = [(shape_, seconds) for shape_, seconds in clocks["alone"].steps if shape_[0][1] == 1]
-    step_bytes = [weights + b * width * kv_token for ((b, _), width), _ in decode]
+    step_bytes = [weights + b * width * kv_token for ((b, _), width, _), _ in decode]
+    useful_bytes = [weights + real * kv_token for (_, _, real), _ in decode]
     step_seconds = [s for _, s in decode]
     achieved = sum(step_bytes) / sum(step_seconds) if step_seconds else 0.0
+    useful = sum(useful_bytes) / sum(step_seconds) if step_seconds else 0.0
 
     # Same results, end of sequence honoured.
     with torch.no_grad():
@@ -284,10 +293,14 @@ def main() -> None:
               f"{fmt_bytes(int(statistics.median(step_bytes)))} read per step (weights {fmt_bytes(weights)} + cache), "
               f"{achieved / 1e12:.2f} TB/s achieved")
         if bandwidth:
-            print(f"bandwidth bound: {bandwidth / 1e12:.2f} TB/s for '{name}': {achieved / bandwidth:.0%} of the bound")
+            print(f"bandwidth bound: {bandwidth / 1e12:.2f} TB/s for '{name}': {achieved / bandwidth:.0%} of the bound "
+                  f"counting the cache as read (left padding included); {useful / bandwidth:.0%} counting only "
+                  f"real tokens' cache")
         else:
             print(f"bandwidth bound: unknown for '{name}' (give --bandwidth TB/s)")
     prefill_times = {k: sum(s for sh, s in c.steps if sh[0][1] != 1) for k, c in clocks.items()}
+    print(f"decoding time in the batched run: alone {sum(step_seconds):.1f} s, batched "
+          f"{sum(s for sh, s in clocks['batched'].steps if sh[0][1] == 1):.1f} s")
     print(f"prompt pass time in the batched run: alone {prefill_times['alone']:.1f} s, "
           f"batched {prefill_times['batched']:.1f} s")
     print()

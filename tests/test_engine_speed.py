@@ -36,6 +36,19 @@ def run(loaded, prompts, pooling, batch_size, state=None, **kw):
     return {r.row: r for r in results}
 
 
+@pytest.fixture(scope="module")
+def oracle(loaded, encoded):
+    """generate() on each prompt alone, per pooling, computed once per model."""
+    cache = {}
+
+    def get(pooling):
+        if pooling not in cache:
+            cache[pooling] = {p.row: generate_alone(loaded, p, pooling) for p in encoded}
+        return cache[pooling]
+
+    return get
+
+
 def generate_alone(loaded, prompt, pooling, max_new_tokens=MAX_NEW):
     ids = torch.tensor([prompt.ids])
     out = loaded.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
@@ -62,9 +75,9 @@ def assert_same(got, expected, atol=ATOL):
 
 
 @pytest.mark.parametrize("pooling", ["last", "mean", "max"])
-def test_prompt_pass_alone_then_batched_decoding_matches_generate(loaded, encoded, pooling):
+def test_prompt_pass_alone_then_batched_decoding_matches_generate(loaded, encoded, oracle, pooling):
     got = run(loaded, encoded, pooling, len(encoded), prefill="alone")
-    assert_same(got, {p.row: generate_alone(loaded, p, pooling) for p in encoded})
+    assert_same(got, oracle(pooling))
     assert len({r.n_tokens for r in got.values()}) >= 3  # rows really stop at different steps
 
 
@@ -80,14 +93,14 @@ def test_prompt_pass_alone_runs_each_prompt_unpadded(loaded, encoded):
     assert all(s[1] == 1 for s in shapes[3:])
 
 
-def test_cache_growing_past_its_chunks_changes_nothing(loaded, encoded, monkeypatch):
+def test_cache_growing_past_its_chunks_changes_nothing(loaded, encoded, oracle, monkeypatch):
     monkeypatch.setattr(engine, "CACHE_CHUNK", 4)  # regrows every few steps, and while rows leave
     for prefill in ("alone", "batched"):
         got = run(loaded, encoded, "mean", 5, prefill=prefill)
-        assert_same(got, {p.row: generate_alone(loaded, p, "mean") for p in encoded})
+        assert_same(got, oracle("mean"))
 
 
-def test_large_batch_keeps_finished_rows_until_worth_dropping_and_results_hold(loaded, encoded):
+def test_large_batch_keeps_finished_rows_until_worth_dropping_and_results_hold(loaded, encoded, oracle):
     # 24 rows: a finished row stays (idle) until an eighth of the batch has finished.
     many = [EncodedPrompt(i, encoded[i % len(encoded)].ids) for i in range(24)]
     shapes = []
@@ -97,7 +110,7 @@ def test_large_batch_keeps_finished_rows_until_worth_dropping_and_results_hold(l
         got = run(loaded, many, "max", 24)
     finally:
         handle.remove()
-    alone = {p.row: generate_alone(loaded, p, "max") for p in encoded}
+    alone = oracle("max")
     assert_same(got, {p.row: alone[p.row % len(encoded)] for p in many})
     drops = [b1 - b2 for b1, b2 in zip(shapes, shapes[1:]) if b2 < b1]
     assert drops and all(d >= 3 for d in drops[:-1])  # 24 // 8 rows at least per compaction, but the last
@@ -124,7 +137,23 @@ def test_auto_prefill_is_alone_on_a_gpu_and_batched_on_the_cpu():
 
 
 def test_auto_batch_on_cpu_is_bounded_by_free_memory(loaded, encoded, monkeypatch):
-    roomy = auto_batch_size(loaded, encoded * 20, 100)
-    assert roomy > 1
+    many = encoded * 20
+    assert auto_batch_size(loaded, many, 100) == engine.CPU_AUTO_BATCH
     monkeypatch.setattr(engine, "_free_host_memory", lambda: 1)
-    assert auto_batch_size(loaded, encoded * 20, 100) == 1
+    assert auto_batch_size(loaded, many, 100) == 1
+    monkeypatch.setattr(engine, "_free_host_memory", lambda: None)  # unknown: the moderate fixed batch
+    assert auto_batch_size(loaded, many, 100) == engine.CPU_AUTO_BATCH
+
+
+def test_auto_batch_on_a_gpu_follows_free_memory_and_cache_size(loaded, encoded, monkeypatch):
+    monkeypatch.setattr(engine, "_input_device", lambda model: torch.device("cuda"))
+    monkeypatch.setattr(engine, "_free_gpu_memory", lambda: 80 << 30)
+    roomy = auto_batch_size(loaded, encoded * 100, 1000)
+    assert roomy == engine.MAX_AUTO_BATCH  # a tiny model: arithmetic, not memory, is the limit
+    cfg = loaded.model.config
+    kv_per_token = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * (cfg.hidden_size // cfg.num_attention_heads) * 4
+    row = kv_per_token * (max(len(p.ids) for p in encoded) + 1000 + engine.CACHE_CHUNK)
+    monkeypatch.setattr(engine, "_free_gpu_memory", lambda: int(row * 10.5 / 0.9))
+    tight = auto_batch_size(loaded, encoded * 100, 1000)
+    assert 5 <= tight <= 10
+    assert auto_batch_size(loaded, encoded * 100, 1000, prefill="batched") < tight  # activations of a padded pass

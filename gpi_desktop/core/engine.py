@@ -36,7 +36,7 @@ from gpi_desktop.core.results import STOP_EOS, STOP_LENGTH, PromptResult
 
 log = logging.getLogger(__name__)
 
-CPU_AUTO_BATCH = 16
+CPU_AUTO_BATCH = 32
 MAX_AUTO_BATCH = 256
 PREFILL_MODES = ("auto", "alone", "batched")
 
@@ -245,25 +245,22 @@ def _cache_argument(model) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
-class _GrowingLayer:
-    """Mixin body for a full-attention cache layer that grows in chunks.
-
-    transformers' DynamicLayer concatenates the whole cache with each new
-    token, so every decoding step copies the cache twice over on top of the
-    attention reading it: on a GPU, where a step is bound by memory traffic,
-    that triples the cache's cost. Here the buffers have room for
-    `CACHE_CHUNK` more tokens and `keys`/`values` are views of the filled part.
-    """
-
-
 CACHE_CHUNK = 256
 
 
 def _growing_layer_class():
+    """transformers' DynamicLayer, growing in chunks (made on first use: transformers is imported lazily)."""
     from transformers.cache_utils import DynamicLayer
 
     class GrowingLayer(DynamicLayer):
-        __doc__ = _GrowingLayer.__doc__
+        """A full-attention cache layer whose buffers have room for CACHE_CHUNK more tokens.
+
+        DynamicLayer concatenates the whole cache with each new token, so every
+        decoding step copies the cache on top of the attention reading it: on
+        a GPU, where a step is bound by memory traffic, that triples the
+        cache's cost. Here `keys`/`values` are views of the filled part of
+        buffers that are copied only when they grow or when rows leave.
+        """
 
         def __init__(self) -> None:
             super().__init__()
