@@ -12,7 +12,7 @@ from ui_fixtures import make_window, memory_keyring, wait_idle  # noqa: F401 - f
 
 from gpi_desktop.ui.prompts_panel import CHOOSE_COLUMN, PromptsPanel
 from gpi_desktop.ui.resources import sample_prompts_path
-from gpi_desktop.ui.table_models import EMPTY_CELL_BRUSH, TEXT_COLUMN_BRUSH, DataFrameModel
+from gpi_desktop.ui.table_models import EMPTY_CELL_BRUSH, TEXT_COLUMN_BRUSH, DataFrameModel, read_only_table
 from gpi_desktop.ui.tasks import BackgroundCalls
 
 FRAME = pd.DataFrame({"id": ["1", "2", "3"], "party": ["D", "R", "D"],
@@ -130,14 +130,11 @@ def test_a_hundred_thousand_rows_open_and_scroll_without_stalling(qtbot, tmp_pat
     rows = 100_000
     frame = pd.DataFrame({"id": [str(i) for i in range(rows)],
                           "text": [f"Prompt number {i}: write a speech about topic {i % 97}." for i in range(rows)]})
-    from PySide6.QtWidgets import QTableView
-
     model = DataFrameModel()
-    view = QTableView()
+    view = read_only_table(model)  # the view the prompts step uses
     qtbot.addWidget(view)
     start = time.perf_counter()
     model.set_frame(frame)
-    view.setModel(model)
     model.set_text_column("text", [])
     view.resize(900, 600)
     view.show()

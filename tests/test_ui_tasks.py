@@ -11,6 +11,7 @@ from PySide6.QtCore import QThread
 from gpi_desktop.core.errors import Cancelled, PromptFileError
 from gpi_desktop.core.progress import Progress, check_cancel
 from gpi_desktop.ui.tasks import BackgroundCalls, TaskRunner
+from ui_fixtures import make_window, memory_keyring  # noqa: F401 - fixtures
 
 
 @pytest.fixture
@@ -144,3 +145,27 @@ def test_deleting_the_owner_of_a_busy_runner_stops_its_thread_instead_of_abortin
     Shiboken.delete(owner)  # what Qt does when a window that owns a runner is deleted
     assert stopped.is_set()
     assert not Shiboken.isValid(thread)
+
+
+def test_wait_lets_calls_finish_but_does_not_hang_on_one_that_never_returns(qtbot):
+    calls = BackgroundCalls()
+    release = threading.Event()
+    calls.call(lambda: time.sleep(0.2), lambda v: None, lambda e: None)
+    assert calls.wait(10)
+    calls.call(lambda: release.wait(30), lambda v: None, lambda e: None)  # a keyring waiting to be unlocked
+    start = time.monotonic()
+    assert not calls.wait(0.3)
+    assert time.monotonic() - start < 2
+    release.set()
+    assert calls.wait(10)
+    qtbot.waitUntil(lambda: calls.pending == 0, timeout=10_000)
+
+
+def test_closing_the_window_stops_model_checks_and_waits_for_calls_still_out(qtbot, make_window):
+    window = make_window()
+    window.model_panel.set_model("another/model")  # starts the debounce of a new check
+    assert window.model_panel.is_checking()
+    window.close()
+    assert not window.isVisible()
+    assert not window.model_panel._debounce.isActive()  # no new check starts after the window is gone
+    assert all(not t.is_alive() for t in window.calls._threads)

@@ -4,29 +4,7 @@ from __future__ import annotations
 
 import keyring
 import pytest
-from keyring.backend import KeyringBackend
-from keyring.errors import PasswordDeleteError
-
-
-class MemoryKeyring(KeyringBackend):
-    """A keyring that lives in a dict, standing in for the OS one."""
-
-    priority = 1
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.store: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service, username):
-        return self.store.get((service, username))
-
-    def set_password(self, service, username, password):
-        self.store[(service, username)] = password
-
-    def delete_password(self, service, username):
-        if (service, username) not in self.store:
-            raise PasswordDeleteError("not saved")
-        del self.store[(service, username)]
+from test_secrets import MemoryKeyring  # the core tests' in-memory stand-in for the OS keyring
 
 
 @pytest.fixture

@@ -46,6 +46,7 @@ from gpi_desktop.ui.token_panel import TokenPanel
 
 STEP_ACCESS, STEP_MODEL, STEP_PROMPTS, STEP_SETTINGS, STEP_RUN, STEP_EXPORT = range(6)
 STEP_TITLES = ("Hugging Face access", "Model", "Prompts", "Settings", "Run and preview", "Export")
+CLOSE_WAIT_S = 5.0  # for a model check or keyring call still out when the window closes
 UNEXPECTED = "Something unexpected went wrong ({kind}); the details are in the log file. Finished texts are kept."
 
 
@@ -573,7 +574,9 @@ class MainWindow(QMainWindow):
             event.ignore()  # closes for real when the worker reports back (see _after_task)
             return
         self.save_preferences()
+        self.model_panel.stop()
         self.runner.shutdown()
+        self.calls.wait(CLOSE_WAIT_S)
         event.accept()
 
 

@@ -110,6 +110,7 @@ class ModelPanel(QWidget):
         self._calls = calls
         self._check_seq = 0
         self._checking = False
+        self._stopped = False
         self._inputs = MemoryInputs()
         self._token_source = lambda: None  # set by the window: returns the token to read the config with
         self._start_folder = ""
@@ -201,6 +202,11 @@ class ModelPanel(QWidget):
     def set_start_folder(self, folder: str) -> None:
         self._start_folder = folder
 
+    def stop(self) -> None:
+        """No more checks (the window is closing)."""
+        self._stopped = True
+        self._debounce.stop()
+
     def is_checking(self) -> bool:
         """True while a check runs or is about to (the debounce after an edit)."""
         return self._checking or self._debounce.isActive()
@@ -208,6 +214,8 @@ class ModelPanel(QWidget):
     def check(self) -> None:
         """Describe the target in the background (imports torch there, never here)."""
         model, inputs, token_source = self.model(), self._inputs, self._token_source
+        if self._stopped:
+            return
         if not model:
             self.target_label.setText("Enter a model first.")
             return

@@ -6,14 +6,11 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QFileDialog,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QPushButton,
-    QTableView,
     QVBoxLayout,
     QWidget,
 )
@@ -21,7 +18,7 @@ from PySide6.QtWidgets import (
 from gpi_desktop.core import prompts as core_prompts
 from gpi_desktop.core.errors import GpiError
 from gpi_desktop.ui.resources import sample_prompts_path
-from gpi_desktop.ui.table_models import DataFrameModel
+from gpi_desktop.ui.table_models import DataFrameModel, read_only_table
 from gpi_desktop.ui.tasks import BackgroundCalls
 
 INTRO = (
@@ -87,21 +84,9 @@ class PromptsPanel(QWidget):
         self.message_label.hide()
 
         self.model = DataFrameModel(self)
-        self.view = QTableView()
-        self.view.setModel(self.model)
-        self.view.setWordWrap(False)
-        self.view.setTextElideMode(Qt.TextElideMode.ElideRight)
-        self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.view = read_only_table(self.model)
         self.view.setAlternatingRowColors(True)
-        # Fixed row heights and interactive column widths: Qt never measures 100,000 rows.
-        vheader = self.view.verticalHeader()
-        vheader.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
-        vheader.setDefaultSectionSize(self.fontMetrics().height() + 8)
-        hheader = self.view.horizontalHeader()
-        hheader.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        hheader.setDefaultSectionSize(160)
-        hheader.setStretchLastSection(True)
+        self.view.horizontalHeader().setDefaultSectionSize(160)
 
         layout = QVBoxLayout(self)
         layout.addWidget(intro)

@@ -10,20 +10,27 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QGridLayout,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
     QSplitter,
-    QTableView,
     QVBoxLayout,
     QWidget,
 )
 
 from gpi_desktop.core.progress import Progress
 from gpi_desktop.ui.formatting import linkify, progress_line
-from gpi_desktop.ui.table_models import COL_MATCH, COL_PROMPT, COL_ROW, COL_STOP, COL_TEXT, COL_TOKENS, ResultsModel
+from gpi_desktop.ui.table_models import (
+    COL_MATCH,
+    COL_PROMPT,
+    COL_ROW,
+    COL_STOP,
+    COL_TEXT,
+    COL_TOKENS,
+    ResultsModel,
+    read_only_table,
+)
 
 PROMPTS_FORMAT = "%v of %m prompts"
 IDLE_HINT = "Press Run to start. You can stop at any time: finished texts are kept, and the run can continue later."
@@ -68,21 +75,13 @@ class RunPage(QWidget):
         buttons.addWidget(self.export_button)
 
         self.results = ResultsModel(parent=self)
-        self.view = QTableView()
-        self.view.setModel(self.results)
-        self.view.setWordWrap(False)
-        self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.view = read_only_table(self.results)
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.view.verticalHeader().hide()
-        self.view.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
-        self.view.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 8)
+        self.view.verticalHeader().hide()  # the Row column says the row, as the exported files number it
         header = self.view.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         for col, width in ((COL_ROW, 50), (COL_PROMPT, 260), (COL_TEXT, 320), (COL_TOKENS, 60),
                            (COL_STOP, 110), (COL_MATCH, 110)):
             header.resizeSection(col, width)
-        header.setStretchLastSection(True)
         self.view.selectionModel().selectionChanged.connect(self._selection_changed)
         self.set_repeat_task(False)
 

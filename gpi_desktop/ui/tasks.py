@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -187,6 +188,7 @@ class BackgroundCalls(QObject):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._pending = 0
+        self._threads: set[threading.Thread] = set()
         self._done.connect(self._deliver)
 
     @property
@@ -211,8 +213,25 @@ class BackgroundCalls(QObject):
                 self._emit(on_error, exc)
             else:
                 self._emit(on_result, value)
+            finally:
+                self._threads.discard(threading.current_thread())
 
-        threading.Thread(target=target, name="gpi-background-call", daemon=True).start()
+        thread = threading.Thread(target=target, name="gpi-background-call", daemon=True)
+        self._threads.add(thread)
+        thread.start()
+
+    def wait(self, timeout_s: float) -> bool:
+        """Wait up to `timeout_s` in all for the calls still out; True when none is left.
+
+        The window waits before it goes: a daemon thread still inside a C++
+        library when the interpreter shuts down can abort the whole process.
+        A call that does not come back in time (a keyring waiting to be
+        unlocked) is left behind rather than holding the window open.
+        """
+        deadline = time.monotonic() + timeout_s
+        for thread in list(self._threads):
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in list(self._threads))
 
     def _emit(self, callback: Callable[[Any], None], value: Any) -> None:
         try:
