@@ -269,7 +269,7 @@ class MainWindow(QMainWindow):
     def _refresh(self, *_args) -> None:
         table = self.prompts_panel.table
         done = [
-            self.token_panel.info is not None,
+            bool(self.token_panel.info),  # a token is found (many models need none: the step is optional)
             self.model_panel.last_target is not None,
             table is not None and not self.prompts_panel.empty,
             True,
