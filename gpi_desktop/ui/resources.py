@@ -54,5 +54,9 @@ def is_demo_model(model: str) -> bool:
 
 
 def app_data_dir() -> Path:
-    """The per-user data folder (needs the application name set, as `app.main` does)."""
-    return Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation))
+    """The per-user data folder (needs the application name set, as `app.main` does).
+
+    The local one: run journals can hold gigabytes of vectors, which must not
+    roam with a Windows profile (elsewhere it is the same folder as AppDataLocation).
+    """
+    return Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppLocalDataLocation))
