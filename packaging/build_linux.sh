@@ -59,7 +59,7 @@ PY
 log "running PyInstaller"
 start=$(date +%s)
 # Hooks import transformers and huggingface_hub while analysing; keep them offline.
-HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 "$VPY" -m PyInstaller --noconfirm --clean --log-level WARN \
+PYTHONWARNINGS=ignore::DeprecationWarning HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 "$VPY" -m PyInstaller --noconfirm --clean --log-level WARN \
     --distpath "$ROOT/dist" --workpath "$ROOT/build/pyinstaller" \
     "$ROOT/packaging/gpi_desktop.spec"
 log "built $ROOT/dist/gpi-desktop in $(( $(date +%s) - start )) s ($(du -sh "$ROOT/dist/gpi-desktop" | cut -f1))"

@@ -147,11 +147,13 @@ sed 's/^/    /' "$WORK/token.txt"
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 log "time from launch to window shown (Xvfb, xcb platform plugin; load average $LOAD)"
 STARTUP=()
+STARTUP_CPU=()
 for i in 1 2 3; do
-    s=$(xvfb-run -a -s "-screen 0 1280x800x24" bash "$ROOT/packaging/linux/time_to_window.sh" "$GPI" 180) \
+    read -r s cpu < <(xvfb-run -a -s "-screen 0 1280x800x24" bash "$ROOT/packaging/linux/time_to_window.sh" "$GPI" 180) \
         || fail "the installed window did not appear on Xvfb"
     STARTUP+=("$s")
-    log "  launch $i: window shown after $s s"
+    STARTUP_CPU+=("$cpu")
+    log "  launch $i: window shown after $s s ($cpu s of CPU)"
 done
 
 find "$PREFIX" -printf '%P %s %T@\n' | sort > "$WORK/tree-after.txt"
@@ -177,11 +179,11 @@ mkdir -p "$ROOT/dist"
     echo "package:            $(basename "$DEB")"
     echo "deb size:           $DEB_BYTES bytes ($(( DEB_BYTES / 1048576 )) MiB), compression ${GPI_DEB_COMPRESSION:-zstd}"
     echo "installed size:     $(( INSTALLED_KB / 1024 )) MiB"
-    echo "build (PyInstaller): $BUILD_S s; packing the .deb: $DEB_S s"
+    echo "build (venv + PyInstaller): $BUILD_S s; packing the .deb: $DEB_S s"
     echo "installed self-test: passed in $SELFTEST_S s ($(grep -c '^PASS' "$WORK/self-test.txt") checks)"
     echo "installed run:       $N_PROMPTS prompts on the demo model in $RUN_S s (also passed with stdout/stderr closed)"
     echo "keyring:             token set/status/clear through Secret Service (gnome-keyring) passed"
-    echo "launch to window shown (Xvfb, 3 launches): ${STARTUP[*]} s (load average $LOAD on $(nproc) cores)"
+    echo "launch to window shown (Xvfb, 3 launches): ${STARTUP[*]} s wall clock, ${STARTUP_CPU[*]} s CPU (load average $LOAD on $(nproc) cores)"
     echo "uninstall:           dpkg -P left nothing in $PREFIX, /usr/bin, /usr/share/applications, /usr/share/icons"
     echo "total:               $(( $(date +%s) - T0 )) s"
 } | tee "$REPORT"
