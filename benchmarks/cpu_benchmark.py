@@ -89,7 +89,7 @@ def child(args) -> None:
         from gpi_desktop.core.engine import auto_batch_size
 
         batch = auto_batch_size(loaded, prompts, args.new_tokens) if args.batch == "auto" else int(args.batch)
-        run = lambda ps: run_engine_collect(loaded, ps, args.new_tokens, batch)  # noqa: E731
+        run = lambda ps: run_engine_collect(loaded, ps, args.new_tokens, batch, prefill=args.prefill)  # noqa: E731
     run(warm)
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
@@ -111,7 +111,7 @@ def child(args) -> None:
 def measure(args, only: str, batch: str, folder: Path, results: Path) -> dict:
     cmd = [sys.executable, __file__, "--child", only, "--model-dir", str(folder), "--results", str(results),
            "--prompts", str(args.prompts), "--new-tokens", str(args.new_tokens), "--batch", batch,
-           "--seed", str(args.seed)]
+           "--seed", str(args.seed), "--prefill", args.prefill]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
@@ -133,11 +133,13 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--heads", type=int, default=16)
     parser.add_argument("--kv-heads", type=int, default=8)
-    parser.add_argument("--prompts", type=int, default=64)
-    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--prompts", type=int, default=32)
+    parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--batch", default="auto", help="the engine's batch size: a number or auto")
     parser.add_argument("--sweep", default="", help="also time the engine at these batch sizes, e.g. 1,8,32")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--prefill", default="auto", choices=["auto", "alone", "batched"],
+                        help="the engine's prompt pass: each prompt alone, or one padded pass per batch")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a small run (hidden 256, 16 prompts, 8 tokens)")
     parser.add_argument("--child", choices=["loop", "engine"], help=argparse.SUPPRESS)
@@ -180,7 +182,7 @@ def main() -> None:
     print(table(["run", "prompts/s", "tokens/s", "vs loop", "peak RSS", "peak RSS - after load", "load avg start/end"],
                 rows))
     print()
-    print(f"torch threads: {engine['threads']}; prompt lengths {engine['prompt_tokens'][0]}-"
+    print(f"engine prompt pass: {args.prefill}; torch threads: {engine['threads']}; prompt lengths {engine['prompt_tokens'][0]}-"
           f"{engine['prompt_tokens'][1]} tokens")
     print(f"same results (engine vs loop): {agreement.identical_share:.0%} identical texts, "
           f"vector cosine min {agreement.min_cosine:.6f}, max |difference| {agreement.max_abs_difference:.2e}")

@@ -245,7 +245,7 @@ def _cache_argument(model) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
-CACHE_CHUNK = 256
+CACHE_CHUNK = 128
 
 
 def _growing_layer_class():
