@@ -23,6 +23,7 @@ fail() { echo "verify_deb: FAIL: $*" >&2; exit 1; }
 
 cleanup() {
     local status=$?
+    if [[ -n ${HUB_PID:-} ]]; then kill "$HUB_PID" 2>/dev/null || true; fi
     # Never leave a half-verified package on the machine.
     if [[ $INSTALLED == 1 ]] && dpkg -s "$PKG" >/dev/null 2>&1; then
         dpkg -P "$PKG" >/dev/null 2>&1 || true
@@ -130,6 +131,28 @@ timeout 600 "$GPI" run --model "$DEMO" --prompts "$PROMPTS" --out "$WORK/run-clo
     || fail "gpi-desktop run with closed stdout/stderr exited with $?"
 check_export "$WORK/run-closed"
 
+# The download path of the frozen program (huggingface_hub, its HTTP client, the
+# cache) against a local Hub look-alike: a public model runs, a gated one gives
+# the plain access message and exit code 2, not a traceback.
+log "gpi-desktop run on a hub id, downloaded from a local Hub look-alike"
+python3 "$ROOT/packaging/linux/serve_fake_hub.py" "$DEMO" "$WORK/hub.url" &
+HUB_PID=$!
+for _ in $(seq 100); do [[ -s $WORK/hub.url ]] && break; sleep 0.1; done
+[[ -s $WORK/hub.url ]] || fail "the local Hub look-alike did not start"
+HUB_ENV=(env HF_ENDPOINT="$(cat "$WORK/hub.url")" HF_HUB_OFFLINE=0 HF_HOME="$WORK/hf-home")
+timeout 600 "${HUB_ENV[@]}" "$GPI" run --model gpi-test/demo-model --prompts "$PROMPTS" --out "$WORK/run-hub" \
+    --max-new-tokens 8 --quiet || fail "gpi-desktop run could not download and run a hub model"
+check_export "$WORK/run-hub"
+set +e
+timeout 600 "${HUB_ENV[@]}" "$GPI" run --model gpi-test/gated-model --prompts "$PROMPTS" --out "$WORK/run-gated" \
+    --max-new-tokens 8 --quiet 2> "$WORK/gated.txt"
+GATED_RC=$?
+set -e
+kill "$HUB_PID" 2>/dev/null || true; wait "$HUB_PID" 2>/dev/null || true; HUB_PID=
+sed 's/^/    /' "$WORK/gated.txt"
+[[ $GATED_RC == 2 ]] && ! grep -q Traceback "$WORK/gated.txt" \
+    || fail "a gated model gave exit code $GATED_RC instead of 2 with one plain sentence"
+
 # Keyring backends are found through entry points; a frozen app that lost them
 # says "no keyring" even where a Secret Service runs.
 log "the token in a real Secret Service (gnome-keyring under dbus-run-session)"
@@ -182,6 +205,7 @@ mkdir -p "$ROOT/dist"
     echo "build (venv + PyInstaller): $BUILD_S s; packing the .deb: $DEB_S s"
     echo "installed self-test: passed in $SELFTEST_S s ($(grep -c '^PASS' "$WORK/self-test.txt") checks)"
     echo "installed run:       $N_PROMPTS prompts on the demo model in $RUN_S s (also passed with stdout/stderr closed)"
+    echo "hub download:        a hub id downloaded from a local Hub look-alike and ran; a gated one exited 2 with a plain message"
     echo "keyring:             token set/status/clear through Secret Service (gnome-keyring) passed"
     echo "launch to window shown (Xvfb, 3 launches): ${STARTUP[*]} s wall clock, ${STARTUP_CPU[*]} s CPU (load average $LOAD on $(nproc) cores)"
     echo "uninstall:           dpkg -P left nothing in $PREFIX, /usr/bin, /usr/share/applications, /usr/share/icons"

@@ -187,9 +187,13 @@ def test_windows_build_makes_the_icon_the_inno_script_names():
 
 
 def test_build_scripts_parse():
-    for script in [*PACKAGING.glob("*.sh"), *PACKAGING.glob("*/*.sh")]:
+    scripts = [*PACKAGING.glob("*.sh"), *PACKAGING.glob("*/*.sh")]
+    assert {"build_linux.sh", "build_deb.sh", "verify_deb.sh", "build_macos.sh"} <= {p.name for p in scripts}
+    for script in scripts:
         done = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
         assert done.returncode == 0, f"{script.name}: {done.stderr}"
+    for source in [*PACKAGING.glob("*.py"), *PACKAGING.glob("*/*.py"), SPEC]:
+        compile(source.read_text(encoding="utf-8"), str(source), "exec")
 
 
 def test_build_requirements_leave_torch_to_the_build_scripts():
