@@ -401,6 +401,8 @@ class MainWindow(QMainWindow):
         self.model_panel.setEnabled(not busy)
         self.prompts_panel.setEnabled(not busy)
         if not busy:
+            if self._task == "run":  # a run downloads a hub model the first time: list it under step 2
+                self.model_panel.refresh_cached()
             self._refresh()
 
     def _on_progress(self, progress: Progress) -> None:

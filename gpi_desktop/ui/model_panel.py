@@ -7,10 +7,13 @@ from dataclasses import dataclass
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
+    QAbstractItemView,
     QFileDialog,
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QListWidget,
+    QListWidgetItem,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -77,6 +80,36 @@ def check_target(model: str, inputs: MemoryInputs, token: str | None) -> TargetC
     return TargetCheck(target, verdict)
 
 
+CACHE_TIP = (
+    "Models that this program, transformers or 'hf download' have already downloaded into the Hugging Face "
+    "cache on this computer, with the disk space each takes. Click one to use it: it loads from this computer, "
+    "without downloading it again."
+)
+CACHE_ROWS = 5  # the list stays compact; more models scroll
+CACHE_MIN_ROWS = 2  # one row alone looks like a text field, not a list to pick from
+
+
+@dataclass(frozen=True)
+class CacheListing:
+    """What the Hugging Face cache holds (`core.hub.CachedModel`s) and where it is."""
+
+    models: tuple
+    folder: str
+    offline: bool  # HF_HUB_OFFLINE is on: only these models can be used
+    incomplete: frozenset  # model ids whose weights are not all there (a download that stopped)
+
+
+def list_cache() -> CacheListing:
+    """Runs on a background thread: scans the cache folder (it may be large, or on a slow disk)."""
+    from huggingface_hub import constants
+
+    from gpi_desktop.core.hub import cached_models, cached_snapshot, hub_cache_dir
+
+    models = tuple(cached_models())
+    incomplete = frozenset(m.model_id for m in models if cached_snapshot(m.model_id, m.path.name) is None)
+    return CacheListing(models, str(hub_cache_dir()), bool(constants.HF_HUB_OFFLINE), incomplete)
+
+
 def target_lines(check: TargetCheck) -> tuple[str, bool]:
     """Plain lines for a target check, and whether they carry a warning."""
     info = check.target
@@ -109,6 +142,7 @@ class ModelPanel(QWidget):
         super().__init__(parent)
         self._calls = calls
         self._check_seq = 0
+        self._cache_seq = 0
         self._checking = False
         self._stopped = False
         self._inputs = MemoryInputs()
@@ -160,6 +194,21 @@ class ModelPanel(QWidget):
         check_row.addWidget(self.target_label, 1)
         check_row.addWidget(self.check_button, 0, Qt.AlignmentFlag.AlignTop)
 
+        cache_heading = QLabel("<b>Models already on this computer</b>")
+        cache_heading.setToolTip(CACHE_TIP)
+        self.cache_list = QListWidget()
+        self.cache_list.setToolTip(CACHE_TIP)
+        self.cache_list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.cache_list.setAlternatingRowColors(True)
+        self.cache_list.setMaximumWidth(720)
+        self.cache_list.setStyleSheet("QListWidget::item { padding: 3px 4px; }")
+        self.cache_list.itemClicked.connect(self._use_cached)
+        self.cache_list.hide()
+        self.cache_note = QLabel("Looking in the Hugging Face cache\u2026")
+        self.cache_note.setWordWrap(True)
+        self.cache_note.setToolTip(CACHE_TIP)
+        self.cache_note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
         layout = QVBoxLayout(self)
         layout.addWidget(intro)
         layout.addSpacing(8)
@@ -168,6 +217,10 @@ class ModelPanel(QWidget):
         layout.addWidget(self.page_link)
         layout.addSpacing(8)
         layout.addLayout(check_row)
+        layout.addSpacing(12)
+        layout.addWidget(cache_heading)
+        layout.addWidget(self.cache_list)
+        layout.addWidget(self.cache_note)
         layout.addStretch(1)
 
         # A burst of edits (typing a path) makes one check, not one per keystroke.
@@ -207,6 +260,15 @@ class ModelPanel(QWidget):
         self._stopped = True
         self._debounce.stop()
 
+    def refresh_cached(self) -> None:
+        """Look again at the models in the Hugging Face cache (after a download, or when the step is shown)."""
+        if self._stopped:
+            return
+        self._cache_seq += 1
+        seq = self._cache_seq
+        self._calls.call(list_cache, lambda listing: self._on_cache(seq, listing),
+                         lambda exc: self._on_cache(seq, exc))
+
     def is_checking(self) -> bool:
         """True while a check runs or is about to (the debounce after an edit)."""
         return self._checking or self._debounce.isActive()
@@ -232,7 +294,56 @@ class ModelPanel(QWidget):
 
     # --- internals ---------------------------------------------------------------------------------
 
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        if not event.spontaneous():  # the step was opened, not the window restored from the task bar
+            self.refresh_cached()
+
+    def _on_cache(self, seq: int, listing) -> None:
+        if seq != self._cache_seq:
+            return  # a newer look is on its way
+        self.cache_list.clear()
+        if isinstance(listing, BaseException):
+            self.cache_list.hide()
+            self.cache_note.setText("The Hugging Face cache could not be read; the details are in the log file.")
+            return
+        for cached in listing.models:
+            text = cached.describe()
+            if cached.model_id in listing.incomplete:
+                text += " \u2013 download not finished"
+            item = QListWidgetItem(text)
+            item.setData(Qt.ItemDataRole.UserRole, cached.model_id)
+            item.setToolTip(f"Click to use {cached.model_id}. It is in {cached.path}")
+            self.cache_list.addItem(item)
+        self.cache_list.setVisible(bool(listing.models))
+        rows = max(CACHE_MIN_ROWS, min(len(listing.models), CACHE_ROWS))
+        row_height = self.cache_list.sizeHintForRow(0) if listing.models else 0
+        self.cache_list.setFixedHeight(rows * row_height + 2 * self.cache_list.frameWidth() + 2)
+        self._select_cached()
+        if listing.models:
+            first = "Click one to use it: it loads from this computer without downloading. "
+        else:
+            first = ("None yet. A hub model appears here once it has been downloaded (by this program, by "
+                     "transformers or by 'hf download'). ")
+        offline = ("Offline mode is on (HF_HUB_OFFLINE=1): only these models can be used." if listing.offline else
+                   "Offline mode (HF_HUB_OFFLINE=1) uses only these.")
+        self.cache_note.setText(f"{first}{offline}\nCache folder: {listing.folder}")
+
+    def _use_cached(self, item: QListWidgetItem) -> None:
+        self.set_model(item.data(Qt.ItemDataRole.UserRole))
+
+    def _select_cached(self) -> None:
+        """Mark the cached model that the field names, so the list shows which one is in use."""
+        model = self.model()
+        self.cache_list.clearSelection()
+        for i in range(self.cache_list.count()):
+            item = self.cache_list.item(i)
+            if item.data(Qt.ItemDataRole.UserRole) == model:
+                item.setSelected(True)
+                self.cache_list.scrollToItem(item)
+
     def _edited(self) -> None:
+        self._select_cached()
         self._update_notes()
         self.model_changed.emit(self.model())
         self._debounce.start()
