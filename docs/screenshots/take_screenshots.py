@@ -60,6 +60,7 @@ def main() -> int:
     window.go_to(STEP_ACCESS)
     shot("1-access")
     window.go_to(STEP_MODEL)
+    wait(lambda: window.calls.pending == 0)  # showing the step lists the cached models in the background
     shot("2-model")
     window.go_to(STEP_PROMPTS)
     window.prompts_panel.view.selectRow(2)

@@ -321,13 +321,13 @@ class ModelPanel(QWidget):
         self.cache_list.setFixedHeight(rows * row_height + 2 * self.cache_list.frameWidth() + 2)
         self._select_cached()
         if listing.models:
-            first = "Click one to use it: it loads from this computer without downloading. "
+            first = "Click one to use it: it loads from this computer without downloading."
         else:
             first = ("None yet. A hub model appears here once it has been downloaded (by this program, by "
-                     "transformers or by 'hf download'). ")
+                     "transformers or by 'hf download').")
         offline = ("Offline mode is on (HF_HUB_OFFLINE=1): only these models can be used." if listing.offline else
                    "Offline mode (HF_HUB_OFFLINE=1) uses only these.")
-        self.cache_note.setText(f"{first}{offline}\nCache folder: {listing.folder}")
+        self.cache_note.setText(f"{first}\n{offline}\nCache folder: {listing.folder}")
 
     def _use_cached(self, item: QListWidgetItem) -> None:
         self.set_model(item.data(Qt.ItemDataRole.UserRole))
