@@ -68,7 +68,7 @@ INSTALLED_KB=$(dpkg-deb -f "$DEB" Installed-Size)
 # The package's own Depends (so that dpkg -i succeeds), plus the tools this check uses.
 DEPENDS=$(dpkg-deb -f "$DEB" Depends | tr ',' '\n' | sed 's/(.*)//; s/|.*//; s/ //g' | grep -v '^$')
 # shellcheck disable=SC2086
-apt_install $DEPENDS xvfb xauth xdotool dbus gnome-keyring desktop-file-utils
+apt_install $DEPENDS xvfb xauth libx11-6 dbus gnome-keyring desktop-file-utils
 log "dpkg -i $(basename "$DEB")"
 INSTALLED=1
 dpkg -i "$DEB" >/dev/null
@@ -100,9 +100,13 @@ cd "$WORK"  # nothing may depend on the checkout
 
 log "installed: $($GPI --version)"
 
-log "gpi-desktop --self-test (headless, offscreen)"
+# As an ordinary user, as a researcher runs it: catches files only root can read.
+log "gpi-desktop --self-test (headless, offscreen, as user nobody)"
+USER_HOME="$WORK/nobody-home"
+mkdir -p "$USER_HOME/run" && chmod 755 "$WORK" && chmod 700 "$USER_HOME/run" && chown -R nobody "$USER_HOME"
 t=$(date +%s)
-QT_QPA_PLATFORM=offscreen timeout 900 "$GPI" --self-test | tee "$WORK/self-test.txt"
+runuser -u nobody -- env -i PATH="$PATH" HOME="$USER_HOME" XDG_RUNTIME_DIR="$USER_HOME/run" TMPDIR="$USER_HOME" \
+    QT_QPA_PLATFORM=offscreen HF_HUB_OFFLINE=1 timeout 900 "$GPI" --self-test | tee "$WORK/self-test.txt"
 SELFTEST_S=$(( $(date +%s) - t ))
 grep -q '^Self-test passed' "$WORK/self-test.txt" || fail "the installed self-test did not pass"
 grep -q "demo model is installed ($PREFIX/_internal/resources/demo-model)" "$WORK/self-test.txt" \
@@ -172,7 +176,7 @@ log "time from launch to window shown (Xvfb, xcb platform plugin; load average $
 STARTUP=()
 STARTUP_CPU=()
 for i in 1 2 3; do
-    read -r s cpu < <(xvfb-run -a -s "-screen 0 1280x800x24" bash "$ROOT/packaging/linux/time_to_window.sh" "$GPI" 180) \
+    read -r s cpu < <(xvfb-run -a -s "-screen 0 1280x800x24" python3 "$ROOT/packaging/linux/time_to_window.py" "$GPI" 180) \
         || fail "the installed window did not appear on Xvfb"
     STARTUP+=("$s")
     STARTUP_CPU+=("$cpu")
@@ -203,7 +207,7 @@ mkdir -p "$ROOT/dist"
     echo "deb size:           $DEB_BYTES bytes ($(( DEB_BYTES / 1048576 )) MiB), compression ${GPI_DEB_COMPRESSION:-zstd}"
     echo "installed size:     $(( INSTALLED_KB / 1024 )) MiB"
     echo "build (venv + PyInstaller): $BUILD_S s; packing the .deb: $DEB_S s"
-    echo "installed self-test: passed in $SELFTEST_S s ($(grep -c '^PASS' "$WORK/self-test.txt") checks)"
+    echo "installed self-test: passed in $SELFTEST_S s as an unprivileged user ($(grep -c '^PASS' "$WORK/self-test.txt") checks)"
     echo "installed run:       $N_PROMPTS prompts on the demo model in $RUN_S s (also passed with stdout/stderr closed)"
     echo "hub download:        a hub id downloaded from a local Hub look-alike and ran; a gated one exited 2 with a plain message"
     echo "keyring:             token set/status/clear through Secret Service (gnome-keyring) passed"
