@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Full installer check on a Debian/Ubuntu machine (root; CI runs it from .ci/run):
 #   build the one-folder app and the .deb, dpkg -i it, run the INSTALLED program
-#   (--self-test headless, `run` on the demo model, `run` with no stdout/stderr,
-#   the token in a real Secret Service, the window on Xvfb), check it wrote
-#   nothing into its install folder, dpkg -P it and check nothing is left.
+#   (--self-test headless as an unprivileged user, `run` on the demo model, `run`
+#   with no stdout/stderr, `run` on a hub id from a local Hub look-alike, the
+#   token in a real Secret Service, the window on Xvfb), check it wrote nothing
+#   into its install folder, dpkg -P it and check nothing is left.
 # Prints the .deb size and the time from launch to window shown, and writes
 # them to dist/verify_deb_report.txt.
 #
