@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,6 +45,14 @@ def prompt_texts(n: int, seed: int) -> list[str]:
     """n prompts from 1 to 60 words (mixed lengths, shuffled): 70-230 tokens with the chat template."""
     return [" ".join(WORDS[(i * 7 + k) % len(WORDS)] for k in range(length))
             for i, length in enumerate(mixed_lengths(n, 1, 60, seed))]
+
+
+def stratified(prompts, k: int):
+    """k of the prompts spread evenly over their lengths (same rows): the loop's rate on a like-for-like sample."""
+    if k <= 0 or k >= len(prompts):
+        return prompts
+    ordered = sorted(prompts, key=lambda p: (len(p.ids), p.row))
+    return sorted({ordered[round(i * (len(ordered) - 1) / (k - 1))] for i in range(k)}, key=lambda p: p.row)
 
 
 def build(folder: Path, args) -> Path:
@@ -83,6 +92,7 @@ def child(args) -> None:
     warm = [EncodedPrompt(-1, prompts[0].ids)]
     rss_loaded = rss_peak_bytes()
     if args.only == "loop":
+        prompts = stratified(prompts, args.loop_prompts)
         run = lambda ps: gpi_pack_loop(loaded, ps, args.new_tokens)  # noqa: E731
         batch = 1
     else:
@@ -101,7 +111,7 @@ def child(args) -> None:
     np.savez(args.results, rows=[r.row for r in results], vectors=np.stack([r.vector for r in results]),
              texts=np.array([r.text for r in results], dtype=object), allow_pickle=True)
     print(json.dumps({
-        "label": args.only, "batch": batch, "seconds": seconds, "prompts": len(results),
+        "label": args.only, "batch": batch, "prefill": args.prefill, "seconds": seconds, "prompts": len(results),
         "tokens": sum(r.n_tokens for r in results), "rss_loaded": rss_loaded, "rss_peak": rss_peak_bytes(),
         "threads": torch.get_num_threads(), "load": [load_before, os.getloadavg()[0]],
         "prompt_tokens": [min(len(p.ids) for p in prompts), max(len(p.ids) for p in prompts)],
@@ -109,9 +119,10 @@ def child(args) -> None:
 
 
 def measure(args, only: str, batch: str, folder: Path, results: Path) -> dict:
+    batch, _, prefill = batch.partition(":")
     cmd = [sys.executable, __file__, "--child", only, "--model-dir", str(folder), "--results", str(results),
            "--prompts", str(args.prompts), "--new-tokens", str(args.new_tokens), "--batch", batch,
-           "--seed", str(args.seed), "--prefill", args.prefill]
+           "--seed", str(args.seed), "--prefill", prefill or args.prefill, "--loop-prompts", str(args.loop_prompts)]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
@@ -133,15 +144,20 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--heads", type=int, default=16)
     parser.add_argument("--kv-heads", type=int, default=8)
-    parser.add_argument("--prompts", type=int, default=32)
+    parser.add_argument("--prompts", type=int, default=32, help="prompts the engine runs")
+    parser.add_argument("--loop-prompts", type=int, default=12,
+                        help="of those, how many the (slow) loop runs, spread over the lengths (0: all)")
     parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="measure each side this many times, interleaved; the table shows the best")
     parser.add_argument("--batch", default="auto", help="the engine's batch size: a number or auto")
-    parser.add_argument("--sweep", default="", help="also time the engine at these batch sizes, e.g. 1,8,32")
+    parser.add_argument("--sweep", default="",
+                        help="also time the engine at these batch sizes, optionally with a prompt-pass mode: 1,16,auto:alone")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--prefill", default="auto", choices=["auto", "alone", "batched"],
                         help="the engine's prompt pass: each prompt alone, or one padded pass per batch")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="a small run (hidden 256, 16 prompts, 8 tokens)")
+    parser.add_argument("--quick", action="store_true", help="a small run (hidden 256, 16 prompts, 8 tokens, once)")
     parser.add_argument("--child", choices=["loop", "engine"], help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
     parser.add_argument("--results", help=argparse.SUPPRESS)
@@ -150,42 +166,57 @@ def main() -> None:
         args.only = args.child
         return child(args)
     if args.quick:
-        args.hidden, args.intermediate, args.layers, args.prompts, args.new_tokens = 256, 512, 2, 16, 8
+        args.hidden, args.intermediate, args.layers, args.prompts, args.new_tokens, args.repeat = 256, 512, 2, 16, 8, 1
+        args.loop_prompts = 6
 
+    configs = [("loop", "1"), ("engine", args.batch)] + [("engine", b.strip()) for b in args.sweep.split(",") if b.strip()]
+    runs: dict[int, list[dict]] = {i: [] for i in range(len(configs))}
     with tempfile.TemporaryDirectory(prefix="gpi-bench-") as tmp:
         tmp = Path(tmp)
         folder = build(tmp / "model", args)
         print(f"model: llama, hidden {args.hidden}, intermediate {args.intermediate}, {args.layers} layers, "
-              f"{args.heads} heads ({args.kv_heads} kv), float32; {args.prompts} prompts, "
-              f"{args.new_tokens} new tokens each; {os.cpu_count()} CPUs, load average before "
-              f"{os.getloadavg()[0]:.2f}", flush=True)
-        loop = measure(args, "loop", "1", folder, tmp / "loop.npz")
-        print(f"  loop done in {loop['seconds']:.1f} s", flush=True)
-        engine = measure(args, "engine", args.batch, folder, tmp / "engine.npz")
-        print(f"  engine done in {engine['seconds']:.1f} s (batch {engine['batch']})", flush=True)
-        sweep = []
-        for b in [s for s in args.sweep.split(",") if s.strip()]:
-            sweep.append(measure(args, "engine", b.strip(), folder, tmp / f"sweep{b}.npz"))
-            print(f"  engine at batch {b} done in {sweep[-1]['seconds']:.1f} s", flush=True)
-        agreement = compare(read_results(tmp / "loop.npz"), read_results(tmp / "engine.npz"))
+              f"{args.heads} heads ({args.kv_heads} kv), float32; engine {args.prompts} prompts, loop "
+              f"{args.loop_prompts or args.prompts} of them; {args.new_tokens} new tokens each; {os.cpu_count()} CPUs, "
+              f"load average before {os.getloadavg()[0]:.2f}", flush=True)
+        for rep in range(args.repeat):  # interleaved, so a busy spell of the machine hits both sides alike
+            for i, (only, batch) in enumerate(configs):
+                m = measure(args, only, batch, folder, tmp / f"{i}.npz")
+                runs[i].append(m)
+                print(f"  round {rep + 1}: {only} (batch {m['batch']}): {m['seconds']:.1f} s, "
+                      f"load {m['load'][0]:.1f}", flush=True)
+        engine_results = read_results(tmp / "1.npz")
+        loop_results = read_results(tmp / "0.npz")
+        agreement = compare(loop_results, [r for r in engine_results if r.row in {x.row for x in loop_results}])
 
-    base = loop["prompts"] / loop["seconds"]
+    best = {i: min(ms, key=lambda m: m["seconds"] / m["prompts"]) for i, ms in runs.items()}
+    base = best[0]["prompts"] / best[0]["seconds"]
     rows = []
-    for label, m in [("gpi_pack loop (generate, one at a time)", loop), (f"engine, batch {engine['batch']} (auto)"
-                     if args.batch == "auto" else f"engine, batch {engine['batch']}", engine),
-                     *[(f"engine, batch {m['batch']}", m) for m in sweep]]:
+    for i, (only, batch) in enumerate(configs):
+        m = best[i]
+        if only == "loop":
+            label = "gpi_pack loop (generate, one at a time)"
+        else:
+            label = f"engine, batch {m['batch']}" + (" (auto)" if batch.startswith("auto") else "")
+            label += f", prompt pass {m['prefill']}"
         pps = m["prompts"] / m["seconds"]
-        rows.append([label, f"{pps:.2f}", f"{m['tokens'] / m['seconds']:.0f}", f"{pps / base:.1f}x",
-                     fmt_bytes(m["rss_peak"]), fmt_bytes(m["rss_peak"] - m["rss_loaded"]),
+        spread = sorted(x["prompts"] / x["seconds"] for x in runs[i])
+        rows.append([label, f"{pps:.2f}", f"{spread[0]:.2f}-{spread[-1]:.2f}", f"{m['tokens'] / m['seconds']:.0f}",
+                     f"{pps / base:.1f}x", fmt_bytes(max(x["rss_peak"] for x in runs[i])),
+                     fmt_bytes(max(x["rss_peak"] - x["rss_loaded"] for x in runs[i])),
                      f"{m['load'][0]:.1f}/{m['load'][1]:.1f}"])
     print()
-    print(table(["run", "prompts/s", "tokens/s", "vs loop", "peak RSS", "peak RSS - after load", "load avg start/end"],
-                rows))
+    print(table(["run", "prompts/s (best)", f"all {args.repeat} rounds", "tokens/s", "vs loop", "peak RSS",
+                 "peak RSS - after load", "load avg start/end"], rows))
     print()
-    print(f"engine prompt pass: {args.prefill}; torch threads: {engine['threads']}; prompt lengths {engine['prompt_tokens'][0]}-"
-          f"{engine['prompt_tokens'][1]} tokens")
-    print(f"same results (engine vs loop): {agreement.identical_share:.0%} identical texts, "
-          f"vector cosine min {agreement.min_cosine:.6f}, max |difference| {agreement.max_abs_difference:.2e}")
+    median_ratio = statistics.median(
+        (e["prompts"] / e["seconds"]) / (lp["prompts"] / lp["seconds"]) for e, lp in zip(runs[1], runs[0]))
+    print(f"engine/loop ratio per round: "
+          + ", ".join(f"{(e['prompts'] / e['seconds']) / (lp['prompts'] / lp['seconds']):.1f}x"
+                      for e, lp in zip(runs[1], runs[0])) + f" (median {median_ratio:.1f}x)")
+    print(f"engine prompt pass: {args.prefill}; torch threads: {best[1]['threads']}; prompt lengths "
+          f"{best[1]['prompt_tokens'][0]}-{best[1]['prompt_tokens'][1]} tokens")
+    print(f"same results (engine vs loop, {len(loop_results)} prompts): {agreement.identical_share:.0%} identical "
+          f"texts, vector cosine min {agreement.min_cosine:.6f}, max |difference| {agreement.max_abs_difference:.2e}")
 
 
 if __name__ == "__main__":

@@ -209,7 +209,7 @@ def test_finished_rows_leave_the_batch_and_no_step_history_is_kept(loaded, encod
 
     handle = loaded.model.register_forward_pre_hook(spy, with_kwargs=True)
     try:
-        got = run(loaded, encoded, "mean", len(encoded))
+        got = run(loaded, encoded, "mean", len(encoded), prefill="batched")  # one padded prompt pass, then steps
     finally:
         handle.remove()
     batch_sizes = [s[0] for s in shapes]

@@ -129,11 +129,16 @@ def test_unknown_prefill_mode_is_refused(loaded, encoded):
         run(loaded, encoded[:1], "last", 1, prefill="sideways")
 
 
-def test_auto_prefill_is_alone_on_a_gpu_and_batched_on_the_cpu():
+def test_auto_prefill_is_alone_unless_the_cache_cannot_be_copied():
     config = EngineConfig("last", 4, 2)
-    assert engine.resolve_prefill(config, True, torch.device("cuda")) == "alone"
-    assert engine.resolve_prefill(config, True, torch.device("cpu")) == "batched"
-    assert engine.resolve_prefill(config, False, torch.device("cuda")) == "batched"  # cache kinds it cannot copy
+    assert engine.resolve_prefill(config, True) == "alone"
+    assert engine.resolve_prefill(config, False) == "batched"  # sliding-window and other cache kinds
+    assert engine.resolve_prefill(EngineConfig("last", 4, 2, prefill="batched"), True) == "batched"
+
+
+def test_models_with_plain_full_attention_get_the_growing_cache(loaded):
+    cache, growing = engine._new_cache(loaded.model)
+    assert growing and all(type(layer).__name__ == "GrowingLayer" for layer in cache.layers)
 
 
 def test_auto_batch_on_cpu_is_bounded_by_free_memory(loaded, encoded, monkeypatch):
