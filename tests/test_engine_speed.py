@@ -162,3 +162,32 @@ def test_auto_batch_on_a_gpu_follows_free_memory_and_cache_size(loaded, encoded,
     tight = auto_batch_size(loaded, encoded * 100, 1000)
     assert 5 <= tight <= 10
     assert auto_batch_size(loaded, encoded * 100, 1000, prefill="batched") < tight  # activations of a padded pass
+
+
+def test_out_of_memory_retry_starts_after_the_failed_attempt_is_freed(loaded, encoded, monkeypatch):
+    import weakref
+
+    caches, alive_at_retry = [], []
+    real_new_cache, real_forward = engine._new_cache, loaded.model.forward
+
+    def tracked_cache(model):
+        if caches:
+            alive_at_retry.append([ref() is not None for ref in caches])
+        cache, growing = real_new_cache(model)
+        caches.append(weakref.ref(cache))
+        return cache, growing
+
+    def small_gpu(*args, **kwargs):
+        kv = kwargs.get("cache", kwargs.get("past_key_values"))
+        if kwargs["input_ids"].shape[0] > 2 and kv is not None and kv.get_seq_length() > 0:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")  # mid-decoding
+        return real_forward(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "_new_cache", tracked_cache)
+    monkeypatch.setattr(loaded.model, "forward", small_gpu)
+    state = RecordingState()
+    got = run(loaded, encoded, "last", 8, state=state)
+    monkeypatch.undo()
+    assert sorted(got) == [p.row for p in encoded]
+    assert alive_at_retry and not any(alive_at_retry[0])  # the 8-row cache was gone before the 4-row retry began
+    assert sum("ran out of memory" in s for s in state.statuses) >= 2  # 8 -> 4 -> 2

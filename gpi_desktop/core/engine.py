@@ -220,22 +220,32 @@ def _run_with_oom_retry(loaded, hook, batch, config, options, state, finished, d
 
     try:
         _run_batch(loaded, hook, batch, config, options, state, keep)
+        return
     except Exception as exc:
         if not is_out_of_memory(exc) or len(batch) == 1:
             raise
-        hook.state = None
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        rest = [p for p in batch if p.row not in done_here and p.row not in finished]
-        half = max(1, len(batch) // 2)
-        where = "GPU" if _input_device(loaded.model).type == "cuda" else "computer"
-        state.set_status(
-            f"The {where} ran out of memory with {len(batch)} prompts at once; retrying them {half} at a time "
-            "(finished prompts are kept; this costs some speed, not results)."
-        )
-        log.warning("out of memory at batch %d; retrying at %d", len(batch), half)
-        for i in range(0, len(rest), half):
-            _run_with_oom_retry(loaded, hook, rest[i : i + half], config, options, state, finished, deliver)
+    # Retried only here, after the except block: until then the exception's traceback keeps
+    # the failed attempt's frames, and with them its whole key/value cache, alive.
+    hook.state = None
+    _release_memory()
+    rest = [p for p in batch if p.row not in done_here and p.row not in finished]
+    half = max(1, len(batch) // 2)
+    where = "GPU" if _input_device(loaded.model).type == "cuda" else "computer"
+    state.set_status(
+        f"The {where} ran out of memory with {len(batch)} prompts at once; retrying them {half} at a time "
+        "(finished prompts are kept; this costs some speed, not results)."
+    )
+    log.warning("out of memory at batch %d; retrying at %d", len(batch), half)
+    for i in range(0, len(rest), half):
+        _run_with_oom_retry(loaded, hook, rest[i : i + half], config, options, state, finished, deliver)
+
+
+def _release_memory() -> None:
+    import gc
+
+    gc.collect()  # model outputs can sit in reference cycles
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _cache_argument(model) -> str:
