@@ -191,3 +191,22 @@ def test_out_of_memory_retry_starts_after_the_failed_attempt_is_freed(loaded, en
     assert sorted(got) == [p.row for p in encoded]
     assert alive_at_retry and not any(alive_at_retry[0])  # the 8-row cache was gone before the 4-row retry began
     assert sum("ran out of memory" in s for s in state.statuses) >= 2  # 8 -> 4 -> 2
+
+
+def test_decoding_without_padding_passes_no_mask_and_with_padding_does(loaded, encoded):
+    masks = []
+    handle = loaded.model.register_forward_pre_hook(
+        lambda m, a, kw: masks.append((kw["input_ids"].shape[1], kw.get("attention_mask") is not None)),
+        with_kwargs=True)
+    try:
+        run(loaded, encoded[:1], "last", 1, max_new_tokens=3)
+        alone = [has for width, has in masks if width == 1]
+        masks.clear()
+        lengths = {len(p.ids) for p in encoded[:3]}
+        assert len(lengths) > 1
+        run(loaded, encoded[:3], "last", 3, max_new_tokens=3)
+        padded = [has for width, has in masks if width == 1]
+    finally:
+        handle.remove()
+    assert alone and not any(alone)
+    assert padded and all(padded)
