@@ -96,9 +96,11 @@ def child(args) -> None:
         run = lambda ps: gpi_pack_loop(loaded, ps, args.new_tokens)  # noqa: E731
         batch = 1
     else:
-        from gpi_desktop.core.engine import auto_batch_size
+        from gpi_desktop.core.engine import EngineConfig, _new_cache, auto_batch_size, resolve_prefill
 
         batch = auto_batch_size(loaded, prompts, args.new_tokens) if args.batch == "auto" else int(args.batch)
+        resolved = resolve_prefill(EngineConfig("mean", 1, 1, prefill=args.prefill), _new_cache(loaded.model)[1])
+        args.prefill_label = resolved + (" (auto)" if args.prefill == "auto" else "")
         run = lambda ps: run_engine_collect(loaded, ps, args.new_tokens, batch, prefill=args.prefill)  # noqa: E731
     run(warm)
     load_before = os.getloadavg()[0]
@@ -111,7 +113,7 @@ def child(args) -> None:
     np.savez(args.results, rows=[r.row for r in results], vectors=np.stack([r.vector for r in results]),
              texts=np.array([r.text for r in results], dtype=object), allow_pickle=True)
     print(json.dumps({
-        "label": args.only, "batch": batch, "prefill": args.prefill, "seconds": seconds, "prompts": len(results),
+        "label": args.only, "batch": batch, "prefill": getattr(args, "prefill_label", "-"), "seconds": seconds, "prompts": len(results),
         "tokens": sum(r.n_tokens for r in results), "rss_loaded": rss_loaded, "rss_peak": rss_peak_bytes(),
         "threads": torch.get_num_threads(), "load": [load_before, os.getloadavg()[0]],
         "prompt_tokens": [min(len(p.ids) for p in prompts), max(len(p.ids) for p in prompts)],
@@ -182,7 +184,7 @@ def main() -> None:
             for i, (only, batch) in enumerate(configs):
                 m = measure(args, only, batch, folder, tmp / f"{i}.npz")
                 runs[i].append(m)
-                print(f"  round {rep + 1}: {only} (batch {m['batch']}): {m['seconds']:.1f} s, "
+                print(f"  round {rep + 1}: {only} (batch {m['batch']}, prompt pass {m['prefill']}): {m['seconds']:.1f} s, "
                       f"load {m['load'][0]:.1f}", flush=True)
         engine_results = read_results(tmp / "1.npz")
         loop_results = read_results(tmp / "0.npz")
@@ -213,7 +215,7 @@ def main() -> None:
     print(f"engine/loop ratio per round: "
           + ", ".join(f"{(e['prompts'] / e['seconds']) / (lp['prompts'] / lp['seconds']):.1f}x"
                       for e, lp in zip(runs[1], runs[0])) + f" (median {median_ratio:.1f}x)")
-    print(f"engine prompt pass: {args.prefill}; torch threads: {best[1]['threads']}; prompt lengths "
+    print(f"torch threads: {best[1]['threads']}; prompt lengths "
           f"{best[1]['prompt_tokens'][0]}-{best[1]['prompt_tokens'][1]} tokens")
     print(f"same results (engine vs loop, {len(loop_results)} prompts): {agreement.identical_share:.0%} identical "
           f"texts, vector cosine min {agreement.min_cosine:.6f}, max |difference| {agreement.max_abs_difference:.2e}")
