@@ -8,7 +8,13 @@ row ends. Here each forward pass runs the full causal-LM module (so any
 head-side details, such as logit soft-capping, stay the model's own) with
 `logits_to_keep=1`, while a forward hook on the decoder takes only the last
 position's final state; each running row keeps one (H,) pooling accumulator;
-finished rows leave the batch and the cache at once.
+finished rows leave the batch and the cache (at once in small batches, in
+groups of an eighth of the batch in large ones, see `_compact_now`).
+
+Speed (see benchmarks/README.md): each prompt's pass runs alone and its cache
+is copied into the batch (`_prefill_alone`), the cache grows in chunks rather
+than being concatenated at every step (`GrowingLayer`), and the automatic
+batch size follows free memory and the cache size per token.
 
 Batches are planned from all prompts sorted by length (little padding), and
 the plan depends only on the prompts and the batch size, so a resumed run
@@ -364,8 +370,9 @@ def resolve_prefill(config: EngineConfig, growing: bool) -> str:
 
     Alone, step 0 is exactly a one-prompt run's numbers (in half precision a
     padded batched pass is where most batch-induced greedy flips start), and
-    no work or memory goes to padding: on the CPU benchmark it was 18% faster
-    than the padded pass and used a quarter of the memory (benchmarks/README.md).
+    no work or memory goes to padding: on the CPU benchmark it was about 15%
+    faster than the padded pass and used a quarter of the memory
+    (benchmarks/README.md).
     """
     if config.prefill not in PREFILL_MODES:
         raise ValueError(f"unknown prefill mode {config.prefill!r}")
