@@ -308,13 +308,19 @@ def test_export_uses_the_file_names_in_the_form_and_says_what_the_results_were_m
     assert "prefix='vec_'" in window.export_page.code.toPlainText()
 
 
-def test_the_window_stays_responsive_while_the_model_loads_and_generates(qtbot, make_window, tiny_llama, prompts_csv):
+def test_the_window_stays_responsive_while_the_model_loads_and_generates(qtbot, make_window, tiny_llama, tmp_path):
     import time
 
+    import pandas as pd
     from PySide6.QtCore import QTimer
 
+    from conftest import PROMPTS
+
+    # Enough work that the run lasts well over the 20 ticks the check needs, however fast the engine gets.
+    many = tmp_path / "many.csv"
+    pd.DataFrame({"text": [f"{p} ({i})" for i in range(6) for p in PROMPTS]}).to_csv(many, index=False)
     window = make_window()
-    prepare(qtbot, window, tiny_llama, prompts_csv, batch=1, max_new=20)
+    prepare(qtbot, window, tiny_llama, many, batch=1, max_new=40)
     ticks = []
     timer = QTimer()
     timer.setInterval(20)
