@@ -16,7 +16,6 @@ from pathlib import Path
 
 from gpi_desktop import __version__
 from gpi_desktop.core.errors import (
-    EXIT_BAD_INPUT,
     EXIT_CANCELLED,
     EXIT_FAILURE,
     EXIT_OK,

@@ -55,3 +55,22 @@ def prompts_csv(tmp_path) -> Path:
     path = tmp_path / "prompts.csv"
     pd.DataFrame({"id": range(len(PROMPTS)), "text": PROMPTS}).to_csv(path, index=False)
     return path
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_model):
+    """The tiny model (each architecture in turn) loaded on the CPU, as a run loads it."""
+    from gpi_desktop.core.models import load_model
+    from gpi_desktop.core.settings import RunSettings
+
+    return load_model(RunSettings(model=str(tiny_model), device="cpu"))
+
+
+@pytest.fixture(scope="module")
+def encoded(loaded):
+    """PROMPTS rendered with the create instruction, gpi_pack-style."""
+    from gpi_desktop.core.engine import EncodedPrompt
+    from gpi_desktop.core.instructions import make_renderer
+
+    renderer = make_renderer(loaded.tokenizer, "create", "gpi_pack")
+    return [EncodedPrompt(i, tuple(renderer.encode(p))) for i, p in enumerate(PROMPTS)]

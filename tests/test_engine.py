@@ -9,24 +9,10 @@ import torch
 from conftest import PROMPTS
 from gpi_desktop.core.engine import EncodedPrompt, EngineConfig, auto_batch_size, plan_batches, run_engine
 from gpi_desktop.core.errors import Cancelled
-from gpi_desktop.core.instructions import make_renderer
-from gpi_desktop.core.models import load_model
 from gpi_desktop.core.progress import RecordingState
-from gpi_desktop.core.settings import RunSettings
 
 MAX_NEW = 40
 ATOL = 1e-5
-
-
-@pytest.fixture(scope="module")
-def loaded(tiny_model):
-    return load_model(RunSettings(model=str(tiny_model), device="cpu"))
-
-
-@pytest.fixture(scope="module")
-def encoded(loaded):
-    renderer = make_renderer(loaded.tokenizer, "create", "gpi_pack")
-    return [EncodedPrompt(i, tuple(renderer.encode(p))) for i, p in enumerate(PROMPTS)]
 
 
 def oracle(loaded, prompt: EncodedPrompt, pooling: str, max_new_tokens: int = MAX_NEW, **gen):

@@ -6,27 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import PROMPTS
 from gpi_desktop.core import engine
 from gpi_desktop.core.engine import EncodedPrompt, EngineConfig, auto_batch_size, run_engine
-from gpi_desktop.core.instructions import make_renderer
-from gpi_desktop.core.models import load_model
 from gpi_desktop.core.progress import RecordingState
-from gpi_desktop.core.settings import RunSettings
 
 MAX_NEW = 40
 ATOL = 1e-5
-
-
-@pytest.fixture(scope="module")
-def loaded(tiny_model):
-    return load_model(RunSettings(model=str(tiny_model), device="cpu"))
-
-
-@pytest.fixture(scope="module")
-def encoded(loaded):
-    renderer = make_renderer(loaded.tokenizer, "create", "gpi_pack")
-    return [EncodedPrompt(i, tuple(renderer.encode(p))) for i, p in enumerate(PROMPTS)]
 
 
 def run(loaded, prompts, pooling, batch_size, state=None, **kw):

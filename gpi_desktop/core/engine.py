@@ -35,7 +35,7 @@ import torch
 
 from gpi_desktop.core.errors import Cancelled
 from gpi_desktop.core.models import LoadedModel
-from gpi_desktop.core.options import BATCHED_GENERATION_OPTIONS, needs_one_at_a_time
+from gpi_desktop.core.options import needs_one_at_a_time
 from gpi_desktop.core.pooling import OnlinePool, pool_steps
 from gpi_desktop.core.progress import Progress, TaskState
 from gpi_desktop.core.results import STOP_EOS, STOP_LENGTH, PromptResult
