@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--one-at-a-time", action="store_true",
                      help="gpi_pack's exact procedure: transformers' generate() on one prompt at a time (slow)")
     run.add_argument("--revision", help="a hub revision (branch, tag or commit) of the model")
+    run.add_argument("--allow-pickle-weights", action="store_true",
+                     help="accept a model that has only pickle weights (.bin), which can run code: only if you trust it")
     run.add_argument("--template-option", action="append", metavar="KEY=VALUE", default=[],
                      help="extra keyword for the chat template (value parsed as JSON where it parses); repeatable")
     run.add_argument("--generation-option", action="append", metavar="KEY=VALUE", default=[],
@@ -203,6 +205,7 @@ def spec_from_args(args):
         strategy="one-at-a-time" if args.one_at_a_time else "batched",
         revision=args.revision,
         quantization=None if args.quantization == "none" else args.quantization,
+        allow_pickle_weights=args.allow_pickle_weights,
         template_options=parse_options(args.template_option),
         generation_options=parse_options(args.generation_option),
     )

@@ -128,3 +128,28 @@ def test_model_needing_remote_code_is_refused(tiny_llama, tmp_path):
 
 def test_access_errors_are_model_errors_with_exit_code_2():
     assert issubclass(AccessError, ModelError) and AccessError("x").exit_code == 2
+
+
+def _pickle_only_copy(tiny_llama, tmp_path):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "pickle-only"
+    shutil.copytree(tiny_llama, folder)
+    torch.save(load_file(folder / "model.safetensors"), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    return folder
+
+
+def test_pickle_only_model_folder_is_refused_unless_allowed(tiny_llama, tmp_path):
+    folder = _pickle_only_copy(tiny_llama, tmp_path)
+    with pytest.raises(ModelError, match="pickle"):
+        load_model(RunSettings(model=str(folder), device="cpu"))
+    loaded = load_model(RunSettings(model=str(folder), device="cpu", allow_pickle_weights=True))
+    assert loaded.info.hidden_size == 64
+
+
+def test_allowing_pickle_weights_does_not_change_the_job(tiny_llama):
+    assert RunSettings(allow_pickle_weights=True).numbers_key() == RunSettings().numbers_key()

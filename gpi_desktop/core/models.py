@@ -178,14 +178,15 @@ def hidden_size_of(config: dict) -> int:
     raise ModelError("The model's config.json does not say its hidden size; this kind of model is not supported.")
 
 
-def fetch_model_files(source: ModelSource, *, token: str | None, revision: str | None, state: TaskState) -> Path:
+def fetch_model_files(source: ModelSource, *, token: str | None, revision: str | None, state: TaskState,
+                      allow_pickle: bool = False) -> Path:
     """The local folder holding the model: the folder itself, or the hub snapshot (downloaded with progress)."""
     if source.is_local:
         return source.local_path
     from gpi_desktop.core.hub import download_model
 
     try:
-        return Path(download_model(source.name, revision=revision, token=token, state=state))
+        return Path(download_model(source.name, revision=revision, token=token, state=state, allow_pickle=allow_pickle))
     except Exception as exc:
         raise _hub_error(exc, source.name, token) from exc
 
@@ -207,7 +208,8 @@ def load_model(settings, *, token: str | None = None, state: TaskState | None = 
     device = pick_device(settings.device)
     dtype = pick_dtype(settings.dtype, device)
     state.set_status(f"Fetching the model {source.name}…")
-    folder = fetch_model_files(source, token=token, revision=settings.revision, state=state)
+    allow_pickle = getattr(settings, "allow_pickle_weights", False)
+    folder = fetch_model_files(source, token=token, revision=settings.revision, state=state, allow_pickle=allow_pickle)
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     from gpi_desktop.core.hub import check_model_config
 
@@ -229,6 +231,12 @@ def load_model(settings, *, token: str | None = None, state: TaskState | None = 
         kwargs["quantization_config"] = quantization_config(quantization)
     if any(p.suffix == ".safetensors" for p in folder.iterdir()):
         kwargs["use_safetensors"] = True
+    elif not allow_pickle:
+        raise ModelError(
+            f"The model '{source.name}' has only pickle weight files (.bin/.pt), which can run hidden code when "
+            "loaded; use a copy with .safetensors weights, or allow them (--allow-pickle-weights) only if you "
+            "trust where the model came from."
+        )
     from transformers.utils import logging as hf_logging
 
     # Its own progress bar would write to a console the window does not have; we report progress ourselves.

@@ -34,6 +34,8 @@ class RunSettings:
     strategy: str = "batched"  # "one-at-a-time" is gpi_pack's own generate() loop
     revision: str | None = None
     quantization: str | None = None  # None, "8bit" or "4bit" (bitsandbytes, CUDA only); changes the numbers
+    # Pickle checkpoints (.bin/.pt) can run code when loaded: refused unless the user says they trust the source.
+    allow_pickle_weights: bool = False
     template_options: dict[str, Any] = field(default_factory=dict)
     generation_options: dict[str, Any] = field(default_factory=dict)
 
@@ -71,6 +73,7 @@ class RunSettings:
         d = self.to_dict()
         d.pop("batch_size")
         d.pop("strategy")
+        d.pop("allow_pickle_weights")
         return d
 
 
