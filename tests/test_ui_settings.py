@@ -85,6 +85,14 @@ def test_settings_survive_a_round_trip_through_qsettings(tmp_path):
     assert prefs.load_settings(again) == (run, export)
 
 
+def test_allowing_pickle_weights_is_not_remembered_between_launches(tmp_path):
+    qs = QSettings(str(tmp_path / "p.ini"), QSettings.Format.IniFormat)
+    prefs.save_settings(qs, RunSettings(allow_pickle_weights=True), ExportSettings())
+    qs.sync()
+    again = QSettings(str(tmp_path / "p.ini"), QSettings.Format.IniFormat)
+    assert prefs.load_settings(again)[0].allow_pickle_weights is False
+
+
 def test_nonsense_in_the_preferences_falls_back_to_defaults(tmp_path):
     qs = QSettings(str(tmp_path / "p.ini"), QSettings.Format.IniFormat)
     qs.setValue("run/pooling", "median")

@@ -24,7 +24,8 @@ CUSTOM_INSTRUCTION_KEY = "run/custom_instruction"
 
 # Stored as text, parsed back with the types RunSettings expects.
 _INT_FIELDS = {"max_new_tokens"}
-_SKIP = {"template_options", "generation_options", "revision", "quantization"}
+# allow_pickle_weights is a trust decision about one model, so it is never carried over to the next launch.
+_SKIP = {"template_options", "generation_options", "revision", "quantization", "allow_pickle_weights"}
 _NO_QUANTIZATION = "none"
 
 
