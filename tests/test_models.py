@@ -11,18 +11,8 @@ from gpi_desktop.cli import main
 from gpi_desktop.core.errors import AccessError, ModelError, SettingsError
 from gpi_desktop.core.models import describe_target, folder_fingerprint, load_model, pick_dtype, resolve_source
 from gpi_desktop.core.settings import RunSettings
-from hubserver import FakeHub, point_client_at, repo_from_folder
-
-MODEL = "tiny-org/tiny-llama"
-TOKEN = "hf_" + "Z9y8X7w6" * 4 + "ab"
-
-
-@pytest.fixture
-def fake_hub(monkeypatch, tmp_path):
-    with FakeHub() as server:
-        point_client_at(monkeypatch, server.url, tmp_path / "hf-home")
-        server.valid_tokens.add(TOKEN)
-        yield server
+from hubserver import repo_from_folder
+from test_hub import MODEL, TOKEN, fake_hub  # noqa: F401  (fake_hub is a fixture used by name)
 
 
 def test_folder_and_hub_id_give_the_same_results(fake_hub, tiny_llama, prompts_csv, tmp_path, monkeypatch):
