@@ -165,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
             return run_merge(args)
         parser.error(f"unknown command {args.command}")
     except Cancelled:
-        print("Stopped. Finished prompts are kept; run the same command with --resume to continue.", file=sys.stderr)
+        from gpi_desktop.cluster_cli import stopped_message
+
+        print(stopped_message(args), file=sys.stderr)
         return EXIT_CANCELLED
     except GpiError as exc:
         log.info("user error: %s", exc)

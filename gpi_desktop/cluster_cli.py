@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
 import sys
 import time
 from pathlib import Path
 
-from gpi_desktop.core.errors import EXIT_OK, OutputFolderError, SettingsError
+from gpi_desktop.core.errors import EXIT_OK, OutputFolderError, RunBusyError, SettingsError
 
 # `run` flags that a job file already decides; given together with --job they would be silently ignored.
 JOB_DEFINED_FLAGS = {
@@ -99,6 +100,12 @@ def cmd_run_cluster(args) -> int:
     try:
         started = time.monotonic()
         outcome = run_job(spec, journal, state, resume=args.resume, token=token, shard=shard)
+    except RunBusyError:
+        if shard is None:
+            raise
+        # A second submission's task, or a requeue while the first still runs: the other one finishes the shard.
+        print(f"Shard {shard.label} is already running elsewhere (into {out}): nothing to do here.")
+        return EXIT_OK
     finally:
         signal.signal(signal.SIGINT, previous)
         if previous_term is not None:
@@ -115,6 +122,15 @@ def cmd_run_cluster(args) -> int:
     print(f"Done: {what} (width {outcome.model_info.hidden_size}) in {out} after "
           f"{format_duration(time.monotonic() - started)}.")
     return EXIT_OK
+
+
+def stopped_message(args) -> str:
+    """What to do after a stop; inside a SLURM task the requeue (or a resubmission) continues, not the user."""
+    if getattr(args, "shard", None) and os.environ.get("SLURM_JOB_ID"):
+        task = os.environ.get("SLURM_ARRAY_TASK_ID", "I")
+        return (f"Stopped. Finished prompts are kept; when SLURM requeues this task it continues where it stopped "
+                f"(or submit it again: sbatch --array={task} run.sbatch).")
+    return "Stopped. Finished prompts are kept; run the same command with --resume to continue."
 
 
 def _stop_on_sigterm(state):

@@ -353,3 +353,74 @@ def test_sigterm_from_slurm_stops_a_shard_keeping_its_finished_prompts(tiny_llam
     # The journal is kept, as after Cancel: test_interrupted_shard_resumes_to_the_same_shard_folder resumes one.
     assert records.read_bytes().count(b"\n") >= 1 and not (out / "shard.json").exists()
     assert b"--resume" in err
+
+
+# -- files a colleague can read; a task of a second submission; messages inside a SLURM log ------------------
+
+
+def test_job_and_shard_files_are_readable_like_the_exports_files(fixed_job):
+    umask = os.umask(0)
+    os.umask(umask)
+    expected = 0o666 & ~umask
+    for path in (fixed_job / "job.json", fixed_job / "shards" / "1" / "shard.json",
+                 fixed_job / "shards" / "1" / "shard-results.jsonl"):
+        assert path.stat().st_mode & 0o777 == expected, path
+
+
+def test_a_shard_file_we_may_not_read_is_reported_as_a_permission_problem(fixed_job, tmp_path, monkeypatch, capsys):
+    blocked = fixed_job / "shards" / "2" / "shard.json"
+    real = Path.read_text
+
+    def read_text(self, *args, **kwargs):
+        if self == blocked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", read_text)
+    assert _merge(fixed_job, out=tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert "permission denied" in err and "damaged" not in err and "chmod" in err
+
+
+def test_a_task_of_a_second_submission_finds_its_shard_busy_and_has_nothing_to_do(fixed_job, tmp_path, capsys):
+    from gpi_desktop.core.runstore import RunJournal
+
+    spec = load_job_file(fixed_job / "job.json").spec
+    index = _largest_shard(fixed_job)
+    out = tmp_path / "shard"
+    with pytest.raises(Cancelled):
+        run_job(spec, out / ".gpi-run", RecordingState(cancel_after=1), shard=Shard(index, N))
+    key = json.loads((out / ".gpi-run" / "journal.json").read_text())["key"]
+    running = RunJournal.open(out / ".gpi-run", key)  # the first submission's task, still at work
+    try:
+        capsys.readouterr()
+        assert run_shard_in_process(fixed_job, index, out, "--resume") == 0
+        assert "already running elsewhere" in capsys.readouterr().out
+    finally:
+        running.close()
+
+
+def test_resuming_a_shard_counts_the_shards_prompts_not_the_jobs(fixed_job, tmp_path):
+    spec = load_job_file(fixed_job / "job.json").spec
+    index = _largest_shard(fixed_job)
+    rows = len(json.loads((fixed_job / "shards" / str(index) / "shard.json").read_text())["shard"]["rows"])
+    out = tmp_path / "shard"
+    with pytest.raises(Cancelled):
+        run_job(spec, out / ".gpi-run", RecordingState(cancel_after=1), shard=Shard(index, N))
+    state = RecordingState()
+    run_job(spec, out / ".gpi-run", state, resume=True, shard=Shard(index, N))
+    resuming = [s for s in state.statuses if s.startswith("Resuming")]
+    assert resuming and resuming[0].endswith(f"of {rows} prompts are already done.") and rows < len(PROMPTS)
+
+
+def test_a_stopped_slurm_task_is_told_the_requeue_continues_not_to_rerun_the_command(monkeypatch):
+    from gpi_desktop.cluster_cli import stopped_message
+    from gpi_desktop.cli import build_parser
+
+    args = build_parser().parse_args(["run", "--job", "job.json", "--shard", "2/3", "--out", "shards/2"])
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    assert "--resume" in stopped_message(args)
+    monkeypatch.setenv("SLURM_JOB_ID", "41")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "2")
+    message = stopped_message(args)
+    assert "--resume" not in message and "requeue" in message and "sbatch --array=2 run.sbatch" in message

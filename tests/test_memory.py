@@ -199,3 +199,107 @@ def test_check_fit_on_a_model_folder_uses_its_real_size_and_this_machine(tiny_ll
     real = memory.count_parameters(tiny_llama) * 4  # auto on the CPU is float32
     assert estimate.weights_bytes == real and estimate.dtype == "float32"
     assert verdict.fits and "RAM" in verdict.sentence
+
+
+# -- the allocation a cluster task really has (cgroup v1/v2, SLURM) -----------------------------------------
+
+
+def _fake_tree(tmp_path, cgroup_line: str, files: dict[str, str]):
+    proc, root = tmp_path / "proc", tmp_path / "cgroup"
+    (proc / "self").mkdir(parents=True)
+    (proc / "self" / "cgroup").write_text(cgroup_line + "\n")
+    (proc / "self" / "statm").write_text("1000 256 0 0 0 0 0\n")
+    root.mkdir()
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text + "\n")
+    return proc, root
+
+
+def test_cgroup_v2_limit_is_read_from_the_tasks_own_group_and_its_ancestors(tmp_path):
+    job = "system.slice/slurmstepd.scope/job_5"
+    proc, root = _fake_tree(tmp_path, f"0::/{job}/step_0/user/task_0", {
+        "cgroup.controllers": "cpu memory",
+        f"{job}/memory.max": str(4 * GiB), f"{job}/memory.current": str(1 * GiB),
+        f"{job}/step_0/user/task_0/memory.max": "max", f"{job}/step_0/user/task_0/memory.current": "1000",
+    })
+    limit = memory.allocation_limit({}, proc, root)
+    assert (limit.limit_bytes, limit.used_bytes, limit.free_bytes) == (4 * GiB, GiB, 3 * GiB)
+
+
+def test_cgroup_v1_limit_is_read_and_its_no_limit_value_ignored(tmp_path):
+    job = "slurm/uid_1000/job_7"
+    proc, root = _fake_tree(tmp_path, f"12:cpuset:/{job}\n11:memory:/{job}/step_0\n0::/", {
+        f"memory/{job}/memory.limit_in_bytes": str(2 * GiB), f"memory/{job}/memory.usage_in_bytes": str(GiB // 2),
+        f"memory/{job}/step_0/memory.limit_in_bytes": "9223372036854771712",
+        f"memory/{job}/step_0/memory.usage_in_bytes": "5",
+    })
+    limit = memory.allocation_limit({}, proc, root)
+    assert (limit.limit_bytes, limit.used_bytes) == (2 * GiB, GiB // 2)
+
+
+def test_inside_a_container_the_mounted_group_itself_holds_the_limit(tmp_path):
+    proc, root = _fake_tree(tmp_path, "0::/kubepods/pod1/abc", {
+        "cgroup.controllers": "memory", "memory.max": str(3 * GiB), "memory.current": "0"})
+    assert memory.allocation_limit({}, proc, root).limit_bytes == 3 * GiB
+
+
+def test_no_limit_anywhere_means_the_machines_memory(tmp_path):
+    proc, root = _fake_tree(tmp_path, "0::/user.slice", {"cgroup.controllers": "memory",
+                                                         "user.slice/memory.max": "max"})
+    assert memory.allocation_limit({}, proc, root) is None
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({"SLURM_MEM_PER_NODE": "4096"}, 4 * GiB),
+    ({"SLURM_MEM_PER_CPU": "1000", "SLURM_CPUS_PER_TASK": "3"}, 3000 * 2**20),
+    ({"SLURM_MEM_PER_NODE": "8192", "SLURM_MEM_PER_CPU": "1"}, 8 * GiB),
+])
+def test_slurm_memory_allocation_is_read_from_its_environment(tmp_path, env, expected):
+    proc, root = _fake_tree(tmp_path, "0::/", {})
+    limit = memory.allocation_limit(env, proc, root)
+    assert limit.limit_bytes == expected and limit.used_bytes == 256 * __import__("os").sysconf("SC_PAGE_SIZE")
+
+
+def test_the_tighter_of_cgroup_and_slurm_wins(tmp_path):
+    proc, root = _fake_tree(tmp_path, "0::/job", {"cgroup.controllers": "memory", "job/memory.max": str(2 * GiB),
+                                                  "job/memory.current": "0"})
+    assert memory.allocation_limit({"SLURM_MEM_PER_NODE": "4096"}, proc, root).limit_bytes == 2 * GiB
+    assert memory.allocation_limit({"SLURM_MEM_PER_NODE": "1024"}, proc, root).limit_bytes == GiB
+
+
+def test_a_4g_task_on_a_big_node_is_told_its_allocation_not_the_nodes_memory(monkeypatch):
+    monkeypatch.setattr(memory, "_machine_ram", lambda: (23 * GB, 64 * GB))
+    monkeypatch.setenv("SLURM_MEM_PER_NODE", "4096")
+    monkeypatch.setattr(memory, "_cgroup_limit", lambda proc, root: None)
+    (ram,) = memory.available_memory("cpu")
+    assert ram.total_bytes == 4 * GiB and ram.free_bytes <= 4 * GiB
+    verdict = fit_verdict(estimate_memory(LLAMA_31_8B, dtype="float32"), [ram])
+    assert not verdict.fits and "SLURM --mem" in verdict.sentence and "23.0 GB" not in verdict.sentence
+
+
+def test_the_engines_automatic_batch_uses_the_allocation(monkeypatch):
+    from gpi_desktop.core import engine
+
+    monkeypatch.setattr(memory, "_machine_ram", lambda: (23 * GB, 64 * GB))
+    monkeypatch.setattr(memory, "_cgroup_limit", lambda proc, root: None)
+    monkeypatch.setenv("SLURM_MEM_PER_NODE", "4096")
+    assert engine._free_host_memory() <= 4 * GiB
+    monkeypatch.delenv("SLURM_MEM_PER_NODE")
+    assert engine._free_host_memory() == 23 * GB
+
+
+def test_torch_threads_follow_the_cores_slurm_allocated(monkeypatch):
+    import torch
+
+    from gpi_desktop.core.job import use_allocated_cpus
+
+    assert memory.allocated_cpus({"SLURM_CPUS_PER_TASK": "1"}) == 1
+    assert memory.allocated_cpus({}) == len(__import__("os").sched_getaffinity(0))
+    before = torch.get_num_threads()
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 8)  # a node's count, as torch sees it
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
+    use_allocated_cpus()
+    assert calls == [1] and before >= 1

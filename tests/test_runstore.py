@@ -107,6 +107,7 @@ def test_open_without_a_journal_says_there_is_nothing_to_resume(tmp_path):
         ({"n_rows": 51}, "another input file"),
         ({"column": "prompt"}, "another prompt column"),
         ({"model": "other/model"}, "another model"),
+        ({"settings": {**KEY["settings"], "revision": "b" * 40}}, f"model revision none vs {'b' * 40}"),
         ({"settings": {**KEY["settings"], "pooling": "last"}}, "other settings: pooling"),
         (
             {"model": "m", "settings": {**KEY["settings"], "pooling": "last", "max_new_tokens": 5}},

@@ -561,20 +561,11 @@ def _reference_one(loaded: LoadedModel, prompt: EncodedPrompt, config: EngineCon
 
 
 def _free_host_memory() -> int | None:
-    """Bytes of RAM available to a new allocation without swapping, where the system says."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        import psutil  # optional: present on most desktops (macOS, Windows)
+    """Bytes of RAM this process may still allocate (a cluster task's allocation, not the node's); None if unknown."""
+    from gpi_desktop.core.memory import host_memory
 
-        return int(psutil.virtual_memory().available)
-    except Exception:
-        return None
+    ram = host_memory()
+    return ram.free_bytes if ram.total_bytes else None
 
 
 def _free_gpu_memory() -> int:

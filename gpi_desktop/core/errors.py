@@ -54,6 +54,10 @@ class ResumeError(InputError):
     """--resume was asked for a folder that holds another job, or nothing to resume."""
 
 
+class RunBusyError(ResumeError):
+    """Another process holds the run's journal right now (a second submission of the same cluster task)."""
+
+
 class KeyringUnavailableError(GpiError):
     """This machine has no OS keyring backend."""
 

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from gpi_desktop.core.errors import OutputFolderError
-from gpi_desktop.core.fileio import plain_os_errors
+from gpi_desktop.core.fileio import plain_os_errors, share_like_a_document
 from gpi_desktop.core.progress import NullState, Progress, TaskState, check_cancel
 from gpi_desktop.core.prompts import PromptTable
 from gpi_desktop.core.results import PromptResult
@@ -274,13 +274,6 @@ class _HashingFile:
         return self.handle.write(data)
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
 
 
 class _Writer:
@@ -306,9 +299,7 @@ class _Writer:
         final = self.folder / name
         fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=final.parent)
         try:
-            # mkstemp makes owner-only files; exported files are shared like any other document.
-            if hasattr(os, "fchmod"):
-                os.fchmod(fd, 0o666 & ~_UMASK)
+            share_like_a_document(fd)
             with os.fdopen(fd, "wb") as handle:
                 hashing = _HashingFile(handle)
                 yield hashing

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,6 +13,41 @@ from pathlib import Path
 from gpi_desktop.core.errors import DiskFullError, OutputFolderError
 
 DISK_FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Read once at import: os.umask can only be read by setting it, which must not race with other threads later.
+UMASK = _current_umask()
+
+
+def share_like_a_document(fd: int) -> None:
+    """Give a mkstemp file (owner-only, 0600) the mode any new file gets, so colleagues can read it as usual."""
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, 0o666 & ~UMASK)
+
+
+def write_atomically(path: Path, data: bytes, *, temp_prefix: str = ".gpi-tmp-") -> str:
+    """Write `data` to a temporary name in the same folder, fsync, then rename; returns its sha256.
+
+    Readers never see half a file; the file is readable like any other document (not 0600).
+    """
+    fd, temp = tempfile.mkstemp(prefix=temp_prefix, dir=path.parent)
+    try:
+        share_like_a_document(fd)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return hashlib.sha256(data).hexdigest()
 
 
 def is_disk_full(error: OSError) -> bool:

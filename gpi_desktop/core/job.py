@@ -155,10 +155,10 @@ def run_job(
                 "or start over with --overwrite."
             )
         journal = RunJournal.open(work_dir, key)  # refuses another job in plain words
-        state.set_status(f"Resuming: {len(journal.finished_rows())} of {len(table.texts)} prompts are already done.")
 
     check_cancel(state)
     if loaded is None:
+        use_allocated_cpus()
         report_fit(spec, table, state, token=token)
         loaded = load_model(spec.settings, token=token, state=state)
     check_cancel(state)
@@ -193,6 +193,8 @@ def run_job(
         batch = int(plan.get("batch_size") or 1)
 
     done = journal.finished_rows()
+    if done:  # counted within this run's rows: a shard's own, not the whole job's
+        state.set_status(f"Resuming: {len(done)} of {len(encoded)} prompts are already done.")
     state.set_status(
         f"Generating {len(encoded) - len(done)} texts on {loaded.info.device} "
         f"({'one prompt at a time' if spec.settings.strategy == 'one-at-a-time' else f'{batch} at a time'})…"
@@ -221,6 +223,22 @@ def run_job(
         rows=rows,
         shard=shard,
     )
+
+
+def use_allocated_cpus() -> None:
+    """Use as many torch threads as cores were allocated (a SLURM -c1 task, a taskset), never more.
+
+    torch counts the node's cores, so a task given one core would otherwise
+    run several threads on it and share it with other users' tasks.
+    """
+    import torch
+
+    from gpi_desktop.core.memory import allocated_cpus
+
+    cpus = allocated_cpus()
+    if cpus and torch.get_num_threads() > cpus:
+        log.info("Using %d CPU threads (the cores allocated to this process).", cpus)
+        torch.set_num_threads(cpus)
 
 
 def report_fit(spec: JobSpec, table, state: TaskState, *, token: str | None = None):

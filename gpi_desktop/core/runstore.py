@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from gpi_desktop.core.errors import DiskFullError, ResumeError
+from gpi_desktop.core.errors import DiskFullError, ResumeError, RunBusyError
 from gpi_desktop.core.fileio import fsync_folder, is_disk_full, plain_os_errors
 from gpi_desktop.core.results import PromptResult
 
@@ -246,7 +246,7 @@ class RunJournal:
         try:
             fcntl.flock(self._rfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise ResumeError(
+            raise RunBusyError(
                 f"Another run is using '{self.folder}' right now: wait for it to finish, or stop it first."
             ) from None
 
@@ -260,7 +260,9 @@ def describe_key_differences(stored: Any, wanted: Any) -> str:
     settings: list[str] = []
     for path in paths:
         lowered = path.lower()
-        if "model" in lowered or "revision" in lowered:
+        if "revision" in lowered:
+            kind = f"model revision {_value_at(stored, path)} vs {_value_at(wanted, path)}"
+        elif "model" in lowered:
             kind = "another model"
         elif "column" in lowered:
             kind = "another prompt column"
@@ -287,6 +289,12 @@ def _differing_paths(a: Any, b: Any, prefix: str) -> list[str]:
 
 
 _MISSING = object()
+
+
+def _value_at(data: Any, path: str) -> str:
+    for name in path.split("."):
+        data = data.get(name) if isinstance(data, dict) else None
+    return "none" if data is None else str(data)
 
 
 def _normalise(data: Any) -> Any:

@@ -31,9 +31,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gpi_desktop.core.errors import InputError, OutputFolderError, SettingsError
-from gpi_desktop.core.fileio import fsync_folder, plain_os_errors
+from gpi_desktop.core.fileio import fsync_folder, plain_os_errors, write_atomically
 from gpi_desktop.core.progress import NullState, Progress, TaskState, check_cancel
 from gpi_desktop.core.results import PromptResult
 from gpi_desktop.core.settings import ExportSettings, RunSettings
@@ -156,6 +154,8 @@ def load_job_file(path: Path | str) -> JobFile:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SettingsError(f"The job file '{path}' does not exist: give the job.json of a prepared job folder.") from None
+    except PermissionError:
+        raise SettingsError(not_readable(path)) from None
     except (OSError, ValueError) as error:
         raise SettingsError(f"The job file '{path}' cannot be read ({error}): prepare the job folder again.") from None
     if not isinstance(data, dict) or data.get("format") != JOB_FORMAT:
@@ -316,7 +316,11 @@ def read_shard_folder(folder: Path | str) -> ShardFolder:
         raise InputError(f"'{folder}' is not a shard folder (it has no {SHARD_MANIFEST}): give the folders that "
                          "`gpi-desktop run --shard` wrote.")
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except PermissionError:
+        raise InputError(not_readable(path)) from None
+    try:
+        manifest = json.loads(text)
         if manifest.get("format") != SHARD_FORMAT:
             raise ValueError(manifest.get("format"))
         shard = manifest["shard"]
@@ -419,6 +423,8 @@ def _read_shard_results(shard: ShardFolder, cells: dict[int, list[Any]]) -> list
     for name in (SHARD_RESULTS, SHARD_MATRIX):
         try:
             data[name] = (shard.folder / name).read_bytes()
+        except PermissionError:
+            raise InputError(not_readable(shard.folder / name)) from None
         except OSError:
             data[name] = None
         if data[name] is None or hashlib.sha256(data[name]).hexdigest() != files.get(name):
@@ -477,6 +483,12 @@ def _is_shard_journal(folder: Path) -> bool:
         return False
 
 
+def not_readable(path: Path) -> str:
+    """A file we may not read is not "damaged": say whose it is and how it is shared."""
+    return (f"'{path}' may not be read by you (permission denied): ask its owner to share the job folder, for "
+            f"example with: chmod -R a+rX '{path.parent}'")
+
+
 def _natural_key(path: Path) -> tuple:
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name))
 
@@ -507,18 +519,7 @@ def _capital(text: str) -> str:
 
 
 def _atomic_write(path: Path, data: bytes) -> str:
-    """Write to a temporary name in the same folder, then rename; returns the sha256 of `data`."""
-    fd, temp = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return hashlib.sha256(data).hexdigest()
+    return write_atomically(path, data, temp_prefix=_TEMP_PREFIX)
 
 
 def _plain_os_errors(folder: Path):
