@@ -81,6 +81,7 @@ class FakeHub:
         self.drop_once: dict[str, int] = {}  # file name -> bytes to send before dropping the connection, once
         self.slow: dict[str, float] = {}  # file name -> seconds to sleep after each 16 KiB block
         self.ignore_range = False  # answer Range requests with the whole file, as some proxies do
+        self.fail_status: int | None = None  # answer every request with this HTTP status (a Hub outage)
         self.requests: list[tuple[str, str, str | None]] = []  # (method, path, Range header)
         self.bytes_sent: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -182,6 +183,8 @@ class FakeHub:
         with self._lock:
             self.requests.append((h.command, path, h.headers.get("Range")))
         try:
+            if self.fail_status is not None:
+                return self._error(h, self.fail_status, None, "Internal Error", head)
             if path == "/api/whoami-v2":
                 token = self._token(h)
                 if token in self.valid_tokens:

@@ -281,6 +281,21 @@ def test_no_network_says_check_the_connection(monkeypatch, fake_hub):
     assert info.value.kind == "offline" and "internet connection" in str(info.value)
 
 
+@pytest.mark.parametrize("fetch", [hub.fetch_config, hub.download_model], ids=["config", "download"])
+def test_a_hub_that_answers_500_is_reported_as_the_hubs_error_not_the_connection(fetch, tiny_repo, fake_hub,
+                                                                                 monkeypatch):
+    import huggingface_hub.utils._http as hf_http
+
+    monkeypatch.setattr(hf_http.time, "sleep", lambda seconds: None)  # the client retries a 500 for ~20 s
+    fake_hub.fail_status = 500
+    with pytest.raises(AccessError) as info:
+        fetch(MODEL)
+    message = str(info.value)
+    assert info.value.kind == "server"
+    assert "answered with an error" in message and "try again" in message
+    assert "internet connection" not in message
+
+
 def test_a_complete_cached_model_is_used_when_the_hub_cannot_be_reached(tiny_repo, monkeypatch):
     from huggingface_hub import constants
 

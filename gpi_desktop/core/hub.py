@@ -179,6 +179,13 @@ def plain_hub_error(exc: BaseException, model_id: str | None, *, token_sent: boo
         c for c in (getattr(hf, "OfflineModeIsEnabled", None), getattr(hf, "LocalEntryNotFoundError", None),
                     getattr(hf, "IncompleteSnapshotError", None)) if c is not None
     )
+    if isinstance(exc, offline_errors) and not _offline_mode():
+        # hf_hub_download reports any failed HEAD as "cannot find it locally"; an HTTP answer behind it means the
+        # Hub was reached and said no, which is not a connection problem.
+        answered = next((e for e in _chain(exc) if e is not exc and isinstance(e, hf.HfHubHTTPError)
+                         and _status(e) is not None), None)
+        if answered is not None:
+            return plain_hub_error(answered, model_id, token_sent=token_sent, revision=revision)
     if isinstance(exc, offline_errors) or _is_network_error(exc):
         if _offline_mode():
             return AccessError(
