@@ -196,7 +196,7 @@ def spec_from_args(args):
     if not args.out:
         raise OutputFolderError("Give the output folder with --out FOLDER.")
     settings = RunSettings(
-        model=args.model or DEFAULT_MODEL,
+        model=DEFAULT_MODEL if args.model is None else args.model,
         task=args.task,
         pooling=args.pooling,
         max_new_tokens=args.max_new_tokens,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -136,6 +137,8 @@ def _write(path: Path, text: str) -> Path:
         ("max-new-tokens", "at least 1"),
         ("non-empty-out", "--overwrite"),
         ("bad-option", "greedy"),
+        ("empty-model", "no model"),
+        ("damaged-weights", "download the model again"),
     ],
 )
 def test_bad_input_exits_2_with_one_sentence_and_writes_nothing(case, needle, tiny_llama, prompts_csv, tmp_path, capsys):
@@ -160,6 +163,12 @@ def test_bad_input_exits_2_with_one_sentence_and_writes_nothing(case, needle, ti
         (out / "notes.txt").write_text("mine")
     elif case == "bad-option":
         extra = ["--generation-option", "do_sample=true"]
+    elif case == "empty-model":
+        model = ""  # not the default model: an empty --model is a mistake
+    elif case == "damaged-weights":  # a download or copy that stopped halfway through the weights
+        model = Path(shutil.copytree(tiny_llama, tmp_path / "cut-model"))
+        weights = model / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     before = sorted(tmp_path.rglob("*"))
     code = run_cli(*base_args(model, prompts, out, *extra))
     err = capsys.readouterr().err.strip()

@@ -241,11 +241,19 @@ def load_model(settings, *, token: str | None = None, state: TaskState | None = 
 
     # Its own progress bar would write to a console the window does not have; we report progress ourselves.
     hf_logging.disable_progress_bar()
+    from safetensors import SafetensorError
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
         model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
     except (GpiError, Cancelled):
         raise
+    except SafetensorError as exc:
+        # A download or copy that stopped early leaves a weight file whose header promises more than it holds.
+        raise ModelError(
+            f"A weight file (.safetensors) of the model '{source.name}' is damaged or incomplete, often from a "
+            "download or copy that stopped early: download the model again."
+        ) from exc
     except ValueError as exc:
         if "trust_remote_code" in str(exc):
             raise ModelError(
