@@ -228,6 +228,16 @@ def prepare_out_folder(out: Path, *, resume: bool, overwrite: bool) -> None:
     check_output_folder(out, overwrite=overwrite, allow_names={JOURNAL_DIR})
 
 
+def say_duplicate_column(table) -> None:
+    """Say which copy is used when the chosen column's name appears more than once in the header."""
+    from gpi_desktop.core.prompts import duplicate_of
+
+    shared = duplicate_of(table.column, table.duplicates)
+    if shared is not None:
+        print(f"gpi-desktop: note: {shared.describe(Path(table.path).name)}; using '{table.column}'.",
+              file=sys.stderr, flush=True)
+
+
 def cmd_run(args) -> int:
     if getattr(args, "shard", None) or getattr(args, "job", None):
         from gpi_desktop.cluster_cli import cmd_run_cluster  # --shard / --job: the cluster issue's runs
@@ -239,7 +249,8 @@ def cmd_run(args) -> int:
     spec = spec_from_args(args)
     out = Path(args.out)
     # Everything the user can get wrong is checked before anything is written.
-    load_prompts(spec)
+    table = load_prompts(spec)
+    say_duplicate_column(table)
     source = resolve_source(spec.settings.model)
     prepare_out_folder(out, resume=args.resume, overwrite=args.overwrite)
     if args.overwrite and (out / JOURNAL_DIR).exists():

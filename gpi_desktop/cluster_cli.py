@@ -68,7 +68,7 @@ def spec_for(args):
 
 def cmd_run_cluster(args) -> int:
     """`run` with --job and/or --shard: a whole job from a job file, or one shard of it into a shard folder."""
-    from gpi_desktop.cli import JOURNAL_DIR, CliState, format_duration, prepare_out_folder
+    from gpi_desktop.cli import JOURNAL_DIR, CliState, format_duration, prepare_out_folder, say_duplicate_column
     from gpi_desktop.core.job import export_run, load_prompts, run_job
     from gpi_desktop.core.models import resolve_source
     from gpi_desktop.core.runstore import RunJournal
@@ -77,7 +77,7 @@ def cmd_run_cluster(args) -> int:
     shard = Shard.parse(args.shard) if args.shard else None
     spec = spec_for(args)
     out = Path(args.out)
-    load_prompts(spec)
+    say_duplicate_column(load_prompts(spec))
     source = resolve_source(spec.settings.model)
     journal = out / JOURNAL_DIR
     if shard is not None and args.resume and not RunJournal.exists(journal) and (out / SHARD_MANIFEST).is_file():

@@ -219,3 +219,12 @@ def test_system_role_fallback_is_recorded(tiny_qwen, prompts_csv, tmp_path):
     out = tmp_path / "out"
     assert run_cli(*base_args(tiny_qwen, prompts_csv, out)) == 0
     assert json.loads((out / "manifest.json").read_text())["settings"]["system_role_fallback"] is True
+
+
+def test_a_duplicate_column_name_is_refused_unguessed_and_said_when_chosen(tiny_llama, tmp_path, capsys):
+    prompts = _write(tmp_path / "dup.csv", "id,prompt,prompt\n0,hello there,second copy\n1,good day,other\n")
+    assert run_cli(*base_args(tiny_llama, prompts, tmp_path / "o")) == 2
+    assert "2 columns named 'prompt'" in capsys.readouterr().err
+    assert run_cli(*base_args(tiny_llama, prompts, tmp_path / "o", "--column", "prompt.1")) == 0
+    assert "using 'prompt.1'" in capsys.readouterr().err
+    assert pd.read_pickle(tmp_path / "o" / "generated_texts.pkl")["P"].tolist() == ["second copy", "other"]

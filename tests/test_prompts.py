@@ -245,3 +245,54 @@ def test_read_table_gives_frame_and_meta_without_choosing_a_column(tmp_path):
     assert frame.to_dict("list") == {"a": ["x"], "b": ["y"]}
     assert meta.encoding == "utf-8" and len(meta.sha256) == 64
     assert isinstance(PromptTable(path, frame, "a", meta.sha256, meta.encoding).texts, list)
+
+
+# --- duplicate column names and uncalculated formulas --------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_duplicate_column_names_are_never_guessed_and_are_named_in_the_message(suffix, tmp_path):
+    header, rows = ["id", "prompt", "prompt"], [["1", "first copy", "second copy"], ["2", "a", "b"]]
+    if suffix == ".csv":
+        path = tmp_path / "dup.csv"
+        path.write_text("\n".join(",".join(r) for r in [header, *rows]) + "\n", encoding="utf-8")
+    else:
+        path = write_xlsx(tmp_path / "dup.xlsx", header, rows)
+    with pytest.raises(PromptFileError) as info:
+        load_prompt_table(path)
+    message = str(info.value)
+    assert "2 columns named 'prompt'" in message and "'prompt' and 'prompt.1'" in message
+    assert "--column" in message
+    # The user's choice of either copy is taken.
+    assert load_prompt_table(path, "prompt.1").texts == ["second copy", "b"]
+    chosen = load_prompt_table(path, "prompt")
+    assert chosen.texts == ["first copy", "a"]
+    assert [d.shown_as for d in chosen.duplicates] == [("prompt", "prompt.1")]
+
+
+def test_blank_header_cells_are_not_reported_as_duplicates(tmp_path):
+    path = tmp_path / "blank.csv"
+    path.write_text("text,,\nhello,1,2\n", encoding="utf-8")
+    table = load_prompt_table(path, "text")
+    assert table.duplicates == ()
+
+
+def test_an_uncalculated_excel_formula_is_reported_as_a_formula_not_an_empty_row(tmp_path):
+    # openpyxl, like other programs that are not Excel, saves formulas without a cached result.
+    path = write_xlsx(tmp_path / "f.xlsx", ["id", "text"], [[0, "hello"], [1, '=CONCAT("a", "b")'], [2, "bye"],
+                                                            [3, '=UPPER("c")']])
+    with pytest.raises(PromptFileError) as info:
+        load_prompt_table(path)
+    message = str(info.value)
+    assert "formulas that Excel has not calculated" in message and "rows 1, 3 " in message
+    assert "open the file in Excel and save it" in message
+    # The last row is kept (its value alone reads as nothing), so row numbers still match the file.
+    assert load_prompt_table(path, check_empty=False).texts == ["hello", "", "bye", ""]
+
+
+def test_a_sheet_that_ends_in_uncalculated_formulas_keeps_those_rows(tmp_path):
+    # Read for its values alone, the last row would be dropped and the run would silently have one prompt less.
+    path = write_xlsx(tmp_path / "end.xlsx", ["text"], [["hello"], ['=UPPER("c")']])
+    assert load_prompt_table(path, check_empty=False).texts == ["hello", ""]
+    with pytest.raises(PromptFileError, match="not calculated in data row 1 "):
+        load_prompt_table(path)

@@ -105,6 +105,31 @@ def test_empty_text_cells_are_counted_listed_and_tinted(qtbot, panel, tmp_path):
     assert p.model.data(p.model.index(1, 0), Qt.ItemDataRole.BackgroundRole) is None
 
 
+def test_duplicate_column_names_are_said_and_the_user_chooses_the_copy(qtbot, panel, tmp_path):
+    path = tmp_path / "dup.csv"
+    path.write_text("id,prompt,prompt\n1,first copy,second copy\n2,a,b\n", encoding="utf-8")
+    p = load(qtbot, panel, path)
+    assert p.table is None and p.column_box.currentText() == CHOOSE_COLUMN
+    assert "2 columns named 'prompt'" in p.message_label.text()
+    assert "'prompt' and 'prompt.1'" in p.message_label.text()
+    p.select_column("prompt.1")
+    assert p.table is not None and p.table.texts == ["second copy", "b"]
+    assert "2 columns named 'prompt'" in p.message_label.text()  # still said next to the choice
+
+
+def test_uncalculated_excel_formulas_are_named_as_formulas(qtbot, panel, tmp_path):
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    for row in (["text"], ["hello"], ['=UPPER("x")']):
+        book.active.append(row)
+    book.save(tmp_path / "f.xlsx")
+    p = load(qtbot, panel, tmp_path / "f.xlsx")
+    assert p.empty == [1]
+    assert "formulas that Excel has not calculated" in p.message_label.text()
+    assert "save it" in p.message_label.text()
+
+
 def test_the_sample_prompts_load_from_the_button(qtbot, panel):
     p, calls = panel
     p.sample_button.click()

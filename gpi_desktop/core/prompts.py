@@ -13,7 +13,7 @@ import hashlib
 import io
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -41,6 +41,26 @@ class TableMeta:
 
     sha256: str  # of the file's bytes
     encoding: str  # "utf-8", "utf-8-sig", "utf-16", "cp1252", "latin-1" or "xlsx"
+    duplicates: tuple["DuplicateColumn", ...] = ()
+    # column -> rows whose cell is an Excel formula saved without its result (see _read_excel)
+    uncalculated_formulas: dict[str, list[int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DuplicateColumn:
+    """A name the header row gives to several columns, and the names the table tells them apart by.
+
+    The table names the copies as `pandas.read_csv` / `read_excel` do ('prompt', 'prompt.1', ...), so that
+    they match what a gpi_pack user's own `pd.read_csv` of the file shows.
+    """
+
+    name: str  # as written in the header
+    shown_as: tuple[str, ...]  # the copies' names in the table, left to right
+
+    def describe(self, file_name: str) -> str:
+        copies = " and ".join(f"'{c}'" for c in self.shown_as)
+        return f"{file_name} has {len(self.shown_as)} columns named '{self.name}'; they are told apart as {copies} " \
+               "(left to right)"
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,6 +72,8 @@ class PromptTable:
     column: str
     sha256: str
     encoding: str
+    duplicates: tuple[DuplicateColumn, ...] = ()
+    uncalculated_formulas: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def texts(self) -> list[str]:
@@ -73,10 +95,18 @@ def load_prompt_table(path: Path | str, column: str | None = None, *, check_empt
     """
     path = Path(path)
     frame, meta = read_table(path)
-    chosen = choose_column(frame, column, path.name)
-    table = PromptTable(path=path, frame=frame, column=chosen, sha256=meta.sha256, encoding=meta.encoding)
+    chosen = choose_column(frame, column, path.name, meta.duplicates)
+    table = PromptTable(path=path, frame=frame, column=chosen, sha256=meta.sha256, encoding=meta.encoding,
+                        duplicates=meta.duplicates, uncalculated_formulas=meta.uncalculated_formulas)
     if check_empty:
+        formulas = uncalculated_formula_rows(table)
         rows = empty_rows(table)
+        if formulas:
+            raise PromptFileError(
+                f"The prompt column '{chosen}' of {path.name} holds formulas that Excel has not calculated in data "
+                f"{_plural(len(formulas), 'row')} {format_rows(formulas)} (counting from 0 at the first row under "
+                "the header), so they have no text to read: open the file in Excel and save it, then open it again."
+            )
         if rows:
             raise PromptFileError(
                 f"The prompt column '{chosen}' of {path.name} is empty in data {_plural(len(rows), 'row')} "
@@ -99,7 +129,8 @@ def read_table(path: Path | str) -> tuple[pd.DataFrame, TableMeta]:
             "save it in Excel as .xlsx (without a password) or as CSV."
         )
     if data.startswith(_ZIP_MAGIC):
-        frame, encoding = _read_excel(path, data), "xlsx"
+        (frame, uncalculated), encoding = _read_excel(path, data), "xlsx"
+        header = _excel_header(data)
     elif path.suffix.lower() in EXCEL_SUFFIXES:
         raise PromptFileError(
             f"{path.name} is not a valid Excel workbook: open it in Excel and save it again as .xlsx or CSV."
@@ -110,7 +141,9 @@ def read_table(path: Path | str) -> tuple[pd.DataFrame, TableMeta]:
             raise PromptFileError(
                 f"{path.name} does not look like a text table: choose a CSV, TSV or Excel (.xlsx) file."
             )
-        frame = _read_delimited(path, text)
+        frame, uncalculated = _read_delimited(path, text), {}
+        header = _delimited_header(path, text)
+    duplicates = duplicate_columns(header, [str(c) for c in frame.columns])
     frame.columns = [str(c) for c in frame.columns]
     frame = frame.reset_index(drop=True)
     if len(frame.columns) == 0:
@@ -119,7 +152,8 @@ def read_table(path: Path | str) -> tuple[pd.DataFrame, TableMeta]:
         raise PromptFileError(
             f"{path.name} has a header row but no data rows: put one prompt per row under the header."
         )
-    return frame, TableMeta(sha256=meta_sha, encoding=encoding)
+    return frame, TableMeta(sha256=meta_sha, encoding=encoding, duplicates=duplicates,
+                            uncalculated_formulas=uncalculated)
 
 
 def decode_text(data: bytes) -> tuple[str, str]:
@@ -145,8 +179,12 @@ def decode_text(data: bytes) -> tuple[str, str]:
         return data.decode("latin-1"), "latin-1"
 
 
-def choose_column(frame: pd.DataFrame, column: str | None, file_name: str = "the file") -> str:
-    """The user's column, else the only/obvious text column; raises PromptFileError otherwise."""
+def choose_column(frame: pd.DataFrame, column: str | None, file_name: str = "the file",
+                  duplicates: tuple[DuplicateColumn, ...] = ()) -> str:
+    """The user's column, else the only/obvious text column; raises PromptFileError otherwise.
+
+    A column whose name the header repeats is never guessed: the user picks the copy.
+    """
     columns = [str(c) for c in frame.columns]
     listed = ", ".join(f"'{c}'" for c in columns)
     if column is not None:
@@ -162,7 +200,45 @@ def choose_column(frame: pd.DataFrame, column: str | None, file_name: str = "the
             f"{file_name} has several columns ({listed}) and none is clearly the prompt text: "
             "pick the text column (with --column on the command line)."
         )
+    shared = duplicate_of(guess, duplicates)
+    if shared is not None:
+        raise PromptFileError(
+            f"{shared.describe(file_name)}: pick the one that holds the prompts (with --column on the command line), "
+            "or rename one in the file."
+        )
     return guess
+
+
+def duplicate_columns(header: list[str], columns: list[str]) -> tuple[DuplicateColumn, ...]:
+    """The names `header` (the header row as written) repeats, with the table's names for their copies."""
+    # Blank header cells are not a shared name: pandas calls them 'Unnamed: 3' and so on.
+    positions: dict[str, list[int]] = {}
+    for i, name in enumerate(header):
+        positions.setdefault(name, []).append(i)
+    return tuple(DuplicateColumn(name, tuple(columns[i] for i in where if i < len(columns)))
+                 for name, where in positions.items() if len(where) > 1 and name.strip())
+
+
+def duplicate_of(column: str | None, duplicates: tuple[DuplicateColumn, ...]) -> DuplicateColumn | None:
+    """The repeated header name that `column` (a table name such as 'prompt.1') is a copy of, if any."""
+    return next((d for d in duplicates if column in d.shown_as), None)
+
+
+def _delimited_header(path: Path, text: str) -> list[str]:
+    header = pd.read_csv(io.StringIO(text), sep=_delimiter(path, text), header=None, nrows=1, dtype=str,
+                         keep_default_na=False, index_col=False)
+    return [str(c) for c in header.iloc[0].tolist()] if len(header) else []
+
+
+def _excel_header(data: bytes) -> list[str]:
+    header = pd.read_excel(io.BytesIO(data), sheet_name=0, header=None, nrows=1, dtype=str, keep_default_na=False,
+                           engine="openpyxl")
+    return [str(c) for c in header.iloc[0].tolist()] if len(header) else []
+
+
+def uncalculated_formula_rows(table: PromptTable) -> list[int]:
+    """Rows whose prompt cell is an Excel formula saved without its result (read as empty)."""
+    return list(table.uncalculated_formulas.get(table.column, ()))
 
 
 def guess_text_column(frame: pd.DataFrame) -> str | None:
@@ -279,9 +355,50 @@ def _read_delimited(path: Path, text: str) -> pd.DataFrame:
         raise PromptFileError(f"{path.name} cannot be read as a table: save it again as CSV or .xlsx.") from None
 
 
-def _read_excel(path: Path, data: bytes) -> pd.DataFrame:
+def _read_excel(path: Path, data: bytes) -> tuple[pd.DataFrame, dict[str, list[int]]]:
+    """The first sheet's cached values, and per column the rows that are formulas saved without a result.
+
+    Excel stores a formula's last result next to it; programs that are not Excel (and scripts) may save the
+    formula alone. Such a cell reads as empty, and a sheet that ends in them loses those rows altogether,
+    so the formulas are read too (only when the workbook has any) to keep every row and name the cause.
+    """
+    values = _excel_frame(path, data, data_only=True)
+    if not _has_formulas(data):
+        return values, {}
+    formulas = _excel_frame(path, data, data_only=False)
+    if [str(c) for c in formulas.columns] != [str(c) for c in values.columns] or len(formulas) < len(values):
+        return values, {}  # the two readings do not line up; the values alone are still right
+    if len(formulas) > len(values):
+        padding = pd.DataFrame("", index=range(len(values), len(formulas)), columns=values.columns)
+        values = pd.concat([values, padding])
+    values = values.reset_index(drop=True)
+    uncalculated = {}
+    for i, name in enumerate(values.columns):
+        missing = formulas.iloc[:, i].str.startswith("=") & values.iloc[:, i].eq("")
+        rows = missing.to_numpy().nonzero()[0].tolist()
+        if rows:
+            uncalculated[str(name)] = rows
+    return values, uncalculated
+
+
+_FORMULA_ELEMENT = re.compile(rb"<(?:\w+:)?f[\s>/]")
+
+
+def _has_formulas(data: bytes) -> bool:
+    import zipfile
+
     try:
-        return pd.read_excel(io.BytesIO(data), sheet_name=0, dtype=str, keep_default_na=False, engine="openpyxl")
+        with zipfile.ZipFile(io.BytesIO(data)) as book:
+            return any(_FORMULA_ELEMENT.search(book.read(name)) for name in book.namelist()
+                       if name.startswith("xl/worksheets/") and name.endswith(".xml"))
+    except (zipfile.BadZipFile, OSError, KeyError):
+        return False
+
+
+def _excel_frame(path: Path, data: bytes, *, data_only: bool) -> pd.DataFrame:
+    try:
+        return pd.read_excel(io.BytesIO(data), sheet_name=0, dtype=str, keep_default_na=False, engine="openpyxl",
+                             engine_kwargs={"data_only": data_only})
     except Exception:  # noqa: BLE001 - openpyxl/zipfile raise many types for a damaged workbook
         raise PromptFileError(
             f"{path.name} is not a valid Excel workbook: open it in Excel and save it again as .xlsx or CSV."

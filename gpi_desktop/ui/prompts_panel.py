@@ -124,6 +124,8 @@ class PromptsPanel(QWidget):
         def read():
             frame, meta = core_prompts.read_table(path)
             guess = column if column is not None else core_prompts.guess_text_column(frame)
+            if column is None and core_prompts.duplicate_of(guess, meta.duplicates) is not None:
+                guess = None  # which copy holds the prompts is the user's to say
             return frame, meta, guess
 
         self._calls.call(read, lambda got: self._on_read(path, got), lambda exc: self._on_failed(path, exc))
@@ -181,19 +183,35 @@ class PromptsPanel(QWidget):
             self._table, self._empty = None, []
             self.model.set_text_column(None)
             self.summary_label.setText(f"{rows:,} rows")
-            self._show_message("Several columns could hold the texts: choose the text column above.", error=False)
+            shared = self._meta.duplicates[0] if self._meta.duplicates else None
+            self._show_message(f"{shared.describe(self._path.name)}: choose the one that holds the prompts above."
+                               if shared is not None else
+                               "Several columns could hold the texts: choose the text column above.", error=False)
             self.table_changed.emit(None)
             return
         self._table = core_prompts.PromptTable(path=self._path, frame=self._frame, column=name,
-                                               sha256=self._meta.sha256, encoding=self._meta.encoding)
+                                               sha256=self._meta.sha256, encoding=self._meta.encoding,
+                                               duplicates=self._meta.duplicates,
+                                               uncalculated_formulas=self._meta.uncalculated_formulas)
         self._empty = core_prompts.empty_rows(self._table)
+        formulas = core_prompts.uncalculated_formula_rows(self._table)
+        shared = core_prompts.duplicate_of(name, self._meta.duplicates)
         self.model.set_text_column(name, self._empty)
         self.summary_label.setText(f"{rows:,} rows \u00b7 {len(self._empty):,} empty text cells")
-        if self._empty:
+        if formulas:
+            self._show_message(
+                f"{len(formulas):,} rows of '{name}' are formulas that Excel has not calculated (rows "
+                f"{core_prompts.format_rows(formulas)}, counting from 0; shown in red), so they have no text: open "
+                "the file in Excel and save it, then open it again.",
+                error=True)
+        elif self._empty:
             self._show_message(
                 f"{len(self._empty):,} rows have no text in '{name}' (rows {core_prompts.format_rows(self._empty)}, "
                 "counting from 0; shown in red): write a prompt there or delete those rows, then open the file again.",
                 error=True)
+        elif shared is not None:
+            self._show_message(f"{shared.describe(self._path.name)}: check that '{name}' is the one that holds the "
+                               "prompts.", error=False)
         else:
             self._show_message("", error=False)
         self.table_changed.emit(self._table)
