@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 from gpi_desktop.core import runstore
 from gpi_desktop.core.errors import DiskFullError, ResumeError
 from gpi_desktop.core.results import STOP_EOS, STOP_LENGTH, PromptResult
-from gpi_desktop.core.runstore import RECORDS_NAME, VECTORS_NAME, RunJournal
+from gpi_desktop.core.runstore import RECORDS_NAME, VECTORS_NAME, RunJournal, key_changes
 
 H = 16
 KEY = {
@@ -323,3 +324,53 @@ def test_every_cut_point_of_the_files_reopens_to_an_intact_prefix(tmp_path):
                 assert journal.finished_rows() == set(range(expected)), (records_cut, vectors_cut)
                 for row, got in journal.results().items():
                     assert_same(got, result(row))
+
+
+# --- what changed between the job that made results and the inputs now (the window shows these words) ---
+
+JOB = {
+    "input_sha256": "ab" * 32, "column": "text", "rows": 200, "model": "meta-llama/Llama-3.1-8B-Instruct",
+    "strategy": "batched",
+    "settings": {"model": "meta-llama/Llama-3.1-8B-Instruct", "revision": None, "dtype": "auto", "device": "auto",
+                 "quantization": None, "task": "create", "pooling": "max", "max_new_tokens": 1000,
+                 "template": "gpi_pack", "template_options": {}, "generation_options": {}},
+}
+
+
+def _changed(**settings):
+    top = {k: settings.pop(k) for k in list(settings) if k in JOB}
+    return {**JOB, **top, "settings": {**JOB["settings"], **settings}}
+
+
+@pytest.mark.parametrize(
+    ("now", "words"),
+    [
+        (_changed(input_sha256="cd" * 32, rows=3), ["the prompts file", "the number of rows (200 \u2192 3)"]),
+        (_changed(column="prompt"), ["the prompt column"]),
+        ({**JOB, "model": "o/m", "settings": {**JOB["settings"], "model": "o/m"}},
+         ["the model (meta-llama/Llama-3.1-8B-Instruct \u2192 o/m)"]),
+        (_changed(revision="abc"), ["the model revision (none \u2192 abc)"]),
+        (_changed(dtype="float32"), ["precision (auto \u2192 float32)"]),
+        (_changed(quantization="4bit"), ["quantization (none \u2192 4bit)"]),
+        (_changed(task="repeat"), ["the task (create \u2192 repeat)"]),
+        (_changed(task="Summarise."), ["the task (create \u2192 your own instruction)"]),
+        (_changed(pooling="last"), ["pooling (max \u2192 last)"]),
+        (_changed(max_new_tokens=20), ["the maximum new tokens (1,000 \u2192 20)"]),
+        (_changed(template="model-card"), ["chat formatting (gpi_pack \u2192 model-card)"]),
+        (_changed(template_options={"enable_thinking": False}), ["the chat template options"]),
+        (_changed(generation_options={"repetition_penalty": 1.2}), ["the generation options"]),
+        (_changed(pooling="last", max_new_tokens=20, column="p"),
+         ["the prompt column", "pooling (max \u2192 last)", "the maximum new tokens (1,000 \u2192 20)"]),
+    ],
+)
+def test_key_changes_name_each_changed_input_in_plain_words(now, words):
+    assert [c.words() for c in key_changes(JOB, now)] == words
+
+
+def test_key_changes_are_empty_for_the_same_job_even_after_a_json_round_trip():
+    assert key_changes(JOB, json.loads(json.dumps(JOB))) == ()
+
+
+def test_two_different_own_instructions_are_named_without_meaningless_values():
+    made = _changed(task="Summarise.")
+    assert [c.words() for c in key_changes(made, _changed(task="Translate."))] == ["the task"]

@@ -192,6 +192,7 @@ def test_closing_during_a_run_can_be_declined(qtbot, make_window, tiny_llama, pr
         window.close()
         assert window.isVisible()
     assert window.outcome is not None and len(window.outcome.results) == len(PROMPTS)
+    assert window.prompter.asked[0].default_choice == "Keep working"  # Enter never stops a run
 
 
 def test_export_writes_the_gpi_pack_folder_and_shows_how_to_load_it(qtbot, make_window, tiny_llama, prompts_csv,
@@ -244,6 +245,7 @@ def test_export_into_a_folder_with_files_asks_first(qtbot, make_window, tiny_lla
         assert (folder / "manifest.json").is_file()
         assert (folder / "notes.txt").read_text() == "mine"  # nothing but the export's own files is touched
     assert window.prompter.asked[0].title == "The folder is not empty"
+    assert window.prompter.asked[0].default_choice == "Cancel"  # Enter never writes into someone's folder
 
 
 def test_run_is_blocked_with_a_plain_reason_until_the_prompts_are_usable(qtbot, make_window, tiny_llama, tmp_path):

@@ -55,12 +55,33 @@ def exported_files_text(export: ExportSettings) -> str:
 
 def made_with_html(outcome) -> str:
     """What a finished run (`core.job.RunOutcome`) was made with, as HTML lines for the export step."""
-    info, table = outcome.model_info, outcome.table
+    return job_html(outcome.spec, outcome.table, len(outcome.results), outcome.model_info)
+
+
+def job_html(spec, table, rows: int, model_info=None) -> str:
+    """A job's model, prompts and settings (`core.job.JobSpec`, `PromptTable`), as HTML lines.
+
+    With `model_info` (the loaded model's `ModelInfo`, known once a run finished) the precision, device and
+    vector length are named too.
+    """
+    if model_info is not None:
+        info = model_info
+        model = (f"{html.escape(info.model_id)} ({html.escape(info.dtype)} on {html.escape(info.device)}, "
+                 f"{info.hidden_size:,} numbers per vector)")
+    else:
+        model = html.escape(str(spec.settings.model))
     lines = [
-        f"<b>Model:</b> {html.escape(info.model_id)} ({html.escape(info.dtype)} on {html.escape(info.device)}, "
-        f"{info.hidden_size:,} numbers per vector)",
-        f"<b>Prompts:</b> {len(outcome.results):,} rows of {html.escape(Path(table.path).name)}, "
+        f"<b>Model:</b> {model}",
+        f"<b>Prompts:</b> {rows:,} rows of {html.escape(Path(table.path).name)}, "
         f"column '{html.escape(table.column)}'",
-        f"<b>Settings:</b> {html.escape(settings_words(outcome.spec.settings), quote=False)}",
+        f"<b>Settings:</b> {html.escape(settings_words(spec.settings), quote=False)}",
     ]
     return "<br>".join(lines)
+
+
+def stale_html(made_with: str, changes) -> str:
+    """Why results on screen are not the current inputs' (`core.runstore.KeyChange`s), and what to do."""
+    changed = "; ".join(html.escape(c.words(), quote=False) for c in changes) or "the inputs are not complete"
+    return (f"<b>These results do not match the current inputs, so they cannot be exported.</b> "
+            f"They were made with:<br>{made_with}<br><b>Changed since:</b> {changed}.<br>"
+            "Change these back to use the results again, or press Run to make results for the new inputs.")

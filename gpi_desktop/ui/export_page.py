@@ -88,6 +88,12 @@ class ExportPage(QWidget):
             for widget in self._done_widgets:
                 widget.hide()
 
+    def set_stale(self, text: str) -> None:
+        """The finished results belong to other inputs (`text`, HTML, says which): refuse to export them."""
+        self.set_ready(False)
+        self.state_label.setText(text)
+        self.state_label.setStyleSheet("color: #8a5a00;")
+
     def set_exporting(self, exporting: bool) -> None:
         self.export_button.setEnabled(not exporting)
         self.progress_bar.setVisible(exporting)

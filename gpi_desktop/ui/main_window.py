@@ -32,7 +32,14 @@ from gpi_desktop.core.errors import GpiError
 from gpi_desktop.core.progress import Progress
 from gpi_desktop.core.settings import DEFAULT_MODEL, ExportSettings
 from gpi_desktop.ui import none_guard, prefs
-from gpi_desktop.ui.export_flow import folder_has_files, gpi_pack_snippet, made_with_html, overwrite_question
+from gpi_desktop.ui.export_flow import (
+    folder_has_files,
+    gpi_pack_snippet,
+    job_html,
+    made_with_html,
+    overwrite_question,
+    stale_html,
+)
 from gpi_desktop.ui.export_page import ExportPage
 from gpi_desktop.ui.formatting import settings_words
 from gpi_desktop.ui.model_panel import ModelPanel
@@ -58,6 +65,7 @@ class PendingRun:
     table: object  # core.prompts.PromptTable
     work_dir: Path
     finished: int | None  # prompts already in this job's journal, None when there is none
+    key: dict  # core.job.job_key: what the results of this run will belong to
 
 
 def _inspect_job(spec, table, runs_dir: Path) -> PendingRun:
@@ -65,12 +73,13 @@ def _inspect_job(spec, table, runs_dir: Path) -> PendingRun:
     from gpi_desktop.core.job import job_hash, job_key
     from gpi_desktop.core.runstore import RunJournal
 
+    key = job_key(spec, table)
     work_dir = runs_dir / job_hash(spec, table)
     finished = None
     if RunJournal.exists(work_dir):
-        with RunJournal.open(work_dir, job_key(spec, table)) as journal:
+        with RunJournal.open(work_dir, key) as journal:
             finished = len(journal)
-    return PendingRun(spec, table, work_dir, finished)
+    return PendingRun(spec, table, work_dir, finished, key)
 
 
 def _message(error: BaseException) -> str:
@@ -98,6 +107,8 @@ class MainWindow(QMainWindow):
         self._close_when_idle = False
         self._stopped_here: set[Path] = set()  # work dirs this session stopped: continue them without asking
         self._run_work_dir: Path | None = None  # the journal of the run in the preview
+        self._shown: PendingRun | None = None  # the job whose results are in the preview (finished or not)
+        self._shown_changes: tuple | None = None  # what the window last said about them (see _show_freshness)
         self._export_settings: ExportSettings | None = None  # the file names of the export under way
 
         self.setWindowTitle(APPLICATION)
@@ -249,6 +260,8 @@ class MainWindow(QMainWindow):
             prefs.remember_folder(self.qsettings, "prompts", Path(table.path).parent)
             self.run_page.reset_progress(len(table))
         self._refresh()
+        if table is not None and self.current_outcome() is not None:  # the file of the results, opened again
+            self.run_page.reset_progress(len(table), len(table))
 
     def run_blocker(self) -> str | None:
         """Why Run cannot start yet, in plain words, or None."""
@@ -264,17 +277,57 @@ class MainWindow(QMainWindow):
             return "Some rows have no text (step 3 shows them in red): fill them or delete them, then open the file again."
         if not self.model_panel.model():
             return "Enter a model first (step 2)."
+        try:
+            self.current_spec()
+        except GpiError as error:
+            return str(error)
         return None
+
+    def current_spec(self):
+        """The job the inputs describe now (`core.job.JobSpec`); raises GpiError in plain words for a bad input."""
+        from gpi_desktop.core.job import JobSpec
+
+        table = self.prompts_panel.table
+        run, export = self.settings_panel.values(model=self.model_panel.model())
+        return JobSpec(prompts_path=Path(table.path), column=table.column, settings=run, export=export).validate()
+
+    def result_changes(self) -> tuple | None:
+        """What differs between the job of the results in the preview and the inputs now (`KeyChange`s).
+
+        None: no results are shown; (): they are the current inputs' own. An input that cannot make a job
+        (a half-typed option, no file) counts as a change, named by its own sentence.
+        """
+        if self._shown is None:
+            return None
+        from gpi_desktop.core.job import job_key
+        from gpi_desktop.core.runstore import KeyChange, key_changes
+
+        table = self.prompts_panel.table
+        if table is None or self.prompts_panel.is_loading():
+            return (KeyChange("the prompts file (none is open now)"),)
+        try:
+            now = job_key(self.current_spec(), table)
+        except GpiError as error:
+            return (KeyChange(str(error).rstrip(".")),)
+        return key_changes(self._shown.key, now)
+
+    def current_outcome(self):
+        """The finished run, when the current inputs are the ones that made it; else None (nothing to export)."""
+        if self.outcome is None or self.result_changes() != ():
+            return None
+        return self.outcome
 
     def _refresh(self, *_args) -> None:
         table = self.prompts_panel.table
+        changes = self._show_freshness()
+        fresh = self.outcome is not None and changes == ()
         done = [
             bool(self.token_panel.info),  # a token is found (many models need none: the step is optional)
             self.model_panel.last_target is not None,
             table is not None and not self.prompts_panel.empty,
             True,
-            self.outcome is not None,
-            self.last_export is not None,
+            fresh,
+            fresh and self.last_export is not None,
         ]
         for i, ok in enumerate(done):
             mark = "  \u2714" if ok and i != STEP_SETTINGS else ""
@@ -287,9 +340,29 @@ class MainWindow(QMainWindow):
             run = None
         self.run_page.summary_label.setText(self._summary(table, run))
         if not self.runner.is_busy():
-            blocker = self.run_blocker()
-            self.run_page.run_button.setEnabled(blocker is None)
-            self.run_page.run_button.setToolTip(blocker or "Generate a text and a vector for every prompt.")
+            self.run_page.set_blocker(self.run_blocker())
+
+    def _show_freshness(self) -> tuple | None:
+        """Say on steps 5 and 6 whether the results shown belong to the current inputs; returns the changes."""
+        if self.runner.is_busy() or self._starting:
+            return self._shown_changes  # the inputs are locked while a run or an export works
+        changes = self.result_changes()
+        if changes == self._shown_changes:
+            return changes
+        self._shown_changes = changes
+        if changes:
+            shown = self._shown
+            made_with = (made_with_html(self.outcome) if self.outcome is not None
+                         else job_html(shown.spec, shown.table, len(shown.table)))
+            text = stale_html(made_with, changes)
+            self.run_page.set_stale(text)
+            if self.outcome is not None:
+                self.export_page.set_stale(text)
+        else:
+            self.run_page.set_stale(None)
+            self.run_page.export_button.setEnabled(self.outcome is not None)
+            self._export_ready_again()
+        return changes
 
     def _summary(self, table, run) -> str:
         model = self.model_panel.model()
@@ -323,11 +396,8 @@ class MainWindow(QMainWindow):
             self.run_page.show_status(blocker, error=True)
             return
         try:
-            from gpi_desktop.core.job import JobSpec
-
-            run, export = self.settings_panel.values(model=self.model_panel.model())
             table = self.prompts_panel.table
-            spec = JobSpec(prompts_path=Path(table.path), column=table.column, settings=run, export=export).validate()
+            spec = self.current_spec()
         except GpiError as error:
             self.run_page.show_status(str(error), error=True)
             return
@@ -347,8 +417,26 @@ class MainWindow(QMainWindow):
     def _on_inspected(self, pending: PendingRun) -> None:
         self._starting = False
         start_over = False
+        total = len(pending.table)
+        in_view = self.current_outcome() is not None  # this job's finished results are on screen
+        if in_view or pending.finished == total:
+            choice = self.prompter.ask(
+                self, "This job is already finished",
+                f"All {total:,} prompts of this job are done with these settings.",
+                ["Use these results", "Start again", "Cancel"],
+                details="Start again throws the finished texts and vectors away and makes them anew.")
+            if choice == 1:
+                self._launch(pending, True)
+                return
+            if choice == 0 and not in_view:
+                self._launch(pending, False)  # reads the finished job back from its journal; generates nothing
+                return
+            self._refresh()
+            self.run_page.show_status("Nothing was started." if choice == 2 else
+                                      "These results are kept: check them below, then export (step 6).")
+            self.run_failed.emit("not started")
+            return
         if pending.finished is not None and pending.work_dir not in self._stopped_here:
-            total = len(pending.table)
             choice = self.prompter.ask(
                 self, "Continue the earlier run?",
                 f"This same job was started before and {pending.finished:,} of {total:,} prompts are done.",
@@ -370,6 +458,8 @@ class MainWindow(QMainWindow):
         self.outcome = None
         self.last_export = None
         self.export_page.set_ready(False)
+        self._shown, self._shown_changes = pending, ()
+        self.run_page.set_stale(None)
         if start_over or work_dir != self._run_work_dir:
             texts = table.texts
             self.run_page.results.reset(lambda row: texts[row])
@@ -492,6 +582,9 @@ class MainWindow(QMainWindow):
         """Write the export folder in the worker; asks before writing into a folder that holds files."""
         if self.outcome is None or self.runner.is_busy():
             return False
+        if self.current_outcome() is None:  # the inputs changed since the run: its results are not theirs
+            self.export_page.show_error(stale_html(made_with_html(self.outcome), self.result_changes() or ()))
+            return False
         try:
             # File names may change after the run (they do not change the numbers): use the form's.
             _run, export = self.settings_panel.values(model=self.model_panel.model())
@@ -503,7 +596,7 @@ class MainWindow(QMainWindow):
         overwrite = False
         if folder_has_files(folder):
             choice = self.prompter.ask(self, "The folder is not empty", overwrite_question(folder, outcome.spec.export),
-                                       ["Write into it", "Cancel"], warning=True)
+                                       ["Write into it", "Cancel"], warning=True, default=1)
             if choice != 0:
                 return False
             overwrite = True
@@ -563,7 +656,7 @@ class MainWindow(QMainWindow):
                 choice = self.prompter.ask(
                     self, "Stop and close?",
                     f"{what} is in progress. Stop it and close the window?",
-                    ["Stop and close", "Keep working"],
+                    ["Stop and close", "Keep working"], default=1,
                     details="Finished texts are kept: next time, press Run and choose to continue.")
                 if choice != 0:
                     event.ignore()

@@ -15,10 +15,14 @@ from PySide6.QtWidgets import QMessageBox, QWidget
 
 
 class Prompter:
-    """Asks with message boxes. `ask` returns the index of the chosen answer; the last one is 'cancel'."""
+    """Asks with message boxes. `ask` returns the index of the chosen answer; the last one is 'cancel'.
+
+    `default` is the answer Enter takes: the caller passes the safe one whenever an answer destroys or
+    stops work, so that a reflex Enter never costs a run.
+    """
 
     def ask(self, parent: QWidget | None, title: str, text: str, choices: Sequence[str], *,
-            details: str = "", warning: bool = False) -> int:
+            details: str = "", warning: bool = False, default: int = 0) -> int:
         box = QMessageBox(QMessageBox.Icon.Warning if warning else QMessageBox.Icon.Question, title, text,
                           QMessageBox.StandardButton.NoButton, parent)
         box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -29,7 +33,7 @@ class Prompter:
             last = i == len(choices) - 1
             role = QMessageBox.ButtonRole.RejectRole if last and len(choices) > 1 else QMessageBox.ButtonRole.AcceptRole
             buttons.append(box.addButton(label, role))
-        box.setDefaultButton(buttons[0])
+        box.setDefaultButton(buttons[default])
         box.setEscapeButton(buttons[-1])
         box.exec()
         clicked = box.clickedButton()
@@ -48,6 +52,11 @@ class Asked:
     text: str
     choices: tuple[str, ...]
     details: str = ""
+    default: int = 0  # the answer Enter would take
+
+    @property
+    def default_choice(self) -> str:
+        return self.choices[self.default]
 
 
 @dataclass
@@ -58,8 +67,8 @@ class ScriptedPrompter(Prompter):
     asked: list[Asked] = field(default_factory=list)
     told: list[tuple[str, str]] = field(default_factory=list)
 
-    def ask(self, parent, title, text, choices, *, details="", warning=False) -> int:
-        self.asked.append(Asked(title, text, tuple(choices), details))
+    def ask(self, parent, title, text, choices, *, details="", warning=False, default=0) -> int:
+        self.asked.append(Asked(title, text, tuple(choices), details, default))
         for fragment, label in self.answers.items():
             if fragment in title and label in choices:
                 return list(choices).index(label)

@@ -62,6 +62,16 @@ class RunPage(QWidget):
         self.progress_bar.setFormat(PROMPTS_FORMAT)
         self.progress_bar.setTextVisible(True)
         self.progress_label = QLabel()
+        self.blocker_label = QLabel()  # why Run is disabled, beside the button (not only in its tooltip)
+        self.blocker_label.setWordWrap(True)
+        self.blocker_label.setStyleSheet("color: #8a5a00;")
+        self.blocker_label.hide()
+        self.stale_label = QLabel()  # shown instead of the status when the results are not the inputs' (see set_stale)
+        self.stale_label.setWordWrap(True)
+        self.stale_label.setTextFormat(Qt.TextFormat.RichText)
+        self.stale_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.stale_label.setStyleSheet("color: #8a5a00; background: #fff4e0; padding: 6px;")
+        self.stale_label.hide()
         self.status_label = QLabel(IDLE_HINT)
         self.status_label.setWordWrap(True)
         self.status_label.setTextFormat(Qt.TextFormat.RichText)
@@ -109,8 +119,10 @@ class RunPage(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.summary_label)
         layout.addLayout(buttons)
+        layout.addWidget(self.blocker_label)
         layout.addWidget(self.progress_label)
         layout.addWidget(self.status_label)
+        layout.addWidget(self.stale_label)
         layout.addWidget(splitter, 1)
 
     # --- what the window tells the page --------------------------------------------------------
@@ -120,6 +132,21 @@ class RunPage(QWidget):
         self.cancel_button.setEnabled(running)
         self.cancel_button.setText("Stop")
         if running:
+            self.export_button.setEnabled(False)
+
+    def set_blocker(self, reason: str | None) -> None:
+        """Enable Run, or disable it and say why next to it."""
+        self.run_button.setEnabled(reason is None)
+        self.run_button.setToolTip(reason or "Generate a text and a vector for every prompt.")
+        self.blocker_label.setText(f"Run is not possible yet: {reason}" if reason else "")
+        self.blocker_label.setVisible(reason is not None)
+
+    def set_stale(self, text: str | None) -> None:
+        """`text` (HTML): the results below belong to other inputs; None: they are the current inputs' own."""
+        self.stale_label.setText(text or "")
+        self.stale_label.setVisible(text is not None)
+        self.status_label.setVisible(text is None)
+        if text is not None:
             self.export_button.setEnabled(False)
 
     def set_cancelling(self) -> None:
