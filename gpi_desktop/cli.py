@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--revision", help="a hub revision (branch, tag or commit) of the model")
     run.add_argument("--allow-pickle-weights", action="store_true",
                      help="accept a model that has only pickle weights (.bin), which can run code: only if you trust it")
+    run.add_argument("--template-date", metavar="YYYY-MM-DD",
+                     help="the date the chat template sees (default: today, fixed for the whole job, resume included); "
+                          "give an earlier study's date to repeat it exactly")
     run.add_argument("--template-option", action="append", metavar="KEY=VALUE", default=[],
                      help="extra keyword for the chat template (value parsed as JSON where it parses); repeatable")
     run.add_argument("--generation-option", action="append", metavar="KEY=VALUE", default=[],
@@ -210,6 +213,7 @@ def spec_from_args(args):
         allow_pickle_weights=args.allow_pickle_weights,
         template_options=parse_options(args.template_option),
         generation_options=parse_options(args.generation_option),
+        template_date=args.template_date or None,
     )
     return JobSpec(Path(args.prompts), args.column, settings, ExportSettings(args.prefix, args.save_name)).validate()
 

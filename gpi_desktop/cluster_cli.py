@@ -18,7 +18,7 @@ JOB_DEFINED_FLAGS = {
     "max_new_tokens": "--max-new-tokens", "prefix": "--prefix", "save_name": "--save-name",
     "batch_size": "--batch-size", "dtype": "--dtype", "device": "--device", "template": "--template",
     "one_at_a_time": "--one-at-a-time", "revision": "--revision", "quantization": "--quantization",
-    "template_option": "--template-option",
+    "template_option": "--template-option", "template_date": "--template-date",
     "generation_option": "--generation-option",
 }  # fmt: skip
 

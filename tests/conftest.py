@@ -74,3 +74,60 @@ def encoded(loaded):
 
     renderer = make_renderer(loaded.tokenizer, "create", "gpi_pack")
     return [EncodedPrompt(i, tuple(renderer.encode(p))) for i, p in enumerate(PROMPTS)]
+
+
+# Written for these tests in the style of Llama 3.2's template: today's date goes into the system turn
+# through strftime_now unless the caller passes date_string.
+DATED_TEMPLATE = (
+    "{{- bos_token }}"
+    "{%- if not date_string is defined %}{%- if strftime_now is defined %}"
+    "{%- set date_string = strftime_now('%d %b %Y') %}{%- else %}{%- set date_string = '26 Jul 2024' %}{%- endif %}"
+    "{%- endif %}"
+    "{%- if messages[0]['role'] == 'system' %}{%- set system_message = messages[0]['content'] | trim %}"
+    "{%- set messages = messages[1:] %}{%- else %}{%- set system_message = '' %}{%- endif %}"
+    "{{- '<|start_header_id|>system<|end_header_id|>\n\n' }}"
+    "{{- 'Cutting Knowledge Date: December 2023\n' }}"
+    "{{- 'Today Date: ' + date_string + '\n\n' }}"
+    "{{- system_message + '<|eot_id|>' }}"
+    "{%- for message in messages %}"
+    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{%- endif %}"
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_dated(tmp_path_factory) -> Path:
+    """The tiny Llama with a Llama-3.2-style template that writes today's date into every prompt."""
+    from dataclasses import replace
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-dated"), replace(LLAMA_SPEC, chat_template=DATED_TEMPLATE))
+
+
+class FakeClock:
+    """Today, as the program and transformers' chat templates see it; tests move it instead of sleeping."""
+
+    def __init__(self, day) -> None:
+        self.day = day
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """Fakes the local date for GPI Desktop (a new job's date) and for transformers' `strftime_now`."""
+    import datetime as dt
+
+    from transformers.utils import chat_template_utils
+
+    from gpi_desktop.core import template_date
+
+    fake = FakeClock(dt.date(2026, 3, 30))
+
+    class FakeDatetime(dt.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return dt.datetime(fake.day.year, fake.day.month, fake.day.day, 23, 59, tzinfo=tz)
+
+    monkeypatch.setattr(template_date, "local_today", lambda: fake.day)
+    monkeypatch.setattr(template_date, "_outer_clock", template_date._outer_clock)  # put back what it wraps
+    monkeypatch.setattr(chat_template_utils, "datetime", FakeDatetime)
+    return fake

@@ -115,7 +115,8 @@ def test_csv_has_a_bom_and_the_documented_columns_then_the_inputs(tmp_path, tabl
     raw = (out / "generated_texts.csv").read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf")
     frame = pd.read_csv(out / "generated_texts.csv", encoding="utf-8-sig", dtype=str, keep_default_na=False)
-    assert list(frame.columns) == ["row", "prompt", "generated text", "tokens", "stop reason", "id", "tokens (input)", "party"]
+    assert list(frame.columns) == ["row", "prompt", "generated text", "tokens", "stop reason", "prompt tokens",
+                                   "prompt token ids sha256", "id", "tokens (input)", "party"]
     assert frame["prompt"].tolist() == table.texts
     assert frame["generated text"].tolist() == [r.text for r in results]
     assert frame["tokens"].tolist() == ["1", "2", "3", "4"]

@@ -31,6 +31,7 @@ import pandas as pd
 
 from gpi_desktop.core.errors import OutputFolderError
 from gpi_desktop.core.fileio import plain_os_errors, share_like_a_document
+from gpi_desktop.core.instructions import TOKEN_IDS_HASH
 from gpi_desktop.core.progress import NullState, Progress, TaskState, check_cancel
 from gpi_desktop.core.prompts import PromptTable
 from gpi_desktop.core.results import PromptResult
@@ -42,11 +43,12 @@ HIDDEN_DIR = "hidden"
 MATRIX_NAME = "hidden_states.npy"
 MANIFEST_NAME = "manifest.json"
 TEMP_PREFIX = ".gpi-tmp-"
-CSV_COLUMNS = ("row", "prompt", "generated text", "tokens", "stop reason")
+CSV_COLUMNS = ("row", "prompt", "generated text", "tokens", "stop reason", "prompt tokens", "prompt token ids sha256")
 # Names a fresh folder may hold without counting as "not empty".
 DEFAULT_ALLOWED_NAMES = frozenset({RUN_DIR_NAME, ".DS_Store", "Thumbs.db", "desktop.ini"})
 # Keys this module adds to the caller's manifest fields.
-MANIFEST_KEYS = ("format", "counts", "hidden_size", "rows_pooled_from_step0", "rows_hit_token_limit", "files", "sha256")
+MANIFEST_KEYS = ("format", "counts", "hidden_size", "rows_pooled_from_step0", "rows_hit_token_limit", "files", "sha256",
+                 "prompt_tokens")
 
 DISK_FULL_MESSAGE = "The disk is full while writing the export: free some space, then export again; finished prompts are kept."
 _TOKEN_PATTERN = re.compile(r"hf_[A-Za-z0-9]{30,}")
@@ -204,6 +206,8 @@ def _csv_bytes(ordered: list[PromptResult], table: PromptTable) -> bytes:
             "generated text": [r.text for r in ordered],
             "tokens": [r.n_tokens for r in ordered],
             "stop reason": [r.stop_reason for r in ordered],
+            "prompt tokens": [r.prompt_tokens for r in ordered],
+            "prompt token ids sha256": [r.prompt_ids_sha256 for r in ordered],
         }
     )
     for name in table.columns:
@@ -234,6 +238,12 @@ def _manifest(
             "matrix": MATRIX_NAME,
         },
         "sha256": sha256,
+        # Row k's exact model input: its number of prompt tokens and the checksum of its token ids.
+        "prompt_tokens": {
+            "count": [r.prompt_tokens for r in ordered],
+            "token_ids_sha256": [r.prompt_ids_sha256 for r in ordered],
+            "token_ids_hash": TOKEN_IDS_HASH,
+        },
     }
     text = json.dumps(manifest, sort_keys=True, indent=2, ensure_ascii=False, default=str) + "\n"
     if _TOKEN_PATTERN.search(text):  # a last guard: the HF token must never reach a file

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 import platform
 from dataclasses import dataclass, field, replace
@@ -19,6 +20,7 @@ from gpi_desktop.core.results import PromptResult
 from gpi_desktop.core.settings import ExportSettings, RunSettings, parse_batch_size, stable_hash
 
 if TYPE_CHECKING:
+    from gpi_desktop.core.instructions import TemplateRecord
     from gpi_desktop.core.shards import Shard
 
 log = logging.getLogger(__name__)
@@ -48,10 +50,13 @@ class RunOutcome:
     batch_size: int
     rows: list[int] | None = None  # a shard's rows (sorted); None: every row of the table
     shard: "Shard | None" = None
+    template: "TemplateRecord | None" = None  # the date and the example row the prompts were rendered with
 
     def manifest_fields(self) -> dict[str, Any]:
         s = self.spec.settings
+        template = {"prompt_template": self.template.to_manifest()} if self.template is not None else {}
         return {
+            **template,
             "model": self.model_info.to_dict(),
             "settings": {
                 "task": s.task,
@@ -136,9 +141,10 @@ def run_job(
     journal key names the shard, so one shard's journal never resumes another.
     """
     from gpi_desktop.core.engine import EncodedPrompt, EngineConfig, auto_batch_size, run_engine
-    from gpi_desktop.core.instructions import make_renderer
+    from gpi_desktop.core.instructions import make_renderer, template_record, token_ids_sha256
     from gpi_desktop.core.models import load_model
     from gpi_desktop.core.runstore import RunJournal
+    from gpi_desktop.core.template_date import job_template_date
 
     state = state or NullState()
     spec.validate()
@@ -155,6 +161,9 @@ def run_job(
                 "or start over with --overwrite."
             )
         journal = RunJournal.open(work_dir, key)  # refuses another job in plain words
+    # The job's one template date: fixed when the job is created, the journal's on every resume.
+    template_date = journal_template_date(journal) if journal is not None else job_template_date(
+        spec.settings.template_date)
 
     check_cancel(state)
     if loaded is None:
@@ -162,13 +171,16 @@ def run_job(
         report_fit(spec, table, state, token=token)
         loaded = load_model(spec.settings, token=token, state=state)
     check_cancel(state)
-    renderer = make_renderer(loaded.tokenizer, spec.settings.task, spec.settings.template, spec.settings.template_options)
+    renderer = make_renderer(loaded.tokenizer, spec.settings.task, spec.settings.template, spec.settings.template_options,
+                             template_date)
     state.set_status("Preparing the prompts…")
     encoded = []
     for row, text in enumerate(table.texts):
         if row % 1000 == 0:
             check_cancel(state)
         encoded.append(EncodedPrompt(row, tuple(renderer.encode(text))))
+    # Row 0 of the whole table is the example, in a shard too, so every shard records the same one.
+    template = template_record(renderer, table.texts, [p.ids for p in encoded], spec.settings.template_date is not None)
     rows = None
     requested = parse_batch_size(spec.settings.batch_size)
     if shard is not None:
@@ -181,7 +193,7 @@ def run_job(
     if journal is None:
         batch = auto_batch_size(loaded, encoded, spec.settings.max_new_tokens) if requested == "auto" else requested
         journal = RunJournal.create(work_dir, key, hidden_size=loaded.info.hidden_size)
-        journal.set_plan(batch_size=batch, model_revision=loaded.info.revision)
+        journal.set_plan(batch_size=batch, model_revision=loaded.info.revision, template_date=template_date)
     else:
         plan = journal.plan
         if plan.get("model_revision") not in (None, loaded.info.revision):
@@ -211,7 +223,7 @@ def run_job(
         results_by_row = journal.results()
     finally:
         journal.close()
-    results = [results_by_row[p.row] for p in encoded]
+    results = [replace(results_by_row[p.row], prompt_ids_sha256=token_ids_sha256(p.ids)) for p in encoded]
     return RunOutcome(
         spec=spec,
         table=table,
@@ -222,6 +234,7 @@ def run_job(
         batch_size=batch,
         rows=rows,
         shard=shard,
+        template=template,
     )
 
 
@@ -239,6 +252,21 @@ def use_allocated_cpus() -> None:
     if cpus and torch.get_num_threads() > cpus:
         log.info("Using %d CPU threads (the cores allocated to this process).", cpus)
         torch.set_num_threads(cpus)
+
+
+def journal_template_date(journal) -> str:
+    """The template date of a journal's job; for a journal made before dates were stored, the day it was started.
+
+    Earlier versions rendered every prompt when a run started, and the header is
+    written then, so its modification day is the date those prompts had. It is
+    stored in the plan, so later resumes keep it whatever happens to the file.
+    """
+    stored = journal.plan.get("template_date")
+    if stored:
+        return str(stored)
+    started = datetime.date.fromtimestamp(journal.header_mtime()).isoformat()
+    journal.set_plan(template_date=started)
+    return started
 
 
 def report_fit(spec: JobSpec, table, state: TaskState, *, token: str | None = None):

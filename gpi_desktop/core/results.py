@@ -21,6 +21,7 @@ class PromptResult:
     stop_reason: str  # STOP_EOS or STOP_LENGTH
     pooled_from_step0: bool = False  # n == 1 with mean/max: pooled from the prompt's pass (flagged)
     prompt_tokens: int = 0
+    prompt_ids_sha256: str = ""  # instructions.token_ids_sha256 of the prompt's token ids ("" where not known)
 
     @property
     def hit_limit(self) -> bool:

@@ -139,6 +139,10 @@ class RunJournal:
     def plan(self) -> dict[str, Any]:
         return json.loads(json.dumps(self._header["plan"]))
 
+    def header_mtime(self) -> float:
+        """When the header was last written (seconds since the epoch)."""
+        return (self.folder / HEADER_NAME).stat().st_mtime
+
     @property
     def hidden_size(self) -> int | None:
         return self._hidden_size

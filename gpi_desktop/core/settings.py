@@ -38,6 +38,8 @@ class RunSettings:
     allow_pickle_weights: bool = False
     template_options: dict[str, Any] = field(default_factory=dict)
     generation_options: dict[str, Any] = field(default_factory=dict)
+    # The date the chat template sees (YYYY-MM-DD); None: the day the job is created (core/template_date.py).
+    template_date: str | None = None
 
     def validate(self) -> "RunSettings":
         if self.pooling not in POOLINGS:
@@ -59,6 +61,10 @@ class RunSettings:
             raise SettingsError("The task is empty: choose create, repeat, or write your own instruction.")
         if not str(self.model).strip():
             raise SettingsError("No model is given: enter a Hugging Face model id or choose a model folder.")
+        if self.template_date is not None:
+            from gpi_desktop.core.template_date import parse_template_date
+
+            parse_template_date(self.template_date)
         from gpi_desktop.core.options import check_generation_options, check_template_options
 
         check_template_options(self.template_options)
@@ -74,6 +80,8 @@ class RunSettings:
         d.pop("batch_size")
         d.pop("strategy")
         d.pop("allow_pickle_weights")
+        if d["template_date"] is None:  # the date the job got is in its journal; keys of earlier jobs stay as they were
+            d.pop("template_date")
         return d
 
 

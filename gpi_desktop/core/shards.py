@@ -129,12 +129,19 @@ class JobFile:
 
 
 def job_file_data(spec: "JobSpec", prompts: str, shards: int | None) -> dict[str, Any]:
-    """The job file's content; `prompts` is the prompts file's path relative to the job file."""
+    """The job file's content; `prompts` is the prompts file's path relative to the job file.
+
+    The template date is fixed here, when the job is prepared, so shards that run
+    on other days render their prompts with the same date.
+    """
+    from gpi_desktop.core.template_date import job_template_date
+
+    settings = {**spec.settings.to_dict(), "template_date": job_template_date(spec.settings.template_date)}
     return {
         "format": JOB_FORMAT,
         "prompts": prompts,
         "column": spec.column,
-        "settings": spec.settings.to_dict(),
+        "settings": settings,
         "export": {"prefix": spec.export.prefix, "save_name": spec.export.save_name},
         "shards": shards,
     }
@@ -191,6 +198,9 @@ def shard_identity(outcome: "RunOutcome") -> dict[str, Any]:
         "instruction": outcome.instruction,
         "system_role": outcome.system_role,
         "export": {"prefix": outcome.spec.export.prefix, "save_name": outcome.spec.export.save_name},
+        # Shards of a job file made before dates were fixed in it each took their own day: never merge two dates.
+        **({"template_date": outcome.template.date} if outcome.template is not None and outcome.template.date_used
+           else {}),
     })
 
 
@@ -233,7 +243,7 @@ def write_shard_folder(folder: Path | str, outcome: "RunOutcome", *, state: Task
             lines.append(json.dumps({
                 "row": result.row, "text": result.text, "n_tokens": result.n_tokens,
                 "stop_reason": result.stop_reason, "pooled_from_step0": result.pooled_from_step0,
-                "prompt_tokens": result.prompt_tokens, "input": cells,
+                "prompt_tokens": result.prompt_tokens, "prompt_ids_sha256": result.prompt_ids_sha256, "input": cells,
             }, ensure_ascii=True))
         sha[SHARD_RESULTS] = _atomic_write(folder / SHARD_RESULTS, ("\n".join(lines) + "\n" if lines else "").encode())
         manifest = {
@@ -441,6 +451,7 @@ def _read_shard_results(shard: ShardFolder, cells: dict[int, list[Any]]) -> list
             row=record["row"], text=record["text"], vector=np.array(vector, dtype=np.float32),
             n_tokens=record["n_tokens"], stop_reason=record["stop_reason"],
             pooled_from_step0=record["pooled_from_step0"], prompt_tokens=record["prompt_tokens"],
+            prompt_ids_sha256=record.get("prompt_ids_sha256", ""),  # shards of earlier versions lack it
         ))
     return out
 

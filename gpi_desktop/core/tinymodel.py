@@ -54,6 +54,7 @@ class TinySpec:
     # stop early and others run to the token limit (a batch that finishes
     # unevenly is what the engine must get right).
     eos_boost: float = 0.0
+    chat_template: str | None = None  # None: the architecture's template above
 
 
 def _train_tokenizer(vocab_size: int, specials: list[str], bos: str, eos: str, pad: str):
@@ -85,14 +86,14 @@ def build_tiny_model(folder: str | Path, spec: TinySpec = TinySpec()) -> Path:
                     "<|end_header_id|>", "<|finetune_right_pad_id|>"]
         tokenizer = _train_tokenizer(spec.vocab_size, specials, "<|begin_of_text|>", "<|eot_id|>",
                                      "<|finetune_right_pad_id|>")
-        tokenizer.chat_template = LLAMA3_TEMPLATE
+        tokenizer.chat_template = spec.chat_template or LLAMA3_TEMPLATE
         eos_tokens = ["<|end_of_text|>", "<|eot_id|>"]
         from transformers import LlamaConfig as Config
         extra = {}
     elif spec.architecture == "qwen2":
         specials = ["<bos>", "<eos>", "<end_of_turn>", "<start_of_turn>", "<pad>"]
         tokenizer = _train_tokenizer(spec.vocab_size, specials, "<bos>", "<end_of_turn>", "<pad>")
-        tokenizer.chat_template = NO_SYSTEM_TEMPLATE
+        tokenizer.chat_template = spec.chat_template or NO_SYSTEM_TEMPLATE
         eos_tokens = ["<eos>", "<end_of_turn>"]
         from transformers import Qwen2Config as Config
         extra = {"tie_word_embeddings": False}

@@ -24,8 +24,9 @@ CUSTOM_INSTRUCTION_KEY = "run/custom_instruction"
 
 # Stored as text, parsed back with the types RunSettings expects.
 _INT_FIELDS = {"max_new_tokens"}
-# allow_pickle_weights is a trust decision about one model, so it is never carried over to the next launch.
-_SKIP = {"template_options", "generation_options", "revision", "quantization", "allow_pickle_weights"}
+# allow_pickle_weights is a trust decision about one model, so it is never carried over to the next launch;
+# a template date set to repeat one study must not silently date the next one.
+_SKIP = {"template_options", "generation_options", "revision", "quantization", "allow_pickle_weights", "template_date"}
 _NO_QUANTIZATION = "none"
 
 
