@@ -21,6 +21,32 @@ def log_dir() -> Path:
     return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "gpi-desktop"
 
 
+# The log may quote requests and errors: only its owner may read it (POSIX; on Windows the
+# user's own AppData folder already is private).
+_FILE_MODE = 0o600
+_DIR_MODE = 0o700
+
+
+class OwnerOnlyFileHandler(RotatingFileHandler):
+    """A rotating log whose every file, the first and each one after a rollover, is readable by its owner only."""
+
+    def _open(self):
+        def opener(path, flags):
+            return os.open(path, flags, _FILE_MODE)
+
+        stream = open(self.baseFilename, self.mode, encoding=self.encoding, errors=self.errors, opener=opener)
+        _owner_only(Path(self.baseFilename), _FILE_MODE)  # an older log, made before this rule
+        return stream
+
+
+def _owner_only(path: Path, mode: int) -> None:
+    if os.name == "posix":
+        try:
+            os.chmod(path, mode)
+        except OSError:
+            pass  # a log folder we do not own (an administrator's choice) stays as it is
+
+
 def setup_logging(verbose: bool = False) -> Path | None:
     """Log to a rotating file (tracebacks of our bugs go there), never the token."""
     root = logging.getLogger()
@@ -29,8 +55,12 @@ def setup_logging(verbose: bool = False) -> Path | None:
     try:
         folder = log_dir()
         folder.mkdir(parents=True, exist_ok=True)
+        if not os.environ.get("GPI_DESKTOP_LOG_DIR"):
+            _owner_only(folder, _DIR_MODE)  # our own folder; a chosen one (a cluster job's) keeps its rights
         path = folder / "gpi-desktop.log"
-        handler = RotatingFileHandler(path, maxBytes=2_000_000, backupCount=3, encoding="utf-8")
+        for older in folder.glob("gpi-desktop.log.*"):  # rotated before logs were owner-only
+            _owner_only(older, _FILE_MODE)
+        handler = OwnerOnlyFileHandler(path, maxBytes=2_000_000, backupCount=3, encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
     except OSError:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import os
+import stat
 
 import keyring
 import pytest
@@ -14,6 +16,7 @@ from keyring.backends import fail
 from gpi_desktop import cli_token
 from gpi_desktop.core import secrets
 from gpi_desktop.core.errors import AccessError, KeyringUnavailableError
+from test_hub import fake_hub  # noqa: F401  (a fixture used by name)
 
 TOKEN = "hf_" + "Qw3rTy" * 5 + "abcd"
 OTHER = "hf_" + "Zx9" * 10 + "mnop"
@@ -292,3 +295,94 @@ def test_cli_set_of_an_empty_token_exits_2(memory_keyring, monkeypatch, capsys):
     assert _run(["token", "set"]) == 2
     assert "empty" in capsys.readouterr().err
     assert memory_keyring.store == {}
+
+
+# --- a malformed token (a line break, a space) from wherever it comes ----------------------------------
+
+# The two halves are each long enough to be a secret on their own; neither may reach the log.
+HALF_1, HALF_2 = "hf_" + "Ab1Cd2Ef3G" * 3, "Hi4Jk5Lm6N" * 2
+
+
+def _cli_run_against_the_hub(tmp_path, tiny_llama, prompts_csv, fake_hub, monkeypatch) -> tuple[int, str]:
+    from gpi_desktop.cli import main
+    from hubserver import repo_from_folder
+
+    fake_hub.add(repo_from_folder("tiny-org/tiny-llama", tiny_llama))
+    logs = tmp_path / "logs"
+    monkeypatch.setenv("GPI_DESKTOP_LOG_DIR", str(logs))
+    code = main(["run", "--model", "tiny-org/tiny-llama", "--prompts", str(prompts_csv), "--out",
+                 str(tmp_path / "out"), "--max-new-tokens", "4", "--device", "cpu", "--quiet"])
+    return code, "".join(p.read_text(encoding="utf-8") for p in logs.glob("*.log*"))
+
+
+@pytest.mark.parametrize("source", ["environment", "token-file", "keyring"])
+def test_a_token_with_a_line_break_is_refused_in_plain_words_and_never_logged(source, fake_hub, tiny_llama,
+                                                                              prompts_csv, tmp_path, monkeypatch,
+                                                                              capsys, memory_keyring):
+    from huggingface_hub import constants
+
+    token = f"{HALF_1}\n{HALF_2}"
+    if source == "environment":
+        monkeypatch.setenv("HF_TOKEN", token)
+    elif source == "token-file":  # a two-line $HF_HOME/token
+        path = tmp_path / "hf-home" / "token"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(token + "\n")
+        monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(path))
+    else:
+        memory_keyring.store[(secrets.SERVICE, secrets.USERNAME)] = token
+    code, log_text = _cli_run_against_the_hub(tmp_path, tiny_llama, prompts_csv, fake_hub, monkeypatch)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "line break" in err and "Traceback" not in err
+    for shown in (err, log_text):
+        assert HALF_1 not in shown and HALF_2 not in shown
+        assert HALF_1[:12] not in shown and HALF_2[:12] not in shown
+    assert not (tmp_path / "out").exists()
+
+
+def test_every_form_of_a_known_token_is_redacted():
+    from urllib.parse import quote, quote_plus
+
+    token = f"{HALF_1}\n{HALF_2} +/"
+    secrets._remember(token)
+    forms = [token, repr(token), repr(token.encode()), quote(token), quote_plus(token), quote(token, safe=""),
+             HALF_1 + "\r\n" + HALF_2, f"Bearer {HALF_1}\\n{HALF_2}"]
+    for form in forms:
+        clean = secrets.redact(f"header b'{form}' end")
+        assert HALF_1 not in clean and HALF_2 not in clean, (form, clean)
+        assert "hf_***" in clean
+
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX; Windows keeps AppData private per user")
+def test_log_files_are_readable_by_their_owner_only_also_after_a_rollover(tmp_path, monkeypatch):
+    from gpi_desktop import logs
+
+    home = tmp_path / "state"
+    monkeypatch.delenv("GPI_DESKTOP_LOG_DIR", raising=False)
+    monkeypatch.setattr(logs.sys, "platform", "linux")
+    monkeypatch.setenv("XDG_STATE_HOME", str(home))
+    folder = home / "gpi-desktop"
+    folder.mkdir(parents=True, mode=0o755)
+    (folder / "gpi-desktop.log").write_text("from an older version\n")
+    os.chmod(folder / "gpi-desktop.log", 0o644)
+    root = logging.getLogger()
+    before = list(root.handlers)
+    try:
+        path = logs.setup_logging()
+        handler = next(h for h in root.handlers if h not in before)
+        logging.getLogger("gpi_desktop.test").warning("a line")
+        handler.doRollover()
+        logging.getLogger("gpi_desktop.test").warning("another line")
+    finally:
+        for h in root.handlers[:]:
+            if h not in before:
+                root.removeHandler(h)
+                h.close()
+    assert path == folder / "gpi-desktop.log"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    files = sorted(folder.iterdir())
+    assert len(files) == 2
+    for file in files:
+        assert stat.S_IMODE(file.stat().st_mode) == 0o600, file

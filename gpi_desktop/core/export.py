@@ -36,6 +36,7 @@ from gpi_desktop.core.progress import NullState, Progress, TaskState, check_canc
 from gpi_desktop.core.prompts import PromptTable
 from gpi_desktop.core.results import PromptResult
 from gpi_desktop.core.runstore import RUN_DIR_NAME
+from gpi_desktop.core.secrets import TOKEN_PATTERN
 from gpi_desktop.core.settings import ExportSettings
 
 EXPORT_FORMAT = "gpi-desktop export 1"
@@ -51,7 +52,6 @@ MANIFEST_KEYS = ("format", "counts", "hidden_size", "rows_pooled_from_step0", "r
                  "prompt_tokens")
 
 DISK_FULL_MESSAGE = "The disk is full while writing the export: free some space, then export again; finished prompts are kept."
-_TOKEN_PATTERN = re.compile(r"hf_[A-Za-z0-9]{30,}")
 _HAS_SYNC = hasattr(os, "sync") and os.name == "posix"
 
 
@@ -246,7 +246,7 @@ def _manifest(
         },
     }
     text = json.dumps(manifest, sort_keys=True, indent=2, ensure_ascii=False, default=str) + "\n"
-    if _TOKEN_PATTERN.search(text):  # a last guard: the HF token must never reach a file
+    if TOKEN_PATTERN.search(text):  # a last guard: the HF token must never reach a file
         raise ValueError("The manifest fields contain something that looks like a Hugging Face token.")
     return text.encode("utf-8")
 

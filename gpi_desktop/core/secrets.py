@@ -29,15 +29,19 @@ TOKENS_PAGE = "https://huggingface.co/settings/tokens"
 SOURCES = ("keyring", "session", "environment", "huggingface-login", "none")
 
 # Real tokens are "hf_" followed by 34 letters and digits; 20+ catches them and
-# look-alikes without touching words such as "hf_home".
-_TOKEN_PATTERN = re.compile(r"hf_[A-Za-z0-9]{20,}")
+# look-alikes without touching words such as "hf_home". The one pattern for the log's
+# redaction and the export's last guard.
+TOKEN_PATTERN = re.compile(r"hf_[A-Za-z0-9]{20,}")
 REDACTED = "hf_***"
+# A piece of a known token shorter than this (one line of a token split across lines) is not
+# redacted on its own: it would blank out ordinary words.
+_MIN_PIECE = 8
 
 _lock = threading.Lock()
 _session_token: str | None = None
-# Every token this process has seen, so that one not shaped like "hf_..." is
-# still redacted from the log.
-_known_tokens: set[str] = set()
+# Every form (see token_forms) of every token this process has seen, longest first, so that
+# one not shaped like "hf_..." is still redacted from the log.
+_known_forms: list[str] = []
 
 
 @dataclass(frozen=True)
@@ -144,8 +148,10 @@ def _keyring_failure(action: str, exc: Exception) -> KeyringUnavailableError:
 
 def _remember(token: str | None) -> str | None:
     if token:
+        forms = token_forms(token)
         with _lock:
-            _known_tokens.add(token)
+            # Longest first, so that a whole token goes before the pieces it contains.
+            _known_forms[:] = sorted(forms.union(_known_forms), key=len, reverse=True)
     return token
 
 
@@ -204,8 +210,49 @@ def find_token() -> TokenInfo:
     ):
         token = getter()
         if token:
-            return TokenInfo(_remember(token), source)
+            _remember(token)  # before the shape check, so that a refused token is still redacted everywhere
+            problem = _shape_problem(token)
+            if problem:
+                raise AccessError(f"{_WHERE_FOUND[source]()} {problem}, so it cannot be sent to the Hub: "
+                                  f"{_FIX_FOUND[source]()}", kind="invalid-token", url=TOKENS_PAGE)
+            return TokenInfo(token, source)
     return TokenInfo(None, "none")
+
+
+# Where a refused token was found and how to replace it there; never the token itself.
+_WHERE_FOUND = {
+    "keyring": lambda: f"The token saved in {backend_name()}",
+    "session": lambda: "The token kept for this session",
+    "environment": lambda: "The token in the HF_TOKEN environment variable",
+    "huggingface-login": lambda: f"The token that 'hf auth login' saved ({_hf_login_path()})",
+}
+_FIX_FOUND = {
+    "keyring": lambda: f"copy the token again from {TOKENS_PAGE} and save it under Hugging Face access "
+                       "(or with 'gpi-desktop token set').",
+    "session": lambda: f"copy the token again from {TOKENS_PAGE} and paste it.",
+    "environment": lambda: f"set HF_TOKEN again to the token alone, as shown at {TOKENS_PAGE}.",
+    "huggingface-login": lambda: "log in again with 'hf auth login', or delete that file.",
+}
+
+
+def _hf_login_path() -> str:
+    from huggingface_hub import constants
+
+    return str(constants.HF_TOKEN_PATH)
+
+
+def _shape_problem(token: str) -> str | None:
+    """What makes `token` (already stripped) unusable in an HTTP header, in words; None when it is fine.
+
+    A line break would let the HTTP library quote the header (the token with it) in its error.
+    """
+    if any(c in token for c in "\r\n"):
+        return "contains a line break"
+    if any(c.isspace() for c in token):
+        return "contains spaces"
+    if not token.isascii() or not token.isprintable():
+        return "contains invisible or non-English characters"
+    return None
 
 
 def _check_shape(token: str) -> str:
@@ -213,10 +260,10 @@ def _check_shape(token: str) -> str:
     if not cleaned:
         raise AccessError(f"The token is empty; copy a token from {TOKENS_PAGE} and paste it.", kind="no-token",
                           url=TOKENS_PAGE)
-    if any(c.isspace() for c in cleaned) or not cleaned.isprintable():
+    problem = _shape_problem(cleaned)
+    if problem:
         raise AccessError(
-            f"That does not look like a Hugging Face token (it contains spaces or invisible characters); copy it "
-            f"again from {TOKENS_PAGE}.",
+            f"That does not look like a Hugging Face token (it {problem}); copy it again from {TOKENS_PAGE}.",
             kind="invalid-token",
             url=TOKENS_PAGE,
         )
@@ -305,15 +352,26 @@ def forget_session_token() -> None:
 # --- keeping the token out of logs -----------------------------------------------------------------
 
 
+def token_forms(token: str) -> set[str]:
+    """The ways a token can be written into a message: as it is, escaped by repr() (of str or bytes),
+    URL-encoded, and each line of one split across lines."""
+    from urllib.parse import quote, quote_plus
+
+    forms = {token, repr(token)[1:-1], repr(token.encode("utf-8", "backslashreplace"))[2:-1],
+             token.encode("unicode_escape").decode("ascii"), quote(token), quote(token, safe=""), quote_plus(token)}
+    forms.update(piece for piece in re.split(r"\s+", token) if len(piece) >= _MIN_PIECE)
+    return {form for form in forms if form}
+
+
 def redact(text: str) -> str:
-    """Replace every token-looking string and every token seen by this process with 'hf_***'."""
+    """Replace every token-looking string and every form of every token seen by this process with 'hf_***'."""
     if not text:
         return text
     with _lock:
-        known = sorted(_known_tokens, key=len, reverse=True)
-    for token in known:
-        text = text.replace(token, REDACTED)
-    return _TOKEN_PATTERN.sub(REDACTED, text)
+        known = list(_known_forms)
+    for form in known:
+        text = text.replace(form, REDACTED)
+    return TOKEN_PATTERN.sub(REDACTED, text)
 
 
 class TokenRedactionFilter(logging.Filter):
