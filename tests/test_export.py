@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from gpi_desktop.core import export as export_module
+from gpi_desktop.core import fileio
 from gpi_desktop.core.errors import Cancelled, DiskFullError, OutputFolderError
 from gpi_desktop.core.export import MANIFEST_NAME, check_output_folder, write_export
 from gpi_desktop.core.progress import RecordingState
@@ -324,3 +325,41 @@ def test_exported_files_are_readable_by_others_as_the_umask_allows(tmp_path, tab
     os.umask(mask)
     for path in [*folder.glob("*.*"), *(folder / "hidden").iterdir()]:
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask, path
+
+
+def test_only_the_exports_own_files_and_folders_are_flushed_before_the_manifest(tmp_path, table, monkeypatch):
+    # os.sync() flushes every disk of the machine (a model download too); the export must not wait for that.
+    def machine_wide_sync():
+        raise AssertionError("the export called os.sync()")
+
+    events: list[tuple[str, str]] = []
+    real_fsync_file, real_fsync_folder, real_replace = fileio.fsync_file, export_module.fsync_folder, os.replace
+    monkeypatch.setattr(export_module.os, "sync", machine_wide_sync, raising=False)
+    monkeypatch.setattr(fileio, "fsync_file", lambda path: (events.append(("file", str(path))), real_fsync_file(path)))
+    monkeypatch.setattr(export_module, "fsync_folder",
+                        lambda *folders: (events.extend(("dir", str(f)) for f in folders), real_fsync_folder(*folders)))
+    monkeypatch.setattr(export_module.os, "replace", lambda src, dst: (events.append(("replace", str(dst))), real_replace(src, dst)))
+
+    out = tmp_path / "new" / "out"
+    summary = export(out, make_results(), table)
+
+    manifest_at = events.index(("replace", str(out / MANIFEST_NAME)))
+    before = events[:manifest_at]
+    data_files = {str(out / name) for name in summary.files if name != MANIFEST_NAME}
+    assert data_files == {path for kind, path in before if kind == "file"}
+    assert {str(out), str(out / "hidden"), str(out.parent)} <= {path for kind, path in before if kind == "dir"}
+    last_file = max(i for i, (kind, _) in enumerate(before) if kind == "file")
+    assert all(kind == "dir" for kind, _ in before[last_file + 1:] if kind != "replace")
+    assert ("dir", str(out)) in events[manifest_at:]  # the manifest's own rename
+
+
+def test_a_disk_full_found_when_flushing_leaves_no_export(tmp_path, table, monkeypatch):
+    # ext4 with delayed allocation reports a full disk at fsync, after every write succeeded.
+    def full(path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(fileio, "fsync_file", full)
+    out = tmp_path / "out"
+    with pytest.raises(DiskFullError, match="The disk is full"):
+        export(out, make_results(), table)
+    assert not out.exists()

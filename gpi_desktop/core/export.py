@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from gpi_desktop.core.errors import OutputFolderError
-from gpi_desktop.core.fileio import plain_os_errors, share_like_a_document
+from gpi_desktop.core.fileio import BackgroundFsync, fsync_folder, plain_os_errors, share_like_a_document
 from gpi_desktop.core.instructions import TOKEN_IDS_HASH
 from gpi_desktop.core.progress import NullState, Progress, TaskState, check_cancel
 from gpi_desktop.core.prompts import PromptTable
@@ -52,7 +52,6 @@ MANIFEST_KEYS = ("format", "counts", "hidden_size", "rows_pooled_from_step0", "r
                  "prompt_tokens")
 
 DISK_FULL_MESSAGE = "The disk is full while writing the export: free some space, then export again; finished prompts are kept."
-_HAS_SYNC = hasattr(os, "sync") and os.name == "posix"
 
 
 @dataclass(frozen=True)
@@ -121,6 +120,7 @@ def write_export(
             if not folder.is_dir():
                 folder.mkdir(parents=True)
                 writer.created_dirs.append(folder)
+                writer.dirs_to_sync.append(folder.parent)
             if overwrite:
                 _remove_previous_export(folder, export)
             hidden_dir = folder / HIDDEN_DIR
@@ -131,10 +131,12 @@ def write_export(
             writer.make_durable()
             manifest = _manifest(manifest_fields, ordered, export, hidden_size, writer.sha256)
             writer.write_bytes(MANIFEST_NAME, manifest, fsync=True)
-            writer.sync_dirs()
+            fsync_folder(folder)
     except BaseException:
         writer.roll_back()
         raise
+    finally:
+        writer.close()
     return ExportSummary(
         folder=folder,
         n_rows=len(ordered),
@@ -297,7 +299,9 @@ class _Writer:
         self.sha256: dict[str, str] = {}
         self.written: list[str] = []
         self.created_dirs: list[Path] = []
+        self.dirs_to_sync: list[Path] = [folder / HIDDEN_DIR, folder]
         self._every = max(1, total // 200)
+        self._fsync = BackgroundFsync()
 
     def write_bytes(self, name: str, data: bytes, *, fsync: bool = False) -> None:
         with self.open(name, fsync=fsync) as handle:
@@ -314,9 +318,11 @@ class _Writer:
                 hashing = _HashingFile(handle)
                 yield hashing
                 handle.flush()
-                if fsync or not _HAS_SYNC:
+                if fsync:
                     os.fsync(handle.fileno())
             os.replace(temp, final)
+            if not fsync:
+                self._fsync.add(final)
         except BaseException:
             Path(temp).unlink(missing_ok=True)
             raise
@@ -327,26 +333,22 @@ class _Writer:
             self.state.set_progress(Progress(self.done, self.total, message=f"Writing the export: {name}"))
 
     def make_durable(self) -> None:
-        """Flush the files and their renames to disk before the manifest claims completeness.
+        """Flush the files, then their renames, to disk before the manifest claims completeness.
 
-        One os.sync() instead of an fsync per file: with 100,000 hidden files the
-        fsyncs alone took minutes. Where os.sync is missing (Windows) each file was
-        fsynced as it was written, and directories cannot be synced.
+        Only this export's own files: each was handed to a few fsync threads as
+        soon as it was renamed into place, so the disk works while the next
+        files are pickled (100,000 rows: see benchmarks/README.md). os.sync()
+        did this before and flushed every disk of the machine, waiting for a
+        model download or other programs' writes too.
         """
-        if _HAS_SYNC:
-            os.sync()  # renames included
+        self._fsync.wait(between=lambda: check_cancel(self.state))
+        fsync_folder(*self.dirs_to_sync)
 
-    def sync_dirs(self) -> None:
-        if os.name != "posix":
-            return
-        for folder in (self.folder / HIDDEN_DIR, self.folder):
-            fd = os.open(folder, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+    def close(self) -> None:
+        self._fsync.close()
 
     def roll_back(self) -> None:
+        self.close()  # no fsync thread may reopen a file while it is being removed
         for name in reversed(self.written):
             try:
                 (self.folder / name).unlink(missing_ok=True)
