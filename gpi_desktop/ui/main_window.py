@@ -323,7 +323,7 @@ class MainWindow(QMainWindow):
         fresh = self.outcome is not None and changes == ()
         done = [
             bool(self.token_panel.info),  # a token is found (many models need none: the step is optional)
-            self.model_panel.last_target is not None,
+            self._model_checked(),
             table is not None and not self.prompts_panel.empty,
             True,
             fresh,
@@ -364,6 +364,11 @@ class MainWindow(QMainWindow):
             self._export_ready_again()
         return changes
 
+    def _model_checked(self) -> bool:
+        """Step 2 is done when the model's config was read: its vector length is known."""
+        target = self.model_panel.last_target
+        return target is not None and bool(target.hidden_size)
+
     def _summary(self, table, run) -> str:
         model = self.model_panel.model()
         lines = []
@@ -374,8 +379,12 @@ class MainWindow(QMainWindow):
         target = self.model_panel.last_target
         if target is not None:
             where = "the CPU (slow for large models)" if target.on_cpu else f"the GPU {_html(target.device_name)}"
-            width = f", {target.hidden_size:,} numbers per vector" if target.hidden_size else ""
-            lines.append(f"<b>Runs on:</b> {where}{width}")
+            width = (f"{target.hidden_size:,} numbers per vector" if target.hidden_size
+                     else "numbers per vector not known yet")
+            lines.append(f"<b>Runs on:</b> {where}, {width}")
+        elif model:
+            why = "the model is being checked" if self.model_panel.is_checking() else "see step 2"
+            lines.append(f"<b>Runs on:</b> not known yet ({why}), numbers per vector not known yet")
         if table is not None:
             lines.append(f"<b>Prompts:</b> {len(table):,} rows from {_html(Path(table.path).name)}, "
                          f"column '{_html(table.column)}'")

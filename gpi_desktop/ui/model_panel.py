@@ -343,6 +343,8 @@ class ModelPanel(QWidget):
                 self.cache_list.scrollToItem(item)
 
     def _edited(self) -> None:
+        # What was found out was about the model before the edit: never show it as this one's.
+        self.last_target = None
         self._select_cached()
         self._update_notes()
         self.model_changed.emit(self.model())
