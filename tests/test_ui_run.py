@@ -122,7 +122,7 @@ def test_stop_keeps_finished_texts_and_run_continues_without_redoing_them(qtbot,
     window = make_window()
     prepare(qtbot, window, tiny_llama, prompts_csv, batch=1, max_new=20)
     _stop_after_first_result(qtbot, window)
-    kept = window.run_page.results.rowCount()
+    kept = window.run_page.results.finished_count()
     assert 1 <= kept < len(PROMPTS)
     assert window.run_page.status_label.text().startswith(f"Stopped. {kept} finished texts are kept")
     assert window.outcome is None and not window.export_page.export_button.isEnabled()
@@ -140,7 +140,7 @@ def test_a_new_window_offers_to_continue_an_unfinished_run(qtbot, make_window, t
     first = make_window()
     prepare(qtbot, first, tiny_llama, prompts_csv, batch=1, max_new=20)
     _stop_after_first_result(qtbot, first)
-    kept = first.run_page.results.rowCount()
+    kept = first.run_page.results.finished_count()
     first.close()
 
     second = make_window({"Continue the earlier run?": "Continue where it stopped"})
@@ -153,7 +153,7 @@ def test_a_new_window_offers_to_continue_an_unfinished_run(qtbot, make_window, t
     assert f"{kept} of {len(PROMPTS)} prompts are done" in asked[0].text
     assert len(fresh) == len(PROMPTS) - kept
     assert len(outcome.results) == len(PROMPTS)
-    assert second.run_page.results.rowCount() == len(PROMPTS)  # resumed rows are shown at the end too
+    assert second.run_page.results.finished_count() == len(PROMPTS)  # resumed rows are shown at the end too
 
 
 def test_start_again_from_the_beginning_redoes_every_prompt(qtbot, make_window, tiny_llama, prompts_csv):
@@ -180,7 +180,7 @@ def test_closing_during_a_run_asks_then_stops_cleanly_and_closes(qtbot, make_win
     qtbot.waitUntil(lambda: not window.isVisible(), timeout=60_000)
     assert not window.runner.is_busy()
     assert not window.runner._thread.isRunning()  # the worker thread ended before the window went
-    assert window.run_page.results.rowCount() < len(PROMPTS)
+    assert window.run_page.results.finished_count() < len(PROMPTS)
 
 
 def test_closing_during_a_run_can_be_declined(qtbot, make_window, tiny_llama, prompts_csv):

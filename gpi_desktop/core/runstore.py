@@ -153,24 +153,22 @@ class RunJournal:
     def finished_rows(self) -> set[int]:
         return set(self._records)
 
-    def results(self) -> dict[int, PromptResult]:
-        """Every finished prompt, by row (ascending), vectors read back from disk."""
+    def results(self, *, vectors: bool = True) -> dict[int, PromptResult]:
+        """Every finished prompt, by row (ascending), vectors read back from disk.
+
+        With vectors=False each result's vector is empty: enough to list the finished texts of a long job
+        without reading gigabytes of vectors (the export always reads them).
+        """
         if not self._records:
             return {}
+        if not vectors:
+            return {row: _result(self._records[row], np.empty(0, np.float32)) for row in sorted(self._records)}
         data = np.fromfile(self.folder / VECTORS_NAME, dtype=_VECTOR_DTYPE, count=self._vectors_end // 4)
         results = {}
         for row in sorted(self._records):
             record = self._records[row]
             start = record["offset"] // 4
-            results[row] = PromptResult(
-                row=row,
-                text=record["text"],
-                vector=data[start : start + record["length"]].astype(np.float32),
-                n_tokens=record["n_tokens"],
-                stop_reason=record["stop_reason"],
-                pooled_from_step0=record["pooled_from_step0"],
-                prompt_tokens=record["prompt_tokens"],
-            )
+            results[row] = _result(record, data[start : start + record["length"]].astype(np.float32))
         return results
 
     # -- writing ---------------------------------------------------------------------------
@@ -254,6 +252,18 @@ class RunJournal:
             raise RunBusyError(
                 f"Another run is using '{self.folder}' right now: wait for it to finish, or stop it first."
             ) from None
+
+
+def _result(record: dict[str, Any], vector: np.ndarray) -> PromptResult:
+    return PromptResult(
+        row=record["row"],
+        text=record["text"],
+        vector=vector,
+        n_tokens=record["n_tokens"],
+        stop_reason=record["stop_reason"],
+        pooled_from_step0=record["pooled_from_step0"],
+        prompt_tokens=record["prompt_tokens"],
+    )
 
 
 def describe_key_differences(stored: Any, wanted: Any) -> str:

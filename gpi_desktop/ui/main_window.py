@@ -66,6 +66,7 @@ class PendingRun:
     work_dir: Path
     finished: int | None  # prompts already in this job's journal, None when there is none
     key: dict  # core.job.job_key: what the results of this run will belong to
+    finished_results: tuple = ()  # the journal's finished rows, for the table (their vectors left on disk)
 
 
 def _inspect_job(spec, table, runs_dir: Path) -> PendingRun:
@@ -75,11 +76,12 @@ def _inspect_job(spec, table, runs_dir: Path) -> PendingRun:
 
     key = job_key(spec, table)
     work_dir = runs_dir / job_hash(spec, table)
-    finished = None
+    finished, results = None, ()
     if RunJournal.exists(work_dir):
         with RunJournal.open(work_dir, key) as journal:
             finished = len(journal)
-    return PendingRun(spec, table, work_dir, finished, key)
+            results = tuple(journal.results(vectors=False).values())
+    return PendingRun(spec, table, work_dir, finished, key, results)
 
 
 def _message(error: BaseException) -> str:
@@ -469,9 +471,8 @@ class MainWindow(QMainWindow):
         self.export_page.set_ready(False)
         self._shown, self._shown_changes = pending, ()
         self.run_page.set_stale(None)
-        if start_over or work_dir != self._run_work_dir:
-            texts = table.texts
-            self.run_page.results.reset(lambda row: texts[row])
+        texts = table.texts
+        self.run_page.results.reset(lambda row: texts[row], len(table), () if start_over else pending.finished_results)
         self._prompts_done = 0 if start_over else pending.finished or 0
         self.run_page.reset_progress(len(table), self._prompts_done)
 
@@ -547,7 +548,7 @@ class MainWindow(QMainWindow):
             return
         if self._run_work_dir is not None:
             self._stopped_here.add(self._run_work_dir)
-        done = max(self._prompts_done, self.run_page.results.rowCount())
+        done = max(self._prompts_done, self.run_page.results.finished_count())
         self.run_page.show_status(f"Stopped. {done:,} finished texts are kept; press Run to continue where it stopped.")
         self.run_failed.emit("stopped")
         self._after_task()

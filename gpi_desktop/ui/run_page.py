@@ -190,11 +190,15 @@ class RunPage(QWidget):
 
     def show_detail(self, position: int) -> None:
         result = self.results.result_at(position)
+        self.prompt_text.setPlainText(self.results.prompt_at(position))
+        if result is None:
+            self.detail_label.setText(f"Row {position} \u00b7 waiting: not generated yet")
+            self.generated_text.clear()
+            return
         parts = [f"Row {result.row}", f"{result.n_tokens} tokens",
                  "stopped at the token limit (the text may be cut off)" if result.hit_limit
                  else "the model ended the text itself"]
         if not self.view.isColumnHidden(COL_MATCH):
             parts.append(f"{self.results.match_at(position):.0%} match with the input")
         self.detail_label.setText(" \u00b7 ".join(parts))
-        self.prompt_text.setPlainText(self.results.prompt_at(position))
         self.generated_text.setPlainText(result.text)

@@ -7,7 +7,6 @@ would build 100,000 x columns items up front).
 
 from __future__ import annotations
 
-import bisect
 from typing import Any, Callable, Sequence
 
 import pandas as pd
@@ -26,6 +25,8 @@ TOOLTIP_CHARS = 2000
 TEXT_COLUMN_BRUSH = QBrush(QColor(225, 238, 255))
 EMPTY_CELL_BRUSH = QBrush(QColor(255, 215, 215))
 LIMIT_ROW_BRUSH = QBrush(QColor(255, 232, 200))
+WAITING_BRUSH = QBrush(QColor(128, 128, 128))
+WAITING = "waiting\u2026"
 
 ROW_HEADER_TIP = "Row numbers start at 0, as in the exported files: hidden_0.pt is the first row of data."
 
@@ -151,48 +152,53 @@ STOP_WORDS = {STOP_EOS: "End of text", STOP_LENGTH: "Token limit"}
 
 
 class ResultsModel(QAbstractTableModel):
-    """Finished prompts in row order; a result is inserted where it belongs as soon as it arrives."""
+    """Every row of the job in input order: the finished ones with their results, the others marked waiting.
+
+    A result fills its row as soon as it arrives; rows finished in an earlier session are given by the
+    window from the job's journal, so the table never shows only this session's share.
+    """
 
     def __init__(self, prompt_of: Callable[[int], str] = lambda row: "", parent=None) -> None:
         super().__init__(parent)
         self._prompt_of = prompt_of
-        self._rows: list[int] = []  # sorted data rows, parallel to _results
-        self._results: list[PromptResult] = []
+        self._total = 0
+        self._results: dict[int, PromptResult] = {}
         self._match_cache: dict[int, float] = {}
 
-    def reset(self, prompt_of: Callable[[int], str]) -> None:
+    def reset(self, prompt_of: Callable[[int], str], total: int = 0,
+              finished: Sequence[PromptResult] = ()) -> None:
+        """Show the `total` rows of a job, `finished` of them done (read back from its journal)."""
         self.beginResetModel()
         self._prompt_of = prompt_of
-        self._rows, self._results, self._match_cache = [], [], {}
+        self._results = {r.row: r for r in finished}
+        self._total = max([total, *(r.row + 1 for r in finished)])
+        self._match_cache = {}
         self.endResetModel()
 
     def set_results(self, results: Sequence[PromptResult], prompt_of: Callable[[int], str]) -> None:
         """Show exactly `results` (a finished run, resumed ones included) in one reset."""
-        ordered = sorted(results, key=lambda r: r.row)
-        self.beginResetModel()
-        self._prompt_of = prompt_of
-        self._rows = [r.row for r in ordered]
-        self._results = ordered
-        self._match_cache = {}
-        self.endResetModel()
+        self.reset(prompt_of, len(results), results)
 
     def add_result(self, result: PromptResult) -> None:
-        pos = bisect.bisect_left(self._rows, result.row)
-        if pos < len(self._rows) and self._rows[pos] == result.row:
-            self._results[pos] = result  # a row reported again (a resumed run) replaces the old one
-            self._match_cache.pop(result.row, None)
-            self.dataChanged.emit(self.index(pos, 0), self.index(pos, len(PREVIEW_HEADERS) - 1))
+        if result.row >= self._total:
+            self.beginInsertRows(QModelIndex(), self._total, result.row)
+            self._results[result.row] = result
+            self._total = result.row + 1
+            self.endInsertRows()
             return
-        self.beginInsertRows(QModelIndex(), pos, pos)
-        self._rows.insert(pos, result.row)
-        self._results.insert(pos, result)
-        self.endInsertRows()
+        self._results[result.row] = result  # a waiting row is done (or a resumed row reported again)
+        self._match_cache.pop(result.row, None)
+        self.dataChanged.emit(self.index(result.row, 0), self.index(result.row, len(PREVIEW_HEADERS) - 1))
 
-    def result_at(self, position: int) -> PromptResult:
-        return self._results[position]
+    def finished_count(self) -> int:
+        return len(self._results)
+
+    def result_at(self, position: int) -> PromptResult | None:
+        """The result of the row at `position` (positions are data rows), None while it is waiting."""
+        return self._results.get(position)
 
     def prompt_at(self, position: int) -> str:
-        return self._prompt_of(self._results[position].row)
+        return self._prompt_of(position)
 
     def match_at(self, position: int) -> float:
         result = self._results[position]
@@ -201,7 +207,7 @@ class ResultsModel(QAbstractTableModel):
         return self._match_cache[result.row]
 
     def rowCount(self, parent: _Index = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self._results)
+        return 0 if parent.isValid() else self._total
 
     def columnCount(self, parent: _Index = QModelIndex()) -> int:
         return 0 if parent.isValid() else len(PREVIEW_HEADERS)
@@ -210,7 +216,9 @@ class ResultsModel(QAbstractTableModel):
         if not index.isValid():
             return None
         pos, col = index.row(), index.column()
-        result = self._results[pos]
+        result = self._results.get(pos)
+        if result is None:
+            return self._waiting_data(pos, col, role)
         if role == Qt.ItemDataRole.DisplayRole:
             if col == COL_ROW:
                 return str(result.row)
@@ -233,6 +241,23 @@ class ResultsModel(QAbstractTableModel):
                 return ("The model wrote a single token, so mean/max pooling used the prompt's own state"
                         " (flagged in the manifest).")
         if role == Qt.ItemDataRole.TextAlignmentRole and col in (COL_ROW, COL_TOKENS, COL_MATCH):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+    def _waiting_data(self, row: int, col: int, role: int) -> Any:
+        if role == Qt.ItemDataRole.DisplayRole:
+            if col == COL_ROW:
+                return str(row)
+            if col == COL_PROMPT:
+                return _one_line(self._prompt_of(row), DISPLAY_CHARS)
+            if col == COL_TEXT:
+                return WAITING
+            return ""
+        if role == Qt.ItemDataRole.ForegroundRole and col == COL_TEXT:
+            return WAITING_BRUSH
+        if role == Qt.ItemDataRole.ToolTipRole and col == COL_TEXT:
+            return "Not generated yet: press Run to continue the job; finished rows are not redone."
+        if role == Qt.ItemDataRole.TextAlignmentRole and col == COL_ROW:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
 
