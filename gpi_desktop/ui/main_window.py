@@ -13,8 +13,16 @@ import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, QUrl, Signal
-from PySide6.QtGui import QCloseEvent, QDesktopServices, QDragEnterEvent, QDropEvent, QFont, QIcon
+from PySide6.QtCore import QMargins, QRect, QSettings, Qt, QUrl, Signal
+from PySide6.QtGui import (
+    QCloseEvent,
+    QDesktopServices,
+    QDragEnterEvent,
+    QDropEvent,
+    QFont,
+    QGuiApplication,
+    QIcon,
+)
 from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
@@ -47,6 +55,7 @@ from gpi_desktop.ui.prompter import Prompter
 from gpi_desktop.ui.prompts_panel import DROP_SUFFIXES, PromptsPanel
 from gpi_desktop.ui.resources import APPLICATION, app_data_dir, icon_path, is_demo_model
 from gpi_desktop.ui.run_page import RunPage
+from gpi_desktop.ui.screen_fit import FRAME_ALLOWANCE, PREFERRED_SIZE, centred, fitted_geometry
 from gpi_desktop.ui.settings_panel import SettingsPanel
 from gpi_desktop.ui.tasks import BackgroundCalls, TaskRunner
 from gpi_desktop.ui.token_panel import TokenPanel
@@ -155,7 +164,7 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.steps)
         layout.addWidget(self.pages, 1)
         self.setCentralWidget(central)
-        self.resize(1120, 740)
+        self.resize(PREFERRED_SIZE)
         self._build_menus()
 
     def _build_menus(self) -> None:
@@ -191,14 +200,12 @@ class MainWindow(QMainWindow):
         page = QWidget()
         layout = QVBoxLayout(page)
         layout.addWidget(heading)
-        if index in (STEP_ACCESS, STEP_MODEL, STEP_SETTINGS):
-            scroll = QScrollArea()  # short forms scroll rather than clip on a small screen
-            scroll.setWidgetResizable(True)
-            scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-            scroll.setWidget(body)
-            layout.addWidget(scroll, 1)
-        else:
-            layout.addWidget(body, 1)
+        # Every step scrolls rather than clips, so that each control stays reachable on a small or scaled screen.
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setWidget(body)
+        layout.addWidget(scroll, 1)
         if index < STEP_EXPORT:
             button = QPushButton(f"Next: {STEP_TITLES[index + 1]} \u2192")
             button.clicked.connect(lambda _=False, i=index: self.go_to(i + 1))
@@ -243,8 +250,28 @@ class MainWindow(QMainWindow):
         self.model_panel.set_start_folder(prefs.last_folder(self.qsettings, "model"))
         self.prompts_panel.set_start_folder(prefs.last_folder(self.qsettings, "prompts"))
         geometry = self.qsettings.value("window/geometry")
-        if geometry is not None:
-            self.restoreGeometry(geometry)
+        if geometry is None or not self.restoreGeometry(geometry):
+            self.setGeometry(centred(PREFERRED_SIZE, self._available_geometry()))
+        self.fit_to_screen()
+
+    def _available_geometry(self) -> QRect:
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        return screen.availableGeometry()
+
+    def fit_to_screen(self, available: QRect | None = None) -> None:
+        """Shrink and move the window into `available` (default: its screen's area without taskbars).
+
+        A geometry saved on a bigger screen, or at another scale, would otherwise open partly off-screen.
+        """
+        if self.isMaximized() or self.isFullScreen():
+            return
+        available = available if available is not None else self._available_geometry()
+        frame = FRAME_ALLOWANCE
+        if self.isVisible() and self.frameGeometry() != self.geometry():  # the real frame, once it is known
+            outer, inner = self.frameGeometry(), self.geometry()
+            frame = QMargins(inner.left() - outer.left(), inner.top() - outer.top(),
+                             outer.right() - inner.right(), outer.bottom() - inner.bottom())
+        self.setGeometry(fitted_geometry(self.geometry(), available, frame))
 
     def save_preferences(self) -> None:
         try:
