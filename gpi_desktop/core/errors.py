@@ -64,6 +64,12 @@ class KeyringUnavailableError(GpiError):
     exit_code = EXIT_BAD_INPUT
 
 
+class DisplayError(GpiError):
+    """The window cannot open on this computer (a system library Qt needs is missing)."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
 class DiskFullError(GpiError):
     """Writing failed because the disk is full; finished work is kept."""
 

@@ -7,12 +7,19 @@ import sys
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
+from gpi_desktop.ui.display_check import check_display_libraries
 from gpi_desktop.ui.resources import APPLICATION, ORGANIZATION, icon_path
 
 
 def make_application(argv: list[str] | None = None) -> QApplication:
-    """The QApplication, named so that QSettings and the app data folder land in the right place."""
-    app = QApplication.instance() or QApplication(list(argv) if argv else [sys.argv[0]])
+    """The QApplication, named so that QSettings and the app data folder land in the right place.
+
+    Raises DisplayError, before Qt could abort the process, when a system library its X11 plugin needs is missing.
+    """
+    app = QApplication.instance()
+    if app is None:
+        check_display_libraries()
+        app = QApplication(list(argv) if argv else [sys.argv[0]])
     app.setOrganizationName(ORGANIZATION)
     app.setApplicationName(APPLICATION)
     app.setApplicationDisplayName(APPLICATION)
