@@ -57,8 +57,11 @@ def rss_peak_bytes() -> int:
 
 
 def sync(device: torch.device | str) -> None:
-    if torch.device(device).type == "cuda":
+    kind = torch.device(device).type
+    if kind == "cuda":
         torch.cuda.synchronize()
+    elif kind == "mps":
+        torch.mps.synchronize()
 
 
 def gpi_pack_loop(loaded: LoadedModel, prompts: Sequence[EncodedPrompt], max_new_tokens: int,

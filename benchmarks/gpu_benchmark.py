@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     EncodedPrompt, compare, fmt_bytes, gpi_pack_loop, mixed_lengths, rss_peak_bytes, run_engine_collect, sync, table,
 )
+from gpi_desktop.core.devices import device_description  # noqa: E402
 from gpi_desktop.core.engine import auto_batch_size  # noqa: E402
 from gpi_desktop.core.models import LoadedModel, ModelInfo  # noqa: E402
 from gpi_desktop.core.progress import RecordingState  # noqa: E402
@@ -200,7 +201,10 @@ def main() -> None:
     dtype = getattr(torch, args.dtype)
     shape = TINY if args.tiny else LLAMA_31_8B
     started = time.perf_counter()
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:  # "mps (Apple M2 Pro GPU, 32 GB shared memory)" or "cpu"
+        name = device_description(device.type)
     print(f"device: {name}; torch {torch.__version__}; shape: {'tiny' if args.tiny else 'Llama-3.1-8B'}, "
           f"{args.dtype}, SDPA attention", flush=True)
 

@@ -24,6 +24,7 @@ from gpi_desktop.core.errors import (
     OutputFolderError,
 )
 from gpi_desktop.core.progress import Progress
+from gpi_desktop.core.settings import DEVICES
 
 log = logging.getLogger("gpi_desktop.cli")
 JOURNAL_DIR = ".gpi-run"
@@ -91,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--save-name", default="generated_texts")
     run.add_argument("--batch-size", default="auto", help="a number, or auto")
     run.add_argument("--dtype", default="auto", choices=["auto", "float16", "bfloat16", "float32"])
-    run.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
+    run.add_argument("--device", default="auto", choices=list(DEVICES),
+                     help="auto: an NVIDIA GPU (cuda, also AMD through ROCm), else the Apple GPU (mps), else the CPU")
     run.add_argument("--template", default="gpi_pack", choices=["gpi_pack", "model-card"])
     run.add_argument("--quantization", choices=["none", "8bit", "4bit"], default="none",
                      help="load the model in 8-bit or 4-bit (NVIDIA GPU and gpi-desktop[quantization]); changes the numbers")
@@ -142,6 +144,9 @@ def _add_merge_parser(sub) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from gpi_desktop.core.devices import enable_mps_fallback
+
+    enable_mps_fallback()  # before anything imports torch: PyTorch reads it only then
     parser = build_parser()
     args = parser.parse_args(argv)
     from gpi_desktop.logs import setup_logging

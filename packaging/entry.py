@@ -6,8 +6,13 @@ import sys
 # On Windows, Qt's DLLs loaded first make torch's c10/libiomp DLLs fail to
 # initialise ("DLL initialization routine failed"); importing torch before
 # anything touches PySide6 avoids it. Done on every OS so that the order the
-# Linux CI verifies is the order Windows gets.
-import torch  # noqa: F401
+# Linux CI verifies is the order Windows gets. PyTorch reads its MPS fallback
+# setting only when it is loaded, so that comes first (devices imports neither
+# torch nor Qt).
+from gpi_desktop.core.devices import enable_mps_fallback
+
+enable_mps_fallback()
+import torch  # noqa: E402,F401
 
 from gpi_desktop.cli import main
 

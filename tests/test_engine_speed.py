@@ -137,13 +137,13 @@ def test_auto_batch_on_cpu_is_bounded_by_free_memory(loaded, encoded, monkeypatc
 
 def test_auto_batch_on_a_gpu_follows_free_memory_and_cache_size(loaded, encoded, monkeypatch):
     monkeypatch.setattr(engine, "_input_device", lambda model: torch.device("cuda"))
-    monkeypatch.setattr(engine, "_free_gpu_memory", lambda: 80 << 30)
+    monkeypatch.setattr(engine, "_free_gpu_memory", lambda kind: 80 << 30)
     roomy = auto_batch_size(loaded, encoded * 100, 1000)
     assert roomy == engine.MAX_AUTO_BATCH  # a tiny model: arithmetic, not memory, is the limit
     cfg = loaded.model.config
     kv_per_token = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * (cfg.hidden_size // cfg.num_attention_heads) * 4
     row = kv_per_token * (max(len(p.ids) for p in encoded) + 1000 + engine.CACHE_CHUNK)
-    monkeypatch.setattr(engine, "_free_gpu_memory", lambda: int(row * 10.5 / 0.9))
+    monkeypatch.setattr(engine, "_free_gpu_memory", lambda kind: int(row * 10.5 / 0.9))
     tight = auto_batch_size(loaded, encoded * 100, 1000)
     assert 5 <= tight <= 10
     assert auto_batch_size(loaded, encoded * 100, 1000, prefill="batched") < tight  # activations of a padded pass

@@ -119,8 +119,16 @@ def test_entry_script_imports_torch_before_the_app_and_qt():
             order += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             order.append(node.module)
-    first_app = min(i for i, name in enumerate(order) if name.startswith(("gpi_desktop", "PySide6")))
+    first_app = min(i for i, name in enumerate(order) if name.startswith(("gpi_desktop.cli", "gpi_desktop.ui",
+                                                                          "PySide6")))
     assert "torch" in order[:first_app], f"torch must be imported before Qt and the app: {order}"
+    calls = [ast.unparse(node.value.func) for node in tree.body
+             if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)]
+    first_call = next(i for i, node in enumerate(tree.body)
+                      if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call))
+    torch_at = next(i for i, node in enumerate(tree.body)
+                    if isinstance(node, ast.Import) and any(a.name == "torch" for a in node.names))
+    assert calls[0] == "enable_mps_fallback" and first_call < torch_at, "the MPS fallback must be set before torch loads"
 
 
 def test_stdio_hook_lets_logging_and_tqdm_write_when_a_windowed_app_has_no_streams():
@@ -215,3 +223,11 @@ def test_ci_workflow_builds_each_installer_on_its_own_os():
     assert runners["windows-setup"].startswith("windows") and "build_windows.ps1" in steps["windows-setup"]
     assert runners["macos-dmg"].startswith("macos") and "build_macos.sh" in steps["macos-dmg"]
     assert all("--self-test" in steps[name] for name in ("windows-setup", "macos-dmg"))
+
+
+def test_macos_build_is_for_apple_silicon_and_bundles_a_torch_with_mps():
+    script = (PACKAGING / "macos" / "build_macos.sh").read_text(encoding="utf-8")
+    assert "torch.backends.mps.is_built()" in script and '"$(uname -m)" == arm64' in script
+    assert script.index("mps.is_built()") < script.index("PyInstaller")  # checked before it is bundled
+    readme = (PACKAGING / "README.md").read_text(encoding="utf-8")
+    assert "MPS has not run on a real Mac yet" in readme and "Intel Macs get the CPU path" in readme

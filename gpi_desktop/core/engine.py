@@ -236,7 +236,7 @@ def _run_with_oom_retry(loaded, hook, batch, config, options, state, finished, d
     _release_memory()
     rest = [p for p in batch if p.row not in done_here and p.row not in finished]
     half = max(1, len(batch) // 2)
-    where = "GPU" if _input_device(loaded.model).type == "cuda" else "computer"
+    where = "GPU" if _input_device(loaded.model).type in ("cuda", "mps") else "computer"
     state.set_status(
         f"The {where} ran out of memory with {len(batch)} prompts at once; retrying them {half} at a time "
         "(finished prompts are kept; this costs some speed, not results)."
@@ -252,6 +252,8 @@ def _release_memory() -> None:
     gc.collect()  # model outputs can sit in reference cycles
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+    if torch.backends.mps.is_available():
+        torch.mps.empty_cache()  # MPS keeps freed blocks cached as CUDA does; the retry needs them back
 
 
 def _cache_argument(model) -> str:
@@ -568,8 +570,11 @@ def _free_host_memory() -> int | None:
     return ram.free_bytes if ram.total_bytes else None
 
 
-def _free_gpu_memory() -> int:
-    return sum(torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count()))
+def _free_gpu_memory(kind: str = "cuda") -> int:
+    """Free bytes of the CUDA GPUs together, or what the Apple GPU may still use ('mps'), as the verdict counts them."""
+    from gpi_desktop.core.memory import available_memory
+
+    return sum(d.free_bytes for d in available_memory(kind))
 
 
 def auto_batch_size(loaded: LoadedModel, prompts: Sequence[EncodedPrompt], max_new_tokens: int,
@@ -579,8 +584,9 @@ def auto_batch_size(loaded: LoadedModel, prompts: Sequence[EncodedPrompt], max_n
     Memory per row: its key/value cache at the longest prompt plus the token
     limit (plus the cache's growth chunk), and, when the prompt pass is
     batched, that pass's activations. On a GPU the batch fills 90% of the free
-    memory after loading, up to MAX_AUTO_BATCH (beyond that a decoding step is
-    bound by arithmetic, not memory, and gains nothing). On the CPU, batching
+    memory after loading (on the Apple GPU: of what Metal lets it use, the
+    figure the memory verdict uses), up to MAX_AUTO_BATCH (beyond that a
+    decoding step is bound by arithmetic, not memory, and gains nothing). On the CPU, batching
     turns matrix-vector work into matrix-matrix work, which pays off up to a
     moderate batch (CPU_AUTO_BATCH; see benchmarks/README.md), within half the
     available RAM so the rest of the desktop keeps working.
@@ -606,8 +612,10 @@ def auto_batch_size(loaded: LoadedModel, prompts: Sequence[EncodedPrompt], max_n
         reserve = 0
     else:
         reserve = one_pass + kv_per_token * longest  # one prompt's pass and its own cache, before the copy
-    if device.type == "cuda":
-        cap, free = MAX_AUTO_BATCH, _free_gpu_memory() * 0.9
+    if device.type in ("cuda", "mps"):
+        from gpi_desktop.core.memory import USABLE_SHARE
+
+        cap, free = MAX_AUTO_BATCH, _free_gpu_memory(device.type) * USABLE_SHARE
     else:
         cap, free = CPU_AUTO_BATCH, _free_host_memory()
         free = None if free is None else free * 0.5

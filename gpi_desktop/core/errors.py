@@ -41,6 +41,10 @@ class ModelError(InputError):
     """The model cannot be found or loaded (not a model folder, unsupported, ...)."""
 
 
+class DeviceError(InputError):
+    """The chosen device cannot run this model (an operation the Apple GPU lacks, ...); another device can."""
+
+
 class AccessError(ModelError):
     """The hub refused access: no token, licence not accepted, token lacks rights."""
 

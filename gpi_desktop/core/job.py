@@ -140,6 +140,7 @@ def run_job(
     task's share, see core/shards.py) only that shard's rows are run; the
     journal key names the shard, so one shard's journal never resumes another.
     """
+    from gpi_desktop.core.devices import unsupported_operation
     from gpi_desktop.core.engine import EncodedPrompt, EngineConfig, auto_batch_size, run_engine
     from gpi_desktop.core.instructions import make_renderer, template_record, token_ids_sha256
     from gpi_desktop.core.models import load_model
@@ -219,7 +220,13 @@ def run_job(
         one_at_a_time=spec.settings.strategy == "one-at-a-time",
     )
     try:
-        run_engine(loaded, encoded, config, state, finished_rows=done, on_result=journal.append)
+        try:
+            run_engine(loaded, encoded, config, state, finished_rows=done, on_result=journal.append)
+        except NotImplementedError as exc:
+            plain = unsupported_operation(exc)
+            if plain is None:
+                raise
+            raise plain from exc  # finished prompts stay in the journal
         results_by_row = journal.results()
     finally:
         journal.close()

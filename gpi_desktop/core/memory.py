@@ -249,7 +249,7 @@ class DeviceMemory:
     name: str
     free_bytes: int
     total_bytes: int
-    kind: str = "cpu"  # "cuda" | "cpu"
+    kind: str = "cpu"  # "cuda" | "mps" | "cpu"
     index: int | None = None
 
     def describe(self) -> str:
@@ -436,13 +436,36 @@ def _gpus() -> list[DeviceMemory]:
     return gpus
 
 
+def _apple_gpu() -> list[DeviceMemory]:
+    """The Apple GPU: what Metal recommends it may use of the shared memory, less what this process holds there.
+
+    Free RAM alone would be the wrong figure: the GPU is held to its
+    recommended working set whatever the RAM, and the CPU keeps the rest.
+    """
+    import torch
+
+    from gpi_desktop.core.devices import mps_available, mps_device_name
+
+    if not mps_available():
+        return []
+    limit = int(torch.mps.recommended_max_memory())
+    used = int(torch.mps.current_allocated_memory())
+    return [DeviceMemory(mps_device_name(), max(0, limit - used), limit, "mps", None)]
+
+
 def available_memory(device: str = "auto") -> list[DeviceMemory]:
-    """Free memory where the model will run: every CUDA GPU, or the RAM when there is none / on 'cpu'."""
+    """Free memory where the model will run: every CUDA GPU, else the Apple GPU, else the RAM (or as `device` says)."""
+    from gpi_desktop.core.devices import auto_uses_mps
+
     if device == "cpu":
         return [host_memory()]
+    if device == "mps":
+        return _apple_gpu()
     gpus = _gpus()
     if device == "cuda" or gpus:
         return gpus
+    if auto_uses_mps():
+        return _apple_gpu()
     return [host_memory()]
 
 
@@ -488,8 +511,15 @@ def _where(devices: list[DeviceMemory]) -> str:
     if not devices:
         return "no GPU"
     if len(devices) == 1:
-        return devices[0].name
+        return f"the {devices[0].name}," if devices[0].kind == "mps" else devices[0].name
     return f"the {len(devices)} GPUs together ({', '.join(d.name for d in devices)})"
+
+
+def _has(devices: list[DeviceMemory], free: int, only: str = "") -> str:
+    """'has 20 GB free', or for the Apple GPU (a share of the Mac's memory) 'may use 20 GB'."""
+    if any(d.kind == "mps" for d in devices):
+        return f"may use {only}{_human(free)}"
+    return f"has {only}{_human(free)} free"
 
 
 def fit_verdict(estimate: MemoryEstimate, devices: list[DeviceMemory]) -> FitVerdict:
@@ -503,12 +533,12 @@ def fit_verdict(estimate: MemoryEstimate, devices: list[DeviceMemory]) -> FitVer
                           ["Choose the CPU as the device (slow), or run on a computer with an NVIDIA GPU."])
     fits = estimate.total_bytes <= usable
     if fits:
-        sentence = f"{needs}; {_where(devices)} has {_human(free)} free: it fits."
+        sentence = f"{needs}; {_where(devices)} {_has(devices, free)}: it fits."
         if on_gpu and len(devices) > 1 and estimate.weights_bytes > max(d.free_bytes for d in devices) * USABLE_SHARE:
             sentence += " The model will be spread over the GPUs."
         return FitVerdict(True, sentence, [])
 
-    sentence = f"{needs}, but {_where(devices)} has only {_human(free)} free: it will not fit as set."
+    sentence = f"{needs}, but {_where(devices)} {_has(devices, free, 'only ')}: it will not fit as set."
     suggestions: list[str] = []
     if estimate.batch_size > 1:
         batch = max_batch_for_memory(estimate.shape, dtype=estimate.dtype, quantization=estimate.quantization,
@@ -533,6 +563,15 @@ def fit_verdict(estimate: MemoryEstimate, devices: list[DeviceMemory]) -> FitVer
                 break
         suggestions.append(f"Use a GPU with at least {_human(estimate.total_bytes / USABLE_SHARE)} free: close other "
                            "programs that use this GPU, or run on another machine.")
+    elif any(d.kind == "mps" for d in devices):
+        if dtype_bytes(estimate.dtype) == 4:
+            half = estimate.with_settings(dtype="float16")
+            if half.total_bytes <= usable:
+                suggestions.append(f"Choose bfloat16 or float16 precision (about {_human(half.total_bytes)}; "
+                                   "the numbers change slightly).")
+        # bitsandbytes' 8-/4-bit loading needs CUDA, so it is not offered on a Mac.
+        suggestions.append(f"Close other programs, which share this memory with the GPU, or run on a Mac (or an "
+                           f"NVIDIA GPU) that can give the model at least {_human(estimate.total_bytes / USABLE_SHARE)}.")
     else:
         if estimate.dtype in ("float32", "auto") and dtype_bytes(estimate.dtype) == 4:
             half = estimate.with_settings(dtype="bfloat16")
@@ -555,6 +594,10 @@ def check_fit(model: str | Path, *, dtype: str = "auto", device: str = "auto", q
     """
     from gpi_desktop.core.hub import fetch_config
 
+    if device == "mps":
+        from gpi_desktop.core.devices import pick_device
+
+        pick_device(device)  # no Apple GPU here: the run's own plain sentence, not "no NVIDIA GPU"
     devices = available_memory(device)
     on_cpu = not devices or all(d.kind == "cpu" for d in devices)
     if dtype == "auto" and on_cpu and device != "cuda":

@@ -2,8 +2,7 @@
 
 The token is passed explicitly to every hub call and never logged.
 Remote code never runs (trust_remote_code stays off); safetensors weights are
-preferred. Precision `auto` means bf16 on a GPU that supports it, else fp16,
-and fp32 on the CPU.
+preferred. The device and precision are chosen in core/devices.py.
 """
 
 from __future__ import annotations
@@ -17,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpi_desktop.core.errors import Cancelled, GpiError, ModelError, SettingsError
+from gpi_desktop.core.devices import device_description, pick_device, pick_dtype
+from gpi_desktop.core.errors import Cancelled, GpiError, ModelError
 from gpi_desktop.core.progress import NullState, TaskState
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,9 @@ class LoadedModel:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+_DEVICE_WORDS = {"cuda": "GPU", "mps": "Apple GPU", "cpu": "CPU"}
+
+
 def resolve_source(model: str) -> ModelSource:
     """A path that exists is a folder; otherwise it must look like a hub id (owner/name)."""
     text = str(model).strip()
@@ -98,27 +101,6 @@ def resolve_source(model: str) -> ModelSource:
             "meta-llama/Llama-3.1-8B-Instruct); check the spelling or choose the folder."
         )
     return ModelSource(text, None)
-
-
-def pick_device(device: str) -> str:
-    import torch
-
-    if device == "cpu":
-        return "cpu"
-    has_cuda = torch.cuda.is_available()
-    if device == "cuda" and not has_cuda:
-        raise SettingsError("No NVIDIA GPU is usable on this machine; choose the device 'auto' or 'cpu'.")
-    return "cuda" if has_cuda else "cpu"
-
-
-def pick_dtype(dtype: str, device: str):
-    import torch
-
-    if dtype == "auto":
-        if device == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
-    return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[dtype]
 
 
 def dtype_name(dtype) -> str:
@@ -218,12 +200,16 @@ def load_model(settings, *, token: str | None = None, state: TaskState | None = 
         raise ModelError(
             f"The model folder '{folder}' has no weight files (*.safetensors); it may be incomplete: download it again."
         )
-    state.set_status(f"Loading the model on the {'GPU' if device == 'cuda' else 'CPU'}…")
+    state.set_status(f"Loading the model on the {_DEVICE_WORDS[device]}…")
     quantization = getattr(settings, "quantization", None)
     kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": False}
     device_map = None
     if device == "cuda":
         device_map = "auto" if torch.cuda.device_count() > 1 else "cuda"
+        kwargs["device_map"] = device_map
+    elif device == "mps":
+        # Straight onto the GPU: loading on the CPU first would hold the weights twice in the Mac's shared memory.
+        device_map = "mps"
         kwargs["device_map"] = device_map
     if quantization:
         from gpi_desktop.core.memory import quantization_config
@@ -277,7 +263,7 @@ def load_model(settings, *, token: str | None = None, state: TaskState | None = 
         revision=revision,
         source="folder" if source.is_local else "hub",
         dtype=dtype_name(dtype),
-        device=_device_description(device),
+        device=device_description(device),
         hidden_size=hidden_size_of(config),
         architecture=(config.get("architectures") or [config.get("model_type", "unknown")])[0],
         eos_token_ids=eos_ids,
@@ -286,15 +272,6 @@ def load_model(settings, *, token: str | None = None, state: TaskState | None = 
     )
     log.info("Loaded %s (%s, %s, hidden size %d)", info.model_id, info.dtype, info.device, info.hidden_size)
     return LoadedModel(model=model, tokenizer=tokenizer, info=info)
-
-
-def _device_description(device: str) -> str:
-    import torch
-
-    if device == "cuda":
-        names = {torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())}
-        return f"cuda ({', '.join(sorted(names))} x{torch.cuda.device_count()})"
-    return "cpu"
 
 
 @dataclass(frozen=True)
@@ -306,6 +283,14 @@ class TargetInfo:
     on_cpu: bool
     hidden_size: int | None
     warning: str
+    kind: str = "cpu"  # "cuda" | "mps" | "cpu"
+
+    @property
+    def where(self) -> str:
+        """The device as its owner knows it: 'the GPU NVIDIA A100', 'the Apple M2 Pro GPU, 32 GB shared memory'."""
+        if self.on_cpu:
+            return "the CPU"
+        return f"the {self.device_name}" if self.kind == "mps" else f"the GPU {self.device_name}"
 
 
 def describe_target(model: str, device: str = "auto", token: str | None = None) -> TargetInfo:
@@ -317,6 +302,11 @@ def describe_target(model: str, device: str = "auto", token: str | None = None) 
         free, _total = torch.cuda.mem_get_info(0)
         name = torch.cuda.get_device_name(0)
         warning = ""
+    elif dev == "mps":
+        from gpi_desktop.core.memory import available_memory
+
+        (gpu,) = available_memory("mps")
+        free, name, warning = gpu.free_bytes, gpu.name, ""
     else:
         free, name = None, "CPU"
         warning = "No NVIDIA GPU is in use: the run will use the CPU and will be slow for a large model."
@@ -325,4 +315,5 @@ def describe_target(model: str, device: str = "auto", token: str | None = None) 
         hidden = hidden_size_of(read_config(resolve_source(model), token=token))
     except GpiError as exc:
         warning = (warning + " " if warning else "") + str(exc)
-    return TargetInfo(device_name=name, free_bytes=free, on_cpu=dev == "cpu", hidden_size=hidden, warning=warning)
+    return TargetInfo(device_name=name, free_bytes=free, on_cpu=dev == "cpu", hidden_size=hidden, warning=warning,
+                      kind=dev)

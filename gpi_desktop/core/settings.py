@@ -12,7 +12,7 @@ from gpi_desktop.core.errors import SettingsError
 DEFAULT_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 POOLINGS = ("last", "mean", "max")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
-DEVICES = ("auto", "cuda", "cpu")
+DEVICES = ("auto", "cuda", "mps", "cpu")
 TEMPLATE_STYLES = ("gpi_pack", "model-card")
 STRATEGIES = ("batched", "one-at-a-time")
 

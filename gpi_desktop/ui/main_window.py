@@ -407,7 +407,7 @@ class MainWindow(QMainWindow):
             lines.append(f"<b>Model:</b> {_html(model) or '(none)'}")
         target = self.model_panel.last_target
         if target is not None:
-            where = "the CPU (slow for large models)" if target.on_cpu else f"the GPU {_html(target.device_name)}"
+            where = "the CPU (slow for large models)" if target.on_cpu else _html(target.where)
             width = (f"{target.hidden_size:,} numbers per vector" if target.hidden_size
                      else "numbers per vector not known yet")
             lines.append(f"<b>Runs on:</b> {where}, {width}")

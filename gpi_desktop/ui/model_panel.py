@@ -116,8 +116,10 @@ def target_lines(check: TargetCheck) -> tuple[str, bool]:
     if info.on_cpu:
         where = "Will run on: the CPU."
     else:
-        free = f", {human_bytes(info.free_bytes)} of memory free" if info.free_bytes is not None else ""
-        where = f"Will run on: the GPU {info.device_name}{free}."
+        # The Apple GPU's figure is its share of the Mac's memory, not memory of its own.
+        usable = "of it for the GPU" if info.kind == "mps" else "of memory free"
+        free = f", {human_bytes(info.free_bytes)} {usable}" if info.free_bytes is not None else ""
+        where = f"Will run on: {info.where}{free}."
     width = (f"Hidden width: {info.hidden_size:,} numbers per text (the length of each exported vector)."
              if info.hidden_size else "Hidden width: not known yet.")
     lines = [where, width]

@@ -31,7 +31,8 @@ POOLINGS = [("last", "Last token (last)"),
             ("mean", "Average over the generated tokens (mean)"),
             ("max", "Largest value over the generated tokens (max)")]
 DTYPES = [("auto", "Automatic (auto)"), ("bfloat16", "bfloat16"), ("float16", "float16"), ("float32", "float32")]
-DEVICES = [("auto", "Automatic: the GPU if there is one"), ("cuda", "NVIDIA GPU (cuda)"), ("cpu", "CPU")]
+DEVICES = [("auto", "Automatic: the GPU if there is one"), ("cuda", "NVIDIA GPU (cuda)"),
+           ("mps", "Apple GPU on a Mac (mps)"), ("cpu", "CPU")]
 QUANTIZATIONS = [(None, "None: full precision"), ("8bit", "8-bit (bitsandbytes)"), ("4bit", "4-bit NF4 (bitsandbytes)")]
 TEMPLATES = [("gpi_pack", "gpi_pack-compatible"), ("model-card", "Model-card style")]
 
@@ -55,7 +56,7 @@ TIPS = {
     ),
     "dtype": (
         "How precisely the model's numbers are stored.\n"
-        "auto: bfloat16 on a GPU that supports it, else float16; float32 on the CPU.\n"
+        "auto: bfloat16 on a GPU that supports it (NVIDIA or Apple), else float16; float32 on the CPU.\n"
         "float32 needs twice the memory of the others. Recorded in the manifest, since it changes the numbers "
         "slightly.\nDefault: auto."
     ),
@@ -66,7 +67,8 @@ TIPS = {
         "Default: none (full precision), as in gpi_pack."
     ),
     "device": (
-        "Where the model runs. Automatic uses the NVIDIA GPU when there is one, else the CPU (slow for large "
+        "Where the model runs. Automatic uses the NVIDIA GPU when there is one (or an AMD GPU with a ROCm "
+        "build), else the Apple GPU of a Mac with Apple silicon (M1 and later), else the CPU (slow for large "
         "models).\nDefault: automatic."
     ),
     "batch_size": (

@@ -22,6 +22,10 @@ log() { printf '[build_macos %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 VPY="$VENV/bin/python"
 log "installing $TORCH_REQUIREMENT (macOS wheels: CPU + Apple GPU through MPS) and the pinned build requirements"
 "$VPY" -m pip install -q "$TORCH_REQUIREMENT"
+# The point of the Apple-silicon build: the GPU through MPS. An Intel Mac (or an x86_64 Python under
+# Rosetta) would get a torch without it, and a bundle that silently runs everything on the CPU.
+[[ "$(uname -m)" == arm64 ]] || { echo "build_macos.sh builds for Apple silicon (arm64); this is $(uname -m)" >&2; exit 1; }
+"$VPY" -c "import sys, torch; sys.exit(0 if torch.backends.mps.is_built() else 'this torch was built without MPS')"
 "$VPY" -m pip install -q -r "$ROOT/packaging/requirements-build.txt"
 "$VPY" -m pip install -q "$ROOT"
 
