@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_token_parser(sub)
     _add_merge_parser(sub)
+    from gpi_desktop.cli_exports import add_export_parsers
+
+    add_export_parsers(sub)
     return parser
 
 
@@ -171,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
             from gpi_desktop.cluster_cli import run_merge
 
             return run_merge(args)
+        if args.command in ("inspect", "compare"):
+            from gpi_desktop import cli_exports
+
+            return cli_exports.run_inspect(args) if args.command == "inspect" else cli_exports.run_compare(args)
         parser.error(f"unknown command {args.command}")
     except Cancelled:
         from gpi_desktop.cluster_cli import stopped_message
