@@ -205,6 +205,35 @@ def test_unusable_files_raise_one_plain_sentence(tmp_path, name, content, expect
     assert message.count(". ") == 0 and "\n" not in message and "Traceback" not in message
 
 
+def _zip(entries: dict[str, bytes]) -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as book:
+        for name, content in entries.items():
+            book.writestr(name, content)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(("entries", "kind"), [
+    ({"[Content_Types].xml": b"<Types/>", "word/document.xml": b"<w:document/>"}, "is a Word document"),
+    ({"[Content_Types].xml": b"<Types/>", "ppt/presentation.xml": b"<p/>"}, "is a PowerPoint presentation"),
+    ({"mimetype": b"application/vnd.oasis.opendocument.spreadsheet", "content.xml": b"<x/>"},
+     "is a LibreOffice (OpenDocument) spreadsheet"),
+    ({"notes.txt": b"hello"}, "is a zip archive"),
+])
+def test_a_renamed_office_file_is_named_for_what_it_is_and_what_is_read(tmp_path, entries, kind):
+    for name in ("study.csv", "study.xlsx"):
+        path = tmp_path / name
+        path.write_bytes(_zip(entries))
+        with pytest.raises(PromptFileError) as error:
+            load_prompt_table(path)
+        message = str(error.value)
+        assert f"{name} {kind}, not a table of prompts" in message and "CSV, TSV and Excel (.xlsx)" in message
+        assert "not a valid Excel workbook" not in message and "\n" not in message
+
+
 def test_missing_file_and_folder_are_refused(tmp_path):
     with pytest.raises(PromptFileError, match="does not exist"):
         load_prompt_table(tmp_path / "nope.csv")

@@ -129,3 +129,28 @@ def test_main_window_cluster_menu_opens_prepare_only_for_a_ready_job(make_window
     window = make_window()
     assert [a.text() for a in window.cluster_menu.actions()] == ["Prepare for a cluster…", "Merge cluster results…"]
     assert "prompts" in main_window_job(window).lower()  # no prompts file yet: the window's own reason
+
+
+def test_merge_dialog_given_a_job_folder_without_results_speaks_of_its_result_folders(qtbot, merge_dialog, spec,
+                                                                                      tmp_path):
+    from gpi_desktop.core.sbatch import ClusterSettings, write_job_folder
+
+    job = write_job_folder(tmp_path / "job", spec, ClusterSettings(shards=2, gpus_per_task=0)).folder
+    dialog = merge_dialog
+    dialog.shards.setText(str(job))
+    dialog.out.setText(str(tmp_path / "export"))
+    with qtbot.waitSignal(dialog.runner.failed, timeout=60_000):
+        dialog.merge()
+    said = dialog.status.text()
+    assert "holds no finished results yet" in said and "when every cluster task has finished" in said
+    assert "shard.json" not in said and "--shard" not in said
+    qtbot.waitUntil(lambda: dialog.merge_button.isEnabled())
+    elsewhere = tmp_path / "holiday photos"
+    elsewhere.mkdir()
+    dialog.shards.setText(str(elsewhere))
+    with qtbot.waitSignal(dialog.runner.failed, timeout=60_000):
+        dialog.merge()
+    said = dialog.status.text()
+    assert "neither a job folder" in said and "choose the job folder you copied back" in said
+    assert "shard.json" not in said and "--shard" not in said
+    assert not (tmp_path / "export").exists()

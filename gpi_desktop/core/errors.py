@@ -58,6 +58,15 @@ class ResumeError(InputError):
     """--resume was asked for a folder that holds another job, or nothing to resume."""
 
 
+class NoResultsFolderError(InputError):
+    """A folder given to merge holds no shard results: a job folder whose tasks have not written any, or another folder."""
+
+    def __init__(self, message: str, *, folder: str = "", job_folder: bool = False) -> None:
+        super().__init__(message)
+        self.folder = folder
+        self.job_folder = job_folder
+
+
 class RunBusyError(ResumeError):
     """Another process holds the run's journal right now (a second submission of the same cluster task)."""
 

@@ -129,6 +129,12 @@ def read_table(path: Path | str) -> tuple[pd.DataFrame, TableMeta]:
             "save it in Excel as .xlsx (without a password) or as CSV."
         )
     if data.startswith(_ZIP_MAGIC):
+        other = _other_zip_kind(data)
+        if other is not None:
+            raise PromptFileError(
+                f"{path.name} is {other}, not a table of prompts: GPI Desktop reads CSV, TSV and Excel (.xlsx) "
+                "files, so put the prompts in a spreadsheet, one per row under a header, and save it as .xlsx or CSV."
+            )
         (frame, uncalculated), encoding = _read_excel(path, data), "xlsx"
         header = _excel_header(data)
     elif path.suffix.lower() in EXCEL_SUFFIXES:
@@ -154,6 +160,34 @@ def read_table(path: Path | str) -> tuple[pd.DataFrame, TableMeta]:
         )
     return frame, TableMeta(sha256=meta_sha, encoding=encoding, duplicates=duplicates,
                             uncalculated_formulas=uncalculated)
+
+
+# What a zip file that is not an Excel workbook holds, by the folder or mimetype Office and LibreOffice give it.
+_ZIP_KINDS = (("word/", "a Word document"), ("ppt/", "a PowerPoint presentation"))
+_ODF_KINDS = (("application/vnd.oasis.opendocument.spreadsheet", "a LibreOffice (OpenDocument) spreadsheet"),
+              ("application/vnd.oasis.opendocument.text", "a LibreOffice (OpenDocument) text document"),
+              ("application/vnd.oasis.opendocument", "a LibreOffice (OpenDocument) file"))
+
+
+def _other_zip_kind(data: bytes) -> str | None:
+    """What a zip file is when it is readable but no Excel workbook (a .docx renamed, say); None otherwise."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as book:
+            names = book.namelist()
+            mimetype = book.read("mimetype").decode("ascii", "replace") if "mimetype" in names else ""
+    except (zipfile.BadZipFile, OSError, KeyError, RuntimeError):
+        return None  # damaged: said as a damaged workbook
+    if any(name.startswith("xl/") for name in names):
+        return None
+    for folder, kind in _ZIP_KINDS:
+        if any(name.startswith(folder) for name in names):
+            return kind
+    for prefix, kind in _ODF_KINDS:
+        if mimetype.startswith(prefix):
+            return kind
+    return "a zip archive"
 
 
 def decode_text(data: bytes) -> tuple[str, str]:

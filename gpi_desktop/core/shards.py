@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gpi_desktop.core.errors import InputError, OutputFolderError, SettingsError
+from gpi_desktop.core.errors import InputError, NoResultsFolderError, OutputFolderError, SettingsError
 from gpi_desktop.core.fileio import fsync_folder, plain_os_errors, write_atomically
 from gpi_desktop.core.progress import NullState, Progress, TaskState, check_cancel
 from gpi_desktop.core.results import PromptResult
@@ -323,8 +323,13 @@ def read_shard_folder(folder: Path | str) -> ShardFolder:
         if _looks_like_unfinished_shard(folder):
             raise InputError(f"The shard in '{folder}' did not finish: run that task again (it resumes where it "
                              "stopped), then merge.")
-        raise InputError(f"'{folder}' is not a shard folder (it has no {SHARD_MANIFEST}): give the folders that "
-                         "`gpi-desktop run --shard` wrote.")
+        if (folder / JOB_FILE_NAME).is_file():
+            raise NoResultsFolderError(
+                f"The job folder '{folder}' holds no finished results yet (its shards folder is empty or missing): merge it "
+                "when every cluster task has finished, copied back with its shards folder.",
+                folder=str(folder), job_folder=True)
+        raise NoResultsFolderError(f"'{folder}' is not a shard folder (it has no {SHARD_MANIFEST}): give the folders "
+                                   "that `gpi-desktop run --shard` wrote.", folder=str(folder))
     try:
         text = path.read_text(encoding="utf-8")
     except PermissionError:

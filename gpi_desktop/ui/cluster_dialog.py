@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gpi_desktop.core.errors import GpiError
+from gpi_desktop.core.errors import GpiError, NoResultsFolderError
 from gpi_desktop.core.progress import Progress
 from gpi_desktop.core.sbatch import ClusterSettings, write_job_folder
 from gpi_desktop.ui.tasks import TaskRunner
@@ -39,6 +39,10 @@ _ERROR_STYLE = "color: #b00020;"
 
 
 def _message(error: BaseException) -> str:
+    if isinstance(error, NoResultsFolderError) and not error.job_folder:
+        # The command line's words (shard.json, --shard) mean nothing in the window: speak of the job's folders.
+        return (f"'{error.folder}' is neither a job folder made by \u201cPrepare for a cluster\u201d nor one of its "
+                "result folders (shards/1, shards/2, \u2026): choose the job folder you copied back from the cluster.")
     if isinstance(error, GpiError):
         return str(error)
     return f"Something unexpected went wrong ({type(error).__name__}); the details are in the log file."
