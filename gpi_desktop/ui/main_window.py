@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from gpi_desktop.core.errors import GpiError
+from gpi_desktop.core.legacy_runs import adopt_job_folders
 from gpi_desktop.core.progress import Progress
 from gpi_desktop.core.settings import DEFAULT_MODEL, ExportSettings
 from gpi_desktop.ui import none_guard, prefs
@@ -53,7 +54,14 @@ from gpi_desktop.ui.formatting import settings_words
 from gpi_desktop.ui.model_panel import ModelPanel
 from gpi_desktop.ui.prompter import Prompter
 from gpi_desktop.ui.prompts_panel import DROP_SUFFIXES, PromptsPanel
-from gpi_desktop.ui.resources import APPLICATION, app_data_dir, icon_path, is_demo_model
+from gpi_desktop.ui.resources import (
+    APPLICATION,
+    RUNS_DIRNAME,
+    app_data_dir,
+    icon_path,
+    is_demo_model,
+    legacy_data_dirs,
+)
 from gpi_desktop.ui.run_page import RunPage
 from gpi_desktop.ui.screen_fit import FRAME_ALLOWANCE, PREFERRED_SIZE, centred, fitted_geometry
 from gpi_desktop.ui.settings_panel import SettingsPanel
@@ -78,13 +86,17 @@ class PendingRun:
     finished_results: tuple = ()  # the journal's finished rows, for the table (their vectors left on disk)
 
 
-def _inspect_job(spec, table, runs_dir: Path) -> PendingRun:
-    """Where this job keeps its journal and how far it got (runs off the main thread: it reads the journal)."""
+def _inspect_job(spec, table, runs_dir: Path, elsewhere: tuple[Path, ...] = ()) -> PendingRun:
+    """Where this job keeps its journal and how far it got (runs off the main thread: it reads the journal).
+
+    `elsewhere`: older runs folders whose jobs could not be moved into `runs_dir`.
+    """
     from gpi_desktop.core.job import job_hash, job_key
+    from gpi_desktop.core.legacy_runs import job_folder
     from gpi_desktop.core.runstore import RunJournal
 
     key = job_key(spec, table)
-    work_dir = runs_dir / job_hash(spec, table)
+    work_dir = job_folder(runs_dir, job_hash(spec, table), elsewhere)
     finished, results = None, ()
     if RunJournal.exists(work_dir):
         with RunJournal.open(work_dir, key) as journal:
@@ -105,10 +117,16 @@ class MainWindow(QMainWindow):
     export_finished = Signal(object)  # the export folder (Path)
 
     def __init__(self, settings: QSettings | None = None, *, data_dir: Path | None = None,
-                 prompter: Prompter | None = None, parent: QWidget | None = None) -> None:
+                 prompter: Prompter | None = None, legacy_dirs: list[Path] | None = None,
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.qsettings = settings if settings is not None else QSettings()
-        self.runs_dir = (data_dir if data_dir is not None else app_data_dir()) / "runs"
+        self.runs_dir = (data_dir if data_dir is not None else app_data_dir()) / RUNS_DIRNAME
+        # Jobs an older version kept elsewhere: moved here (a rename), or looked up where they are.
+        if legacy_dirs is None:
+            legacy_dirs = legacy_data_dirs() if data_dir is None else []
+        self.old_runs_dirs = tuple(old / RUNS_DIRNAME for old in legacy_dirs
+                                   if adopt_job_folders(old / RUNS_DIRNAME, self.runs_dir))
         self.prompter = prompter or Prompter()
         self.outcome = None  # the last finished run (core.job.RunOutcome)
         self.last_export: Path | None = None
@@ -443,8 +461,9 @@ class MainWindow(QMainWindow):
         self._starting = True
         self.run_page.run_button.setEnabled(False)
         self.run_page.show_status("Checking for an unfinished run of this job\u2026")
-        runs_dir = self.runs_dir
-        self.calls.call(lambda: _inspect_job(spec, table, runs_dir), self._on_inspected, self._on_inspect_failed)
+        runs_dir, elsewhere = self.runs_dir, self.old_runs_dirs
+        self.calls.call(lambda: _inspect_job(spec, table, runs_dir, elsewhere), self._on_inspected,
+                        self._on_inspect_failed)
 
     def _on_inspect_failed(self, error: BaseException) -> None:
         self._starting = False

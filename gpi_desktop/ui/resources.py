@@ -14,6 +14,7 @@ APPLICATION = "GPI Desktop"
 DEMO_MODEL_DIRNAME = "demo-model"
 SAMPLE_PROMPTS_FILENAME = "sample_prompts.csv"
 ICON_FILENAME = "icon.png"
+RUNS_DIRNAME = "runs"  # under app_data_dir(): one folder per job, named by its job hash
 
 
 def resources_dir() -> Path:
@@ -54,9 +55,20 @@ def is_demo_model(model: str) -> bool:
 
 
 def app_data_dir() -> Path:
-    """The per-user data folder (needs the application name set, as `app.main` does).
+    """The per-user data folder, where jobs are kept: one folder named for the program.
 
-    The local one: run journals can hold gigabytes of vectors, which must not
-    roam with a Windows profile (elsewhere it is the same folder as AppDataLocation).
+    ~/.local/share/GPI Desktop on Linux, %LOCALAPPDATA%\\GPI Desktop on Windows (the local one: run journals
+    can hold gigabytes of vectors, which must not roam with a profile), ~/Library/Application Support/GPI Desktop
+    on macOS.
     """
-    return Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppLocalDataLocation))
+    return _generic_data_dir() / APPLICATION
+
+
+def legacy_data_dirs() -> list[Path]:
+    """Where older versions kept jobs: Qt's application folder, which names the program twice
+    (organisation, then application)."""
+    return [_generic_data_dir() / ORGANIZATION / APPLICATION]
+
+
+def _generic_data_dir() -> Path:
+    return Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.GenericDataLocation))
