@@ -30,7 +30,8 @@ def test_the_demo_model_is_described_with_its_width_device_and_memory(qtbot, pan
     panel.use_demo_model()
     settle(qtbot, panel)
     text = panel.target_label.text()
-    assert "Hidden width: 64 numbers per text" in text
+    assert "Vector length: 64 numbers per text" in text and "Hidden width" not in text
+    assert "hidden size" in panel.target_label.toolTip()  # the technical word, for who looks for it
     assert "Will run on:" in text
     assert "Memory: The model needs about" in text and "it fits" in text
     assert panel.last_target is not None and panel.last_target.hidden_size == 64
@@ -47,7 +48,7 @@ def test_a_hub_id_shows_its_page_and_an_offline_check_says_why_it_could_not_read
     assert "https://huggingface.co/someone/some-model" in panel.page_link.text()
     assert panel.demo_note.isHidden()
     text = panel.target_label.text()
-    assert "Hidden width: not known yet." in text
+    assert "Vector length: not known yet." in text
     assert "someone/some-model" in text  # the hub's refusal, in plain words, names the model
 
 

@@ -145,3 +145,36 @@ def test_the_window_has_one_cluster_menu_and_a_help_menu(qtbot, make_window):
     titles = [action.text() for action in window.menuBar().actions()]
     assert titles == ["&Cluster", "&Help"]
     wait_idle(qtbot, window)
+
+
+@pytest.mark.parametrize("frozen", [True, False])
+def test_the_quantization_tooltip_says_whether_this_build_can_and_how_to_get_one_that_can(qtbot, monkeypatch, frozen):
+    import sys
+
+    from gpi_desktop.ui import settings_panel
+
+    monkeypatch.setattr(sys, "frozen", frozen, raising=False)
+    monkeypatch.setattr(settings_panel, "quantization_available", lambda: False)
+    missing = SettingsPanel()
+    qtbot.addWidget(missing)
+    tip = missing.quantization_box.toolTip()
+    assert "This build cannot" in tip and "bitsandbytes" in tip and not missing.quantization_box.isEnabled()
+    if frozen:  # an installed program cannot take a pip package: say which install can
+        assert "pip install" not in tip and "Python install of GPI Desktop" in tip
+    else:
+        assert 'pip install "gpi-desktop[quantization]"' in tip
+    monkeypatch.setattr(settings_panel, "quantization_available", lambda: True)
+    able = SettingsPanel()
+    qtbot.addWidget(able)
+    assert "This build can do it" in able.quantization_box.toolTip() and able.quantization_box.isEnabled()
+    assert "pip install" not in able.quantization_box.toolTip()
+
+
+def test_model_options_are_named_for_a_researcher_with_the_technical_word_in_the_tooltip(panel):
+    from PySide6.QtWidgets import QLabel
+
+    labels = {label.text(): label for label in panel.findChildren(QLabel)}
+    assert "Model options" in labels and "Chat template options" not in labels
+    assert "enable_thinking" not in panel.template_options.placeholderText()
+    assert "enable_thinking=false" in panel.template_options.toolTip()
+    assert "chat template" in labels["Model options"].toolTip()

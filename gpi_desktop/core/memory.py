@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import struct
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -558,8 +559,9 @@ def fit_verdict(estimate: MemoryEstimate, devices: list[DeviceMemory]) -> FitVer
                 continue
             smaller = estimate.with_settings(quantization=kind)
             if smaller.total_bytes <= usable:
-                suggestions.append(f"Load the model in {label} (about {_human(smaller.total_bytes)}; needs "
-                                   "'pip install gpi-desktop[quantization]' and changes the numbers slightly).")
+                needs = "" if quantization_available() else f"; {quantization_missing()}"
+                suggestions.append(f"Load the model in {label} (about {_human(smaller.total_bytes)}; it changes the "
+                                   f"numbers slightly{needs}).")
                 break
         suggestions.append(f"Use a GPU with at least {_human(estimate.total_bytes / USABLE_SHARE)} free: close other "
                            "programs that use this GPU, or run on another machine.")
@@ -618,6 +620,18 @@ def quantization_available() -> bool:
     return importlib.util.find_spec("bitsandbytes") is not None
 
 
+def quantization_missing() -> str:
+    """Why this build cannot load in 8-bit or 4-bit, and how to get one that can (a clause, no full stop).
+
+    An installed program (an installer's bundle) cannot take a pip package; a Python install can.
+    """
+    if getattr(sys, "frozen", False):
+        return ("this installed program does not include the bitsandbytes package it needs; the Python install "
+                "of GPI Desktop with its quantization extra can (see the README, 'Install on a fresh machine')")
+    return ("this Python environment lacks the bitsandbytes package: install GPI Desktop's quantization extra "
+            "into it (pip install \"gpi-desktop[quantization]\") and start gpi-desktop again")
+
+
 def quantization_config(kind: str | None):
     """transformers' BitsAndBytesConfig for 8-bit or 4-bit (NF4) loading; None for full precision.
 
@@ -636,10 +650,7 @@ def quantization_config(kind: str | None):
             "(no quantization) to run on this computer."
         )
     if not quantization_available():
-        raise SettingsError(
-            "8-bit and 4-bit loading needs the bitsandbytes package: install it with "
-            "'pip install gpi-desktop[quantization]' and start gpi-desktop again."
-        )
+        raise SettingsError(f"8-bit and 4-bit loading is not possible here: {quantization_missing()}.")
     from transformers import BitsAndBytesConfig
 
     if kind == "8bit":

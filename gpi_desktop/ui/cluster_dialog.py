@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from PySide6.QtCore import Qt, QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QFont
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QDialog,
     QFileDialog,
@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from gpi_desktop.core.errors import GpiError, NoResultsFolderError
+from gpi_desktop.ui.folders import open_in_file_manager
 from gpi_desktop.core.progress import Progress
 from gpi_desktop.core.sbatch import ClusterSettings, write_job_folder
 from gpi_desktop.ui.tasks import TaskRunner
@@ -125,6 +126,7 @@ class PrepareClusterDialog(QDialog):
         self.error = QLabel()
         self.error.setWordWrap(True)
         self.error.setStyleSheet(_ERROR_STYLE)
+        self.error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.error.hide()
         self.instructions = QPlainTextEdit()
         self.instructions.setReadOnly(True)
@@ -188,6 +190,7 @@ class PrepareClusterDialog(QDialog):
 
     def _fail(self, text: str) -> bool:
         self.error.setText(text)
+        self.error.setStyleSheet(_ERROR_STYLE)
         self.error.show()
         return False
 
@@ -199,7 +202,11 @@ class PrepareClusterDialog(QDialog):
 
     def _open_folder(self) -> None:
         if self.job_folder is not None:
-            QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.job_folder.folder)))
+            where = open_in_file_manager(self.job_folder.folder)
+            if where is not None:
+                self.error.setText(where)
+                self.error.setStyleSheet("")
+                self.error.show()
 
 
 class MergeShardsDialog(QDialog):

@@ -13,10 +13,9 @@ import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from PySide6.QtCore import QMargins, QRect, QSettings, Qt, QUrl, Signal
+from PySide6.QtCore import QMargins, QRect, QSettings, Qt, Signal
 from PySide6.QtGui import (
     QCloseEvent,
-    QDesktopServices,
     QDragEnterEvent,
     QDropEvent,
     QFont,
@@ -24,7 +23,6 @@ from PySide6.QtGui import (
     QIcon,
 )
 from PySide6.QtWidgets import (
-    QFileDialog,
     QHBoxLayout,
     QLabel,
     QListWidget,
@@ -49,7 +47,9 @@ from gpi_desktop.ui.export_flow import (
     overwrite_question,
     stale_html,
 )
+from gpi_desktop.ui.export_folder_dialog import ExportFolderDialog, documents_folder
 from gpi_desktop.ui.export_page import ExportPage
+from gpi_desktop.ui.folders import open_in_file_manager
 from gpi_desktop.ui.formatting import settings_words
 from gpi_desktop.ui.model_panel import ModelPanel
 from gpi_desktop.ui.prompter import Prompter
@@ -198,7 +198,12 @@ class MainWindow(QMainWindow):
 
         folder = log_dir()
         folder.mkdir(parents=True, exist_ok=True)
-        QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+        self._open_folder(folder)
+
+    def _open_folder(self, folder: Path) -> None:
+        where = open_in_file_manager(folder)
+        if where is not None:
+            self.prompter.tell(self, "Open the folder", where)
 
     def show_about(self) -> None:
         import gpi_desktop
@@ -629,10 +634,10 @@ class MainWindow(QMainWindow):
     # --- export ----------------------------------------------------------------------------------
 
     def choose_export_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Choose the export folder (an empty one is best)",
-                                                  prefs.last_folder(self.qsettings, "export"))
-        if folder:
-            self.export_to(Path(folder))
+        start = prefs.last_folder(self.qsettings, "export", default=documents_folder())
+        dialog = ExportFolderDialog(self, Path(start))
+        if dialog.exec() and dialog.selectedFiles():
+            self.export_to(Path(dialog.selectedFiles()[0]))
 
     def export_to(self, folder: Path) -> bool:
         """Write the export folder in the worker; asks before writing into a folder that holds files."""
@@ -688,7 +693,7 @@ class MainWindow(QMainWindow):
 
     def open_export_folder(self) -> None:
         if self.last_export is not None:
-            QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.last_export)))
+            self._open_folder(self.last_export)
 
     # --- drag and drop ---------------------------------------------------------------------------
 

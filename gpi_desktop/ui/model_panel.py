@@ -110,6 +110,10 @@ def list_cache() -> CacheListing:
     return CacheListing(models, str(hub_cache_dir()), bool(constants.HF_HUB_OFFLINE), incomplete)
 
 
+VECTOR_LENGTH_TIP = ("Vector length: the model's hidden size (hidden width, hidden_size in its config.json), the "
+                     "number of values in the last layer's state that each text's vector keeps.")
+
+
 def target_lines(check: TargetCheck) -> tuple[str, bool]:
     """Plain lines for a target check, and whether they carry a warning."""
     info = check.target
@@ -120,8 +124,8 @@ def target_lines(check: TargetCheck) -> tuple[str, bool]:
         usable = "of it for the GPU" if info.kind == "mps" else "of memory free"
         free = f", {human_bytes(info.free_bytes)} {usable}" if info.free_bytes is not None else ""
         where = f"Will run on: {info.where}{free}."
-    width = (f"Hidden width: {info.hidden_size:,} numbers per text (the length of each exported vector)."
-             if info.hidden_size else "Hidden width: not known yet.")
+    width = (f"Vector length: {info.hidden_size:,} numbers per text (what each text's exported vector holds)."
+             if info.hidden_size else "Vector length: not known yet.")
     lines = [where, width]
     warn = bool(info.warning)
     if info.warning:
@@ -188,6 +192,7 @@ class ModelPanel(QWidget):
         self.target_label.setTextFormat(Qt.TextFormat.RichText)
         self.target_label.setOpenExternalLinks(True)
         self.target_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
+        self.target_label.setToolTip(VECTOR_LENGTH_TIP)
         self.check_button = QPushButton("Check again")
         self.check_button.setToolTip("Look again at the GPU and the model's settings (reads only the model's "
                                      "small config.json, not the weights).")

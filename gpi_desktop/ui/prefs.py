@@ -92,10 +92,10 @@ def options_text(options: dict) -> str:
     return "\n".join(f"{k}={json.dumps(v)}" for k, v in options.items())
 
 
-def last_folder(qs: QSettings, purpose: str) -> str:
-    """The folder last used for `purpose` ("prompts", "export", "model"), or the home folder."""
+def last_folder(qs: QSettings, purpose: str, default: Path | None = None) -> str:
+    """The folder last used for `purpose` ("prompts", "export", "model"), or `default` (the home folder)."""
     value = str(qs.value(_FOLDERS + purpose, ""))
-    return value if value and Path(value).is_dir() else str(Path.home())
+    return value if value and Path(value).is_dir() else str(default or Path.home())
 
 
 def remember_folder(qs: QSettings, purpose: str, folder: str | Path) -> None:

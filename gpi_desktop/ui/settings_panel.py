@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from gpi_desktop.core.instructions import CREATE_INSTRUCTION, REPEAT_INSTRUCTION
-from gpi_desktop.core.memory import quantization_available
+from gpi_desktop.core.memory import quantization_available, quantization_missing
 from gpi_desktop.core.options import parse_options
 from gpi_desktop.core.settings import ExportSettings, RunSettings, parse_batch_size
 from gpi_desktop.ui.model_panel import MemoryInputs
@@ -63,8 +63,7 @@ TIPS = {
     "quantization": (
         "Load the model in 8-bit or 4-bit to need about a half or a quarter of the GPU memory.\n"
         "It changes the numbers (and so the vectors) slightly, and is recorded in the manifest.\n"
-        "Needs an NVIDIA GPU and the optional bitsandbytes package (pip install gpi-desktop[quantization]).\n"
-        "Default: none (full precision), as in gpi_pack."
+        "It needs an NVIDIA GPU. Default: none (full precision), as in gpi_pack."
     ),
     "device": (
         "Where the model runs. Automatic uses the NVIDIA GPU when there is one (or an AMD GPU with a ROCm "
@@ -91,12 +90,15 @@ TIPS = {
         "Default: generated_texts, as in gpi_pack."
     ),
     "template_options": (
-        "Extra settings for the chat template, one KEY=VALUE per line, as gpi_pack's tokenizer_config.\n"
+        "Options some models take in how prompts are put to them, as their documentation names them: "
+        "the chat template's options (gpi_pack's tokenizer_config), one KEY=VALUE per line, for example "
+        "enable_thinking=false for Qwen3.\n"
         "Values are read as JSON where they can be (true, 2, \"text\"). Leave empty unless a model's "
         "documentation asks for one. Recorded in the manifest."
     ),
     "generation_options": (
-        "Extra settings for generation, one KEY=VALUE per line, as gpi_pack's model_config, for example "
+        "Extra settings for how the model writes (generation options, gpi_pack's model_config), one KEY=VALUE "
+        "per line, for example "
         "repetition_penalty=1.1.\nSampling and temperature are refused: decoding is always greedy, as in "
         "gpi_pack. Leave empty unless you need one. Recorded in the manifest."
     ),
@@ -113,6 +115,15 @@ HELP = {
     "prefix": "hidden_0.pt, hidden_1.pt, \u2026",
     "save_name": "generated_texts.pkl and generated_texts.csv",
 }
+
+
+def quantization_tip() -> str:
+    """The quantization tooltip, saying whether this build can do it and, if not, how to get one that can."""
+    if quantization_available():
+        can = "This build can do it (it includes the bitsandbytes package)."
+    else:
+        can = f"This build cannot: {quantization_missing()}."
+    return TIPS["quantization"] + "\n\n" + can[0].upper() + can[1:]
 
 
 def _combo(items: list[tuple[str, str]], tip: str) -> QComboBox:
@@ -146,10 +157,8 @@ class SettingsPanel(QWidget):
         self.max_tokens.setGroupSeparatorShown(True)
         self.max_tokens.setToolTip(TIPS["max_new_tokens"])
         self.dtype_box = _combo(DTYPES, TIPS["dtype"])
-        self.quantization_box = _combo(QUANTIZATIONS, TIPS["quantization"])
-        if not quantization_available():
-            self.quantization_box.setEnabled(False)
-            self.quantization_box.setToolTip(TIPS["quantization"] + "\n\nNot available: bitsandbytes is not installed.")
+        self.quantization_box = _combo(QUANTIZATIONS, quantization_tip())
+        self.quantization_box.setEnabled(quantization_available())
         self.device_box = _combo(DEVICES, TIPS["device"])
         self.batch_spin = QSpinBox()
         self.batch_spin.setRange(0, 4096)
@@ -162,11 +171,11 @@ class SettingsPanel(QWidget):
         self.save_name_edit.setToolTip(TIPS["save_name"])
         self.template_options = QPlainTextEdit()
         self.template_options.setToolTip(TIPS["template_options"])
-        self.template_options.setPlaceholderText("for example: enable_thinking=false")
+        self.template_options.setPlaceholderText("only if the model's page names one, one per line")
         self.template_options.setFixedHeight(54)
         self.generation_options = QPlainTextEdit()
         self.generation_options.setToolTip(TIPS["generation_options"])
-        self.generation_options.setPlaceholderText("for example: repetition_penalty=1.1")
+        self.generation_options.setPlaceholderText("only if you need one, one per line")
         self.generation_options.setFixedHeight(54)
 
         form = QFormLayout()
@@ -190,7 +199,7 @@ class SettingsPanel(QWidget):
         adv_form = QFormLayout(adv_inner)
         adv_form.setContentsMargins(0, 0, 0, 0)
         adv_form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        adv_form.addRow(self._label("Chat template options", "template_options"), self.template_options)
+        adv_form.addRow(self._label("Model options", "template_options"), self.template_options)
         adv_form.addRow(self._label("Generation options", "generation_options"), self.generation_options)
         self.advanced.toggled.connect(adv_inner.setVisible)
         adv_inner.setVisible(False)

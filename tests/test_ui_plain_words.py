@@ -1,0 +1,69 @@
+"""Plain words in the window: folders that cannot be opened, the export folder picker, the Help guide."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QSettings
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import QLineEdit
+from ui_fixtures import make_window, memory_keyring, wait_idle  # noqa: F401 - fixtures
+
+from gpi_desktop.ui import prefs
+from gpi_desktop.ui.export_folder_dialog import ExportFolderDialog
+
+
+def test_open_the_folder_without_a_file_manager_says_where_it_is(qtbot, make_window, monkeypatch, tmp_path):
+    monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: False)  # a desktop with no file manager
+    window = make_window()
+    wait_idle(qtbot, window)
+    window.last_export = tmp_path / "my export"
+    window.open_export_folder()
+    ((title, text),) = window.prompter.told
+    assert "No file manager could open the folder" in text and str(tmp_path / "my export") in text
+    window.open_log_folder()
+    assert len(window.prompter.told) == 2
+
+
+def test_open_the_folder_says_nothing_more_when_a_file_manager_opened_it(qtbot, make_window, monkeypatch, tmp_path):
+    opened = []
+    monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: opened.append(url.toLocalFile()) or True)
+    window = make_window()
+    window.last_export = tmp_path
+    window.open_export_folder()
+    assert opened == [str(tmp_path)] and window.prompter.told == []
+
+
+def test_the_export_picker_makes_a_typed_new_folder(qtbot, tmp_path):
+    dialog = ExportFolderDialog(None, tmp_path)
+    qtbot.addWidget(dialog)
+    dialog.findChild(QLineEdit, "fileNameEdit").setText("study 1 export")
+    dialog.accept()
+    assert (tmp_path / "study 1 export").is_dir()
+    assert Path(dialog.selectedFiles()[0]) == tmp_path / "study 1 export"
+    assert dialog.result() == ExportFolderDialog.DialogCode.Accepted
+
+
+def test_the_export_picker_starts_in_documents_then_in_the_last_export_folder(qtbot, make_window, monkeypatch,
+                                                                            tmp_path):
+    from gpi_desktop.ui import main_window
+
+    documents = tmp_path / "Documents"
+    documents.mkdir()
+    monkeypatch.setattr(main_window, "documents_folder", lambda: documents)
+    started = []
+    monkeypatch.setattr(ExportFolderDialog, "exec", lambda self: started.append(self.directory().absolutePath()) or 0)
+    window = make_window()
+    window.choose_export_folder()
+    assert started == [str(documents)]
+    last = tmp_path / "exports"
+    last.mkdir()
+    prefs.remember_folder(window.qsettings, "export", last)
+    window.choose_export_folder()
+    assert started[-1] == str(last)
+
+
+def test_last_folder_falls_back_to_the_given_default(tmp_path):
+    qs = QSettings(str(tmp_path / "p.ini"), QSettings.Format.IniFormat)
+    assert prefs.last_folder(qs, "export", default=tmp_path) == str(tmp_path)
+    assert prefs.last_folder(qs, "prompts") == str(Path.home())
