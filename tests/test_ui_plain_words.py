@@ -67,3 +67,29 @@ def test_last_folder_falls_back_to_the_given_default(tmp_path):
     qs = QSettings(str(tmp_path / "p.ini"), QSettings.Format.IniFormat)
     assert prefs.last_folder(qs, "export", default=tmp_path) == str(tmp_path)
     assert prefs.last_folder(qs, "prompts") == str(Path.home())
+
+
+def test_help_has_a_two_minute_guide_with_the_six_steps_the_export_and_where_jobs_are(qtbot, make_window):
+    import re
+
+    from gpi_desktop.ui.main_window import STEP_TITLES
+
+    window = make_window()
+    titles = [a.text() for m in window.menuBar().actions() if m.menu() for a in m.menu().actions()]
+    guide_action = next(a for m in window.menuBar().actions() if m.menu() for a in m.menu().actions()
+                        if a.text().startswith("Guide"))
+    assert "Guide (two minutes)" in titles
+    window.settings_panel.prefix_edit.setText("vec_")
+    guide_action.trigger()
+    text = window.guide.browser.toPlainText()
+    assert window.guide.isVisible()
+    for heading in ("What GPI is", "The six steps", "What the export holds", "Where jobs are kept",
+                    "How to cite the settings"):
+        assert heading in text
+    for title in STEP_TITLES:
+        assert title in text
+    assert "load_hiddens" in text and "prefix='vec_'" in text  # the file names the export will use
+    assert str(window.runs_dir) in text and "manifest.json" in text and "model.revision" in text
+    words = len(re.findall(r"\w+", text))
+    assert words < 600, words  # two minutes at a researcher's reading pace (~250-300 words a minute)
+    window.guide.close()

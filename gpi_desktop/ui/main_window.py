@@ -190,6 +190,7 @@ class MainWindow(QMainWindow):
 
         install_cluster_menu(self, lambda: main_window_job(self))
         help_menu = self.menuBar().addMenu("&Help")
+        help_menu.addAction("Guide (two minutes)", self.show_guide)
         help_menu.addAction("Open the log folder", self.open_log_folder)
         help_menu.addAction(f"About {APPLICATION}", self.show_about)
 
@@ -204,6 +205,16 @@ class MainWindow(QMainWindow):
         where = open_in_file_manager(folder)
         if where is not None:
             self.prompter.tell(self, "Open the folder", where)
+
+    def show_guide(self) -> None:
+        from gpi_desktop.ui.guide import GuideDialog
+
+        try:
+            _run, export = self.settings_panel.values(model=self.model_panel.model() or DEFAULT_MODEL)
+        except GpiError:
+            export = None  # a half-typed option line: the guide names the default file names
+        self.guide = GuideDialog(self.runs_dir, export, self)
+        self.guide.show()
 
     def show_about(self) -> None:
         import gpi_desktop
