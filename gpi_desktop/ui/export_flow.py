@@ -55,7 +55,12 @@ def exported_files_text(export: ExportSettings) -> str:
 
 def made_with_html(outcome) -> str:
     """What a finished run (`core.job.RunOutcome`) was made with, as HTML lines for the export step."""
-    return job_html(outcome.spec, outcome.table, len(outcome.results), outcome.model_info)
+    lines = job_html(outcome.spec, outcome.table, len(outcome.results), outcome.model_info)
+    template = getattr(outcome, "template", None)
+    if template is not None:
+        used = "the template writes it into every prompt" if template.date_used else "not used by this template"
+        lines += f"<br><b>Template date:</b> {html.escape(template.date)} ({used})"
+    return lines
 
 
 def job_html(spec, table, rows: int, model_info=None) -> str:

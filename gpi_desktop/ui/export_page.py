@@ -55,6 +55,18 @@ class ExportPage(QWidget):
         for widget in self._done_widgets:
             widget.hide()
 
+        self.inspect_button = QPushButton("Inspect an export folder\u2026")
+        self.inspect_button.setToolTip("Say what an export (this one or any other) was made with: model, revision, "
+                                       "template, its date, settings and inputs; and check that none of its files "
+                                       "changed since it was written.")
+        self.inspect_label = QLabel()
+        self.inspect_label.setWordWrap(True)
+        self.inspect_text = QPlainTextEdit()
+        self.inspect_text.setReadOnly(True)
+        self.inspect_text.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
+        self.inspect_text.setMinimumHeight(self.inspect_text.fontMetrics().lineSpacing() * 10)
+        self.inspect_text.hide()
+
         row = QHBoxLayout()
         row.addWidget(self.export_button)
         row.addStretch(1)
@@ -68,6 +80,12 @@ class ExportPage(QWidget):
         layout.addWidget(self.code_label)
         layout.addWidget(self.code)
         layout.addLayout(code_buttons)
+        layout.addSpacing(8)
+        inspect_row = QHBoxLayout()
+        inspect_row.addWidget(self.inspect_button)
+        inspect_row.addWidget(self.inspect_label, 1)
+        layout.addLayout(inspect_row)
+        layout.addWidget(self.inspect_text, 1)
         layout.addStretch(1)
         self.set_export_settings(ExportSettings())
 
@@ -116,3 +134,23 @@ class ExportPage(QWidget):
     def show_error(self, message: str) -> None:
         self.state_label.setText(linkify(message))
         self.state_label.setStyleSheet("color: #b00020;")
+
+    def set_inspecting(self, folder: str) -> None:
+        self.inspect_button.setEnabled(False)
+        self.inspect_label.setStyleSheet("")
+        self.inspect_label.setText(f"Reading '{folder}' and checking its files\u2026")
+
+    def show_inspection(self, lines: list[str], ok: bool) -> None:
+        """The plain-words report of core.provenance; a failed checksum is said in the error colour."""
+        self.inspect_button.setEnabled(True)
+        self.inspect_label.setText("Every file matches its checksum." if ok
+                                   else "Some files do not match their checksums (see the last line).")
+        self.inspect_label.setStyleSheet("" if ok else "color: #b00020;")
+        self.inspect_text.setPlainText("\n".join(lines))
+        self.inspect_text.show()
+
+    def show_inspection_error(self, message: str) -> None:
+        self.inspect_button.setEnabled(True)
+        self.inspect_text.hide()
+        self.inspect_label.setText(message)
+        self.inspect_label.setStyleSheet("color: #b00020;")

@@ -266,6 +266,7 @@ class MainWindow(QMainWindow):
         self.run_page.export_button.clicked.connect(lambda: self.go_to(STEP_EXPORT))
         self.export_page.export_button.clicked.connect(self.choose_export_folder)
         self.export_page.open_button.clicked.connect(self.open_export_folder)
+        self.export_page.inspect_button.clicked.connect(self.choose_folder_to_inspect)
         self.runner.busy_changed.connect(self._on_busy)
         self.runner.progress.connect(self._on_progress)
         self.runner.status.connect(self._on_status)
@@ -701,6 +702,21 @@ class MainWindow(QMainWindow):
                                    details="Load it in Python with gpi_pack:\n\n" + snippet)
         if choice == 0:
             self.open_export_folder()
+
+    def choose_folder_to_inspect(self) -> None:
+        start = str(self.last_export) if self.last_export is not None else prefs.last_folder(self.qsettings, "export")
+        folder = QFileDialog.getExistingDirectory(self, "Choose an export folder to inspect", start)
+        if folder:
+            self.inspect_folder(Path(folder))
+
+    def inspect_folder(self, folder: Path) -> None:
+        """Say what `folder` was made with and check its files, off the main thread (it reads every file)."""
+        from gpi_desktop.core.provenance import inspect_export
+
+        self.export_page.set_inspecting(str(folder))
+        self.calls.call(lambda: inspect_export(folder),
+                        lambda report: self.export_page.show_inspection(report.lines(), report.ok),
+                        lambda error: self.export_page.show_inspection_error(_message(error)))
 
     def open_export_folder(self) -> None:
         if self.last_export is not None:

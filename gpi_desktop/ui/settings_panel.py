@@ -21,6 +21,7 @@ from gpi_desktop.core.instructions import CREATE_INSTRUCTION, REPEAT_INSTRUCTION
 from gpi_desktop.core.memory import quantization_available, quantization_missing
 from gpi_desktop.core.options import parse_options
 from gpi_desktop.core.settings import ExportSettings, RunSettings, parse_batch_size
+from gpi_desktop.core.template_date import DATE_FORMAT
 from gpi_desktop.ui.model_panel import MemoryInputs
 from gpi_desktop.ui.prefs import options_text
 
@@ -95,6 +96,12 @@ TIPS = {
         "enable_thinking=false for Qwen3.\n"
         "Values are read as JSON where they can be (true, 2, \"text\"). Leave empty unless a model's "
         "documentation asks for one. Recorded in the manifest."
+    ),
+    "template_date": (
+        "The date the chat template is given, written YYYY-MM-DD. Some templates (Llama 3.2, Mistral Small 3.1) "
+        "write today's date into every prompt, which changes the vectors.\n"
+        "Empty: the day the job is first run, kept for the whole job (a run continued on another day uses it "
+        "too). To repeat an earlier study exactly, enter the date its manifest records. Recorded in the manifest."
     ),
     "generation_options": (
         "Extra settings for how the model writes (generation options, gpi_pack's model_config), one KEY=VALUE "
@@ -173,6 +180,10 @@ class SettingsPanel(QWidget):
         self.template_options.setToolTip(TIPS["template_options"])
         self.template_options.setPlaceholderText("only if the model's page names one, one per line")
         self.template_options.setFixedHeight(54)
+        self.template_date_edit = QLineEdit()
+        self.template_date_edit.setToolTip(TIPS["template_date"])
+        self.template_date_edit.setPlaceholderText(f"empty: the day the job is first run ({DATE_FORMAT})")
+        self.template_date_edit.setMaxLength(10)
         self.generation_options = QPlainTextEdit()
         self.generation_options.setToolTip(TIPS["generation_options"])
         self.generation_options.setPlaceholderText("only if you need one, one per line")
@@ -200,6 +211,7 @@ class SettingsPanel(QWidget):
         adv_form.setContentsMargins(0, 0, 0, 0)
         adv_form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         adv_form.addRow(self._label("Model options", "template_options"), self.template_options)
+        adv_form.addRow(self._label("Template date", "template_date"), self.template_date_edit)
         adv_form.addRow(self._label("Generation options", "generation_options"), self.generation_options)
         self.advanced.toggled.connect(adv_inner.setVisible)
         adv_inner.setVisible(False)
@@ -231,7 +243,7 @@ class SettingsPanel(QWidget):
             box.currentIndexChanged.connect(self._on_change)
         for spin in (self.max_tokens, self.batch_spin):
             spin.valueChanged.connect(self._on_change)
-        for edit in (self.prefix_edit, self.save_name_edit):
+        for edit in (self.prefix_edit, self.save_name_edit, self.template_date_edit):
             edit.textChanged.connect(self._on_change)
         for text in (self.instruction_edit, self.template_options, self.generation_options):
             text.textChanged.connect(self._on_change)
@@ -277,7 +289,8 @@ class SettingsPanel(QWidget):
         self.save_name_edit.setText(export.save_name)
         self.template_options.setPlainText(options_text(run.template_options))
         self.generation_options.setPlainText(options_text(run.generation_options))
-        if run.template_options or run.generation_options:
+        self.template_date_edit.setText(run.template_date or "")
+        if run.template_options or run.generation_options or run.template_date:
             self.advanced.setChecked(True)
         self.instruction_edit.setVisible(task == "custom")
 
@@ -298,6 +311,7 @@ class SettingsPanel(QWidget):
             batch_size="auto" if self.batch_spin.value() == 0 else self.batch_spin.value(),
             template_options=parse_options(_lines(self.template_options)),
             generation_options=parse_options(_lines(self.generation_options)),
+            template_date=self.template_date_edit.text().strip() or None,
         )
         export = ExportSettings(prefix=self.prefix_edit.text(), save_name=self.save_name_edit.text().strip())
         return run, export
