@@ -12,6 +12,8 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from gpi_desktop import __version__
@@ -57,6 +59,41 @@ class CliState:
 
     def is_interruption_requested(self) -> bool:
         return self.cancel
+
+
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM") if hasattr(signal, name))
+
+
+@contextmanager
+def stop_on_signals(state: CliState) -> Iterator[None]:
+    """Ctrl-C and SIGTERM (`kill`, a logout, SLURM's preemption) ask the work to stop after the current step.
+
+    Both are the Stop button: finished prompts stay in the journal, the run ends with
+    exit code 130 and says how to resume.
+    """
+    previous = {number: signal.signal(number, lambda *_: setattr(state, "cancel", True)) for number in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Outside the long work SIGTERM is Ctrl-C, which Python turns into KeyboardInterrupt (exit 130)."""
+    if not hasattr(signal, "SIGTERM"):  # pragma: no cover - Windows has no SIGTERM to catch
+        yield
+        return
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def format_duration(seconds: float) -> str:
@@ -164,21 +201,8 @@ def main(argv: list[str] | None = None) -> int:
             from gpi_desktop.ui.app import main as window
 
             return window([sys.argv[0]])
-        if args.command == "run":
-            return cmd_run(args)
-        if args.command == "token":
-            from gpi_desktop.cli_token import run_token
-
-            return run_token(args)
-        if args.command == "merge":
-            from gpi_desktop.cluster_cli import run_merge
-
-            return run_merge(args)
-        if args.command in ("inspect", "compare"):
-            from gpi_desktop import cli_exports
-
-            return cli_exports.run_inspect(args) if args.command == "inspect" else cli_exports.run_compare(args)
-        parser.error(f"unknown command {args.command}")
+        with _sigterm_interrupts():
+            return run_command(parser, args)
     except Cancelled:
         from gpi_desktop.cluster_cli import stopped_message
 
@@ -199,6 +223,25 @@ def main(argv: list[str] | None = None) -> int:
               f"{log_dir()}. Please report it.", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK
+
+
+def run_command(parser: argparse.ArgumentParser, args) -> int:
+    if args.command == "run":
+        return cmd_run(args)
+    if args.command == "token":
+        from gpi_desktop.cli_token import run_token
+
+        return run_token(args)
+    if args.command == "merge":
+        from gpi_desktop.cluster_cli import run_merge
+
+        return run_merge(args)
+    if args.command in ("inspect", "compare"):
+        from gpi_desktop import cli_exports
+
+        return cli_exports.run_inspect(args) if args.command == "inspect" else cli_exports.run_compare(args)
+    parser.error(f"unknown command {args.command}")
+    return EXIT_FAILURE
 
 
 def spec_from_args(args):
@@ -277,15 +320,12 @@ def cmd_run(args) -> int:
 
         token = find_token().token
     state = CliState(quiet=args.quiet)
-    previous = signal.signal(signal.SIGINT, lambda *_: setattr(state, "cancel", True))
-    try:
+    with stop_on_signals(state):
         started = time.monotonic()
         outcome = run_job(spec, out / JOURNAL_DIR, state, resume=args.resume, token=token)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    state.set_status("Writing the export folder…")
-    export_run(outcome, out, overwrite=True, allow_names={JOURNAL_DIR})
-    shutil.rmtree(out / JOURNAL_DIR, ignore_errors=True)
+        state.set_status("Writing the export folder…")
+        export_run(outcome, out, overwrite=True, allow_names={JOURNAL_DIR}, state=state)
+        shutil.rmtree(out / JOURNAL_DIR, ignore_errors=True)
     n = len(outcome.results)
     limit = sum(r.hit_limit for r in outcome.results)
     print(f"Done: {n} texts and hidden states (width {outcome.model_info.hidden_size}) in {out} "

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import sys
 import time
 from pathlib import Path
@@ -68,7 +67,14 @@ def spec_for(args):
 
 def cmd_run_cluster(args) -> int:
     """`run` with --job and/or --shard: a whole job from a job file, or one shard of it into a shard folder."""
-    from gpi_desktop.cli import JOURNAL_DIR, CliState, format_duration, prepare_out_folder, say_duplicate_column
+    from gpi_desktop.cli import (
+        JOURNAL_DIR,
+        CliState,
+        format_duration,
+        prepare_out_folder,
+        say_duplicate_column,
+        stop_on_signals,
+    )
     from gpi_desktop.core.job import export_run, load_prompts, run_job
     from gpi_desktop.core.models import resolve_source
     from gpi_desktop.core.runstore import RunJournal
@@ -95,28 +101,24 @@ def cmd_run_cluster(args) -> int:
 
         token = find_token().token
     state = CliState(quiet=args.quiet)
-    previous = signal.signal(signal.SIGINT, lambda *_: setattr(state, "cancel", True))
-    previous_term = _stop_on_sigterm(state)
-    try:
+    # SLURM ends a preempted or timed-out task with SIGTERM: it stops like Ctrl-C, keeping the journal to resume.
+    with stop_on_signals(state):
         started = time.monotonic()
-        outcome = run_job(spec, journal, state, resume=args.resume, token=token, shard=shard)
-    except RunBusyError:
+        try:
+            outcome = run_job(spec, journal, state, resume=args.resume, token=token, shard=shard)
+        except RunBusyError:
+            if shard is None:
+                raise
+            # A second submission's task, or a requeue while the first still runs: the other one finishes the shard.
+            print(f"Shard {shard.label} is already running elsewhere (into {out}): nothing to do here.")
+            return EXIT_OK
         if shard is None:
-            raise
-        # A second submission's task, or a requeue while the first still runs: the other one finishes the shard.
-        print(f"Shard {shard.label} is already running elsewhere (into {out}): nothing to do here.")
-        return EXIT_OK
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if previous_term is not None:
-            signal.signal(signal.SIGTERM, previous_term)
-    if shard is None:
-        state.set_status("Writing the export folder…")
-        export_run(outcome, out, overwrite=True, allow_names={JOURNAL_DIR})
-    else:
-        state.set_status("Writing the shard folder…")
-        write_shard_folder(out, outcome)
-    shutil.rmtree(journal, ignore_errors=True)
+            state.set_status("Writing the export folder…")
+            export_run(outcome, out, overwrite=True, allow_names={JOURNAL_DIR}, state=state)
+        else:
+            state.set_status("Writing the shard folder…")
+            write_shard_folder(out, outcome, state=state)
+        shutil.rmtree(journal, ignore_errors=True)
     n = len(outcome.results)
     what = f"shard {shard.label}: {n} of {len(outcome.table)} rows" if shard else f"{n} texts and hidden states"
     print(f"Done: {what} (width {outcome.model_info.hidden_size}) in {out} after "
@@ -133,19 +135,13 @@ def stopped_message(args) -> str:
     return "Stopped. Finished prompts are kept; run the same command with --resume to continue."
 
 
-def _stop_on_sigterm(state):
-    """SLURM ends a preempted or timed-out task with SIGTERM: stop cleanly, keeping the journal (it resumes)."""
-    if not hasattr(signal, "SIGTERM"):  # pragma: no cover - Windows
-        return None
-    return signal.signal(signal.SIGTERM, lambda *_: setattr(state, "cancel", True))
-
-
 def run_merge(args) -> int:
-    from gpi_desktop.cli import CliState
+    from gpi_desktop.cli import CliState, stop_on_signals
     from gpi_desktop.core.shards import merge_shards
 
     state = CliState(quiet=args.quiet)
-    summary = merge_shards(args.dirs, Path(args.out), overwrite=args.overwrite, state=state)
+    with stop_on_signals(state):
+        summary = merge_shards(args.dirs, Path(args.out), overwrite=args.overwrite, state=state)
     print(f"Merged: {summary.n_rows} texts and hidden states (width {summary.hidden_size}) in {summary.folder}.",
           file=sys.stdout)
     return EXIT_OK

@@ -38,6 +38,13 @@ class OwnerOnlyFileHandler(RotatingFileHandler):
         _owner_only(Path(self.baseFilename), _FILE_MODE)  # an older log, made before this rule
         return stream
 
+    def handleError(self, record: logging.LogRecord) -> None:
+        """Drop a record the log cannot take (a full disk, a removed folder): the user never sees a traceback.
+
+        logging's default prints "--- Logging error ---" and a traceback to stderr,
+        in front of the one plain sentence the user should see.
+        """
+
 
 def _owner_only(path: Path, mode: int) -> None:
     if os.name == "posix":

@@ -84,7 +84,9 @@ class DisplayError(GpiError):
 
 
 class DiskFullError(GpiError):
-    """Writing failed because the disk is full; finished work is kept."""
+    """Writing failed because the disk is full; finished work is kept. The user's to fix: free space."""
+
+    exit_code = EXIT_BAD_INPUT
 
 
 class Cancelled(Exception):

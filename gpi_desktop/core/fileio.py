@@ -126,6 +126,23 @@ class BackgroundFsync:
             self._pending = []
 
 
+def make_folder(folder: Path) -> None:
+    """Create `folder` and its missing parents so that the new entries survive a power cut.
+
+    A new directory's name lives in its parent: until the parent is synced, a crash
+    can lose the folder and everything written into it since.
+    """
+    missing = []
+    path = Path(folder)
+    while not path.is_dir():
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    fsync_folder(*(new.parent for new in reversed(missing)))
+
+
 @contextmanager
 def plain_os_errors(disk_full: str, cannot_write: str) -> Iterator[None]:
     """OSError -> DiskFullError(disk_full) or OutputFolderError(cannot_write, with the OS's reason filled in).

@@ -193,17 +193,15 @@ def run_job(
 
     if journal is None:
         batch = auto_batch_size(loaded, encoded, spec.settings.max_new_tokens) if requested == "auto" else requested
-        journal = RunJournal.create(work_dir, key, hidden_size=loaded.info.hidden_size)
-        journal.set_plan(batch_size=batch, model_revision=loaded.info.revision, template_date=template_date)
+        journal = RunJournal.create(work_dir, key, hidden_size=loaded.info.hidden_size,
+                                    plan={"batch_size": batch, "model_revision": loaded.info.revision,
+                                          "template_date": template_date})
     else:
-        plan = journal.plan
-        if plan.get("model_revision") not in (None, loaded.info.revision):
+        try:
+            batch = _resumable_batch_size(journal, loaded.info, work_dir)
+        except BaseException:
             journal.close()
-            raise ResumeError(
-                "The model's files changed since this run started, so its results would not match; "
-                "start over with --overwrite (or New run in the window)."
-            )
-        batch = int(plan.get("batch_size") or 1)
+            raise
 
     done = journal.finished_rows()
     if done:  # counted within this run's rows: a shard's own, not the whole job's
@@ -274,6 +272,29 @@ def journal_template_date(journal) -> str:
     started = datetime.date.fromtimestamp(journal.header_mtime()).isoformat()
     journal.set_plan(template_date=started)
     return started
+
+
+def _resumable_batch_size(journal, info, work_dir: Path) -> int:
+    """The batch size the journal's run started with, once it is clear that its results still match."""
+    plan = journal.plan
+    if plan.get("model_revision") not in (None, info.revision):
+        raise ResumeError(
+            "The model's files changed since this run started, so its results would not match; "
+            "start over with --overwrite (or New run in the window)."
+        )
+    if journal.hidden_size not in (None, info.hidden_size):
+        raise ResumeError(
+            f"The unfinished run in '{work_dir}' holds results {journal.hidden_size} wide but the model's are "
+            f"{info.hidden_size}, so it cannot be resumed: start over with --overwrite (or New run in the window)."
+        )
+    batch = plan.get("batch_size")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        # Any other batch size would give files that differ from an uninterrupted run's.
+        raise ResumeError(
+            f"The unfinished run in '{work_dir}' has lost its batch plan, so resuming it would not give the same "
+            "files: start over with --overwrite (or New run in the window)."
+        )
+    return batch
 
 
 def report_fit(spec: JobSpec, table, state: TaskState, *, token: str | None = None):

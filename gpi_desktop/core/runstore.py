@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from gpi_desktop.core.errors import DiskFullError, ResumeError, RunBusyError
-from gpi_desktop.core.fileio import fsync_folder, is_disk_full, plain_os_errors
+from gpi_desktop.core.fileio import fsync_folder, is_disk_full, make_folder, plain_os_errors
 from gpi_desktop.core.results import PromptResult
 
 RUN_DIR_NAME = ".gpi-run"  # where the command line keeps the journal inside --out
@@ -75,17 +75,24 @@ class RunJournal:
         return (Path(folder) / HEADER_NAME).is_file()
 
     @classmethod
-    def create(cls, folder: Path | str, key: dict[str, Any], hidden_size: int | None = None) -> "RunJournal":
-        """Start a new journal in `folder` (created if needed), which must not hold one."""
+    def create(
+        cls, folder: Path | str, key: dict[str, Any], hidden_size: int | None = None,
+        plan: dict[str, Any] | None = None,
+    ) -> "RunJournal":
+        """Start a new journal in `folder` (created if needed), which must not hold one.
+
+        The header is written whole, plan included, before any record: a journal
+        without its plan would resume with other decisions (another batch size).
+        """
         folder = Path(folder)
         if cls.exists(folder):
             raise ResumeError(
                 f"'{folder}' already holds an unfinished run: continue it with --resume (Resume in the window), "
                 "or start over in another folder."
             )
-        header = {"format": FORMAT, "key": _normalise(key), "hidden_size": hidden_size, "plan": {}}
+        header = {"format": FORMAT, "key": _normalise(key), "hidden_size": hidden_size, "plan": _normalise(plan or {})}
         with _plain_errors(folder):
-            folder.mkdir(parents=True, exist_ok=True)
+            make_folder(folder)
             journal = cls(folder, header)
             try:
                 # Leftovers of a create that died before writing its header.
@@ -116,7 +123,15 @@ class RunJournal:
         with _plain_errors(folder):
             journal = cls(folder, header)  # locked before anything is cut off
             try:
-                records, vectors_end, records_end = _scan(folder, header.get("hidden_size"))
+                records, vectors_end, records_end = _scan(folder)
+                widths = {record["length"] for record in records.values()}
+                if header.get("hidden_size") is not None and widths - {header["hidden_size"]}:
+                    # Intact records (their CRCs hold) of another width: the header was changed. Refuse
+                    # before cutting anything, so that putting the header right still resumes them all.
+                    raise ResumeError(
+                        f"The unfinished run in '{folder}' does not match its own records (its hidden size was "
+                        "changed), so it cannot be resumed: start the run over."
+                    )
                 for fd, end in ((journal._vfd, vectors_end), (journal._rfd, records_end)):
                     if os.fstat(fd).st_size > end:
                         os.ftruncate(fd, end)
@@ -409,8 +424,9 @@ _RECORD_FIELDS = {
 }  # fmt: skip
 
 
-def _scan(folder: Path, hidden_size: int | None) -> tuple[dict[int, dict[str, Any]], int, int]:
-    """The intact records, and where the good data ends in each file."""
+def _scan(folder: Path) -> tuple[dict[int, dict[str, Any]], int, int]:
+    """The intact records (all of the first one's width), and where the good data ends in each file."""
+    hidden_size: int | None = None
     records: dict[int, dict[str, Any]] = {}
     data = (folder / RECORDS_NAME).read_bytes()
     vectors_path = folder / VECTORS_NAME
