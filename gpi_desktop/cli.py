@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from gpi_desktop import __version__
@@ -273,7 +274,37 @@ def spec_from_args(args):
     return JobSpec(Path(args.prompts), args.column, settings, ExportSettings(args.prefix, args.save_name)).validate()
 
 
-def prepare_out_folder(out: Path, *, resume: bool, overwrite: bool) -> None:
+@dataclass(frozen=True)
+class OutFolderClaim:
+    """What a run may do in --out, decided while it holds the folder, before the model loads."""
+
+    continue_journal: bool  # resume the journal there (--resume, or --overwrite and a journal of this very job)
+    replace_export: bool  # the export may replace files there (--overwrite, or an interrupted export of this job)
+
+
+def claim_out_folder(out: Path, spec, table, *, resume: bool, overwrite: bool) -> OutFolderClaim:
+    """Decide, under `hold_folder(out)`, what the run may continue and replace; refuse what it may not touch.
+
+    A journal of this job marks the folder's export files (manifest or not, temporary
+    names included) as this run's own: an export killed while it was written is
+    finished by a resume, and --overwrite never throws that journal away.
+    """
+    from gpi_desktop.core.export import holds_only_this_export
+    from gpi_desktop.core.job import job_key
+    from gpi_desktop.core.runstore import RunJournal
+
+    journal = out / JOURNAL_DIR
+    same_job = RunJournal.holds_job(journal, job_key(spec, table))
+    own = resume and same_job and out.is_dir() and holds_only_this_export(out, spec.export, len(table), {JOURNAL_DIR})
+    prepare_out_folder(out, resume=resume, overwrite=overwrite, own_export=own)
+    if overwrite:
+        if journal.exists() and not same_job:
+            shutil.rmtree(journal)
+        return OutFolderClaim(continue_journal=same_job, replace_export=True)
+    return OutFolderClaim(continue_journal=resume, replace_export=own)
+
+
+def prepare_out_folder(out: Path, *, resume: bool, overwrite: bool, own_export: bool = False) -> None:
     """Refuse an output folder that cannot be used, before anything is written."""
     from gpi_desktop.core.export import check_output_folder
 
@@ -284,7 +315,7 @@ def prepare_out_folder(out: Path, *, resume: bool, overwrite: bool) -> None:
         raise OutputFolderError(
             f"'{out}' holds an unfinished run; continue it with --resume, or start over with --overwrite."
         )
-    check_output_folder(out, overwrite=overwrite, allow_names={JOURNAL_DIR})
+    check_output_folder(out, overwrite=overwrite or own_export, allow_names={JOURNAL_DIR})
 
 
 def say_duplicate_column(table) -> None:
@@ -302,6 +333,7 @@ def cmd_run(args) -> int:
         from gpi_desktop.cluster_cli import cmd_run_cluster  # --shard / --job: the cluster issue's runs
 
         return cmd_run_cluster(args)
+    from gpi_desktop.core.folderhold import hold_folder
     from gpi_desktop.core.job import export_run, load_prompts, run_job
     from gpi_desktop.core.models import resolve_source
 
@@ -311,20 +343,23 @@ def cmd_run(args) -> int:
     table = load_prompts(spec)
     say_duplicate_column(table)
     source = resolve_source(spec.settings.model)
-    prepare_out_folder(out, resume=args.resume, overwrite=args.overwrite)
-    if args.overwrite and (out / JOURNAL_DIR).exists():
-        shutil.rmtree(out / JOURNAL_DIR)
+    # What can be said without holding the folder (a file, not writable, both flags) is said before holding it.
+    prepare_out_folder(out, resume=args.resume, overwrite=args.overwrite, own_export=True)
     token = None
     if not source.is_local:
         from gpi_desktop.core.secrets import find_token
 
         token = find_token().token
     state = CliState(quiet=args.quiet)
-    with stop_on_signals(state):
+    # Held from the check to the end of the export: a second run into --out is refused, not overwritten.
+    with hold_folder(out), stop_on_signals(state):
+        claim = claim_out_folder(out, spec, table, resume=args.resume, overwrite=args.overwrite)
         started = time.monotonic()
-        outcome = run_job(spec, out / JOURNAL_DIR, state, resume=args.resume, token=token)
+        outcome = run_job(spec, out / JOURNAL_DIR, state, resume=claim.continue_journal, token=token,
+                          replace_stale=args.overwrite)
         state.set_status("Writing the export folder…")
-        export_run(outcome, out, overwrite=True, allow_names={JOURNAL_DIR}, state=state)
+        # Not replacing (a fresh run): the export checks the folder again and refuses another job's files.
+        export_run(outcome, out, overwrite=claim.replace_export, allow_names={JOURNAL_DIR}, state=state)
         shutil.rmtree(out / JOURNAL_DIR, ignore_errors=True)
     n = len(outcome.results)
     limit = sum(r.hit_limit for r in outcome.results)

@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from gpi_desktop.core.errors import EXIT_OK, OutputFolderError, RunBusyError, SettingsError
@@ -70,11 +71,14 @@ def cmd_run_cluster(args) -> int:
     from gpi_desktop.cli import (
         JOURNAL_DIR,
         CliState,
+        OutFolderClaim,
+        claim_out_folder,
         format_duration,
         prepare_out_folder,
         say_duplicate_column,
         stop_on_signals,
     )
+    from gpi_desktop.core.folderhold import hold_folder
     from gpi_desktop.core.job import export_run, load_prompts, run_job
     from gpi_desktop.core.models import resolve_source
     from gpi_desktop.core.runstore import RunJournal
@@ -83,29 +87,39 @@ def cmd_run_cluster(args) -> int:
     shard = Shard.parse(args.shard) if args.shard else None
     spec = spec_for(args)
     out = Path(args.out)
-    say_duplicate_column(load_prompts(spec))
+    table = load_prompts(spec)
+    say_duplicate_column(table)
     source = resolve_source(spec.settings.model)
     journal = out / JOURNAL_DIR
     if shard is not None and args.resume and not RunJournal.exists(journal) and (out / SHARD_MANIFEST).is_file():
         # A requeued task whose shard already finished: nothing to redo.
         print(f"Shard {shard.label} in {out} is already finished.")
         return EXIT_OK
+    if shard is None:  # a whole job's export: checked again, and decided, under the folder's hold below
+        prepare_out_folder(out, resume=args.resume, overwrite=args.overwrite, own_export=True)
     # A shard's journal shows the folder is this shard's: files of an interrupted shard write are rewritten.
-    if not (shard is not None and args.resume and RunJournal.exists(journal)):
+    elif not (args.resume and RunJournal.exists(journal)):
         prepare_out_folder(out, resume=args.resume, overwrite=args.overwrite)
-    if args.overwrite and journal.exists():
-        shutil.rmtree(journal)
+        if args.overwrite and journal.exists():
+            shutil.rmtree(journal)
     token = None
     if not source.is_local:
         from gpi_desktop.core.secrets import find_token
 
         token = find_token().token
     state = CliState(quiet=args.quiet)
-    # SLURM ends a preempted or timed-out task with SIGTERM: it stops like Ctrl-C, keeping the journal to resume.
-    with stop_on_signals(state):
+    with ExitStack() as held:
+        if shard is None:
+            held.enter_context(hold_folder(out))
+            claim = claim_out_folder(out, spec, table, resume=args.resume, overwrite=args.overwrite)
+        else:
+            claim = OutFolderClaim(continue_journal=args.resume, replace_export=True)
+        # SLURM ends a preempted or timed-out task with SIGTERM: it stops like Ctrl-C, keeping the journal to resume.
+        held.enter_context(stop_on_signals(state))
         started = time.monotonic()
         try:
-            outcome = run_job(spec, journal, state, resume=args.resume, token=token, shard=shard)
+            outcome = run_job(spec, journal, state, resume=claim.continue_journal, token=token, shard=shard,
+                              replace_stale=args.overwrite and shard is None)
         except RunBusyError:
             if shard is None:
                 raise
@@ -114,7 +128,7 @@ def cmd_run_cluster(args) -> int:
             return EXIT_OK
         if shard is None:
             state.set_status("Writing the export folder…")
-            export_run(outcome, out, overwrite=True, allow_names={JOURNAL_DIR}, state=state)
+            export_run(outcome, out, overwrite=claim.replace_export, allow_names={JOURNAL_DIR}, state=state)
         else:
             state.set_status("Writing the shard folder…")
             write_shard_folder(out, outcome, state=state)

@@ -285,3 +285,94 @@ def test_a_really_full_disk_exits_2_with_one_sentence(tiny_llama, prompts_csv, t
         subprocess.run(["umount", "-l", str(disk)], check=False)
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines() == [f"gpi-desktop: {runstore.DISK_FULL_MESSAGE}"], done.stderr
+
+
+def test_overwrite_keeps_a_journal_of_the_same_job_and_regenerates_nothing(forty, tmp_path, monkeypatch):
+    import shutil
+
+    from gpi_desktop.core import engine
+
+    args, reference, journal = forty
+    out = tmp_path / "out"
+    shutil.copytree(journal, out / ".gpi-run")
+    (out / "hidden").mkdir()
+    (out / "hidden" / ".gpi-tmp-abc").write_bytes(b"")  # what a kill during the export leaves
+    skipped = []
+    real = engine.run_engine
+    monkeypatch.setattr(engine, "run_engine",
+                        lambda *a, finished_rows, **k: (skipped.append(len(finished_rows)),
+                                                        real(*a, finished_rows=finished_rows, **k))[1])
+    assert run_cli(*args(out), "--overwrite") == 0
+    assert skipped == [N_ROWS]
+    assert folder_digest(out) == reference
+
+
+# A `gpi-desktop run` that waits, while its model "loads", until the test opens the gate.
+PAUSED = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from gpi_desktop.core import models
+    from gpi_desktop.cli import main
+
+    gate, real = Path(sys.argv[1]), models.load_model
+
+    def load_when_the_gate_opens(*args, **kwargs):
+        (gate.parent / "waiting").touch()
+        while not gate.exists():
+            time.sleep(0.02)
+        return real(*args, **kwargs)
+
+    models.load_model = load_when_the_gate_opens
+    sys.exit(main(["run", *sys.argv[2:]]))
+    """
+)
+
+
+def _start_paused(args: list[str], gate: Path) -> subprocess.Popen:
+    env = dict(os.environ, GPI_DESKTOP_LOG_DIR=str(gate.parent / "logs"), PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-c", PAUSED, str(gate), *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    import time
+
+    deadline = time.monotonic() + 120
+    while not (gate.parent / "waiting").exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"the first run did not reach its model load: {proc.communicate()}")
+        time.sleep(0.02)
+    return proc
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the folder hold is a POSIX flock; Windows relies on the re-check")
+def test_a_second_run_into_the_same_folder_is_refused_while_the_first_holds_it(tiny_llama, prompts_csv, tmp_path,
+                                                                              capsys):
+    out, gate = tmp_path / "out", tmp_path / "gate"
+    first = _start_paused(base_args(tiny_llama, prompts_csv, out, "--pooling", "mean"), gate)
+    try:
+        assert run_cli(*base_args(tiny_llama, prompts_csv, out, "--pooling", "max")) == 2
+        assert "Another run is writing into" in capsys.readouterr().err
+    finally:
+        gate.touch()
+        _, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    assert json.loads((out / "manifest.json").read_text())["settings"]["pooling"] == "mean"
+
+
+def test_an_export_that_appeared_during_the_run_is_refused_not_replaced(tiny_llama, prompts_csv, tmp_path):
+    import shutil
+
+    other = tmp_path / "other"
+    assert run_cli(*base_args(tiny_llama, prompts_csv, other, "--pooling", "max")) == 0
+    out, gate = tmp_path / "out", tmp_path / "gate"
+    first = _start_paused(base_args(tiny_llama, prompts_csv, out, "--pooling", "mean"), gate)
+    try:  # what a writer that does not hold the folder (the window, or any run on Windows) leaves meanwhile
+        for path in other.iterdir():
+            (shutil.copytree if path.is_dir() else shutil.copy2)(path, out / path.name)
+    finally:
+        gate.touch()
+        _, err = first.communicate(timeout=300)
+    assert first.returncode == 2, err
+    assert "is not empty" in err
+    assert folder_digest(out / "hidden") == folder_digest(other / "hidden")
+    assert (out / "manifest.json").read_bytes() == (other / "manifest.json").read_bytes()
+    assert (out / ".gpi-run" / HEADER_NAME).is_file()  # the first run's work is kept

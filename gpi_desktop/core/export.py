@@ -92,6 +92,31 @@ def check_output_folder(
         raise OutputFolderError(f"You may not create '{folder}' inside '{parent}': choose another folder for the results.")
 
 
+def holds_only_this_export(folder: Path | str, export: ExportSettings, n_rows: int,
+                           allow_names: Collection[str] = DEFAULT_ALLOWED_NAMES) -> bool:
+    """Whether every file in `folder` is one this export writes, or a temporary file of one.
+
+    That is what an export interrupted at any moment leaves (with or without its
+    manifest): a resume of the same job may replace it, and nothing else.
+    """
+    folder = Path(folder)
+    names = {MANIFEST_NAME, MATRIX_NAME, f"{export.save_name}.pkl", f"{export.save_name}.csv"}
+    hidden_names = {f"{export.prefix}{row}.pt" for row in range(n_rows)}
+    for entry in os.scandir(folder):
+        if entry.name in allow_names:
+            continue
+        if entry.name == HIDDEN_DIR and entry.is_dir(follow_symlinks=False):
+            if not all(_is_own_file(inner, hidden_names) for inner in os.scandir(entry.path)):
+                return False
+        elif not _is_own_file(entry, names):
+            return False
+    return True
+
+
+def _is_own_file(entry: os.DirEntry, names: set[str]) -> bool:
+    return entry.is_file(follow_symlinks=False) and (entry.name in names or entry.name.startswith(TEMP_PREFIX))
+
+
 def write_export(
     folder: Path | str,
     results: list[PromptResult],

@@ -130,6 +130,7 @@ def run_job(
     token: str | None = None,
     loaded=None,
     shard: "Shard | None" = None,
+    replace_stale: bool = False,
 ) -> RunOutcome:
     """Run a job, journaling each finished prompt in `work_dir`.
 
@@ -139,6 +140,9 @@ def run_job(
     lets a caller reuse a model it already holds. With `shard` (a cluster
     task's share, see core/shards.py) only that shard's rows are run; the
     journal key names the shard, so one shard's journal never resumes another.
+    With replace_stale (--overwrite) a journal of this job
+    that can no longer be resumed (the model's files changed, its plan is lost) is
+    started over instead of refused.
     """
     from gpi_desktop.core.devices import unsupported_operation
     from gpi_desktop.core.engine import EncodedPrompt, EngineConfig, auto_batch_size, run_engine
@@ -161,7 +165,7 @@ def run_job(
                 f"'{work_dir}' holds an unfinished run; continue it with --resume (Resume in the window) "
                 "or start over with --overwrite."
             )
-        journal = RunJournal.open(work_dir, key)  # refuses another job in plain words
+        journal = _open_journal(work_dir, key, replace_stale)  # refuses another job in plain words
     # The job's one template date: fixed when the job is created, the journal's on every resume.
     template_date = journal_template_date(journal) if journal is not None else job_template_date(
         spec.settings.template_date)
@@ -191,17 +195,20 @@ def run_job(
         rows = shard.select([len(p.ids) for p in encoded], unit, spec.settings.max_new_tokens)
         encoded = [encoded[row] for row in rows]
 
+    if journal is not None:
+        try:
+            batch = _resumable_batch_size(journal, loaded.info, work_dir)
+        except BaseException as error:
+            journal.close()
+            if not (replace_stale and isinstance(error, ResumeError)):
+                raise
+            journal.remove()
+            journal = None
     if journal is None:
         batch = auto_batch_size(loaded, encoded, spec.settings.max_new_tokens) if requested == "auto" else requested
         journal = RunJournal.create(work_dir, key, hidden_size=loaded.info.hidden_size,
                                     plan={"batch_size": batch, "model_revision": loaded.info.revision,
                                           "template_date": template_date})
-    else:
-        try:
-            batch = _resumable_batch_size(journal, loaded.info, work_dir)
-        except BaseException:
-            journal.close()
-            raise
 
     done = journal.finished_rows()
     if done:  # counted within this run's rows: a shard's own, not the whole job's
@@ -272,6 +279,24 @@ def journal_template_date(journal) -> str:
     started = datetime.date.fromtimestamp(journal.header_mtime()).isoformat()
     journal.set_plan(template_date=started)
     return started
+
+
+def _open_journal(work_dir: Path, key: dict[str, Any], replace_stale: bool):
+    """The journal to continue; None where a stale one was removed to start over (replace_stale)."""
+    from gpi_desktop.core.errors import RunBusyError
+    from gpi_desktop.core.runstore import RunJournal
+
+    try:
+        return RunJournal.open(work_dir, key)
+    except RunBusyError:
+        raise
+    except ResumeError:
+        if not replace_stale:
+            raise
+    import shutil
+
+    shutil.rmtree(work_dir)
+    return None
 
 
 def _resumable_batch_size(journal, info, work_dir: Path) -> int:

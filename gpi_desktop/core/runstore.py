@@ -74,6 +74,15 @@ class RunJournal:
     def exists(folder: Path | str) -> bool:
         return (Path(folder) / HEADER_NAME).is_file()
 
+    @staticmethod
+    def holds_job(folder: Path | str, key: dict[str, Any]) -> bool:
+        """Whether `folder` holds a journal of this job (changes nothing, takes no lock)."""
+        try:
+            header = _read_header(Path(folder))
+        except ResumeError:
+            return False
+        return header.get("format") == FORMAT and header.get("key") == _normalise(key)
+
     @classmethod
     def create(
         cls, folder: Path | str, key: dict[str, Any], hidden_size: int | None = None,
