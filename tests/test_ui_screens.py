@@ -151,3 +151,35 @@ def test_the_real_window_opens_inside_a_1920x1080_screen_at_200_percent(tmp_path
     fx, fy, fw, fh = map(int, words[6:10])
     assert (aw, ah) == (960, 540) and float(words[11]) == 2.0  # the screen as a 200% desktop offers it
     assert ax <= fx and ay <= fy and fx + fw <= ax + aw and fy + fh <= ay + ah, line
+
+
+@pytest.mark.parametrize("screen", ["1366x768", "1920x1080 x2"])
+def test_the_preview_shows_match_with_input_and_shares_the_width_between_prompt_and_text(qtbot, make_window, screen):
+    from PySide6.QtCore import Qt
+
+    from gpi_desktop.core.results import STOP_EOS, PromptResult
+    from gpi_desktop.ui.table_models import COL_MATCH, COL_PROMPT, COL_TEXT
+
+    prompt = "Write a short campaign speech for a candidate who is a farmer and a mother of three, named " * 2 + "Ana"
+    window = make_window()
+    wait_idle(qtbot, window)
+    window.resize(PREFERRED_SIZE)
+    window.fit_to_screen(SCREENS[screen])
+    window.go_to(4)
+    page = window.run_page
+    page.set_repeat_task(True)
+    page.results.set_results([PromptResult(row=0, text="A speech " * 40, vector=None, n_tokens=12,
+                                           stop_reason=STOP_EOS)], lambda row: prompt)
+    qtbot.wait(10)
+    view, header = page.view, page.view.horizontalHeader()
+    viewport = view.viewport().width()
+    right = header.sectionViewportPosition(COL_MATCH) + header.sectionSize(COL_MATCH)
+    assert right <= viewport, f"'Match with input' ends at {right} of {viewport}"
+    title = page.results.headerData(COL_MATCH, Qt.Orientation.Horizontal)
+    assert header.sectionSize(COL_MATCH) >= header.fontMetrics().horizontalAdvance(title)  # its header not cut
+    prompt_width, text_width = header.sectionSize(COL_PROMPT), header.sectionSize(COL_TEXT)
+    assert min(prompt_width, text_width) >= 0.2 * viewport and abs(prompt_width - text_width) <= 2
+    tip = page.results.data(page.results.index(0, COL_PROMPT), Qt.ItemDataRole.ToolTipRole)
+    assert tip.endswith("named Ana</p>") and "…" not in tip  # the end, where prompts differ, shows on hover
+    text_tip = page.results.data(page.results.index(0, COL_TEXT), Qt.ItemDataRole.ToolTipRole)
+    assert text_tip.count("A speech") == 40

@@ -9,6 +9,7 @@ from PySide6.QtCore import QItemSelection, Qt
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QGridLayout,
+    QHeaderView,
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
@@ -28,12 +29,27 @@ from gpi_desktop.ui.table_models import (
     COL_STOP,
     COL_TEXT,
     COL_TOKENS,
+    PREVIEW_HEADERS,
     ResultsModel,
     read_only_table,
 )
 
 PROMPTS_FORMAT = "%v of %m prompts"
 IDLE_HINT = "Press Run to start. You can stop at any time: finished texts are kept, and the run can continue later."
+
+
+def share_columns(header: QHeaderView) -> None:
+    """The short columns as wide as their headers; the prompt and the generated text share the rest.
+
+    Widths come from the header's words, not from the cells: measuring cells would read every row.
+    """
+    header.setStretchLastSection(False)
+    metrics = header.fontMetrics()
+    for col in (COL_ROW, COL_TOKENS, COL_STOP, COL_MATCH):
+        header.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
+        header.resizeSection(col, metrics.horizontalAdvance(PREVIEW_HEADERS[col]) + 3 * metrics.averageCharWidth())
+    for col in (COL_PROMPT, COL_TEXT):
+        header.setSectionResizeMode(col, QHeaderView.ResizeMode.Stretch)
 
 
 class RunPage(QWidget):
@@ -88,10 +104,7 @@ class RunPage(QWidget):
         self.view = read_only_table(self.results)
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.view.verticalHeader().hide()  # the Row column says the row, as the exported files number it
-        header = self.view.horizontalHeader()
-        for col, width in ((COL_ROW, 50), (COL_PROMPT, 260), (COL_TEXT, 320), (COL_TOKENS, 60),
-                           (COL_STOP, 110), (COL_MATCH, 110)):
-            header.resizeSection(col, width)
+        share_columns(self.view.horizontalHeader())
         self.view.selectionModel().selectionChanged.connect(self._selection_changed)
         self.set_repeat_task(False)
 

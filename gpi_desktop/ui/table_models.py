@@ -7,6 +7,7 @@ would build 100,000 x columns items up front).
 
 from __future__ import annotations
 
+import html
 from typing import Any, Callable, Sequence
 
 import pandas as pd
@@ -36,6 +37,16 @@ _Index = QModelIndex | QPersistentModelIndex
 def _one_line(text: str, limit: int) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "\u2026"
+
+
+def full_text_tip(text: str, note: str = "") -> str | None:
+    """A cell's whole text for its tooltip, as rich text so that Qt wraps it (a plain tooltip is one long line)."""
+    if not text and not note:
+        return None
+    body = html.escape(text[:TOOLTIP_CHARS] + ("\u2026" if len(text) > TOOLTIP_CHARS else ""), quote=False)
+    body = body.replace("\n", "<br>")
+    extra = f"<p><i>{html.escape(note, quote=False)}</i></p>" if note else ""
+    return f"<p>{body}</p>{extra}"
 
 
 def _cell_text(value: Any) -> str:
@@ -237,9 +248,12 @@ class ResultsModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ToolTipRole:
             if col == COL_STOP and result.hit_limit:
                 return "Stopped at the maximum new tokens: the text may be cut off."
-            if col == COL_TEXT and result.pooled_from_step0:
-                return ("The model wrote a single token, so mean/max pooling used the prompt's own state"
-                        " (flagged in the manifest).")
+            if col == COL_PROMPT:
+                return full_text_tip(self._prompt_of(result.row))
+            if col == COL_TEXT:
+                note = ("The model wrote a single token, so mean/max pooling used the prompt's own state"
+                        " (flagged in the manifest)." if result.pooled_from_step0 else "")
+                return full_text_tip(result.text, note)
         if role == Qt.ItemDataRole.TextAlignmentRole and col in (COL_ROW, COL_TOKENS, COL_MATCH):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
@@ -257,6 +271,8 @@ class ResultsModel(QAbstractTableModel):
             return WAITING_BRUSH
         if role == Qt.ItemDataRole.ToolTipRole and col == COL_TEXT:
             return "Not generated yet: press Run to continue the job; finished rows are not redone."
+        if role == Qt.ItemDataRole.ToolTipRole and col == COL_PROMPT:
+            return full_text_tip(self._prompt_of(row))
         if role == Qt.ItemDataRole.TextAlignmentRole and col == COL_ROW:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
