@@ -337,3 +337,15 @@ def test_the_window_stays_responsive_while_the_model_loads_and_generates(qtbot, 
     # The main thread only shows what the worker reports; work on it would leave a gap as long as the run.
     # (A busy shared machine can pause any process briefly, hence the allowance.)
     assert max(gaps) < max(1.0, took / 4), f"the event loop stalled for {max(gaps):.2f} s of a {took:.1f} s run"
+
+
+def test_stop_and_close_during_a_run_stops_without_asking_and_closes(qtbot, make_window, tiny_llama, prompts_csv):
+    window = make_window()
+    prepare(qtbot, window, tiny_llama, prompts_csv, batch=1, max_new=40)
+    with qtbot.waitSignal(window.runner.partial_result, timeout=120_000):
+        window.run_page.run_button.click()
+    window.stop_and_close()  # what SIGTERM does (see ui/app.py)
+    assert window.prompter.asked == []
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=60_000)
+    assert not window.runner.is_busy()
+    assert window.run_page.results.finished_count() < len(PROMPTS)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+from collections.abc import Callable
 
+from PySide6.QtCore import QTimer
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
+from gpi_desktop.core.errors import EXIT_CANCELLED
 from gpi_desktop.ui.display_check import check_display_libraries
 from gpi_desktop.ui.resources import APPLICATION, ORGANIZATION, icon_path
 
@@ -35,4 +39,27 @@ def main(argv: list[str] | None = None) -> int:
 
     window = MainWindow()
     window.show()
-    return int(app.exec())
+    stopped = _stop_on_sigterm(window)
+    code = int(app.exec())
+    if stopped():
+        print("Stopped. Finished prompts are kept; open GPI Desktop and press Run to continue.", file=sys.stderr)
+        return EXIT_CANCELLED
+    return code
+
+
+def _stop_on_sigterm(window) -> Callable[[], bool]:
+    """SIGTERM (a logout, `kill`) is "Stop and close": finished work kept, exit code 130, as on the command line."""
+    if not hasattr(signal, "SIGTERM"):  # pragma: no cover - Windows has no SIGTERM to catch
+        return lambda: False
+    received: list[int] = []
+
+    def on_sigterm(number: int, _frame: object) -> None:
+        received.append(number)
+        window.stop_and_close()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    # Python runs signal handlers only between its own bytecodes; this tick gives it the chance while Qt waits.
+    ticker = QTimer(window)
+    ticker.timeout.connect(lambda: None)
+    ticker.start(200)
+    return lambda: bool(received)

@@ -677,9 +677,11 @@ class MainWindow(QMainWindow):
         self.export_page.set_exporting(True)
 
         def task(state):
+            from gpi_desktop.core.folderhold import hold_folder
             from gpi_desktop.core.job import export_run
 
-            return export_run(outcome, folder, overwrite=overwrite, state=state)
+            with hold_folder(folder):  # a command-line run writing into it meanwhile is refused, not overwritten
+                return export_run(outcome, folder, overwrite=overwrite, state=state)
 
         self._task = "export"
         self._export_settings = export
@@ -737,6 +739,19 @@ class MainWindow(QMainWindow):
 
     # --- closing ---------------------------------------------------------------------------------
 
+    def stop_and_close(self) -> None:
+        """"Stop and close" without asking: what SIGTERM (a logout, `kill`) means, as on the command line."""
+        if self.runner.is_busy() and not self._close_when_idle:
+            self._stop_then_close()
+        self.close()
+
+    def _stop_then_close(self) -> None:
+        self._close_when_idle = True
+        self.runner.cancel()  # a run stops within a step; an export stops and removes what it wrote
+        if self._task == "run":
+            self.run_page.set_cancelling()
+        self.run_page.show_status("Stopping\u2026 the window closes when the current step has ended.")
+
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.runner.is_busy():
             if not self._close_when_idle:
@@ -749,11 +764,7 @@ class MainWindow(QMainWindow):
                 if choice != 0:
                     event.ignore()
                     return
-                self._close_when_idle = True
-                self.runner.cancel()  # a run stops within a step; an export stops and removes what it wrote
-                if self._task == "run":
-                    self.run_page.set_cancelling()
-                self.run_page.show_status("Stopping\u2026 the window closes when the current step has ended.")
+                self._stop_then_close()
             event.ignore()  # closes for real when the worker reports back (see _after_task)
             return
         self.save_preferences()
