@@ -117,6 +117,8 @@ def test_auto_precision_on_the_apple_gpu_is_bfloat16_where_the_probe_works_else_
     monkeypatch.setattr(devices, "mps_supports_bfloat16", lambda: False)
     assert pick_dtype("auto", "mps") == torch.float16
     assert pick_dtype("float32", "mps") == torch.float32  # still there for who wants it
+    with pytest.raises(SettingsError, match="float16"):  # asked for by name where the probe failed
+        pick_dtype("bfloat16", "mps")
 
 
 def test_the_bfloat16_probe_is_an_operation_on_the_device_not_a_version_guess():

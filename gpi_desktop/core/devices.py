@@ -104,6 +104,10 @@ def pick_dtype(dtype: str, device: str):
         if device == "mps":
             return torch.bfloat16 if mps_supports_bfloat16() else torch.float16
         return torch.float32
+    if dtype == "bfloat16" and device == "mps" and not mps_supports_bfloat16():
+        # Asked for by name: refused here in words, not by a TypeError in the middle of loading.
+        raise SettingsError("The GPU of this Mac cannot compute in bfloat16 (it needs macOS 14 or newer); "
+                            "choose float16 or automatic precision.")
     return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[dtype]
 
 

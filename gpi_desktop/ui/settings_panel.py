@@ -116,7 +116,7 @@ HELP = {
     "max_new_tokens": "The longest text the model may write.",
     "dtype": "Numeric precision of the model.",
     "quantization": "Less GPU memory; changes the numbers slightly.",
-    "device": "GPU or CPU.",
+    "device": "An NVIDIA or Apple GPU, or the CPU.",
     "batch_size": "Prompts generated together; does not change results.",
     "template": "Keep gpi_pack-compatible to match gpi_pack's vectors.",
     "prefix": "hidden_0.pt, hidden_1.pt, \u2026",
