@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -279,5 +280,6 @@ def test_the_mps_fallback_is_switched_on_before_torch_loads_and_a_users_choice_i
     assert os.environ["PYTORCH_ENABLE_MPS_FALLBACK"] == "1"
     # ... and nothing imported before main() has loaded torch yet, so PyTorch still reads it.
     probe = subprocess.run([sys.executable, "-c", "import sys, gpi_desktop.cli; print('torch' in sys.modules)"],
-                           capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+                           capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert probe.stdout.strip() == "False"
