@@ -10,7 +10,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from gpi_desktop.core.errors import EXIT_OK, OutputFolderError, RunBusyError, SettingsError
+from gpi_desktop.core.errors import EXIT_OK, AccessError, OutputFolderError, RunBusyError, SettingsError
 
 # `run` flags that a job file already decides; given together with --job they would be silently ignored.
 JOB_DEFINED_FLAGS = {
@@ -42,6 +42,9 @@ def add_merge_parser(sub) -> None:
     merge.add_argument("--out", required=True, help="the folder for the merged export")
     merge.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
     merge.add_argument("--quiet", action="store_true", help="print only errors and the final line")
+    merge.add_argument("--allow-mixed-devices", action="store_true",
+                       help="merge shards that ran on different devices or precisions (greedy texts can differ "
+                            "between them; the manifest records each shard's device)")
 
 
 def wants_cluster_run(args) -> bool:
@@ -102,6 +105,7 @@ def cmd_run_cluster(args) -> int:
         prepare_out_folder(out, resume=args.resume, overwrite=args.overwrite)
         if args.overwrite and journal.exists():
             shutil.rmtree(journal)
+    require_gpu(spec)
     token = None
     if not source.is_local:
         from gpi_desktop.core.secrets import find_token
@@ -120,6 +124,8 @@ def cmd_run_cluster(args) -> int:
         try:
             outcome = run_job(spec, journal, state, resume=claim.continue_journal, token=token, shard=shard,
                               replace_stale=args.overwrite and shard is None)
+        except AccessError as error:
+            raise _in_a_cluster_task(error, spec) if shard is not None else error
         except RunBusyError:
             if shard is None:
                 raise
@@ -140,6 +146,37 @@ def cmd_run_cluster(args) -> int:
     return EXIT_OK
 
 
+def require_gpu(spec) -> None:
+    """A job that asked for a GPU (device cuda, as a GPU cluster job is) stops loudly without one.
+
+    Running on the CPU instead would finish, hours later, with shards whose
+    greedy texts may differ from the GPU shards'.
+    """
+    if spec.settings.device != "cuda":
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise SettingsError(
+            "This job asks for a GPU (device cuda in job.json), but no NVIDIA GPU is usable on this machine, so it "
+            "stops rather than run on the CPU: check the GPU line (--gres or --gpus) in run.sbatch, and that the "
+            "setup lines make CUDA available (for example module load cuda, and a torch built for CUDA).")
+
+
+def _in_a_cluster_task(error: AccessError, spec) -> AccessError:
+    """Tasks run offline (run.sbatch sets HF_HUB_OFFLINE=1): a model missing from the cache is downloaded first."""
+    if error.kind != "offline":
+        return error
+    from gpi_desktop.core.hub import hub_cache_dir
+
+    revision = spec.settings.revision
+    return AccessError(
+        f"The model {spec.settings.model}{f' at commit {revision}' if revision else ''} is not fully downloaded in "
+        f"the model cache this task uses ({hub_cache_dir()}), and tasks do not download: download it on the login "
+        "machine as step 2 of the job folder's README.txt says (with the same HF_HOME), then submit again.",
+        kind="offline", url=error.url)
+
+
 def stopped_message(args) -> str:
     """What to do after a stop; inside a SLURM task the requeue (or a resubmission) continues, not the user."""
     if getattr(args, "shard", None) and os.environ.get("SLURM_JOB_ID"):
@@ -155,7 +192,8 @@ def run_merge(args) -> int:
 
     state = CliState(quiet=args.quiet)
     with stop_on_signals(state):
-        summary = merge_shards(args.dirs, Path(args.out), overwrite=args.overwrite, state=state)
+        summary = merge_shards(args.dirs, Path(args.out), overwrite=args.overwrite, state=state,
+                               allow_mixed_devices=args.allow_mixed_devices)
     print(f"Merged: {summary.n_rows} texts and hidden states (width {summary.hidden_size}) in {summary.folder}.",
           file=sys.stdout)
     return EXIT_OK

@@ -127,7 +127,7 @@ def test_job_folder_holds_prompts_copy_job_file_script_and_readme(tiny_llama, pr
     assert loaded.shards == 5 and loaded.spec.column == "text"
     assert loaded.spec.prompts_path == job.folder / "input" / "speeches.csv"
     assert loaded.spec.settings.pooling == "mean" and loaded.spec.export == ExportSettings("h_", "texts")
-    assert loaded.spec.settings.device == "auto"  # the cluster's GPUs, whatever the desktop used
+    assert loaded.spec.settings.device == "cuda"  # the cluster's GPUs, whatever the desktop used, never the CPU
     script = job.script.read_text()
     for line in ("#SBATCH --array=1-5", "#SBATCH --gres=gpu:2", "#SBATCH --time=1-12:00:00", "#SBATCH --mem=80G",
                  "#SBATCH --requeue", "#SBATCH --partition=gpu", "#SBATCH --account=lab-42",
@@ -209,7 +209,8 @@ def test_parallel_shards_merge_to_the_single_machine_files_byte_for_byte(fixed_j
     # Whole batches of the single-machine plan: every data file is identical, byte for byte.
     assert {k: v for k, v in got.items() if k != "manifest.json"} == {k: v for k, v in want.items() if k != "manifest.json"}
     m, s = manifest(merged), manifest(single)
-    assert m.pop("sharded") == {"shards": N, "batch_sizes": [2, 2, 2], "devices": ["cpu"] * N}
+    assert m.pop("sharded") == {"shards": N, "batch_sizes": [2, 2, 2], "devices": ["cpu"] * N,
+                                "precisions": ["float32"] * N}
     assert m == s
     texts = pd.read_pickle(merged / "generated_texts.pkl")
     assert texts["P"].tolist() == PROMPTS
@@ -424,3 +425,135 @@ def test_a_stopped_slurm_task_is_told_the_requeue_continues_not_to_rerun_the_com
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "2")
     message = stopped_message(args)
     assert "--resume" not in message and "requeue" in message and "sbatch --array=2 run.sbatch" in message
+
+
+# -- the script as a cluster runs it: from any folder, typed GPUs, limits -----------------------------------
+
+
+SCRIPT_VARIANTS = [
+    ClusterSettings(),
+    ClusterSettings(shards=1, gpus_per_task=0, partition="x", account="y", qos="long", setup="source a/b\nexport Z=1"),
+    ClusterSettings(shards=12, gpus_per_task=2, gpu_type="a100", gpu_option="gpus", array_throttle=3,
+                    model_cache="~/scratch/hf"),
+]
+
+
+@pytest.mark.parametrize("cluster", SCRIPT_VARIANTS)
+def test_sbatch_script_passes_shellcheck(cluster, tmp_path):
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is not installed (apt install shellcheck; .ci/run installs it)")
+    path = tmp_path / "run.sbatch"
+    path.write_text(sbatch_script(cluster))
+    check = subprocess.run(["shellcheck", "--shell=bash", str(path)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout
+
+
+def test_typed_gpu_requests_qos_and_an_array_throttle_are_written():
+    gres = sbatch_script(ClusterSettings(shards=5, gpu_type="a100", qos="long", array_throttle=2))
+    assert "#SBATCH --gres=gpu:a100:1" in gres and "#SBATCH --qos=long" in gres and "#SBATCH --array=1-5%2" in gres
+    gpus = sbatch_script(ClusterSettings(gpus_per_task=2, gpu_option="gpus"))
+    assert "#SBATCH --gpus=2" in gpus and "#SBATCH --gres" not in gpus
+    cpu = sbatch_script(ClusterSettings(gpus_per_task=0))
+    assert not re.search(r"^#SBATCH --(gres|gpus)", cpu, flags=re.M)
+
+
+def test_more_tasks_than_slurms_default_max_array_size_are_warned_about_with_what_to_do():
+    assert ClusterSettings(shards=1000).warnings() == []
+    (warning,) = ClusterSettings(shards=1001).warnings()
+    assert "MaxArraySize" in warning and "fewer tasks" in warning
+    assert "MaxArraySize" in sbatch_script(ClusterSettings(shards=1001))
+
+
+def _fake_sbatch(tmp_path: Path) -> Path:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "sbatch"
+    fake.write_text('#!/bin/bash\nprintf "%s\\n" "$@" > "$SBATCH_ARGS"\necho "Submitted batch job 41"\n')
+    fake.chmod(0o755)
+    return bin_dir
+
+
+def test_running_the_script_from_any_folder_submits_it_with_absolute_log_paths(tmp_path):
+    job = tmp_path / "job"
+    job.mkdir()
+    (job / "job.json").write_text("{}")
+    (job / "run.sbatch").write_text(sbatch_script(ClusterSettings(shards=3)))
+    elsewhere = tmp_path / "home"
+    elsewhere.mkdir()
+    args = tmp_path / "args.txt"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    env.update(PATH=f"{_fake_sbatch(tmp_path)}:{env['PATH']}", SBATCH_ARGS=str(args))
+    done = subprocess.run(["bash", "../job/run.sbatch", "--array=3"], cwd=elsewhere, env=env, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    assert args.read_text().splitlines() == [f"--chdir={job}", f"--output={job}/logs/%x-%A_%a.log", "--array=3",
+                                             f"{job}/run.sbatch"]
+    assert (job / "logs").is_dir()
+
+
+def test_a_task_submitted_with_sbatch_from_another_folder_still_finds_its_job_folder(tmp_path):
+    job = tmp_path / "job"
+    (job / "shards").mkdir(parents=True)
+    (job / "job.json").write_text("{}")
+    (job / "run.sbatch").write_text(sbatch_script(ClusterSettings(shards=3, gpus_per_task=0)))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    scontrol = bin_dir / "scontrol"  # what SLURM says of the job: the script's absolute path as submitted
+    scontrol.write_text(f'#!/bin/bash\necho "JobId=41 JobName=gpi-desktop"\necho "   Command={job}/run.sbatch"\n')
+    scontrol.chmod(0o755)
+    calls = tmp_path / "calls.txt"
+    home = tmp_path / "home"
+    home.mkdir()
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", GPI_DESKTOP=str(_fake_program(tmp_path)),
+               CALLS=str(calls), SLURM_SUBMIT_DIR=str(home), SLURM_JOB_ID="41", SLURM_ARRAY_TASK_ID="1")
+    done = subprocess.run(["bash", str(job / "run.sbatch")], cwd=home, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert calls.read_text().strip() == "run --job job.json --shard 1/3 --out shards/1"
+    # Nowhere to be found: the message goes to the task's log, in plain words.
+    scontrol.write_text("#!/bin/bash\nexit 1\n")
+    done = subprocess.run(["bash", str(job / "run.sbatch")], cwd=home, env=env, capture_output=True, text=True)
+    assert done.returncode == 2 and "job.json was not found" in done.stderr
+
+
+def test_tasks_run_offline_with_the_jobs_model_cache(tmp_path):
+    script = sbatch_script(ClusterSettings(model_cache="/scratch/me/hf"))
+    assert 'export HF_HOME="/scratch/me/hf"' in script and 'export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"' in script
+
+
+def test_a_gpu_job_on_a_machine_without_a_usable_gpu_stops_loudly(tiny_llama, prompts_file, tmp_path, capsys,
+                                                                  monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a broken CUDA setup, as torch sees it
+    spec = JobSpec(prompts_file, "text", RunSettings(model=str(tiny_llama), max_new_tokens=MAX_NEW, batch_size="2"),
+                   ExportSettings())
+    job = write_job_folder(tmp_path / "job", spec, ClusterSettings(shards=N, gpus_per_task=1)).folder
+    assert load_job_file(job / "job.json").spec.settings.device == "cuda"
+    assert run_shard_in_process(job, 1, job / "shards" / "1") == 2
+    err = capsys.readouterr().err
+    assert "asks for a GPU" in err and "CPU" in err
+    assert not (job / "shards" / "1" / "shard.json").exists()
+
+
+def _pretend_ran_on(shard: Path, device: str, precision: str) -> None:
+    path = shard / "shard.json"
+    data = json.loads(path.read_text())
+    data["shard"]["device"] = device
+    data["manifest_fields"]["model"]["precision"] = precision
+    path.write_text(json.dumps(data))
+
+
+def test_merge_refuses_shards_of_different_devices_unless_told_and_states_each_shards_device(fixed_job, tmp_path,
+                                                                                             capsys):
+    job = tmp_path / "job"
+    shutil.copytree(fixed_job, job)
+    _pretend_ran_on(job / "shards" / "2", "cuda (NVIDIA A100 x1)", "bfloat16")
+    assert _merge(job, out=tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert "ran on cuda (NVIDIA A100 x1) in bfloat16" in err and "--allow-mixed-devices" in err
+    assert not (tmp_path / "out").exists()
+    assert main(["merge", str(job), "--out", str(tmp_path / "out"), "--allow-mixed-devices"]) == 0
+    out = capsys.readouterr().err  # progress and status lines go to stderr
+    assert "Shard 1 of 3:" in out and "on cpu in float32" in out and "on cuda (NVIDIA A100 x1) in bfloat16" in out
+    sharded = manifest(tmp_path / "out")["sharded"]
+    assert sharded["devices"][1].startswith("cuda") and sharded["precisions"] == ["float32", "bfloat16", "float32"]

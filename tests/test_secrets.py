@@ -7,6 +7,7 @@ import io
 import logging
 import os
 import stat
+from pathlib import Path
 
 import keyring
 import pytest
@@ -63,6 +64,8 @@ def clean_sources(monkeypatch, tmp_path):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "hf-home" / "token"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))  # the default login place, empty
+    monkeypatch.delenv("HF_TOKEN_PATH", raising=False)
     original = keyring.get_keyring()
     secrets.forget_session_token()
     yield
@@ -131,6 +134,20 @@ def test_lookup_order_is_keyring_then_session_then_environment_then_login(memory
     assert memory_keyring.store == {}  # session-only never touches the keyring
     secrets.save_token(TOKEN)
     assert secrets.find_token().source == "keyring"
+
+
+def test_a_login_made_without_hf_home_is_found_when_hf_home_points_to_a_scratch_cache(no_keyring, tmp_path,
+                                                                                   monkeypatch):
+    # `hf auth login` first, `export HF_HOME=/scratch/...` later: the login is in ~/.cache/huggingface/token.
+    default = tmp_path / "xdg-cache" / "huggingface" / "token"
+    default.parent.mkdir(parents=True)
+    default.write_text(TOKEN + "\n")
+    info = secrets.find_token()
+    assert (info.token, info.source) == (TOKEN, "huggingface-login")
+    _hf_login(tmp_path, OTHER)  # a login under HF_HOME itself wins: it is where `hf download` looks too
+    assert secrets.find_token().token == OTHER
+    monkeypatch.setenv("HF_TOKEN_PATH", str(tmp_path / "elsewhere"))  # an explicit token file: only that one
+    assert secrets.login_token_paths() == [tmp_path / "hf-home" / "token"]
 
 
 def test_login_token_is_not_confused_with_the_environment_variable(monkeypatch, no_keyring):

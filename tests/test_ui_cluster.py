@@ -33,13 +33,17 @@ def test_prepare_dialog_writes_the_job_folder_from_its_fields(qtbot, spec, tmp_p
     dialog.memory.setText("96G")
     dialog.cache.setText("/scratch/me/hf")
     dialog.partition.setText("gpu")
+    dialog.qos.setText("long")
+    dialog.gpu_type.setText("a100")
+    dialog.throttle.setValue(2)
     dialog.folder.setText(str(tmp_path / "job"))
-    qtbot.mouseClick(dialog.write_button, Qt.MouseButton.LeftButton)
+    with qtbot.waitSignal(dialog.written, timeout=30_000):  # written in the worker (pinning may use the network)
+        qtbot.mouseClick(dialog.write_button, Qt.MouseButton.LeftButton)
 
     assert not dialog.error.isVisible() or not dialog.error.text()
     job = tmp_path / "job"
     script = (job / "run.sbatch").read_text()
-    for line in ("#SBATCH --array=1-3", "#SBATCH --gres=gpu:2", "#SBATCH --time=12:00:00", "#SBATCH --mem=96G",
+    for line in ("#SBATCH --array=1-3%2", "#SBATCH --gres=gpu:a100:2", "#SBATCH --qos=long", "#SBATCH --time=12:00:00", "#SBATCH --mem=96G",
                  "#SBATCH --partition=gpu", 'export HF_HOME="/scratch/me/hf"'):
         assert line in script
     assert subprocess.run(["bash", "-n", str(job / "run.sbatch")]).returncode == 0
@@ -48,6 +52,7 @@ def test_prepare_dialog_writes_the_job_folder_from_its_fields(qtbot, spec, tmp_p
     assert (job / "input" / "prompts.csv").read_bytes() == spec.prompts_path.read_bytes()
     # The plain instructions are shown in the dialog: submit, check, merge back.
     shown = dialog.instructions.toPlainText()
+    assert loaded.spec.settings.device == "cuda"  # a GPU job never silently runs on the CPU
     assert "sbatch run.sbatch" in shown and "squeue" in shown and "Merge cluster results" in shown
     assert dialog.open_button.isEnabled()
 
@@ -60,6 +65,14 @@ def test_prepare_dialog_shows_a_bad_field_and_writes_nothing(qtbot, spec, tmp_pa
     assert dialog.write() is False
     assert "time limit" in dialog.error.text()
     assert not (tmp_path / "job").exists()
+
+
+def test_prepare_dialog_warns_about_more_tasks_than_slurms_default_array_limit(qtbot, spec):
+    dialog = PrepareClusterDialog(spec, len(PROMPTS))
+    qtbot.addWidget(dialog)
+    assert dialog.warning.isHidden()
+    dialog.tasks.setValue(1500)
+    assert not dialog.warning.isHidden() and "MaxArraySize" in dialog.warning.text()
 
 
 def test_prepare_dialog_refuses_a_folder_that_is_not_empty(qtbot, spec, tmp_path):

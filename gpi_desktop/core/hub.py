@@ -22,6 +22,7 @@ import fnmatch
 import json
 import logging
 import os
+import re
 import shutil
 import threading
 import time
@@ -730,6 +731,39 @@ def _fetch_blob(plan: DownloadPlan, remote: RemoteFile, token: str | None, cache
         os.replace(partial, blob)
 
 
+def is_commit(revision: str | None) -> bool:
+    """A full commit hash (what a pinned job names), not a branch or tag that can move."""
+    return bool(revision) and re.fullmatch(r"[0-9a-f]{40}", str(revision)) is not None
+
+
+def pin_revision(model_id: str, revision: str | None = None, *, token: str | None = None) -> str | None:
+    """The commit `revision` (None: main) stands for now, so that every cluster task runs the same files.
+
+    This computer's complete copy wins (it is the version the user tried), else
+    the Hub is asked. None when neither can say (offline, or the Hub refuses
+    without a token); a model or revision that does not exist is refused in plain words.
+    """
+    if is_commit(revision):
+        return revision
+    cached = cached_snapshot(model_id, revision)
+    if cached is not None:
+        return cached.name
+    if _offline_mode():
+        return None
+    from huggingface_hub import HfApi
+
+    try:
+        return HfApi().model_info(model_id, revision=revision, token=token or False).sha
+    except Exception as exc:
+        error = plain_hub_error(exc, model_id, token_sent=bool(token), revision=revision)
+        if error is None:
+            raise
+        if not isinstance(error, AccessError) or error.kind == "not-found":
+            raise error from exc
+        log.info("Could not pin the revision of %s (%s).", model_id, error.kind)
+        return None
+
+
 def download_model(model_id: str, *, revision: str | None = None, token: str | None = None,
                    state: TaskState | None = None, allow_pickle: bool = False,
                    cache_dir: str | Path | None = None, max_workers: int = 4) -> Path:
@@ -746,6 +780,12 @@ def download_model(model_id: str, *, revision: str | None = None, token: str | N
 
     state = state or NullState()
     cache = Path(cache_dir) if cache_dir else hub_cache_dir()
+    if is_commit(revision):
+        # A pinned commit never changes: a complete copy needs no network (nor a token, for a gated model).
+        folder = cached_snapshot(model_id, revision, cache)
+        if folder is not None:
+            state.set_status(f"Using {model_id} at commit {revision[:12]} from this computer.")
+            return folder
     if _offline_mode():
         folder = cached_snapshot(model_id, revision, cache)
         if folder is None:

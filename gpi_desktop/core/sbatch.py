@@ -7,7 +7,14 @@
     <job folder>/logs/                  each task's messages (SLURM does not create this folder itself)
 
 Only standard sbatch options are used, so the script runs on any SLURM site;
-site-specific ones (partition, account) are fields the user fills in.
+site-specific ones (partition, account, qos, the GPU request) are fields the
+user fills in, and the script's comments say which lines to adjust.
+
+Run directly (`job/run.sbatch`, from any folder) the script submits itself
+with the job folder's absolute path as working folder and log folder, so the
+logs land in job/logs/ wherever the user stands; a plain `sbatch run.sbatch`
+works too, and a task still finds its job folder when sbatch was started
+elsewhere (its log is then in the folder sbatch was started in).
 """
 
 from __future__ import annotations
@@ -27,9 +34,14 @@ LOGS_DIR = "logs"
 SHARDS_DIR = "shards"
 # The options the script may use: all documented sbatch options (https://slurm.schedmd.com/sbatch.html).
 STANDARD_OPTIONS = frozenset({
-    "job-name", "array", "gres", "time", "mem", "cpus-per-task", "output", "open-mode", "requeue",
-    "partition", "account",
+    "job-name", "array", "gres", "gpus", "time", "mem", "cpus-per-task", "output", "open-mode", "requeue",
+    "partition", "account", "qos", "chdir",
 })  # fmt: skip
+# SLURM's default MaxArraySize: task numbers must stay below it unless the site raised it.
+DEFAULT_MAX_ARRAY_SIZE = 1001
+GPU_OPTIONS = ("gres", "gpus")
+# %x job name, %A the array's job id (one per submission), %a the task: two submissions never share a log.
+LOG_PATTERN = "%x-%A_%a.log"
 
 _TIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$")
 _MEMORY = re.compile(r"^\d+[KMGT]?$", re.IGNORECASE)
@@ -49,6 +61,10 @@ class ClusterSettings:
     model_cache: str = ""  # HF_HOME on the cluster; empty keeps the cluster's default (~/.cache/huggingface)
     partition: str = ""
     account: str = ""
+    qos: str = ""
+    gpu_type: str = ""  # e.g. a100: asks for --gres=gpu:a100:1 (or --gpus=a100:1); empty: any GPU
+    gpu_option: str = "gres"  # "gres" (--gres=gpu:N, the most common) or "gpus" (--gpus=N, newer sites)
+    array_throttle: int = 0  # at most this many tasks at once (--array=1-N%K); 0: as many as SLURM allows
     job_name: str = "gpi-desktop"
     command: str = "gpi-desktop"  # how the cluster starts the program, e.g. "python -m gpi_desktop"
     setup: str = ""  # shell lines run first, e.g. "module load cuda" or "source ~/gpi/bin/activate"
@@ -58,6 +74,10 @@ class ClusterSettings:
             raise SettingsError("The number of tasks must be a whole number of at least 1.")
         if not isinstance(self.gpus_per_task, int) or self.gpus_per_task < 0:
             raise SettingsError("GPUs per task must be a whole number (0 runs on the CPU only).")
+        if not isinstance(self.array_throttle, int) or self.array_throttle < 0:
+            raise SettingsError("Tasks at once must be a whole number (0 lets SLURM run as many as it can).")
+        if self.gpu_option not in GPU_OPTIONS:
+            raise SettingsError(f"The GPU request must be one of {', '.join(GPU_OPTIONS)}; '{self.gpu_option}' is not.")
         if not isinstance(self.cpus_per_task, int) or self.cpus_per_task < 1:
             raise SettingsError("CPU cores per task must be a whole number of at least 1.")
         if not _TIME.match(self.time.strip()):
@@ -66,7 +86,8 @@ class ClusterSettings:
         if not _MEMORY.match(self.memory.strip()):
             raise SettingsError(f"The memory '{self.memory}' is not in SLURM's form: write a number with G or M, "
                                 "like 64G.")
-        for label, value in (("partition", self.partition), ("account", self.account), ("job name", self.job_name)):
+        for label, value in (("partition", self.partition), ("account", self.account), ("QOS", self.qos),
+                             ("GPU type", self.gpu_type), ("job name", self.job_name)):
             if not _NAME.match(value.strip()):
                 raise SettingsError(f"The {label} '{value}' may hold only letters, digits, '.', '_', ',' and '-'.")
         for label, value in (("model cache path", self.model_cache), ("program command", self.command)):
@@ -77,6 +98,26 @@ class ClusterSettings:
                                 "usually gpi-desktop.")
         return self
 
+    @property
+    def gpu_request(self) -> str:
+        """The #SBATCH option that asks for the GPUs ("" for a CPU job)."""
+        if self.gpus_per_task <= 0:
+            return ""
+        kind = f"{self.gpu_type.strip()}:" if self.gpu_type.strip() else ""
+        if self.gpu_option == "gpus":
+            return f"--gpus={kind}{self.gpus_per_task}"
+        return f"--gres=gpu:{kind}{self.gpus_per_task}"
+
+    def warnings(self) -> list[str]:
+        """What will not stop the folder being written but may stop SLURM taking the job."""
+        out = []
+        if self.shards >= DEFAULT_MAX_ARRAY_SIZE:
+            out.append(f"{self.shards} tasks are more than SLURM allows by default (MaxArraySize={DEFAULT_MAX_ARRAY_SIZE}"
+                       f": task numbers up to {DEFAULT_MAX_ARRAY_SIZE - 1}), and sbatch may refuse the job with "
+                       "\"Invalid job array specification\": check your cluster's limit with "
+                       "'scontrol show config | grep MaxArraySize', or use fewer tasks (each takes more prompts).")
+        return out
+
 
 @dataclass(frozen=True)
 class JobFolder:
@@ -85,23 +126,49 @@ class JobFolder:
     job_file: Path
     readme: Path
     prompts: Path
+    revision: str | None = None  # the model commit every task uses (None: a model folder, or not pinnable)
 
 
 def cluster_spec(spec, cluster: ClusterSettings):
-    """The job as the cluster runs it: on its GPUs (or its CPUs when no GPU is asked for)."""
+    """The job as the cluster runs it: on its GPUs when it asks for any (never silently on the CPU), else the CPU."""
     from gpi_desktop.core.job import with_settings
 
-    return with_settings(spec, device="auto" if cluster.gpus_per_task > 0 else "cpu")
+    return with_settings(spec, device="cuda" if cluster.gpus_per_task > 0 else "cpu")
 
 
-def write_job_folder(folder: Path | str, spec, cluster: ClusterSettings) -> JobFolder:
-    """Write a job folder for `spec` into an empty (or new) `folder`; checks everything first."""
+def pinned_spec(spec, token: str | None = None):
+    """The job with its hub model's revision pinned to one commit, so every task runs the same files.
+
+    Returns (spec, commit); commit is None for a model folder, or when neither
+    this computer's cache nor the Hub can say which commit the revision is.
+    """
+    from gpi_desktop.core.hub import pin_revision
+    from gpi_desktop.core.job import with_settings
+    from gpi_desktop.core.models import resolve_source
+
+    source = resolve_source(spec.settings.model)
+    if source.is_local:
+        return spec, None
+    commit = pin_revision(source.name, spec.settings.revision, token=token)
+    return (with_settings(spec, revision=commit) if commit else spec), commit
+
+
+def write_job_folder(folder: Path | str, spec, cluster: ClusterSettings, *, token: str | None = None,
+                     pin: bool = True) -> JobFolder:
+    """Write a job folder for `spec` into an empty (or new) `folder`; checks everything first.
+
+    With `pin` (the default) a hub model's revision is resolved to a commit now
+    (from the cache, else the Hub; `token` for a gated model), which may use the network.
+    """
     from gpi_desktop.core.export import check_output_folder
     from gpi_desktop.core.job import load_prompts
 
     folder = Path(folder)
     cluster.validate()
     spec = cluster_spec(spec, cluster).validate()
+    commit = None
+    if pin:
+        spec, commit = pinned_spec(spec, token)
     table = load_prompts(spec)  # refuses a bad prompts file before anything is written
     check_output_folder(folder, overwrite=False)
     source = Path(spec.prompts_path)
@@ -121,47 +188,105 @@ def write_job_folder(folder: Path | str, spec, cluster: ClusterSettings) -> JobF
     readme = folder / README_NAME
     readme.write_text(readme_text(cluster, spec, len(table), folder.name), encoding="utf-8", newline="\n")
     (folder / LOGS_DIR / "about.txt").write_text(
-        "SLURM writes each task's messages here, as shard-<task number>.log.\n", encoding="utf-8", newline="\n")
-    return JobFolder(folder, script, folder / JOB_FILE_NAME, readme, prompts)
+        f"SLURM writes each task's messages here, as {cluster.job_name.strip() or 'gpi-desktop'}-<job id>_<task "
+        "number>.log (one file per submission and task).\n", encoding="utf-8", newline="\n")
+    return JobFolder(folder, script, folder / JOB_FILE_NAME, readme, prompts, commit)
 
 
 def sbatch_script(cluster: ClusterSettings) -> str:
     c = cluster.validate()
     n = c.shards
+    throttle = f"%{c.array_throttle}" if c.array_throttle else ""
     options = [
         f"--job-name={c.job_name.strip() or 'gpi-desktop'}",
-        f"--array=1-{n}",
-        *([f"--gres=gpu:{c.gpus_per_task}"] if c.gpus_per_task > 0 else []),
+        f"--array=1-{n}{throttle}",
+        *([c.gpu_request] if c.gpu_request else []),
         f"--cpus-per-task={c.cpus_per_task}",
         f"--mem={c.memory.strip().upper()}",
         f"--time={c.time.strip()}",
-        f"--output={LOGS_DIR}/shard-%a.log",
+        # Relative to the folder sbatch is started in, which always exists; run directly, the script
+        # submits itself with logs/ under the job folder's absolute path instead.
+        f"--output={LOG_PATTERN}",
         "--open-mode=append",
         "--requeue",
         *([f"--partition={c.partition.strip()}"] if c.partition.strip() else []),
         *([f"--account={c.account.strip()}"] if c.account.strip() else []),
+        *([f"--qos={c.qos.strip()}"] if c.qos.strip() else []),
     ]
     lines = [
         "#!/bin/bash",
-        f"# GPI Desktop: one job in {n} tasks (a SLURM array job). From inside this folder: sbatch {SCRIPT_NAME}",
+        f"# GPI Desktop: one job in {n} tasks (a SLURM array job); task I runs shard I/N into {SHARDS_DIR}/I.",
+        f"# Submit it from any folder by running this file: path/to/job/{SCRIPT_NAME} (logs go to its {LOGS_DIR}/),",
+        f"# or from inside the job folder: sbatch {SCRIPT_NAME}. Options after it go to sbatch, e.g. --array=3.",
+        "#",
+        "# Adjust the #SBATCH lines below to your cluster before submitting (README.txt, step 3):",
+        "#   --partition / --account / --qos  as your cluster's help pages name them (sinfo lists partitions)",
+        "#   the GPU line                     --gres=gpu:1, or with a type --gres=gpu:a100:1, or --gpus=1",
+        "#                                    (a CPU-only partition needs a folder prepared with 0 GPUs)",
+        "#   --mem, --cpus-per-task, --time   within the partition's limits (scontrol show partition NAME)",
+        "#   --array=1-N%K                    %K runs at most K tasks at once",
+        *(f"# Note: {warning}" for warning in c.warnings()),
         *(f"#SBATCH {option}" for option in options),
         "",
         "set -eu",
-        'cd "${SLURM_SUBMIT_DIR:-.}"',
-        f"if [ ! -f {JOB_FILE_NAME} ]; then",
-        f'  echo "{JOB_FILE_NAME} is not in $(pwd): go into the job folder (cd), then run: sbatch {SCRIPT_NAME}" >&2',
+        f"N={n}",
+        f"SCRIPT={SCRIPT_NAME}",
+        "",
+        'if [ -z "${SLURM_ARRAY_TASK_ID:-}" ]; then',
+        "  # Started directly, not by SLURM: submit this job with its folder's absolute path, so that it works",
+        "  # from any folder and the logs land in the job folder.",
+        '  HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)',
+        f'  if [ ! -f "$HERE/{JOB_FILE_NAME}" ]; then',
+        f'    echo "{JOB_FILE_NAME} is not next to $SCRIPT in $HERE: copy the whole job folder to the cluster." >&2',
+        "    exit 2",
+        "  fi",
+        "  if ! command -v sbatch >/dev/null 2>&1; then",
+        "    echo \"sbatch is not available here: run $SCRIPT on the cluster's login machine.\" >&2",
+        "    exit 2",
+        "  fi",
+        f'  mkdir -p "$HERE/{LOGS_DIR}"',
+        f'  exec sbatch --chdir="$HERE" --output="$HERE/{LOGS_DIR}/{LOG_PATTERN}" "$@" "$HERE/$SCRIPT"',
+        "fi",
+        "",
+        "# Inside a task: the job folder is the working folder, the folder sbatch was started in, or the",
+        "# folder this script was submitted from (sbatch path/to/job/run.sbatch from elsewhere).",
+        'SUBMITTED=$(scontrol show job "${SLURM_JOB_ID:-none}" 2>/dev/null | sed -n "s/^ *Command=//p" | head -n 1)',
+        'JOB=""',
+        'for CANDIDATE in "$PWD" "${SLURM_SUBMIT_DIR:-}" "$(dirname "${SUBMITTED:-.}")"; do',
+        f'  if [ -n "$CANDIDATE" ] && [ -f "$CANDIDATE/{JOB_FILE_NAME}" ]; then',
+        '    JOB="$CANDIDATE"',
+        "    break",
+        "  fi",
+        "done",
+        'if [ -z "$JOB" ]; then',
+        f'  echo "{JOB_FILE_NAME} was not found in $PWD or ${{SLURM_SUBMIT_DIR:-}}: submit with path/to/job/$SCRIPT, '
+        'or go into the job folder (cd) and run: sbatch $SCRIPT" >&2',
         "  exit 2",
         "fi",
-        f"N={n}",
-        f'I="${{SLURM_ARRAY_TASK_ID:?this is an array job: submit it with sbatch {SCRIPT_NAME}}}"',
+        'cd "$JOB"',
+        'I="$SLURM_ARRAY_TASK_ID"',
         f'OUT="{SHARDS_DIR}/$I"',
+        'echo "GPI Desktop: task $I of $N on $(hostname) in $JOB (SLURM job ${SLURM_JOB_ID:-?}, '
+        'restart ${SLURM_RESTART_COUNT:-0})"',
         "export TOKENIZERS_PARALLELISM=false",
     ]
     cache = _shell_path(c.model_cache.strip())
     if cache:
         lines.append(f'export HF_HOME="{cache}"')
+    lines += [
+        "# Tasks use only the model files downloaded before submitting (README.txt step 2), at the commit",
+        f"# {JOB_FILE_NAME} names: no task fetches a newer version, and a fully downloaded gated model needs no token.",
+        'export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"',
+    ]
+    if c.gpus_per_task > 0:
+        lines += [
+            "# This job asks for a GPU: the program stops (rather than run on the CPU) when none is usable.",
+            "if command -v nvidia-smi >/dev/null 2>&1; then nvidia-smi -L || true; fi",
+        ]
     if c.setup.strip():
-        lines += ["", "# Your setup commands:", *c.setup.strip().splitlines(), ""]
+        # Module and activate scripts often read unset variables; -u must not stop them.
+        lines += ["", "# Your setup commands (the files they source are yours, not checked here):", "set +u",
+                  "# shellcheck disable=SC1090,SC1091", "{", *c.setup.strip().splitlines(), "}", "set -u", ""]
     lines += [
         f'GPI_DESKTOP="${{GPI_DESKTOP:-{c.command.strip()}}}"',
         "",
@@ -177,6 +302,8 @@ def sbatch_script(cluster: ClusterSettings) -> str:
         '  RESUME=""',
         "fi",
         f"mkdir -p {SHARDS_DIR}",
+        "# $GPI_DESKTOP may be several words (python -m gpi_desktop) and $RESUME empty: both split on purpose.",
+        "# shellcheck disable=SC2086",
         f'$GPI_DESKTOP run --job {JOB_FILE_NAME} --shard "$I/$N" --out "$OUT" $RESUME',
         "",
     ]
@@ -204,32 +331,41 @@ def _shell_path(path: str) -> str:
 def readme_text(cluster: ClusterSettings, spec, rows: int, folder_name: str) -> str:
     c = cluster
     model = spec.settings.model
+    revision = spec.settings.revision
     cache = c.model_cache.strip()
-    cache_line = (f"HF_HOME={cache} " if cache else "")
     gpus = (f"{c.gpus_per_task} GPU{'s' if c.gpus_per_task != 1 else ''}" if c.gpus_per_task else "no GPU (CPU only)")
     if _is_model_folder(model):
         model_step = (f"The job uses the model folder {model}. The same path must hold the model on\n"
                       "   the cluster: copy the model folder there, or change \"model\" in job.json to\n"
                       "   where it is on the cluster (before any task starts; every task must use the same).")
     else:
+        home = f"export HF_HOME={cache}\n       " if cache else ""
+        pinned = (f"   job.json pins the model's version to commit {revision}:\n"
+                  "   every task runs exactly those files, even if the model changes on the Hub.\n"
+                  if revision else
+                  "   The model's version could not be pinned when this folder was written (no\n"
+                  "   connection to the Hub): the tasks use the version you download now.\n")
         model_step = (
-            "Make the model available. Compute machines often have no internet, so download\n"
-            "   the model once on the login machine before you submit:\n"
-            f"       {cache_line}hf download {model}\n"
-            "   If the model needs permission on Hugging Face (for example Llama), log in first\n"
-            "   with: hf auth login   (never write your token into this folder).\n"
-            f"   The tasks look for the model in {cache or 'the default cache (~/.cache/huggingface)'}.")
+            "Download the model once on the login machine, before you submit: the tasks\n"
+            "   run offline and use only what is in the model cache. In one terminal:\n"
+            f"       {home}hf auth login      # only for a model that needs permission, e.g. Llama\n"
+            f"       hf download {model}{f' --revision {revision}' if revision else ''}\n"
+            f"{pinned}"
+            f"   The tasks look for the model in {cache or 'the default cache (~/.cache/huggingface)'}"
+            f"{' (run.sbatch sets HF_HOME to it)' if cache else ''}; never write your token into this folder.")
     empty = ""
     if c.shards > rows:
         empty = (f"\nThere are more tasks ({c.shards}) than prompts ({rows}), so some tasks will have no prompts; "
                  "that is allowed but wastes their wait in the queue.\n")
+    warnings = "".join(f"\nWarning: {w}\n" for w in c.warnings())
+    gpu_line = c.gpu_request or "(none: a CPU job)"
     return f"""GPI Desktop job for a SLURM cluster
 ===================================
 
 This folder holds one GPI job: {rows} prompts, the model {model}, and its settings
 (job.json). The work is split into {c.shards} tasks; each task runs on its own
 machine with {gpus}, at most {c.time} (hours:minutes:seconds) and {c.memory.upper()} of memory.
-{empty}
+{empty}{warnings}
 1. Copy this whole folder to the cluster, for example:
        scp -r {folder_name} you@cluster.example.edu:
    GPI Desktop must be installed there, so that the command "{c.command}" works
@@ -237,30 +373,42 @@ machine with {gpus}, at most {c.time} (hours:minutes:seconds) and {c.memory.uppe
 
 2. {model_step}
 
-3. Submit the job from inside the folder:
-       cd {folder_name}
-       sbatch {SCRIPT_NAME}
-   Partition or account required by your cluster: fill them in when preparing
-   the folder, or add them to {SCRIPT_NAME} (lines starting with #SBATCH).
+3. Check the #SBATCH lines at the top of {SCRIPT_NAME} against your cluster's
+   limits (its help pages, sinfo, scontrol show partition NAME), and edit them:
+   - --partition, --account, --qos: many clusters require one or more of these.
+   - the GPU line, now {gpu_line}: some clusters want a GPU type
+     (--gres=gpu:a100:1) or --gpus=1 instead. A job that asks for a GPU stops
+     with a plain message if its machine has none usable: it never silently
+     runs on the CPU. For a CPU-only partition, prepare the folder with 0 GPUs.
+   - --mem, --cpus-per-task, --time: within what the partition allows (a job
+     asking for more is refused, or waits forever with "PartitionConfig").
+   - --array=1-{c.shards}: add %K (e.g. --array=1-{c.shards}%10) to run at most K tasks at once.
 
-4. Check on it:
+4. Submit the job, from any folder, by running the script itself:
+       bash {folder_name}/{SCRIPT_NAME}
+   It calls sbatch with the folder's full path, so each task's messages go to
+   {folder_name}/{LOGS_DIR}/<job name>-<job id>_<task number>.log. (From inside the folder,
+   "sbatch {SCRIPT_NAME}" works too; its logs are then in the folder itself.)
+
+5. Check on it:
        squeue --me
-   Each task writes its messages to logs/shard-<task number>.log and its results
-   to shards/<task number>. A task that was stopped (preempted, out of time, or a
-   machine failure) keeps its finished prompts: it continues where it stopped when
-   SLURM restarts it, or when you submit that task again, for example task 3:
-       sbatch --array=3 {SCRIPT_NAME}
-   A finished task is never run twice.
+   Each task writes its results to shards/<task number>. A task that was stopped
+   (preempted, out of time, requeued, or a machine failure) keeps its finished
+   prompts: it continues where it stopped when SLURM restarts it, or when you
+   submit that task again, for example task 3:
+       bash {folder_name}/{SCRIPT_NAME} --array=3
+   A finished task is never run twice; a task whose shard another submission is
+   still running says so and exits.
 
-5. Merge the results into one export folder, when every task has finished:
+6. Merge the results into one export folder, when every task has finished:
    - on the cluster:   {c.command} merge shards/* --out export
    - or copy this folder (at least its shards folder) back to your computer and, in
      the GPI Desktop window, choose Cluster > "Merge cluster results…" and pick it.
    The merge checks that every prompt is there exactly once and that all tasks ran
-   the same job (same model version, settings and prompts file), and tells you which
-   task is missing or different. The export folder is the same as a run on one
-   machine writes: hidden/, generated_texts.pkl and .csv, hidden_states.npy and
-   manifest.json, ready for gpi_pack.
+   the same job (same model version, settings and prompts file) on the same kind of
+   device and precision, and tells you which task is missing or different.
+   The export folder is the same as a run on one machine writes: hidden/,
+   generated_texts.pkl and .csv, hidden_states.npy and manifest.json, ready for gpi_pack.
 
 About "the same": the files, their row numbers and their order are those of one
 machine. When the batch size is a fixed number (or prompts run one at a time),

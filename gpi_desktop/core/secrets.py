@@ -185,12 +185,31 @@ def _from_hf_login() -> str | None:
     huggingface_hub.get_token() would also return HF_TOKEN, which we already
     report as its own source.
     """
+    for path in login_token_paths():
+        try:
+            token = _clean(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError):
+            continue
+        if token:
+            return token
+    return None
+
+
+def login_token_paths() -> list[Path]:
+    """Where a login may have put the token: under HF_HOME, then the default place.
+
+    A cluster user often logs in once without HF_HOME (~/.cache/huggingface/token)
+    and later sets HF_HOME to a scratch cache for the downloads and the jobs.
+    """
     from huggingface_hub import constants
 
-    try:
-        return _clean(Path(constants.HF_TOKEN_PATH).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError):
-        return None
+    paths = [Path(constants.HF_TOKEN_PATH)]
+    if not os.environ.get("HF_TOKEN_PATH"):  # an explicit token file is the only place to look
+        cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        default = Path(cache) / "huggingface" / "token"
+        if default != paths[0]:
+            paths.append(default)
+    return paths
 
 
 def find_token() -> TokenInfo:

@@ -299,6 +299,17 @@ class ShardFolder:
     def name(self) -> str:
         return f"shard {self.index} of {self.count} ('{self.folder}')"
 
+    @property
+    def device(self) -> str:
+        return str(self.manifest["shard"].get("device") or "unknown device")
+
+    @property
+    def precision(self) -> str:
+        return str(self.manifest.get("manifest_fields", {}).get("model", {}).get("precision") or "unknown precision")
+
+    def describe_hardware(self) -> str:
+        return f"Shard {self.index} of {self.count}: {len(self.rows)} rows on {self.device} in {self.precision}"
+
 
 def find_shard_folders(paths: Iterable[Path | str]) -> list[Path]:
     """The shard folders among `paths`; a job folder or a folder of shard folders stands for the shards in it."""
@@ -344,6 +355,19 @@ def read_shard_folder(folder: Path | str) -> ShardFolder:
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         raise InputError(f"The {SHARD_MANIFEST} in '{folder}' is damaged or from another version: run that shard "
                          "again.") from None
+
+
+def check_devices(shards: Sequence[ShardFolder]) -> None:
+    """Refuse shards run on different devices or precisions: greedy texts and numbers can differ between them."""
+    first = min(shards, key=lambda s: (s.index, str(s.folder)))
+    for shard in shards:
+        if (shard.device, shard.precision) != (first.device, first.precision):
+            raise InputError(
+                f"{_capital(shard.name)} ran on {shard.device} in {shard.precision}, but {first.name} on "
+                f"{first.device} in {first.precision}; greedy texts and hidden states can differ between devices "
+                "and precisions, so they are not merged: run that shard again on the same kind of machine, or "
+                "merge anyway with --allow-mixed-devices (in the window: tick \"Merge shards that ran on different "
+                "devices\"); the manifest then records each shard's device.")
 
 
 def check_shards(shards: Sequence[ShardFolder]) -> None:
@@ -394,15 +418,23 @@ def merge_shards(
     *,
     overwrite: bool = False,
     state: TaskState | None = None,
+    allow_mixed_devices: bool = False,
 ) -> "ExportSummary":
-    """Check the shards and write one export folder, as a single-machine run of the job writes it."""
+    """Check the shards and write one export folder, as a single-machine run of the job writes it.
+
+    Shards of one device and precision only, unless `allow_mixed_devices`.
+    """
     from gpi_desktop.core.export import check_output_folder, write_export
 
     state = state or NullState()
     out = Path(out)
     shards = [read_shard_folder(p) for p in find_shard_folders(paths)]
     check_shards(shards)
+    if not allow_mixed_devices:
+        check_devices(shards)
     shards.sort(key=lambda s: s.index)
+    for shard in shards:
+        state.set_status(shard.describe_hardware() + ".")
     out_resolved = out.resolve()
     for shard in shards:
         if out_resolved == shard.folder.resolve():
@@ -423,6 +455,7 @@ def merge_shards(
         "shards": first.count,
         "batch_sizes": [s.manifest["shard"].get("batch_size") for s in shards],
         "devices": [s.manifest["shard"].get("device") for s in shards],
+        "precisions": [s.precision for s in shards],
     }
     versions = [s.manifest["manifest_fields"].get("versions") for s in shards]
     if any(v != versions[0] for v in versions):  # the manifest's "versions" are shard 1's; say where they differ

@@ -13,6 +13,8 @@ from typing import Callable
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
     QDialog,
     QFileDialog,
     QFormLayout,
@@ -49,6 +51,14 @@ def _message(error: BaseException) -> str:
     return f"Something unexpected went wrong ({type(error).__name__}); the details are in the log file."
 
 
+def _write_job_folder(folder: Path, spec, cluster: ClusterSettings, state):
+    """In the worker: the token (keyring) and the Hub may be slow; pinning the model's commit needs them."""
+    from gpi_desktop.core.secrets import find_token
+
+    state.set_status("Writing the job folder (and pinning the model's version)…")
+    return write_job_folder(folder, spec, cluster, token=find_token().token)
+
+
 def _folder_row(edit: QLineEdit, button: QPushButton) -> QHBoxLayout:
     row = QHBoxLayout()
     row.addWidget(edit, 1)
@@ -66,8 +76,9 @@ class PrepareClusterDialog(QDialog):
         self.spec = spec
         self.rows = rows
         self.job_folder = None
+        self.runner = TaskRunner("gpi-job-folder", self)
         self.setWindowTitle(PREPARE_TITLE)
-        self.resize(720, 640)
+        self.resize(720, 760)
         defaults = ClusterSettings()
         prompts = Path(spec.prompts_path)
 
@@ -85,7 +96,18 @@ class PrepareClusterDialog(QDialog):
         self.gpus = QSpinBox()
         self.gpus.setRange(0, 16)
         self.gpus.setValue(defaults.gpus_per_task)
-        self.gpus.setToolTip("GPUs each task asks for; 0 runs on the CPU only. A 70B model needs several.")
+        self.gpus.setToolTip("GPUs each task asks for; 0 runs on the CPU only (needed on a CPU-only partition). "
+                             "A 70B model needs several.")
+        self.gpu_type = QLineEdit()
+        self.gpu_type.setPlaceholderText("optional, e.g. a100 (some clusters require a type)")
+        self.gpu_option = QComboBox()
+        self.gpu_option.addItem("--gres=gpu:N (most clusters)", "gres")
+        self.gpu_option.addItem("--gpus=N", "gpus")
+        self.gpu_option.setToolTip("How your cluster's help pages ask for GPUs.")
+        self.throttle = QSpinBox()
+        self.throttle.setRange(0, 10_000)
+        self.throttle.setSpecialValueText("no limit")
+        self.throttle.setToolTip("At most this many tasks run at once (--array=1-N%K); some clusters ask for it.")
         self.time = QLineEdit(defaults.time)
         self.time.setToolTip("The most each task may run, hours:minutes:seconds (or days-hours:minutes:seconds).")
         self.memory = QLineEdit(defaults.memory)
@@ -100,6 +122,8 @@ class PrepareClusterDialog(QDialog):
         self.partition.setPlaceholderText("optional, as your cluster's help pages name it")
         self.account = QLineEdit()
         self.account.setPlaceholderText("optional")
+        self.qos = QLineEdit()
+        self.qos.setPlaceholderText("optional (quality of service), as your cluster names it")
         self.command = QLineEdit(defaults.command)
         self.command.setToolTip("How GPI Desktop is started on the cluster.")
         self.setup = QPlainTextEdit()
@@ -113,16 +137,31 @@ class PrepareClusterDialog(QDialog):
         form = QFormLayout()
         form.addRow("Tasks:", self.tasks)
         form.addRow("GPUs per task:", self.gpus)
+        form.addRow("GPU type:", self.gpu_type)
+        form.addRow("GPU request:", self.gpu_option)
         form.addRow("Time limit per task:", self.time)
         form.addRow("Memory per task:", self.memory)
         form.addRow("CPU cores per task:", self.cpus)
         form.addRow("Model cache on the cluster:", self.cache)
         form.addRow("Partition:", self.partition)
         form.addRow("Account:", self.account)
+        form.addRow("QOS:", self.qos)
+        form.addRow("Tasks at once:", self.throttle)
         form.addRow("Program command:", self.command)
         form.addRow("Setup commands:", self.setup)
         form.addRow("Job folder (new):", _folder_row(self.folder, choose))
 
+        adjust = QLabel(
+            "Clusters differ: check these against your cluster's help pages before you submit. A CPU-only partition "
+            "needs 0 GPUs; partition, account, QOS, GPU type, memory, cores and time must be within its limits, or "
+            "the job is refused or waits forever. The same lines can be edited later at the top of run.sbatch "
+            "(README.txt, step 3, says which)."
+        )
+        adjust.setWordWrap(True)
+        self.warning = QLabel()
+        self.warning.setWordWrap(True)
+        self.warning.hide()
+        self.tasks.valueChanged.connect(self._show_warnings)
         self.error = QLabel()
         self.error.setWordWrap(True)
         self.error.setStyleSheet(_ERROR_STYLE)
@@ -150,9 +189,20 @@ class PrepareClusterDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(intro)
         layout.addLayout(form)
+        layout.addWidget(adjust)
+        layout.addWidget(self.warning)
         layout.addWidget(self.error)
         layout.addWidget(self.instructions, 1)
         layout.addLayout(buttons)
+        self.runner.busy_changed.connect(lambda busy: self.write_button.setEnabled(not busy))
+        self.runner.succeeded.connect(self._on_written)
+        self.runner.failed.connect(self._on_failed)
+        self._show_warnings()
+
+    def _show_warnings(self) -> None:
+        warnings = ClusterSettings(shards=self.tasks.value()).warnings()
+        self.warning.setText(" ".join(warnings))
+        self.warning.setVisible(bool(warnings))
 
     def cluster_settings(self) -> ClusterSettings:
         return ClusterSettings(
@@ -164,29 +214,60 @@ class PrepareClusterDialog(QDialog):
             model_cache=self.cache.text().strip(),
             partition=self.partition.text().strip(),
             account=self.account.text().strip(),
+            qos=self.qos.text().strip(),
+            gpu_type=self.gpu_type.text().strip(),
+            gpu_option=self.gpu_option.currentData(),
+            array_throttle=self.throttle.value(),
             command=self.command.text().strip(),
             setup=self.setup.toPlainText(),
         )
 
     def write(self) -> bool:
+        """Check the fields here, then write the folder in the worker (pinning the model's commit may use the network)."""
+        from gpi_desktop.core.export import check_output_folder
+
         self.error.hide()
         folder = self.folder.text().strip()
         if not folder:
             return self._fail("Choose a new folder for the job.")
+        if self.runner.is_busy():
+            return False
         try:
-            job = write_job_folder(Path(folder), self.spec, self.cluster_settings())
-        except (GpiError, OSError) as error:
-            text = str(error) if isinstance(error, GpiError) else (
-                f"The job folder could not be written ({getattr(error, 'strerror', None) or error}): "
-                "choose a folder where you may write.")
-            return self._fail(text)
+            cluster = self.cluster_settings().validate()
+            check_output_folder(Path(folder), overwrite=False)
+        except GpiError as error:
+            return self._fail(str(error))
+        spec = self.spec
+        self.runner.start(lambda state: _write_job_folder(Path(folder), spec, cluster, state))
+        return True
+
+    def _on_written(self, job) -> None:
         self.job_folder = job
         self.instructions.setPlainText(job.readme.read_text(encoding="utf-8"))
         self.instructions.show()
         self.open_button.setEnabled(True)
         self.write_button.setEnabled(False)
         self.written.emit(job)
-        return True
+
+    def _on_failed(self, error: BaseException) -> None:
+        if isinstance(error, OSError) and not isinstance(error, GpiError):
+            self._fail(f"The job folder could not be written ({getattr(error, 'strerror', None) or error}): "
+                       "choose a folder where you may write.")
+        else:
+            self._fail(_message(error))
+
+    def done(self, result: int) -> None:
+        if self.runner.is_busy():
+            return  # the folder is being written; closing now would leave half of it
+        self.runner.shutdown()
+        super().done(result)
+
+    def closeEvent(self, event) -> None:
+        if self.runner.is_busy():
+            event.ignore()
+            return
+        self.runner.shutdown()
+        super().closeEvent(event)
 
     def _fail(self, text: str) -> bool:
         self.error.setText(text)
@@ -235,6 +316,10 @@ class MergeShardsDialog(QDialog):
         form = QFormLayout()
         form.addRow("Job or shards folder:", _folder_row(self.shards, choose_shards))
         form.addRow("Export folder (new or empty):", _folder_row(self.out, choose_out))
+        self.allow_mixed = QCheckBox("Merge shards that ran on different devices or precisions")
+        self.allow_mixed.setToolTip("Greedy texts can differ between a GPU and a CPU, or bfloat16 and float32; "
+                                    "the manifest records each shard's device.")
+        form.addRow("", self.allow_mixed)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
@@ -277,7 +362,9 @@ class MergeShardsDialog(QDialog):
         if self.runner.is_busy():
             return False
         self._show("Merging…")
-        self.runner.start(lambda state: merge_shards([Path(shards)], Path(out), state=state))
+        allow_mixed = self.allow_mixed.isChecked()
+        self.runner.start(lambda state: merge_shards([Path(shards)], Path(out), state=state,
+                                                     allow_mixed_devices=allow_mixed))
         return True
 
     def is_busy(self) -> bool:
