@@ -255,9 +255,9 @@ _FIX_FOUND = {
 
 
 def _hf_login_path() -> str:
-    from huggingface_hub import constants
-
-    return str(constants.HF_TOKEN_PATH)
+    """The login file the token came from (the first of login_token_paths that is there)."""
+    paths = login_token_paths()
+    return str(next((path for path in paths if path.is_file()), paths[0]))
 
 
 def _shape_problem(token: str) -> str | None:

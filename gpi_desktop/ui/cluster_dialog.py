@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QDialog,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -25,6 +26,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -78,7 +80,7 @@ class PrepareClusterDialog(QDialog):
         self.job_folder = None
         self.runner = TaskRunner("gpi-job-folder", self)
         self.setWindowTitle(PREPARE_TITLE)
-        self.resize(720, 760)
+        self.resize(720, 640)
         defaults = ClusterSettings()
         prompts = Path(spec.prompts_path)
 
@@ -186,11 +188,20 @@ class PrepareClusterDialog(QDialog):
         buttons.addWidget(self.open_button)
         buttons.addWidget(close)
 
+        # The fields scroll rather than push the buttons off a small screen (1366x768 at 150-200%).
+        fields = QWidget()
+        fields_layout = QVBoxLayout(fields)
+        fields_layout.setContentsMargins(0, 0, 0, 0)
+        fields_layout.addLayout(form)
+        fields_layout.addWidget(adjust)
+        scroll = QScrollArea()
+        scroll.setWidget(fields)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
         layout = QVBoxLayout(self)
         layout.addWidget(intro)
-        layout.addLayout(form)
-        layout.addWidget(adjust)
-        layout.addWidget(self.warning)
+        layout.addWidget(scroll, 2)
+        layout.addWidget(self.warning)  # outside the scrolling part: it must be seen
         layout.addWidget(self.error)
         layout.addWidget(self.instructions, 1)
         layout.addLayout(buttons)
