@@ -27,7 +27,6 @@ import pandas as pd
 import pytest
 
 from conftest import PROMPTS
-from gpi_desktop.cli import main
 from gpi_desktop.core.job import JobSpec
 from gpi_desktop.core.sbatch import ClusterSettings, write_job_folder
 from gpi_desktop.core.settings import ExportSettings, RunSettings
@@ -141,7 +140,11 @@ def test_a_job_folder_runs_on_slurm_survives_a_requeue_and_merges_to_the_single_
     done = as_user([sys.executable, "-m", "gpi_desktop", "merge", str(job.folder / "shards"), "--out", str(merged)])
     assert done.returncode == 0, done.stderr
     single = base / "single"
-    assert main(["run", "--job", str(job.job_file), "--out", str(single), "--quiet"]) == 0
+    # The same job in one process on this machine, with the tasks' one core (SLURM_CPUS_PER_TASK=1 caps the
+    # threads as in a task): the one-machine run the merge must equal.
+    done = as_user(["env", "SLURM_CPUS_PER_TASK=1", sys.executable, "-m", "gpi_desktop", "run", "--job",
+                    str(job.job_file), "--out", str(single), "--quiet"], timeout=900)
+    assert done.returncode == 0, done.stderr
     got, want = _digest(merged), _digest(single)
     assert {k: v for k, v in got.items() if k != "manifest.json"} == \
         {k: v for k, v in want.items() if k != "manifest.json"}
