@@ -183,3 +183,29 @@ def test_the_preview_shows_match_with_input_and_shares_the_width_between_prompt_
     assert tip.endswith("named Ana</p>") and "…" not in tip  # the end, where prompts differ, shows on hover
     text_tip = page.results.data(page.results.index(0, COL_TEXT), Qt.ItemDataRole.ToolTipRole)
     assert text_tip.count("A speech") == 40
+
+
+def test_a_short_prompt_cut_by_a_narrow_column_shows_in_full_on_hover(qtbot, make_window, tmp_path):
+    from PySide6.QtCore import Qt
+
+    csv = tmp_path / "short.csv"
+    csv.write_text("id,text\n1,Write a speech by Ana\n2,Write a speech by Bob\n", encoding="utf-8")
+    window = make_window()
+    window.prompts_panel.load_file(csv)
+    wait_idle(qtbot, window)
+    model = window.prompts_panel.model
+    tip = model.data(model.index(1, 1), Qt.ItemDataRole.ToolTipRole)
+    assert tip is not None and "Write a speech by Bob" in tip
+
+
+def test_the_guide_and_cluster_dialogs_fit_a_1920x1080_screen_at_200_percent(qtbot, make_window, monkeypatch):
+    from PySide6.QtGui import QScreen
+
+    from gpi_desktop.ui.guide import GuideDialog
+
+    available = SCREENS["1920x1080 x2"]
+    monkeypatch.setattr(QScreen, "availableGeometry", lambda self: available)
+    window = make_window()
+    guide = GuideDialog(window.runs_dir, None, window)
+    qtbot.addWidget(guide)
+    assert guide.width() <= available.width() and guide.height() <= available.height() - FRAME_ALLOWANCE.top()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 
 from gpi_desktop.core.errors import GpiError, NoResultsFolderError
 from gpi_desktop.ui.folders import open_in_file_manager
+from gpi_desktop.ui.screen_fit import fit_dialog
 from gpi_desktop.core.progress import Progress
 from gpi_desktop.core.sbatch import ClusterSettings, write_job_folder
 from gpi_desktop.ui.tasks import TaskRunner
@@ -80,7 +81,7 @@ class PrepareClusterDialog(QDialog):
         self.job_folder = None
         self.runner = TaskRunner("gpi-job-folder", self)
         self.setWindowTitle(PREPARE_TITLE)
-        self.resize(720, 640)
+        fit_dialog(self, QSize(720, 640))
         defaults = ClusterSettings()
         prompts = Path(spec.prompts_path)
 
@@ -309,7 +310,7 @@ class MergeShardsDialog(QDialog):
     def __init__(self, parent: QWidget | None = None, start_folder: Path | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle(MERGE_TITLE)
-        self.resize(640, 300)
+        fit_dialog(self, QSize(640, 300))
         self.summary = None
         self.runner = TaskRunner("gpi-merge", self)
         intro = QLabel(

@@ -5,10 +5,12 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from PySide6.QtCore import QSize
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTextBrowser, QVBoxLayout, QWidget
 
 from gpi_desktop.core.settings import ExportSettings
 from gpi_desktop.ui.export_flow import exported_files_text, gpi_pack_snippet
+from gpi_desktop.ui.screen_fit import fit_dialog
 
 GUIDE_TITLE = "Guide: GPI Desktop in two minutes"
 
@@ -73,7 +75,4 @@ class GuideDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(self.browser)
         layout.addWidget(buttons)
-        self.resize(760, 640)
-        if parent is not None:  # never taller or wider than the screen the window is on
-            room = parent.screen().availableGeometry()
-            self.resize(min(760, room.width() - 40), min(640, room.height() - 80))
+        fit_dialog(self, QSize(760, 640))

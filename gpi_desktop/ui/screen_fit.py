@@ -30,3 +30,13 @@ def centred(size: QSize, available: QRect, frame: QMargins = FRAME_ALLOWANCE) ->
     wanted = QRect(0, 0, size.width(), size.height())
     wanted.moveCenter(room.center())
     return fitted_geometry(wanted, available, frame)
+
+
+def fit_dialog(dialog, wanted: QSize) -> None:
+    """Resize a dialog to `wanted`, or less where its screen (or its parent's) has less room."""
+    screen = dialog.screen()
+    parent = dialog.parentWidget()
+    if parent is not None and parent.screen() is not None:
+        screen = parent.screen()
+    room = screen.availableGeometry().marginsRemoved(FRAME_ALLOWANCE)
+    dialog.resize(min(wanted.width(), room.width()), min(wanted.height(), room.height()))

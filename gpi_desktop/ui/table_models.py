@@ -128,7 +128,7 @@ class DataFrameModel(QAbstractTableModel):
             text = _cell_text(self._columns[col][row])
             if col == self._text_column and row in self._empty_rows:
                 return "This cell is empty: write a prompt here or remove the row before running."
-            return text[:TOOLTIP_CHARS] if len(text) > DISPLAY_CHARS else None
+            return full_text_tip(text)  # a narrow column cuts even a short prompt where prompts differ
         if role == Qt.ItemDataRole.BackgroundRole and col == self._text_column:
             return EMPTY_CELL_BRUSH if row in self._empty_rows else TEXT_COLUMN_BRUSH
         return None
