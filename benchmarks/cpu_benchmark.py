@@ -2,6 +2,9 @@
 
     python benchmarks/cpu_benchmark.py                 # defaults: the table in benchmarks/README.md
     python benchmarks/cpu_benchmark.py --quick         # a smaller run to check that it works
+    python benchmarks/cpu_benchmark.py --workload prefill   # 24 prompts x 24 new tokens, 4096 wide, 2 layers
+    python benchmarks/cpu_benchmark.py --workload longtail  # 40 prompts x up to 160 tokens, EOS honoured
+    python benchmarks/cpu_benchmark.py --workload longtail --prompts 200
 
 A random-weight Llama-architecture model wide enough that matrix work
 dominates (hidden size 1024, 4 layers by default) is built offline with
@@ -13,7 +16,16 @@ Fair fixed length: the output-layer rows of the end-of-sequence tokens are
 zeroed, so their logit is exactly 0 while the largest of the other logits is
 positive: no prompt ever stops early, on either side, and both do exactly the
 same work (checked: every result has --new-tokens tokens). Nothing else about
-generation is changed.
+generation is changed. With --honour-eos (the longtail workload) the
+end-of-sequence rows are instead scaled by --eos-boost, so texts end after
+very different numbers of tokens, as real ones do; then the loop runs every
+prompt (its work is no longer a fixed share) and the check is that both sides
+generated the same lengths.
+
+Workloads (issue 16): "prefill" is prefill-bound (short outputs: most of the
+time is each prompt's pass, where the shared instruction prefix pays off);
+"longtail" is decode-bound with a long tail of lengths (where keeping the
+batch full would pay off).
 """
 
 from __future__ import annotations
@@ -55,15 +67,24 @@ def stratified(prompts, k: int):
     return sorted({ordered[round(i * (len(ordered) - 1) / (k - 1))] for i in range(k)}, key=lambda p: p.row)
 
 
+WORKLOADS = {
+    "default": {},
+    "prefill": {"hidden": 4096, "intermediate": 11008, "layers": 2, "heads": 32, "kv_heads": 8, "prompts": 24,
+                "new_tokens": 24, "loop_prompts": 0},
+    "longtail": {"prompts": 40, "new_tokens": 160, "loop_prompts": 0, "honour_eos": True},
+}
+
+
 def build(folder: Path, args) -> Path:
     from gpi_desktop.core.tinymodel import TinySpec, build_tiny_model
 
     spec = TinySpec(architecture="llama", hidden_size=args.hidden, intermediate_size=args.intermediate,
-                    num_layers=args.layers, num_heads=args.heads, num_kv_heads=args.kv_heads, seed=3)
+                    num_layers=args.layers, num_heads=args.heads, num_kv_heads=args.kv_heads, seed=3,
+                    eos_boost=args.eos_boost if args.honour_eos else 0.0)
     return build_tiny_model(folder, spec)
 
 
-def load(folder: Path, threads: int | None):
+def load(folder: Path, threads: int | None, honour_eos: bool = False):
     import torch
 
     from gpi_desktop.core.engine import EncodedPrompt
@@ -78,7 +99,7 @@ def load(folder: Path, threads: int | None):
     if head.data_ptr() == loaded.model.get_input_embeddings().weight.data_ptr():
         raise SystemExit("the benchmark model must not tie its input and output embeddings")
     with torch.no_grad():
-        for i in loaded.info.eos_token_ids:
+        for i in loaded.info.eos_token_ids if not honour_eos else ():
             head[i].zero_()
     return loaded, make_renderer(loaded.tokenizer, "create", "gpi_pack"), EncodedPrompt
 
@@ -87,7 +108,7 @@ def child(args) -> None:
     """One measurement in a fresh process; prints one JSON line and saves its results."""
     import torch
 
-    loaded, renderer, EncodedPrompt = load(Path(args.model_dir), args.threads)
+    loaded, renderer, EncodedPrompt = load(Path(args.model_dir), args.threads, args.honour_eos)
     prompts = [EncodedPrompt(i, tuple(renderer.encode(t))) for i, t in enumerate(prompt_texts(args.prompts, args.seed))]
     warm = [EncodedPrompt(-1, prompts[0].ids)]
     rss_loaded = rss_peak_bytes()
@@ -103,28 +124,51 @@ def child(args) -> None:
         args.prefill_label = resolved + (" (auto)" if args.prefill == "auto" else "")
         run = lambda ps: run_engine_collect(loaded, ps, args.new_tokens, batch, prefill=args.prefill)  # noqa: E731
     run(warm)
+    fed = [0]  # tokens the model's layers actually computed (padding included, a shared prefix once)
+    counter = loaded.model.register_forward_pre_hook(
+        lambda m, a, kw: fed.__setitem__(0, fed[0] + kw["input_ids"].numel()), with_kwargs=True)
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
     results = run(prompts)
     seconds = time.perf_counter() - start
+    counter.remove()
+    layer_params = sum(p.numel() for p in loaded.model.base_model.layers.parameters())
     lengths = {r.n_tokens for r in results}
-    if lengths != {args.new_tokens}:
+    if not args.honour_eos and lengths != {args.new_tokens}:
         raise SystemExit(f"unfair run: generated lengths {sorted(lengths)} instead of {args.new_tokens}")
     np.savez(args.results, rows=[r.row for r in results], vectors=np.stack([r.vector for r in results]),
-             texts=np.array([r.text for r in results], dtype=object), allow_pickle=True)
+             texts=np.array([r.text for r in results], dtype=object), n_tokens=[r.n_tokens for r in results],
+             allow_pickle=True)
     print(json.dumps({
         "label": args.only, "batch": batch, "prefill": getattr(args, "prefill_label", "-"), "seconds": seconds, "prompts": len(results),
         "tokens": sum(r.n_tokens for r in results), "rss_loaded": rss_loaded, "rss_peak": rss_peak_bytes(),
         "threads": torch.get_num_threads(), "load": [load_before, os.getloadavg()[0]],
         "prompt_tokens": [min(len(p.ids) for p in prompts), max(len(p.ids) for p in prompts)],
+        "new_tokens": sorted(r.n_tokens for r in results),
+        # 2 FLOPs per weight per token in the decoder layers (attention scores and the output layer left out)
+        "flops": 2 * layer_params * fed[0], "matmul_peak": matmul_peak(),
     }))
+
+
+def matmul_peak() -> float:
+    """FLOP/s of a large float32 torch matmul on this machine with this process's threads (best of 5)."""
+    import torch
+
+    a, b = torch.randn(1024, 4096), torch.randn(4096, 1024)
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * 1024 * 4096 * 1024 / best
 
 
 def measure(args, only: str, batch: str, folder: Path, results: Path) -> dict:
     batch, _, prefill = batch.partition(":")
     cmd = [sys.executable, __file__, "--child", only, "--model-dir", str(folder), "--results", str(results),
            "--prompts", str(args.prompts), "--new-tokens", str(args.new_tokens), "--batch", batch,
-           "--seed", str(args.seed), "--prefill", prefill or args.prefill, "--loop-prompts", str(args.loop_prompts)]
+           "--seed", str(args.seed), "--prefill", prefill or args.prefill, "--loop-prompts", str(args.loop_prompts),
+           "--eos-boost", str(args.eos_boost)] + (["--honour-eos"] if args.honour_eos else [])
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
@@ -141,6 +185,11 @@ def read_results(path: Path):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workload", choices=sorted(WORKLOADS), default="default",
+                        help="a preset of the options below (issue 16's two workloads); explicit options still win")
+    parser.add_argument("--honour-eos", action="store_true", help="let texts end at the end-of-sequence token")
+    parser.add_argument("--eos-boost", type=float, default=1.5,
+                        help="with --honour-eos: scale of the end-of-sequence rows (how soon texts end)")
     parser.add_argument("--hidden", type=int, default=1024)
     parser.add_argument("--intermediate", type=int, default=2816)
     parser.add_argument("--layers", type=int, default=4)
@@ -164,6 +213,10 @@ def main() -> None:
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
     parser.add_argument("--results", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    explicit = {a.dest for a in parser._actions if any(o in sys.argv for o in a.option_strings)}
+    for name, value in WORKLOADS[args.workload].items():
+        if name not in explicit:
+            setattr(args, name, value)
     if args.child:
         args.only = args.child
         return child(args)
@@ -185,7 +238,8 @@ def main() -> None:
                 m = measure(args, only, batch, folder, tmp / f"{i}.npz")
                 runs[i].append(m)
                 print(f"  round {rep + 1}: {only} (batch {m['batch']}, prompt pass {m['prefill']}): {m['seconds']:.1f} s, "
-                      f"load {m['load'][0]:.1f}", flush=True)
+                      f"load {m['load'][0]:.1f}; {m['flops'] / m['seconds'] / 1e9:.1f} GFLOP/s in the layers, "
+                      f"matmul peak {m['matmul_peak'] / 1e9:.1f} GFLOP/s", flush=True)
         engine_results = read_results(tmp / "1.npz")
         loop_results = read_results(tmp / "0.npz")
         agreement = compare(loop_results, [r for r in engine_results if r.row in {x.row for x in loop_results}])
@@ -217,6 +271,9 @@ def main() -> None:
                       for e, lp in zip(runs[1], runs[0])) + f" (median {median_ratio:.1f}x)")
     print(f"torch threads: {best[1]['threads']}; prompt lengths "
           f"{best[1]['prompt_tokens'][0]}-{best[1]['prompt_tokens'][1]} tokens")
+    if args.honour_eos:
+        print(f"generated lengths (engine): {best[1]['new_tokens'][0]}-{best[1]['new_tokens'][-1]}, median "
+              f"{statistics.median(best[1]['new_tokens'])}; loop lengths equal: {best[0]['new_tokens'] == best[1]['new_tokens']}")
     print(f"same results (engine vs loop, {len(loop_results)} prompts): {agreement.identical_share:.0%} identical "
           f"texts, vector cosine min {agreement.min_cosine:.6f}, max |difference| {agreement.max_abs_difference:.2e}")
 

@@ -66,16 +66,57 @@ def test_prompt_pass_alone_then_batched_decoding_matches_generate(loaded, encode
     assert len({r.n_tokens for r in got.values()}) >= 3  # rows really stop at different steps
 
 
-def test_prompt_pass_alone_runs_each_prompt_unpadded(loaded, encoded):
+def record_input_shapes(loaded):
     shapes = []
     handle = loaded.model.register_forward_pre_hook(
         lambda m, a, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True)
+    return shapes, handle
+
+
+def test_prompt_pass_alone_runs_each_prompt_unpadded_after_the_shared_prefix(loaded, encoded):
+    shapes, handle = record_input_shapes(loaded)
     try:
         run(loaded, encoded[:3], "last", 3, prefill="alone", max_new_tokens=2)
     finally:
         handle.remove()
-    assert shapes[:3] == [(1, len(p.ids)) for p in sorted(encoded[:3], key=lambda p: -len(p.ids))]
-    assert all(s[1] == 1 for s in shapes[3:])
+    shared = len(engine.shared_prefix(encoded[:3]).ids)
+    assert shapes[:4] == [(1, shared)] + [(1, len(p.ids) - shared) for p in sorted(encoded[:3], key=lambda p: -len(p.ids))]
+    assert all(s[1] == 1 for s in shapes[4:])
+
+
+def test_the_shared_prefix_is_the_instruction_and_template_and_is_computed_once_per_job(loaded, encoded, oracle):
+    prefix = engine.shared_prefix(encoded)
+    assert len(prefix.ids) >= 10  # the chat template's start, the system turn with the instruction, the user header
+    assert all(p.ids[: len(prefix.ids)] == prefix.ids for p in encoded)
+    assert len({p.ids[len(prefix.ids)] for p in encoded}) > 1  # and not one token longer
+    shapes, handle = record_input_shapes(loaded)
+    try:
+        got = run(loaded, encoded, "mean", 3)  # three batches, one prefix pass
+    finally:
+        handle.remove()
+    assert shapes.count((1, len(prefix.ids))) == 1 and shapes[0] == (1, len(prefix.ids))
+    assert sum(1 for s in shapes if s[1] > 1) == 1 + len(encoded)
+    assert_same(got, oracle("mean"))
+
+
+def test_a_prompt_that_is_all_shared_prefix_gets_its_whole_pass(loaded, encoded, oracle):
+    whole = encoded[2]
+    short = EncodedPrompt(99, whole.ids[: len(whole.ids) - 3])  # the other's start: the job's shared prefix
+    assert engine.shared_prefix([whole, short]).ids == short.ids
+    shapes, handle = record_input_shapes(loaded)
+    try:
+        got = run(loaded, [whole, short], "mean", 2)
+    finally:
+        handle.remove()
+    assert shapes[:3] == [(1, len(short.ids)), (1, 3), (1, len(short.ids))]
+    assert_same({whole.row: got[whole.row]}, {whole.row: oracle("mean")[whole.row]})
+    assert_same({99: got[99]}, {99: generate_alone(loaded, short, "mean")})
+
+
+def test_no_shared_prefix_for_a_single_prompt_or_prompts_that_differ_at_once():
+    assert engine.shared_prefix([EncodedPrompt(0, (1, 2, 3))]).ids == ()
+    assert engine.shared_prefix([EncodedPrompt(0, (1, 2, 3)), EncodedPrompt(1, (2, 2, 3))]).ids == ()
+    assert engine.shared_prefix([EncodedPrompt(0, (1, 2, 3)), EncodedPrompt(1, (1, 2, 4, 5))]).ids == (1, 2)
 
 
 def test_cache_growing_past_its_chunks_changes_nothing(loaded, encoded, oracle, monkeypatch):

@@ -11,8 +11,12 @@ position's final state; each running row keeps one (H,) pooling accumulator;
 finished rows leave the batch and the cache (at once in small batches, in
 groups of an eighth of the batch in large ones, see `_compact_now`).
 
-Speed (see benchmarks/README.md): each prompt's pass runs alone and its cache
-is copied into the batch (`_prefill_alone`), the cache grows in chunks rather
+Speed (see benchmarks/README.md): the token prefix that every prompt of the
+job shares (the chat template's start, the system turn with the instruction,
+the user header: often most of each prompt) is computed once per job and
+each prompt's pass starts from a copy of its key/value cache, computing only
+the prompt's own tokens (`SharedPrefix`); each prompt's pass runs alone and
+its cache is copied into the batch (`_prefill_alone`), the cache grows in chunks rather
 than being concatenated at every step (`GrowingLayer`), and the automatic
 batch size follows free memory and the cache size per token.
 
@@ -63,6 +67,8 @@ class EngineConfig:
     # "alone": each prompt's pass on its own, only decoding batched (see _prefill_alone);
     # "batched": one padded pass for the batch; "auto": alone where the model's cache allows it.
     prefill: str = "auto"
+    # The job's shared token prefix when `prompts` are only part of the job (a shard); None: of the prompts given.
+    shared_prefix: tuple[int, ...] | None = None
 
 
 class _Meter:
@@ -79,6 +85,62 @@ class _Meter:
         elapsed = time.perf_counter() - self.start
         self.state.set_partial_result(result)
         self.state.set_progress(Progress(self.done, self.total, self.tokens / elapsed if elapsed > 0 else 0.0, elapsed))
+
+
+@dataclass
+class SharedPrefix:
+    """The job's common leading tokens and, once computed, their key/value cache (one per layer, batch 1).
+
+    A function of the job's prompts alone (all of them, finished or not), so a
+    resumed run starts every prompt's pass from the same prefix as an
+    uninterrupted one.
+    """
+
+    ids: tuple[int, ...]
+    keys: list[torch.Tensor] = field(default_factory=list)
+    values: list[torch.Tensor] = field(default_factory=list)
+
+    def applies_to(self, prompt: EncodedPrompt) -> bool:
+        # A prompt that is all prefix has no token of its own to compute step 0 from.
+        return bool(self.ids) and len(prompt.ids) > len(self.ids)
+
+    def compute(self, model, hook, cache_arg: str, device) -> None:
+        from transformers import DynamicCache
+
+        if self.keys or not self.ids:
+            return
+        ids = torch.tensor([self.ids], dtype=torch.long, device=device)
+        own = DynamicCache(config=model.config)
+        model(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=torch.arange(ids.shape[1], device=device)[None, :],
+              use_cache=True, logits_to_keep=1, **{cache_arg: own})
+        hook.take()  # the prefix's last state is no prompt's step 0
+        self.keys = [layer.keys for layer in own.layers]
+        self.values = [layer.values for layer in own.layers]
+
+    def cache_copy(self, model):
+        """A one-prompt cache holding the prefix; the prompt's pass appends to it (DynamicLayer copies on update)."""
+        from transformers import DynamicCache
+
+        own = DynamicCache(config=model.config)
+        for index, (keys, values) in enumerate(zip(self.keys, self.values)):
+            own.update(keys, values, index)
+        return own
+
+
+def shared_prefix(prompts: Sequence[EncodedPrompt]) -> SharedPrefix:
+    """The longest token prefix all prompts share (exact: compared after tokenization); empty for one prompt."""
+    if len(prompts) < 2:
+        return SharedPrefix(())
+    first = prompts[0].ids
+    length = min(len(p.ids) for p in prompts)
+    for p in prompts[1:]:
+        n = 0
+        while n < length and p.ids[n] == first[n]:
+            n += 1
+        length = n
+        if not length:
+            break
+    return SharedPrefix(first[:length])
 
 
 def plan_batches(prompts: Sequence[EncodedPrompt], batch_size: int) -> list[list[EncodedPrompt]]:
@@ -199,13 +261,17 @@ def run_engine(
         return
 
     hook = _LastStateHook(loaded.model.base_model)
+    # Only where each prompt's pass runs alone from a cache that can be copied (full attention).
+    prefix = SharedPrefix(())
+    if resolve_prefill(config, _new_cache(loaded.model)[1]) == "alone":
+        prefix = shared_prefix(prompts) if config.shared_prefix is None else SharedPrefix(config.shared_prefix)
     try:
         with torch.inference_mode():
             for batch in plan_batches(prompts, config.batch_size):
                 if all(p.row in finished for p in batch):
                     continue
                 _check(state)
-                _run_with_oom_retry(loaded, hook, batch, config, options, state, finished, deliver)
+                _run_with_oom_retry(loaded, hook, batch, config, options, state, finished, deliver, prefix)
     finally:
         hook.remove()
 
@@ -215,7 +281,7 @@ def _check(state: TaskState) -> None:
         raise Cancelled()
 
 
-def _run_with_oom_retry(loaded, hook, batch, config, options, state, finished, deliver) -> None:
+def _run_with_oom_retry(loaded, hook, batch, config, options, state, finished, deliver, prefix) -> None:
     """Out of GPU memory is not the end: halve the batch and retry it, down to one prompt."""
     done_here: set[int] = set()
 
@@ -225,7 +291,7 @@ def _run_with_oom_retry(loaded, hook, batch, config, options, state, finished, d
             deliver(result)
 
     try:
-        _run_batch(loaded, hook, batch, config, options, state, keep)
+        _run_batch(loaded, hook, batch, config, options, state, keep, prefix)
         return
     except Exception as exc:
         if not is_out_of_memory(exc) or len(batch) == 1:
@@ -243,7 +309,7 @@ def _run_with_oom_retry(loaded, hook, batch, config, options, state, finished, d
     )
     log.warning("out of memory at batch %d; retrying at %d", len(batch), half)
     for i in range(0, len(rest), half):
-        _run_with_oom_retry(loaded, hook, rest[i : i + half], config, options, state, finished, deliver)
+        _run_with_oom_retry(loaded, hook, rest[i : i + half], config, options, state, finished, deliver, prefix)
 
 
 def _release_memory() -> None:
@@ -410,27 +476,33 @@ def _prefill_batched(model, hook, batch, cache, cache_arg, pad, device) -> _Pref
     return _Prefilled(hook.take().to(device), out.logits[:, -1, :].float().to(device), mask, positions)
 
 
-def _prefill_alone(model, hook, batch, cache, cache_arg, pad, device, state) -> _Prefilled:
+def _prefill_alone(model, hook, batch, cache, cache_arg, pad, device, state, prefix: SharedPrefix) -> _Prefilled:
     """Each prompt's pass on its own, exactly as a one-prompt run does it; the batch shares only the decoding.
 
     Batch-induced differences in half precision come mostly from the prompt
     pass (matrix tile shapes, and the attention kernel changing once a
     padding mask appears), so step 0 here is the one-prompt run's own
     numbers, and no work is spent on padding. The prompt's cache is then
-    copied into its row of the batch cache.
+    copied into its row of the batch cache. With a shared prefix the pass
+    starts from a copy of the prefix's cache and computes only the prompt's
+    own tokens (in float32 within 1e-6 of the whole pass: the same sums, cut
+    in two).
     """
     from transformers import DynamicCache
 
     width = max(len(p.ids) for p in batch)
     states, logits = [], []
+    if any(prefix.applies_to(p) for p in batch):
+        prefix.compute(model, hook, cache_arg, device)
     for i, p in enumerate(batch):
         if i:
             _check(state)
-        ids = torch.tensor([p.ids], dtype=torch.long, device=device)
-        own = DynamicCache(config=model.config)
-        out = model(input_ids=ids, attention_mask=torch.ones_like(ids),
-                    position_ids=torch.arange(ids.shape[1], device=device)[None, :], use_cache=True, logits_to_keep=1,
-                    **{cache_arg: own})
+        start = len(prefix.ids) if prefix.applies_to(p) else 0
+        own = prefix.cache_copy(model) if start else DynamicCache(config=model.config)
+        ids = torch.tensor([p.ids[start:]], dtype=torch.long, device=device)
+        out = model(input_ids=ids, attention_mask=torch.ones((1, len(p.ids)), dtype=torch.long, device=device),
+                    position_ids=torch.arange(start, len(p.ids), device=device)[None, :], use_cache=True,
+                    logits_to_keep=1, **{cache_arg: own})
         states.append(hook.take().to(device))
         logits.append(out.logits[:, -1, :].float().to(device))
         if not cache.layers:  # a cache that makes its layers on first use
@@ -449,7 +521,7 @@ def _compact_now(dead: int, rows: int) -> bool:
     return dead > 0 and dead * 8 >= rows
 
 
-def _run_batch(loaded, hook, batch, config, options, state, deliver) -> None:
+def _run_batch(loaded, hook, batch, config, options, state, deliver, prefix: SharedPrefix) -> None:
     model = loaded.model
     device = _input_device(model)
     eos = torch.tensor(loaded.info.eos_token_ids, device=device)
@@ -458,7 +530,7 @@ def _run_batch(loaded, hook, batch, config, options, state, deliver) -> None:
     cache, growing = _new_cache(model)
     cache_arg = _cache_argument(model)
     if resolve_prefill(config, growing) == "alone":
-        first = _prefill_alone(model, hook, batch, cache, cache_arg, pad, device, state)
+        first = _prefill_alone(model, hook, batch, cache, cache_arg, pad, device, state, prefix)
     else:
         first = _prefill_batched(model, hook, batch, cache, cache_arg, pad, device)
     mask, positions, logits, states = first.mask, first.positions, first.logits, first.states

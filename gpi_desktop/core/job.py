@@ -145,7 +145,7 @@ def run_job(
     started over instead of refused.
     """
     from gpi_desktop.core.devices import unsupported_operation
-    from gpi_desktop.core.engine import EncodedPrompt, EngineConfig, auto_batch_size, run_engine
+    from gpi_desktop.core.engine import EncodedPrompt, EngineConfig, auto_batch_size, run_engine, shared_prefix
     from gpi_desktop.core.instructions import make_renderer, template_record, token_ids_sha256
     from gpi_desktop.core.models import load_model
     from gpi_desktop.core.runstore import RunJournal
@@ -186,6 +186,8 @@ def run_job(
         encoded.append(EncodedPrompt(row, tuple(renderer.encode(text))))
     # Row 0 of the whole table is the example, in a shard too, so every shard records the same one.
     template = template_record(renderer, table.texts, [p.ids for p in encoded], spec.settings.template_date is not None)
+    # Of the whole table, so that a shard's prompts start from the same prefix as on one machine.
+    prefix = shared_prefix(encoded).ids
     rows = None
     requested = parse_batch_size(spec.settings.batch_size)
     if shard is not None:
@@ -223,6 +225,7 @@ def run_job(
         batch_size=batch,
         generation_options=dict(spec.settings.generation_options),
         one_at_a_time=spec.settings.strategy == "one-at-a-time",
+        shared_prefix=prefix,
     )
     try:
         try:
