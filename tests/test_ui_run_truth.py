@@ -64,3 +64,40 @@ def test_after_stop_the_table_lists_every_row_of_the_job_with_the_unfinished_one
         second.run_page.run_button.click()
     assert seen.pop("rows") == len(PROMPTS)
     assert seen == kept
+
+
+def test_stop_clears_the_time_left_and_the_end_of_a_resumed_job_reports_the_whole_job(
+        qtbot, make_window, tiny_llama, prompts_csv):
+    import json
+
+    from test_ui_run import _stop_after_first_result, prepare, run_to_end
+
+    from gpi_desktop.ui.formatting import job_figures_line
+
+    window = make_window()
+    prepare(qtbot, window, tiny_llama, prompts_csv, batch=1, max_new=20)
+    _stop_after_first_result(qtbot, window)
+    line = window.run_page.progress_label.text()
+    assert "left" not in line and "per second" not in line and "of 8 prompts" in line
+    plan = json.loads((window._run_work_dir / "journal.json").read_text())["plan"]
+    first_session = plan["seconds_spent"]
+    assert first_session > 0
+
+    outcome = run_to_end(qtbot, window)
+    assert outcome.seconds_spent > first_session  # both sessions are counted
+    tokens = sum(r.n_tokens for r in outcome.results)  # every row's, the first session's included
+    assert window.run_page.progress_label.text() == job_figures_line(len(outcome.results), tokens,
+                                                                     outcome.seconds_spent)
+
+
+def test_the_run_reports_a_token_based_estimate_while_it_runs(qtbot, make_window, tiny_llama, prompts_csv):
+    from test_ui_run import prepare, run_to_end
+
+    window = make_window()
+    prepare(qtbot, window, tiny_llama, prompts_csv, batch=4, max_new=20)
+    progress = []
+    window.runner.progress.connect(progress.append)
+    run_to_end(qtbot, window)
+    assert progress and all(p.estimated for p in progress)
+    assert progress[-1].seconds_left is None  # done: no time left is claimed
+    assert any(p.seconds_left is not None for p in progress[:-1])

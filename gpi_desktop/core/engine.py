@@ -41,7 +41,7 @@ from gpi_desktop.core.errors import Cancelled
 from gpi_desktop.core.models import LoadedModel
 from gpi_desktop.core.options import needs_one_at_a_time
 from gpi_desktop.core.pooling import OnlinePool, pool_steps
-from gpi_desktop.core.progress import Progress, TaskState
+from gpi_desktop.core.progress import Progress, TaskState, estimate_seconds_left
 from gpi_desktop.core.results import STOP_EOS, STOP_LENGTH, PromptResult
 
 log = logging.getLogger(__name__)
@@ -72,19 +72,29 @@ class EngineConfig:
 
 
 class _Meter:
-    """Progress over the whole run: prompts done (of total) and generated tokens per second."""
+    """Progress over the whole run: prompts done (of total), generated tokens per second, time left."""
 
-    def __init__(self, state: TaskState, total: int, done: int) -> None:
+    def __init__(self, state: TaskState, total: int, done: int, done_tokens: int = 0) -> None:
         self.state, self.total, self.done = state, total, done
-        self.tokens = 0
+        self.tokens = 0  # of the prompts finished in this session
+        self.generated = 0  # every token made in this session, those of unfinished prompts included
+        self.job_tokens = done_tokens  # of every finished prompt of the job
         self.start = time.perf_counter()
+
+    def step(self, tokens: int) -> None:
+        self.generated += tokens
 
     def finished(self, result: PromptResult) -> None:
         self.done += 1
         self.tokens += result.n_tokens
+        self.job_tokens += result.n_tokens
+        generated = max(self.generated, self.tokens)  # one-at-a-time runs count whole prompts only
         elapsed = time.perf_counter() - self.start
+        left = estimate_seconds_left(elapsed=elapsed, generated=generated, in_flight=generated - self.tokens,
+                                     done_rows=self.done, done_tokens=self.job_tokens, total_rows=self.total)
         self.state.set_partial_result(result)
-        self.state.set_progress(Progress(self.done, self.total, self.tokens / elapsed if elapsed > 0 else 0.0, elapsed))
+        self.state.set_progress(Progress(self.done, self.total, generated / elapsed if elapsed > 0 else 0.0, elapsed,
+                                         estimate=left, estimated=True))
 
 
 @dataclass
@@ -241,11 +251,15 @@ def run_engine(
     *,
     finished_rows: Iterable[int] = (),
     on_result: Callable[[PromptResult], None] = lambda r: None,
+    finished_tokens: int = 0,
 ) -> None:
-    """Generate for every prompt not in `finished_rows`; each result goes to `on_result` as soon as it is done."""
+    """Generate for every prompt not in `finished_rows`; each result goes to `on_result` as soon as it is done.
+
+    `finished_tokens`: the tokens of the finished rows (an earlier session's), for the time-left estimate.
+    """
     finished = set(finished_rows)
     todo_total = len(prompts)
-    meter = _Meter(state, todo_total, sum(1 for p in prompts if p.row in finished))
+    meter = _Meter(state, todo_total, sum(1 for p in prompts if p.row in finished), finished_tokens)
 
     def deliver(result: PromptResult) -> None:
         on_result(result)
@@ -271,7 +285,8 @@ def run_engine(
                 if all(p.row in finished for p in batch):
                     continue
                 _check(state)
-                _run_with_oom_retry(loaded, hook, batch, config, options, state, finished, deliver, prefix)
+                _run_with_oom_retry(loaded, hook, batch, config, options, state, finished, deliver, prefix,
+                                    meter.step)
     finally:
         hook.remove()
 
@@ -281,7 +296,7 @@ def _check(state: TaskState) -> None:
         raise Cancelled()
 
 
-def _run_with_oom_retry(loaded, hook, batch, config, options, state, finished, deliver, prefix) -> None:
+def _run_with_oom_retry(loaded, hook, batch, config, options, state, finished, deliver, prefix, count) -> None:
     """Out of GPU memory is not the end: halve the batch and retry it, down to one prompt."""
     done_here: set[int] = set()
 
@@ -291,7 +306,7 @@ def _run_with_oom_retry(loaded, hook, batch, config, options, state, finished, d
             deliver(result)
 
     try:
-        _run_batch(loaded, hook, batch, config, options, state, keep, prefix)
+        _run_batch(loaded, hook, batch, config, options, state, keep, prefix, count)
         return
     except Exception as exc:
         if not is_out_of_memory(exc) or len(batch) == 1:
@@ -309,7 +324,8 @@ def _run_with_oom_retry(loaded, hook, batch, config, options, state, finished, d
     )
     log.warning("out of memory at batch %d; retrying at %d", len(batch), half)
     for i in range(0, len(rest), half):
-        _run_with_oom_retry(loaded, hook, rest[i : i + half], config, options, state, finished, deliver, prefix)
+        _run_with_oom_retry(loaded, hook, rest[i : i + half], config, options, state, finished, deliver, prefix,
+                            count)
 
 
 def _release_memory() -> None:
@@ -521,7 +537,9 @@ def _compact_now(dead: int, rows: int) -> bool:
     return dead > 0 and dead * 8 >= rows
 
 
-def _run_batch(loaded, hook, batch, config, options, state, deliver, prefix: SharedPrefix) -> None:
+def _run_batch(loaded, hook, batch, config, options, state, deliver, prefix: SharedPrefix,
+               count=lambda tokens: None) -> None:
+    """`count(n)`: n more tokens were generated (one step of the prompts still running), for the estimate."""
     model = loaded.model
     device = _input_device(model)
     eos = torch.tensor(loaded.info.eos_token_ids, device=device)
@@ -555,6 +573,7 @@ def _run_batch(loaded, hook, batch, config, options, state, deliver, prefix: Sha
         at_limit = step >= config.max_new_tokens
         # One transfer to the host per step: the tokens and whether each is an end of sequence.
         host = torch.stack([next_tokens, torch.isin(next_tokens, eos).long()]).tolist()
+        count(running.count(True))
         for i, (token, is_eos) in enumerate(zip(*host)):
             if not running[i]:
                 continue

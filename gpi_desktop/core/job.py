@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import logging
 import platform
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,6 +52,7 @@ class RunOutcome:
     rows: list[int] | None = None  # a shard's rows (sorted); None: every row of the table
     shard: "Shard | None" = None
     template: "TemplateRecord | None" = None  # the date and the example row the prompts were rendered with
+    seconds_spent: float = 0.0  # generating, over every session of the job (what "took" reports)
 
     def manifest_fields(self) -> dict[str, Any]:
         s = self.spec.settings
@@ -227,9 +229,12 @@ def run_job(
         one_at_a_time=spec.settings.strategy == "one-at-a-time",
         shared_prefix=prefix,
     )
+    started = time.perf_counter()
+    earlier = float(journal.plan.get("seconds_spent") or 0.0)
     try:
         try:
-            run_engine(loaded, encoded, config, state, finished_rows=done, on_result=journal.append)
+            run_engine(loaded, encoded, config, state, finished_rows=done, on_result=journal.append,
+                       finished_tokens=journal.finished_tokens())
         except NotImplementedError as exc:
             plain = unsupported_operation(exc)
             if plain is None:
@@ -237,6 +242,8 @@ def run_job(
             raise plain from exc  # finished prompts stay in the journal
         results_by_row = journal.results()
     finally:
+        seconds_spent = earlier + time.perf_counter() - started
+        _keep_seconds_spent(journal, seconds_spent)
         journal.close()
     results = [replace(results_by_row[p.row], prompt_ids_sha256=token_ids_sha256(p.ids)) for p in encoded]
     return RunOutcome(
@@ -250,7 +257,18 @@ def run_job(
         rows=rows,
         shard=shard,
         template=template,
+        seconds_spent=seconds_spent,
     )
+
+
+def _keep_seconds_spent(journal, seconds: float) -> None:
+    """Note the job's generating time so far, for whole-job figures after a resume (best effort)."""
+    from gpi_desktop.core.errors import GpiError
+
+    try:
+        journal.set_plan(seconds_spent=round(seconds, 3))
+    except (OSError, GpiError) as error:  # a full disk must not hide why the run ended
+        log.warning("could not note the time spent: %s", error)
 
 
 def use_allocated_cpus() -> None:

@@ -20,6 +20,9 @@ class Progress:
     tokens_per_second: float = 0.0
     seconds_elapsed: float = 0.0
     message: str = ""
+    # The producer's own estimate (the engine's, from tokens); with estimated=False it is worked out from done.
+    estimate: float | None = None
+    estimated: bool = False
 
     @property
     def fraction(self) -> float:
@@ -27,9 +30,26 @@ class Progress:
 
     @property
     def seconds_left(self) -> float | None:
+        if self.estimated:
+            return self.estimate
         if not self.done or self.done >= self.total or self.seconds_elapsed <= 0:
             return None
         return self.seconds_elapsed / self.done * (self.total - self.done)
+
+
+def estimate_seconds_left(*, elapsed: float, generated: int, in_flight: int, done_rows: int, done_tokens: int,
+                          total_rows: int) -> float | None:
+    """Time left of a generation job, from the work done so far, counted in tokens.
+
+    `generated`: tokens made in `elapsed` seconds of this session, those of prompts still being generated
+    (`in_flight`) included, so a batch whose first prompts finish early is not read as slow; `done_rows`,
+    `done_tokens`: the job's finished prompts and their tokens, earlier sessions included. Tokens per prompt
+    are known only once a prompt finished: None until then, and when the job is done.
+    """
+    if done_rows <= 0 or done_rows >= total_rows or generated <= 0 or elapsed <= 0:
+        return None
+    tokens_left = max(done_tokens / done_rows * (total_rows - done_rows) - in_flight, 0.0)
+    return tokens_left / (generated / elapsed)
 
 
 class TaskState(Protocol):

@@ -177,6 +177,10 @@ class RunJournal:
     def finished_rows(self) -> set[int]:
         return set(self._records)
 
+    def finished_tokens(self) -> int:
+        """The tokens generated for the finished prompts (for a resumed run's time-left estimate)."""
+        return sum(record["n_tokens"] for record in self._records.values())
+
     def results(self, *, vectors: bool = True) -> dict[int, PromptResult]:
         """Every finished prompt, by row (ascending), vectors read back from disk.
 
@@ -346,10 +350,12 @@ _KEY_WORDS = {
     "settings.template": "chat formatting",
     "settings.template_options": "the chat template options",
     "settings.generation_options": "the generation options",
+    "settings.template_date": "the template date",
     "strategy": "strategy",
 }
 _SHOWN_VALUES = {"rows", "model", "settings.revision", "settings.dtype", "settings.device", "settings.quantization",
-                 "settings.pooling", "settings.max_new_tokens", "settings.template", "strategy"}
+                 "settings.pooling", "settings.max_new_tokens", "settings.template", "settings.template_date",
+                 "strategy"}
 
 
 def key_changes(made: dict[str, Any], now: dict[str, Any]) -> tuple[KeyChange, ...]:

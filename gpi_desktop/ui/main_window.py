@@ -50,7 +50,7 @@ from gpi_desktop.ui.export_flow import (
 from gpi_desktop.ui.export_folder_dialog import ExportFolderDialog, documents_folder
 from gpi_desktop.ui.export_page import ExportPage
 from gpi_desktop.ui.folders import open_in_file_manager
-from gpi_desktop.ui.formatting import settings_words
+from gpi_desktop.ui.formatting import job_figures_line, settings_words
 from gpi_desktop.ui.model_panel import ModelPanel
 from gpi_desktop.ui.prompter import Prompter
 from gpi_desktop.ui.prompts_panel import DROP_SUFFIXES, PromptsPanel
@@ -594,6 +594,7 @@ class MainWindow(QMainWindow):
         if task == "run":
             if self._run_work_dir is not None:
                 self._stopped_here.add(self._run_work_dir)
+            self.run_page.show_stopped_progress()
             self.run_page.show_status(message + " Press Run to try again; finished texts are kept.", error=True)
             self.run_failed.emit(message)
         else:
@@ -612,6 +613,7 @@ class MainWindow(QMainWindow):
         if self._run_work_dir is not None:
             self._stopped_here.add(self._run_work_dir)
         done = max(self._prompts_done, self.run_page.results.finished_count())
+        self.run_page.show_stopped_progress()
         self.run_page.show_status(f"Stopped. {done:,} finished texts are kept; press Run to continue where it stopped.")
         self.run_failed.emit("stopped")
         self._after_task()
@@ -622,6 +624,8 @@ class MainWindow(QMainWindow):
             self._stopped_here.discard(self._run_work_dir)
         texts = outcome.table.texts
         self.run_page.results.set_results(outcome.results, lambda row: texts[row])
+        self.run_page.show_job_figures(job_figures_line(len(outcome.results), sum(r.n_tokens for r in outcome.results),
+                                                        outcome.seconds_spent))
         limit = sum(1 for r in outcome.results if r.hit_limit)
         note = (f" {limit:,} stopped at the token limit (highlighted): raise 'Maximum new tokens' if they look cut off."
                 if limit else "")

@@ -189,6 +189,13 @@ class RunPage(QWidget):
         self.progress_bar.setValue(done)
         self.progress_label.setText("")
 
+    def show_stopped_progress(self) -> None:
+        """After Stop or a failure: the count stays, the speed and the time left go (nothing is running)."""
+        self.progress_label.setText(progress_line(Progress(self.progress_bar.value(), self.progress_bar.maximum())))
+
+    def show_job_figures(self, text: str) -> None:
+        self.progress_label.setText(text)
+
     def show_status(self, text: str, *, error: bool = False) -> None:
         self.status_label.setText(linkify(text))  # a hub error names the model page: make it clickable
         self.status_label.setStyleSheet("color: #b00020;" if error else "")
