@@ -101,3 +101,80 @@ def test_the_run_reports_a_token_based_estimate_while_it_runs(qtbot, make_window
     assert progress and all(p.estimated for p in progress)
     assert progress[-1].seconds_left is None  # done: no time left is claimed
     assert any(p.seconds_left is not None for p in progress[:-1])
+
+
+# --- unfinished jobs are offered at start and reopen in one click ---
+
+
+def _stopped_job(qtbot, make_window, tiny_llama, csv, **settings):
+    from test_ui_run import _stop_after_first_result, prepare
+
+    window = make_window()
+    prepare(qtbot, window, tiny_llama, csv, batch=1, max_new=20)
+    sp = window.settings_panel
+    if "pooling" in settings:
+        sp.pooling_box.setCurrentIndex(sp.pooling_box.findData(settings["pooling"]))
+    _stop_after_first_result(qtbot, window)
+    kept = window.run_page.results.finished_count()
+    window.close()
+    return kept
+
+
+def test_a_new_window_offers_the_unfinished_job_and_reopens_it_with_its_settings(qtbot, make_window, tiny_llama,
+                                                                                 prompts_csv):
+    from conftest import PROMPTS
+    from test_ui_run import run_to_end
+
+    kept = _stopped_job(qtbot, make_window, tiny_llama, prompts_csv, pooling="mean")
+    window = make_window(settings_file="fresh.ini")  # another launch, with none of the first one's settings
+    wait_idle(qtbot, window)
+    bar = window.unfinished_bar
+    assert bar.isVisible() and len(bar.buttons) == 1
+    said = bar.findChildren(type(window.run_page.status_label))[1].text()
+    assert f"prompts.csv</b>: {kept} of {len(PROMPTS)} rows done, last on " in said
+
+    bar.buttons[0].click()  # one click: model, file, column and settings as they were
+    qtbot.waitUntil(lambda: window.run_page.results.finished_count() == kept, timeout=30_000)
+    wait_idle(qtbot, window)
+    assert not bar.isVisible()
+    assert window.model_panel.model() == str(tiny_llama)
+    assert window.settings_panel.pooling_box.currentData() == "mean"
+    assert window.settings_panel.max_tokens.value() == 20
+    assert window.prompts_panel.table is not None and window.prompts_panel.table.column == "text"
+    assert window.run_page.results.rowCount() == len(PROMPTS)
+    assert f"{kept} of {len(PROMPTS)} rows are done" in window.run_page.status_label.text()
+    fresh = []
+    window.runner.partial_result.connect(fresh.append)
+    outcome = run_to_end(qtbot, window)
+    assert window.prompter.asked == []  # the user chose this job: Run continues it
+    assert len(fresh) == len(PROMPTS) - kept and len(outcome.results) == len(PROMPTS)
+    assert outcome.spec.settings.pooling == "mean"
+
+
+def test_an_unfinished_job_whose_prompts_file_moved_or_changed_says_so(qtbot, make_window, tiny_llama, tmp_path):
+    import pandas as pd
+    from conftest import PROMPTS
+
+    from gpi_desktop.core.job import unfinished_jobs
+
+    moved, changed = tmp_path / "moved.csv", tmp_path / "changed.csv"
+    pd.DataFrame({"text": PROMPTS}).to_csv(moved, index=False)
+    pd.DataFrame({"text": PROMPTS + ["one more"]}).to_csv(changed, index=False)  # another job: its own journal
+    _stopped_job(qtbot, make_window, tiny_llama, moved)
+    _stopped_job(qtbot, make_window, tiny_llama, changed)
+    moved.rename(tmp_path / "elsewhere.csv")
+    pd.DataFrame({"text": PROMPTS[::-1]}).to_csv(changed, index=False)
+
+    window = make_window(settings_file="fresh.ini")
+    wait_idle(qtbot, window)
+    text = " ".join(label.text() for label in window.unfinished_bar.findChildren(type(window.run_page.status_label)))
+    assert f"is no longer at {moved}" in text
+    assert "the prompts file has changed since" in text
+
+    jobs = {j.spec.prompts_path.name: j for j in unfinished_jobs(window.runs_dir)}
+    window.reopen_job(jobs["moved.csv"])
+    assert "no longer at" in window.run_page.status_label.text()
+    assert window.settings_panel.max_tokens.value() == 20 and window.model_panel.model() == str(tiny_llama)
+    window.reopen_job(jobs["changed.csv"])
+    qtbot.waitUntil(lambda: "has changed since" in window.run_page.status_label.text(), timeout=30_000)
+    assert window.run_page.results.finished_count() == 0  # the old rows are not shown as the new file's

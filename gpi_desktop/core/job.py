@@ -123,6 +123,60 @@ def job_hash(spec: JobSpec, table) -> str:
     return stable_hash(job_key(spec, table))[:16]
 
 
+def job_record(spec: JobSpec) -> dict[str, Any]:
+    """The inputs of a job as its journal keeps them, so that the window can reopen it (see unfinished_jobs)."""
+    return {
+        "prompts": str(Path(spec.prompts_path).absolute()),
+        "column": spec.column,
+        "settings": spec.settings.to_dict(),
+        "export": {"prefix": spec.export.prefix, "save_name": spec.export.save_name},
+    }
+
+
+FILE_AS_IT_WAS, FILE_MOVED, FILE_CHANGED = "same", "moved", "changed"
+
+
+@dataclass(frozen=True)
+class UnfinishedJob:
+    """A job stopped before its last prompt (Stop, a crash, a closed window), as its journal tells it."""
+
+    work_dir: Path
+    spec: JobSpec
+    rows_done: int
+    rows: int
+    modified: float  # when its last prompt finished (POSIX time)
+    prompts_file: str  # FILE_AS_IT_WAS, FILE_MOVED (not at its path) or FILE_CHANGED (other bytes)
+
+
+def unfinished_jobs(runs_dir: Path) -> list[UnfinishedJob]:
+    """The unfinished jobs under `runs_dir`, the latest first (reads each prompts file to see whether it changed)."""
+    import hashlib
+
+    from gpi_desktop.core.runstore import summarize
+
+    jobs = []
+    folders = sorted(p for p in Path(runs_dir).iterdir() if p.is_dir()) if Path(runs_dir).is_dir() else []
+    for folder in folders:
+        summary = summarize(folder)
+        record = summary.plan.get("job") if summary is not None else None
+        rows = summary.key.get("rows") if summary is not None else None
+        if not isinstance(record, dict) or not isinstance(rows, int) or summary.rows_done >= rows:
+            continue  # finished (waiting for its export), or journaled by a version that kept no settings
+        try:
+            spec = JobSpec(Path(record["prompts"]), record.get("column"), RunSettings(**record["settings"]),
+                           ExportSettings(**record.get("export", {})))
+        except (KeyError, TypeError):
+            log.info("unfinished job in %s has settings of another version", folder)
+            continue
+        try:
+            same = hashlib.sha256(spec.prompts_path.read_bytes()).hexdigest() == summary.key.get("input_sha256")
+            state = FILE_AS_IT_WAS if same else FILE_CHANGED
+        except OSError:
+            state = FILE_MOVED
+        jobs.append(UnfinishedJob(folder, spec, summary.rows_done, rows, summary.modified, state))
+    return sorted(jobs, key=lambda job: -job.modified)
+
+
 def run_job(
     spec: JobSpec,
     work_dir: Path,
@@ -212,7 +266,9 @@ def run_job(
         batch = auto_batch_size(loaded, encoded, spec.settings.max_new_tokens) if requested == "auto" else requested
         journal = RunJournal.create(work_dir, key, hidden_size=loaded.info.hidden_size,
                                     plan={"batch_size": batch, "model_revision": loaded.info.revision,
-                                          "template_date": template_date})
+                                          "template_date": template_date, "job": job_record(spec)})
+    elif journal.plan.get("job") != job_record(spec):  # the prompts file opened from a new place, new file names
+        journal.set_plan(job=job_record(spec))
 
     done = journal.finished_rows()
     if done:  # counted within this run's rows: a shard's own, not the whole job's

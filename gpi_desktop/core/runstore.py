@@ -282,6 +282,30 @@ class RunJournal:
             ) from None
 
 
+@dataclass(frozen=True)
+class JournalSummary:
+    """What a journal folder says about its job without opening (and locking) it."""
+
+    folder: Path
+    key: dict[str, Any]
+    plan: dict[str, Any]
+    rows_done: int  # complete record lines: a torn last one is not counted
+    modified: float  # when a prompt last finished (POSIX time)
+
+
+def summarize(folder: Path | str) -> JournalSummary | None:
+    """The journal in `folder` at a glance, or None when there is none or it cannot be read."""
+    folder = Path(folder)
+    try:
+        header = _read_header(folder)
+        records = folder / RECORDS_NAME
+        rows_done = records.read_bytes().count(b"\n") if records.is_file() else 0
+        modified = max(p.stat().st_mtime for p in (folder / HEADER_NAME, records) if p.exists())
+    except (ResumeError, OSError):
+        return None
+    return JournalSummary(folder, header["key"], header["plan"], rows_done, modified)
+
+
 def _result(record: dict[str, Any], vector: np.ndarray) -> PromptResult:
     return PromptResult(
         row=record["row"],

@@ -9,6 +9,7 @@ folder under runs/<job hash>, so a run stopped for any reason continues later.
 from __future__ import annotations
 
 import html
+import logging
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -67,6 +68,9 @@ from gpi_desktop.ui.screen_fit import FRAME_ALLOWANCE, PREFERRED_SIZE, centred, 
 from gpi_desktop.ui.settings_panel import SettingsPanel
 from gpi_desktop.ui.tasks import BackgroundCalls, TaskRunner
 from gpi_desktop.ui.token_panel import TokenPanel
+from gpi_desktop.ui.unfinished_bar import UnfinishedBar
+
+log = logging.getLogger(__name__)
 
 STEP_ACCESS, STEP_MODEL, STEP_PROMPTS, STEP_SETTINGS, STEP_RUN, STEP_EXPORT = range(6)
 STEP_TITLES = ("Hugging Face access", "Model", "Prompts", "Settings", "Run and preview", "Export")
@@ -139,6 +143,7 @@ class MainWindow(QMainWindow):
         self._shown: PendingRun | None = None  # the job whose results are in the preview (finished or not)
         self._shown_changes: tuple | None = None  # what the window last said about them (see _show_freshness)
         self._export_settings: ExportSettings | None = None  # the file names of the export under way
+        self._reopening = None  # the core.job.UnfinishedJob being reopened, until its prompts file is read
 
         self.setWindowTitle(APPLICATION)
         if icon_path().is_file():
@@ -154,11 +159,13 @@ class MainWindow(QMainWindow):
         self.settings_panel = SettingsPanel()
         self.run_page = RunPage()
         self.export_page = ExportPage()
+        self.unfinished_bar = UnfinishedBar()
         self._build_layout()
         self._connect()
         self._restore()
         self.token_panel.refresh()  # the model check is already on its way: _restore set the model
         self._refresh()
+        self._look_for_unfinished_jobs()
 
     # --- layout ----------------------------------------------------------------------------------
 
@@ -178,7 +185,11 @@ class MainWindow(QMainWindow):
         self.steps.setCurrentRow(STEP_ACCESS)
 
         central = QWidget()
-        layout = QHBoxLayout(central)
+        outer = QVBoxLayout(central)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(self.unfinished_bar)
+        layout = QHBoxLayout()
+        outer.addLayout(layout, 1)
         layout.addWidget(self.steps)
         layout.addWidget(self.pages, 1)
         self.setCentralWidget(central)
@@ -261,6 +272,7 @@ class MainWindow(QMainWindow):
         self.settings_panel.changed.connect(self._refresh)
         self.settings_panel.changed.connect(
             lambda: self.model_panel.set_memory_inputs(self.settings_panel.memory_inputs()))
+        self.unfinished_bar.reopen.connect(self.reopen_job)
         self.run_page.run_button.clicked.connect(self.start_run)
         self.run_page.cancel_button.clicked.connect(self.cancel_run)
         self.run_page.export_button.clicked.connect(lambda: self.go_to(STEP_EXPORT))
@@ -326,6 +338,64 @@ class MainWindow(QMainWindow):
         self._refresh()
         if table is not None and self.current_outcome() is not None:  # the file of the results, opened again
             self.run_page.reset_progress(len(table), len(table))
+        if table is not None and self._reopening is not None:
+            self._show_reopened_job(table)
+
+    # --- unfinished jobs -------------------------------------------------------------------------
+
+    def _look_for_unfinished_jobs(self) -> None:
+        from gpi_desktop.core.job import unfinished_jobs
+
+        runs_dir = self.runs_dir
+        self.calls.call(lambda: unfinished_jobs(runs_dir), self.unfinished_bar.set_jobs,
+                        lambda error: log.warning("unfinished jobs not listed: %s", error))
+
+    def reopen_job(self, job) -> None:
+        """Set the model, settings and prompts file of an unfinished job; its finished rows then show in step 5."""
+        from gpi_desktop.core.job import FILE_MOVED
+
+        if self.runner.is_busy():
+            return
+        self.unfinished_bar.hide()
+        self.settings_panel.set_values(job.spec.settings, job.spec.export)
+        self.model_panel.set_model(job.spec.settings.model)
+        if job.prompts_file == FILE_MOVED:
+            self._reopening = None
+            self.go_to(STEP_PROMPTS)
+            self.run_page.show_status(f"The prompts file of this job is no longer at {job.spec.prompts_path}: open it "
+                                      "from where it is now (step 3). The model and settings are set as they were.",
+                                      error=True)
+            return
+        self._reopening = job
+        self.prompts_panel.load_file(job.spec.prompts_path, job.spec.column)
+
+    def _show_reopened_job(self, table) -> None:
+        job, self._reopening = self._reopening, None
+        try:
+            spec = self.current_spec()
+        except GpiError as error:
+            self.run_page.show_status(str(error), error=True)
+            return
+        runs_dir = self.runs_dir
+        self.calls.call(lambda: _inspect_job(spec, table, runs_dir), lambda pending: self._on_reopened(job, pending),
+                        self._on_inspect_failed)
+
+    def _on_reopened(self, job, pending: PendingRun) -> None:
+        self.go_to(STEP_RUN)
+        name = Path(job.spec.prompts_path).name
+        if pending.work_dir != job.work_dir or pending.finished is None:
+            self.run_page.show_status(f"{name} has changed since this job started, so its finished rows are not "
+                                      "this file's rows: change the file back to continue the job, or press Run to "
+                                      "start a new one with these settings.", error=True)
+            return
+        texts = pending.table.texts
+        self.run_page.results.reset(lambda row: texts[row], len(pending.table), pending.finished_results)
+        self._shown, self._shown_changes, self._run_work_dir = pending, (), pending.work_dir
+        self._stopped_here.add(pending.work_dir)  # the user chose it: Run continues it without asking again
+        self.run_page.reset_progress(len(pending.table), pending.finished)
+        self._refresh()
+        self.run_page.show_status(f"Reopened the job on {name}: {pending.finished:,} of {len(pending.table):,} rows "
+                                  "are done. Press Run to continue where it stopped.")
 
     def run_blocker(self) -> str | None:
         """Why Run cannot start yet, in plain words, or None."""

@@ -1,0 +1,48 @@
+"""core.job.unfinished_jobs: the jobs a stop or a crash left, with what reopening them needs."""
+
+from __future__ import annotations
+
+import pandas as pd
+from conftest import PROMPTS
+
+from gpi_desktop.core.errors import Cancelled
+from gpi_desktop.core.job import FILE_AS_IT_WAS, FILE_CHANGED, FILE_MOVED, JobSpec, job_hash, run_job, unfinished_jobs
+from gpi_desktop.core.progress import RecordingState
+from gpi_desktop.core.settings import RunSettings
+
+
+def _stop_a_job(model, csv, runs, **settings):
+    from gpi_desktop.core.job import load_prompts
+
+    spec = JobSpec(csv, "text", RunSettings(model=str(model), device="cpu", max_new_tokens=8, batch_size=1, **settings))
+    work = runs / job_hash(spec, load_prompts(spec))
+    try:
+        run_job(spec, work, RecordingState(cancel_after=2), resume=True)
+    except Cancelled:
+        pass
+    return spec, work
+
+
+def test_a_stopped_job_is_listed_with_its_settings_rows_done_and_file_state(tiny_llama, tmp_path):
+    csv = tmp_path / "p.csv"
+    pd.DataFrame({"text": PROMPTS}).to_csv(csv, index=False)
+    spec, work = _stop_a_job(tiny_llama, csv, tmp_path / "runs", pooling="mean")
+    [job] = unfinished_jobs(tmp_path / "runs")
+    assert job.work_dir == work and job.rows == len(PROMPTS) and job.rows_done == 2
+    assert job.spec.settings == spec.settings and job.spec.column == "text"
+    assert job.spec.prompts_path == csv.absolute() and job.prompts_file == FILE_AS_IT_WAS
+
+    pd.DataFrame({"text": PROMPTS[::-1]}).to_csv(csv, index=False)
+    assert unfinished_jobs(tmp_path / "runs")[0].prompts_file == FILE_CHANGED
+    csv.unlink()
+    assert unfinished_jobs(tmp_path / "runs")[0].prompts_file == FILE_MOVED
+
+
+def test_a_finished_job_and_an_empty_folder_are_not_offered(tiny_llama, tmp_path):
+    csv = tmp_path / "p.csv"
+    pd.DataFrame({"text": PROMPTS[:2]}).to_csv(csv, index=False)
+    spec, work = _stop_a_job(tiny_llama, csv, tmp_path / "runs")
+    run_job(spec, work, resume=True)  # ran to the end: it waits for its export, it is not unfinished
+    (tmp_path / "runs" / "empty").mkdir()
+    assert unfinished_jobs(tmp_path / "runs") == []
+    assert unfinished_jobs(tmp_path / "nowhere") == []
