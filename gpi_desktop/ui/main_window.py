@@ -346,8 +346,10 @@ class MainWindow(QMainWindow):
     def _look_for_unfinished_jobs(self) -> None:
         from gpi_desktop.core.job import unfinished_jobs
 
-        runs_dir = self.runs_dir
-        self.calls.call(lambda: unfinished_jobs(runs_dir), self.unfinished_bar.set_jobs,
+        folders = (self.runs_dir, *self.old_runs_dirs)  # jobs an older version kept where they could not be moved
+        self.calls.call(lambda: sorted((job for folder in folders for job in unfinished_jobs(folder)),
+                                       key=lambda job: -job.modified),
+                        self.unfinished_bar.set_jobs,
                         lambda error: log.warning("unfinished jobs not listed: %s", error))
 
     def reopen_job(self, job) -> None:
@@ -376,14 +378,15 @@ class MainWindow(QMainWindow):
         except GpiError as error:
             self.run_page.show_status(str(error), error=True)
             return
-        runs_dir = self.runs_dir
-        self.calls.call(lambda: _inspect_job(spec, table, runs_dir), lambda pending: self._on_reopened(job, pending),
+        runs_dir, elsewhere = self.runs_dir, self.old_runs_dirs
+        self.calls.call(lambda: _inspect_job(spec, table, runs_dir, elsewhere),
+                        lambda pending: self._on_reopened(job, pending),
                         self._on_inspect_failed)
 
     def _on_reopened(self, job, pending: PendingRun) -> None:
         self.go_to(STEP_RUN)
         name = Path(job.spec.prompts_path).name
-        if pending.work_dir != job.work_dir or pending.finished is None:
+        if pending.work_dir.name != job.work_dir.name or pending.finished is None:  # the name is the job hash
             self.run_page.show_status(f"{name} has changed since this job started, so its finished rows are not "
                                       "this file's rows: change the file back to continue the job, or press Run to "
                                       "start a new one with these settings.", error=True)
