@@ -122,7 +122,10 @@ def child(args) -> None:
         batch = auto_batch_size(loaded, prompts, args.new_tokens) if args.batch == "auto" else int(args.batch)
         resolved = resolve_prefill(EngineConfig("mean", 1, 1, prefill=args.prefill), _new_cache(loaded.model)[1])
         args.prefill_label = resolved + (" (auto)" if args.prefill == "auto" else "")
-        run = lambda ps: run_engine_collect(loaded, ps, args.new_tokens, batch, prefill=args.prefill)  # noqa: E731
+        # An empty shared prefix turns the sharing off (to measure what it brings).
+        extra = {"shared_prefix": ()} if args.no_shared_prefix else {}
+        args.prefill_label += ", no shared prefix" if args.no_shared_prefix else ""
+        run = lambda ps: run_engine_collect(loaded, ps, args.new_tokens, batch, prefill=args.prefill, **extra)  # noqa: E731
     run(warm)
     fed = [0]  # tokens the model's layers actually computed (padding included, a shared prefix once)
     counter = loaded.model.register_forward_pre_hook(
@@ -165,10 +168,11 @@ def matmul_peak() -> float:
 
 def measure(args, only: str, batch: str, folder: Path, results: Path) -> dict:
     batch, _, prefill = batch.partition(":")
+    prefill, _, sharing = prefill.partition(":")
     cmd = [sys.executable, __file__, "--child", only, "--model-dir", str(folder), "--results", str(results),
            "--prompts", str(args.prompts), "--new-tokens", str(args.new_tokens), "--batch", batch,
            "--seed", str(args.seed), "--prefill", prefill or args.prefill, "--loop-prompts", str(args.loop_prompts),
-           "--eos-boost", str(args.eos_boost)] + (["--honour-eos"] if args.honour_eos else [])
+           "--eos-boost", str(args.eos_boost)] + (["--no-shared-prefix"] if sharing == "noprefix" else []) + (["--honour-eos"] if args.honour_eos else [])
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
@@ -203,8 +207,10 @@ def main() -> None:
                         help="measure each side this many times, interleaved; the table shows the best")
     parser.add_argument("--batch", default="auto", help="the engine's batch size: a number or auto")
     parser.add_argument("--sweep", default="",
-                        help="also time the engine at these batch sizes, optionally with a prompt-pass mode: 1,16,auto:alone")
+                        help="also time the engine at these batch sizes, optionally with a prompt-pass mode and "
+                             "'noprefix' (no shared prefix): 1,16,auto:alone,auto:alone:noprefix")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--no-shared-prefix", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--prefill", default="auto", choices=["auto", "alone", "batched"],
                         help="the engine's prompt pass: each prompt alone, or one padded pass per batch")
     parser.add_argument("--seed", type=int, default=0)
