@@ -356,7 +356,7 @@ def cmd_run(args) -> int:
         claim = claim_out_folder(out, spec, table, resume=args.resume, overwrite=args.overwrite)
         started = time.monotonic()
         outcome = run_job(spec, out / JOURNAL_DIR, state, resume=claim.continue_journal, token=token,
-                          replace_stale=args.overwrite)
+                          replace_stale=args.overwrite, ignore_memory_check=args.ignore_memory_check)
         state.set_status("Writing the export folder…")
         # Not replacing (a fresh run): the export checks the folder again and refuses another job's files.
         export_run(outcome, out, overwrite=claim.replace_export, allow_names={JOURNAL_DIR}, state=state)

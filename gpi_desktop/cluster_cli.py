@@ -123,7 +123,8 @@ def cmd_run_cluster(args) -> int:
         started = time.monotonic()
         try:
             outcome = run_job(spec, journal, state, resume=claim.continue_journal, token=token, shard=shard,
-                              replace_stale=args.overwrite and shard is None)
+                              replace_stale=args.overwrite and shard is None,
+                              ignore_memory_check=args.ignore_memory_check)
         except AccessError as error:
             raise _in_a_cluster_task(error, spec) if shard is not None else error
         except RunBusyError:

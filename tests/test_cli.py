@@ -228,3 +228,44 @@ def test_a_duplicate_column_name_is_refused_unguessed_and_said_when_chosen(tiny_
     assert run_cli(*base_args(tiny_llama, prompts, tmp_path / "o", "--column", "prompt.1")) == 0
     assert "using 'prompt.1'" in capsys.readouterr().err
     assert pd.read_pickle(tmp_path / "o" / "generated_texts.pkl")["P"].tolist() == ["second copy", "other"]
+
+
+def _must_not_load(*args, **kwargs):
+    raise AssertionError("the model was loaded although the run should have been refused before")
+
+
+def test_a_prompt_too_long_for_the_context_is_refused_before_loading_naming_rows_and_lengths(
+        tiny_llama, tmp_path, capsys, monkeypatch):
+    import json
+
+    model = Path(shutil.copytree(tiny_llama, tmp_path / "short-context"))
+    config = json.loads((model / "config.json").read_text())
+    config["max_position_embeddings"] = 128  # the chat template alone takes about 70
+    (model / "config.json").write_text(json.dumps(config))
+    long = " ".join(["word"] * 80)
+    prompts = _write(tmp_path / "p.csv", f"text\nshort one\n{long}\nanother short\n{long} {long}\n")
+    monkeypatch.setattr("gpi_desktop.core.models.load_model", _must_not_load)
+    code = run_cli(*base_args(model, prompts, tmp_path / "o"))
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "rows 1 (" in err and ", 3 (" in err and "0 (" not in err
+    assert "at most 128 tokens" in err and f"at most {128 - int(MAX_NEW)}" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_will_not_fit_memory_verdict_stops_the_run_before_loading_unless_the_user_insists(
+        tiny_llama, prompts_csv, tmp_path, capsys, monkeypatch):
+    from gpi_desktop.core import memory
+
+    tiny_ram = memory.DeviceMemory("this computer's memory (RAM)", 100_000, 200_000)
+    monkeypatch.setattr(memory, "available_memory", lambda device="auto": [tiny_ram])
+    with monkeypatch.context() as patch:
+        patch.setattr("gpi_desktop.core.models.load_model", _must_not_load)
+        code = run_cli(*base_args(tiny_llama, prompts_csv, tmp_path / "o"))
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert "will not fit" in err and "--ignore-memory-check" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+    assert run_cli(*base_args(tiny_llama, prompts_csv, tmp_path / "o", "--ignore-memory-check")) == 0
+    assert (tmp_path / "o" / "manifest.json").exists()

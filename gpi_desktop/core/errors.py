@@ -33,6 +33,10 @@ class SettingsError(InputError):
     """A setting is out of range or would break the gpi_pack contract."""
 
 
+class MemoryFitError(SettingsError):
+    """The memory estimate says the run will not fit; the user may insist (--ignore-memory-check)."""
+
+
 class OutputFolderError(InputError):
     """The export/output folder cannot be used (not writable, not empty, ...)."""
 

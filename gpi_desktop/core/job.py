@@ -187,6 +187,7 @@ def run_job(
     loaded=None,
     shard: "Shard | None" = None,
     replace_stale: bool = False,
+    ignore_memory_check: bool = False,
 ) -> RunOutcome:
     """Run a job, journaling each finished prompt in `work_dir`.
 
@@ -199,11 +200,15 @@ def run_job(
     With replace_stale (--overwrite) a journal of this job
     that can no longer be resumed (the model's files changed, its plan is lost) is
     started over instead of refused.
+    Before the model is loaded, a memory estimate that says it will not fit
+    stops the run (unless `ignore_memory_check`), and so does a prompt too long
+    for the model's context with the token limit.
     """
     from gpi_desktop.core.devices import unsupported_operation
     from gpi_desktop.core.engine import EncodedPrompt, EngineConfig, auto_batch_size, run_engine, shared_prefix
     from gpi_desktop.core.instructions import make_renderer, template_record, token_ids_sha256
-    from gpi_desktop.core.models import load_model
+    from gpi_desktop.core.context import check_prompt_lengths, context_length
+    from gpi_desktop.core.models import PromptTokenizer, load_model, load_tokenizer
     from gpi_desktop.core.runstore import RunJournal
     from gpi_desktop.core.template_date import job_template_date
 
@@ -229,10 +234,12 @@ def run_job(
     check_cancel(state)
     if loaded is None:
         use_allocated_cpus()
-        report_fit(spec, table, state, token=token)
-        loaded = load_model(spec.settings, token=token, state=state)
+        report_fit(spec, table, state, token=token, insist=ignore_memory_check)
+        reader = load_tokenizer(spec.settings, token=token, state=state)
+    else:
+        reader = PromptTokenizer(loaded.tokenizer, context_length(loaded.model.config.to_dict()))
     check_cancel(state)
-    renderer = make_renderer(loaded.tokenizer, spec.settings.task, spec.settings.template, spec.settings.template_options,
+    renderer = make_renderer(reader.tokenizer, spec.settings.task, spec.settings.template, spec.settings.template_options,
                              template_date)
     state.set_status("Preparing the prompts…")
     encoded = []
@@ -240,6 +247,10 @@ def run_job(
         if row % 1000 == 0:
             check_cancel(state)
         encoded.append(EncodedPrompt(row, tuple(renderer.encode(text))))
+    check_prompt_lengths([(p.row, len(p.ids)) for p in encoded], reader.context, spec.settings.max_new_tokens)
+    if loaded is None:
+        loaded = load_model(spec.settings, token=token, state=state, tokenizer=reader.tokenizer)
+    check_cancel(state)
     # Row 0 of the whole table is the example, in a shard too, so every shard records the same one.
     template = template_record(renderer, table.texts, [p.ids for p in encoded], spec.settings.template_date is not None)
     # Of the whole table, so that a shard's prompts start from the same prefix as on one machine.
@@ -399,13 +410,15 @@ def _resumable_batch_size(journal, info, work_dir: Path) -> int:
     return batch
 
 
-def report_fit(spec: JobSpec, table, state: TaskState, *, token: str | None = None):
+def report_fit(spec: JobSpec, table, state: TaskState, *, token: str | None = None, insist: bool = False):
     """Say before loading whether the model, its cache and the batch will fit, and what to change if not.
 
-    Only a warning: the estimate is approximate, and an automatic batch size and
-    the engine's out-of-memory retry adapt to what is really free.
+    "Will not fit" stops the run (MemoryFitError) unless the user insists: the
+    estimate is approximate, but a run it rejects would fill the memory after
+    a long load, or crawl for hours in swap. An automatic batch size and the
+    engine's out-of-memory retry adapt to what is really free in a run that fits.
     """
-    from gpi_desktop.core.errors import GpiError
+    from gpi_desktop.core.errors import GpiError, MemoryFitError
     from gpi_desktop.core.memory import check_fit
 
     s = spec.settings
@@ -421,6 +434,9 @@ def report_fit(spec: JobSpec, table, state: TaskState, *, token: str | None = No
     except Exception:  # the estimate is advice; a failure to make it must not stop the run
         log.warning("memory estimate failed", exc_info=True)
         return None
+    if not verdict.fits and not insist:
+        raise MemoryFitError(" ".join([verdict.sentence, *verdict.suggestions,
+                                       "To run anyway, give --ignore-memory-check (Run anyway in the window)."]))
     state.set_status(" ".join([verdict.sentence, *verdict.suggestions]))
     return verdict
 

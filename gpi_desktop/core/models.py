@@ -12,6 +12,8 @@ import json
 import logging
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,8 +182,64 @@ def _snapshot_revision(path: Path) -> str | None:
     return None
 
 
-def load_model(settings, *, token: str | None = None, state: TaskState | None = None) -> LoadedModel:
-    """Load tokenizer and model for a run's settings (a RunSettings)."""
+@contextmanager
+def plain_load_errors(name: str) -> Iterator[None]:
+    """Turn what transformers and safetensors raise for unusable model files into one plain ModelError."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except (GpiError, Cancelled):
+        raise
+    except SafetensorError as exc:
+        # A download or copy that stopped early leaves a weight file whose header promises more than it holds.
+        raise ModelError(
+            f"A weight file (.safetensors) of the model '{name}' is damaged or incomplete, often from a "
+            "download or copy that stopped early: download the model again."
+        ) from exc
+    except ValueError as exc:
+        if "trust_remote_code" in str(exc):
+            raise ModelError(
+                f"The model '{name}' needs to run its own code, which this program never does; choose another model."
+            ) from exc
+        raise ModelError(f"The model '{name}' could not be loaded: {exc}") from exc
+    except OSError as exc:
+        raise ModelError(f"The model files of '{name}' could not be read ({exc}); download the model again.") from exc
+
+
+@dataclass(frozen=True)
+class PromptTokenizer:
+    """A model's tokenizer, and how many positions (prompt plus new tokens) the model can read."""
+
+    tokenizer: Any
+    context: int | None  # None: the config does not say
+
+
+def load_tokenizer(settings, *, token: str | None = None, state: TaskState | None = None) -> PromptTokenizer:
+    """The tokenizer and context length for a run's settings, without loading the weights.
+
+    So that prompts can be measured (and refused) before the long model load; a hub model is downloaded first.
+    """
+    from transformers import AutoTokenizer
+
+    from gpi_desktop.core.context import context_length
+    from gpi_desktop.core.hub import check_model_config
+
+    state = state or NullState()
+    source = resolve_source(settings.model)
+    state.set_status(f"Fetching the model {source.name}…")
+    folder = fetch_model_files(source, token=token, revision=settings.revision, state=state,
+                               allow_pickle=getattr(settings, "allow_pickle_weights", False))
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    check_model_config(config, source.name)
+    with plain_load_errors(source.name):
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+    return PromptTokenizer(tokenizer, context_length(config))
+
+
+def load_model(settings, *, token: str | None = None, state: TaskState | None = None,
+               tokenizer=None) -> LoadedModel:
+    """Load tokenizer and model for a run's settings (a RunSettings); `tokenizer` reuses one already loaded."""
     state = state or NullState()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -227,27 +285,10 @@ def load_model(settings, *, token: str | None = None, state: TaskState | None = 
 
     # Its own progress bar would write to a console the window does not have; we report progress ourselves.
     hf_logging.disable_progress_bar()
-    from safetensors import SafetensorError
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+    with plain_load_errors(source.name):
+        if tokenizer is None:
+            tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
         model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
-    except (GpiError, Cancelled):
-        raise
-    except SafetensorError as exc:
-        # A download or copy that stopped early leaves a weight file whose header promises more than it holds.
-        raise ModelError(
-            f"A weight file (.safetensors) of the model '{source.name}' is damaged or incomplete, often from a "
-            "download or copy that stopped early: download the model again."
-        ) from exc
-    except ValueError as exc:
-        if "trust_remote_code" in str(exc):
-            raise ModelError(
-                f"The model '{source.name}' needs to run its own code, which this program never does; choose another model."
-            ) from exc
-        raise ModelError(f"The model '{source.name}' could not be loaded: {exc}") from exc
-    except OSError as exc:
-        raise ModelError(f"The model files of '{source.name}' could not be read ({exc}); download the model again.") from exc
     model.eval()
     if device == "cpu":
         model.to("cpu")
