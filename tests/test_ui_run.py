@@ -349,3 +349,24 @@ def test_stop_and_close_during_a_run_stops_without_asking_and_closes(qtbot, make
     qtbot.waitUntil(lambda: not window.isVisible(), timeout=60_000)
     assert not window.runner.is_busy()
     assert window.run_page.results.finished_count() < len(PROMPTS)
+
+
+@pytest.mark.parametrize("answer", ["Change the settings", "Run anyway"])
+def test_a_run_the_memory_estimate_rejects_is_stopped_until_the_user_says_run_anyway(
+        answer, qtbot, make_window, tiny_llama, prompts_csv, monkeypatch):
+    from gpi_desktop.core import memory
+
+    tiny_ram = memory.DeviceMemory("this computer's memory (RAM)", 100_000, 200_000)
+    monkeypatch.setattr(memory, "available_memory", lambda device="auto": [tiny_ram])
+    window = make_window({"may not fit": answer})
+    prepare(qtbot, window, tiny_llama, prompts_csv)
+    if answer == "Run anyway":
+        outcome = run_to_end(qtbot, window)
+        assert len(outcome.results) == len(PROMPTS)
+    else:
+        with qtbot.waitSignal(window.run_failed, timeout=120_000) as blocker:
+            window.run_page.run_button.click()
+        assert "will not fit" in blocker.args[0] and "--ignore-memory-check" not in blocker.args[0]
+        assert window.outcome is None
+    asked = [a for a in window.prompter.asked if "may not fit" in a.title]
+    assert len(asked) == 1 and "will not fit" in asked[0].text and asked[0].default == 0

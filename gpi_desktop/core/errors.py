@@ -34,7 +34,11 @@ class SettingsError(InputError):
 
 
 class MemoryFitError(SettingsError):
-    """The memory estimate says the run will not fit; the user may insist (--ignore-memory-check)."""
+    """The memory estimate says the run will not fit; the user may insist (--ignore-memory-check, Run anyway)."""
+
+    def __init__(self, message: str, *, verdict: str = "") -> None:
+        super().__init__(message)
+        self.verdict = verdict or message  # the estimate and what to change, without the command-line hint
 
 
 class OutputFolderError(InputError):

@@ -434,10 +434,10 @@ def report_fit(spec: JobSpec, table, state: TaskState, *, token: str | None = No
     except Exception:  # the estimate is advice; a failure to make it must not stop the run
         log.warning("memory estimate failed", exc_info=True)
         return None
+    advice = " ".join([verdict.sentence, *verdict.suggestions])
     if not verdict.fits and not insist:
-        raise MemoryFitError(" ".join([verdict.sentence, *verdict.suggestions,
-                                       "To run anyway, give --ignore-memory-check (Run anyway in the window)."]))
-    state.set_status(" ".join([verdict.sentence, *verdict.suggestions]))
+        raise MemoryFitError(f"{advice} To run anyway, give --ignore-memory-check.", verdict=advice)
+    state.set_status(advice)
     return verdict
 
 

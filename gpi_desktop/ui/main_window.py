@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gpi_desktop.core.errors import GpiError
+from gpi_desktop.core.errors import GpiError, MemoryFitError
 from gpi_desktop.core.legacy_runs import adopt_job_folders
 from gpi_desktop.core.progress import Progress
 from gpi_desktop.core.settings import DEFAULT_MODEL, ExportSettings
@@ -140,6 +140,7 @@ class MainWindow(QMainWindow):
         self._close_when_idle = False
         self._stopped_here: set[Path] = set()  # work dirs this session stopped: continue them without asking
         self._run_work_dir: Path | None = None  # the journal of the run in the preview
+        self._launched: PendingRun | None = None  # the run last started, to start again when the user insists
         self._shown: PendingRun | None = None  # the job whose results are in the preview (finished or not)
         self._shown_changes: tuple | None = None  # what the window last said about them (see _show_freshness)
         self._export_settings: ExportSettings | None = None  # the file names of the export under way
@@ -597,9 +598,10 @@ class MainWindow(QMainWindow):
             start_over = choice == 1
         self._launch(pending, start_over)
 
-    def _launch(self, pending: PendingRun, start_over: bool) -> None:
+    def _launch(self, pending: PendingRun, start_over: bool, *, ignore_memory_check: bool = False) -> None:
         if self.runner.is_busy():
             return
+        self._launched = pending
         spec, work_dir = pending.spec, pending.work_dir
         table = pending.table
         self.outcome = None
@@ -618,7 +620,8 @@ class MainWindow(QMainWindow):
             if start_over:
                 shutil.rmtree(work_dir, ignore_errors=True)
             state.set_status("Loading the model\u2026 (a hub model is downloaded the first time)")
-            return run_job(spec, work_dir, state, resume=True, token=_current_token())
+            return run_job(spec, work_dir, state, resume=True, token=_current_token(),
+                           ignore_memory_check=ignore_memory_check)
 
         self._task = "run"
         self._run_work_dir = work_dir
@@ -664,6 +667,12 @@ class MainWindow(QMainWindow):
     def _on_failed(self, error: BaseException) -> None:
         task, self._task = self._task, ""
         message = _message(error)
+        if task == "run" and isinstance(error, MemoryFitError) and self._launched is not None \
+                and not self._close_when_idle:
+            if self._insist_on_memory(error):
+                self._launch(self._launched, False, ignore_memory_check=True)
+                return
+            message = error.verdict
         if task == "run":
             if self._run_work_dir is not None:
                 self._stopped_here.add(self._run_work_dir)
@@ -675,6 +684,14 @@ class MainWindow(QMainWindow):
             self._export_ready_again()
             self.export_page.show_error(message)
         self._after_task()
+
+    def _insist_on_memory(self, error: MemoryFitError) -> bool:
+        """Ask whether to run although the estimate says it will not fit (No is the safe answer)."""
+        choice = self.prompter.ask(
+            self, "The run may not fit in memory", error.verdict, ["Change the settings", "Run anyway"],
+            details="The estimate is approximate. A run that does not fit stops with an out-of-memory error, or "
+                    "becomes very slow as the computer swaps.", warning=True, default=0)
+        return choice == 1
 
     def _on_cancelled(self) -> None:
         task, self._task = self._task, ""
