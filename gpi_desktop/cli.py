@@ -147,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="extra keyword for the chat template (value parsed as JSON where it parses); repeatable")
     run.add_argument("--generation-option", action="append", metavar="KEY=VALUE", default=[],
                      help="extra keyword for generation, e.g. repetition_penalty=1.1; repeatable")
+    run.add_argument("--ignore-memory-check", action="store_true",
+                     help="run even when the memory estimate says the model will not fit (it may run out of memory)")
     run.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     run.add_argument("--overwrite", action="store_true", help="replace an earlier export or run in --out")
     run.add_argument("--quiet", action="store_true", help="print only errors and the final line")
