@@ -113,7 +113,7 @@ grep -q '^Self-test passed' "$WORK/self-test.txt" || fail "the installed self-te
 grep -q "demo model is installed ($PREFIX/_internal/resources/demo-model)" "$WORK/self-test.txt" \
     || fail "the self-test did not run from the installed bundle"
 
-check_export() {  # check_export DIR: the export folder of DESIGN.md for every sample prompt
+check_export() {  # check_export DIR: the export folder of docs/architecture.md for every sample prompt
     local out=$1
     for f in generated_texts.pkl generated_texts.csv hidden_states.npy manifest.json; do
         [[ -s $out/$f ]] || fail "$out/$f missing after gpi-desktop run"

@@ -1,4 +1,4 @@
-"""The engine against the DESIGN.md definition: HF generate(output_hidden_states=True) on each prompt alone."""
+"""The engine against the gpi_pack contract (docs/architecture.md): HF generate(output_hidden_states=True) on each prompt alone."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ ATOL = 1e-5
 
 
 def oracle(loaded, prompt: EncodedPrompt, pooling: str, max_new_tokens: int = MAX_NEW, **gen):
-    """DESIGN.md point 4, written out directly on transformers' generate()."""
+    """The contract's point 4 (docs/architecture.md), written out directly on transformers' generate()."""
     ids = torch.tensor([prompt.ids])
     out = loaded.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
                                 do_sample=False, output_hidden_states=True, return_dict_in_generate=True,

@@ -1,4 +1,4 @@
-"""The engine's speed features keep the DESIGN.md results: prompt pass alone, growing cache, late compaction."""
+"""The engine's speed features keep the results of docs/architecture.md: prompt pass alone, growing cache, late compaction."""
 
 from __future__ import annotations
 

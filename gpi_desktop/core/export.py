@@ -1,4 +1,4 @@
-"""Write the export folder that gpi_pack users load (DESIGN.md "Export folder").
+"""Write the export folder that gpi_pack users load (docs/architecture.md, "Export folder").
 
     hidden/<prefix><k>.pt     float32 tensor (1, H) per data row k, as gpi_pack's torch.save
     <save_name>.pkl           DataFrame with X (generated text) and P (prompt), row k = prompt k

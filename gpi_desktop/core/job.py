@@ -443,7 +443,7 @@ def report_fit(spec: JobSpec, table, state: TaskState, *, token: str | None = No
 
 def export_run(outcome: RunOutcome, folder: Path, *, overwrite: bool = False, state: TaskState | None = None,
                allow_names: set[str] = frozenset()):
-    """Write the DESIGN.md export folder for a finished run."""
+    """Write the export folder (docs/architecture.md) for a finished run."""
     from gpi_desktop.core.export import write_export
 
     return write_export(

@@ -17,7 +17,7 @@ What "the merge equals a single-machine run" means, exactly:
   prompts and its GPU's free memory), so a prompt may share a batch with other
   prompts than on one machine: the vectors then agree within float tolerance
   (the last bits may differ), as any batched run does with gpi_pack's
-  one-prompt-at-a-time procedure (DESIGN.md "Batching is an implementation detail").
+  one-prompt-at-a-time procedure (docs/architecture.md, "Batching is an implementation detail").
   In rare near-ties of greedy decoding such a difference could change a token.
 
 A shard folder holds hidden/<prefix><k>.pt for its rows (loadable by gpi_pack

@@ -12,7 +12,7 @@ renders today), and every render of the job happens inside
 
 `date_string` is not passed to the template: Llama 3.1/3.3 default it to a
 fixed "26 Jul 2024" that gpi_pack renders, and passing it would change the
-prompts of the default model (see DESIGN.md, the gpi_pack contract). A
+prompts of the default model (see docs/architecture.md, the gpi_pack contract). A
 template option `date_string` still reaches the template as given.
 
 Month and day names are English whatever the system's locale (the window's
