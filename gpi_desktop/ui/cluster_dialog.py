@@ -69,7 +69,26 @@ def _folder_row(edit: QLineEdit, button: QPushButton) -> QHBoxLayout:
     return row
 
 
-class PrepareClusterDialog(QDialog):
+class _WorkerDialog(QDialog):
+    """A dialog whose `runner` writes files: it stays open while the work runs (Stop first)."""
+
+    runner: TaskRunner
+
+    def done(self, result: int) -> None:
+        if self.runner.is_busy():
+            return  # closing mid-write would leave half a folder; a stopped task rolls back what it wrote
+        self.runner.shutdown()
+        super().done(result)
+
+    def closeEvent(self, event) -> None:
+        if self.runner.is_busy():
+            event.ignore()
+            return
+        self.runner.shutdown()  # a QThread must end before its owner is destroyed
+        super().closeEvent(event)
+
+
+class PrepareClusterDialog(_WorkerDialog):
     """Fields for the SLURM script, then a job folder and plain instructions."""
 
     written = Signal(object)  # core.sbatch.JobFolder
@@ -268,18 +287,6 @@ class PrepareClusterDialog(QDialog):
         else:
             self._fail(_message(error))
 
-    def done(self, result: int) -> None:
-        if self.runner.is_busy():
-            return  # the folder is being written; closing now would leave half of it
-        self.runner.shutdown()
-        super().done(result)
-
-    def closeEvent(self, event) -> None:
-        if self.runner.is_busy():
-            event.ignore()
-            return
-        self.runner.shutdown()
-        super().closeEvent(event)
 
     def _fail(self, text: str) -> bool:
         self.error.setText(text)
@@ -302,7 +309,7 @@ class PrepareClusterDialog(QDialog):
                 self.error.show()
 
 
-class MergeShardsDialog(QDialog):
+class MergeShardsDialog(_WorkerDialog):
     """Pick the job (or shards) folder and a new export folder; the merge runs in a worker and can be stopped."""
 
     merged = Signal(object)  # core.export.ExportSummary
@@ -415,18 +422,6 @@ class MergeShardsDialog(QDialog):
         if folder:
             self.out.setText(folder)
 
-    def done(self, result: int) -> None:
-        if self.runner.is_busy():
-            return  # Stop first: a stopped merge rolls back what it wrote
-        self.runner.shutdown()
-        super().done(result)
-
-    def closeEvent(self, event) -> None:
-        if self.runner.is_busy():
-            event.ignore()
-            return
-        self.runner.shutdown()  # a QThread must end before its owner is destroyed
-        super().closeEvent(event)
 
 
 def install_cluster_menu(window: QMainWindow, current_job: Callable[[], tuple[object, int] | str]) -> None:
