@@ -22,7 +22,7 @@ from conftest import PROMPTS
 from gpi_desktop.cli import main
 from gpi_desktop.core.errors import Cancelled, SettingsError
 from gpi_desktop.core.job import JobSpec, run_job
-from gpi_desktop.core.progress import RecordingState
+from fakes import RecordingState
 from gpi_desktop.core.sbatch import STANDARD_OPTIONS, ClusterSettings, sbatch_script, write_job_folder
 from gpi_desktop.core.settings import ExportSettings, RunSettings
 from gpi_desktop.core.shards import Shard, assign_rows, load_job_file

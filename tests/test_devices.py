@@ -17,7 +17,7 @@ from gpi_desktop.core.devices import pick_device, pick_dtype
 from gpi_desktop.core.engine import EngineConfig, auto_batch_size, run_engine
 from gpi_desktop.core.errors import DeviceError, SettingsError
 from gpi_desktop.core.memory import estimate_memory, fit_verdict
-from gpi_desktop.core.progress import RecordingState
+from fakes import RecordingState
 from test_memory import LLAMA_31_8B
 
 GiB = 1 << 30

@@ -9,7 +9,7 @@ import torch
 from conftest import PROMPTS
 from gpi_desktop.core.engine import EncodedPrompt, EngineConfig, auto_batch_size, plan_batches, run_engine
 from gpi_desktop.core.errors import Cancelled
-from gpi_desktop.core.progress import RecordingState
+from fakes import RecordingState
 
 MAX_NEW = 40
 ATOL = 1e-5

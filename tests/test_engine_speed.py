@@ -8,7 +8,7 @@ import torch
 
 from gpi_desktop.core import engine
 from gpi_desktop.core.engine import EncodedPrompt, EngineConfig, auto_batch_size, run_engine
-from gpi_desktop.core.progress import RecordingState
+from fakes import RecordingState
 
 MAX_NEW = 40
 ATOL = 1e-5

@@ -18,7 +18,7 @@ from gpi_desktop.core import export as export_module
 from gpi_desktop.core import fileio
 from gpi_desktop.core.errors import Cancelled, DiskFullError, OutputFolderError
 from gpi_desktop.core.export import MANIFEST_NAME, check_output_folder, write_export
-from gpi_desktop.core.progress import RecordingState
+from fakes import RecordingState
 from gpi_desktop.core.prompts import PromptTable, load_prompt_table
 from gpi_desktop.core.results import STOP_EOS, STOP_LENGTH, PromptResult
 from gpi_desktop.core.settings import ExportSettings

@@ -9,7 +9,7 @@ import pytest
 
 from gpi_desktop.core import hub
 from gpi_desktop.core.errors import AccessError, Cancelled, DiskFullError, ModelError
-from gpi_desktop.core.progress import RecordingState
+from fakes import RecordingState
 from hubserver import FakeHub, Repo, point_client_at, repo_from_folder
 
 MODEL = "tiny-org/tiny-llama"

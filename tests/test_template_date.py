@@ -15,7 +15,7 @@ from gpi_desktop.cli import main
 from gpi_desktop.core.errors import Cancelled, SettingsError
 from gpi_desktop.core.instructions import make_renderer, token_ids_sha256
 from gpi_desktop.core.job import JobSpec, export_run, job_hash, job_key, run_job
-from gpi_desktop.core.progress import RecordingState
+from fakes import RecordingState
 from gpi_desktop.core.settings import ExportSettings, RunSettings
 from gpi_desktop.core.template_date import c_strftime, parse_template_date
 

@@ -7,7 +7,7 @@ from conftest import PROMPTS
 
 from gpi_desktop.core.errors import Cancelled
 from gpi_desktop.core.job import FILE_AS_IT_WAS, FILE_CHANGED, FILE_MOVED, JobSpec, job_hash, run_job, unfinished_jobs
-from gpi_desktop.core.progress import RecordingState
+from fakes import RecordingState
 from gpi_desktop.core.settings import RunSettings
 
 

@@ -2,12 +2,12 @@
 
 Long work in core is a plain function that receives a `TaskState`. The command
 line hands it a state that prints; the window's worker hands it one that emits
-Qt signals; tests hand it a recording fake. core never knows which.
+Qt signals; tests hand it a recording fake (tests/fakes.py). core never knows which.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gpi_desktop.core.errors import Cancelled
@@ -76,31 +76,6 @@ class NullState:
 
     def is_interruption_requested(self) -> bool:
         return False
-
-
-@dataclass
-class RecordingState:
-    """A state that keeps everything it is told; cancels after `cancel_after` results."""
-
-    cancel_after: int | None = None
-    statuses: list[str] = field(default_factory=list)
-    progress: list[Progress] = field(default_factory=list)
-    results: list[Any] = field(default_factory=list)
-    cancel_requested: bool = False
-
-    def set_status(self, message: str) -> None:
-        self.statuses.append(message)
-
-    def set_progress(self, progress: Progress) -> None:
-        self.progress.append(progress)
-
-    def set_partial_result(self, result: Any) -> None:
-        self.results.append(result)
-        if self.cancel_after is not None and len(self.results) >= self.cancel_after:
-            self.cancel_requested = True
-
-    def is_interruption_requested(self) -> bool:
-        return self.cancel_requested
 
 
 def check_cancel(state: TaskState) -> None:

@@ -1,0 +1,33 @@
+"""Test doubles for core's protocols (kept out of the package: production code never needs them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from gpi_desktop.core.progress import Progress
+
+
+@dataclass
+class RecordingState:
+    """A TaskState that keeps everything it is told; cancels after `cancel_after` results."""
+
+    cancel_after: int | None = None
+    statuses: list[str] = field(default_factory=list)
+    progress: list[Progress] = field(default_factory=list)
+    results: list[Any] = field(default_factory=list)
+    cancel_requested: bool = False
+
+    def set_status(self, message: str) -> None:
+        self.statuses.append(message)
+
+    def set_progress(self, progress: Progress) -> None:
+        self.progress.append(progress)
+
+    def set_partial_result(self, result: Any) -> None:
+        self.results.append(result)
+        if self.cancel_after is not None and len(self.results) >= self.cancel_after:
+            self.cancel_requested = True
+
+    def is_interruption_requested(self) -> bool:
+        return self.cancel_requested
