@@ -27,10 +27,9 @@ from gpi_desktop.core.errors import (
     OutputFolderError,
 )
 from gpi_desktop.core.progress import Progress
-from gpi_desktop.core.settings import DEVICES
+from gpi_desktop.core.settings import DEVICES, DTYPES, POOLINGS, TEMPLATE_STYLES
 
 log = logging.getLogger("gpi_desktop.cli")
-JOURNAL_DIR = ".gpi-run"
 
 
 class CliState:
@@ -124,15 +123,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", required=False, help="folder for the export (and the run's journal while it runs)")
     run.add_argument("--column", help="the column holding the prompts (default: the only or obvious text column)")
     run.add_argument("--task", default="create", help="create, repeat, or your own instruction text")
-    run.add_argument("--pooling", default="last", choices=["last", "mean", "max"])
+    run.add_argument("--pooling", default="last", choices=list(POOLINGS))
     run.add_argument("--max-new-tokens", type=int, default=1000)
     run.add_argument("--prefix", default="hidden_")
     run.add_argument("--save-name", default="generated_texts")
     run.add_argument("--batch-size", default="auto", help="a number, or auto")
-    run.add_argument("--dtype", default="auto", choices=["auto", "float16", "bfloat16", "float32"])
+    run.add_argument("--dtype", default="auto", choices=list(DTYPES))
     run.add_argument("--device", default="auto", choices=list(DEVICES),
                      help="auto: an NVIDIA GPU (cuda, also AMD through ROCm), else the Apple GPU (mps), else the CPU")
-    run.add_argument("--template", default="gpi_pack", choices=["gpi_pack", "model-card"])
+    run.add_argument("--template", default="gpi_pack", choices=list(TEMPLATE_STYLES))
     run.add_argument("--quantization", choices=["none", "8bit", "4bit"], default="none",
                      help="load the model in 8-bit or 4-bit (NVIDIA GPU and gpi-desktop[quantization]); changes the numbers")
     run.add_argument("--one-at-a-time", action="store_true",
@@ -293,11 +292,11 @@ def claim_out_folder(out: Path, spec, table, *, resume: bool, overwrite: bool) -
     """
     from gpi_desktop.core.export import holds_only_this_export
     from gpi_desktop.core.job import job_key
-    from gpi_desktop.core.runstore import RunJournal
+    from gpi_desktop.core.runstore import RUN_DIR_NAME, RunJournal
 
-    journal = out / JOURNAL_DIR
+    journal = out / RUN_DIR_NAME
     same_job = RunJournal.holds_job(journal, job_key(spec, table))
-    own = resume and same_job and out.is_dir() and holds_only_this_export(out, spec.export, len(table), {JOURNAL_DIR})
+    own = resume and same_job and out.is_dir() and holds_only_this_export(out, spec.export, len(table), {RUN_DIR_NAME})
     prepare_out_folder(out, resume=resume, overwrite=overwrite, own_export=own)
     if overwrite:
         if journal.exists() and not same_job:
@@ -309,15 +308,16 @@ def claim_out_folder(out: Path, spec, table, *, resume: bool, overwrite: bool) -
 def prepare_out_folder(out: Path, *, resume: bool, overwrite: bool, own_export: bool = False) -> None:
     """Refuse an output folder that cannot be used, before anything is written."""
     from gpi_desktop.core.export import check_output_folder
+    from gpi_desktop.core.runstore import RUN_DIR_NAME
 
-    journal = out / JOURNAL_DIR
+    journal = out / RUN_DIR_NAME
     if resume and overwrite:
         raise OutputFolderError("Choose either --resume (continue) or --overwrite (start over), not both.")
     if out.exists() and journal.exists() and not (resume or overwrite):
         raise OutputFolderError(
             f"'{out}' holds an unfinished run; continue it with --resume, or start over with --overwrite."
         )
-    check_output_folder(out, overwrite=overwrite or own_export, allow_names={JOURNAL_DIR})
+    check_output_folder(out, overwrite=overwrite or own_export, allow_names={RUN_DIR_NAME})
 
 
 def say_duplicate_column(table) -> None:
@@ -338,6 +338,7 @@ def cmd_run(args) -> int:
     from gpi_desktop.core.folderhold import hold_folder
     from gpi_desktop.core.job import export_run, load_prompts, run_job
     from gpi_desktop.core.models import resolve_source
+    from gpi_desktop.core.runstore import RUN_DIR_NAME
 
     spec = spec_from_args(args)
     out = Path(args.out)
@@ -357,12 +358,12 @@ def cmd_run(args) -> int:
     with hold_folder(out), stop_on_signals(state):
         claim = claim_out_folder(out, spec, table, resume=args.resume, overwrite=args.overwrite)
         started = time.monotonic()
-        outcome = run_job(spec, out / JOURNAL_DIR, state, resume=claim.continue_journal, token=token,
+        outcome = run_job(spec, out / RUN_DIR_NAME, state, resume=claim.continue_journal, token=token,
                           replace_stale=args.overwrite, ignore_memory_check=args.ignore_memory_check)
         state.set_status("Writing the export folder…")
         # Not replacing (a fresh run): the export checks the folder again and refuses another job's files.
-        export_run(outcome, out, overwrite=claim.replace_export, allow_names={JOURNAL_DIR}, state=state)
-        shutil.rmtree(out / JOURNAL_DIR, ignore_errors=True)
+        export_run(outcome, out, overwrite=claim.replace_export, allow_names={RUN_DIR_NAME}, state=state)
+        shutil.rmtree(out / RUN_DIR_NAME, ignore_errors=True)
     n = len(outcome.results)
     limit = sum(r.hit_limit for r in outcome.results)
     print(f"Done: {n} texts and hidden states (width {outcome.model_info.hidden_size}) in {out} "

@@ -72,7 +72,6 @@ def spec_for(args):
 def cmd_run_cluster(args) -> int:
     """`run` with --job and/or --shard: a whole job from a job file, or one shard of it into a shard folder."""
     from gpi_desktop.cli import (
-        JOURNAL_DIR,
         CliState,
         OutFolderClaim,
         claim_out_folder,
@@ -84,7 +83,7 @@ def cmd_run_cluster(args) -> int:
     from gpi_desktop.core.folderhold import hold_folder
     from gpi_desktop.core.job import export_run, load_prompts, run_job
     from gpi_desktop.core.models import resolve_source
-    from gpi_desktop.core.runstore import RunJournal
+    from gpi_desktop.core.runstore import RUN_DIR_NAME, RunJournal
     from gpi_desktop.core.shards import SHARD_MANIFEST, Shard, write_shard_folder
 
     shard = Shard.parse(args.shard) if args.shard else None
@@ -93,7 +92,7 @@ def cmd_run_cluster(args) -> int:
     table = load_prompts(spec)
     say_duplicate_column(table)
     source = resolve_source(spec.settings.model)
-    journal = out / JOURNAL_DIR
+    journal = out / RUN_DIR_NAME
     if shard is not None and args.resume and not RunJournal.exists(journal) and (out / SHARD_MANIFEST).is_file():
         # A requeued task whose shard already finished: nothing to redo.
         print(f"Shard {shard.label} in {out} is already finished.")
@@ -135,7 +134,7 @@ def cmd_run_cluster(args) -> int:
             return EXIT_OK
         if shard is None:
             state.set_status("Writing the export folder…")
-            export_run(outcome, out, overwrite=claim.replace_export, allow_names={JOURNAL_DIR}, state=state)
+            export_run(outcome, out, overwrite=claim.replace_export, allow_names={RUN_DIR_NAME}, state=state)
         else:
             state.set_status("Writing the shard folder…")
             write_shard_folder(out, outcome, state=state)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
-POOLINGS = ("last", "mean", "max")
+from gpi_desktop.core.settings import POOLINGS
 
 
 def pool_steps(steps: Sequence[torch.Tensor], pooling: str) -> tuple[torch.Tensor, bool]:

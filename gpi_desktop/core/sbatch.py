@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from gpi_desktop.core.errors import SettingsError
+from gpi_desktop.core.runstore import RUN_DIR_NAME
 from gpi_desktop.core.shards import JOB_FILE_NAME, SHARD_MANIFEST, write_job_file
 
 SCRIPT_NAME = "run.sbatch"
@@ -295,11 +296,11 @@ def sbatch_script(cluster: ClusterSettings) -> str:
         f'GPI_DESKTOP="${{GPI_DESKTOP:-{c.command.strip()}}}"',
         "",
         "# A finished shard is not run again (a requeued or resubmitted task); an interrupted one continues.",
-        f'if [ -f "$OUT/{SHARD_MANIFEST}" ] && [ ! -d "$OUT/.gpi-run" ]; then',
+        f'if [ -f "$OUT/{SHARD_MANIFEST}" ] && [ ! -d "$OUT/{RUN_DIR_NAME}" ]; then',
         '  echo "Shard $I of $N is already finished."',
         "  exit 0",
         "fi",
-        'if [ -d "$OUT/.gpi-run" ]; then',
+        f'if [ -d "$OUT/{RUN_DIR_NAME}" ]; then',
         '  echo "Shard $I of $N continues where it stopped."',
         '  RESUME="--resume"',
         "else",

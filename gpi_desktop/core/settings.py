@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from gpi_desktop.core.errors import SettingsError
 
@@ -15,8 +15,6 @@ DTYPES = ("auto", "bfloat16", "float16", "float32")
 DEVICES = ("auto", "cuda", "mps", "cpu")
 TEMPLATE_STYLES = ("gpi_pack", "model-card")
 STRATEGIES = ("batched", "one-at-a-time")
-
-Pooling = Literal["last", "mean", "max"]
 
 
 @dataclass(frozen=True)

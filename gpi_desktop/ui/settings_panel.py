@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 from gpi_desktop.core.instructions import CREATE_INSTRUCTION, REPEAT_INSTRUCTION
 from gpi_desktop.core.memory import quantization_available, quantization_missing
 from gpi_desktop.core.options import parse_options
+from gpi_desktop.core.settings import POOLINGS as POOLING_NAMES
 from gpi_desktop.core.settings import ExportSettings, RunSettings, parse_batch_size
 from gpi_desktop.core.template_date import DATE_FORMAT
 from gpi_desktop.ui.model_panel import MemoryInputs
@@ -28,9 +29,10 @@ from gpi_desktop.ui.prefs import options_text
 TASKS = [("create", "Create a text from each prompt (create)"),
          ("repeat", "Repeat each text as it is (repeat)"),
          ("custom", "My own instruction")]
-POOLINGS = [("last", "Last token (last)"),
-            ("mean", "Average over the generated tokens (mean)"),
-            ("max", "Largest value over the generated tokens (max)")]
+_POOLING_WORDS = {"last": "Last token (last)",
+                  "mean": "Average over the generated tokens (mean)",
+                  "max": "Largest value over the generated tokens (max)"}
+POOLINGS = [(name, _POOLING_WORDS[name]) for name in POOLING_NAMES]
 DTYPES = [("auto", "Automatic (auto)"), ("bfloat16", "bfloat16"), ("float16", "float16"), ("float32", "float32")]
 DEVICES = [("auto", "Automatic: the GPU if there is one"), ("cuda", "NVIDIA GPU (cuda)"),
            ("mps", "Apple GPU on a Mac (mps)"), ("cpu", "CPU")]
