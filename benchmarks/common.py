@@ -25,10 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as `python benchmarks/x.py` from a checkout
     sys.path.insert(0, str(ROOT))
 
-from gpi_desktop.core.engine import EncodedPrompt, EngineConfig, run_engine  # noqa: E402
-from gpi_desktop.core.models import LoadedModel  # noqa: E402
-from gpi_desktop.core.progress import NullState  # noqa: E402
-from gpi_desktop.core.results import PromptResult  # noqa: E402
+from gpi_desktop.core.generation.engine import EncodedPrompt, EngineConfig, run_engine  # noqa: E402
+from gpi_desktop.core.model.models import LoadedModel  # noqa: E402
+from gpi_desktop.core.vocabulary.progress import NullState  # noqa: E402
+from gpi_desktop.core.vocabulary.results import PromptResult  # noqa: E402
 
 
 @dataclass

@@ -8,7 +8,7 @@
 
 A random-weight Llama-architecture model wide enough that matrix work
 dominates (hidden size 1024, 4 layers by default) is built offline with
-gpi_desktop.core.tinymodel. Each measurement runs in its own process, so that
+gpi_desktop.core.model.tinymodel. Each measurement runs in its own process, so that
 its peak memory (the resident-set high-water mark) is its own; both sides
 start from the same token ids, both get one warm-up prompt.
 
@@ -76,7 +76,7 @@ WORKLOADS = {
 
 
 def build(folder: Path, args) -> Path:
-    from gpi_desktop.core.tinymodel import TinySpec, build_tiny_model
+    from gpi_desktop.core.model.tinymodel import TinySpec, build_tiny_model
 
     spec = TinySpec(architecture="llama", hidden_size=args.hidden, intermediate_size=args.intermediate,
                     num_layers=args.layers, num_heads=args.heads, num_kv_heads=args.kv_heads, seed=3,
@@ -87,10 +87,10 @@ def build(folder: Path, args) -> Path:
 def load(folder: Path, threads: int | None, honour_eos: bool = False):
     import torch
 
-    from gpi_desktop.core.engine import EncodedPrompt
-    from gpi_desktop.core.instructions import make_renderer
-    from gpi_desktop.core.models import load_model
-    from gpi_desktop.core.settings import RunSettings
+    from gpi_desktop.core.generation.engine import EncodedPrompt
+    from gpi_desktop.core.generation.instructions import make_renderer
+    from gpi_desktop.core.model.models import load_model
+    from gpi_desktop.core.vocabulary.settings import RunSettings
 
     if threads:
         torch.set_num_threads(threads)
@@ -117,7 +117,7 @@ def child(args) -> None:
         run = lambda ps: gpi_pack_loop(loaded, ps, args.new_tokens)  # noqa: E731
         batch = 1
     else:
-        from gpi_desktop.core.engine import EngineConfig, _new_cache, auto_batch_size, resolve_prefill
+        from gpi_desktop.core.generation.engine import EngineConfig, _new_cache, auto_batch_size, resolve_prefill
 
         batch = auto_batch_size(loaded, prompts, args.new_tokens) if args.batch == "auto" else int(args.batch)
         resolved = resolve_prefill(EngineConfig("mean", 1, 1, prefill=args.prefill), _new_cache(loaded.model)[1])
@@ -180,7 +180,7 @@ def measure(args, only: str, batch: str, folder: Path, results: Path) -> dict:
 
 
 def read_results(path: Path):
-    from gpi_desktop.core.results import PromptResult
+    from gpi_desktop.core.vocabulary.results import PromptResult
 
     data = np.load(path, allow_pickle=True)
     return [PromptResult(row=int(r), text=str(t), vector=v, n_tokens=0, stop_reason="length", pooled_from_step0=False,

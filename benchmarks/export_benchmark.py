@@ -11,10 +11,11 @@ with Linux's syncfs() of the export's filesystem. FOLDER is deleted first.
 import sys, time, shutil, os, ctypes
 from pathlib import Path
 import numpy as np, pandas as pd
-from gpi_desktop.core import export as ex, fileio
-from gpi_desktop.core.results import PromptResult
-from gpi_desktop.core.prompts import PromptTable
-from gpi_desktop.core.settings import ExportSettings
+from gpi_desktop.core.output import export as ex
+from gpi_desktop.core.files import fileio
+from gpi_desktop.core.vocabulary.results import PromptResult
+from gpi_desktop.core.files.prompts import PromptTable
+from gpi_desktop.core.vocabulary.settings import ExportSettings
 
 n = int(sys.argv[1]); width = int(sys.argv[2]); base = Path(sys.argv[3]); modes = sys.argv[4].split(",")
 vecs = np.random.default_rng(0).standard_normal((n, width)).astype(np.float32)

@@ -44,10 +44,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     EncodedPrompt, compare, fmt_bytes, gpi_pack_loop, mixed_lengths, rss_peak_bytes, run_engine_collect, sync, table,
 )
-from gpi_desktop.core.devices import device_description  # noqa: E402
-from gpi_desktop.core.engine import auto_batch_size  # noqa: E402
-from gpi_desktop.core.models import LoadedModel, ModelInfo  # noqa: E402
-from gpi_desktop.core.progress import RecordingState  # noqa: E402
+from gpi_desktop.core.model.devices import device_description  # noqa: E402
+from gpi_desktop.core.generation.engine import auto_batch_size  # noqa: E402
+from gpi_desktop.core.model.models import LoadedModel, ModelInfo  # noqa: E402
+from gpi_desktop.core.vocabulary.progress import RecordingState  # noqa: E402
 
 # Llama-3.1-8B(-Instruct)'s config.json, less what only loading needs.
 LLAMA_31_8B = dict(

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpi_desktop import __version__
-from gpi_desktop.core.errors import (
+from gpi_desktop.core.vocabulary.errors import (
     EXIT_CANCELLED,
     EXIT_FAILURE,
     EXIT_OK,
@@ -26,8 +26,8 @@ from gpi_desktop.core.errors import (
     GpiError,
     OutputFolderError,
 )
-from gpi_desktop.core.progress import Progress
-from gpi_desktop.core.settings import DEVICES, DTYPES, POOLINGS, TEMPLATE_STYLES
+from gpi_desktop.core.vocabulary.progress import Progress
+from gpi_desktop.core.vocabulary.settings import DEVICES, DTYPES, POOLINGS, TEMPLATE_STYLES
 
 log = logging.getLogger("gpi_desktop.cli")
 
@@ -186,7 +186,7 @@ def _add_merge_parser(sub) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from gpi_desktop.core.devices import enable_mps_fallback
+    from gpi_desktop.core.model.devices import enable_mps_fallback
 
     enable_mps_fallback()  # before anything imports torch: PyTorch reads it only then
     parser = build_parser()
@@ -247,9 +247,9 @@ def run_command(parser: argparse.ArgumentParser, args) -> int:
 
 
 def spec_from_args(args):
-    from gpi_desktop.core.job import JobSpec
-    from gpi_desktop.core.options import parse_options
-    from gpi_desktop.core.settings import DEFAULT_MODEL, ExportSettings, RunSettings
+    from gpi_desktop.core.job.job import JobSpec
+    from gpi_desktop.core.vocabulary.options import parse_options
+    from gpi_desktop.core.vocabulary.settings import DEFAULT_MODEL, ExportSettings, RunSettings
 
     if not args.prompts:
         raise OutputFolderError("Give the prompts file with --prompts FILE (a CSV, TSV or XLSX file).")
@@ -290,9 +290,9 @@ def claim_out_folder(out: Path, spec, table, *, resume: bool, overwrite: bool) -
     names included) as this run's own: an export killed while it was written is
     finished by a resume, and --overwrite never throws that journal away.
     """
-    from gpi_desktop.core.export import holds_only_this_export
-    from gpi_desktop.core.job import job_key
-    from gpi_desktop.core.runstore import RUN_DIR_NAME, RunJournal
+    from gpi_desktop.core.output.export import holds_only_this_export
+    from gpi_desktop.core.job.job import job_key
+    from gpi_desktop.core.files.runstore import RUN_DIR_NAME, RunJournal
 
     journal = out / RUN_DIR_NAME
     same_job = RunJournal.holds_job(journal, job_key(spec, table))
@@ -307,8 +307,8 @@ def claim_out_folder(out: Path, spec, table, *, resume: bool, overwrite: bool) -
 
 def prepare_out_folder(out: Path, *, resume: bool, overwrite: bool, own_export: bool = False) -> None:
     """Refuse an output folder that cannot be used, before anything is written."""
-    from gpi_desktop.core.export import check_output_folder
-    from gpi_desktop.core.runstore import RUN_DIR_NAME
+    from gpi_desktop.core.output.export import check_output_folder
+    from gpi_desktop.core.files.runstore import RUN_DIR_NAME
 
     journal = out / RUN_DIR_NAME
     if resume and overwrite:
@@ -322,7 +322,7 @@ def prepare_out_folder(out: Path, *, resume: bool, overwrite: bool, own_export: 
 
 def say_duplicate_column(table) -> None:
     """Say which copy is used when the chosen column's name appears more than once in the header."""
-    from gpi_desktop.core.prompts import duplicate_of
+    from gpi_desktop.core.files.prompts import duplicate_of
 
     shared = duplicate_of(table.column, table.duplicates)
     if shared is not None:
@@ -335,10 +335,10 @@ def cmd_run(args) -> int:
         from gpi_desktop.cluster_cli import cmd_run_cluster  # --shard / --job: the cluster issue's runs
 
         return cmd_run_cluster(args)
-    from gpi_desktop.core.folderhold import hold_folder
-    from gpi_desktop.core.job import export_run, load_prompts, run_job
-    from gpi_desktop.core.models import resolve_source
-    from gpi_desktop.core.runstore import RUN_DIR_NAME
+    from gpi_desktop.core.files.folderhold import hold_folder
+    from gpi_desktop.core.job.job import export_run, load_prompts, run_job
+    from gpi_desktop.core.model.models import resolve_source
+    from gpi_desktop.core.files.runstore import RUN_DIR_NAME
 
     spec = spec_from_args(args)
     out = Path(args.out)
@@ -350,7 +350,7 @@ def cmd_run(args) -> int:
     prepare_out_folder(out, resume=args.resume, overwrite=args.overwrite, own_export=True)
     token = None
     if not source.is_local:
-        from gpi_desktop.core.secrets import find_token
+        from gpi_desktop.core.hub.secrets import find_token
 
         token = find_token().token
     state = CliState(quiet=args.quiet)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from gpi_desktop.core.errors import EXIT_BAD_INPUT, EXIT_OK
+from gpi_desktop.core.vocabulary.errors import EXIT_BAD_INPUT, EXIT_OK
 
 
 def add_export_parsers(sub) -> None:
@@ -24,7 +24,7 @@ def add_export_parsers(sub) -> None:
 
 def run_inspect(args) -> int:
     from gpi_desktop.cli import CliState
-    from gpi_desktop.core.provenance import inspect_export
+    from gpi_desktop.core.output.provenance import inspect_export
 
     report = inspect_export(args.folder, CliState(quiet=True))
     print("\n".join(report.lines()))
@@ -33,7 +33,7 @@ def run_inspect(args) -> int:
 
 def run_compare(args) -> int:
     from gpi_desktop.cli import CliState
-    from gpi_desktop.core.compare import compare_exports
+    from gpi_desktop.core.output.compare import compare_exports
 
     comparison = compare_exports(args.a, args.b, CliState(quiet=True))
     print("\n".join(comparison.lines()), file=sys.stdout)

@@ -10,8 +10,8 @@ import argparse
 import getpass
 import sys
 
-from gpi_desktop.core import secrets
-from gpi_desktop.core.errors import EXIT_BAD_INPUT, EXIT_OK, GpiError
+from gpi_desktop.core.hub import secrets
+from gpi_desktop.core.vocabulary.errors import EXIT_BAD_INPUT, EXIT_OK, GpiError
 
 
 def add_token_parser(subparsers) -> None:

@@ -10,7 +10,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from gpi_desktop.core.errors import EXIT_OK, AccessError, OutputFolderError, RunBusyError, SettingsError
+from gpi_desktop.core.vocabulary.errors import EXIT_OK, AccessError, OutputFolderError, RunBusyError, SettingsError
 
 # `run` flags that a job file already decides; given together with --job they would be silently ignored.
 JOB_DEFINED_FLAGS = {
@@ -57,7 +57,7 @@ def spec_for(args):
         from gpi_desktop.cli import spec_from_args
 
         return spec_from_args(args)
-    from gpi_desktop.core.shards import load_job_file
+    from gpi_desktop.core.cluster.shards import load_job_file
 
     defaults = getattr(args, "_job_flag_defaults", {})
     given = [flag for dest, flag in JOB_DEFINED_FLAGS.items() if dest in defaults and getattr(args, dest) != defaults[dest]]
@@ -80,11 +80,11 @@ def cmd_run_cluster(args) -> int:
         say_duplicate_column,
         stop_on_signals,
     )
-    from gpi_desktop.core.folderhold import hold_folder
-    from gpi_desktop.core.job import export_run, load_prompts, run_job
-    from gpi_desktop.core.models import resolve_source
-    from gpi_desktop.core.runstore import RUN_DIR_NAME, RunJournal
-    from gpi_desktop.core.shards import SHARD_MANIFEST, Shard, write_shard_folder
+    from gpi_desktop.core.files.folderhold import hold_folder
+    from gpi_desktop.core.job.job import export_run, load_prompts, run_job
+    from gpi_desktop.core.model.models import resolve_source
+    from gpi_desktop.core.files.runstore import RUN_DIR_NAME, RunJournal
+    from gpi_desktop.core.cluster.shards import SHARD_MANIFEST, Shard, write_shard_folder
 
     shard = Shard.parse(args.shard) if args.shard else None
     spec = spec_for(args)
@@ -107,7 +107,7 @@ def cmd_run_cluster(args) -> int:
     require_gpu(spec)
     token = None
     if not source.is_local:
-        from gpi_desktop.core.secrets import find_token
+        from gpi_desktop.core.hub.secrets import find_token
 
         token = find_token().token
     state = CliState(quiet=args.quiet)
@@ -167,7 +167,7 @@ def _in_a_cluster_task(error: AccessError, spec) -> AccessError:
     """Tasks run offline (run.sbatch sets HF_HUB_OFFLINE=1): a model missing from the cache is downloaded first."""
     if error.kind != "offline":
         return error
-    from gpi_desktop.core.hub import hub_cache_dir
+    from gpi_desktop.core.hub.hub import hub_cache_dir
 
     revision = spec.settings.revision
     return AccessError(
@@ -188,7 +188,7 @@ def stopped_message(args) -> str:
 
 def run_merge(args) -> int:
     from gpi_desktop.cli import CliState, stop_on_signals
-    from gpi_desktop.core.shards import merge_shards
+    from gpi_desktop.core.cluster.shards import merge_shards
 
     state = CliState(quiet=args.quiet)
     with stop_on_signals(state):

@@ -77,7 +77,7 @@ def setup_logging(verbose: bool = False) -> Path | None:
         stream.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         root.addHandler(stream)
     try:
-        from gpi_desktop.core.secrets import install_token_redaction
+        from gpi_desktop.core.hub.secrets import install_token_redaction
 
         install_token_redaction()
     except ImportError:  # pragma: no cover - secrets is part of the package

@@ -9,7 +9,7 @@ import sys
 # Linux CI verifies is the order Windows gets. PyTorch reads its MPS fallback
 # setting only when it is loaded, so that comes first (devices imports neither
 # torch nor Qt).
-from gpi_desktop.core.devices import enable_mps_fallback
+from gpi_desktop.core.model.devices import enable_mps_fallback
 
 enable_mps_fallback()
 import torch  # noqa: E402,F401

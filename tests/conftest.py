@@ -11,7 +11,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from gpi_desktop.core.tinymodel import TinySpec, build_tiny_model  # noqa: E402
+from gpi_desktop.core.model.tinymodel import TinySpec, build_tiny_model  # noqa: E402
 
 # Prompts of very different lengths; on the tiny models below they stop at
 # different steps (some after one token, some at the limit).
@@ -60,8 +60,8 @@ def prompts_csv(tmp_path) -> Path:
 @pytest.fixture(scope="module")
 def loaded(tiny_model):
     """The tiny model (each architecture in turn) loaded on the CPU, as a run loads it."""
-    from gpi_desktop.core.models import load_model
-    from gpi_desktop.core.settings import RunSettings
+    from gpi_desktop.core.model.models import load_model
+    from gpi_desktop.core.vocabulary.settings import RunSettings
 
     return load_model(RunSettings(model=str(tiny_model), device="cpu"))
 
@@ -69,8 +69,8 @@ def loaded(tiny_model):
 @pytest.fixture(scope="module")
 def encoded(loaded):
     """PROMPTS rendered with the create instruction, gpi_pack-style."""
-    from gpi_desktop.core.engine import EncodedPrompt
-    from gpi_desktop.core.instructions import make_renderer
+    from gpi_desktop.core.generation.engine import EncodedPrompt
+    from gpi_desktop.core.generation.instructions import make_renderer
 
     renderer = make_renderer(loaded.tokenizer, "create", "gpi_pack")
     return [EncodedPrompt(i, tuple(renderer.encode(p))) for i, p in enumerate(PROMPTS)]
@@ -118,7 +118,7 @@ def clock(monkeypatch):
 
     from transformers.utils import chat_template_utils
 
-    from gpi_desktop.core import template_date
+    from gpi_desktop.core.vocabulary import template_date
 
     fake = FakeClock(dt.date(2026, 3, 30))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpi_desktop.core.progress import Progress
+from gpi_desktop.core.vocabulary.progress import Progress
 
 
 @dataclass

@@ -244,7 +244,7 @@ def test_a_prompt_too_long_for_the_context_is_refused_before_loading_naming_rows
     (model / "config.json").write_text(json.dumps(config))
     long = " ".join(["word"] * 80)
     prompts = _write(tmp_path / "p.csv", f"text\nshort one\n{long}\nanother short\n{long} {long}\n")
-    monkeypatch.setattr("gpi_desktop.core.models.load_model", _must_not_load)
+    monkeypatch.setattr("gpi_desktop.core.model.models.load_model", _must_not_load)
     code = run_cli(*base_args(model, prompts, tmp_path / "o"))
     err = capsys.readouterr().err.strip()
     assert code == 2, err
@@ -256,12 +256,12 @@ def test_a_prompt_too_long_for_the_context_is_refused_before_loading_naming_rows
 
 def test_a_will_not_fit_memory_verdict_stops_the_run_before_loading_unless_the_user_insists(
         tiny_llama, prompts_csv, tmp_path, capsys, monkeypatch):
-    from gpi_desktop.core import memory
+    from gpi_desktop.core.model import memory
 
     tiny_ram = memory.DeviceMemory("this computer's memory (RAM)", 100_000, 200_000)
     monkeypatch.setattr(memory, "available_memory", lambda device="auto": [tiny_ram])
     with monkeypatch.context() as patch:
-        patch.setattr("gpi_desktop.core.models.load_model", _must_not_load)
+        patch.setattr("gpi_desktop.core.model.models.load_model", _must_not_load)
         code = run_cli(*base_args(tiny_llama, prompts_csv, tmp_path / "o"))
     err = capsys.readouterr().err.strip()
     assert code == 2, err

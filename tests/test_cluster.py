@@ -20,12 +20,12 @@ import pytest
 
 from conftest import PROMPTS
 from gpi_desktop.cli import main
-from gpi_desktop.core.errors import Cancelled, SettingsError
-from gpi_desktop.core.job import JobSpec, run_job
+from gpi_desktop.core.vocabulary.errors import Cancelled, SettingsError
+from gpi_desktop.core.job.job import JobSpec, run_job
 from fakes import RecordingState
-from gpi_desktop.core.sbatch import STANDARD_OPTIONS, ClusterSettings, sbatch_script, write_job_folder
-from gpi_desktop.core.settings import ExportSettings, RunSettings
-from gpi_desktop.core.shards import Shard, assign_rows, load_job_file
+from gpi_desktop.core.cluster.sbatch import STANDARD_OPTIONS, ClusterSettings, sbatch_script, write_job_folder
+from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings
+from gpi_desktop.core.cluster.shards import Shard, assign_rows, load_job_file
 
 MAX_NEW = 12
 N = 3
@@ -90,7 +90,7 @@ def test_shards_cover_every_row_once_and_balance_prompt_length(batch, count):
 
 
 def test_whole_batch_shards_replan_into_the_single_machine_batches():
-    from gpi_desktop.core.engine import EncodedPrompt, plan_batches
+    from gpi_desktop.core.generation.engine import EncodedPrompt, plan_batches
 
     rng = random.Random(5)
     prompts = [EncodedPrompt(row, (0,) * rng.randint(1, 9)) for row in range(23)]  # many equal lengths
@@ -384,7 +384,7 @@ def test_a_shard_file_we_may_not_read_is_reported_as_a_permission_problem(fixed_
 
 
 def test_a_task_of_a_second_submission_finds_its_shard_busy_and_has_nothing_to_do(fixed_job, tmp_path, capsys):
-    from gpi_desktop.core.runstore import RunJournal
+    from gpi_desktop.core.files.runstore import RunJournal
 
     spec = load_job_file(fixed_job / "job.json").spec
     index = _largest_shard(fixed_job)

@@ -14,12 +14,12 @@ import pytest
 
 from conftest import PROMPTS
 from gpi_desktop.cli import main
-from gpi_desktop.core.hub import download_model
-from gpi_desktop.core.job import JobSpec
-from gpi_desktop.core.sbatch import ClusterSettings, write_job_folder
-from gpi_desktop.core.settings import ExportSettings, RunSettings
-from gpi_desktop.core.shards import load_job_file
-from gpi_desktop.core.tinymodel import TinySpec, build_tiny_model
+from gpi_desktop.core.hub.hub import download_model
+from gpi_desktop.core.job.job import JobSpec
+from gpi_desktop.core.cluster.sbatch import ClusterSettings, write_job_folder
+from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings
+from gpi_desktop.core.cluster.shards import load_job_file
+from gpi_desktop.core.model.tinymodel import TinySpec, build_tiny_model
 from hubserver import FakeHub, repo_from_folder
 from test_hub import MODEL, TOKEN, fake_hub  # noqa: F401  (fake_hub is a fixture used by name)
 

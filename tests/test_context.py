@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gpi_desktop.core.context import check_prompt_lengths, context_length, describe_too_long, too_long_prompts
-from gpi_desktop.core.errors import SettingsError
+from gpi_desktop.core.model.context import check_prompt_lengths, context_length, describe_too_long, too_long_prompts
+from gpi_desktop.core.vocabulary.errors import SettingsError
 
 
 def test_context_length_is_read_from_the_usual_keys_and_a_multimodal_text_part():

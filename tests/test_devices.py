@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from gpi_desktop.core import devices, engine, memory
-from gpi_desktop.core.devices import pick_device, pick_dtype
-from gpi_desktop.core.engine import EngineConfig, auto_batch_size, run_engine
-from gpi_desktop.core.errors import DeviceError, SettingsError
-from gpi_desktop.core.memory import estimate_memory, fit_verdict
+from gpi_desktop.core.model import devices, memory
+from gpi_desktop.core.generation import engine
+from gpi_desktop.core.model.devices import pick_device, pick_dtype
+from gpi_desktop.core.generation.engine import EngineConfig, auto_batch_size, run_engine
+from gpi_desktop.core.vocabulary.errors import DeviceError, SettingsError
+from gpi_desktop.core.model.memory import estimate_memory, fit_verdict
 from fakes import RecordingState
 from test_memory import LLAMA_31_8B
 
@@ -101,7 +102,7 @@ def test_the_apple_gpu_asked_for_where_there_is_none_is_one_plain_sentence(monke
 
 def test_cli_and_window_offer_the_same_devices_including_mps():
     from gpi_desktop.cli import build_parser
-    from gpi_desktop.core.settings import DEVICES, RunSettings
+    from gpi_desktop.core.vocabulary.settings import DEVICES, RunSettings
     from gpi_desktop.ui.settings_panel import DEVICES as WINDOW_DEVICES
 
     assert "mps" in DEVICES and [value for value, _label in WINDOW_DEVICES] == list(DEVICES)
@@ -143,7 +144,7 @@ def test_a_mac_whose_chip_sysctl_does_not_name_is_still_the_apple_gpu(mac):
 
 
 def test_the_model_step_names_the_apple_gpu_and_its_share(tiny_llama, mac):
-    from gpi_desktop.core.models import describe_target
+    from gpi_desktop.core.model.models import describe_target
     from gpi_desktop.ui.model_panel import TargetCheck, target_lines
 
     mac.allocated = int(1.3 * GiB)

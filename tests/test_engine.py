@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from conftest import PROMPTS
-from gpi_desktop.core.engine import EncodedPrompt, EngineConfig, auto_batch_size, plan_batches, run_engine
-from gpi_desktop.core.errors import Cancelled
+from gpi_desktop.core.generation.engine import EncodedPrompt, EngineConfig, auto_batch_size, plan_batches, run_engine
+from gpi_desktop.core.vocabulary.errors import Cancelled
 from fakes import RecordingState
 
 MAX_NEW = 40

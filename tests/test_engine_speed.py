@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from gpi_desktop.core import engine
-from gpi_desktop.core.engine import EncodedPrompt, EngineConfig, auto_batch_size, run_engine
+from gpi_desktop.core.generation import engine
+from gpi_desktop.core.generation.engine import EncodedPrompt, EngineConfig, auto_batch_size, run_engine
 from fakes import RecordingState
 
 MAX_NEW = 40

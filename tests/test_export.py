@@ -14,14 +14,14 @@ import pandas as pd
 import pytest
 import torch
 
-from gpi_desktop.core import export as export_module
-from gpi_desktop.core import fileio
-from gpi_desktop.core.errors import Cancelled, DiskFullError, OutputFolderError
-from gpi_desktop.core.export import MANIFEST_NAME, check_output_folder, write_export
+from gpi_desktop.core.output import export as export_module
+from gpi_desktop.core.files import fileio
+from gpi_desktop.core.vocabulary.errors import Cancelled, DiskFullError, OutputFolderError
+from gpi_desktop.core.output.export import MANIFEST_NAME, check_output_folder, write_export
 from fakes import RecordingState
-from gpi_desktop.core.prompts import PromptTable, load_prompt_table
-from gpi_desktop.core.results import STOP_EOS, STOP_LENGTH, PromptResult
-from gpi_desktop.core.settings import ExportSettings
+from gpi_desktop.core.files.prompts import PromptTable, load_prompt_table
+from gpi_desktop.core.vocabulary.results import STOP_EOS, STOP_LENGTH, PromptResult
+from gpi_desktop.core.vocabulary.settings import ExportSettings
 
 H = 24
 FIELDS = {"model": {"id": "tiny/llama", "revision": "abc123"}, "settings": {"pooling": "mean", "max_new_tokens": 40}}

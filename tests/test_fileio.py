@@ -9,9 +9,9 @@ import stat
 
 import pytest
 
-from gpi_desktop.core import fileio
-from gpi_desktop.core.errors import DiskFullError, OutputFolderError
-from gpi_desktop.core.fileio import BackgroundFsync, make_folder, plain_os_errors, write_atomically
+from gpi_desktop.core.files import fileio
+from gpi_desktop.core.vocabulary.errors import DiskFullError, OutputFolderError
+from gpi_desktop.core.files.fileio import BackgroundFsync, make_folder, plain_os_errors, write_atomically
 
 
 def test_write_atomically_replaces_the_file_and_returns_its_sha256(tmp_path):

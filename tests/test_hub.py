@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gpi_desktop.core import hub
-from gpi_desktop.core.errors import AccessError, Cancelled, DiskFullError, ModelError
+from gpi_desktop.core.hub import hub
+from gpi_desktop.core.vocabulary.errors import AccessError, Cancelled, DiskFullError, ModelError
 from fakes import RecordingState
 from hubserver import FakeHub, Repo, point_client_at, repo_from_folder
 
@@ -351,7 +351,7 @@ def test_remote_code_is_detected_only_for_architectures_transformers_does_not_ha
 
 
 def test_hub_id_parameters_come_from_safetensors_metadata(tiny_repo, tiny_llama):
-    from gpi_desktop.core.memory import count_parameters
+    from gpi_desktop.core.model.memory import count_parameters
 
     local = count_parameters(tiny_llama)
     assert hub.fetch_config(MODEL)["hidden_size"] == 64  # before any download: only config.json comes

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from gpi_desktop.core.errors import ModelError
-from gpi_desktop.core.instructions import (
+from gpi_desktop.core.vocabulary.errors import ModelError
+from gpi_desktop.core.generation.instructions import (
     CREATE_INSTRUCTION,
     REPEAT_INSTRUCTION,
     instruction_for,

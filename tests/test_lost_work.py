@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from gpi_desktop.core import runstore
-from gpi_desktop.core.errors import ResumeError
-from gpi_desktop.core.progress import NullState
-from gpi_desktop.core.runstore import HEADER_NAME, RECORDS_NAME, RunJournal
+from gpi_desktop.core.files import runstore
+from gpi_desktop.core.vocabulary.errors import ResumeError
+from gpi_desktop.core.vocabulary.progress import NullState
+from gpi_desktop.core.files.runstore import HEADER_NAME, RECORDS_NAME, RunJournal
 from test_runstore import KEY, H, journal_with
 
 # -- the journal (items 2, 4, 5) ---------------------------------------------------------------------
@@ -70,14 +70,14 @@ def test_a_new_journal_folder_is_made_durable_in_its_parents(tmp_path, monkeypat
 
 
 def _tiny_spec(model: Path, prompts: Path, **settings):
-    from gpi_desktop.core.job import JobSpec
-    from gpi_desktop.core.settings import RunSettings
+    from gpi_desktop.core.job.job import JobSpec
+    from gpi_desktop.core.vocabulary.settings import RunSettings
 
     return JobSpec(prompts, "text", RunSettings(model=str(model), device="cpu", max_new_tokens=8, **settings))
 
 
 def test_run_job_creates_the_journal_with_its_batch_plan(tiny_llama, prompts_csv, tmp_path, monkeypatch):
-    from gpi_desktop.core.job import run_job
+    from gpi_desktop.core.job.job import run_job
 
     writes = []
     real = runstore._write_header
@@ -87,7 +87,7 @@ def test_run_job_creates_the_journal_with_its_batch_plan(tiny_llama, prompts_csv
 
 
 def test_a_journal_whose_plan_was_deleted_is_refused_not_run_one_at_a_time(tiny_llama, prompts_csv, tmp_path):
-    from gpi_desktop.core.job import job_key, load_prompts, run_job
+    from gpi_desktop.core.job.job import job_key, load_prompts, run_job
 
     spec = _tiny_spec(tiny_llama, prompts_csv, batch_size=3)
     work = tmp_path / "work"
@@ -118,7 +118,7 @@ STOPPED = "Stopped. Finished prompts are kept; run the same command with --resum
 KILLER = textwrap.dedent(
     """
     import contextlib, os, re, signal, sys
-    from gpi_desktop.core import export
+    from gpi_desktop.core.output import export
     from gpi_desktop.cli import main
 
     pattern, nth, moment, signame = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
@@ -146,7 +146,7 @@ KILLER = textwrap.dedent(
 def forty(tmp_path_factory, tiny_llama):
     """40 prompts, their uninterrupted export, and a finished journal of the same job."""
     from gpi_desktop.cli import build_parser, spec_from_args
-    from gpi_desktop.core.job import run_job
+    from gpi_desktop.core.job.job import run_job
 
     folder = tmp_path_factory.mktemp("forty")
     prompts = folder / "forty.csv"
@@ -230,7 +230,7 @@ def test_a_full_disk_during_the_export_exits_2_with_the_plain_sentence(tiny_llam
                                                                         monkeypatch, capsys):
     import errno
 
-    from gpi_desktop.core import export
+    from gpi_desktop.core.output import export
 
     def full(self, data):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -290,7 +290,7 @@ def test_a_really_full_disk_exits_2_with_one_sentence(tiny_llama, prompts_csv, t
 def test_overwrite_keeps_a_journal_of_the_same_job_and_regenerates_nothing(forty, tmp_path, monkeypatch):
     import shutil
 
-    from gpi_desktop.core import engine
+    from gpi_desktop.core.generation import engine
 
     args, reference, journal = forty
     out = tmp_path / "out"
@@ -312,7 +312,7 @@ PAUSED = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from gpi_desktop.core import models
+    from gpi_desktop.core.model import models
     from gpi_desktop.cli import main
 
     gate, real = Path(sys.argv[1]), models.load_model

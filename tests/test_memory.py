@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from gpi_desktop.core import memory
-from gpi_desktop.core.errors import SettingsError
-from gpi_desktop.core.memory import DeviceMemory, estimate_memory, fit_verdict
+from gpi_desktop.core.model import memory
+from gpi_desktop.core.vocabulary.errors import SettingsError
+from gpi_desktop.core.model.memory import DeviceMemory, estimate_memory, fit_verdict
 
 GB = 10**9
 GiB = 1024**3
@@ -279,7 +279,7 @@ def test_a_4g_task_on_a_big_node_is_told_its_allocation_not_the_nodes_memory(mon
 
 
 def test_the_engines_automatic_batch_uses_the_allocation(monkeypatch):
-    from gpi_desktop.core import engine
+    from gpi_desktop.core.generation import engine
 
     monkeypatch.setattr(memory, "_machine_ram", lambda: (23 * GB, 64 * GB))
     monkeypatch.setattr(memory, "_cgroup_limit", lambda proc, root: None)
@@ -292,7 +292,7 @@ def test_the_engines_automatic_batch_uses_the_allocation(monkeypatch):
 def test_torch_threads_follow_the_cores_slurm_allocated(monkeypatch):
     import torch
 
-    from gpi_desktop.core.job import use_allocated_cpus
+    from gpi_desktop.core.job.job import use_allocated_cpus
 
     assert memory.allocated_cpus({"SLURM_CPUS_PER_TASK": "1"}) == 1
     assert memory.allocated_cpus({}) == len(__import__("os").sched_getaffinity(0))

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from gpi_desktop.cli import main
-from gpi_desktop.core.errors import AccessError, ModelError, SettingsError
-from gpi_desktop.core.models import describe_target, folder_fingerprint, load_model, pick_dtype, resolve_source
-from gpi_desktop.core.settings import RunSettings
+from gpi_desktop.core.vocabulary.errors import AccessError, ModelError, SettingsError
+from gpi_desktop.core.model.models import describe_target, folder_fingerprint, load_model, pick_dtype, resolve_source
+from gpi_desktop.core.vocabulary.settings import RunSettings
 from hubserver import repo_from_folder
 from test_hub import MODEL, TOKEN, fake_hub  # noqa: F401  (fake_hub is a fixture used by name)
 
@@ -37,8 +37,8 @@ def test_gated_hub_model_without_token_is_one_plain_sentence(fake_hub, tiny_llam
                                                              monkeypatch):
     fake_hub.add(repo_from_folder(MODEL, tiny_llama, access="gated"))
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setattr("gpi_desktop.core.secrets.find_token",
-                        lambda: __import__("gpi_desktop.core.secrets", fromlist=["TokenInfo"]).TokenInfo(None, "none"))
+    monkeypatch.setattr("gpi_desktop.core.hub.secrets.find_token",
+                        lambda: __import__("gpi_desktop.core.hub.secrets", fromlist=["TokenInfo"]).TokenInfo(None, "none"))
     code = main(["run", "--model", MODEL, "--prompts", str(prompts_csv), "--out", str(tmp_path / "o"), "--quiet"])
     err = capsys.readouterr().err.strip()
     assert code == 2

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gpi_desktop.core.errors import SettingsError
-from gpi_desktop.core.options import (
+from gpi_desktop.core.vocabulary.errors import SettingsError
+from gpi_desktop.core.vocabulary.options import (
     check_generation_options,
     check_template_options,
     needs_one_at_a_time,

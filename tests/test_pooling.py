@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gpi_desktop.core.pooling import POOLINGS, OnlinePool, pool_steps
+from gpi_desktop.core.generation.pooling import POOLINGS, OnlinePool, pool_steps
 
 # Three steps of a hidden size of 2: step 0 is the prompt's pass, steps 1 and 2 follow generated tokens.
 STEPS = [torch.tensor([9.0, -9.0]), torch.tensor([1.0, 4.0]), torch.tensor([3.0, -2.0])]

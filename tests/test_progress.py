@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gpi_desktop.core.progress import Progress, estimate_seconds_left
+from gpi_desktop.core.vocabulary.progress import Progress, estimate_seconds_left
 
 
 def test_a_batch_whose_first_prompts_finish_is_not_read_as_slow():

@@ -10,8 +10,8 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from gpi_desktop.core.errors import PromptFileError
-from gpi_desktop.core.prompts import (
+from gpi_desktop.core.vocabulary.errors import PromptFileError
+from gpi_desktop.core.files.prompts import (
     PromptTable,
     empty_rows,
     guess_text_column,

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from gpi_desktop.cli import main
-from gpi_desktop.core.compare import compare_exports
-from gpi_desktop.core.errors import InputError
-from gpi_desktop.core.job import JobSpec, export_run, run_job
-from gpi_desktop.core.provenance import inspect_export
-from gpi_desktop.core.settings import ExportSettings, RunSettings
+from gpi_desktop.core.output.compare import compare_exports
+from gpi_desktop.core.vocabulary.errors import InputError
+from gpi_desktop.core.job.job import JobSpec, export_run, run_job
+from gpi_desktop.core.output.provenance import inspect_export
+from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings
 
 
 def make_export(folder: Path, model: Path, prompts: Path, **settings) -> Path:

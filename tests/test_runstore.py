@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpi_desktop.core import runstore
-from gpi_desktop.core.errors import DiskFullError, ResumeError
-from gpi_desktop.core.results import STOP_EOS, STOP_LENGTH, PromptResult
-from gpi_desktop.core.runstore import RECORDS_NAME, VECTORS_NAME, RunJournal, key_changes
+from gpi_desktop.core.files import runstore
+from gpi_desktop.core.vocabulary.errors import DiskFullError, ResumeError
+from gpi_desktop.core.vocabulary.results import STOP_EOS, STOP_LENGTH, PromptResult
+from gpi_desktop.core.files.runstore import RECORDS_NAME, VECTORS_NAME, RunJournal, key_changes
 
 H = 16
 KEY = {
@@ -264,7 +264,7 @@ WRITER = textwrap.dedent(
     sys.path.insert(0, sys.argv[2])
     sys.path.insert(0, sys.argv[3])
     from test_runstore import KEY, H, result
-    from gpi_desktop.core.runstore import RunJournal
+    from gpi_desktop.core.files.runstore import RunJournal
 
     journal = RunJournal.create(sys.argv[1], KEY, hidden_size=H)
     for row in range(1_000_000):

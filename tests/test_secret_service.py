@@ -29,7 +29,7 @@ def secret_service(monkeypatch, tmp_path):
     from huggingface_hub import constants
     from keyring.backends import SecretService
 
-    from gpi_desktop.core import secrets
+    from gpi_desktop.core.hub import secrets
 
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "token"))
@@ -45,7 +45,7 @@ def secret_service(monkeypatch, tmp_path):
 
 
 def test_token_round_trips_through_the_secret_service(secret_service):
-    from gpi_desktop.core import secrets
+    from gpi_desktop.core.hub import secrets
 
     assert secrets.keyring_backend_available()
     assert secrets.backend_name() == "Secret Service (GNOME Keyring / KWallet)"
@@ -64,7 +64,7 @@ def test_token_saved_by_the_cli_is_read_by_another_process(secret_service, tmp_p
                            input=TOKEN + "\n", text=True, capture_output=True, env=env, timeout=60)
     assert saved.returncode == 0, saved.stderr
     assert "Secret Service" in saved.stdout and TOKEN not in saved.stdout + saved.stderr
-    read = subprocess.run([sys.executable, "-c", "from gpi_desktop.core.secrets import find_token;"
+    read = subprocess.run([sys.executable, "-c", "from gpi_desktop.core.hub.secrets import find_token;"
                            "t = find_token(); print(t.source, t.token == " + repr(TOKEN) + ")"],
                           text=True, capture_output=True, env=env, timeout=60)
     assert read.stdout.split() == ["keyring", "True"], read.stderr

@@ -15,8 +15,8 @@ from keyring.backend import KeyringBackend
 from keyring.backends import fail
 
 from gpi_desktop import cli_token
-from gpi_desktop.core import secrets
-from gpi_desktop.core.errors import AccessError, KeyringUnavailableError
+from gpi_desktop.core.hub import secrets
+from gpi_desktop.core.vocabulary.errors import AccessError, KeyringUnavailableError
 from test_hub import fake_hub  # noqa: F401  (a fixture used by name)
 
 TOKEN = "hf_" + "Qw3rTy" * 5 + "abcd"

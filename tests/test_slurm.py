@@ -5,7 +5,7 @@ Runs only where .ci/slurm-up.sh started munged, slurmctld and slurmd on this mac
 
     GPI_TEST_SLURM=1 GPI_TEST_SLURM_USER=<user> python -m pytest -m slurm tests/test_slurm.py
 
-The folder is written by the dialog's own code (core.sbatch.write_job_folder), submitted by running its
+The folder is written by the dialog's own code (core.cluster.sbatch.write_job_folder), submitted by running its
 run.sbatch from the user's home folder, one task is requeued while it runs (it continues where it stopped),
 and the merged export is compared file by file with a single run of the same job.
 """
@@ -27,10 +27,10 @@ import pandas as pd
 import pytest
 
 from conftest import PROMPTS
-from gpi_desktop.core.job import JobSpec
-from gpi_desktop.core.sbatch import ClusterSettings, write_job_folder
-from gpi_desktop.core.settings import ExportSettings, RunSettings
-from gpi_desktop.core.tinymodel import TinySpec, build_tiny_model
+from gpi_desktop.core.job.job import JobSpec
+from gpi_desktop.core.cluster.sbatch import ClusterSettings, write_job_folder
+from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings
+from gpi_desktop.core.model.tinymodel import TinySpec, build_tiny_model
 
 pytestmark = [
     pytest.mark.slurm,

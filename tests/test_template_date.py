@@ -12,12 +12,12 @@ import pytest
 
 from conftest import PROMPTS
 from gpi_desktop.cli import main
-from gpi_desktop.core.errors import Cancelled, SettingsError
-from gpi_desktop.core.instructions import make_renderer, token_ids_sha256
-from gpi_desktop.core.job import JobSpec, export_run, job_hash, job_key, run_job
+from gpi_desktop.core.vocabulary.errors import Cancelled, SettingsError
+from gpi_desktop.core.generation.instructions import make_renderer, token_ids_sha256
+from gpi_desktop.core.job.job import JobSpec, export_run, job_hash, job_key, run_job
 from fakes import RecordingState
-from gpi_desktop.core.settings import ExportSettings, RunSettings
-from gpi_desktop.core.template_date import c_strftime, parse_template_date
+from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings
+from gpi_desktop.core.vocabulary.template_date import c_strftime, parse_template_date
 
 MAX_NEW = 6
 DAY1, DAY2, DAY3 = dt.date(2026, 3, 30), dt.date(2026, 3, 31), dt.date(2026, 4, 1)
@@ -102,7 +102,7 @@ def test_a_date_string_template_option_still_reaches_the_template(tokenizer, clo
 
 
 def test_adding_the_date_keeps_the_key_of_a_job_without_one(tiny_dated, prompts_csv):
-    from gpi_desktop.core.job import load_prompts
+    from gpi_desktop.core.job.job import load_prompts
 
     spec = spec_for(tiny_dated, prompts_csv)
     table = load_prompts(spec)
@@ -136,7 +136,7 @@ def test_a_journal_of_an_earlier_version_resumes_with_the_day_it_was_started(tin
                                                                             clock):
     import os
 
-    from gpi_desktop.core.runstore import HEADER_NAME
+    from gpi_desktop.core.files.runstore import HEADER_NAME
 
     spec = spec_for(tiny_dated, prompts_csv)
     with pytest.raises(Cancelled):
@@ -174,7 +174,7 @@ def test_the_cli_template_date_flag_sets_the_job_date(tiny_dated, prompts_csv, t
 
 def test_shards_run_on_different_days_merge_into_the_files_of_a_single_run(tiny_dated, prompts_csv, tmp_path,
                                                                           clock):
-    from gpi_desktop.core.sbatch import ClusterSettings, write_job_folder
+    from gpi_desktop.core.cluster.sbatch import ClusterSettings, write_job_folder
 
     job = write_job_folder(tmp_path / "job", spec_for(tiny_dated, prompts_csv),
                            ClusterSettings(shards=2, gpus_per_task=0)).folder  # prepared on day 1

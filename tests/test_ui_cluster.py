@@ -11,9 +11,9 @@ from PySide6.QtCore import Qt
 
 from conftest import PROMPTS
 from gpi_desktop.cli import main
-from gpi_desktop.core.job import JobSpec
-from gpi_desktop.core.settings import ExportSettings, RunSettings
-from gpi_desktop.core.shards import load_job_file
+from gpi_desktop.core.job.job import JobSpec
+from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings
+from gpi_desktop.core.cluster.shards import load_job_file
 from gpi_desktop.ui.cluster_dialog import MergeShardsDialog, PrepareClusterDialog
 from ui_fixtures import make_window, memory_keyring  # noqa: F401 - pytest fixtures
 
@@ -89,7 +89,7 @@ def test_prepare_dialog_refuses_a_folder_that_is_not_empty(qtbot, spec, tmp_path
 @pytest.fixture
 def finished_job(spec, tmp_path):
     """A job folder whose two shards ran (in this process, as the cluster's tasks would)."""
-    from gpi_desktop.core.sbatch import ClusterSettings, write_job_folder
+    from gpi_desktop.core.cluster.sbatch import ClusterSettings, write_job_folder
 
     job = write_job_folder(tmp_path / "job", spec, ClusterSettings(shards=2, gpus_per_task=0)).folder
     for i in (1, 2):
@@ -146,7 +146,7 @@ def test_main_window_cluster_menu_opens_prepare_only_for_a_ready_job(make_window
 
 def test_merge_dialog_given_a_job_folder_without_results_speaks_of_its_result_folders(qtbot, merge_dialog, spec,
                                                                                       tmp_path):
-    from gpi_desktop.core.sbatch import ClusterSettings, write_job_folder
+    from gpi_desktop.core.cluster.sbatch import ClusterSettings, write_job_folder
 
     job = write_job_folder(tmp_path / "job", spec, ClusterSettings(shards=2, gpus_per_task=0)).folder
     dialog = merge_dialog

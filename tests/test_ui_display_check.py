@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from gpi_desktop.core.errors import DisplayError
+from gpi_desktop.core.vocabulary.errors import DisplayError
 from gpi_desktop.ui.display_check import check_display_libraries, uses_xcb
 
 NO_CURSOR = "import gpi_desktop.ui.display_check as d; d.library_loads = lambda soname: soname != 'libxcb-cursor.so.0'\n"

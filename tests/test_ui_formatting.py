@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gpi_desktop.core.progress import Progress
+from gpi_desktop.core.vocabulary.progress import Progress
 from gpi_desktop.ui.formatting import human_bytes, human_duration, linkify, progress_line
 from gpi_desktop.ui.run_page import RunPage
 from gpi_desktop.ui.textmatch import similarity

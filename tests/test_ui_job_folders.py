@@ -6,7 +6,7 @@ from conftest import PROMPTS
 from test_ui_run import _stop_after_first_result, prepare, run_to_end
 from ui_fixtures import make_window, memory_keyring  # noqa: F401 - pytest fixtures
 
-from gpi_desktop.core.legacy_runs import adopt_job_folders, job_folder
+from gpi_desktop.core.files.legacy_runs import adopt_job_folders, job_folder
 from gpi_desktop.ui.resources import APPLICATION, app_data_dir, legacy_data_dirs
 
 

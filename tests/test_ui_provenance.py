@@ -7,7 +7,7 @@ import json
 from test_ui_run import prepare, run_to_end
 from ui_fixtures import make_window, memory_keyring  # noqa: F401 - fixtures
 
-from gpi_desktop.core.settings import RunSettings
+from gpi_desktop.core.vocabulary.settings import RunSettings
 
 
 def test_the_template_date_field_sets_the_jobs_date_and_a_bad_one_is_refused(qtbot, make_window, tiny_dated,

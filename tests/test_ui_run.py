@@ -12,7 +12,7 @@ from conftest import PROMPTS
 from PySide6.QtCore import Qt
 from ui_fixtures import make_window, memory_keyring, wait_idle  # noqa: F401 - fixtures
 
-from gpi_desktop.core.results import STOP_LENGTH
+from gpi_desktop.core.vocabulary.results import STOP_LENGTH
 from gpi_desktop.ui.table_models import (
     COL_MATCH,
     COL_PROMPT,
@@ -354,7 +354,7 @@ def test_stop_and_close_during_a_run_stops_without_asking_and_closes(qtbot, make
 @pytest.mark.parametrize("answer", ["Change the settings", "Run anyway"])
 def test_a_run_the_memory_estimate_rejects_is_stopped_until_the_user_says_run_anyway(
         answer, qtbot, make_window, tiny_llama, prompts_csv, monkeypatch):
-    from gpi_desktop.core import memory
+    from gpi_desktop.core.model import memory
 
     tiny_ram = memory.DeviceMemory("this computer's memory (RAM)", 100_000, 200_000)
     monkeypatch.setattr(memory, "available_memory", lambda device="auto": [tiny_ram])

@@ -155,7 +155,7 @@ def test_an_unfinished_job_whose_prompts_file_moved_or_changed_says_so(qtbot, ma
     import pandas as pd
     from conftest import PROMPTS
 
-    from gpi_desktop.core.job import unfinished_jobs
+    from gpi_desktop.core.job.job import unfinished_jobs
 
     moved, changed = tmp_path / "moved.csv", tmp_path / "changed.csv"
     pd.DataFrame({"text": PROMPTS}).to_csv(moved, index=False)

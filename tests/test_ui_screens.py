@@ -157,7 +157,7 @@ def test_the_real_window_opens_inside_a_1920x1080_screen_at_200_percent(tmp_path
 def test_the_preview_shows_match_with_input_and_shares_the_width_between_prompt_and_text(qtbot, make_window, screen):
     from PySide6.QtCore import Qt
 
-    from gpi_desktop.core.results import STOP_EOS, PromptResult
+    from gpi_desktop.core.vocabulary.results import STOP_EOS, PromptResult
     from gpi_desktop.ui.table_models import COL_MATCH, COL_PROMPT, COL_TEXT
 
     prompt = "Write a short campaign speech for a candidate who is a farmer and a mother of three, named " * 2 + "Ana"

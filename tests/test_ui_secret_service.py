@@ -26,7 +26,7 @@ def test_the_token_step_saves_to_and_removes_from_the_secret_service(qtbot, monk
     from huggingface_hub import constants
     from keyring.backends import SecretService
 
-    from gpi_desktop.core import secrets
+    from gpi_desktop.core.hub import secrets
     from gpi_desktop.ui.tasks import BackgroundCalls
     from gpi_desktop.ui.token_panel import TokenPanel
 

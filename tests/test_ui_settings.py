@@ -7,8 +7,8 @@ from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QComboBox, QLineEdit, QPlainTextEdit, QSpinBox, QWidget
 from ui_fixtures import make_window, memory_keyring, wait_idle  # noqa: F401 - fixtures
 
-from gpi_desktop.core.errors import SettingsError
-from gpi_desktop.core.settings import ExportSettings, RunSettings
+from gpi_desktop.core.vocabulary.errors import SettingsError
+from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings
 from gpi_desktop.ui import prefs
 from gpi_desktop.ui.resources import demo_model_path
 from gpi_desktop.ui.export_flow import folder_has_files, gpi_pack_snippet

@@ -8,8 +8,8 @@ import time
 import pytest
 from PySide6.QtCore import QThread
 
-from gpi_desktop.core.errors import Cancelled, PromptFileError
-from gpi_desktop.core.progress import Progress, check_cancel
+from gpi_desktop.core.vocabulary.errors import Cancelled, PromptFileError
+from gpi_desktop.core.vocabulary.progress import Progress, check_cancel
 from gpi_desktop.ui.tasks import BackgroundCalls, TaskRunner
 from ui_fixtures import make_window, memory_keyring  # noqa: F401 - fixtures
 

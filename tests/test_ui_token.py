@@ -9,7 +9,7 @@ import pytest
 from keyring.backends import fail
 from ui_fixtures import make_window, memory_keyring, wait_idle  # noqa: F401 - fixtures
 
-from gpi_desktop.core import secrets
+from gpi_desktop.core.hub import secrets
 from gpi_desktop.ui.tasks import BackgroundCalls
 from gpi_desktop.ui.token_panel import TokenPanel
 

@@ -1,18 +1,18 @@
-"""core.job.unfinished_jobs: the jobs a stop or a crash left, with what reopening them needs."""
+"""core.job.job.unfinished_jobs: the jobs a stop or a crash left, with what reopening them needs."""
 
 from __future__ import annotations
 
 import pandas as pd
 from conftest import PROMPTS
 
-from gpi_desktop.core.errors import Cancelled
-from gpi_desktop.core.job import FILE_AS_IT_WAS, FILE_CHANGED, FILE_MOVED, JobSpec, job_hash, run_job, unfinished_jobs
+from gpi_desktop.core.vocabulary.errors import Cancelled
+from gpi_desktop.core.job.job import FILE_AS_IT_WAS, FILE_CHANGED, FILE_MOVED, JobSpec, job_hash, run_job, unfinished_jobs
 from fakes import RecordingState
-from gpi_desktop.core.settings import RunSettings
+from gpi_desktop.core.vocabulary.settings import RunSettings
 
 
 def _stop_a_job(model, csv, runs, **settings):
-    from gpi_desktop.core.job import load_prompts
+    from gpi_desktop.core.job.job import load_prompts
 
     spec = JobSpec(csv, "text", RunSettings(model=str(model), device="cpu", max_new_tokens=8, batch_size=1, **settings))
     work = runs / job_hash(spec, load_prompts(spec))

@@ -10,7 +10,7 @@ from test_secrets import MemoryKeyring  # the core tests' in-memory stand-in for
 @pytest.fixture
 def memory_keyring(monkeypatch):
     """The in-memory keyring as the OS keyring; no token in the environment or a hub login."""
-    from gpi_desktop.core import secrets
+    from gpi_desktop.core.hub import secrets
 
     previous = keyring.get_keyring()
     backend = MemoryKeyring()

@@ -10,7 +10,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
-from gpi_desktop.core.errors import EXIT_CANCELLED
+from gpi_desktop.core.vocabulary.errors import EXIT_CANCELLED
 from gpi_desktop.ui.display_check import check_display_libraries
 from gpi_desktop.ui.resources import APPLICATION, ORGANIZATION, icon_path
 

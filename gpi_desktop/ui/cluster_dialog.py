@@ -1,7 +1,7 @@
 """"Prepare for a cluster" (write a SLURM job folder) and "Merge cluster results" (shard folders -> one export).
 
-Both are thin: the job folder comes from core.sbatch.write_job_folder, the
-merge from core.shards.merge_shards, run in a TaskRunner worker so the window
+Both are thin: the job folder comes from core.cluster.sbatch.write_job_folder, the
+merge from core.cluster.shards.merge_shards, run in a TaskRunner worker so the window
 stays responsive and the merge can be stopped.
 """
 
@@ -32,11 +32,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gpi_desktop.core.errors import GpiError, NoResultsFolderError
+from gpi_desktop.core.vocabulary.errors import GpiError, NoResultsFolderError
 from gpi_desktop.ui.folders import open_in_file_manager
 from gpi_desktop.ui.screen_fit import fit_dialog
-from gpi_desktop.core.progress import Progress
-from gpi_desktop.core.sbatch import ClusterSettings, write_job_folder
+from gpi_desktop.core.vocabulary.progress import Progress
+from gpi_desktop.core.cluster.sbatch import ClusterSettings, write_job_folder
 from gpi_desktop.ui.tasks import TaskRunner
 
 PREPARE_TITLE = "Prepare for a cluster"
@@ -56,7 +56,7 @@ def _message(error: BaseException) -> str:
 
 def _write_job_folder(folder: Path, spec, cluster: ClusterSettings, state):
     """In the worker: the token (keyring) and the Hub may be slow; pinning the model's commit needs them."""
-    from gpi_desktop.core.secrets import find_token
+    from gpi_desktop.core.hub.secrets import find_token
 
     state.set_status("Writing the job folder (and pinning the model's version)…")
     return write_job_folder(folder, spec, cluster, token=find_token().token)
@@ -91,7 +91,7 @@ class _WorkerDialog(QDialog):
 class PrepareClusterDialog(_WorkerDialog):
     """Fields for the SLURM script, then a job folder and plain instructions."""
 
-    written = Signal(object)  # core.sbatch.JobFolder
+    written = Signal(object)  # core.cluster.sbatch.JobFolder
 
     def __init__(self, spec, rows: int, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -255,7 +255,7 @@ class PrepareClusterDialog(_WorkerDialog):
 
     def write(self) -> bool:
         """Check the fields here, then write the folder in the worker (pinning the model's commit may use the network)."""
-        from gpi_desktop.core.export import check_output_folder
+        from gpi_desktop.core.output.export import check_output_folder
 
         self.error.hide()
         folder = self.folder.text().strip()
@@ -312,7 +312,7 @@ class PrepareClusterDialog(_WorkerDialog):
 class MergeShardsDialog(_WorkerDialog):
     """Pick the job (or shards) folder and a new export folder; the merge runs in a worker and can be stopped."""
 
-    merged = Signal(object)  # core.export.ExportSummary
+    merged = Signal(object)  # core.output.export.ExportSummary
 
     def __init__(self, parent: QWidget | None = None, start_folder: Path | None = None) -> None:
         super().__init__(parent)
@@ -372,7 +372,7 @@ class MergeShardsDialog(_WorkerDialog):
         self.runner.cancelled.connect(lambda: self._show("Stopped; nothing was written. Press Merge to start again."))
 
     def merge(self) -> bool:
-        from gpi_desktop.core.shards import merge_shards
+        from gpi_desktop.core.cluster.shards import merge_shards
 
         shards, out = self.shards.text().strip(), self.out.text().strip()
         if not shards or not out:
@@ -454,7 +454,7 @@ def install_cluster_menu(window: QMainWindow, current_job: Callable[[], tuple[ob
 
 def main_window_job(window) -> tuple[object, int] | str:
     """The job the main window would run now, or the reason it has none (what the window itself would say)."""
-    from gpi_desktop.core.job import JobSpec
+    from gpi_desktop.core.job.job import JobSpec
 
     blocker = window.run_blocker()
     if blocker:

@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from gpi_desktop.core.errors import DisplayError
+from gpi_desktop.core.vocabulary.errors import DisplayError
 
 # The libraries Qt's xcb plugin loads that a desktop may lack, and the Debian/Ubuntu package of each.
 XCB_LIBRARIES = (

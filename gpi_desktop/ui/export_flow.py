@@ -5,8 +5,8 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from gpi_desktop.core.export import DEFAULT_ALLOWED_NAMES
-from gpi_desktop.core.settings import ExportSettings
+from gpi_desktop.core.output.export import DEFAULT_ALLOWED_NAMES
+from gpi_desktop.core.vocabulary.settings import ExportSettings
 from gpi_desktop.ui.formatting import settings_words
 
 
@@ -54,7 +54,7 @@ def exported_files_text(export: ExportSettings) -> str:
 
 
 def made_with_html(outcome) -> str:
-    """What a finished run (`core.job.RunOutcome`) was made with, as HTML lines for the export step."""
+    """What a finished run (`core.job.job.RunOutcome`) was made with, as HTML lines for the export step."""
     lines = job_html(outcome.spec, outcome.table, len(outcome.results), outcome.model_info)
     template = getattr(outcome, "template", None)
     if template is not None:
@@ -64,7 +64,7 @@ def made_with_html(outcome) -> str:
 
 
 def job_html(spec, table, rows: int, model_info=None) -> str:
-    """A job's model, prompts and settings (`core.job.JobSpec`, `PromptTable`), as HTML lines.
+    """A job's model, prompts and settings (`core.job.job.JobSpec`, `PromptTable`), as HTML lines.
 
     With `model_info` (the loaded model's `ModelInfo`, known once a run finished) the precision, device and
     vector length are named too.
@@ -85,7 +85,7 @@ def job_html(spec, table, rows: int, model_info=None) -> str:
 
 
 def stale_html(made_with: str, changes) -> str:
-    """Why results on screen are not the current inputs' (`core.runstore.KeyChange`s), and what to do."""
+    """Why results on screen are not the current inputs' (`core.files.runstore.KeyChange`s), and what to do."""
     changed = "; ".join(html.escape(c.words(), quote=False) for c in changes) or "the inputs are not complete"
     return (f"<b>These results do not match the current inputs, so they cannot be exported.</b> "
             f"They were made with:<br>{made_with}<br><b>Changed since:</b> {changed}.<br>"

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gpi_desktop.core.settings import ExportSettings
+from gpi_desktop.core.vocabulary.settings import ExportSettings
 from gpi_desktop.ui.export_flow import exported_files_text
 from gpi_desktop.ui.formatting import linkify
 
@@ -141,7 +141,7 @@ class ExportPage(QWidget):
         self.inspect_label.setText(f"Reading '{folder}' and checking its files\u2026")
 
     def show_inspection(self, lines: list[str], ok: bool) -> None:
-        """The plain-words report of core.provenance; a failed checksum is said in the error colour."""
+        """The plain-words report of core.output.provenance; a failed checksum is said in the error colour."""
         self.inspect_button.setEnabled(True)
         self.inspect_label.setText("Every file matches its checksum." if ok
                                    else "Some files do not match their checksums (see the last line).")

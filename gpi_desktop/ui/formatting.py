@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import re
 
-from gpi_desktop.core.progress import Progress
+from gpi_desktop.core.vocabulary.progress import Progress
 
 _URL = re.compile(r"https?://[^\s,;()<>\"']+")
 
@@ -67,7 +67,7 @@ def linkify(text: str) -> str:
 
 
 def settings_words(run) -> str:
-    """The settings that shape the texts (`core.settings.RunSettings`), in one line of plain words."""
+    """The settings that shape the texts (`core.vocabulary.settings.RunSettings`), in one line of plain words."""
     task = run.task if run.task in ("create", "repeat") else "your own instruction"
     style = "gpi_pack-compatible" if run.template == "gpi_pack" else "model-card"
     return f"task {task}, pooling {run.pooling}, at most {run.max_new_tokens:,} new tokens, {style} chat formatting"

@@ -8,7 +8,7 @@ from pathlib import Path
 from PySide6.QtCore import QSize
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTextBrowser, QVBoxLayout, QWidget
 
-from gpi_desktop.core.settings import ExportSettings
+from gpi_desktop.core.vocabulary.settings import ExportSettings
 from gpi_desktop.ui.export_flow import exported_files_text, gpi_pack_snippet
 from gpi_desktop.ui.screen_fit import fit_dialog
 

@@ -1,7 +1,7 @@
 """The main window: six steps in the order a researcher works, and the one run at a time.
 
 The window holds no engine logic. It builds a `JobSpec` from the panels, runs
-`core.job.run_job` / `export_run` through the `TaskRunner` (one worker on a
+`core.job.job.run_job` / `export_run` through the `TaskRunner` (one worker on a
 QThread) and shows what comes back. Each job keeps its journal in the app data
 folder under runs/<job hash>, so a run stopped for any reason continues later.
 """
@@ -35,10 +35,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gpi_desktop.core.errors import GpiError, MemoryFitError
-from gpi_desktop.core.legacy_runs import adopt_job_folders
-from gpi_desktop.core.progress import Progress
-from gpi_desktop.core.settings import DEFAULT_MODEL, ExportSettings
+from gpi_desktop.core.vocabulary.errors import GpiError, MemoryFitError
+from gpi_desktop.core.files.legacy_runs import adopt_job_folders
+from gpi_desktop.core.vocabulary.progress import Progress
+from gpi_desktop.core.vocabulary.settings import DEFAULT_MODEL, ExportSettings
 from gpi_desktop.ui import none_guard, prefs
 from gpi_desktop.ui.export_flow import (
     folder_has_files,
@@ -82,11 +82,11 @@ UNEXPECTED = "Something unexpected went wrong ({kind}); the details are in the l
 class PendingRun:
     """A run the user asked for, between the journal check and its start."""
 
-    spec: object  # core.job.JobSpec
-    table: object  # core.prompts.PromptTable
+    spec: object  # core.job.job.JobSpec
+    table: object  # core.files.prompts.PromptTable
     work_dir: Path
     finished: int | None  # prompts already in this job's journal, None when there is none
-    key: dict  # core.job.job_key: what the results of this run will belong to
+    key: dict  # core.job.job.job_key: what the results of this run will belong to
     finished_results: tuple = ()  # the journal's finished rows, for the table (their vectors left on disk)
 
 
@@ -95,9 +95,9 @@ def _inspect_job(spec, table, runs_dir: Path, elsewhere: tuple[Path, ...] = ()) 
 
     `elsewhere`: older runs folders whose jobs could not be moved into `runs_dir`.
     """
-    from gpi_desktop.core.job import job_hash, job_key
-    from gpi_desktop.core.legacy_runs import job_folder
-    from gpi_desktop.core.runstore import RunJournal
+    from gpi_desktop.core.job.job import job_hash, job_key
+    from gpi_desktop.core.files.legacy_runs import job_folder
+    from gpi_desktop.core.files.runstore import RunJournal
 
     key = job_key(spec, table)
     work_dir = job_folder(runs_dir, job_hash(spec, table), elsewhere)
@@ -132,7 +132,7 @@ class MainWindow(QMainWindow):
         self.old_runs_dirs = tuple(old / RUNS_DIRNAME for old in legacy_dirs
                                    if adopt_job_folders(old / RUNS_DIRNAME, self.runs_dir))
         self.prompter = prompter or Prompter()
-        self.outcome = None  # the last finished run (core.job.RunOutcome)
+        self.outcome = None  # the last finished run (core.job.job.RunOutcome)
         self.last_export: Path | None = None
         self._task = ""  # "run" or "export" while the runner is busy
         self._starting = False  # between Run and the start of the worker (the journal check)
@@ -144,7 +144,7 @@ class MainWindow(QMainWindow):
         self._shown: PendingRun | None = None  # the job whose results are in the preview (finished or not)
         self._shown_changes: tuple | None = None  # what the window last said about them (see _show_freshness)
         self._export_settings: ExportSettings | None = None  # the file names of the export under way
-        self._reopening = None  # the core.job.UnfinishedJob being reopened, until its prompts file is read
+        self._reopening = None  # the core.job.job.UnfinishedJob being reopened, until its prompts file is read
 
         self.setWindowTitle(APPLICATION)
         if icon_path().is_file():
@@ -345,7 +345,7 @@ class MainWindow(QMainWindow):
     # --- unfinished jobs -------------------------------------------------------------------------
 
     def _look_for_unfinished_jobs(self) -> None:
-        from gpi_desktop.core.job import unfinished_jobs
+        from gpi_desktop.core.job.job import unfinished_jobs
 
         folders = (self.runs_dir, *self.old_runs_dirs)  # jobs an older version kept where they could not be moved
         self.calls.call(lambda: sorted((job for folder in folders for job in unfinished_jobs(folder)),
@@ -355,7 +355,7 @@ class MainWindow(QMainWindow):
 
     def reopen_job(self, job) -> None:
         """Set the model, settings and prompts file of an unfinished job; its finished rows then show in step 5."""
-        from gpi_desktop.core.job import FILE_MOVED
+        from gpi_desktop.core.job.job import FILE_MOVED
 
         if self.runner.is_busy():
             return
@@ -422,8 +422,8 @@ class MainWindow(QMainWindow):
         return None
 
     def current_spec(self):
-        """The job the inputs describe now (`core.job.JobSpec`); raises GpiError in plain words for a bad input."""
-        from gpi_desktop.core.job import JobSpec
+        """The job the inputs describe now (`core.job.job.JobSpec`); raises GpiError in plain words for a bad input."""
+        from gpi_desktop.core.job.job import JobSpec
 
         table = self.prompts_panel.table
         run, export = self.settings_panel.values(model=self.model_panel.model())
@@ -437,8 +437,8 @@ class MainWindow(QMainWindow):
         """
         if self._shown is None:
             return None
-        from gpi_desktop.core.job import job_key
-        from gpi_desktop.core.runstore import KeyChange, key_changes
+        from gpi_desktop.core.job.job import job_key
+        from gpi_desktop.core.files.runstore import KeyChange, key_changes
 
         table = self.prompts_panel.table
         if table is None or self.prompts_panel.is_loading():
@@ -615,7 +615,7 @@ class MainWindow(QMainWindow):
         self.run_page.reset_progress(len(table), self._prompts_done)
 
         def task(state):
-            from gpi_desktop.core.job import run_job
+            from gpi_desktop.core.job.job import run_job
 
             if start_over:
                 shutil.rmtree(work_dir, ignore_errors=True)
@@ -771,8 +771,8 @@ class MainWindow(QMainWindow):
         self.export_page.set_exporting(True)
 
         def task(state):
-            from gpi_desktop.core.folderhold import hold_folder
-            from gpi_desktop.core.job import export_run
+            from gpi_desktop.core.files.folderhold import hold_folder
+            from gpi_desktop.core.job.job import export_run
 
             with hold_folder(folder):  # a command-line run writing into it meanwhile is refused, not overwritten
                 return export_run(outcome, folder, overwrite=overwrite, state=state)
@@ -807,7 +807,7 @@ class MainWindow(QMainWindow):
 
     def inspect_folder(self, folder: Path) -> None:
         """Say what `folder` was made with and check its files, off the main thread (it reads every file)."""
-        from gpi_desktop.core.provenance import inspect_export
+        from gpi_desktop.core.output.provenance import inspect_export
 
         self.export_page.set_inspecting(str(folder))
         self.calls.call(lambda: inspect_export(folder),
@@ -870,7 +870,7 @@ class MainWindow(QMainWindow):
 
 def _current_token() -> str | None:
     """The token from the keyring / session / environment; called only on worker threads."""
-    from gpi_desktop.core.secrets import find_token
+    from gpi_desktop.core.hub.secrets import find_token
 
     return find_token().token
 

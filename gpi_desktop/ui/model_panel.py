@@ -19,8 +19,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gpi_desktop.core.errors import GpiError
-from gpi_desktop.core.settings import DEFAULT_MODEL
+from gpi_desktop.core.vocabulary.errors import GpiError
+from gpi_desktop.core.vocabulary.settings import DEFAULT_MODEL
 from gpi_desktop.ui.formatting import human_bytes, linkify
 from gpi_desktop.ui.resources import demo_model_path, is_demo_model
 from gpi_desktop.ui.tasks import BackgroundCalls
@@ -55,7 +55,7 @@ class MemoryInputs:
 
 @dataclass(frozen=True)
 class TargetCheck:
-    """What the run will use (`core.models.TargetInfo`) and whether it fits (`core.memory.FitVerdict` or None)."""
+    """What the run will use (`core.model.models.TargetInfo`) and whether it fits (`core.model.memory.FitVerdict` or None)."""
 
     target: object
     verdict: object | None
@@ -63,8 +63,8 @@ class TargetCheck:
 
 def check_target(model: str, inputs: MemoryInputs, token: str | None) -> TargetCheck:
     """Runs on a background thread: reads the config (and weight sizes), never the weights."""
-    from gpi_desktop.core.memory import check_fit
-    from gpi_desktop.core.models import describe_target
+    from gpi_desktop.core.model.memory import check_fit
+    from gpi_desktop.core.model.models import describe_target
 
     target = describe_target(model, inputs.device, token)
     verdict = None
@@ -91,7 +91,7 @@ CACHE_MIN_ROWS = 2  # one row alone looks like a text field, not a list to pick 
 
 @dataclass(frozen=True)
 class CacheListing:
-    """What the Hugging Face cache holds (`core.hub.CachedModel`s) and where it is."""
+    """What the Hugging Face cache holds (`core.hub.hub.CachedModel`s) and where it is."""
 
     models: tuple
     folder: str
@@ -103,7 +103,7 @@ def list_cache() -> CacheListing:
     """Runs on a background thread: scans the cache folder (it may be large, or on a slow disk)."""
     from huggingface_hub import constants
 
-    from gpi_desktop.core.hub import cached_models, cached_snapshot, hub_cache_dir
+    from gpi_desktop.core.hub.hub import cached_models, cached_snapshot, hub_cache_dir
 
     models = tuple(cached_models())
     incomplete = frozenset(m.model_id for m in models if cached_snapshot(m.model_id, m.path.name) is None)

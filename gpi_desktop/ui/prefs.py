@@ -13,9 +13,9 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings
 
-from gpi_desktop.core.errors import SettingsError
-from gpi_desktop.core.options import parse_options
-from gpi_desktop.core.settings import ExportSettings, RunSettings
+from gpi_desktop.core.vocabulary.errors import SettingsError
+from gpi_desktop.core.vocabulary.options import parse_options
+from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings
 
 _RUN = "run/"
 _EXPORT = "export/"

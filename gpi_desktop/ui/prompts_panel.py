@@ -15,8 +15,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gpi_desktop.core import prompts as core_prompts
-from gpi_desktop.core.errors import GpiError
+from gpi_desktop.core.files import prompts as core_prompts
+from gpi_desktop.core.vocabulary.errors import GpiError
 from gpi_desktop.ui.resources import sample_prompts_path
 from gpi_desktop.ui.table_models import DataFrameModel, read_only_table
 from gpi_desktop.ui.tasks import BackgroundCalls
@@ -36,7 +36,7 @@ ENCODING_WORDS = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8", "utf-16": "UTF-16", "c
 class PromptsPanel(QWidget):
     """Open a file, pick the text column, see rows and empty cells before the run."""
 
-    table_changed = Signal(object)  # core.prompts.PromptTable with a chosen column, or None
+    table_changed = Signal(object)  # core.files.prompts.PromptTable with a chosen column, or None
     load_failed = Signal(str)
 
     def __init__(self, calls: BackgroundCalls, parent: QWidget | None = None) -> None:

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gpi_desktop.core.progress import Progress
+from gpi_desktop.core.vocabulary.progress import Progress
 from gpi_desktop.ui.formatting import linkify, progress_line
 from gpi_desktop.ui.table_models import (
     COL_MATCH,

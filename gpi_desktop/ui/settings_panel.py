@@ -17,12 +17,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gpi_desktop.core.instructions import CREATE_INSTRUCTION, REPEAT_INSTRUCTION
-from gpi_desktop.core.memory import quantization_available, quantization_missing
-from gpi_desktop.core.options import parse_options
-from gpi_desktop.core.settings import POOLINGS as POOLING_NAMES
-from gpi_desktop.core.settings import ExportSettings, RunSettings, parse_batch_size
-from gpi_desktop.core.template_date import DATE_FORMAT
+from gpi_desktop.core.generation.instructions import CREATE_INSTRUCTION, REPEAT_INSTRUCTION
+from gpi_desktop.core.model.memory import quantization_available, quantization_missing
+from gpi_desktop.core.vocabulary.options import parse_options
+from gpi_desktop.core.vocabulary.settings import POOLINGS as POOLING_NAMES
+from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings, parse_batch_size
+from gpi_desktop.core.vocabulary.template_date import DATE_FORMAT
 from gpi_desktop.ui.model_panel import MemoryInputs
 from gpi_desktop.ui.prefs import options_text
 

@@ -22,8 +22,8 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from gpi_desktop.core.errors import Cancelled, GpiError
-from gpi_desktop.core.progress import Progress
+from gpi_desktop.core.vocabulary.errors import Cancelled, GpiError
+from gpi_desktop.core.vocabulary.progress import Progress
 
 log = logging.getLogger(__name__)
 

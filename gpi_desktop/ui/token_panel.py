@@ -16,8 +16,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gpi_desktop.core import secrets
-from gpi_desktop.core.errors import GpiError
+from gpi_desktop.core.hub import secrets
+from gpi_desktop.core.vocabulary.errors import GpiError
 from gpi_desktop.ui.tasks import BackgroundCalls
 
 INTRO = (

@@ -13,8 +13,8 @@ MAX_SHOWN = 3  # the latest ones; older jobs stay in their folder and are offere
 
 
 def job_line(job) -> str:
-    """One unfinished job (`core.job.UnfinishedJob`) in plain words, as HTML."""
-    from gpi_desktop.core.job import FILE_CHANGED, FILE_MOVED
+    """One unfinished job (`core.job.job.UnfinishedJob`) in plain words, as HTML."""
+    from gpi_desktop.core.job.job import FILE_CHANGED, FILE_MOVED
 
     name = html.escape(Path(job.spec.prompts_path).name, quote=False)
     when = datetime.datetime.fromtimestamp(job.modified).strftime("%d %b %Y, %H:%M")
@@ -31,7 +31,7 @@ def job_line(job) -> str:
 class UnfinishedBar(QFrame):
     """Lists unfinished jobs with one Reopen button each; hidden when there are none."""
 
-    reopen = Signal(object)  # core.job.UnfinishedJob
+    reopen = Signal(object)  # core.job.job.UnfinishedJob
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpi_desktop.core.errors import InputError
-from gpi_desktop.core.export import MANIFEST_NAME
-from gpi_desktop.core.progress import NullState, Progress, TaskState, check_cancel
+from gpi_desktop.core.vocabulary.errors import InputError
+from gpi_desktop.core.output.export import MANIFEST_NAME
+from gpi_desktop.core.vocabulary.progress import NullState, Progress, TaskState, check_cancel
 
 _CHUNK = 1 << 20
 _LISTED = 10

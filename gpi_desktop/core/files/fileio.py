@@ -11,7 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
-from gpi_desktop.core.errors import DiskFullError, OutputFolderError
+from gpi_desktop.core.vocabulary.errors import DiskFullError, OutputFolderError
 
 DISK_FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 # fsync waits on the disk, not the CPU: a few at once let the filesystem commit them together.

@@ -15,7 +15,7 @@ import subprocess
 import sys
 from collections.abc import MutableMapping
 
-from gpi_desktop.core.errors import DeviceError, SettingsError
+from gpi_desktop.core.vocabulary.errors import DeviceError, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def marketed_gigabytes(n_bytes: int) -> str:
 
 def mps_device_name() -> str:
     """'Apple M2 Pro GPU, 32 GB shared memory': the Apple GPU as its owner knows it."""
-    from gpi_desktop.core.memory import _machine_ram
+    from gpi_desktop.core.model.memory import _machine_ram
 
     chip = apple_chip_name()
     name = f"{chip} GPU" if chip and chip.startswith("Apple") else "Apple GPU"

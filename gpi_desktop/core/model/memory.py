@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from gpi_desktop.core.errors import SettingsError
+from gpi_desktop.core.vocabulary.errors import SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ USABLE_SHARE = 0.9
 
 
 def _human(n: float) -> str:
-    from gpi_desktop.core.hub import human_bytes
+    from gpi_desktop.core.hub.hub import human_bytes
 
     return human_bytes(n)
 
@@ -128,7 +128,7 @@ def count_parameters(model: str | Path, *, revision: str | None = None, token: s
     A local folder (or a hub id already in the cache) is read from disk; a hub id
     not yet downloaded asks the Hub for the headers only (a few kilobytes).
     """
-    from gpi_desktop.core.hub import _SAFE_INDEX, _SAFE_SINGLE, _offline_mode, cached_snapshot
+    from gpi_desktop.core.hub.hub import _SAFE_INDEX, _SAFE_SINGLE, _offline_mode, cached_snapshot
 
     folder = Path(model)
     if not folder.is_dir():
@@ -445,7 +445,7 @@ def _apple_gpu() -> list[DeviceMemory]:
     """
     import torch
 
-    from gpi_desktop.core.devices import mps_available, mps_device_name
+    from gpi_desktop.core.model.devices import mps_available, mps_device_name
 
     if not mps_available():
         return []
@@ -456,7 +456,7 @@ def _apple_gpu() -> list[DeviceMemory]:
 
 def available_memory(device: str = "auto") -> list[DeviceMemory]:
     """Free memory where the model will run: every CUDA GPU, else the Apple GPU, else the RAM (or as `device` says)."""
-    from gpi_desktop.core.devices import auto_uses_mps
+    from gpi_desktop.core.model.devices import auto_uses_mps
 
     if device == "cpu":
         return [host_memory()]
@@ -594,10 +594,10 @@ def check_fit(model: str | Path, *, dtype: str = "auto", device: str = "auto", q
     'auto' precision counts 4 bytes a number where the run will be on the CPU
     (the loader's choice there) and 2 on a GPU.
     """
-    from gpi_desktop.core.hub import fetch_config
+    from gpi_desktop.core.hub.hub import fetch_config
 
     if device == "mps":
-        from gpi_desktop.core.devices import pick_device
+        from gpi_desktop.core.model.devices import pick_device
 
         pick_device(device)  # no Apple GPU here: the run's own plain sentence, not "no NVIDIA GPU"
     devices = available_memory(device)

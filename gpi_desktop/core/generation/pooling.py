@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
-from gpi_desktop.core.settings import POOLINGS
+from gpi_desktop.core.vocabulary.settings import POOLINGS
 
 
 def pool_steps(steps: Sequence[torch.Tensor], pooling: str) -> tuple[torch.Tensor, bool]:

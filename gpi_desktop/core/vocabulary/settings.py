@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from gpi_desktop.core.errors import SettingsError
+from gpi_desktop.core.vocabulary.errors import SettingsError
 
 DEFAULT_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 POOLINGS = ("last", "mean", "max")
@@ -36,7 +36,7 @@ class RunSettings:
     allow_pickle_weights: bool = False
     template_options: dict[str, Any] = field(default_factory=dict)
     generation_options: dict[str, Any] = field(default_factory=dict)
-    # The date the chat template sees (YYYY-MM-DD); None: the day the job is created (core/template_date.py).
+    # The date the chat template sees (YYYY-MM-DD); None: the day the job is created (core/vocabulary/template_date.py).
     template_date: str | None = None
 
     def validate(self) -> "RunSettings":
@@ -60,10 +60,10 @@ class RunSettings:
         if not str(self.model).strip():
             raise SettingsError("No model is given: enter a Hugging Face model id or choose a model folder.")
         if self.template_date is not None:
-            from gpi_desktop.core.template_date import parse_template_date
+            from gpi_desktop.core.vocabulary.template_date import parse_template_date
 
             parse_template_date(self.template_date)
-        from gpi_desktop.core.options import check_generation_options, check_template_options
+        from gpi_desktop.core.vocabulary.options import check_generation_options, check_template_options
 
         check_template_options(self.template_options)
         check_generation_options(self.generation_options)

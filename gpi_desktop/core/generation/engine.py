@@ -37,12 +37,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from gpi_desktop.core.errors import Cancelled
-from gpi_desktop.core.models import LoadedModel
-from gpi_desktop.core.options import needs_one_at_a_time
-from gpi_desktop.core.pooling import OnlinePool, pool_steps
-from gpi_desktop.core.progress import Progress, TaskState, estimate_seconds_left
-from gpi_desktop.core.results import STOP_EOS, STOP_LENGTH, PromptResult
+from gpi_desktop.core.vocabulary.errors import Cancelled
+from gpi_desktop.core.model.models import LoadedModel
+from gpi_desktop.core.vocabulary.options import needs_one_at_a_time
+from gpi_desktop.core.generation.pooling import OnlinePool, pool_steps
+from gpi_desktop.core.vocabulary.progress import Progress, TaskState, estimate_seconds_left
+from gpi_desktop.core.vocabulary.results import STOP_EOS, STOP_LENGTH, PromptResult
 
 log = logging.getLogger(__name__)
 
@@ -655,7 +655,7 @@ def _reference_one(loaded: LoadedModel, prompt: EncodedPrompt, config: EngineCon
 
 def _free_host_memory() -> int | None:
     """Bytes of RAM this process may still allocate (a cluster task's allocation, not the node's); None if unknown."""
-    from gpi_desktop.core.memory import host_memory
+    from gpi_desktop.core.model.memory import host_memory
 
     ram = host_memory()
     return ram.free_bytes if ram.total_bytes else None
@@ -663,7 +663,7 @@ def _free_host_memory() -> int | None:
 
 def _free_gpu_memory(kind: str = "cuda") -> int:
     """Free bytes of the CUDA GPUs together, or what the Apple GPU may still use ('mps'), as the verdict counts them."""
-    from gpi_desktop.core.memory import available_memory
+    from gpi_desktop.core.model.memory import available_memory
 
     return sum(d.free_bytes for d in available_memory(kind))
 
@@ -704,7 +704,7 @@ def auto_batch_size(loaded: LoadedModel, prompts: Sequence[EncodedPrompt], max_n
     else:
         reserve = one_pass + kv_per_token * longest  # one prompt's pass and its own cache, before the copy
     if device.type in ("cuda", "mps"):
-        from gpi_desktop.core.memory import USABLE_SHARE
+        from gpi_desktop.core.model.memory import USABLE_SHARE
 
         cap, free = MAX_AUTO_BATCH, _free_gpu_memory(device.type) * USABLE_SHARE
     else:

@@ -1,7 +1,7 @@
 """The job folder "Prepare for a cluster" writes: the prompts, job.json, a SLURM array script and plain instructions.
 
     <job folder>/input/<prompts file>   a byte copy (same sha256, same name in the manifest)
-    <job folder>/job.json               the JobSpec (core/shards.py job file)
+    <job folder>/job.json               the JobSpec (core/cluster/shards.py job file)
     <job folder>/run.sbatch             #SBATCH --array=1-N; task I runs shard I/N into shards/I
     <job folder>/README.txt             how to copy, submit, check and merge, in plain words
     <job folder>/logs/                  each task's messages (SLURM does not create this folder itself)
@@ -24,9 +24,9 @@ import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from gpi_desktop.core.errors import SettingsError
-from gpi_desktop.core.runstore import RUN_DIR_NAME
-from gpi_desktop.core.shards import JOB_FILE_NAME, SHARD_MANIFEST, write_job_file
+from gpi_desktop.core.vocabulary.errors import SettingsError
+from gpi_desktop.core.files.runstore import RUN_DIR_NAME
+from gpi_desktop.core.cluster.shards import JOB_FILE_NAME, SHARD_MANIFEST, write_job_file
 
 SCRIPT_NAME = "run.sbatch"
 README_NAME = "README.txt"
@@ -132,7 +132,7 @@ class JobFolder:
 
 def cluster_spec(spec, cluster: ClusterSettings):
     """The job as the cluster runs it: on its GPUs when it asks for any (never silently on the CPU), else the CPU."""
-    from gpi_desktop.core.job import with_settings
+    from gpi_desktop.core.job.job import with_settings
 
     return with_settings(spec, device="cuda" if cluster.gpus_per_task > 0 else "cpu")
 
@@ -143,9 +143,9 @@ def pinned_spec(spec, token: str | None = None):
     Returns (spec, commit); commit is None for a model folder, or when neither
     this computer's cache nor the Hub can say which commit the revision is.
     """
-    from gpi_desktop.core.hub import pin_revision
-    from gpi_desktop.core.job import with_settings
-    from gpi_desktop.core.models import resolve_source
+    from gpi_desktop.core.hub.hub import pin_revision
+    from gpi_desktop.core.job.job import with_settings
+    from gpi_desktop.core.model.models import resolve_source
 
     source = resolve_source(spec.settings.model)
     if source.is_local:
@@ -161,8 +161,8 @@ def write_job_folder(folder: Path | str, spec, cluster: ClusterSettings, *, toke
     With `pin` (the default) a hub model's revision is resolved to a commit now
     (from the cache, else the Hub; `token` for a gated model), which may use the network.
     """
-    from gpi_desktop.core.export import check_output_folder
-    from gpi_desktop.core.job import load_prompts
+    from gpi_desktop.core.output.export import check_output_folder
+    from gpi_desktop.core.job.job import load_prompts
 
     folder = Path(folder)
     cluster.validate()
@@ -316,7 +316,7 @@ def sbatch_script(cluster: ClusterSettings) -> str:
 
 
 def _is_model_folder(model: str) -> bool:
-    from gpi_desktop.core.models import resolve_source
+    from gpi_desktop.core.model.models import resolve_source
 
     try:
         return resolve_source(model).is_local

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gpi_desktop.core.errors import ResumeError
-from gpi_desktop.core.progress import NullState, TaskState, check_cancel
-from gpi_desktop.core.results import PromptResult
-from gpi_desktop.core.settings import ExportSettings, RunSettings, parse_batch_size, stable_hash
+from gpi_desktop.core.vocabulary.errors import ResumeError
+from gpi_desktop.core.vocabulary.progress import NullState, TaskState, check_cancel
+from gpi_desktop.core.vocabulary.results import PromptResult
+from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings, parse_batch_size, stable_hash
 
 if TYPE_CHECKING:
-    from gpi_desktop.core.instructions import TemplateRecord
-    from gpi_desktop.core.shards import Shard
+    from gpi_desktop.core.generation.instructions import TemplateRecord
+    from gpi_desktop.core.cluster.shards import Shard
 
 log = logging.getLogger(__name__)
 
@@ -99,14 +99,14 @@ def library_versions() -> dict[str, str]:
 
 
 def load_prompts(spec: JobSpec):
-    from gpi_desktop.core.prompts import load_prompt_table
+    from gpi_desktop.core.files.prompts import load_prompt_table
 
     return load_prompt_table(Path(spec.prompts_path), spec.column)
 
 
 def job_key(spec: JobSpec, table) -> dict[str, Any]:
     """What makes two runs the same job: input bytes and column, model, and every setting that changes numbers."""
-    from gpi_desktop.core.models import resolve_source
+    from gpi_desktop.core.model.models import resolve_source
 
     source = resolve_source(spec.settings.model)
     return {
@@ -152,7 +152,7 @@ def unfinished_jobs(runs_dir: Path) -> list[UnfinishedJob]:
     """The unfinished jobs under `runs_dir`, the latest first (reads each prompts file to see whether it changed)."""
     import hashlib
 
-    from gpi_desktop.core.runstore import summarize
+    from gpi_desktop.core.files.runstore import summarize
 
     jobs = []
     folders = sorted(p for p in Path(runs_dir).iterdir() if p.is_dir()) if Path(runs_dir).is_dir() else []
@@ -195,7 +195,7 @@ def run_job(
     journal of another job is refused); without it an existing journal is an
     error, so that finished work is never thrown away by accident. `loaded`
     lets a caller reuse a model it already holds. With `shard` (a cluster
-    task's share, see core/shards.py) only that shard's rows are run; the
+    task's share, see core/cluster/shards.py) only that shard's rows are run; the
     journal key names the shard, so one shard's journal never resumes another.
     With replace_stale (--overwrite) a journal of this job
     that can no longer be resumed (the model's files changed, its plan is lost) is
@@ -204,13 +204,13 @@ def run_job(
     stops the run (unless `ignore_memory_check`), and so does a prompt too long
     for the model's context with the token limit.
     """
-    from gpi_desktop.core.devices import unsupported_operation
-    from gpi_desktop.core.engine import EncodedPrompt, EngineConfig, auto_batch_size, run_engine, shared_prefix
-    from gpi_desktop.core.instructions import make_renderer, template_record, token_ids_sha256
-    from gpi_desktop.core.context import check_prompt_lengths, context_length
-    from gpi_desktop.core.models import PromptTokenizer, load_model, load_tokenizer
-    from gpi_desktop.core.runstore import RunJournal
-    from gpi_desktop.core.template_date import job_template_date
+    from gpi_desktop.core.model.devices import unsupported_operation
+    from gpi_desktop.core.generation.engine import EncodedPrompt, EngineConfig, auto_batch_size, run_engine, shared_prefix
+    from gpi_desktop.core.generation.instructions import make_renderer, template_record, token_ids_sha256
+    from gpi_desktop.core.model.context import check_prompt_lengths, context_length
+    from gpi_desktop.core.model.models import PromptTokenizer, load_model, load_tokenizer
+    from gpi_desktop.core.files.runstore import RunJournal
+    from gpi_desktop.core.vocabulary.template_date import job_template_date
 
     state = state or NullState()
     spec.validate()
@@ -330,7 +330,7 @@ def run_job(
 
 def _keep_seconds_spent(journal, seconds: float) -> None:
     """Note the job's generating time so far, for whole-job figures after a resume (best effort)."""
-    from gpi_desktop.core.errors import GpiError
+    from gpi_desktop.core.vocabulary.errors import GpiError
 
     try:
         journal.set_plan(seconds_spent=round(seconds, 3))
@@ -346,7 +346,7 @@ def use_allocated_cpus() -> None:
     """
     import torch
 
-    from gpi_desktop.core.memory import allocated_cpus
+    from gpi_desktop.core.model.memory import allocated_cpus
 
     cpus = allocated_cpus()
     if cpus and torch.get_num_threads() > cpus:
@@ -371,8 +371,8 @@ def journal_template_date(journal) -> str:
 
 def _open_journal(work_dir: Path, key: dict[str, Any], replace_stale: bool):
     """The journal to continue; None where a stale one was removed to start over (replace_stale)."""
-    from gpi_desktop.core.errors import RunBusyError
-    from gpi_desktop.core.runstore import RunJournal
+    from gpi_desktop.core.vocabulary.errors import RunBusyError
+    from gpi_desktop.core.files.runstore import RunJournal
 
     try:
         return RunJournal.open(work_dir, key)
@@ -418,8 +418,8 @@ def report_fit(spec: JobSpec, table, state: TaskState, *, token: str | None = No
     a long load, or crawl for hours in swap. An automatic batch size and the
     engine's out-of-memory retry adapt to what is really free in a run that fits.
     """
-    from gpi_desktop.core.errors import GpiError, MemoryFitError
-    from gpi_desktop.core.memory import check_fit
+    from gpi_desktop.core.vocabulary.errors import GpiError, MemoryFitError
+    from gpi_desktop.core.model.memory import check_fit
 
     s = spec.settings
     requested = parse_batch_size(s.batch_size)
@@ -444,7 +444,7 @@ def report_fit(spec: JobSpec, table, state: TaskState, *, token: str | None = No
 def export_run(outcome: RunOutcome, folder: Path, *, overwrite: bool = False, state: TaskState | None = None,
                allow_names: set[str] = frozenset()):
     """Write the export folder (docs/architecture.md) for a finished run."""
-    from gpi_desktop.core.export import write_export
+    from gpi_desktop.core.output.export import write_export
 
     return write_export(
         Path(folder),

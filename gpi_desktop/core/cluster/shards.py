@@ -39,15 +39,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gpi_desktop.core.errors import InputError, NoResultsFolderError, OutputFolderError, SettingsError
-from gpi_desktop.core.fileio import fsync_folder, plain_os_errors, write_atomically
-from gpi_desktop.core.progress import NullState, Progress, TaskState, check_cancel
-from gpi_desktop.core.results import PromptResult
-from gpi_desktop.core.settings import ExportSettings, RunSettings
+from gpi_desktop.core.vocabulary.errors import InputError, NoResultsFolderError, OutputFolderError, SettingsError
+from gpi_desktop.core.files.fileio import fsync_folder, plain_os_errors, write_atomically
+from gpi_desktop.core.vocabulary.progress import NullState, Progress, TaskState, check_cancel
+from gpi_desktop.core.vocabulary.results import PromptResult
+from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings
 
 if TYPE_CHECKING:
-    from gpi_desktop.core.export import ExportSummary
-    from gpi_desktop.core.job import JobSpec, RunOutcome
+    from gpi_desktop.core.output.export import ExportSummary
+    from gpi_desktop.core.job.job import JobSpec, RunOutcome
 
 JOB_FORMAT = "gpi-desktop job 1"
 SHARD_FORMAT = "gpi-desktop shard 1"
@@ -134,7 +134,7 @@ def job_file_data(spec: "JobSpec", prompts: str, shards: int | None) -> dict[str
     The template date is fixed here, when the job is prepared, so shards that run
     on other days render their prompts with the same date.
     """
-    from gpi_desktop.core.template_date import job_template_date
+    from gpi_desktop.core.vocabulary.template_date import job_template_date
 
     settings = {**spec.settings.to_dict(), "template_date": job_template_date(spec.settings.template_date)}
     return {
@@ -154,7 +154,7 @@ def write_job_file(path: Path, spec: "JobSpec", prompts: str, shards: int | None
 
 def load_job_file(path: Path | str) -> JobFile:
     """Read a job file; its prompts path is relative to the file's own folder. Raises SettingsError in plain words."""
-    from gpi_desktop.core.job import JobSpec
+    from gpi_desktop.core.job.job import JobSpec
 
     path = Path(path)
     try:
@@ -187,7 +187,7 @@ def load_job_file(path: Path | str) -> JobFile:
 
 def shard_identity(outcome: "RunOutcome") -> dict[str, Any]:
     """What must be equal for shards to belong to one job (merge refuses anything else)."""
-    from gpi_desktop.core.job import job_key
+    from gpi_desktop.core.job.job import job_key
 
     info = outcome.model_info
     return _json_round_trip({
@@ -372,7 +372,7 @@ def check_devices(shards: Sequence[ShardFolder]) -> None:
 
 def check_shards(shards: Sequence[ShardFolder]) -> None:
     """Refuse, in plain words, shards that are not exactly one job's complete set of rows."""
-    from gpi_desktop.core.runstore import describe_key_differences
+    from gpi_desktop.core.files.runstore import describe_key_differences
 
     if not shards:
         raise InputError("There is nothing to merge: give the shard folders (for example shards/*).")
@@ -424,7 +424,7 @@ def merge_shards(
 
     Shards of one device and precision only, unless `allow_mixed_devices`.
     """
-    from gpi_desktop.core.export import check_output_folder, write_export
+    from gpi_desktop.core.output.export import check_output_folder, write_export
 
     state = state or NullState()
     out = Path(out)
@@ -497,7 +497,7 @@ def _read_shard_results(shard: ShardFolder, cells: dict[int, list[Any]]) -> list
 def _merged_table(meta: dict[str, Any], cells: dict[int, list[Any]]):
     import pandas as pd
 
-    from gpi_desktop.core.prompts import PromptTable
+    from gpi_desktop.core.files.prompts import PromptTable
 
     rows = [cells[row] for row in range(int(meta["rows"]))]
     columns = list(meta["columns"])
@@ -516,14 +516,14 @@ def _merged_table(meta: dict[str, Any], cells: dict[int, list[Any]]):
 
 def _looks_like_unfinished_shard(folder: Path) -> bool:
     """An interrupted run's journal and no shard.json (a normal run's folder looks the same; see _is_shard_journal)."""
-    from gpi_desktop.core.runstore import RUN_DIR_NAME
+    from gpi_desktop.core.files.runstore import RUN_DIR_NAME
 
     return (folder / RUN_DIR_NAME).is_dir() and not (folder / SHARD_MANIFEST).exists()
 
 
 def _is_shard_journal(folder: Path) -> bool:
     """The folder holds the journal of an interrupted shard (its key names the shard), not of a normal run."""
-    from gpi_desktop.core.runstore import HEADER_NAME, RUN_DIR_NAME
+    from gpi_desktop.core.files.runstore import HEADER_NAME, RUN_DIR_NAME
 
     try:
         header = json.loads((folder / RUN_DIR_NAME / HEADER_NAME).read_text(encoding="utf-8"))

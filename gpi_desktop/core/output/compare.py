@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from gpi_desktop.core.errors import InputError
-from gpi_desktop.core.export import MATRIX_NAME
-from gpi_desktop.core.progress import NullState, Progress, TaskState, check_cancel
-from gpi_desktop.core.provenance import NOT_RECORDED, read_manifest
+from gpi_desktop.core.vocabulary.errors import InputError
+from gpi_desktop.core.output.export import MATRIX_NAME
+from gpi_desktop.core.vocabulary.progress import NullState, Progress, TaskState, check_cancel
+from gpi_desktop.core.output.provenance import NOT_RECORDED, read_manifest
 
 # Settings that by contract do not change the numbers; reported, but not a difference in how the export was made.
 _NEUTRAL_SETTINGS = ("batch_size", "strategy")

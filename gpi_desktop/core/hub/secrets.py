@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gpi_desktop.core.errors import AccessError, GpiError, KeyringUnavailableError
+from gpi_desktop.core.vocabulary.errors import AccessError, GpiError, KeyringUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -351,7 +351,7 @@ def validate_token(token: str, *, endpoint: str | None = None) -> str:
     try:
         info = HfApi(endpoint=endpoint).whoami(token=token)
     except Exception as exc:
-        from gpi_desktop.core.hub import plain_hub_error
+        from gpi_desktop.core.hub.hub import plain_hub_error
 
         error = plain_hub_error(exc, None, token_sent=True)
         if isinstance(error, GpiError):

@@ -2,7 +2,7 @@
 
 The token is passed explicitly to every hub call and never logged.
 Remote code never runs (trust_remote_code stays off); safetensors weights are
-preferred. The device and precision are chosen in core/devices.py.
+preferred. The device and precision are chosen in core/model/devices.py.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpi_desktop.core.devices import device_description, pick_device, pick_dtype
-from gpi_desktop.core.errors import Cancelled, GpiError, ModelError
-from gpi_desktop.core.progress import NullState, TaskState
+from gpi_desktop.core.model.devices import device_description, pick_device, pick_dtype
+from gpi_desktop.core.vocabulary.errors import Cancelled, GpiError, ModelError
+from gpi_desktop.core.vocabulary.progress import NullState, TaskState
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def read_config(source: ModelSource, token: str | None = None, revision: str | N
     """The model's config.json as a dict (for a hub id: from the cache, or only that small file from the hub)."""
     if source.is_local:
         return json.loads((source.local_path / "config.json").read_text(encoding="utf-8"))
-    from gpi_desktop.core.hub import fetch_config
+    from gpi_desktop.core.hub.hub import fetch_config
 
     try:
         return fetch_config(source.name, revision=revision, token=token)
@@ -147,7 +147,7 @@ def _hub_error(exc: Exception, model_id: str, token: str | None = None) -> Excep
     """The plain-words version of a hub failure; anything that is not the hub's stays as it is (our bug)."""
     if isinstance(exc, (GpiError, Cancelled)):
         return exc
-    from gpi_desktop.core.hub import plain_hub_error
+    from gpi_desktop.core.hub.hub import plain_hub_error
 
     return plain_hub_error(exc, model_id, token_sent=bool(token)) or exc
 
@@ -167,7 +167,7 @@ def fetch_model_files(source: ModelSource, *, token: str | None, revision: str |
     """The local folder holding the model: the folder itself, or the hub snapshot (downloaded with progress)."""
     if source.is_local:
         return source.local_path
-    from gpi_desktop.core.hub import download_model
+    from gpi_desktop.core.hub.hub import download_model
 
     try:
         return Path(download_model(source.name, revision=revision, token=token, state=state, allow_pickle=allow_pickle))
@@ -222,8 +222,8 @@ def load_tokenizer(settings, *, token: str | None = None, state: TaskState | Non
     """
     from transformers import AutoTokenizer
 
-    from gpi_desktop.core.context import context_length
-    from gpi_desktop.core.hub import check_model_config
+    from gpi_desktop.core.model.context import context_length
+    from gpi_desktop.core.hub.hub import check_model_config
 
     state = state or NullState()
     source = resolve_source(settings.model)
@@ -251,7 +251,7 @@ def load_model(settings, *, token: str | None = None, state: TaskState | None = 
     allow_pickle = getattr(settings, "allow_pickle_weights", False)
     folder = fetch_model_files(source, token=token, revision=settings.revision, state=state, allow_pickle=allow_pickle)
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    from gpi_desktop.core.hub import check_model_config
+    from gpi_desktop.core.hub.hub import check_model_config
 
     check_model_config(config, source.name)
     if not any(p.suffix in WEIGHT_SUFFIXES for p in folder.iterdir() if p.is_file()):
@@ -270,7 +270,7 @@ def load_model(settings, *, token: str | None = None, state: TaskState | None = 
         device_map = "mps"
         kwargs["device_map"] = device_map
     if quantization:
-        from gpi_desktop.core.memory import quantization_config
+        from gpi_desktop.core.model.memory import quantization_config
 
         kwargs["quantization_config"] = quantization_config(quantization)
     if any(p.suffix == ".safetensors" for p in folder.iterdir()):
@@ -344,7 +344,7 @@ def describe_target(model: str, device: str = "auto", token: str | None = None) 
         name = torch.cuda.get_device_name(0)
         warning = ""
     elif dev == "mps":
-        from gpi_desktop.core.memory import available_memory
+        from gpi_desktop.core.model.memory import available_memory
 
         (gpu,) = available_memory("mps")
         free, name, warning = gpu.free_bytes, gpu.name, ""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gpi_desktop.core.errors import SettingsError
+from gpi_desktop.core.vocabulary.errors import SettingsError
 
 # Keys that decide sampling or what generate returns; the contract fixes them.
 _FORBIDDEN_GENERATION = {

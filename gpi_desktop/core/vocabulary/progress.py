@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from gpi_desktop.core.errors import Cancelled
+from gpi_desktop.core.vocabulary.errors import Cancelled
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from gpi_desktop.core.errors import PromptFileError
+from gpi_desktop.core.vocabulary.errors import PromptFileError
 
 EXCEL_SUFFIXES = {".xlsx", ".xlsm"}
 TAB_SUFFIXES = {".tsv", ".tab"}

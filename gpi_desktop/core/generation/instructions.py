@@ -6,9 +6,9 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from gpi_desktop.core.errors import ModelError
-from gpi_desktop.core import template_date as dates
-from gpi_desktop.core.template_date import fixed_template_clock, parse_template_date
+from gpi_desktop.core.vocabulary.errors import ModelError
+from gpi_desktop.core.vocabulary import template_date as dates
+from gpi_desktop.core.vocabulary.template_date import fixed_template_clock, parse_template_date
 
 # Two dates that differ in day, month, year and weekday: a template whose rendering changes between them uses the date.
 _PROBE_DATES = ("2001-02-03", "2012-11-25")

@@ -29,15 +29,15 @@ from typing import Any, BinaryIO
 import numpy as np
 import pandas as pd
 
-from gpi_desktop.core.errors import OutputFolderError
-from gpi_desktop.core.fileio import BackgroundFsync, fsync_folder, plain_os_errors, share_like_a_document
-from gpi_desktop.core.instructions import TOKEN_IDS_HASH
-from gpi_desktop.core.progress import NullState, Progress, TaskState, check_cancel
-from gpi_desktop.core.prompts import PromptTable
-from gpi_desktop.core.results import PromptResult
-from gpi_desktop.core.runstore import RUN_DIR_NAME
-from gpi_desktop.core.secrets import TOKEN_PATTERN
-from gpi_desktop.core.settings import ExportSettings
+from gpi_desktop.core.vocabulary.errors import OutputFolderError
+from gpi_desktop.core.files.fileio import BackgroundFsync, fsync_folder, plain_os_errors, share_like_a_document
+from gpi_desktop.core.generation.instructions import TOKEN_IDS_HASH
+from gpi_desktop.core.vocabulary.progress import NullState, Progress, TaskState, check_cancel
+from gpi_desktop.core.files.prompts import PromptTable
+from gpi_desktop.core.vocabulary.results import PromptResult
+from gpi_desktop.core.files.runstore import RUN_DIR_NAME
+from gpi_desktop.core.hub.secrets import TOKEN_PATTERN
+from gpi_desktop.core.vocabulary.settings import ExportSettings
 
 EXPORT_FORMAT = "gpi-desktop export 1"
 HIDDEN_DIR = "hidden"

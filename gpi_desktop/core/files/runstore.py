@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from gpi_desktop.core.errors import DiskFullError, ResumeError, RunBusyError
-from gpi_desktop.core.fileio import fsync_folder, is_disk_full, make_folder, plain_os_errors
-from gpi_desktop.core.results import PromptResult
+from gpi_desktop.core.vocabulary.errors import DiskFullError, ResumeError, RunBusyError
+from gpi_desktop.core.files.fileio import fsync_folder, is_disk_full, make_folder, plain_os_errors
+from gpi_desktop.core.vocabulary.results import PromptResult
 
 RUN_DIR_NAME = ".gpi-run"  # where the command line keeps the journal inside --out
 HEADER_NAME = "journal.json"
@@ -357,7 +357,7 @@ class KeyChange:
         return f"{self.what} ({self.before} \u2192 {self.after})" if self.before or self.after else self.what
 
 
-# Job-key paths (see core.job.job_key) in the words a researcher uses; the order is the order they are listed in.
+# Job-key paths (see core.job.job.job_key) in the words a researcher uses; the order is the order they are listed in.
 _KEY_WORDS = {
     "input_sha256": "the prompts file",
     "column": "the prompt column",

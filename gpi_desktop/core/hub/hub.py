@@ -32,14 +32,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from gpi_desktop.core.errors import (
+from gpi_desktop.core.vocabulary.errors import (
     AccessError,
     Cancelled,
     DiskFullError,
     GpiError,
     ModelError,
 )
-from gpi_desktop.core.progress import NullState, Progress, TaskState, check_cancel
+from gpi_desktop.core.vocabulary.progress import NullState, Progress, TaskState, check_cancel
 
 log = logging.getLogger(__name__)
 

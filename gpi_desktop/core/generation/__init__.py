@@ -1,0 +1,1 @@
+"""Generation: the greedy engine, pooling of hidden states, the chat template and the prompt tokens."""

@@ -1,0 +1,1 @@
+"""What a run hands over: the gpi_pack export folder, its manifest (provenance), comparing two exports."""
