@@ -93,3 +93,13 @@ def test_help_has_a_two_minute_guide_with_the_six_steps_the_export_and_where_job
     words = len(re.findall(r"\w+", text))
     assert words < 600, words  # two minutes at a researcher's reading pace (~250-300 words a minute)
     window.guide.close()
+
+
+def test_a_failure_is_its_own_sentence_for_the_user_and_names_what_failed_for_our_bug():
+    from gpi_desktop.core.vocabulary.errors import PromptFileError
+    from gpi_desktop.ui.error_words import failure_sentence
+
+    assert failure_sentence(PromptFileError("The prompts file is empty."), "x.csv could not be read") == (
+        "The prompts file is empty.")
+    assert failure_sentence(KeyError("row"), "x.csv could not be read") == (
+        "x.csv could not be read: something unexpected went wrong (KeyError); the details are in the log file.")

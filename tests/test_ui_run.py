@@ -228,6 +228,33 @@ def test_export_writes_the_gpi_pack_folder_and_shows_how_to_load_it(qtbot, make_
     assert window.steps.item(5).text().endswith("\u2714")
 
 
+def test_an_export_that_fails_with_our_bug_names_the_export_and_the_log_and_can_be_tried_again(
+        qtbot, make_window, tiny_llama, prompts_csv, tmp_path, monkeypatch):
+    from gpi_desktop.core import job
+
+    window = make_window({"Export finished": "Close"})
+    prepare(qtbot, window, tiny_llama, prompts_csv)
+    run_to_end(qtbot, window)
+    real_export = job.export_run
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug of ours")
+
+    monkeypatch.setattr(job, "export_run", broken)
+    with qtbot.waitSignal(window.runner.failed, timeout=60_000):
+        assert window.export_to(tmp_path / "first")
+    shown = window.export_page.state_label.text()
+    assert "The export could not be written: something unexpected went wrong (RuntimeError)" in shown
+    assert "log file" in shown and "a bug of ours" not in shown  # the details are for the log, not the user
+    assert window.settings_panel.isEnabled() and window.export_page.export_button.isEnabled()
+    assert window.run_page.status_label.text().startswith("Done:")  # a failed export is no failed run
+
+    monkeypatch.setattr(job, "export_run", real_export)
+    with qtbot.waitSignal(window.export_finished, timeout=60_000):
+        assert window.export_to(tmp_path / "second")
+    assert (tmp_path / "second" / "manifest.json").is_file()
+
+
 @pytest.mark.parametrize("answer", ["Cancel", "Write into it"])
 def test_export_into_a_folder_with_files_asks_first(qtbot, make_window, tiny_llama, prompts_csv, tmp_path, answer):
     window = make_window({"The folder is not empty": answer, "Export finished": "Close"})

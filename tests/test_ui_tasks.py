@@ -1,4 +1,5 @@
-"""The worker thread: core's TaskState as Qt signals, one task at a time, cancel, failures, shutdown."""
+"""The worker thread: core's TaskState as Qt signals, one task at a time, cancel, failures, shutdown;
+operations, each with handlers of its own."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from PySide6.QtCore import QThread
 
 from gpi_desktop.core.vocabulary.errors import Cancelled, PromptFileError
 from gpi_desktop.core.vocabulary.progress import Progress, check_cancel
-from gpi_desktop.ui.tasks import BackgroundCalls, TaskRunner
+from gpi_desktop.ui.tasks import BackgroundCalls, Operation, TaskRunner
 from ui_fixtures import make_window, memory_keyring  # noqa: F401 - fixtures
 
 
@@ -92,6 +93,98 @@ def test_busy_changes_are_signalled(qtbot, runner):
     with qtbot.waitSignal(runner.succeeded, timeout=10_000):
         runner.start(lambda state: 1)
     assert states == [True, False]
+
+
+def _recorded(runner, fn, seen: list) -> Operation:
+    """An operation whose every handler notes what it was told in `seen`."""
+    return (Operation(runner, fn)
+            .on_status(lambda text: seen.append(("status", text)))
+            .on_progress(lambda progress: seen.append(("progress", progress.done)))
+            .on_partial_result(lambda result: seen.append(("partial", result)))
+            .on_end(lambda: seen.append(("end",)))
+            .success(lambda value: seen.append(("success", value)))
+            .failure(lambda error: seen.append(("failure", error)))
+            .on_cancelled(lambda: seen.append(("cancelled",))))
+
+
+def test_an_operation_hears_its_reports_then_its_end_then_its_result(qtbot, runner):
+    seen = []
+
+    def task(state):
+        state.set_status("working")
+        state.set_progress(Progress(1, 2))
+        state.set_partial_result("first")
+        return 42
+
+    operation = _recorded(runner, task, seen)
+    with qtbot.waitSignal(runner.succeeded, timeout=10_000):
+        assert operation.start()
+        assert operation.running
+    assert seen == [("status", "working"), ("progress", 1), ("partial", "first"), ("end",), ("success", 42)]
+    assert not operation.running
+
+
+def test_a_failure_handler_gets_the_error_and_the_success_handler_is_not_called(qtbot, runner):
+    seen = []
+
+    def task(state):
+        raise PromptFileError("The prompts file is empty.")
+
+    with qtbot.waitSignal(runner.failed, timeout=10_000):
+        _recorded(runner, task, seen).start()
+    assert [entry[0] for entry in seen] == ["end", "failure"]
+    error = seen[1][1]
+    assert isinstance(error, PromptFileError) and str(error) == "The prompts file is empty."
+
+
+def test_a_cancelled_operation_ends_in_its_cancelled_handler(qtbot, runner):
+    seen = []
+    started = threading.Event()
+
+    def task(state):
+        started.set()
+        while True:
+            check_cancel(state)
+            time.sleep(0.002)
+
+    operation = _recorded(runner, task, seen)
+    operation.start()
+    assert started.wait(10)
+    with qtbot.waitSignal(runner.cancelled, timeout=10_000):
+        operation.cancel()
+    assert seen == [("end",), ("cancelled",)]
+
+
+def test_a_second_start_while_one_runs_is_refused_and_hears_nothing_of_the_first(qtbot, runner):
+    release = threading.Event()
+    first, second = [], []
+
+    def slow(state):
+        release.wait(10)
+        state.set_progress(Progress(1, 1))
+        return "first"
+
+    ran = []
+    running = _recorded(runner, slow, first)
+    assert running.start()
+    refused = _recorded(runner, lambda state: ran.append(True), second)
+    assert not refused.start()
+    assert not running.start()  # the same operation twice is refused too
+    assert not refused.running
+    refused.cancel()  # not running: asks nothing of the runner
+    with qtbot.waitSignal(runner.succeeded, timeout=10_000):
+        release.set()
+    assert first == [("progress", 1), ("end",), ("success", "first")]
+    assert second == [] and ran == []
+    assert refused.start()  # free again
+    qtbot.waitUntil(lambda: not refused.running, timeout=10_000)
+    assert ran == [True] and second == [("end",), ("success", None)]
+
+
+def test_an_operation_without_handlers_runs_and_the_runner_still_signals(qtbot, runner):
+    with qtbot.waitSignal(runner.succeeded, timeout=10_000) as blocker:
+        Operation(runner, lambda state: state.set_progress(Progress(1, 1)) or "ok").start()
+    assert blocker.args == ["ok"]
 
 
 def test_shutdown_stops_a_running_task_and_ends_the_thread(qtbot):

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from gpi_desktop.core.vocabulary.errors import GpiError, NoResultsFolderError
+from gpi_desktop.ui.error_words import failure_sentence
 from gpi_desktop.ui.folders import open_in_file_manager
 from gpi_desktop.ui.screen_fit import fit_dialog
 from gpi_desktop.core.vocabulary.progress import Progress
@@ -44,14 +45,12 @@ MERGE_TITLE = "Merge cluster results"
 _ERROR_STYLE = "color: #b00020;"
 
 
-def _message(error: BaseException) -> str:
+def _merge_failure(error: BaseException) -> str:
     if isinstance(error, NoResultsFolderError) and not error.job_folder:
         # The command line's words (shard.json, --shard) mean nothing in the window: speak of the job's folders.
         return (f"'{error.folder}' is neither a job folder made by \u201cPrepare for a cluster\u201d nor one of its "
                 "result folders (shards/1, shards/2, \u2026): choose the job folder you copied back from the cluster.")
-    if isinstance(error, GpiError):
-        return str(error)
-    return f"Something unexpected went wrong ({type(error).__name__}); the details are in the log file."
+    return failure_sentence(error, "The shards could not be merged")
 
 
 def _write_job_folder(folder: Path, spec, cluster: ClusterSettings, state):
@@ -285,7 +284,7 @@ class PrepareClusterDialog(_WorkerDialog):
             self._fail(f"The job folder could not be written ({getattr(error, 'strerror', None) or error}): "
                        "choose a folder where you may write.")
         else:
-            self._fail(_message(error))
+            self._fail(failure_sentence(error, "The job folder could not be written"))
 
 
     def _fail(self, text: str) -> bool:
@@ -368,7 +367,7 @@ class MergeShardsDialog(_WorkerDialog):
         self.runner.progress.connect(self._on_progress)
         self.runner.status.connect(lambda text: self._show(text))
         self.runner.succeeded.connect(self._on_merged)
-        self.runner.failed.connect(lambda error: self._show(_message(error), error=True))
+        self.runner.failed.connect(lambda error: self._show(_merge_failure(error), error=True))
         self.runner.cancelled.connect(lambda: self._show("Stopped; nothing was written. Press Merge to start again."))
 
     def merge(self) -> bool:

@@ -49,6 +49,7 @@ from gpi_desktop.ui.export_flow import (
     stale_html,
 )
 from gpi_desktop.ui.export_folder_dialog import ExportFolderDialog, documents_folder
+from gpi_desktop.ui.error_words import failure_sentence
 from gpi_desktop.ui.export_page import ExportPage
 from gpi_desktop.ui.folders import open_in_file_manager
 from gpi_desktop.ui.formatting import job_figures_line, settings_words
@@ -66,7 +67,7 @@ from gpi_desktop.ui.resources import (
 from gpi_desktop.ui.run_page import RunPage
 from gpi_desktop.ui.screen_fit import FRAME_ALLOWANCE, PREFERRED_SIZE, centred, fitted_geometry
 from gpi_desktop.ui.settings_panel import SettingsPanel
-from gpi_desktop.ui.tasks import BackgroundCalls, TaskRunner
+from gpi_desktop.ui.tasks import BackgroundCalls, Operation, TaskRunner
 from gpi_desktop.ui.token_panel import TokenPanel
 from gpi_desktop.ui.unfinished_bar import UnfinishedBar
 
@@ -75,7 +76,6 @@ log = logging.getLogger(__name__)
 STEP_ACCESS, STEP_MODEL, STEP_PROMPTS, STEP_SETTINGS, STEP_RUN, STEP_EXPORT = range(6)
 STEP_TITLES = ("Hugging Face access", "Model", "Prompts", "Settings", "Run and preview", "Export")
 CLOSE_WAIT_S = 5.0  # for a model check or keyring call still out when the window closes
-UNEXPECTED = "Something unexpected went wrong ({kind}); the details are in the log file. Finished texts are kept."
 
 
 @dataclass(frozen=True)
@@ -109,12 +109,6 @@ def _inspect_job(spec, table, runs_dir: Path, elsewhere: tuple[Path, ...] = ()) 
     return PendingRun(spec, table, work_dir, finished, key, results)
 
 
-def _message(error: BaseException) -> str:
-    if isinstance(error, GpiError):
-        return str(error)
-    return UNEXPECTED.format(kind=type(error).__name__)
-
-
 class MainWindow(QMainWindow):
     run_finished = Signal(object)  # RunOutcome
     run_failed = Signal(str)  # why a run did not finish (refused, failed or stopped), in plain words
@@ -134,7 +128,7 @@ class MainWindow(QMainWindow):
         self.prompter = prompter or Prompter()
         self.outcome = None  # the last finished run (core.job.job.RunOutcome)
         self.last_export: Path | None = None
-        self._task = ""  # "run" or "export" while the runner is busy
+        self._run: Operation | None = None  # the run last started (running while the worker generates)
         self._starting = False  # between Run and the start of the worker (the journal check)
         self._prompts_done = 0  # the last prompt count the run reported (resumed prompts included)
         self._close_when_idle = False
@@ -280,13 +274,6 @@ class MainWindow(QMainWindow):
         self.export_page.export_button.clicked.connect(self.choose_export_folder)
         self.export_page.open_button.clicked.connect(self.open_export_folder)
         self.export_page.inspect_button.clicked.connect(self.choose_folder_to_inspect)
-        self.runner.busy_changed.connect(self._on_busy)
-        self.runner.progress.connect(self._on_progress)
-        self.runner.status.connect(self._on_status)
-        self.runner.partial_result.connect(self.run_page.results.add_result)
-        self.runner.succeeded.connect(self._on_succeeded)
-        self.runner.failed.connect(self._on_failed)
-        self.runner.cancelled.connect(self._on_cancelled)
 
     # --- preferences -----------------------------------------------------------------------------
 
@@ -559,8 +546,9 @@ class MainWindow(QMainWindow):
     def _on_inspect_failed(self, error: BaseException) -> None:
         self._starting = False
         self._refresh()
-        self.run_page.show_status(_message(error), error=True)
-        self.run_failed.emit(_message(error))
+        message = failure_sentence(error, "This job's earlier run could not be checked")
+        self.run_page.show_status(message, error=True)
+        self.run_failed.emit(message)
 
     def _on_inspected(self, pending: PendingRun) -> None:
         self._starting = False
@@ -623,66 +611,61 @@ class MainWindow(QMainWindow):
             return run_job(spec, work_dir, state, resume=True, token=_current_token(),
                            ignore_memory_check=ignore_memory_check)
 
-        self._task = "run"
+        run = (Operation(self.runner, task)
+               .on_status(self.run_page.show_status)
+               .on_progress(self._on_run_progress)
+               .on_partial_result(self.run_page.results.add_result)
+               .on_end(self._on_run_ended)
+               .success(self._on_run_succeeded)
+               .failure(self._on_run_failed)
+               .on_cancelled(self._on_run_cancelled))
         self._run_work_dir = work_dir
-        self.runner.start(task)
+        if not run.start():
+            return
+        self._run = run
+        self.run_page.set_running(True)
+        self._lock_inputs(True)
         self.go_to(STEP_RUN)
 
+    def _run_is_running(self) -> bool:
+        return self._run is not None and self._run.running
+
     def cancel_run(self) -> None:
-        if self.runner.is_busy() and self._task == "run":
-            self.runner.cancel()
+        if self._run_is_running():
+            self._run.cancel()
             self.run_page.set_cancelling()
 
-    def _on_busy(self, busy: bool) -> None:
-        if self._task == "run" or not busy:
-            self.run_page.set_running(busy and self._task == "run")
-        self.settings_panel.setEnabled(not busy)
-        self.model_panel.setEnabled(not busy)
-        self.prompts_panel.setEnabled(not busy)
-        if not busy:
-            if self._task == "run":  # a run downloads a hub model the first time: list it under step 2
-                self.model_panel.refresh_cached()
-            self._refresh()
+    def _lock_inputs(self, locked: bool) -> None:
+        """The inputs stay as they are while a run or an export works: its results are theirs."""
+        if not locked:
+            self.run_page.set_running(False)
+        self.settings_panel.setEnabled(not locked)
+        self.model_panel.setEnabled(not locked)
+        self.prompts_panel.setEnabled(not locked)
 
-    def _on_progress(self, progress: Progress) -> None:
-        if self._task == "export":
-            self.export_page.show_progress(progress.done, progress.total)
-        else:
-            if not progress.message:  # a download's progress counts bytes, not prompts
-                self._prompts_done = progress.done
-            self.run_page.show_progress(progress)
+    def _on_run_progress(self, progress: Progress) -> None:
+        if not progress.message:  # a download's progress counts bytes, not prompts
+            self._prompts_done = progress.done
+        self.run_page.show_progress(progress)
 
-    def _on_status(self, text: str) -> None:
-        if self._task == "run":
-            self.run_page.show_status(text)
+    def _on_run_ended(self) -> None:
+        self._lock_inputs(False)
+        self.model_panel.refresh_cached()  # a run downloads a hub model the first time: list it under step 2
+        self._refresh()
 
-    def _on_succeeded(self, value) -> None:
-        task, self._task = self._task, ""
-        if task == "run":
-            self._run_succeeded(value)
-        elif task == "export":
-            self._export_succeeded(value)
-        self._after_task()
-
-    def _on_failed(self, error: BaseException) -> None:
-        task, self._task = self._task, ""
-        message = _message(error)
-        if task == "run" and isinstance(error, MemoryFitError) and self._launched is not None \
-                and not self._close_when_idle:
+    def _on_run_failed(self, error: BaseException) -> None:
+        if isinstance(error, MemoryFitError) and self._launched is not None and not self._close_when_idle:
             if self._insist_on_memory(error):
                 self._launch(self._launched, False, ignore_memory_check=True)
                 return
             message = error.verdict
-        if task == "run":
-            if self._run_work_dir is not None:
-                self._stopped_here.add(self._run_work_dir)
-            self.run_page.show_stopped_progress()
-            self.run_page.show_status(message + " Press Run to try again; finished texts are kept.", error=True)
-            self.run_failed.emit(message)
         else:
-            self.export_page.set_exporting(False)
-            self._export_ready_again()
-            self.export_page.show_error(message)
+            message = failure_sentence(error, "The run stopped")
+        if self._run_work_dir is not None:
+            self._stopped_here.add(self._run_work_dir)
+        self.run_page.show_stopped_progress()
+        self.run_page.show_status(message + " Press Run to try again; finished texts are kept.", error=True)
+        self.run_failed.emit(message)
         self._after_task()
 
     def _insist_on_memory(self, error: MemoryFitError) -> bool:
@@ -693,13 +676,7 @@ class MainWindow(QMainWindow):
                     "becomes very slow as the computer swaps.", warning=True, default=0)
         return choice == 1
 
-    def _on_cancelled(self) -> None:
-        task, self._task = self._task, ""
-        if task == "export":
-            self.export_page.set_exporting(False)
-            self._export_ready_again()
-            self._after_task()
-            return
+    def _on_run_cancelled(self) -> None:
         if self._run_work_dir is not None:
             self._stopped_here.add(self._run_work_dir)
         done = max(self._prompts_done, self.run_page.results.finished_count())
@@ -708,7 +685,7 @@ class MainWindow(QMainWindow):
         self.run_failed.emit("stopped")
         self._after_task()
 
-    def _run_succeeded(self, outcome) -> None:
+    def _on_run_succeeded(self, outcome) -> None:
         self.outcome = outcome
         if self._run_work_dir is not None:
             self._stopped_here.discard(self._run_work_dir)
@@ -724,6 +701,7 @@ class MainWindow(QMainWindow):
         self.run_page.export_button.setEnabled(True)
         self._export_ready_again()
         self.run_finished.emit(outcome)
+        self._after_task()
 
     def _export_ready_again(self) -> None:
         outcome = self.outcome
@@ -777,16 +755,37 @@ class MainWindow(QMainWindow):
             with hold_folder(folder):  # a command-line run writing into it meanwhile is refused, not overwritten
                 return export_run(outcome, folder, overwrite=overwrite, state=state)
 
-        self._task = "export"
+        writing = (Operation(self.runner, task)
+                   .on_progress(lambda progress: self.export_page.show_progress(progress.done, progress.total))
+                   .on_end(self._on_export_ended)
+                   .success(self._on_export_succeeded)
+                   .failure(self._on_export_failed)
+                   .on_cancelled(self._on_export_cancelled))
         self._export_settings = export
-        self.runner.start(task)
+        if not writing.start():
+            self.export_page.set_exporting(False)
+            return False
+        self._lock_inputs(True)
         return True
 
-    def _export_succeeded(self, summary) -> None:
+    def _on_export_ended(self) -> None:
+        self._lock_inputs(False)
+        self._refresh()
+        self.export_page.set_exporting(False)
+
+    def _on_export_failed(self, error: BaseException) -> None:
+        self._export_ready_again()
+        self.export_page.show_error(failure_sentence(error, "The export could not be written"))
+        self._after_task()
+
+    def _on_export_cancelled(self) -> None:
+        self._export_ready_again()
+        self._after_task()
+
+    def _on_export_succeeded(self, summary) -> None:
         folder = Path(summary.folder)
         self.last_export = folder
         outcome = self.outcome
-        self.export_page.set_exporting(False)
         snippet = gpi_pack_snippet(folder, self._export_settings)
         message = f"Exported {len(outcome.results):,} texts and vectors to {folder}."
         self.export_page.show_done(message, snippet)
@@ -798,6 +797,7 @@ class MainWindow(QMainWindow):
                                    details="Load it in Python with gpi_pack:\n\n" + snippet)
         if choice == 0:
             self.open_export_folder()
+        self._after_task()
 
     def choose_folder_to_inspect(self) -> None:
         start = str(self.last_export) if self.last_export is not None else prefs.last_folder(self.qsettings, "export")
@@ -812,7 +812,8 @@ class MainWindow(QMainWindow):
         self.export_page.set_inspecting(str(folder))
         self.calls.call(lambda: inspect_export(folder),
                         lambda report: self.export_page.show_inspection(report.lines(), report.ok),
-                        lambda error: self.export_page.show_inspection_error(_message(error)))
+                        lambda error: self.export_page.show_inspection_error(
+                            failure_sentence(error, "The folder could not be inspected")))
 
     def open_export_folder(self) -> None:
         if self.last_export is not None:
@@ -842,14 +843,14 @@ class MainWindow(QMainWindow):
     def _stop_then_close(self) -> None:
         self._close_when_idle = True
         self.runner.cancel()  # a run stops within a step; an export stops and removes what it wrote
-        if self._task == "run":
+        if self._run_is_running():
             self.run_page.set_cancelling()
         self.run_page.show_status("Stopping\u2026 the window closes when the current step has ended.")
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.runner.is_busy():
             if not self._close_when_idle:
-                what = "A run" if self._task == "run" else "An export"
+                what = "A run" if self._run_is_running() else "An export"
                 choice = self.prompter.ask(
                     self, "Stop and close?",
                     f"{what} is in progress. Stop it and close the window?",

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 
 from gpi_desktop.core.vocabulary.errors import GpiError
 from gpi_desktop.core.vocabulary.settings import DEFAULT_MODEL
+from gpi_desktop.ui.error_words import failure_sentence
 from gpi_desktop.ui.formatting import human_bytes, linkify
 from gpi_desktop.ui.resources import demo_model_path, is_demo_model
 from gpi_desktop.ui.tasks import BackgroundCalls
@@ -312,7 +313,7 @@ class ModelPanel(QWidget):
         self.cache_list.clear()
         if isinstance(listing, BaseException):
             self.cache_list.hide()
-            self.cache_note.setText("The Hugging Face cache could not be read; the details are in the log file.")
+            self.cache_note.setText(failure_sentence(listing, "The Hugging Face cache could not be read"))
             return
         for cached in listing.models:
             text = cached.describe()
@@ -380,8 +381,7 @@ class ModelPanel(QWidget):
         self.check_button.setText("Check again")
         if isinstance(info, BaseException):
             self.last_target = None
-            message = str(info) if isinstance(info, GpiError) else (
-                "The model could not be checked; the details are in the log file.")
+            message = failure_sentence(info, "The model could not be checked")
             self.target_label.setText(linkify(message))
             self.target_label.setStyleSheet("color: #b00020;")
         else:

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
 )
 
 from gpi_desktop.core.files import prompts as core_prompts
-from gpi_desktop.core.vocabulary.errors import GpiError
+from gpi_desktop.ui.error_words import failure_sentence
 from gpi_desktop.ui.resources import sample_prompts_path
 from gpi_desktop.ui.table_models import DataFrameModel, read_only_table
 from gpi_desktop.ui.tasks import BackgroundCalls
@@ -165,8 +165,7 @@ class PromptsPanel(QWidget):
     def _on_failed(self, path: Path, exc: BaseException) -> None:
         self._loading = False
         self._set_buttons(True)
-        message = str(exc) if isinstance(exc, GpiError) else (
-            f"{path.name} could not be read; the details are in the log file.")
+        message = failure_sentence(exc, f"{path.name} could not be read")
         if self._table is None:
             self.file_label.setText("No file opened yet.")
         else:

@@ -6,6 +6,12 @@ the `QtTaskState` it receives turns core's progress calls into Qt signals,
 which Qt queues to the main thread because their receivers live there. Cancel
 only sets a thread-safe flag that core polls between decoding steps.
 
+`Operation` is one kind of work on a runner with its own handlers (after Anki's
+`CollectionOp(...).success(...).failure(...)` and Orange's ConcurrentMixin with
+on_done/on_exception): a window starts each operation with the handlers that
+belong to it, so it never has to remember which task is running to know what
+a progress report or a failure means.
+
 `BackgroundCalls` is for short calls that may block for an unknown time and
 cannot be cancelled (a locked keyring, a model config read over the network):
 they run on daemon threads so that a call that never returns cannot keep the
@@ -55,10 +61,28 @@ class QtTaskState(QObject):
         return self._interrupt.is_set()
 
 
+def _ignore(*_args: Any) -> None:
+    pass
+
+
+@dataclass
+class Handlers:
+    """What one task's reports and its end are handed to, on the main thread (each does nothing unless set)."""
+
+    status: Callable[[str], None] = _ignore
+    progress: Callable[[Progress], None] = _ignore
+    partial_result: Callable[[Any], None] = _ignore
+    ended: Callable[[], None] = _ignore  # first, whatever the outcome
+    succeeded: Callable[[Any], None] = _ignore  # the task's return value
+    failed: Callable[[BaseException], None] = _ignore  # the exception (a GpiError carries the plain sentence)
+    cancelled: Callable[[], None] = _ignore
+
+
 @dataclass(frozen=True)
 class _Job:
     fn: Callable[[QtTaskState], Any]
     state: QtTaskState
+    handlers: Handlers
 
 
 OUTCOME_DONE = "done"
@@ -126,6 +150,10 @@ class TaskRunner(QObject):
         self._worker.moveToThread(self._thread)
         self._submit.connect(self._worker.run)
         self._worker.finished.connect(self._on_finished)
+        # Connected before anyone else can connect: the task's own handlers hear each report first.
+        self.status.connect(self._tell_status)
+        self.progress.connect(self._tell_progress)
+        self.partial_result.connect(self._tell_partial_result)
         self._thread.finished.connect(self._worker.deleteLater)
         self._job: _Job | None = None
         self._current = _Current()
@@ -137,8 +165,12 @@ class TaskRunner(QObject):
     def is_busy(self) -> bool:
         return self._job is not None
 
-    def start(self, fn: Callable[[QtTaskState], Any]) -> QtTaskState:
-        """Run `fn(state)` in the worker thread. Raises RuntimeError while another task runs."""
+    def start(self, fn: Callable[[QtTaskState], Any], handlers: Handlers | None = None) -> QtTaskState:
+        """Run `fn(state)` in the worker thread. Raises RuntimeError while another task runs.
+
+        `handlers` hear this task's reports and its end (before the runner's own signals);
+        an `Operation` is the usual way to give them.
+        """
         if self._job is not None:
             raise RuntimeError("a task is already running")
         if not self._thread.isRunning():
@@ -147,7 +179,7 @@ class TaskRunner(QObject):
         state.status.connect(self.status)
         state.progress.connect(self.progress)
         state.partial_result.connect(self.partial_result)
-        self._job = _Job(fn, state)
+        self._job = _Job(fn, state, handlers or Handlers())
         self._current.state = state
         self.busy_changed.emit(True)
         self._submit.emit(self._job)
@@ -157,6 +189,23 @@ class TaskRunner(QObject):
         if self._job is not None:
             self._job.state.request_interruption()
 
+    def _handlers(self) -> Handlers:
+        # A report is always delivered before its task's end (Qt queues both in order), so the
+        # running job is the one that sent it.
+        return self._job.handlers if self._job is not None else Handlers()
+
+    @Slot(str)
+    def _tell_status(self, text: str) -> None:
+        self._handlers().status(text)
+
+    @Slot(object)
+    def _tell_progress(self, progress: Progress) -> None:
+        self._handlers().progress(progress)
+
+    @Slot(object)
+    def _tell_partial_result(self, result: Any) -> None:
+        self._handlers().partial_result(result)
+
     @Slot(object, str, object)
     def _on_finished(self, job: _Job, outcome: str, payload: Any) -> None:
         if job is not self._job:
@@ -164,11 +213,16 @@ class TaskRunner(QObject):
         self._job = None
         self._current.state = None
         self.busy_changed.emit(False)
+        handlers = job.handlers
+        handlers.ended()
         if outcome == OUTCOME_DONE:
+            handlers.succeeded(payload)
             self.succeeded.emit(payload)
         elif outcome == OUTCOME_CANCELLED:
+            handlers.cancelled()
             self.cancelled.emit()
         else:
+            handlers.failed(payload)
             self.failed.emit(payload)
 
     def shutdown(self, timeout_ms: int = -1) -> bool:
@@ -177,6 +231,75 @@ class TaskRunner(QObject):
         self._thread.quit()
         finished = self._thread.wait() if timeout_ms < 0 else self._thread.wait(timeout_ms)
         return bool(finished)
+
+
+class Operation:
+    """One task on a `TaskRunner`, started with handlers of its own.
+
+        Operation(runner, export).on_progress(show).success(done).failure(failed).start()
+
+    Only this task's reports reach its handlers. When it ends, `on_end`'s handler runs
+    first, then exactly one of success (the return value), failure (the exception) and
+    cancelled. `start` refuses, runs nothing and returns False while the runner is busy
+    with any task, this one included: a second click cannot start a second run.
+    """
+
+    def __init__(self, runner: TaskRunner, fn: Callable[[QtTaskState], Any]) -> None:
+        self._runner = runner
+        self._fn = fn
+        self._handlers = Handlers(ended=self._ended)
+        self._on_end: Callable[[], None] = _ignore
+        self._running = False
+
+    @property
+    def running(self) -> bool:
+        """True from a successful `start` until the handlers of its end have been called."""
+        return self._running
+
+    def on_status(self, fn: Callable[[str], None]) -> "Operation":
+        self._handlers.status = fn
+        return self
+
+    def on_progress(self, fn: Callable[[Progress], None]) -> "Operation":
+        self._handlers.progress = fn
+        return self
+
+    def on_partial_result(self, fn: Callable[[Any], None]) -> "Operation":
+        self._handlers.partial_result = fn
+        return self
+
+    def on_end(self, fn: Callable[[], None]) -> "Operation":
+        self._on_end = fn
+        return self
+
+    def success(self, fn: Callable[[Any], None]) -> "Operation":
+        self._handlers.succeeded = fn
+        return self
+
+    def failure(self, fn: Callable[[BaseException], None]) -> "Operation":
+        self._handlers.failed = fn
+        return self
+
+    def on_cancelled(self, fn: Callable[[], None]) -> "Operation":
+        self._handlers.cancelled = fn
+        return self
+
+    def start(self) -> bool:
+        """Start the task in the runner's thread; False (nothing started) while the runner is busy."""
+        if self._runner.is_busy():
+            return False
+        self._runner.start(self._fn, self._handlers)
+        self._running = True
+        return True
+
+    def cancel(self) -> None:
+        """Ask this task to stop (its cancelled or failure handler follows); nothing when it is not running."""
+        if self._running:
+            self._runner.cancel()
+
+    def _ended(self) -> None:
+        self._running = False
+        self._on_end()
 
 
 class BackgroundCalls(QObject):

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
 )
 
 from gpi_desktop.core.hub import secrets
-from gpi_desktop.core.vocabulary.errors import GpiError
+from gpi_desktop.ui.error_words import failure_sentence
 from gpi_desktop.ui.tasks import BackgroundCalls
 
 INTRO = (
@@ -136,9 +136,7 @@ class TokenPanel(QWidget):
 
     def _on_error(self, error: BaseException) -> None:
         self._busy(False)
-        message = str(error) if isinstance(error, GpiError) else (
-            "Something went wrong with the password store; the details are in the log file."
-        )
+        message = failure_sentence(error, "The password store could not be used")
         self._show_error(message)
 
     def _set_info(self, info: secrets.TokenInfo) -> None:
