@@ -10,6 +10,7 @@ import pytest
 from gpi_desktop.core.hub import hub
 from gpi_desktop.core.vocabulary.errors import AccessError, Cancelled, DiskFullError, ModelError
 from fakes import RecordingState
+from gpi_desktop.core.progress import ProgressKind
 from hubserver import FakeHub, Repo, point_client_at, repo_from_folder
 
 MODEL = "tiny-org/tiny-llama"
@@ -58,6 +59,7 @@ def test_download_fetches_the_model_files_into_the_standard_cache_and_reports_fu
     assert last.done == last.total == sum(len(tiny_repo.files[n]) for n in names)
     assert last.fraction == 1.0
     assert "of" in last.message and "B" in last.message
+    assert {p.kind for p in state.progress} == {ProgressKind.BYTES}  # bytes, not prompts: the window tells them apart
     dones = [p.done for p in state.progress]
     assert dones == sorted(dones)  # never goes backwards
     # transformers finds it as a hub id, offline, in the same cache.

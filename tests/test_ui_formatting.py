@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gpi_desktop.core.vocabulary.progress import Progress
+from gpi_desktop.core.vocabulary.progress import Progress, ProgressKind
 from gpi_desktop.ui.formatting import human_bytes, human_duration, linkify, progress_line
 from gpi_desktop.ui.run_page import RunPage
 from gpi_desktop.ui.textmatch import similarity
@@ -43,8 +43,18 @@ def test_a_download_shows_its_own_words_and_a_percentage(qtbot):
     page = RunPage()
     qtbot.addWidget(page)
     total = 16_060_000_000  # more than a 32-bit progress bar can count
-    page.show_progress(Progress(total // 4, total, message="4.0 GB of 16.1 GB, 50.0 MB/s, about 4 min left"))
+    page.show_progress(Progress(total // 4, total, message="4.0 GB of 16.1 GB, 50.0 MB/s, about 4 min left",
+                                kind=ProgressKind.BYTES))
     assert page.progress_label.text() == "4.0 GB of 16.1 GB, 50.0 MB/s, about 4 min left"
     assert page.progress_bar.text() == "25%"
     page.show_progress(Progress(3, 10, tokens_per_second=5.0, seconds_elapsed=3.0))
     assert page.progress_bar.text() == "3 of 10 prompts"
+
+
+def test_the_kind_of_progress_not_its_words_decides_whether_prompts_are_counted(qtbot):
+    page = RunPage()
+    qtbot.addWidget(page)
+    page.show_progress(Progress(3, 10, message="a note from the engine"))  # prompts, whatever the words
+    assert page.progress_bar.text() == "3 of 10 prompts"
+    page.show_progress(Progress(500, 1000, kind=ProgressKind.BYTES))  # a download before its first words
+    assert page.progress_bar.text() == "50%"

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gpi_desktop.core.vocabulary.progress import Progress
+from gpi_desktop.core.vocabulary.progress import Progress, ProgressKind
 from gpi_desktop.ui.formatting import linkify, progress_line
 from gpi_desktop.ui.table_models import (
     COL_MATCH,
@@ -171,8 +171,8 @@ class RunPage(QWidget):
         self.view.setColumnHidden(COL_MATCH, not repeat)
 
     def show_progress(self, progress: Progress) -> None:
-        if progress.message:
-            # A download (bytes, with its own words): QProgressBar counts in 32-bit ints, so show per mille.
+        if progress.kind is not ProgressKind.PROMPTS:
+            # A download (bytes, in its own words): QProgressBar counts in 32-bit ints, so show per mille.
             self.progress_bar.setFormat("%p%")
             self.progress_bar.setRange(0, 1000)
             self.progress_bar.setValue(int(progress.fraction * 1000))

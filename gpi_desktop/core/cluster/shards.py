@@ -41,7 +41,7 @@ import numpy as np
 
 from gpi_desktop.core.vocabulary.errors import InputError, NoResultsFolderError, OutputFolderError, SettingsError
 from gpi_desktop.core.files.fileio import fsync_folder, plain_os_errors, write_atomically
-from gpi_desktop.core.vocabulary.progress import NullState, Progress, TaskState, check_cancel
+from gpi_desktop.core.vocabulary.progress import NullState, Progress, ProgressKind, TaskState, check_cancel
 from gpi_desktop.core.vocabulary.results import PromptResult
 from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings
 
@@ -223,7 +223,7 @@ def write_shard_folder(folder: Path | str, outcome: "RunOutcome", *, state: Task
         for i, result in enumerate(outcome.results):
             if i % 200 == 0:
                 check_cancel(state)
-                state.set_progress(Progress(i, total, message="Writing the shard's files"))
+                state.set_progress(Progress(i, total, message="Writing the shard's files", kind=ProgressKind.STEPS))
             # The same bytes export.write_export writes for this row: a fresh (1, H) float32 tensor.
             tensor = torch.from_numpy(np.array(result.vector, dtype=np.float32).reshape(1, hidden_size)).clone()
             buffer = io.BytesIO()
@@ -259,7 +259,7 @@ def write_shard_folder(folder: Path | str, outcome: "RunOutcome", *, state: Task
         text = json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=False, default=str) + "\n"
         _atomic_write(folder / SHARD_MANIFEST, text.encode("utf-8"))
         fsync_folder(folder / HIDDEN_DIR, folder)
-    state.set_progress(Progress(total, total, message="Shard written"))
+    state.set_progress(Progress(total, total, message="Shard written", kind=ProgressKind.STEPS))
     return folder / SHARD_MANIFEST
 
 
@@ -448,7 +448,7 @@ def merge_shards(
     for shard in shards:
         check_cancel(state)
         results.extend(_read_shard_results(shard, cells))
-        state.set_progress(Progress(len(results), total, message=f"Read {shard.name}"))
+        state.set_progress(Progress(len(results), total, message=f"Read {shard.name}", kind=ProgressKind.STEPS))
     table = _merged_table(first.manifest["input"], cells)
     fields = _json_round_trip(first.manifest["manifest_fields"])
     fields["sharded"] = {

@@ -39,7 +39,7 @@ from gpi_desktop.core.vocabulary.errors import (
     GpiError,
     ModelError,
 )
-from gpi_desktop.core.vocabulary.progress import NullState, Progress, TaskState, check_cancel
+from gpi_desktop.core.vocabulary.progress import NullState, Progress, ProgressKind, TaskState, check_cancel
 
 log = logging.getLogger(__name__)
 
@@ -535,7 +535,7 @@ class _ByteCounter:
             parts.append(f"{human_bytes(speed)}/s")
             parts.append(f"about {_human_duration((self.total - done) / speed)} left")
         self.state.set_progress(Progress(done=done, total=self.total, seconds_elapsed=elapsed,
-                                         message=", ".join(parts)))
+                                         message=", ".join(parts), kind=ProgressKind.BYTES))
 
 
 class _CountingFile:

@@ -17,7 +17,7 @@ import numpy as np
 
 from gpi_desktop.core.vocabulary.errors import InputError
 from gpi_desktop.core.output.export import MATRIX_NAME
-from gpi_desktop.core.vocabulary.progress import NullState, Progress, TaskState, check_cancel
+from gpi_desktop.core.vocabulary.progress import NullState, Progress, ProgressKind, TaskState, check_cancel
 from gpi_desktop.core.output.provenance import NOT_RECORDED, read_manifest
 
 # Settings that by contract do not change the numbers; reported, but not a difference in how the export was made.
@@ -229,7 +229,7 @@ def _vector_difference(a: Path, b: Path, state: TaskState) -> tuple[VectorDiffer
     cosines = np.empty(n, dtype=np.float64)
     for start in range(0, n, _ROWS_AT_ONCE):
         check_cancel(state)
-        state.set_progress(Progress(start, n, message="Comparing the vectors"))
+        state.set_progress(Progress(start, n, message="Comparing the vectors", kind=ProgressKind.STEPS))
         pa = np.asarray(xa[start : start + _ROWS_AT_ONCE], dtype=np.float64)
         pb = np.asarray(xb[start : start + _ROWS_AT_ONCE], dtype=np.float64)
         largest = max(largest, float(np.max(np.abs(pa - pb))))
@@ -239,6 +239,6 @@ def _vector_difference(a: Path, b: Path, state: TaskState) -> tuple[VectorDiffer
         with np.errstate(invalid="ignore", divide="ignore"):
             cos = np.where(norms > 0, dots / norms, np.where(np.all(pa == pb, axis=1), 1.0, 0.0))
         cosines[start : start + len(pa)] = cos
-    state.set_progress(Progress(n, n, message="Compared the vectors"))
+    state.set_progress(Progress(n, n, message="Compared the vectors", kind=ProgressKind.STEPS))
     low = int(np.argmin(cosines))
     return VectorDifference(n, largest, float(cosines[low]), float(cosines.mean()), low), ""

@@ -32,7 +32,7 @@ import pandas as pd
 from gpi_desktop.core.vocabulary.errors import OutputFolderError
 from gpi_desktop.core.files.fileio import BackgroundFsync, fsync_folder, plain_os_errors, share_like_a_document
 from gpi_desktop.core.generation.instructions import TOKEN_IDS_HASH
-from gpi_desktop.core.vocabulary.progress import NullState, Progress, TaskState, check_cancel
+from gpi_desktop.core.vocabulary.progress import NullState, Progress, ProgressKind, TaskState, check_cancel
 from gpi_desktop.core.files.prompts import PromptTable
 from gpi_desktop.core.vocabulary.results import PromptResult
 from gpi_desktop.core.files.runstore import RUN_DIR_NAME
@@ -355,7 +355,8 @@ class _Writer:
         self.sha256[name] = hashing.digest.hexdigest()
         self.done += 1
         if self.done % self._every == 0 or self.done == self.total:
-            self.state.set_progress(Progress(self.done, self.total, message=f"Writing the export: {name}"))
+            self.state.set_progress(Progress(self.done, self.total, message=f"Writing the export: {name}",
+                                             kind=ProgressKind.STEPS))
 
     def make_durable(self) -> None:
         """Flush the files, then their renames, to disk before the manifest claims completeness.

@@ -18,7 +18,7 @@ from typing import Any
 
 from gpi_desktop.core.vocabulary.errors import InputError
 from gpi_desktop.core.output.export import MANIFEST_NAME
-from gpi_desktop.core.vocabulary.progress import NullState, Progress, TaskState, check_cancel
+from gpi_desktop.core.vocabulary.progress import NullState, Progress, ProgressKind, TaskState, check_cancel
 
 _CHUNK = 1 << 20
 _LISTED = 10
@@ -85,13 +85,13 @@ def verify_files(folder: Path, manifest: dict[str, Any], state: TaskState | None
     for i, name in enumerate(names):
         if i % every == 0:
             check_cancel(state)
-            state.set_progress(Progress(i, len(names), message=f"Checking the files: {name}"))
+            state.set_progress(Progress(i, len(names), message=f"Checking the files: {name}", kind=ProgressKind.STEPS))
         path = folder / name
         if not path.is_file():
             checks.append(FileCheck(name, "missing"))
             continue
         checks.append(FileCheck(name, "" if file_sha256(path) == listed[name] else "changed"))
-    state.set_progress(Progress(len(names), len(names), message="Checked the files"))
+    state.set_progress(Progress(len(names), len(names), message="Checked the files", kind=ProgressKind.STEPS))
     return tuple(checks)
 
 

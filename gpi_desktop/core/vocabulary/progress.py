@@ -8,9 +8,18 @@ Qt signals; tests hand it a recording fake (tests/fakes.py). core never knows wh
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any, Protocol
 
 from gpi_desktop.core.vocabulary.errors import Cancelled
+
+
+class ProgressKind(Enum):
+    """What `done` and `total` count, so that each front end shows it its own way."""
+
+    PROMPTS = "prompts"  # the job's prompts, as the engine finishes them
+    BYTES = "bytes"  # a download; `message` says it in words (sizes, speed, time left)
+    STEPS = "steps"  # files written or checked, rows read or compared; `message` says what
 
 
 @dataclass(frozen=True)
@@ -23,6 +32,7 @@ class Progress:
     # The producer's own estimate (the engine's, from tokens); with estimated=False it is worked out from done.
     estimate: float | None = None
     estimated: bool = False
+    kind: ProgressKind = ProgressKind.PROMPTS
 
     @property
     def fraction(self) -> float:
