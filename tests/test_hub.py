@@ -9,8 +9,8 @@ import pytest
 
 from gpi_desktop.core.hub import hub
 from gpi_desktop.core.vocabulary.errors import AccessError, Cancelled, DiskFullError, ModelError
+from gpi_desktop.core.vocabulary.progress import ProgressKind
 from fakes import RecordingState
-from gpi_desktop.core.progress import ProgressKind
 from hubserver import FakeHub, Repo, point_client_at, repo_from_folder
 
 MODEL = "tiny-org/tiny-llama"

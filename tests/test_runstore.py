@@ -258,6 +258,16 @@ def test_remove_deletes_only_the_journal_folder(tmp_path):
     assert (tmp_path / "keep.txt").read_text() == "mine"
 
 
+def test_discard_deletes_a_journal_of_any_job_without_opening_it(tmp_path):
+    (tmp_path / "keep.txt").write_text("mine")
+    with RunJournal.create(tmp_path / "job", {**KEY, "model": "another"}) as journal:
+        journal.append(result(0))
+    RunJournal.discard(tmp_path / "job")
+    assert not RunJournal.exists(tmp_path / "job") and not (tmp_path / "job").exists()
+    assert (tmp_path / "keep.txt").read_text() == "mine"
+    RunJournal.discard(tmp_path / "job")  # nothing left to delete: no error
+
+
 WRITER = textwrap.dedent(
     """
     import sys

@@ -230,7 +230,7 @@ def test_export_writes_the_gpi_pack_folder_and_shows_how_to_load_it(qtbot, make_
 
 def test_an_export_that_fails_with_our_bug_names_the_export_and_the_log_and_can_be_tried_again(
         qtbot, make_window, tiny_llama, prompts_csv, tmp_path, monkeypatch):
-    from gpi_desktop.core import job
+    from gpi_desktop.core.job import job
 
     window = make_window({"Export finished": "Close"})
     prepare(qtbot, window, tiny_llama, prompts_csv)

@@ -1,12 +1,21 @@
-"""core.job.job.unfinished_jobs: the jobs a stop or a crash left, with what reopening them needs."""
+"""core.job.job.unfinished_jobs: the jobs a stop or a crash left, with what reopening them needs; where a job's journal is."""
 
 from __future__ import annotations
 
 import pandas as pd
 from conftest import PROMPTS
 
+from gpi_desktop.core.job.job import (
+    FILE_AS_IT_WAS,
+    FILE_CHANGED,
+    FILE_MOVED,
+    JobSpec,
+    job_hash,
+    job_journal_folder,
+    run_job,
+    unfinished_jobs,
+)
 from gpi_desktop.core.vocabulary.errors import Cancelled
-from gpi_desktop.core.job.job import FILE_AS_IT_WAS, FILE_CHANGED, FILE_MOVED, JobSpec, job_hash, run_job, unfinished_jobs
 from fakes import RecordingState
 from gpi_desktop.core.vocabulary.settings import RunSettings
 
@@ -46,3 +55,18 @@ def test_a_finished_job_and_an_empty_folder_are_not_offered(tiny_llama, tmp_path
     (tmp_path / "runs" / "empty").mkdir()
     assert unfinished_jobs(tmp_path / "runs") == []
     assert unfinished_jobs(tmp_path / "nowhere") == []
+
+
+def test_a_jobs_journal_is_named_by_its_hash_in_the_runs_folder_or_the_older_one_that_has_it(tmp_path):
+    from gpi_desktop.core.job.job import load_prompts
+
+    csv = tmp_path / "p.csv"
+    pd.DataFrame({"text": PROMPTS}).to_csv(csv, index=False)
+    spec = JobSpec(csv, "text", RunSettings(model="some/model"))
+    table = load_prompts(spec)
+    runs, old = tmp_path / "runs", tmp_path / "old" / "runs"
+    assert job_journal_folder(runs, spec, table, [old]) == runs / job_hash(spec, table)
+    (old / job_hash(spec, table)).mkdir(parents=True)
+    assert job_journal_folder(runs, spec, table, [old]) == old / job_hash(spec, table)
+    other = JobSpec(csv, "text", RunSettings(model="some/model", max_new_tokens=7))
+    assert job_journal_folder(runs, other, table, [old]).name != job_hash(spec, table)  # the settings are in the hash

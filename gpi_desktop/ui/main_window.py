@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html
 import logging
-import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -35,9 +34,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gpi_desktop.core.vocabulary.errors import GpiError, MemoryFitError
 from gpi_desktop.core.files.legacy_runs import adopt_job_folders
-from gpi_desktop.core.vocabulary.progress import Progress
+from gpi_desktop.core.job.job import RUNS_DIRNAME
+from gpi_desktop.core.vocabulary.errors import GpiError, MemoryFitError
+from gpi_desktop.core.vocabulary.progress import Progress, ProgressKind
 from gpi_desktop.core.vocabulary.settings import DEFAULT_MODEL, ExportSettings
 from gpi_desktop.ui import none_guard, prefs
 from gpi_desktop.ui.export_flow import (
@@ -58,7 +58,6 @@ from gpi_desktop.ui.prompter import Prompter
 from gpi_desktop.ui.prompts_panel import DROP_SUFFIXES, PromptsPanel
 from gpi_desktop.ui.resources import (
     APPLICATION,
-    RUNS_DIRNAME,
     app_data_dir,
     icon_path,
     is_demo_model,
@@ -95,12 +94,11 @@ def _inspect_job(spec, table, runs_dir: Path, elsewhere: tuple[Path, ...] = ()) 
 
     `elsewhere`: older runs folders whose jobs could not be moved into `runs_dir`.
     """
-    from gpi_desktop.core.job.job import job_hash, job_key
-    from gpi_desktop.core.files.legacy_runs import job_folder
     from gpi_desktop.core.files.runstore import RunJournal
+    from gpi_desktop.core.job.job import job_journal_folder, job_key
 
     key = job_key(spec, table)
-    work_dir = job_folder(runs_dir, job_hash(spec, table), elsewhere)
+    work_dir = job_journal_folder(runs_dir, spec, table, elsewhere)
     finished, results = None, ()
     if RunJournal.exists(work_dir):
         with RunJournal.open(work_dir, key) as journal:
@@ -603,10 +601,11 @@ class MainWindow(QMainWindow):
         self.run_page.reset_progress(len(table), self._prompts_done)
 
         def task(state):
+            from gpi_desktop.core.files.runstore import RunJournal
             from gpi_desktop.core.job.job import run_job
 
             if start_over:
-                shutil.rmtree(work_dir, ignore_errors=True)
+                RunJournal.discard(work_dir)
             state.set_status("Loading the model\u2026 (a hub model is downloaded the first time)")
             return run_job(spec, work_dir, state, resume=True, token=_current_token(),
                            ignore_memory_check=ignore_memory_check)
@@ -644,7 +643,7 @@ class MainWindow(QMainWindow):
         self.prompts_panel.setEnabled(not locked)
 
     def _on_run_progress(self, progress: Progress) -> None:
-        if not progress.message:  # a download's progress counts bytes, not prompts
+        if progress.kind is ProgressKind.PROMPTS:  # not a download's bytes
             self._prompts_done = progress.done
         self.run_page.show_progress(progress)
 
@@ -747,13 +746,18 @@ class MainWindow(QMainWindow):
             overwrite = True
         prefs.remember_folder(self.qsettings, "export", folder.parent if folder.parent.is_dir() else folder)
         self.export_page.set_exporting(True)
+        journal = self._run_work_dir
 
         def task(state):
             from gpi_desktop.core.files.folderhold import hold_folder
+            from gpi_desktop.core.files.runstore import RunJournal
             from gpi_desktop.core.job.job import export_run
 
             with hold_folder(folder):  # a command-line run writing into it meanwhile is refused, not overwritten
-                return export_run(outcome, folder, overwrite=overwrite, state=state)
+                summary = export_run(outcome, folder, overwrite=overwrite, state=state)
+            if journal is not None:
+                RunJournal.discard(journal)  # the export holds everything now; the journal would only take disk space
+            return summary
 
         writing = (Operation(self.runner, task)
                    .on_progress(lambda progress: self.export_page.show_progress(progress.done, progress.total))
@@ -789,9 +793,6 @@ class MainWindow(QMainWindow):
         snippet = gpi_pack_snippet(folder, self._export_settings)
         message = f"Exported {len(outcome.results):,} texts and vectors to {folder}."
         self.export_page.show_done(message, snippet)
-        if self._run_work_dir is not None:
-            # The export holds everything now; the journal would only take disk space.
-            shutil.rmtree(self._run_work_dir, ignore_errors=True)
         self.export_finished.emit(folder)
         choice = self.prompter.ask(self, "Export finished", message, ["Open the folder", "Close"],
                                    details="Load it in Python with gpi_pack:\n\n" + snippet)

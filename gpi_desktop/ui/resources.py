@@ -14,7 +14,6 @@ APPLICATION = "GPI Desktop"
 DEMO_MODEL_DIRNAME = "demo-model"
 SAMPLE_PROMPTS_FILENAME = "sample_prompts.csv"
 ICON_FILENAME = "icon.png"
-RUNS_DIRNAME = "runs"  # under app_data_dir(): one folder per job, named by its job hash
 
 
 def resources_dir() -> Path:

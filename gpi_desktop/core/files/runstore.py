@@ -254,7 +254,15 @@ class RunJournal:
     def remove(self) -> None:
         """Delete the journal folder (after a successful export)."""
         self.close()
-        shutil.rmtree(self.folder, ignore_errors=True)
+        self.discard(self.folder)
+
+    @staticmethod
+    def discard(folder: Path | str) -> None:
+        """Delete the journal in `folder` without opening it, whatever job it holds (Start again; an exported job).
+
+        It may take a while (the vectors of a large job): call it off the GUI thread.
+        """
+        shutil.rmtree(folder, ignore_errors=True)
 
     def __enter__(self) -> "RunJournal":
         return self

@@ -13,7 +13,7 @@ import platform
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from gpi_desktop.core.vocabulary.errors import ResumeError
 from gpi_desktop.core.vocabulary.progress import NullState, TaskState, check_cancel
@@ -121,6 +121,19 @@ def job_key(spec: JobSpec, table) -> dict[str, Any]:
 
 def job_hash(spec: JobSpec, table) -> str:
     return stable_hash(job_key(spec, table))[:16]
+
+
+RUNS_DIRNAME = "runs"  # in the window's data folder: one journal folder per job, named by its job hash
+
+
+def job_journal_folder(runs_dir: Path, spec: JobSpec, table, elsewhere: Sequence[Path] = ()) -> Path:
+    """Where the journal of this job is kept: `<runs_dir>/<job hash>`, unless only an older runs folder has it.
+
+    `elsewhere`: the runs folders of an older version whose jobs could not be moved into `runs_dir`.
+    """
+    from gpi_desktop.core.files.legacy_runs import job_folder
+
+    return job_folder(Path(runs_dir), job_hash(spec, table), elsewhere)
 
 
 def job_record(spec: JobSpec) -> dict[str, Any]:
