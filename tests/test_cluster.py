@@ -415,8 +415,8 @@ def test_resuming_a_shard_counts_the_shards_prompts_not_the_jobs(fixed_job, tmp_
 
 
 def test_a_stopped_slurm_task_is_told_the_requeue_continues_not_to_rerun_the_command(monkeypatch):
-    from gpi_desktop.cluster_cli import stopped_message
-    from gpi_desktop.cli import build_parser
+    from gpi_desktop.cli.run import stopped_message
+    from gpi_desktop.cli.entry import build_parser
 
     args = build_parser().parse_args(["run", "--job", "job.json", "--shard", "2/3", "--out", "shards/2"])
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)

@@ -101,7 +101,7 @@ def test_the_apple_gpu_asked_for_where_there_is_none_is_one_plain_sentence(monke
 
 
 def test_cli_and_window_offer_the_same_devices_including_mps():
-    from gpi_desktop.cli import build_parser
+    from gpi_desktop.cli.entry import build_parser
     from gpi_desktop.core.vocabulary.settings import DEVICES, RunSettings
     from gpi_desktop.ui.settings_panel import DEVICES as WINDOW_DEVICES
 

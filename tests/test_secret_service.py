@@ -59,7 +59,7 @@ def test_token_round_trips_through_the_secret_service(secret_service):
 def test_token_saved_by_the_cli_is_read_by_another_process(secret_service, tmp_path):
     env = {**os.environ, "HF_TOKEN_PATH": str(tmp_path / "token")}
     env.pop("HF_TOKEN", None)
-    saved = subprocess.run([sys.executable, "-c", "import sys; from gpi_desktop.cli_token import run_token;"
+    saved = subprocess.run([sys.executable, "-c", "import sys; from gpi_desktop.cli.token import run_token;"
                             "import argparse; sys.exit(run_token(argparse.Namespace(token_action='set', check=False)))"],
                            input=TOKEN + "\n", text=True, capture_output=True, env=env, timeout=60)
     assert saved.returncode == 0, saved.stderr

@@ -14,7 +14,7 @@ import pytest
 from keyring.backend import KeyringBackend
 from keyring.backends import fail
 
-from gpi_desktop import cli_token
+from gpi_desktop.cli import token as cli_token
 from gpi_desktop.core.hub import secrets
 from gpi_desktop.core.vocabulary.errors import AccessError, KeyringUnavailableError
 from test_hub import fake_hub  # noqa: F401  (a fixture used by name)

@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_token_parser(sub)
     _add_merge_parser(sub)
-    from gpi_desktop.cli_exports import add_export_parsers
+    from gpi_desktop.cli.exports import add_export_parsers
 
     add_export_parsers(sub)
     return parser
@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_cluster_arguments(run: argparse.ArgumentParser) -> None:
     try:
-        from gpi_desktop.cluster_cli import add_run_arguments
+        from gpi_desktop.cli.run import add_run_arguments
     except ImportError:
         return
     add_run_arguments(run)
@@ -171,7 +171,7 @@ def _add_cluster_arguments(run: argparse.ArgumentParser) -> None:
 
 def _add_token_parser(sub) -> None:
     try:
-        from gpi_desktop.cli_token import add_token_parser
+        from gpi_desktop.cli.token import add_token_parser
     except ImportError:
         return
     add_token_parser(sub)
@@ -179,7 +179,7 @@ def _add_token_parser(sub) -> None:
 
 def _add_merge_parser(sub) -> None:
     try:
-        from gpi_desktop.cluster_cli import add_merge_parser
+        from gpi_desktop.cli.run import add_merge_parser
     except ImportError:
         return
     add_merge_parser(sub)
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         with _sigterm_interrupts():
             return run_command(parser, args)
     except Cancelled:
-        from gpi_desktop.cluster_cli import stopped_message
+        from gpi_desktop.cli.run import stopped_message
 
         print(stopped_message(args), file=sys.stderr)
         return EXIT_CANCELLED
@@ -231,15 +231,15 @@ def run_command(parser: argparse.ArgumentParser, args) -> int:
     if args.command == "run":
         return cmd_run(args)
     if args.command == "token":
-        from gpi_desktop.cli_token import run_token
+        from gpi_desktop.cli.token import run_token
 
         return run_token(args)
     if args.command == "merge":
-        from gpi_desktop.cluster_cli import run_merge
+        from gpi_desktop.cli.run import run_merge
 
         return run_merge(args)
     if args.command in ("inspect", "compare"):
-        from gpi_desktop import cli_exports
+        from gpi_desktop.cli import exports as cli_exports
 
         return cli_exports.run_inspect(args) if args.command == "inspect" else cli_exports.run_compare(args)
     parser.error(f"unknown command {args.command}")
@@ -332,7 +332,7 @@ def say_duplicate_column(table) -> None:
 
 def cmd_run(args) -> int:
     if getattr(args, "shard", None) or getattr(args, "job", None):
-        from gpi_desktop.cluster_cli import cmd_run_cluster  # --shard / --job: the cluster issue's runs
+        from gpi_desktop.cli.run import cmd_run_cluster  # --shard / --job: the cluster issue's runs
 
         return cmd_run_cluster(args)
     from gpi_desktop.core.files.folderhold import hold_folder

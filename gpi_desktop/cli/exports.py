@@ -23,7 +23,7 @@ def add_export_parsers(sub) -> None:
 
 
 def run_inspect(args) -> int:
-    from gpi_desktop.cli import CliState
+    from gpi_desktop.cli.entry import CliState
     from gpi_desktop.core.output.provenance import inspect_export
 
     report = inspect_export(args.folder, CliState(quiet=True))
@@ -32,7 +32,7 @@ def run_inspect(args) -> int:
 
 
 def run_compare(args) -> int:
-    from gpi_desktop.cli import CliState
+    from gpi_desktop.cli.entry import CliState
     from gpi_desktop.core.output.compare import compare_exports
 
     comparison = compare_exports(args.a, args.b, CliState(quiet=True))

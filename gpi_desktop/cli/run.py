@@ -54,7 +54,7 @@ def wants_cluster_run(args) -> bool:
 def spec_for(args):
     """The job of a `run`: from --job FILE, or from the run flags."""
     if not getattr(args, "job", None):
-        from gpi_desktop.cli import spec_from_args
+        from gpi_desktop.cli.entry import spec_from_args
 
         return spec_from_args(args)
     from gpi_desktop.core.cluster.shards import load_job_file
@@ -71,7 +71,7 @@ def spec_for(args):
 
 def cmd_run_cluster(args) -> int:
     """`run` with --job and/or --shard: a whole job from a job file, or one shard of it into a shard folder."""
-    from gpi_desktop.cli import (
+    from gpi_desktop.cli.entry import (
         CliState,
         OutFolderClaim,
         claim_out_folder,
@@ -187,7 +187,7 @@ def stopped_message(args) -> str:
 
 
 def run_merge(args) -> int:
-    from gpi_desktop.cli import CliState, stop_on_signals
+    from gpi_desktop.cli.entry import CliState, stop_on_signals
     from gpi_desktop.core.cluster.shards import merge_shards
 
     state = CliState(quiet=args.quiet)

@@ -1,0 +1,1 @@
+from gpi_desktop.cli.entry import main
