@@ -269,3 +269,14 @@ def test_a_will_not_fit_memory_verdict_stops_the_run_before_loading_unless_the_u
     assert not (tmp_path / "o").exists()
     assert run_cli(*base_args(tiny_llama, prompts_csv, tmp_path / "o", "--ignore-memory-check")) == 0
     assert (tmp_path / "o" / "manifest.json").exists()
+
+
+def test_a_command_module_that_cannot_be_imported_stops_the_program_instead_of_hiding_its_command():
+    # The old entry point caught ImportError around the cluster commands, so a broken module silently removed `merge`.
+    code = ("import sys; sys.modules['gpi_desktop.cli.merge'] = None\n"
+            "from gpi_desktop.cli import main\n"
+            "sys.exit(main(['merge', '--help']))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "gpi_desktop.cli.merge" in proc.stderr and "Traceback" in proc.stderr
+    assert "usage" not in proc.stdout

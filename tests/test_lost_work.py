@@ -145,7 +145,8 @@ KILLER = textwrap.dedent(
 @pytest.fixture(scope="module")
 def forty(tmp_path_factory, tiny_llama):
     """40 prompts, their uninterrupted export, and a finished journal of the same job."""
-    from gpi_desktop.cli.entry import build_parser, spec_from_args
+    from gpi_desktop.cli.entry import build_parser
+    from gpi_desktop.cli.run import spec_from_args
     from gpi_desktop.core.job.job import run_job
 
     folder = tmp_path_factory.mktemp("forty")

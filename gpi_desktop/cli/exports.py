@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from gpi_desktop.cli.state import CliState
 from gpi_desktop.core.vocabulary.errors import EXIT_BAD_INPUT, EXIT_OK
 
 
@@ -14,16 +15,17 @@ def add_export_parsers(sub) -> None:
                     "export folder was made with, then check every file against the checksums in its manifest "
                     "(exit code 2 if any file is missing or changed).")
     inspect.add_argument("folder", metavar="EXPORT_FOLDER")
+    inspect.set_defaults(handler=run_inspect)
     compare = sub.add_parser(
         "compare", help="say whether two exports were made the same way and how far their results differ",
         description="Compare two export folders: same model, revision, template, date, settings and inputs, and "
                     "how far their texts (identical share) and vectors (largest difference, cosine) differ.")
     compare.add_argument("a", metavar="A")
     compare.add_argument("b", metavar="B")
+    compare.set_defaults(handler=run_compare)
 
 
 def run_inspect(args) -> int:
-    from gpi_desktop.cli.entry import CliState
     from gpi_desktop.core.output.provenance import inspect_export
 
     report = inspect_export(args.folder, CliState(quiet=True))
@@ -32,7 +34,6 @@ def run_inspect(args) -> int:
 
 
 def run_compare(args) -> int:
-    from gpi_desktop.cli.entry import CliState
     from gpi_desktop.core.output.compare import compare_exports
 
     comparison = compare_exports(args.a, args.b, CliState(quiet=True))

@@ -1,4 +1,8 @@
-"""The command line's cluster part: `run --shard I/N`, `run --job FILE` and `merge DIR... --out OUT`."""
+"""`gpi-desktop run`: one job headless, from the flags or a job file (--job), whole or one shard of it (--shard I/N).
+
+One command for the single machine and the cluster: a shard differs only in the rows
+it runs, the folder it writes (a shard folder instead of the export) and what it says.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,12 @@ import shutil
 import sys
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
+from gpi_desktop.cli.state import CliState, format_duration, stop_on_signals
 from gpi_desktop.core.vocabulary.errors import EXIT_OK, AccessError, OutputFolderError, RunBusyError, SettingsError
+from gpi_desktop.core.vocabulary.settings import DEVICES, DTYPES, POOLINGS, TEMPLATE_STYLES
 
 # `run` flags that a job file already decides; given together with --job they would be silently ignored.
 JOB_DEFINED_FLAGS = {
@@ -23,39 +30,92 @@ JOB_DEFINED_FLAGS = {
 }  # fmt: skip
 
 
-def add_run_arguments(run: argparse.ArgumentParser) -> None:
-    """Add --shard and --job to `run` (called after the run flags exist, so their defaults are known)."""
+def add_run_parser(sub) -> None:
+    run = sub.add_parser("run", help="run a job headless (servers, clusters)")
+    _add_job_arguments(run)
+    run.add_argument("--ignore-memory-check", action="store_true",
+                     help="run even when the memory estimate says the model will not fit (it may run out of memory)")
+    run.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    run.add_argument("--overwrite", action="store_true", help="replace an earlier export or run in --out")
+    run.add_argument("--quiet", action="store_true", help="print only errors and the final line")
     run.add_argument("--shard", metavar="I/N",
                      help="run only share I of N (I counts from 1) into --out, as one task of a cluster array job; "
                           "merge the shard folders with `gpi-desktop merge`")
     run.add_argument("--job", metavar="FILE",
                      help="take the prompts, model and settings from a job.json written by \"Prepare for a cluster\"")
-    run.set_defaults(_job_flag_defaults={dest: run.get_default(dest) for dest in JOB_DEFINED_FLAGS})
+    # Read after every flag exists, so that --job can tell a flag given from its default.
+    run.set_defaults(handler=cmd_run, _job_flag_defaults={dest: run.get_default(dest) for dest in JOB_DEFINED_FLAGS})
 
 
-def add_merge_parser(sub) -> None:
-    merge = sub.add_parser("merge", help="merge the shard folders of a cluster job into one export folder",
-                           description="Check that the shard folders come from one job and hold every row once, "
-                                       "then write one export folder as a single-machine run writes it.")
-    merge.add_argument("dirs", nargs="+", metavar="DIR",
-                       help="shard folders (for example shards/*), or the job folder that holds them")
-    merge.add_argument("--out", required=True, help="the folder for the merged export")
-    merge.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
-    merge.add_argument("--quiet", action="store_true", help="print only errors and the final line")
-    merge.add_argument("--allow-mixed-devices", action="store_true",
-                       help="merge shards that ran on different devices or precisions (greedy texts can differ "
-                            "between them; the manifest records each shard's device)")
+def _add_job_arguments(run: argparse.ArgumentParser) -> None:
+    """The flags that say what to run: the ones a job file holds instead (JOB_DEFINED_FLAGS), and --out."""
+    run.add_argument("--model", required=False, default=None, help="Hugging Face model id or model folder "
+                     "(default meta-llama/Llama-3.1-8B-Instruct)")
+    run.add_argument("--prompts", required=False, help="CSV, TSV or XLSX file with one prompt per row")
+    run.add_argument("--out", required=False, help="folder for the export (and the run's journal while it runs)")
+    run.add_argument("--column", help="the column holding the prompts (default: the only or obvious text column)")
+    run.add_argument("--task", default="create", help="create, repeat, or your own instruction text")
+    run.add_argument("--pooling", default="last", choices=list(POOLINGS))
+    run.add_argument("--max-new-tokens", type=int, default=1000)
+    run.add_argument("--prefix", default="hidden_")
+    run.add_argument("--save-name", default="generated_texts")
+    run.add_argument("--batch-size", default="auto", help="a number, or auto")
+    run.add_argument("--dtype", default="auto", choices=list(DTYPES))
+    run.add_argument("--device", default="auto", choices=list(DEVICES),
+                     help="auto: an NVIDIA GPU (cuda, also AMD through ROCm), else the Apple GPU (mps), else the CPU")
+    run.add_argument("--template", default="gpi_pack", choices=list(TEMPLATE_STYLES))
+    run.add_argument("--quantization", choices=["none", "8bit", "4bit"], default="none",
+                     help="load the model in 8-bit or 4-bit (NVIDIA GPU and gpi-desktop[quantization]); changes the numbers")
+    run.add_argument("--one-at-a-time", action="store_true",
+                     help="gpi_pack's exact procedure: transformers' generate() on one prompt at a time (slow)")
+    run.add_argument("--revision", help="a hub revision (branch, tag or commit) of the model")
+    run.add_argument("--allow-pickle-weights", action="store_true",
+                     help="accept a model that has only pickle weights (.bin), which can run code: only if you trust it")
+    run.add_argument("--template-date", metavar="YYYY-MM-DD",
+                     help="the date the chat template sees (default: today, fixed for the whole job, resume included); "
+                          "give an earlier study's date to repeat it exactly")
+    run.add_argument("--template-option", action="append", metavar="KEY=VALUE", default=[],
+                     help="extra keyword for the chat template (value parsed as JSON where it parses); repeatable")
+    run.add_argument("--generation-option", action="append", metavar="KEY=VALUE", default=[],
+                     help="extra keyword for generation, e.g. repetition_penalty=1.1; repeatable")
 
 
 def wants_cluster_run(args) -> bool:
     return bool(getattr(args, "shard", None) or getattr(args, "job", None))
 
 
+def spec_from_args(args):
+    from gpi_desktop.core.job.job import JobSpec
+    from gpi_desktop.core.vocabulary.options import parse_options
+    from gpi_desktop.core.vocabulary.settings import DEFAULT_MODEL, ExportSettings, RunSettings
+
+    if not args.prompts:
+        raise OutputFolderError("Give the prompts file with --prompts FILE (a CSV, TSV or XLSX file).")
+    if not args.out:
+        raise OutputFolderError("Give the output folder with --out FOLDER.")
+    settings = RunSettings(
+        model=DEFAULT_MODEL if args.model is None else args.model,
+        task=args.task,
+        pooling=args.pooling,
+        max_new_tokens=args.max_new_tokens,
+        dtype=args.dtype,
+        device=args.device,
+        template=args.template,
+        batch_size=args.batch_size,
+        strategy="one-at-a-time" if args.one_at_a_time else "batched",
+        revision=args.revision,
+        quantization=None if args.quantization == "none" else args.quantization,
+        allow_pickle_weights=args.allow_pickle_weights,
+        template_options=parse_options(args.template_option),
+        generation_options=parse_options(args.generation_option),
+        template_date=args.template_date or None,
+    )
+    return JobSpec(Path(args.prompts), args.column, settings, ExportSettings(args.prefix, args.save_name)).validate()
+
+
 def spec_for(args):
     """The job of a `run`: from --job FILE, or from the run flags."""
     if not getattr(args, "job", None):
-        from gpi_desktop.cli.entry import spec_from_args
-
         return spec_from_args(args)
     from gpi_desktop.core.cluster.shards import load_job_file
 
@@ -69,57 +129,139 @@ def spec_for(args):
     return load_job_file(args.job).spec
 
 
-def cmd_run_cluster(args) -> int:
-    """`run` with --job and/or --shard: a whole job from a job file, or one shard of it into a shard folder."""
-    from gpi_desktop.cli.entry import (
-        CliState,
-        OutFolderClaim,
-        claim_out_folder,
-        format_duration,
-        prepare_out_folder,
-        say_duplicate_column,
-        stop_on_signals,
-    )
-    from gpi_desktop.core.files.folderhold import hold_folder
-    from gpi_desktop.core.job.job import export_run, load_prompts, run_job
-    from gpi_desktop.core.model.models import resolve_source
-    from gpi_desktop.core.files.runstore import RUN_DIR_NAME, RunJournal
-    from gpi_desktop.core.cluster.shards import SHARD_MANIFEST, Shard, write_shard_folder
+@dataclass(frozen=True)
+class OutFolderClaim:
+    """What a run may do in --out, decided while it holds the folder, before the model loads."""
 
-    shard = Shard.parse(args.shard) if args.shard else None
+    continue_journal: bool  # resume the journal there (--resume, or --overwrite and a journal of this very job)
+    replace_export: bool  # the export may replace files there (--overwrite, or an interrupted export of this job)
+
+
+def claim_out_folder(out: Path, spec, table, *, resume: bool, overwrite: bool) -> OutFolderClaim:
+    """Decide, under `hold_folder(out)`, what the run may continue and replace; refuse what it may not touch.
+
+    A journal of this job marks the folder's export files (manifest or not, temporary
+    names included) as this run's own: an export killed while it was written is
+    finished by a resume, and --overwrite never throws that journal away.
+    """
+    from gpi_desktop.core.files.runstore import RUN_DIR_NAME, RunJournal
+    from gpi_desktop.core.job.job import job_key
+    from gpi_desktop.core.output.export import holds_only_this_export
+
+    journal = out / RUN_DIR_NAME
+    same_job = RunJournal.holds_job(journal, job_key(spec, table))
+    own = resume and same_job and out.is_dir() and holds_only_this_export(out, spec.export, len(table), {RUN_DIR_NAME})
+    prepare_out_folder(out, resume=resume, overwrite=overwrite, own_export=own)
+    if overwrite:
+        if journal.exists() and not same_job:
+            shutil.rmtree(journal)
+        return OutFolderClaim(continue_journal=same_job, replace_export=True)
+    return OutFolderClaim(continue_journal=resume, replace_export=own)
+
+
+def prepare_out_folder(out: Path, *, resume: bool, overwrite: bool, own_export: bool = False) -> None:
+    """Refuse an output folder that cannot be used, before anything is written."""
+    from gpi_desktop.core.files.runstore import RUN_DIR_NAME
+    from gpi_desktop.core.output.export import check_output_folder
+
+    journal = out / RUN_DIR_NAME
+    if resume and overwrite:
+        raise OutputFolderError("Choose either --resume (continue) or --overwrite (start over), not both.")
+    if out.exists() and journal.exists() and not (resume or overwrite):
+        raise OutputFolderError(
+            f"'{out}' holds an unfinished run; continue it with --resume, or start over with --overwrite."
+        )
+    check_output_folder(out, overwrite=overwrite or own_export, allow_names={RUN_DIR_NAME})
+
+
+def say_duplicate_column(table) -> None:
+    """Say which copy is used when the chosen column's name appears more than once in the header."""
+    from gpi_desktop.core.files.prompts import duplicate_of
+
+    shared = duplicate_of(table.column, table.duplicates)
+    if shared is not None:
+        print(f"gpi-desktop: note: {shared.describe(Path(table.path).name)}; using '{table.column}'.",
+              file=sys.stderr, flush=True)
+
+
+def cmd_run(args) -> int:
+    """`run`: a whole job (from the flags or --job) into an export folder, or one shard of it (--shard) into a shard folder."""
+    from gpi_desktop.core.cluster.shards import Shard
+    from gpi_desktop.core.job.job import load_prompts
+    from gpi_desktop.core.model.models import resolve_source
+
+    shard = Shard.parse(args.shard) if getattr(args, "shard", None) else None
     spec = spec_for(args)
     out = Path(args.out)
+    # Everything the user can get wrong is checked before anything is written.
     table = load_prompts(spec)
     say_duplicate_column(table)
     source = resolve_source(spec.settings.model)
-    journal = out / RUN_DIR_NAME
-    if shard is not None and args.resume and not RunJournal.exists(journal) and (out / SHARD_MANIFEST).is_file():
+    if shard is not None and _shard_finished(args, out):
         # A requeued task whose shard already finished: nothing to redo.
         print(f"Shard {shard.label} in {out} is already finished.")
         return EXIT_OK
-    if shard is None:  # a whole job's export: checked again, and decided, under the folder's hold below
-        prepare_out_folder(out, resume=args.resume, overwrite=args.overwrite, own_export=True)
-    # A shard's journal shows the folder is this shard's: files of an interrupted shard write are rewritten.
-    elif not (args.resume and RunJournal.exists(journal)):
-        prepare_out_folder(out, resume=args.resume, overwrite=args.overwrite)
-        if args.overwrite and journal.exists():
-            shutil.rmtree(journal)
-    require_gpu(spec)
+    _refuse_out_folder_early(args, out, shard)
+    if wants_cluster_run(args):
+        require_gpu(spec)
     token = None
     if not source.is_local:
         from gpi_desktop.core.hub.secrets import find_token
 
         token = find_token().token
     state = CliState(quiet=args.quiet)
+    started = time.monotonic()
+    outcome = _run_and_write(args, out, spec, table, shard, token, state)
+    if outcome is None:
+        return EXIT_OK
+    n = len(outcome.results)
+    limit = sum(r.hit_limit for r in outcome.results) if shard is None else 0
+    what = f"shard {shard.label}: {n} of {len(outcome.table)} rows" if shard else f"{n} texts and hidden states"
+    print(f"Done: {what} (width {outcome.model_info.hidden_size}) in {out} after "
+          f"{format_duration(time.monotonic() - started)}"
+          + (f"; {limit} stopped at the token limit" if limit else "") + ".")
+    return EXIT_OK
+
+
+def _shard_finished(args, out: Path) -> bool:
+    from gpi_desktop.core.cluster.shards import SHARD_MANIFEST
+    from gpi_desktop.core.files.runstore import RUN_DIR_NAME, RunJournal
+
+    return bool(args.resume and not RunJournal.exists(out / RUN_DIR_NAME) and (out / SHARD_MANIFEST).is_file())
+
+
+def _refuse_out_folder_early(args, out: Path, shard) -> None:
+    """What can be said without holding the folder (a file, not writable, both flags) is said before holding it."""
+    from gpi_desktop.core.files.runstore import RUN_DIR_NAME, RunJournal
+
+    journal = out / RUN_DIR_NAME
+    if shard is None:  # a whole job's export: checked again, and decided, under the folder's hold
+        prepare_out_folder(out, resume=args.resume, overwrite=args.overwrite, own_export=True)
+    # A shard's journal shows the folder is this shard's: files of an interrupted shard write are rewritten.
+    elif not (args.resume and RunJournal.exists(journal)):
+        prepare_out_folder(out, resume=args.resume, overwrite=args.overwrite)
+        if args.overwrite and journal.exists():
+            shutil.rmtree(journal)
+
+
+def _run_and_write(args, out: Path, spec, table, shard, token, state: CliState):
+    """Run the job and write its export (or shard folder); the outcome, or None when another task runs this shard."""
+    from gpi_desktop.core.cluster.shards import write_shard_folder
+    from gpi_desktop.core.files.folderhold import hold_folder
+    from gpi_desktop.core.files.runstore import RUN_DIR_NAME
+    from gpi_desktop.core.job.job import export_run, run_job
+
+    journal = out / RUN_DIR_NAME
     with ExitStack() as held:
         if shard is None:
+            # Held from the check to the end of the export: a second run into --out is refused, not overwritten.
             held.enter_context(hold_folder(out))
+        # SLURM ends a preempted or timed-out task with SIGTERM: it stops like Ctrl-C, keeping the journal to resume.
+        held.enter_context(stop_on_signals(state))
+        if shard is None:
             claim = claim_out_folder(out, spec, table, resume=args.resume, overwrite=args.overwrite)
         else:
             claim = OutFolderClaim(continue_journal=args.resume, replace_export=True)
-        # SLURM ends a preempted or timed-out task with SIGTERM: it stops like Ctrl-C, keeping the journal to resume.
-        held.enter_context(stop_on_signals(state))
-        started = time.monotonic()
         try:
             outcome = run_job(spec, journal, state, resume=claim.continue_journal, token=token, shard=shard,
                               replace_stale=args.overwrite and shard is None,
@@ -131,19 +273,16 @@ def cmd_run_cluster(args) -> int:
                 raise
             # A second submission's task, or a requeue while the first still runs: the other one finishes the shard.
             print(f"Shard {shard.label} is already running elsewhere (into {out}): nothing to do here.")
-            return EXIT_OK
+            return None
         if shard is None:
             state.set_status("Writing the export folder…")
+            # Not replacing (a fresh run): the export checks the folder again and refuses another job's files.
             export_run(outcome, out, overwrite=claim.replace_export, allow_names={RUN_DIR_NAME}, state=state)
         else:
             state.set_status("Writing the shard folder…")
             write_shard_folder(out, outcome, state=state)
         shutil.rmtree(journal, ignore_errors=True)
-    n = len(outcome.results)
-    what = f"shard {shard.label}: {n} of {len(outcome.table)} rows" if shard else f"{n} texts and hidden states"
-    print(f"Done: {what} (width {outcome.model_info.hidden_size}) in {out} after "
-          f"{format_duration(time.monotonic() - started)}.")
-    return EXIT_OK
+    return outcome
 
 
 def require_gpu(spec) -> None:
@@ -184,16 +323,3 @@ def stopped_message(args) -> str:
         return (f"Stopped. Finished prompts are kept; when SLURM requeues this task it continues where it stopped "
                 f"(or submit it again: sbatch --array={task} run.sbatch).")
     return "Stopped. Finished prompts are kept; run the same command with --resume to continue."
-
-
-def run_merge(args) -> int:
-    from gpi_desktop.cli.entry import CliState, stop_on_signals
-    from gpi_desktop.core.cluster.shards import merge_shards
-
-    state = CliState(quiet=args.quiet)
-    with stop_on_signals(state):
-        summary = merge_shards(args.dirs, Path(args.out), overwrite=args.overwrite, state=state,
-                               allow_mixed_devices=args.allow_mixed_devices)
-    print(f"Merged: {summary.n_rows} texts and hidden states (width {summary.hidden_size}) in {summary.folder}.",
-          file=sys.stdout)
-    return EXIT_OK

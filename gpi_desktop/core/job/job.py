@@ -13,7 +13,8 @@ import platform
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gpi_desktop.core.vocabulary.errors import ResumeError
 from gpi_desktop.core.vocabulary.progress import NullState, TaskState, check_cancel
@@ -22,9 +23,27 @@ from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings, pa
 
 if TYPE_CHECKING:
     from gpi_desktop.core.generation.instructions import TemplateRecord
-    from gpi_desktop.core.cluster.shards import Shard
 
 log = logging.getLogger(__name__)
+
+
+class RowShare(Protocol):
+    """The share of a job's rows one cluster task runs (`core/cluster/shards.py`'s `Shard`).
+
+    A protocol, not that class: the job is below the cluster package, which splits
+    jobs into shards, and run_job needs only a share's label and its rows.
+    """
+
+    @property
+    def index(self) -> int: ...
+
+    @property
+    def count(self) -> int: ...
+
+    @property
+    def label(self) -> str: ...
+
+    def select(self, lengths: Sequence[int], batch_size: int | None = None, max_new_tokens: int = 0) -> list[int]: ...
 
 
 @dataclass(frozen=True)
@@ -50,7 +69,7 @@ class RunOutcome:
     system_role: bool
     batch_size: int
     rows: list[int] | None = None  # a shard's rows (sorted); None: every row of the table
-    shard: "Shard | None" = None
+    shard: RowShare | None = None
     template: "TemplateRecord | None" = None  # the date and the example row the prompts were rendered with
     seconds_spent: float = 0.0  # generating, over every session of the job (what "took" reports)
 
@@ -198,7 +217,7 @@ def run_job(
     resume: bool = False,
     token: str | None = None,
     loaded=None,
-    shard: "Shard | None" = None,
+    shard: RowShare | None = None,
     replace_stale: bool = False,
     ignore_memory_check: bool = False,
 ) -> RunOutcome:
