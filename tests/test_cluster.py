@@ -557,3 +557,36 @@ def test_merge_refuses_shards_of_different_devices_unless_told_and_states_each_s
     assert "Shard 1 of 3:" in out and "on cpu in float32" in out and "on cuda (NVIDIA A100 x1) in bfloat16" in out
     sharded = manifest(tmp_path / "out")["sharded"]
     assert sharded["devices"][1].startswith("cuda") and sharded["precisions"] == ["float32", "bfloat16", "float32"]
+
+
+def test_the_scripts_run_options_line_reaches_every_tasks_run(tmp_path):
+    from gpi_desktop.core.cluster.sbatch import RUN_OPTIONS_LINE_INSIST
+
+    job = tmp_path / "job"
+    (job / "shards").mkdir(parents=True)
+    (job / "job.json").write_text("{}")
+    script = sbatch_script(ClusterSettings(shards=3))
+    assert script.count('RUN_OPTIONS=""') == 1
+    (job / "run.sbatch").write_text(script.replace('RUN_OPTIONS=""', RUN_OPTIONS_LINE_INSIST))
+    calls = tmp_path / "calls.txt"
+    env = dict(os.environ, GPI_DESKTOP=str(_fake_program(tmp_path)), CALLS=str(calls), SLURM_SUBMIT_DIR=str(job),
+               SLURM_ARRAY_TASK_ID="2")
+    done = subprocess.run(["bash", str(job / "run.sbatch")], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert calls.read_text().strip() == "run --job job.json --shard 2/3 --out shards/2 --ignore-memory-check"
+
+
+def test_a_slurm_task_the_memory_estimate_stops_says_how_to_insist_in_the_script(
+        tiny_llama, prompts_file, tmp_path, monkeypatch, capsys):
+    from gpi_desktop.core import memory
+    from gpi_desktop.core.cluster.sbatch import RUN_OPTIONS_LINE_INSIST
+
+    job = make_job(tmp_path, tiny_llama, prompts_file, "job")
+    monkeypatch.setattr(memory, "available_memory",
+                        lambda device="auto": [memory.DeviceMemory("this node's memory (RAM)", 100_000, 200_000)])
+    monkeypatch.setenv("SLURM_JOB_ID", "41")
+    assert run_shard_in_process(job, 1, tmp_path / "s1") == 2
+    err = capsys.readouterr().err
+    assert "will not fit" in err and RUN_OPTIONS_LINE_INSIST in err and "run.sbatch" in err
+    assert "give --ignore-memory-check" not in err  # a task's command is the script's, not the user's to type
+    assert run_shard_in_process(job, 1, tmp_path / "s1", "--ignore-memory-check") == 0

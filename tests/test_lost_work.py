@@ -97,6 +97,54 @@ def test_a_journal_whose_plan_was_deleted_is_refused_not_run_one_at_a_time(tiny_
         run_job(spec, work, NullState(), resume=True)
 
 
+def _old_journal(spec, work: Path, plan: dict) -> bytes:
+    """A journal as an earlier version left it (no template date in its plan); returns its header's bytes."""
+    from gpi_desktop.core.job.job import job_key, load_prompts
+
+    with RunJournal.create(work, job_key(spec, load_prompts(spec)), hidden_size=64, plan=plan):
+        pass
+    return (work / HEADER_NAME).read_bytes()
+
+
+def test_a_journal_that_lost_its_plan_is_refused_before_anything_is_written_into_it_or_loaded(
+        tiny_llama, prompts_csv, tmp_path, monkeypatch):
+    from gpi_desktop.core.job.job import run_job
+
+    spec = _tiny_spec(tiny_llama, prompts_csv, batch_size=3)
+    work = tmp_path / "work"
+    header = _old_journal(spec, work, {})
+    monkeypatch.setattr("gpi_desktop.core.model.models.load_model",
+                        lambda *a, **k: pytest.fail("the model was loaded for a journal that is refused"))
+    with pytest.raises(ResumeError, match="batch plan"):
+        run_job(spec, work, NullState(), resume=True)
+    assert (work / HEADER_NAME).read_bytes() == header
+
+
+def test_an_old_journal_of_another_model_version_is_refused_unchanged(tiny_llama, prompts_csv, tmp_path):
+    from gpi_desktop.core.job.job import run_job
+
+    spec = _tiny_spec(tiny_llama, prompts_csv, batch_size=3)
+    work = tmp_path / "work"
+    header = _old_journal(spec, work, {"batch_size": 3, "model_revision": "0" * 40})
+    with pytest.raises(ResumeError, match="files changed"):
+        run_job(spec, work, NullState(), resume=True)
+    assert (work / HEADER_NAME).read_bytes() == header
+
+
+def test_an_old_journal_that_resumes_gets_its_template_date_stored_once(tiny_llama, prompts_csv, tmp_path):
+    import datetime
+
+    from gpi_desktop.core.job.job import job_key, load_prompts, run_job
+
+    spec = _tiny_spec(tiny_llama, prompts_csv, batch_size=3)
+    work = tmp_path / "work"
+    _old_journal(spec, work, {"batch_size": 3})
+    started = datetime.date.fromtimestamp((work / HEADER_NAME).stat().st_mtime).isoformat()
+    run_job(spec, work, NullState(), resume=True)
+    with RunJournal.open(work, job_key(spec, load_prompts(spec))) as journal:
+        assert journal.plan["template_date"] == started and journal.plan["batch_size"] == 3
+
+
 # -- the command line under signals, kills and full disks (items 1, 7, 8) -----------------------------
 
 import signal  # noqa: E402

@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpi_desktop.cli.state import CliState, format_duration, stop_on_signals
-from gpi_desktop.core.vocabulary.errors import EXIT_OK, AccessError, OutputFolderError, RunBusyError, SettingsError
+from gpi_desktop.core.vocabulary.errors import (
+    EXIT_OK,
+    AccessError,
+    MemoryFitError,
+    OutputFolderError,
+    RunBusyError,
+    SettingsError,
+)
 from gpi_desktop.core.vocabulary.settings import DEVICES, DTYPES, POOLINGS, TEMPLATE_STYLES
 
 # `run` flags that a job file already decides; given together with --job they would be silently ignored.
@@ -268,6 +275,8 @@ def _run_and_write(args, out: Path, spec, table, shard, token, state: CliState):
                               ignore_memory_check=args.ignore_memory_check)
         except AccessError as error:
             raise _in_a_cluster_task(error, spec) if shard is not None else error
+        except MemoryFitError as error:
+            raise _insist_in_the_script(error) if shard is not None and os.environ.get("SLURM_JOB_ID") else error
         except RunBusyError:
             if shard is None:
                 raise
@@ -314,6 +323,14 @@ def _in_a_cluster_task(error: AccessError, spec) -> AccessError:
         f"the model cache this task uses ({hub_cache_dir()}), and tasks do not download: download it on the login "
         "machine as step 2 of the job folder's README.txt says (with the same HF_HOME), then submit again.",
         kind="offline", url=error.url)
+
+
+def _insist_in_the_script(error: MemoryFitError) -> MemoryFitError:
+    """A SLURM task runs the command run.sbatch gives: to insist, the user changes the script, not a command."""
+    from gpi_desktop.core.cluster.sbatch import RUN_OPTIONS_LINE_INSIST, SCRIPT_NAME
+
+    return MemoryFitError(f"{error.verdict} To run anyway, write {RUN_OPTIONS_LINE_INSIST} in {SCRIPT_NAME} (it "
+                          "may then run out of memory) and submit it again.", verdict=error.verdict)
 
 
 def stopped_message(args) -> str:

@@ -38,6 +38,10 @@ STANDARD_OPTIONS = frozenset({
     "job-name", "array", "gres", "gpus", "time", "mem", "cpus-per-task", "output", "open-mode", "requeue",
     "partition", "account", "qos", "chdir",
 })  # fmt: skip
+# The script's line that gives every task's run more options; a task that the memory estimate stops names it.
+RUN_OPTIONS_VARIABLE = "RUN_OPTIONS"
+RUN_OPTIONS_LINE_INSIST = f'{RUN_OPTIONS_VARIABLE}="--ignore-memory-check"'
+
 # SLURM's default MaxArraySize: task numbers must stay below it unless the site raised it.
 DEFAULT_MAX_ARRAY_SIZE = 1001
 GPU_OPTIONS = ("gres", "gpus")
@@ -294,6 +298,9 @@ def sbatch_script(cluster: ClusterSettings) -> str:
                   "# shellcheck disable=SC1090,SC1091", "{", *c.setup.strip().splitlines(), "}", "set -u", ""]
     lines += [
         f'GPI_DESKTOP="${{GPI_DESKTOP:-{c.command.strip()}}}"',
+        "# Options for every task's run. The memory estimate stops a task that it says will not fit this",
+        f"# node's memory; to run anyway (it may then run out of memory), write {RUN_OPTIONS_LINE_INSIST}",
+        f'{RUN_OPTIONS_VARIABLE}=""',
         "",
         "# A finished shard is not run again (a requeued or resubmitted task); an interrupted one continues.",
         f'if [ -f "$OUT/{SHARD_MANIFEST}" ] && [ ! -d "$OUT/{RUN_DIR_NAME}" ]; then',
@@ -307,9 +314,10 @@ def sbatch_script(cluster: ClusterSettings) -> str:
         '  RESUME=""',
         "fi",
         f"mkdir -p {SHARDS_DIR}",
-        "# $GPI_DESKTOP may be several words (python -m gpi_desktop) and $RESUME empty: both split on purpose.",
+        "# $GPI_DESKTOP may be several words (python -m gpi_desktop), $RESUME and $RUN_OPTIONS empty or several:",
+        "# they split on purpose.",
         "# shellcheck disable=SC2086",
-        f'$GPI_DESKTOP run --job {JOB_FILE_NAME} --shard "$I/$N" --out "$OUT" $RESUME',
+        f'$GPI_DESKTOP run --job {JOB_FILE_NAME} --shard "$I/$N" --out "$OUT" $RESUME ${RUN_OPTIONS_VARIABLE}',
         "",
     ]
     return "\n".join(lines)

@@ -259,6 +259,9 @@ def run_job(
                 "or start over with --overwrite."
             )
         journal = _open_journal(work_dir, key, replace_stale)  # refuses another job in plain words
+    if journal is not None:
+        # Before anything is written into it or loaded for it: a journal that lost its plan cannot be resumed.
+        journal = _with_batch_plan(journal, work_dir, replace_stale)
     # The job's one template date: fixed when the job is created, the journal's on every resume.
     template_date = journal_template_date(journal) if journal is not None else job_template_date(
         spec.settings.template_date)
@@ -298,7 +301,7 @@ def run_job(
 
     if journal is not None:
         try:
-            batch = _resumable_batch_size(journal, loaded.info, work_dir)
+            _check_journal_model(journal, loaded.info, work_dir)
         except BaseException as error:
             journal.close()
             if not (replace_stale and isinstance(error, ResumeError)):
@@ -310,8 +313,14 @@ def run_job(
         journal = RunJournal.create(work_dir, key, hidden_size=loaded.info.hidden_size,
                                     plan={"batch_size": batch, "model_revision": loaded.info.revision,
                                           "template_date": template_date, "job": job_record(spec)})
-    elif journal.plan.get("job") != job_record(spec):  # the prompts file opened from a new place, new file names
-        journal.set_plan(job=job_record(spec))
+    else:
+        batch = journal.plan["batch_size"]
+        # Written only now that the journal is known to be resumable: a refused journal is left as it was.
+        changed = {"job": job_record(spec)} if journal.plan.get("job") != job_record(spec) else {}  # moved file
+        if journal.plan.get("template_date") != template_date:  # a journal made before dates were stored
+            changed["template_date"] = template_date
+        if changed:
+            journal.set_plan(**changed)
 
     done = journal.finished_rows()
     if done:  # counted within this run's rows: a shard's own, not the whole job's
@@ -391,14 +400,13 @@ def journal_template_date(journal) -> str:
 
     Earlier versions rendered every prompt when a run started, and the header is
     written then, so its modification day is the date those prompts had. It is
-    stored in the plan, so later resumes keep it whatever happens to the file.
+    stored in the plan (by run_job, once the journal is known to be resumable), so later resumes keep it
+    whatever happens to the file.
     """
     stored = journal.plan.get("template_date")
     if stored:
         return str(stored)
-    started = datetime.date.fromtimestamp(journal.header_mtime()).isoformat()
-    journal.set_plan(template_date=started)
-    return started
+    return datetime.date.fromtimestamp(journal.header_mtime()).isoformat()
 
 
 def _open_journal(work_dir: Path, key: dict[str, Any], replace_stale: bool):
@@ -419,8 +427,24 @@ def _open_journal(work_dir: Path, key: dict[str, Any], replace_stale: bool):
     return None
 
 
-def _resumable_batch_size(journal, info, work_dir: Path) -> int:
-    """The batch size the journal's run started with, once it is clear that its results still match."""
+def _with_batch_plan(journal, work_dir: Path, replace_stale: bool):
+    """The journal when its batch plan is there; else refused (closed), or removed for a new start (replace_stale)."""
+    batch = journal.plan.get("batch_size")
+    if not isinstance(batch, bool) and isinstance(batch, int) and batch >= 1:
+        return journal
+    journal.close()
+    if replace_stale:
+        journal.remove()
+        return None
+    # Any other batch size would give files that differ from an uninterrupted run's.
+    raise ResumeError(
+        f"The unfinished run in '{work_dir}' has lost its batch plan, so resuming it would not give the same "
+        "files: start over with --overwrite (or New run in the window)."
+    )
+
+
+def _check_journal_model(journal, info, work_dir: Path) -> None:
+    """Refuse a journal whose results the loaded model would not match."""
     plan = journal.plan
     if plan.get("model_revision") not in (None, info.revision):
         raise ResumeError(
@@ -432,14 +456,6 @@ def _resumable_batch_size(journal, info, work_dir: Path) -> int:
             f"The unfinished run in '{work_dir}' holds results {journal.hidden_size} wide but the model's are "
             f"{info.hidden_size}, so it cannot be resumed: start over with --overwrite (or New run in the window)."
         )
-    batch = plan.get("batch_size")
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        # Any other batch size would give files that differ from an uninterrupted run's.
-        raise ResumeError(
-            f"The unfinished run in '{work_dir}' has lost its batch plan, so resuming it would not give the same "
-            "files: start over with --overwrite (or New run in the window)."
-        )
-    return batch
 
 
 def report_fit(spec: JobSpec, table, state: TaskState, *, token: str | None = None, insist: bool = False):
