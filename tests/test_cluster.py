@@ -578,7 +578,7 @@ def test_the_scripts_run_options_line_reaches_every_tasks_run(tmp_path):
 
 def test_a_slurm_task_the_memory_estimate_stops_says_how_to_insist_in_the_script(
         tiny_llama, prompts_file, tmp_path, monkeypatch, capsys):
-    from gpi_desktop.core import memory
+    from gpi_desktop.core.model import memory
     from gpi_desktop.core.cluster.sbatch import RUN_OPTIONS_LINE_INSIST
 
     job = make_job(tmp_path, tiny_llama, prompts_file, "job")

@@ -260,8 +260,13 @@ class MainWindow(QMainWindow):
         self.model_panel.model_changed.connect(self._refresh)
         self.model_panel.target_checked.connect(self._refresh)
         self.model_panel.set_token_source(_current_token)
+        self.prompts_panel.set_token_source(_current_token)
+        # A measure that failed (no token yet for a gated model, the Hub unreachable) is tried again on these.
+        self.model_panel.target_checked.connect(lambda _check: self.prompts_panel.measure_again())
+        self.token_panel.token_changed.connect(lambda _info: self.prompts_panel.measure_again())
         self.token_panel.token_changed.connect(lambda _info: self._refresh())
         self.prompts_panel.table_changed.connect(self._on_table_changed)
+        self.prompts_panel.lengths_changed.connect(self._refresh)
         self.settings_panel.changed.connect(self._refresh)
         self.settings_panel.changed.connect(
             lambda: self.model_panel.set_memory_inputs(self.settings_panel.memory_inputs()))
@@ -398,6 +403,9 @@ class MainWindow(QMainWindow):
                 "Choose the column with the texts (step 3).")
         if self.prompts_panel.empty:
             return "Some rows have no text (step 3 shows them in red): fill them or delete them, then open the file again."
+        too_long = self.prompts_panel.too_long_message()
+        if too_long:
+            return too_long
         if not self.model_panel.model():
             return "Enter a model first (step 2)."
         try:
@@ -442,12 +450,18 @@ class MainWindow(QMainWindow):
 
     def _refresh(self, *_args) -> None:
         table = self.prompts_panel.table
+        try:
+            run, export = self.settings_panel.values(model=self.model_panel.model())
+            self.export_page.set_export_settings(export)
+        except GpiError:
+            run = None
+        self.prompts_panel.set_run_settings(run if self.model_panel.model() else None)
         changes = self._show_freshness()
         fresh = self.outcome is not None and changes == ()
         done = [
             bool(self.token_panel.info),  # a token is found (many models need none: the step is optional)
             self._model_checked(),
-            table is not None and not self.prompts_panel.empty,
+            table is not None and not self.prompts_panel.empty and not self.prompts_panel.too_long_message(),
             True,
             fresh,
             fresh and self.last_export is not None,
@@ -456,11 +470,6 @@ class MainWindow(QMainWindow):
             mark = "  \u2714" if ok and i != STEP_SETTINGS else ""
             self.steps.item(i).setText(f"{i + 1}  {STEP_TITLES[i]}{mark}")
         self.run_page.set_repeat_task(self.settings_panel.task_box.currentData() == "repeat")
-        try:
-            run, export = self.settings_panel.values(model=self.model_panel.model())
-            self.export_page.set_export_settings(export)
-        except GpiError:
-            run = None
         self.run_page.summary_label.setText(self._summary(table, run))
         if not self.runner.is_busy():
             self.run_page.set_blocker(self.run_blocker())
@@ -865,6 +874,7 @@ class MainWindow(QMainWindow):
             return
         self.save_preferences()
         self.model_panel.stop()
+        self.prompts_panel.stop()
         self.runner.shutdown()
         self.calls.wait(CLOSE_WAIT_S)
         event.accept()

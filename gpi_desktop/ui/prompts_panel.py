@@ -16,6 +16,8 @@ from PySide6.QtWidgets import (
 )
 
 from gpi_desktop.core.files import prompts as core_prompts
+from gpi_desktop.core.model.context import describe_too_long, prompt_room
+from gpi_desktop.ui.context_meter import ContextMeter, Measured, lengths_key
 from gpi_desktop.ui.error_words import failure_sentence
 from gpi_desktop.ui.resources import sample_prompts_path
 from gpi_desktop.ui.table_models import DataFrameModel, read_only_table
@@ -33,11 +35,17 @@ ENCODING_WORDS = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8", "utf-16": "UTF-16", "c
                   "latin-1": "Latin-1", "xlsx": "Excel workbook"}
 
 
+MEASURING = "Measuring the prompts against the model's context\u2026"
+ERROR_STYLE = "color: #b00020;"
+NOTE_STYLE = "color: #8a5a00;"
+
+
 class PromptsPanel(QWidget):
-    """Open a file, pick the text column, see rows and empty cells before the run."""
+    """Open a file, pick the text column, see rows, empty cells and prompts too long for the model before the run."""
 
     table_changed = Signal(object)  # core.files.prompts.PromptTable with a chosen column, or None
     load_failed = Signal(str)
+    lengths_changed = Signal()  # which rows are too long for the model is known now, or no longer
 
     def __init__(self, calls: BackgroundCalls, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -49,6 +57,11 @@ class PromptsPanel(QWidget):
         self._empty: list[int] = []
         self._loading = False
         self._start_folder = ""
+        self._settings = None  # core.settings.RunSettings of the run the prompts are measured for, or None
+        self._measured: Measured | None = None
+        self.meter = ContextMeter(calls, self)
+        self.meter.measured.connect(self._on_measured)
+        self.meter.progress.connect(self._on_measure_progress)
 
         intro = QLabel(INTRO)
         intro.setWordWrap(True)
@@ -82,6 +95,10 @@ class PromptsPanel(QWidget):
         self.message_label = QLabel()
         self.message_label.setWordWrap(True)
         self.message_label.hide()
+        self.context_label = QLabel()  # the prompts against the model's context: measuring, all fit, or too long
+        self.context_label.setWordWrap(True)
+        self.context_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.context_label.hide()
 
         self.model = DataFrameModel(self)
         self.view = read_only_table(self.model)
@@ -93,6 +110,7 @@ class PromptsPanel(QWidget):
         layout.addLayout(buttons)
         layout.addLayout(column_row)
         layout.addWidget(self.message_label)
+        layout.addWidget(self.context_label)
         layout.addWidget(self.view, 1)
 
     # --- public --------------------------------------------------------------------------------
@@ -109,6 +127,41 @@ class PromptsPanel(QWidget):
 
     def is_loading(self) -> bool:
         return self._loading
+
+    def set_token_source(self, source) -> None:
+        self.meter.set_token_source(source)
+
+    def set_run_settings(self, settings) -> None:
+        """The run the prompts are for (a RunSettings, None while there is no model or a setting is half-typed).
+
+        The prompts are measured again (off the GUI thread) when what their lengths depend on changes; a new token
+        limit only moves the line they must stay under.
+        """
+        self._settings = settings
+        if settings is None or self._table is None:
+            self.meter.forget()
+        else:
+            self.meter.measure(settings, self._table)
+        self._show_lengths()
+
+    def measure_again(self) -> None:
+        """Measure once more where the last measure failed (a token was added, the model checked again)."""
+        if self._current_measure() is not None and self._current_measure().error:
+            self.meter.measure_again()
+            self.set_run_settings(self._settings)
+
+    def too_long_message(self) -> str | None:
+        """The plain sentence naming the prompts too long for the model's context now, or None (all fit, or not known)."""
+        measured = self._current_measure()
+        if measured is None or measured.lengths is None or measured.lengths.context is None:
+            return None
+        limit = self._settings.max_new_tokens
+        too_long = measured.lengths.too_long(limit)
+        return describe_too_long(too_long, measured.lengths.context, limit) if too_long else None
+
+    def stop(self) -> None:
+        """No more measures (the window is closing)."""
+        self.meter.stop()
 
     def set_start_folder(self, folder: str) -> None:
         self._start_folder = folder
@@ -186,6 +239,7 @@ class PromptsPanel(QWidget):
             self._show_message(f"{shared.describe(self._path.name)}: choose the one that holds the prompts above."
                                if shared is not None else
                                "Several columns could hold the texts: choose the text column above.", error=False)
+            self.set_run_settings(self._settings)
             self.table_changed.emit(None)
             return
         self._table = core_prompts.PromptTable(path=self._path, frame=self._frame, column=name,
@@ -213,12 +267,66 @@ class PromptsPanel(QWidget):
                                "prompts.", error=False)
         else:
             self._show_message("", error=False)
+        self.set_run_settings(self._settings)
         self.table_changed.emit(self._table)
 
     def _show_message(self, text: str, *, error: bool) -> None:
         self.message_label.setText(text)
-        self.message_label.setStyleSheet("color: #b00020;" if error else "color: #8a5a00;")
+        self.message_label.setStyleSheet(ERROR_STYLE if error else NOTE_STYLE)
         self.message_label.setVisible(bool(text))
+
+    # --- the prompts against the model's context ---------------------------------------------------------
+
+    def _current_measure(self) -> Measured | None:
+        """The last measure, when it was made for the inputs now (never one of other inputs)."""
+        if self._measured is None or self._settings is None or self._table is None:
+            return None
+        return self._measured if self._measured.key == lengths_key(self._settings, self._table) else None
+
+    def _on_measured(self, measured: Measured) -> None:
+        self._measured = measured
+        self._show_lengths()
+        self.lengths_changed.emit()
+
+    def _on_measure_progress(self, progress) -> None:
+        if self._current_measure() is None and progress.total:
+            self.context_label.setText(f"{MEASURING} ({progress.done:,} of {progress.total:,} rows)")
+
+    def _show_lengths(self) -> None:
+        measured = self._current_measure()
+        lengths = measured.lengths if measured is not None else None
+        if lengths is None or lengths.context is None:
+            self.model.set_too_long({}, 0)
+        if self._settings is None or self._table is None:
+            self.context_label.hide()
+            return
+        limit = self._settings.max_new_tokens
+        if measured is None:
+            self._show_context(MEASURING, NOTE_STYLE)
+        elif measured.error:
+            self._show_context(f"The prompts are not measured against the model's context yet: "
+                               f"{measured.error.rstrip('.')}. Run measures them before it loads the model.",
+                               NOTE_STYLE)
+        elif lengths.context is None:
+            self._show_context("The model's config does not say how many tokens it reads, so the prompts' lengths "
+                               "cannot be checked.", NOTE_STYLE)
+        else:
+            room = prompt_room(lengths.context, limit)
+            too_long = lengths.too_long(limit)
+            self.model.set_too_long({p.row: p.tokens for p in too_long}, room)
+            if too_long:
+                self._show_context(describe_too_long(too_long, lengths.context, limit) + " They are marked below.",
+                                   ERROR_STYLE)
+            else:
+                longest = max(lengths.tokens, default=0)
+                self._show_context(f"All {len(lengths.tokens):,} prompts fit the model's context: the longest has "
+                                   f"{longest:,} tokens (chat template included), and with up to {limit:,} new "
+                                   f"tokens a prompt may have {room:,}.", "")
+
+    def _show_context(self, text: str, style: str) -> None:
+        self.context_label.setText(text)
+        self.context_label.setStyleSheet(style)
+        self.context_label.show()
 
     def _set_buttons(self, enabled: bool) -> None:
         self.open_button.setEnabled(enabled)

@@ -25,6 +25,7 @@ TOOLTIP_CHARS = 2000
 
 TEXT_COLUMN_BRUSH = QBrush(QColor(225, 238, 255))
 EMPTY_CELL_BRUSH = QBrush(QColor(255, 215, 215))
+TOO_LONG_BRUSH = QBrush(QColor(255, 190, 150))
 LIMIT_ROW_BRUSH = QBrush(QColor(255, 232, 200))
 WAITING_BRUSH = QBrush(QColor(128, 128, 128))
 WAITING = "waiting\u2026"
@@ -79,7 +80,7 @@ def read_only_table(model: QAbstractTableModel) -> QTableView:
 
 
 class DataFrameModel(QAbstractTableModel):
-    """A read-only view of a pandas DataFrame; the text column and its empty cells are tinted."""
+    """A read-only view of a pandas DataFrame; the text column, its empty cells and its too-long prompts are tinted."""
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -88,6 +89,8 @@ class DataFrameModel(QAbstractTableModel):
         self._rows = 0
         self._text_column: int | None = None
         self._empty_rows: frozenset[int] = frozenset()
+        self._too_long: dict[int, int] = {}  # row -> its prompt's tokens, for those over `_room`
+        self._room = 0
 
     def set_frame(self, frame) -> None:
         self.beginResetModel()
@@ -97,20 +100,35 @@ class DataFrameModel(QAbstractTableModel):
         self._rows = int(frame.shape[0])
         self._text_column = None
         self._empty_rows = frozenset()
+        self._too_long = {}
         self.endResetModel()
 
     def clear(self) -> None:
         self.beginResetModel()
         self._columns, self._names, self._rows = [], [], 0
-        self._text_column, self._empty_rows = None, frozenset()
+        self._text_column, self._empty_rows, self._too_long = None, frozenset(), {}
         self.endResetModel()
 
     def set_text_column(self, name: str | None, empty_rows: Sequence[int] = ()) -> None:
         self._text_column = self._names.index(name) if name in self._names else None
         self._empty_rows = frozenset(empty_rows)
+        self._tints_changed()
+
+    def set_too_long(self, tokens_by_row: dict[int, int], room: int) -> None:
+        """Mark the prompts longer than `room` tokens (what the context leaves for a prompt after the token limit)."""
+        if tokens_by_row == self._too_long and (room == self._room or not tokens_by_row):
+            return
+        self._too_long, self._room = dict(tokens_by_row), room
+        self._tints_changed()
+
+    def too_long_rows(self) -> dict[int, int]:
+        return dict(self._too_long)
+
+    def _tints_changed(self) -> None:
         if self._rows and self._names:
             self.dataChanged.emit(self.index(0, 0), self.index(self._rows - 1, len(self._names) - 1),
-                                  [Qt.ItemDataRole.BackgroundRole])
+                                  [Qt.ItemDataRole.BackgroundRole, Qt.ItemDataRole.ToolTipRole])
+            self.headerDataChanged.emit(Qt.Orientation.Vertical, 0, self._rows - 1)
 
     def rowCount(self, parent: _Index = QModelIndex()) -> int:
         return 0 if parent.isValid() else self._rows
@@ -128,10 +146,20 @@ class DataFrameModel(QAbstractTableModel):
             text = _cell_text(self._columns[col][row])
             if col == self._text_column and row in self._empty_rows:
                 return "This cell is empty: write a prompt here or remove the row before running."
+            if col == self._text_column and row in self._too_long:
+                return full_text_tip(text, self._too_long_words(row))
             return full_text_tip(text)  # a narrow column cuts even a short prompt where prompts differ
         if role == Qt.ItemDataRole.BackgroundRole and col == self._text_column:
-            return EMPTY_CELL_BRUSH if row in self._empty_rows else TEXT_COLUMN_BRUSH
+            if row in self._empty_rows:
+                return EMPTY_CELL_BRUSH
+            return TOO_LONG_BRUSH if row in self._too_long else TEXT_COLUMN_BRUSH
         return None
+
+    def _too_long_words(self, row: int) -> str:
+        room = (f"at most {self._room:,} fit with the maximum new tokens" if self._room > 0 else
+                "the maximum new tokens alone fill the model's context")
+        return (f"Too long for the model: {self._too_long[row]:,} tokens as the model reads it (chat template "
+                f"included); {room}. Shorten it or lower the maximum new tokens.")
 
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if orientation == Qt.Orientation.Horizontal:
@@ -141,9 +169,10 @@ class DataFrameModel(QAbstractTableModel):
                 return "The column whose texts are sent to the model."
             return None
         if role == Qt.ItemDataRole.DisplayRole:
-            return str(section)
+            # The row number with the prompt's length, where it is too long: seen without pointing at each cell.
+            return f"{section}  \u26a0 {self._too_long[section]:,} tokens" if section in self._too_long else str(section)
         if role == Qt.ItemDataRole.ToolTipRole:
-            return ROW_HEADER_TIP
+            return self._too_long_words(section) if section in self._too_long else ROW_HEADER_TIP
         return None
 
 

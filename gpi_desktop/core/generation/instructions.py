@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gpi_desktop.core.model.context import PromptLengths
 from gpi_desktop.core.vocabulary.errors import ModelError
+from gpi_desktop.core.vocabulary.progress import NullState, Progress, TaskState, check_cancel
 from gpi_desktop.core.vocabulary import template_date as dates
 from gpi_desktop.core.vocabulary.template_date import fixed_template_clock, parse_template_date
 
@@ -176,3 +179,23 @@ def template_record(renderer: Renderer, prompts: list[str], ids: list[tuple[int,
         sha256=template_sha256(renderer.tokenizer), example_row=row, example_text=renderer.render_text(prompts[row]),
         example_ids=tuple(ids[row]),
     )
+
+
+def measure_prompt_lengths(settings, texts: Sequence[str], reader, *, state: TaskState | None = None) -> PromptLengths:
+    """Render and count every prompt as a run of `settings` would, with the tokenizer alone (never the weights).
+
+    `reader` is a core.model.models.PromptTokenizer (`load_tokenizer_only` gets
+    one without downloading a hub model). The date is the one a new job of these
+    settings would get. Stops (Cancelled) when the state asks, every 200 rows.
+    """
+    state = state or NullState()
+    check_cancel(state)
+    renderer = make_renderer(reader.tokenizer, settings.task, settings.template, settings.template_options,
+                             dates.job_template_date(settings.template_date))
+    tokens = []
+    for row, text in enumerate(texts):
+        if row % 200 == 0:
+            check_cancel(state)
+            state.set_progress(Progress(row, len(texts)))
+        tokens.append(len(renderer.encode(text)))
+    return PromptLengths(tuple(tokens), reader.context)

@@ -850,6 +850,37 @@ def download_model(model_id: str, *, revision: str | None = None, token: str | N
     return Path(folder)
 
 
+def fetch_tokenizer_files(model_id: str, *, revision: str | None = None, token: str | None = None,
+                          cache_dir: str | Path | None = None) -> Path:
+    """A folder with the model's config.json and tokenizer files, without its weights (a few megabytes).
+
+    For measuring prompts before the model is downloaded: a complete copy on
+    this computer is used as it is; otherwise only the small files are fetched
+    into the cache, where the model's later download finds them.
+    """
+    from huggingface_hub import snapshot_download
+
+    cache = Path(cache_dir) if cache_dir else hub_cache_dir()
+    folder = cached_snapshot(model_id, revision, cache)
+    if folder is not None:
+        return folder
+    offline = _offline_mode()
+    try:
+        folder = Path(snapshot_download(model_id, revision=revision, token=token or False, cache_dir=cache,
+                                        allow_patterns=[*_CONFIG_FILES, *_TOKENIZER_PATTERNS],
+                                        local_files_only=offline, max_workers=1, **_quiet(snapshot_download)))
+    except GpiError:
+        raise
+    except Exception as exc:
+        if offline:
+            raise _offline_miss_error(model_id) from None
+        _raise_plain(exc, model_id, token, revision)
+    names = [p.name for p in folder.iterdir()]
+    if offline and not any(_matches(n, _TOKENIZER_PATTERNS) for n in names):
+        raise _offline_miss_error(model_id)  # only the config.json a model check fetched is here
+    return folder
+
+
 def _offline_miss_error(model_id: str) -> AccessError:
     url = model_page(model_id)
     return AccessError(

@@ -4,7 +4,9 @@ A prompt longer than the model's context (`max_position_embeddings`) less the
 token limit runs on without any error in most architectures, and the model's
 texts and states past its last position mean nothing; it is refused before the
 model is loaded, naming the rows, so the user can shorten them or lower the
-token limit. Pure functions: the command line and the window call the same.
+token limit. Pure functions: the command line and the window call the same
+(the window measures with `generation.instructions.measure_prompt_lengths`,
+off its thread, to mark the rows before Run).
 """
 
 from __future__ import annotations
@@ -71,3 +73,15 @@ def check_prompt_lengths(lengths: Sequence[tuple[int, int]], context: int | None
     too_long = too_long_prompts(lengths, context, max_new_tokens)
     if too_long:
         raise SettingsError(describe_too_long(too_long, context, max_new_tokens))
+
+
+@dataclass(frozen=True)
+class PromptLengths:
+    """Every prompt's length in the model's tokens (chat template included), in row order, and the model's context."""
+
+    tokens: tuple[int, ...]
+    context: int | None  # None: the config does not say
+
+    def too_long(self, max_new_tokens: int) -> list[TooLong]:
+        return too_long_prompts(list(enumerate(self.tokens)), self.context, max_new_tokens)
+

@@ -220,19 +220,51 @@ def load_tokenizer(settings, *, token: str | None = None, state: TaskState | Non
 
     So that prompts can be measured (and refused) before the long model load; a hub model is downloaded first.
     """
-    from transformers import AutoTokenizer
-
-    from gpi_desktop.core.model.context import context_length
-    from gpi_desktop.core.hub.hub import check_model_config
-
     state = state or NullState()
     source = resolve_source(settings.model)
     state.set_status(f"Fetching the model {source.name}…")
     folder = fetch_model_files(source, token=token, revision=settings.revision, state=state,
                                allow_pickle=getattr(settings, "allow_pickle_weights", False))
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    check_model_config(config, source.name)
-    with plain_load_errors(source.name):
+    return _prompt_tokenizer(folder, source.name)
+
+
+def load_tokenizer_only(settings, *, token: str | None = None) -> PromptTokenizer:
+    """The tokenizer and context length for a run's settings; a hub model not downloaded yet gets only those files.
+
+    For measuring prompts ahead of a run (the window's step 3), never worth a whole model's download.
+    """
+    source = resolve_source(settings.model)
+    if source.is_local:
+        return _prompt_tokenizer(source.local_path, source.name)
+    from gpi_desktop.core.hub.hub import fetch_tokenizer_files
+
+    try:
+        folder = fetch_tokenizer_files(source.name, revision=settings.revision, token=token)
+    except GpiError:
+        raise
+    except Exception as exc:
+        raise _hub_error(exc, source.name, token) from exc
+    return _prompt_tokenizer(folder, source.name)
+
+
+def _prompt_tokenizer(folder: Path, name: str) -> PromptTokenizer:
+    from transformers import AutoTokenizer
+
+    from gpi_desktop.core.hub.hub import check_model_config
+    from gpi_desktop.core.model.context import context_length
+
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise ModelError(f"The config.json of {name} cannot be read; is it a transformers model folder?") from None
+    tokenizer_config = None
+    if (folder / "tokenizer_config.json").is_file():
+        try:
+            tokenizer_config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            tokenizer_config = None  # transformers says what is wrong with it below
+    check_model_config(config, name, tokenizer_config)
+    with plain_load_errors(name):
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
     return PromptTokenizer(tokenizer, context_length(config))
 

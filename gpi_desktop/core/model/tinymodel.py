@@ -55,6 +55,7 @@ class TinySpec:
     # unevenly is what the engine must get right).
     eos_boost: float = 0.0
     chat_template: str | None = None  # None: the architecture's template above
+    max_positions: int = 4096  # max_position_embeddings: a small one makes prompts too long for the context
 
 
 def _train_tokenizer(vocab_size: int, specials: list[str], bos: str, eos: str, pad: str):
@@ -108,7 +109,7 @@ def build_tiny_model(folder: str | Path, spec: TinySpec = TinySpec()) -> Path:
         num_hidden_layers=spec.num_layers,
         num_attention_heads=spec.num_heads,
         num_key_value_heads=spec.num_kv_heads,
-        max_position_embeddings=4096,
+        max_position_embeddings=spec.max_positions,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=eos_ids,
         pad_token_id=tokenizer.pad_token_id,
