@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gpi_desktop.core.vocabulary.errors import InputError, NoResultsFolderError, OutputFolderError, SettingsError
-from gpi_desktop.core.files.fileio import fsync_folder, plain_os_errors, write_atomically
+from gpi_desktop.core.files.fileio import TEMP_PREFIX, fsync_folder, plain_os_errors, write_atomically
 from gpi_desktop.core.vocabulary.progress import NullState, Progress, ProgressKind, TaskState, check_cancel
 from gpi_desktop.core.vocabulary.results import PromptResult
 from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings
@@ -55,8 +55,6 @@ JOB_FILE_NAME = "job.json"
 SHARD_MANIFEST = "shard.json"
 SHARD_RESULTS = "shard-results.jsonl"
 SHARD_MATRIX = "shard-states.npy"
-HIDDEN_DIR = "hidden"
-_TEMP_PREFIX = ".gpi-tmp-"
 _SHARD_PATTERN = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 _LISTED = 20
 
@@ -149,7 +147,7 @@ def job_file_data(spec: "JobSpec", prompts: str, shards: int | None) -> dict[str
 
 def write_job_file(path: Path, spec: "JobSpec", prompts: str, shards: int | None) -> None:
     text = json.dumps(job_file_data(spec, prompts, shards), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
-    _atomic_write(Path(path), text.encode("utf-8"))
+    write_atomically(Path(path), text.encode("utf-8"))
 
 
 def load_job_file(path: Path | str) -> JobFile:
@@ -206,7 +204,7 @@ def shard_identity(outcome: "RunOutcome") -> dict[str, Any]:
 
 def write_shard_folder(folder: Path | str, outcome: "RunOutcome", *, state: TaskState | None = None) -> Path:
     """Write a finished shard's folder; shard.json goes last, so its presence means the shard is complete."""
-    import torch
+    from gpi_desktop.core.output.export import HIDDEN_DIR, hidden_file_name, hidden_tensor_bytes
 
     state = state or NullState()
     folder = Path(folder)
@@ -224,28 +222,20 @@ def write_shard_folder(folder: Path | str, outcome: "RunOutcome", *, state: Task
             if i % 200 == 0:
                 check_cancel(state)
                 state.set_progress(Progress(i, total, message="Writing the shard's files", kind=ProgressKind.STEPS))
-            # The same bytes export.write_export writes for this row: a fresh (1, H) float32 tensor.
-            tensor = torch.from_numpy(np.array(result.vector, dtype=np.float32).reshape(1, hidden_size)).clone()
-            buffer = io.BytesIO()
-            torch.save(tensor, buffer)
-            name = f"{HIDDEN_DIR}/{export.prefix}{result.row}.pt"
-            sha[name] = _atomic_write(folder / name, buffer.getvalue())
+            name = hidden_file_name(export, result.row)  # the file and bytes export.write_export writes for this row
+            sha[name] = write_atomically(folder / name, hidden_tensor_bytes(result.vector, hidden_size))
         matrix = np.zeros((len(outcome.results), hidden_size), dtype="<f4")
         for i, result in enumerate(outcome.results):
             matrix[i] = np.asarray(result.vector, dtype="<f4")
         buffer = io.BytesIO()
         np.save(buffer, matrix)
-        sha[SHARD_MATRIX] = _atomic_write(folder / SHARD_MATRIX, buffer.getvalue())
+        sha[SHARD_MATRIX] = write_atomically(folder / SHARD_MATRIX, buffer.getvalue())
         columns = table.columns
         lines = []
         for result in outcome.results:
             cells = [_cell(table.frame.iat[result.row, c]) for c in range(len(columns))]
-            lines.append(json.dumps({
-                "row": result.row, "text": result.text, "n_tokens": result.n_tokens,
-                "stop_reason": result.stop_reason, "pooled_from_step0": result.pooled_from_step0,
-                "prompt_tokens": result.prompt_tokens, "prompt_ids_sha256": result.prompt_ids_sha256, "input": cells,
-            }, ensure_ascii=True))
-        sha[SHARD_RESULTS] = _atomic_write(folder / SHARD_RESULTS, ("\n".join(lines) + "\n" if lines else "").encode())
+            lines.append(json.dumps({**result.to_record(), "input": cells}, ensure_ascii=True))
+        sha[SHARD_RESULTS] = write_atomically(folder / SHARD_RESULTS, ("\n".join(lines) + "\n" if lines else "").encode())
         manifest = {
             "format": SHARD_FORMAT,
             "shard": {"index": outcome.shard.index, "count": outcome.shard.count, "rows": list(outcome.rows),
@@ -257,7 +247,7 @@ def write_shard_folder(folder: Path | str, outcome: "RunOutcome", *, state: Task
             "sha256": sha,
         }
         text = json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=False, default=str) + "\n"
-        _atomic_write(folder / SHARD_MANIFEST, text.encode("utf-8"))
+        write_atomically(folder / SHARD_MANIFEST, text.encode("utf-8"))
         fsync_folder(folder / HIDDEN_DIR, folder)
     state.set_progress(Progress(total, total, message="Shard written", kind=ProgressKind.STEPS))
     return folder / SHARD_MANIFEST
@@ -265,17 +255,14 @@ def write_shard_folder(folder: Path | str, outcome: "RunOutcome", *, state: Task
 
 def remove_shard_files(folder: Path, prefix: str) -> None:
     """Delete what a shard run writes (manifest first), nothing else."""
+    from gpi_desktop.core.output.export import remove_hidden_files
+
     (folder / SHARD_MANIFEST).unlink(missing_ok=True)
     for name in (SHARD_RESULTS, SHARD_MATRIX):
         (folder / name).unlink(missing_ok=True)
-    for path in folder.glob(_TEMP_PREFIX + "*"):
+    for path in folder.glob(TEMP_PREFIX + "*"):
         path.unlink(missing_ok=True)
-    hidden = folder / HIDDEN_DIR
-    if hidden.is_dir():
-        ours = re.compile(re.escape(prefix) + r"\d+\.pt")
-        for path in hidden.iterdir():
-            if path.is_file() and (ours.fullmatch(path.name) or path.name.startswith(_TEMP_PREFIX)):
-                path.unlink()
+    remove_hidden_files(folder, prefix)
 
 
 # -- merging shard folders -------------------------------------------------------------------------------
@@ -485,12 +472,7 @@ def _read_shard_results(shard: ShardFolder, cells: dict[int, list[Any]]) -> list
     out = []
     for record, vector in zip(records, matrix):
         cells[record["row"]] = record["input"]
-        out.append(PromptResult(
-            row=record["row"], text=record["text"], vector=np.array(vector, dtype=np.float32),
-            n_tokens=record["n_tokens"], stop_reason=record["stop_reason"],
-            pooled_from_step0=record["pooled_from_step0"], prompt_tokens=record["prompt_tokens"],
-            prompt_ids_sha256=record.get("prompt_ids_sha256", ""),  # shards of earlier versions lack it
-        ))
+        out.append(PromptResult.from_record(record, np.array(vector, dtype=np.float32)))
     return out
 
 
@@ -565,10 +547,6 @@ def _count(n: int, word: str) -> str:
 
 def _capital(text: str) -> str:
     return text[:1].upper() + text[1:]
-
-
-def _atomic_write(path: Path, data: bytes) -> str:
-    return write_atomically(path, data, temp_prefix=_TEMP_PREFIX)
 
 
 def _plain_os_errors(folder: Path):

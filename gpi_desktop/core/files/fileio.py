@@ -13,6 +13,8 @@ from pathlib import Path
 
 from gpi_desktop.core.vocabulary.errors import DiskFullError, OutputFolderError
 
+# Every atomic write starts under this name; what a killed write leaves is recognised (and removed) by it.
+TEMP_PREFIX = ".gpi-tmp-"
 DISK_FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 # fsync waits on the disk, not the CPU: a few at once let the filesystem commit them together.
 FSYNC_THREADS = 8
@@ -35,12 +37,12 @@ def share_like_a_document(fd: int) -> None:
         os.fchmod(fd, 0o666 & ~UMASK)
 
 
-def write_atomically(path: Path, data: bytes, *, temp_prefix: str = ".gpi-tmp-") -> str:
+def write_atomically(path: Path, data: bytes) -> str:
     """Write `data` to a temporary name in the same folder, fsync, then rename; returns its sha256.
 
     Readers never see half a file; the file is readable like any other document (not 0600).
     """
-    fd, temp = tempfile.mkstemp(prefix=temp_prefix, dir=path.parent)
+    fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path.parent)
     try:
         share_like_a_document(fd)
         with os.fdopen(fd, "wb") as handle:

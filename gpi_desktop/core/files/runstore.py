@@ -190,13 +190,14 @@ class RunJournal:
         if not self._records:
             return {}
         if not vectors:
-            return {row: _result(self._records[row], np.empty(0, np.float32)) for row in sorted(self._records)}
+            return {row: PromptResult.from_record(record, np.empty(0, np.float32))
+                    for row, record in sorted(self._records.items())}
         data = np.fromfile(self.folder / VECTORS_NAME, dtype=_VECTOR_DTYPE, count=self._vectors_end // 4)
         results = {}
         for row in sorted(self._records):
             record = self._records[row]
             start = record["offset"] // 4
-            results[row] = _result(record, data[start : start + record["length"]].astype(np.float32))
+            results[row] = PromptResult.from_record(record, data[start : start + record["length"]].astype(np.float32))
         return results
 
     # -- writing ---------------------------------------------------------------------------
@@ -220,16 +221,7 @@ class RunJournal:
         if self._hidden_size is not None and vector.size != self._hidden_size:
             raise ValueError(f"Row {result.row} has {vector.size} values; this run's hidden size is {self._hidden_size}.")
         vector_bytes = vector.tobytes()
-        record = {
-            "row": int(result.row),
-            "text": result.text,
-            "n_tokens": int(result.n_tokens),
-            "stop_reason": result.stop_reason,
-            "pooled_from_step0": bool(result.pooled_from_step0),
-            "prompt_tokens": int(result.prompt_tokens),
-            "offset": self._vectors_end,
-            "length": int(vector.size),
-        }
+        record = {**result.to_record(prompt_ids=False), "offset": self._vectors_end, "length": int(vector.size)}
         line = _record_line(record, vector_bytes)
         try:
             _write_at(self._vfd, self._vectors_end, vector_bytes)
@@ -314,20 +306,12 @@ def summarize(folder: Path | str) -> JournalSummary | None:
     return JournalSummary(folder, header["key"], header["plan"], rows_done, modified)
 
 
-def _result(record: dict[str, Any], vector: np.ndarray) -> PromptResult:
-    return PromptResult(
-        row=record["row"],
-        text=record["text"],
-        vector=vector,
-        n_tokens=record["n_tokens"],
-        stop_reason=record["stop_reason"],
-        pooled_from_step0=record["pooled_from_step0"],
-        prompt_tokens=record["prompt_tokens"],
-    )
-
-
 def describe_key_differences(stored: Any, wanted: Any) -> str:
-    """Plain words for what differs between two job keys ("" when they are the same)."""
+    """Plain words for what differs between two job keys ("" when they are the same).
+
+    The short form for a refusal (a journal or a shard of another job); `key_changes` is the long form,
+    input by input. Both walk the keys with `_differing_paths` and read values with `_lookup`.
+    """
     if stored == wanted:
         return ""
     paths = _differing_paths(stored, wanted, "")
@@ -336,7 +320,7 @@ def describe_key_differences(stored: Any, wanted: Any) -> str:
     for path in paths:
         lowered = path.lower()
         if "revision" in lowered:
-            kind = f"model revision {_value_at(stored, path)} vs {_value_at(wanted, path)}"
+            kind = f"model revision {_value_words(_lookup(stored, path))} vs {_value_words(_lookup(wanted, path))}"
         elif "model" in lowered:
             kind = "another model"
         elif "column" in lowered:
@@ -443,12 +427,6 @@ def _differing_paths(a: Any, b: Any, prefix: str) -> list[str]:
 
 
 _MISSING = object()
-
-
-def _value_at(data: Any, path: str) -> str:
-    for name in path.split("."):
-        data = data.get(name) if isinstance(data, dict) else None
-    return "none" if data is None else str(data)
 
 
 def _normalise(data: Any) -> Any:

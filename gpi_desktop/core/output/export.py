@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from gpi_desktop.core.vocabulary.errors import OutputFolderError
-from gpi_desktop.core.files.fileio import BackgroundFsync, fsync_folder, plain_os_errors, share_like_a_document
+from gpi_desktop.core.files.fileio import TEMP_PREFIX, BackgroundFsync, fsync_folder, plain_os_errors, share_like_a_document
 from gpi_desktop.core.generation.instructions import TOKEN_IDS_HASH
 from gpi_desktop.core.vocabulary.progress import NullState, Progress, ProgressKind, TaskState, check_cancel
 from gpi_desktop.core.files.prompts import PromptTable
@@ -43,7 +43,6 @@ EXPORT_FORMAT = "gpi-desktop export 1"
 HIDDEN_DIR = "hidden"
 MATRIX_NAME = "hidden_states.npy"
 MANIFEST_NAME = "manifest.json"
-TEMP_PREFIX = ".gpi-tmp-"
 CSV_COLUMNS = ("row", "prompt", "generated text", "tokens", "stop reason", "prompt tokens", "prompt token ids sha256")
 # Names a fresh folder may hold without counting as "not empty".
 DEFAULT_ALLOWED_NAMES = frozenset({RUN_DIR_NAME, ".DS_Store", "Thumbs.db", "desktop.ini"})
@@ -187,18 +186,33 @@ def _in_row_order(results: list[PromptResult], n_rows: int) -> list[PromptResult
     return ordered
 
 
+def hidden_tensor_bytes(vector: np.ndarray, hidden_size: int) -> bytes:
+    """The bytes of one hidden/<prefix><k>.pt: torch.save of a float32 (1, H) tensor, as gpi_pack writes it."""
+    import torch  # only here: reading prompts or journals must not pay for importing torch
+
+    # A fresh (1, H) tensor owns exactly H floats; a view would save its whole base storage.
+    tensor = torch.from_numpy(np.array(vector, dtype=np.float32).reshape(1, hidden_size)).clone()
+    buffer = io.BytesIO()  # saving to a buffer keeps temporary file names out of the archive
+    torch.save(tensor, buffer)
+    return buffer.getvalue()
+
+
+def remove_hidden_files(folder: Path, prefix: str, also: Collection[str] = ()) -> None:
+    """Delete the .pt files an export or shard writes into folder/hidden (and `also`, names there), nothing else."""
+    hidden = folder / HIDDEN_DIR
+    if hidden.is_dir():
+        ours = re.compile(re.escape(prefix) + r"\d+\.pt")
+        for path in hidden.iterdir():
+            if path.is_file() and (ours.fullmatch(path.name) or path.name in also or path.name.startswith(TEMP_PREFIX)):
+                path.unlink()
+
+
 def _write_all(
     writer: "_Writer", folder: Path, ordered: list[PromptResult], table: PromptTable, export: ExportSettings,
     hidden_size: int,
 ) -> None:
-    import torch  # only here: reading prompts or journals must not pay for importing torch
-
     for result in ordered:
-        # A fresh (1, H) tensor owns exactly H floats; a view would save its whole base storage.
-        tensor = torch.from_numpy(np.array(result.vector, dtype=np.float32).reshape(1, hidden_size)).clone()
-        buffer = io.BytesIO()  # saving to a buffer keeps temporary file names out of the archive
-        torch.save(tensor, buffer)
-        writer.write_bytes(hidden_file_name(export, result.row), buffer.getvalue())
+        writer.write_bytes(hidden_file_name(export, result.row), hidden_tensor_bytes(result.vector, hidden_size))
 
     generated = [_fresh(r.text) for r in ordered]
     prompts = [_fresh(t) for t in table.texts]
@@ -293,12 +307,7 @@ def _remove_previous_export(folder: Path, export: ExportSettings) -> None:
         (folder / name).unlink(missing_ok=True)
     for path in folder.glob(TEMP_PREFIX + "*"):
         path.unlink(missing_ok=True)
-    hidden = folder / HIDDEN_DIR
-    if hidden.is_dir():
-        ours = re.compile(re.escape(export.prefix) + r"\d+\.pt")
-        for path in hidden.iterdir():
-            if path.is_file() and (ours.fullmatch(path.name) or path.name in hidden_names or path.name.startswith(TEMP_PREFIX)):
-                path.unlink()
+    remove_hidden_files(folder, export.prefix, also=hidden_names)
 
 
 class _HashingFile:
