@@ -223,25 +223,17 @@ def run_job(
 ) -> RunOutcome:
     """Run a job, journaling each finished prompt in `work_dir`.
 
-    With resume=True an existing journal of the same job is continued (a
-    journal of another job is refused); without it an existing journal is an
-    error, so that finished work is never thrown away by accident. `loaded`
-    lets a caller reuse a model it already holds. With `shard` (a cluster
-    task's share, see core/cluster/shards.py) only that shard's rows are run; the
-    journal key names the shard, so one shard's journal never resumes another.
-    With replace_stale (--overwrite) a journal of this job
-    that can no longer be resumed (the model's files changed, its plan is lost) is
-    started over instead of refused.
-    Before the model is loaded, a memory estimate that says it will not fit
-    stops the run (unless `ignore_memory_check`), and so does a prompt too long
-    for the model's context with the token limit.
+    With resume=True an existing journal of the same job is continued (a journal of another job is refused);
+    without it an existing journal is an error, so that finished work is never thrown away by accident.
+    `loaded` lets a caller reuse a model it already holds. With `shard` (a cluster task's share, see
+    core/cluster/shards.py) only that shard's rows are run; the journal key names the shard, so one shard's
+    journal never resumes another. With replace_stale (--overwrite) a journal of this job that can no longer
+    be resumed (the model's files changed, its plan is lost) is started over instead of refused.
+    Before the model is loaded, a memory estimate that says it will not fit stops the run (unless
+    `ignore_memory_check`), and so does a prompt too long for the model's context with the token limit.
     """
-    from gpi_desktop.core.model.devices import unsupported_operation
-    from gpi_desktop.core.generation.engine import EncodedPrompt, EngineConfig, auto_batch_size, run_engine, shared_prefix
-    from gpi_desktop.core.generation.instructions import make_renderer, template_record, token_ids_sha256
-    from gpi_desktop.core.model.context import check_prompt_lengths, context_length
-    from gpi_desktop.core.model.models import PromptTokenizer, load_model, load_tokenizer
-    from gpi_desktop.core.files.runstore import RunJournal
+    from gpi_desktop.core.generation.instructions import token_ids_sha256
+    from gpi_desktop.core.model.models import load_model
     from gpi_desktop.core.vocabulary.template_date import job_template_date
 
     state = state or NullState()
@@ -251,53 +243,112 @@ def run_job(
     key = job_key(spec, table)
     if shard is not None:
         key = {**key, "shard": shard.label}
-    journal = None
-    if RunJournal.exists(work_dir):
-        if not resume:
-            raise ResumeError(
-                f"'{work_dir}' holds an unfinished run; continue it with --resume (Resume in the window) "
-                "or start over with --overwrite."
-            )
-        journal = _open_journal(work_dir, key, replace_stale)  # refuses another job in plain words
-    if journal is not None:
-        # Before anything is written into it or loaded for it: a journal that lost its plan cannot be resumed.
-        journal = _with_batch_plan(journal, work_dir, replace_stale)
-    # The job's one template date: fixed when the job is created, the journal's on every resume.
-    template_date = journal_template_date(journal) if journal is not None else job_template_date(
-        spec.settings.template_date)
+    journal = _existing_journal(work_dir, key, resume=resume, replace_stale=replace_stale)
+    try:  # closed whatever fails before or while generating: an open journal keeps its lock
+        # The job's one template date: fixed when the job is created, the journal's on every resume.
+        template_date = journal_template_date(journal) if journal is not None else job_template_date(
+            spec.settings.template_date)
+        check_cancel(state)
+        prompts = _prepare_prompts(spec, table, state, template_date, loaded=loaded, token=token,
+                                   insist=ignore_memory_check)
+        if loaded is None:
+            loaded = load_model(spec.settings, token=token, state=state, tokenizer=prompts.renderer.tokenizer)
+        check_cancel(state)
+        rows, encoded = _shard_rows(spec, shard, prompts.encoded)
+        journal, batch = _journal_for_run(journal, spec, work_dir, key, loaded, encoded, template_date,
+                                          replace_stale=replace_stale)
+        results_by_row, seconds_spent = _generate(spec, loaded, encoded, state, journal, batch, prompts.prefix)
+    finally:
+        if journal is not None:
+            journal.close()
+    results = [replace(results_by_row[p.row], prompt_ids_sha256=token_ids_sha256(p.ids)) for p in encoded]
+    return RunOutcome(spec=spec, table=table, model_info=loaded.info, results=results,
+                      instruction=prompts.renderer.instruction, system_role=prompts.renderer.system_role,
+                      batch_size=batch, rows=rows, shard=shard, template=prompts.template, seconds_spent=seconds_spent)
 
-    check_cancel(state)
+
+def _existing_journal(work_dir: Path, key: dict[str, Any], *, resume: bool, replace_stale: bool):
+    """The journal already in `work_dir` to continue, or None; without `resume` an existing one is refused."""
+    from gpi_desktop.core.files.runstore import RunJournal
+
+    if not RunJournal.exists(work_dir):
+        return None
+    if not resume:
+        raise ResumeError(
+            f"'{work_dir}' holds an unfinished run; continue it with --resume (Resume in the window) "
+            "or start over with --overwrite."
+        )
+    journal = _open_journal(work_dir, key, replace_stale)  # refuses another job in plain words
+    if journal is None:
+        return None
+    # Before anything is written into it or loaded for it: a journal that lost its plan cannot be resumed.
+    return _with_batch_plan(journal, work_dir, replace_stale)
+
+
+@dataclass(frozen=True)
+class _Prompts:
+    """A job's prompts as the model will see them, and what the manifest says about how they were rendered."""
+
+    renderer: Any  # instructions.Renderer
+    encoded: list  # engine.EncodedPrompt, one per row of the table
+    template: "TemplateRecord | None"
+    prefix: tuple[int, ...]  # the token ids every prompt starts with
+
+
+def _prepare_prompts(spec: JobSpec, table, state: TaskState, template_date: str, *, loaded, token: str | None,
+                     insist: bool) -> _Prompts:
+    """Render and tokenize every prompt, refusing what will not fit, before the (long) model load."""
+    from gpi_desktop.core.generation.engine import EncodedPrompt, shared_prefix
+    from gpi_desktop.core.generation.instructions import make_renderer, template_record
+    from gpi_desktop.core.model.context import check_prompt_lengths, context_length
+    from gpi_desktop.core.model.models import PromptTokenizer, load_tokenizer
+
+    s = spec.settings
     if loaded is None:
         use_allocated_cpus()
-        report_fit(spec, table, state, token=token, insist=ignore_memory_check)
-        reader = load_tokenizer(spec.settings, token=token, state=state)
+        report_fit(spec, table, state, token=token, insist=insist)
+        reader = load_tokenizer(s, token=token, state=state)
     else:
         reader = PromptTokenizer(loaded.tokenizer, context_length(loaded.model.config.to_dict()))
     check_cancel(state)
-    renderer = make_renderer(reader.tokenizer, spec.settings.task, spec.settings.template, spec.settings.template_options,
-                             template_date)
+    renderer = make_renderer(reader.tokenizer, s.task, s.template, s.template_options, template_date)
     state.set_status("Preparing the prompts…")
     encoded = []
     for row, text in enumerate(table.texts):
         if row % 1000 == 0:
             check_cancel(state)
         encoded.append(EncodedPrompt(row, tuple(renderer.encode(text))))
-    check_prompt_lengths([(p.row, len(p.ids)) for p in encoded], reader.context, spec.settings.max_new_tokens)
-    if loaded is None:
-        loaded = load_model(spec.settings, token=token, state=state, tokenizer=reader.tokenizer)
-    check_cancel(state)
-    # Row 0 of the whole table is the example, in a shard too, so every shard records the same one.
-    template = template_record(renderer, table.texts, [p.ids for p in encoded], spec.settings.template_date is not None)
-    # Of the whole table, so that a shard's prompts start from the same prefix as on one machine.
-    prefix = shared_prefix(encoded).ids
-    rows = None
+    check_prompt_lengths([(p.row, len(p.ids)) for p in encoded], reader.context, s.max_new_tokens)
+    return _Prompts(
+        renderer=renderer,
+        encoded=encoded,
+        # Row 0 of the whole table is the example, in a shard too, so every shard records the same one.
+        template=template_record(renderer, table.texts, [p.ids for p in encoded], s.template_date is not None),
+        # Of the whole table, so that a shard's prompts start from the same prefix as on one machine.
+        prefix=shared_prefix(encoded).ids,
+    )
+
+
+def _shard_rows(spec: JobSpec, shard: RowShare | None, encoded: list) -> tuple[list[int] | None, list]:
+    """The rows a shard runs (None: all) and their prompts."""
+    if shard is None:
+        return None, encoded
     requested = parse_batch_size(spec.settings.batch_size)
-    if shard is not None:
-        # A fixed batch size shards by whole batches of the single-machine plan, so each batch runs exactly
-        # as it would on one machine; recomputed identically on resume (it depends only on the prompts).
-        unit = requested if isinstance(requested, int) and spec.settings.strategy == "batched" else None
-        rows = shard.select([len(p.ids) for p in encoded], unit, spec.settings.max_new_tokens)
-        encoded = [encoded[row] for row in rows]
+    # A fixed batch size shards by whole batches of the single-machine plan, so each batch runs exactly
+    # as it would on one machine; recomputed identically on resume (it depends only on the prompts).
+    unit = requested if isinstance(requested, int) and spec.settings.strategy == "batched" else None
+    rows = shard.select([len(p.ids) for p in encoded], unit, spec.settings.max_new_tokens)
+    return rows, [encoded[row] for row in rows]
+
+
+def _journal_for_run(journal, spec: JobSpec, work_dir: Path, key: dict[str, Any], loaded, encoded: list,
+                     template_date: str, *, replace_stale: bool):
+    """The journal to generate into and its batch size: the existing one's, or a new journal with a new plan.
+
+    An existing journal the loaded model would not match is closed, then removed where `replace_stale` allows.
+    """
+    from gpi_desktop.core.files.runstore import RunJournal
+    from gpi_desktop.core.generation.engine import auto_batch_size
 
     if journal is not None:
         try:
@@ -308,33 +359,42 @@ def run_job(
                 raise
             journal.remove()
             journal = None
-    if journal is None:
-        batch = auto_batch_size(loaded, encoded, spec.settings.max_new_tokens) if requested == "auto" else requested
-        journal = RunJournal.create(work_dir, key, hidden_size=loaded.info.hidden_size,
-                                    plan={"batch_size": batch, "model_revision": loaded.info.revision,
-                                          "template_date": template_date, "job": job_record(spec)})
-    else:
-        batch = journal.plan["batch_size"]
+    if journal is not None:
         # Written only now that the journal is known to be resumable: a refused journal is left as it was.
         changed = {"job": job_record(spec)} if journal.plan.get("job") != job_record(spec) else {}  # moved file
         if journal.plan.get("template_date") != template_date:  # a journal made before dates were stored
             changed["template_date"] = template_date
         if changed:
             journal.set_plan(**changed)
+        return journal, journal.plan["batch_size"]
+    requested = parse_batch_size(spec.settings.batch_size)
+    batch = auto_batch_size(loaded, encoded, spec.settings.max_new_tokens) if requested == "auto" else requested
+    journal = RunJournal.create(work_dir, key, hidden_size=loaded.info.hidden_size,
+                                plan={"batch_size": batch, "model_revision": loaded.info.revision,
+                                      "template_date": template_date, "job": job_record(spec)})
+    return journal, batch
 
+
+def _generate(spec: JobSpec, loaded, encoded: list, state: TaskState, journal, batch: int,
+              prefix: tuple[int, ...]) -> tuple[dict[int, PromptResult], float]:
+    """Generate every prompt the journal lacks; returns all results by row and the job's seconds so far."""
+    from gpi_desktop.core.generation.engine import EngineConfig, run_engine
+    from gpi_desktop.core.model.devices import unsupported_operation
+
+    s = spec.settings
     done = journal.finished_rows()
     if done:  # counted within this run's rows: a shard's own, not the whole job's
         state.set_status(f"Resuming: {len(done)} of {len(encoded)} prompts are already done.")
     state.set_status(
         f"Generating {len(encoded) - len(done)} texts on {loaded.info.device} "
-        f"({'one prompt at a time' if spec.settings.strategy == 'one-at-a-time' else f'{batch} at a time'})…"
+        f"({'one prompt at a time' if s.strategy == 'one-at-a-time' else f'{batch} at a time'})…"
     )
     config = EngineConfig(
-        pooling=spec.settings.pooling,
-        max_new_tokens=spec.settings.max_new_tokens,
+        pooling=s.pooling,
+        max_new_tokens=s.max_new_tokens,
         batch_size=batch,
-        generation_options=dict(spec.settings.generation_options),
-        one_at_a_time=spec.settings.strategy == "one-at-a-time",
+        generation_options=dict(s.generation_options),
+        one_at_a_time=s.strategy == "one-at-a-time",
         shared_prefix=prefix,
     )
     started = time.perf_counter()
@@ -352,21 +412,7 @@ def run_job(
     finally:
         seconds_spent = earlier + time.perf_counter() - started
         _keep_seconds_spent(journal, seconds_spent)
-        journal.close()
-    results = [replace(results_by_row[p.row], prompt_ids_sha256=token_ids_sha256(p.ids)) for p in encoded]
-    return RunOutcome(
-        spec=spec,
-        table=table,
-        model_info=loaded.info,
-        results=results,
-        instruction=renderer.instruction,
-        system_role=renderer.system_role,
-        batch_size=batch,
-        rows=rows,
-        shard=shard,
-        template=template,
-        seconds_spent=seconds_spent,
-    )
+    return results_by_row, seconds_spent
 
 
 def _keep_seconds_spent(journal, seconds: float) -> None:
