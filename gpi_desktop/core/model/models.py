@@ -273,34 +273,72 @@ def load_model(settings, *, token: str | None = None, state: TaskState | None = 
                tokenizer=None) -> LoadedModel:
     """Load tokenizer and model for a run's settings (a RunSettings); `tokenizer` reuses one already loaded."""
     state = state or NullState()
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     source = resolve_source(settings.model)
     device = pick_device(settings.device)
     dtype = pick_dtype(settings.dtype, device)
+    folder, config = _fetch_checked(source, settings, token=token, state=state)
+    state.set_status(f"Loading the model on the {_DEVICE_WORDS[device]}…")
+    quantization = getattr(settings, "quantization", None)
+    kwargs = _from_pretrained_kwargs(folder, source, device, dtype, quantization,
+                                     allow_pickle=getattr(settings, "allow_pickle_weights", False))
+    # Its own progress bar would write to a console the window does not have; we report progress ourselves.
+    hf_logging.disable_progress_bar()
+    with plain_load_errors(source.name):
+        if tokenizer is None:
+            tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
+    model.eval()
+    if device == "cpu":
+        model.to("cpu")
+    eos_ids = _eos_token_ids(model, tokenizer, source.name)
+    revision = _snapshot_revision(folder) or (folder_fingerprint(folder) if source.is_local else (settings.revision or "unknown"))
+    info = ModelInfo(
+        model_id=source.name if not source.is_local else str(source.local_path),
+        revision=revision,
+        source="folder" if source.is_local else "hub",
+        dtype=dtype_name(dtype),
+        device=device_description(device),
+        hidden_size=hidden_size_of(config),
+        architecture=(config.get("architectures") or [config.get("model_type", "unknown")])[0],
+        eos_token_ids=eos_ids,
+        quantization=quantization,
+        device_map=kwargs.get("device_map"),
+    )
+    log.info("Loaded %s (%s, %s, hidden size %d)", info.model_id, info.dtype, info.device, info.hidden_size)
+    return LoadedModel(model=model, tokenizer=tokenizer, info=info)
+
+
+def _fetch_checked(source: ModelSource, settings, *, token: str | None, state: TaskState) -> tuple[Path, dict]:
+    """The model's folder (downloaded first for a hub id) and its config, refused where it cannot be loaded."""
+    from gpi_desktop.core.hub import check_model_config
+
     state.set_status(f"Fetching the model {source.name}…")
     allow_pickle = getattr(settings, "allow_pickle_weights", False)
     folder = fetch_model_files(source, token=token, revision=settings.revision, state=state, allow_pickle=allow_pickle)
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    from gpi_desktop.core.hub.hub import check_model_config
-
     check_model_config(config, source.name)
     if not any(p.suffix in WEIGHT_SUFFIXES for p in folder.iterdir() if p.is_file()):
         raise ModelError(
             f"The model folder '{folder}' has no weight files (*.safetensors); it may be incomplete: download it again."
         )
-    state.set_status(f"Loading the model on the {_DEVICE_WORDS[device]}…")
-    quantization = getattr(settings, "quantization", None)
+    return folder, config
+
+
+def _from_pretrained_kwargs(folder: Path, source: ModelSource, device: str, dtype, quantization: str | None, *,
+                            allow_pickle: bool) -> dict[str, Any]:
+    """How transformers is to load the weights: precision, placement, quantization, and safetensors only
+    unless pickle weights are allowed (refused in plain words otherwise)."""
+    import torch
+
     kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": False}
-    device_map = None
     if device == "cuda":
-        device_map = "auto" if torch.cuda.device_count() > 1 else "cuda"
-        kwargs["device_map"] = device_map
+        kwargs["device_map"] = "auto" if torch.cuda.device_count() > 1 else "cuda"
     elif device == "mps":
         # Straight onto the GPU: loading on the CPU first would hold the weights twice in the Mac's shared memory.
-        device_map = "mps"
-        kwargs["device_map"] = device_map
+        kwargs["device_map"] = "mps"
     if quantization:
         from gpi_desktop.core.model.memory import quantization_config
 
@@ -313,38 +351,18 @@ def load_model(settings, *, token: str | None = None, state: TaskState | None = 
             "loaded; use a copy with .safetensors weights, or allow them (--allow-pickle-weights) only if you "
             "trust where the model came from."
         )
-    from transformers.utils import logging as hf_logging
+    return kwargs
 
-    # Its own progress bar would write to a console the window does not have; we report progress ourselves.
-    hf_logging.disable_progress_bar()
-    with plain_load_errors(source.name):
-        if tokenizer is None:
-            tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
-        model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
-    model.eval()
-    if device == "cpu":
-        model.to("cpu")
+
+def _eos_token_ids(model, tokenizer, name: str) -> tuple[int, ...]:
+    """The ids that end generation: the model's generation config's, else the tokenizer's; refused when none."""
     eos = model.generation_config.eos_token_id
     if eos is None:
         eos = tokenizer.eos_token_id
     eos_ids = tuple(int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos]) if e is not None)
     if not eos_ids:
-        raise ModelError(f"The model '{source.name}' defines no end-of-text token, so generation could never stop early.")
-    revision = _snapshot_revision(folder) or (folder_fingerprint(folder) if source.is_local else (settings.revision or "unknown"))
-    info = ModelInfo(
-        model_id=source.name if not source.is_local else str(source.local_path),
-        revision=revision,
-        source="folder" if source.is_local else "hub",
-        dtype=dtype_name(dtype),
-        device=device_description(device),
-        hidden_size=hidden_size_of(config),
-        architecture=(config.get("architectures") or [config.get("model_type", "unknown")])[0],
-        eos_token_ids=eos_ids,
-        quantization=quantization,
-        device_map=device_map,
-    )
-    log.info("Loaded %s (%s, %s, hidden size %d)", info.model_id, info.dtype, info.device, info.hidden_size)
-    return LoadedModel(model=model, tokenizer=tokenizer, info=info)
+        raise ModelError(f"The model '{name}' defines no end-of-text token, so generation could never stop early.")
+    return eos_ids
 
 
 @dataclass(frozen=True)
