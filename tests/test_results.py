@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from gpi_desktop.core.results import STOP_EOS, STOP_LENGTH, PromptResult
+from gpi_desktop.core.vocabulary.results import STOP_EOS, STOP_LENGTH, PromptResult
 
 RESULT = PromptResult(row=3, text="Taxes, again.", vector=np.arange(4, dtype=np.float32), n_tokens=7,
                       stop_reason=STOP_EOS, pooled_from_step0=True, prompt_tokens=21, prompt_ids_sha256="ab" * 32)

@@ -313,7 +313,7 @@ def load_model(settings, *, token: str | None = None, state: TaskState | None = 
 
 def _fetch_checked(source: ModelSource, settings, *, token: str | None, state: TaskState) -> tuple[Path, dict]:
     """The model's folder (downloaded first for a hub id) and its config, refused where it cannot be loaded."""
-    from gpi_desktop.core.hub import check_model_config
+    from gpi_desktop.core.hub.hub import check_model_config
 
     state.set_status(f"Fetching the model {source.name}…")
     allow_pickle = getattr(settings, "allow_pickle_weights", False)
