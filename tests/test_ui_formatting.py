@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gpi_desktop.core.vocabulary.progress import Progress, ProgressKind
-from gpi_desktop.ui.formatting import human_bytes, human_duration, linkify, progress_line
+from gpi_desktop.ui.formatting import linkify, progress_line
 from gpi_desktop.ui.run_page import RunPage
 from gpi_desktop.ui.textmatch import similarity
 
@@ -14,12 +14,6 @@ def test_progress_line_says_done_speed_and_time_left():
     assert progress_line(Progress(100, 100, tokens_per_second=10, seconds_elapsed=4000)) == (
         "100 of 100 prompts \u00b7 10.0 tokens per second \u00b7 took 1 h 06 min")
     assert progress_line(Progress(0, 5)) == "0 of 5 prompts"
-
-
-def test_durations_and_sizes_read_naturally():
-    assert [human_duration(s) for s in (0, 59.4, 61, 3600 * 2 + 59)] == ["0 s", "59 s", "1 min 01 s", "2 h 00 min"]
-    assert human_duration(None) == "unknown"
-    assert [human_bytes(n) for n in (512, 1_500_000, 16_060_000_000)] == ["512 bytes", "1.5 MB", "16.1 GB"]
 
 
 def test_linkify_makes_addresses_clickable_and_escapes_the_rest():

@@ -15,7 +15,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpi_desktop.cli.state import CliState, format_duration, stop_on_signals
+from gpi_desktop.cli.state import CliState, stop_on_signals
 from gpi_desktop.core.vocabulary.errors import (
     EXIT_OK,
     AccessError,
@@ -24,6 +24,7 @@ from gpi_desktop.core.vocabulary.errors import (
     RunBusyError,
     SettingsError,
 )
+from gpi_desktop.core.vocabulary.formatting import human_duration
 from gpi_desktop.core.vocabulary.settings import DEVICES, DTYPES, POOLINGS, TEMPLATE_STYLES
 
 # `run` flags that a job file already decides; given together with --job they would be silently ignored.
@@ -225,7 +226,7 @@ def cmd_run(args) -> int:
     limit = sum(r.hit_limit for r in outcome.results) if shard is None else 0
     what = f"shard {shard.label}: {n} of {len(outcome.table)} rows" if shard else f"{n} texts and hidden states"
     print(f"Done: {what} (width {outcome.model_info.hidden_size}) in {out} after "
-          f"{format_duration(time.monotonic() - started)}"
+          f"{human_duration(time.monotonic() - started)}"
           + (f"; {limit} stopped at the token limit" if limit else "") + ".")
     return EXIT_OK
 

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from gpi_desktop.core.vocabulary.formatting import human_duration
 from gpi_desktop.core.vocabulary.progress import Progress
 
 
@@ -29,7 +30,7 @@ class CliState:
             return
         self._last = now
         left = progress.seconds_left
-        eta = f", about {format_duration(left)} left" if left is not None else ""
+        eta = f", about {human_duration(left)} left" if left is not None else ""
         msg = progress.message or f"{progress.done}/{progress.total} prompts, {progress.tokens_per_second:.1f} tokens/s{eta}"
         print(f"  {msg}", file=sys.stderr, flush=True)
 
@@ -75,10 +76,3 @@ def sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def format_duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds < 90:
-        return f"{seconds} s"
-    if seconds < 5400:
-        return f"{round(seconds / 60)} min"
-    return f"{seconds / 3600:.1f} h"

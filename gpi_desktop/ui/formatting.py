@@ -1,36 +1,14 @@
-"""Plain-words renderings of numbers for the window (sizes, durations, speeds)."""
+"""Plain-words lines for the window (progress, figures, links); sizes and durations are core.vocabulary.formatting's."""
 
 from __future__ import annotations
 
 import html
 import re
 
+from gpi_desktop.core.vocabulary.formatting import human_duration
 from gpi_desktop.core.vocabulary.progress import Progress
 
 _URL = re.compile(r"https?://[^\s,;()<>\"']+")
-
-
-def human_bytes(n: float | None) -> str:
-    if n is None:
-        return "unknown"
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1000
-    raise AssertionError("unreachable")
-
-
-def human_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "unknown"
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, s = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {s:02d} s"
-    hours, m = divmod(minutes, 60)
-    return f"{hours} h {m:02d} min"
 
 
 def progress_line(p: Progress) -> str:

@@ -20,9 +20,10 @@ from PySide6.QtWidgets import (
 )
 
 from gpi_desktop.core.vocabulary.errors import GpiError
+from gpi_desktop.core.vocabulary.formatting import human_bytes
 from gpi_desktop.core.vocabulary.settings import DEFAULT_MODEL
 from gpi_desktop.ui.error_words import failure_sentence
-from gpi_desktop.ui.formatting import human_bytes, linkify
+from gpi_desktop.ui.formatting import linkify
 from gpi_desktop.ui.resources import demo_model_path, is_demo_model
 from gpi_desktop.ui.tasks import BackgroundCalls
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gpi_desktop.core.vocabulary.errors import SettingsError
+from gpi_desktop.core.vocabulary.formatting import human_bytes
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +32,6 @@ _QUANT_BYTES = {"8bit": 1.0 + 1 / 256, "4bit": 0.5 + 4 / 64}
 # Share of the free memory a run may plan to use: the rest is for the CUDA
 # allocator's fragmentation, the libraries' buffers and other programs.
 USABLE_SHARE = 0.9
-
-
-def _human(n: float) -> str:
-    from gpi_desktop.core.hub.hub import human_bytes
-
-    return human_bytes(n)
 
 
 # --- the model's shape -----------------------------------------------------------------------------
@@ -201,8 +196,8 @@ class MemoryEstimate:
 
     def describe(self) -> str:
         prompts = "1 prompt" if self.batch_size == 1 else f"{self.batch_size} prompts"
-        return (f"about {_human(self.total_bytes)} ({_human(self.weights_bytes)} for the model, "
-                f"{_human(self.kv_cache_bytes + self.activations_bytes)} to generate {prompts} at a time)")
+        return (f"about {human_bytes(self.total_bytes)} ({human_bytes(self.weights_bytes)} for the model, "
+                f"{human_bytes(self.kv_cache_bytes + self.activations_bytes)} to generate {prompts} at a time)")
 
 
 def estimate_memory(config: Any, *, dtype: str, quantization: str | None = None, batch_size: int = 1,
@@ -254,7 +249,7 @@ class DeviceMemory:
     index: int | None = None
 
     def describe(self) -> str:
-        return f"{self.name}: {_human(self.free_bytes)} free of {_human(self.total_bytes)}"
+        return f"{self.name}: {human_bytes(self.free_bytes)} free of {human_bytes(self.total_bytes)}"
 
 
 # A cgroup v1 "no limit" is the largest page-aligned 64-bit number; anything this large means unlimited.
@@ -409,7 +404,7 @@ def host_memory(limit: MemoryLimit | None = None) -> DeviceMemory:
     free, total = _machine_ram()
     limit = allocation_limit() if limit is None else limit
     if limit is not None and (not total or limit.limit_bytes < total):
-        name = f"this task's memory allocation ({_human(limit.limit_bytes)}, {limit.source})"
+        name = f"this task's memory allocation ({human_bytes(limit.limit_bytes)}, {limit.source})"
         return DeviceMemory(name, min(free, limit.free_bytes) if free else limit.free_bytes, limit.limit_bytes,
                             "cpu", None)
     return DeviceMemory("this computer's memory (RAM)", free, total, "cpu", None)
@@ -519,8 +514,8 @@ def _where(devices: list[DeviceMemory]) -> str:
 def _has(devices: list[DeviceMemory], free: int, only: str = "") -> str:
     """'has 20 GB free', or for the Apple GPU (a share of the Mac's memory) 'may use 20 GB'."""
     if any(d.kind == "mps" for d in devices):
-        return f"may use {only}{_human(free)}"
-    return f"has {only}{_human(free)} free"
+        return f"may use {only}{human_bytes(free)}"
+    return f"has {only}{human_bytes(free)} free"
 
 
 def fit_verdict(estimate: MemoryEstimate, devices: list[DeviceMemory]) -> FitVerdict:
@@ -560,28 +555,28 @@ def fit_verdict(estimate: MemoryEstimate, devices: list[DeviceMemory]) -> FitVer
             smaller = estimate.with_settings(quantization=kind)
             if smaller.total_bytes <= usable:
                 needs = "" if quantization_available() else f"; {quantization_missing()}"
-                suggestions.append(f"Load the model in {label} (about {_human(smaller.total_bytes)}; it changes the "
+                suggestions.append(f"Load the model in {label} (about {human_bytes(smaller.total_bytes)}; it changes the "
                                    f"numbers slightly{needs}).")
                 break
-        suggestions.append(f"Use a GPU with at least {_human(estimate.total_bytes / USABLE_SHARE)} free: close other "
+        suggestions.append(f"Use a GPU with at least {human_bytes(estimate.total_bytes / USABLE_SHARE)} free: close other "
                            "programs that use this GPU, or run on another machine.")
     elif any(d.kind == "mps" for d in devices):
         if dtype_bytes(estimate.dtype) == 4:
             half = estimate.with_settings(dtype="float16")
             if half.total_bytes <= usable:
-                suggestions.append(f"Choose bfloat16 or float16 precision (about {_human(half.total_bytes)}; "
+                suggestions.append(f"Choose bfloat16 or float16 precision (about {human_bytes(half.total_bytes)}; "
                                    "the numbers change slightly).")
         # bitsandbytes' 8-/4-bit loading needs CUDA, so it is not offered on a Mac.
         suggestions.append(f"Close other programs, which share this memory with the GPU, or run on a Mac (or an "
-                           f"NVIDIA GPU) that can give the model at least {_human(estimate.total_bytes / USABLE_SHARE)}.")
+                           f"NVIDIA GPU) that can give the model at least {human_bytes(estimate.total_bytes / USABLE_SHARE)}.")
     else:
         if estimate.dtype in ("float32", "auto") and dtype_bytes(estimate.dtype) == 4:
             half = estimate.with_settings(dtype="bfloat16")
             if half.total_bytes <= usable:
-                suggestions.append(f"Choose bfloat16 precision (about {_human(half.total_bytes)}; slower on some "
+                suggestions.append(f"Choose bfloat16 precision (about {human_bytes(half.total_bytes)}; slower on some "
                                    "processors and the numbers change slightly).")
         suggestions.append(f"Run on a computer with an NVIDIA GPU with at least "
-                           f"{_human(estimate.total_bytes / USABLE_SHARE)} of memory, or close other programs.")
+                           f"{human_bytes(estimate.total_bytes / USABLE_SHARE)} of memory, or close other programs.")
     suggestions.append("Or choose a smaller model.")
     return FitVerdict(False, sentence, suggestions)
 
