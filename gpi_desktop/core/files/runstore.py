@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from gpi_desktop.core.vocabulary.errors import DiskFullError, ResumeError, RunBusyError
-from gpi_desktop.core.files.fileio import fsync_folder, is_disk_full, make_folder, plain_os_errors
+from gpi_desktop.core.files.fileio import fsync_folder, is_disk_full, make_folder, plain_os_errors, write_atomically
 from gpi_desktop.core.vocabulary.results import PromptResult
 
 RUN_DIR_NAME = ".gpi-run"  # where the command line keeps the journal inside --out
@@ -522,18 +522,8 @@ def _read_header(folder: Path) -> dict[str, Any]:
 
 
 def _write_header(folder: Path, header: dict[str, Any]) -> None:
-    path = folder / HEADER_NAME
-    temp = folder / (HEADER_NAME + ".tmp")
-    try:
-        with open(temp, "wb") as handle:
-            handle.write(json.dumps(header, sort_keys=True, indent=1).encode("utf-8"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    fsync_folder(folder)
+    write_atomically(folder / HEADER_NAME, json.dumps(header, sort_keys=True, indent=1).encode("utf-8"))
+    fsync_folder(folder)  # the rename itself survives a power cut
 
 
 def _plain_errors(folder: Path):
