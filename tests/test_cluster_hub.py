@@ -14,7 +14,7 @@ import pytest
 
 from conftest import PROMPTS
 from gpi_desktop.cli import main
-from gpi_desktop.core.hub.hub import download_model
+from gpi_desktop.core.hub.download import download_model
 from gpi_desktop.core.job.job import JobSpec
 from gpi_desktop.core.cluster.sbatch import ClusterSettings, write_job_folder
 from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gpi_desktop.core.hub import hub
+from gpi_desktop.core.hub import download as hub
 from gpi_desktop.core.vocabulary.errors import AccessError, Cancelled, DiskFullError, ModelError
 from gpi_desktop.core.vocabulary.progress import ProgressKind
 from fakes import RecordingState

@@ -8,7 +8,7 @@ import pytest
 from hubserver import FakeHub, point_client_at, repo_from_folder
 from ui_fixtures import make_window, memory_keyring, wait_idle  # noqa: F401 - fixtures
 
-from gpi_desktop.core.hub import hub
+from gpi_desktop.core.hub import download as hub
 from gpi_desktop.ui.main_window import STEP_ACCESS, STEP_MODEL, STEP_RUN
 
 MODEL = "tiny-org/tiny-llama"

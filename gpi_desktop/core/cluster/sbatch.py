@@ -147,7 +147,7 @@ def pinned_spec(spec, token: str | None = None):
     Returns (spec, commit); commit is None for a model folder, or when neither
     this computer's cache nor the Hub can say which commit the revision is.
     """
-    from gpi_desktop.core.hub.hub import pin_revision
+    from gpi_desktop.core.hub.download import pin_revision
     from gpi_desktop.core.job.job import with_settings
     from gpi_desktop.core.model.models import resolve_source
 

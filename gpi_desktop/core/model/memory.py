@@ -123,7 +123,7 @@ def count_parameters(model: str | Path, *, revision: str | None = None, token: s
     A local folder (or a hub id already in the cache) is read from disk; a hub id
     not yet downloaded asks the Hub for the headers only (a few kilobytes).
     """
-    from gpi_desktop.core.hub.hub import _SAFE_INDEX, _SAFE_SINGLE, _offline_mode, cached_snapshot
+    from gpi_desktop.core.hub.download import _SAFE_INDEX, _SAFE_SINGLE, _offline_mode, cached_snapshot
 
     folder = Path(model)
     if not folder.is_dir():
@@ -589,7 +589,7 @@ def check_fit(model: str | Path, *, dtype: str = "auto", device: str = "auto", q
     'auto' precision counts 4 bytes a number where the run will be on the CPU
     (the loader's choice there) and 2 on a GPU.
     """
-    from gpi_desktop.core.hub.hub import fetch_config
+    from gpi_desktop.core.hub.download import fetch_config
 
     if device == "mps":
         from gpi_desktop.core.model.devices import pick_device

@@ -135,7 +135,7 @@ def read_config(source: ModelSource, token: str | None = None, revision: str | N
     """The model's config.json as a dict (for a hub id: from the cache, or only that small file from the hub)."""
     if source.is_local:
         return json.loads((source.local_path / "config.json").read_text(encoding="utf-8"))
-    from gpi_desktop.core.hub.hub import fetch_config
+    from gpi_desktop.core.hub.download import fetch_config
 
     try:
         return fetch_config(source.name, revision=revision, token=token)
@@ -147,7 +147,7 @@ def _hub_error(exc: Exception, model_id: str, token: str | None = None) -> Excep
     """The plain-words version of a hub failure; anything that is not the hub's stays as it is (our bug)."""
     if isinstance(exc, (GpiError, Cancelled)):
         return exc
-    from gpi_desktop.core.hub.hub import plain_hub_error
+    from gpi_desktop.core.hub.download import plain_hub_error
 
     return plain_hub_error(exc, model_id, token_sent=bool(token)) or exc
 
@@ -167,7 +167,7 @@ def fetch_model_files(source: ModelSource, *, token: str | None, revision: str |
     """The local folder holding the model: the folder itself, or the hub snapshot (downloaded with progress)."""
     if source.is_local:
         return source.local_path
-    from gpi_desktop.core.hub.hub import download_model
+    from gpi_desktop.core.hub.download import download_model
 
     try:
         return Path(download_model(source.name, revision=revision, token=token, state=state, allow_pickle=allow_pickle))
@@ -236,7 +236,7 @@ def load_tokenizer_only(settings, *, token: str | None = None) -> PromptTokenize
     source = resolve_source(settings.model)
     if source.is_local:
         return _prompt_tokenizer(source.local_path, source.name)
-    from gpi_desktop.core.hub.hub import fetch_tokenizer_files
+    from gpi_desktop.core.hub.download import fetch_tokenizer_files
 
     try:
         folder = fetch_tokenizer_files(source.name, revision=settings.revision, token=token)
@@ -250,7 +250,7 @@ def load_tokenizer_only(settings, *, token: str | None = None) -> PromptTokenize
 def _prompt_tokenizer(folder: Path, name: str) -> PromptTokenizer:
     from transformers import AutoTokenizer
 
-    from gpi_desktop.core.hub.hub import check_model_config
+    from gpi_desktop.core.hub.download import check_model_config
     from gpi_desktop.core.model.context import context_length
 
     try:
@@ -313,7 +313,7 @@ def load_model(settings, *, token: str | None = None, state: TaskState | None = 
 
 def _fetch_checked(source: ModelSource, settings, *, token: str | None, state: TaskState) -> tuple[Path, dict]:
     """The model's folder (downloaded first for a hub id) and its config, refused where it cannot be loaded."""
-    from gpi_desktop.core.hub.hub import check_model_config
+    from gpi_desktop.core.hub.download import check_model_config
 
     state.set_status(f"Fetching the model {source.name}…")
     allow_pickle = getattr(settings, "allow_pickle_weights", False)
