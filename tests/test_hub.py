@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gpi_desktop.core.hub import download as hub
+from gpi_desktop.core.hub import cache, download, model_files, plain_errors
 from gpi_desktop.core.vocabulary.errors import AccessError, Cancelled, DiskFullError, ModelError
 from gpi_desktop.core.vocabulary.progress import ProgressKind
 from fakes import RecordingState
@@ -36,7 +36,7 @@ def tiny_repo(fake_hub, tiny_llama) -> Repo:
 
 
 def _cache() -> Path:
-    return hub.hub_cache_dir()
+    return cache.hub_cache_dir()
 
 
 def _weights(repo: Repo) -> bytes:
@@ -48,7 +48,7 @@ def test_download_fetches_the_model_files_into_the_standard_cache_and_reports_fu
     tiny_repo.files["original/consolidated.00.pth"] = b"x" * 1000  # never needed by transformers
     state = RecordingState()
 
-    folder = hub.download_model(MODEL, state=state)
+    folder = download.download_model(MODEL, state=state)
 
     assert folder == _cache() / "models--tiny-org--tiny-llama" / "snapshots" / tiny_repo.commit
     names = sorted(p.name for p in folder.iterdir())
@@ -69,11 +69,11 @@ def test_download_fetches_the_model_files_into_the_standard_cache_and_reports_fu
 def test_downloaded_model_loads_in_offline_mode_without_the_network(tiny_repo, fake_hub, monkeypatch):
     from huggingface_hub import constants
 
-    first = hub.download_model(MODEL)
+    first = download.download_model(MODEL)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     fake_hub.requests.clear()
 
-    again = hub.download_model(MODEL)
+    again = download.download_model(MODEL)
 
     assert again == first
     assert fake_hub.requests == []
@@ -87,16 +87,16 @@ def test_offline_mode_with_nothing_cached_says_so_plainly(tiny_repo, monkeypatch
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(AccessError) as info:
-        hub.download_model(MODEL)
+        download.download_model(MODEL)
     assert info.value.kind == "offline"
     assert "HF_HUB_OFFLINE" in str(info.value) and f"https://huggingface.co/{MODEL}" in str(info.value)
 
 
 def test_second_download_fetches_nothing_again(tiny_repo, fake_hub):
-    hub.download_model(MODEL)
+    download.download_model(MODEL)
     sent = dict(fake_hub.bytes_sent)
     state = RecordingState()
-    hub.download_model(MODEL, state=state)
+    download.download_model(MODEL, state=state)
     assert fake_hub.bytes_sent == sent
     assert state.progress[-1].done == state.progress[-1].total
 
@@ -105,7 +105,7 @@ def test_connection_dropped_halfway_resumes_from_where_it_stopped(tiny_repo, fak
     size = len(_weights(tiny_repo))
     fake_hub.drop_once["model.safetensors"] = size // 2
 
-    folder = hub.download_model(MODEL)
+    folder = download.download_model(MODEL)
 
     assert (folder / "model.safetensors").read_bytes() == _weights(tiny_repo)
     ranges = fake_hub.ranges_for("model.safetensors")
@@ -133,7 +133,7 @@ def test_cancel_stops_the_download_and_the_next_run_continues_it(tiny_repo, fake
     state = _CancelAfterBytes(small + size // 3)
 
     with pytest.raises(Cancelled):
-        hub.download_model(MODEL, state=state, max_workers=1)
+        download.download_model(MODEL, state=state, max_workers=1)
 
     partial = list((_cache() / "models--tiny-org--tiny-llama" / "blobs").glob("*.incomplete"))
     assert len(partial) == 1 and 0 < partial[0].stat().st_size < size
@@ -141,7 +141,7 @@ def test_cancel_stops_the_download_and_the_next_run_continues_it(tiny_repo, fake
     kept = partial[0].stat().st_size
     fake_hub.slow.clear()
 
-    folder = hub.download_model(MODEL)
+    folder = download.download_model(MODEL)
 
     assert (folder / "model.safetensors").read_bytes() == _weights(tiny_repo)
     assert fake_hub.ranges_for("model.safetensors")[-1] == f"bytes={kept}-"
@@ -153,12 +153,12 @@ def test_a_server_that_ignores_the_range_restarts_the_file_and_progress_stays_ri
     fake_hub.slow["model.safetensors"] = 0.02
     small = sum(len(v) for k, v in tiny_repo.files.items() if k != "model.safetensors")
     with pytest.raises(Cancelled):
-        hub.download_model(MODEL, state=_CancelAfterBytes(small + size // 3), max_workers=1)
+        download.download_model(MODEL, state=_CancelAfterBytes(small + size // 3), max_workers=1)
     fake_hub.slow.clear()
     fake_hub.ignore_range = True
     state = RecordingState()
 
-    folder = hub.download_model(MODEL, state=state)
+    folder = download.download_model(MODEL, state=state)
 
     assert (folder / "model.safetensors").read_bytes() == _weights(tiny_repo)
     assert state.progress[-1].done == state.progress[-1].total
@@ -166,9 +166,9 @@ def test_a_server_that_ignores_the_range_restarts_the_file_and_progress_stays_ri
 
 
 def test_download_refused_when_the_disk_is_too_small(tiny_repo, monkeypatch, fake_hub):
-    monkeypatch.setattr(hub, "_free_bytes", lambda folder: 1000)
+    monkeypatch.setattr(download, "_free_bytes", lambda folder: 1000)
     with pytest.raises(DiskFullError) as info:
-        hub.download_model(MODEL)
+        download.download_model(MODEL)
     message = str(info.value)
     assert "needs" in message and "free" in message and str(_cache()) in message
     assert not fake_hub.bytes_sent.get("model.safetensors")
@@ -179,10 +179,10 @@ def test_pickle_only_repository_is_refused_unless_allowed(fake_hub, tiny_llama):
     files["pytorch_model.bin"] = b"\x80\x02pickled weights"
     fake_hub.add(Repo("old/pickled", files))
     with pytest.raises(ModelError, match="pickle"):
-        hub.download_model("old/pickled")
+        download.download_model("old/pickled")
     assert "pytorch_model.bin" not in fake_hub.bytes_sent
 
-    folder = hub.download_model("old/pickled", allow_pickle=True)
+    folder = download.download_model("old/pickled", allow_pickle=True)
     assert (folder / "pytorch_model.bin").read_bytes() == files["pytorch_model.bin"]
 
 
@@ -194,7 +194,7 @@ def test_model_that_needs_remote_code_is_refused_before_the_weights_are_fetched(
     files["modeling_x.py"] = b"import os"
     fake_hub.add(Repo("someone/custom-code", files))
     with pytest.raises(ModelError, match="program code"):
-        hub.download_model("someone/custom-code")
+        download.download_model("someone/custom-code")
     assert "model.safetensors" not in fake_hub.bytes_sent
 
 
@@ -206,7 +206,7 @@ def test_sharded_weights_follow_the_index_and_skip_a_consolidated_copy(fake_hub,
     files["model.safetensors.index.json"] = json.dumps(
         {"metadata": {}, "weight_map": {"model.norm.weight": "model-00001-of-00001.safetensors"}}).encode()
     fake_hub.add(Repo("org/sharded", files))
-    folder = hub.download_model("org/sharded")
+    folder = download.download_model("org/sharded")
     assert (folder / "model-00001-of-00001.safetensors").exists()
     assert not (folder / "consolidated.safetensors").exists()
     assert "consolidated.safetensors" not in fake_hub.bytes_sent
@@ -218,7 +218,7 @@ def test_sharded_weights_follow_the_index_and_skip_a_consolidated_copy(fake_hub,
 def test_gated_model_without_a_token_asks_for_one(fake_hub, tiny_llama):
     fake_hub.add(repo_from_folder("meta-llama/Gated", tiny_llama, access="gated"))
     with pytest.raises(AccessError) as info:
-        hub.download_model("meta-llama/Gated", token=None)
+        download.download_model("meta-llama/Gated", token=None)
     assert info.value.kind == "no-token"
     assert "token" in str(info.value) and "https://huggingface.co/meta-llama/Gated" in str(info.value)
 
@@ -226,7 +226,7 @@ def test_gated_model_without_a_token_asks_for_one(fake_hub, tiny_llama):
 def test_gated_model_whose_licence_is_not_accepted_says_to_accept_it(fake_hub, tiny_llama):
     fake_hub.add(repo_from_folder("meta-llama/Gated", tiny_llama, access="gated"))
     with pytest.raises(AccessError) as info:
-        hub.download_model("meta-llama/Gated", token=TOKEN)
+        download.download_model("meta-llama/Gated", token=TOKEN)
     assert info.value.kind == "gated"
     assert "licence" in str(info.value) and "https://huggingface.co/meta-llama/Gated" in str(info.value)
     assert TOKEN not in str(info.value)
@@ -234,7 +234,7 @@ def test_gated_model_whose_licence_is_not_accepted_says_to_accept_it(fake_hub, t
 
 def test_gated_model_with_an_approved_token_downloads(fake_hub, tiny_llama):
     fake_hub.add(repo_from_folder("meta-llama/Gated", tiny_llama, access="gated", approved_tokens={TOKEN}))
-    folder = hub.download_model("meta-llama/Gated", token=TOKEN)
+    folder = download.download_model("meta-llama/Gated", token=TOKEN)
     assert (folder / "model.safetensors").exists()
 
 
@@ -242,14 +242,14 @@ def test_token_without_permission_is_told_apart_from_licence(fake_hub, tiny_llam
     fake_hub.add(repo_from_folder("meta-llama/Gated", tiny_llama, access="gated"))
     fake_hub.read_only_tokens.add(TOKEN)
     with pytest.raises(AccessError) as info:
-        hub.download_model("meta-llama/Gated", token=TOKEN)
+        download.download_model("meta-llama/Gated", token=TOKEN)
     assert info.value.kind == "forbidden"
     assert "permission" in str(info.value) and "https://huggingface.co/meta-llama/Gated" in str(info.value)
 
 
 def test_invalid_token_is_reported_as_refused(fake_hub, tiny_repo):
     with pytest.raises(AccessError) as info:
-        hub.download_model(MODEL, token="hf_" + "Z" * 34)
+        download.download_model(MODEL, token="hf_" + "Z" * 34)
     assert info.value.kind == "invalid-token"
     assert "settings/tokens" in str(info.value) and f"https://huggingface.co/{MODEL}" in str(info.value)
     assert "hf_ZZZZ" not in str(info.value)
@@ -257,7 +257,7 @@ def test_invalid_token_is_reported_as_refused(fake_hub, tiny_repo):
 
 def test_missing_or_private_repository_says_check_the_spelling(fake_hub):
     with pytest.raises(AccessError) as info:
-        hub.download_model("nobody/no-such-model")
+        download.download_model("nobody/no-such-model")
     assert info.value.kind == "not-found"
     assert "spelling" in str(info.value) and "https://huggingface.co/nobody/no-such-model" in str(info.value)
 
@@ -265,13 +265,13 @@ def test_missing_or_private_repository_says_check_the_spelling(fake_hub):
 def test_private_repository_with_a_token_that_cannot_see_it(fake_hub, tiny_llama):
     fake_hub.add(repo_from_folder("lab/private", tiny_llama, access="private"))
     with pytest.raises(AccessError) as info:
-        hub.download_model("lab/private", token=TOKEN)
+        download.download_model("lab/private", token=TOKEN)
     assert info.value.kind == "not-found" and "private" in str(info.value)
 
 
 def test_unknown_revision_is_named(tiny_repo):
     with pytest.raises(ModelError, match="no revision 'v9'"):
-        hub.download_model(MODEL, revision="v9")
+        download.download_model(MODEL, revision="v9")
 
 
 def test_no_network_says_check_the_connection(monkeypatch, fake_hub):
@@ -279,11 +279,11 @@ def test_no_network_says_check_the_connection(monkeypatch, fake_hub):
 
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # discard port: nothing listens
     with pytest.raises(AccessError) as info:
-        hub.download_model(MODEL)
+        download.download_model(MODEL)
     assert info.value.kind == "offline" and "internet connection" in str(info.value)
 
 
-@pytest.mark.parametrize("fetch", [hub.fetch_config, hub.download_model], ids=["config", "download"])
+@pytest.mark.parametrize("fetch", [download.fetch_config, download.download_model], ids=["config", "download"])
 def test_a_hub_that_answers_500_is_reported_as_the_hubs_error_not_the_connection(fetch, tiny_repo, fake_hub,
                                                                                  monkeypatch):
     import huggingface_hub.utils._http as hf_http
@@ -301,36 +301,36 @@ def test_a_hub_that_answers_500_is_reported_as_the_hubs_error_not_the_connection
 def test_a_complete_cached_model_is_used_when_the_hub_cannot_be_reached(tiny_repo, monkeypatch):
     from huggingface_hub import constants
 
-    folder = hub.download_model(MODEL)
+    folder = download.download_model(MODEL)
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
     state = RecordingState()
-    assert hub.download_model(MODEL, state=state) == folder
+    assert download.download_model(MODEL, state=state) == folder
     assert "could not be reached" in state.statuses[-1]
 
 
 def test_invalid_model_id_is_a_plain_error(fake_hub):
     with pytest.raises(ModelError, match="owner/name"):
-        hub.download_model("not a/valid//id")
+        download.download_model("not a/valid//id")
 
 
 def test_out_of_disk_while_writing_is_a_plain_error():
     import errno
 
-    error = hub.plain_hub_error(OSError(errno.ENOSPC, "No space left on device"), MODEL)
+    error = plain_errors.plain_hub_error(OSError(errno.ENOSPC, "No space left on device"), MODEL)
     assert isinstance(error, DiskFullError) and "full" in str(error)
 
 
 def test_an_unrelated_exception_is_not_dressed_up_as_a_hub_error():
-    assert hub.plain_hub_error(KeyError("bug"), MODEL) is None
+    assert plain_errors.plain_hub_error(KeyError("bug"), MODEL) is None
 
 
 # --- cache listing and remote-code check ----------------------------------------------------------
 
 
 def test_cached_models_lists_downloaded_models_with_their_size(tiny_repo):
-    assert hub.cached_models() == []
-    folder = hub.download_model(MODEL)
-    models = hub.cached_models()
+    assert cache.cached_models() == []
+    folder = download.download_model(MODEL)
+    models = cache.cached_models()
     assert [m.model_id for m in models] == [MODEL]
     assert models[0].path == folder
     on_disk = sum(p.stat().st_size for p in (_cache() / "models--tiny-org--tiny-llama" / "blobs").iterdir())
@@ -339,24 +339,24 @@ def test_cached_models_lists_downloaded_models_with_their_size(tiny_repo):
 
 
 def test_remote_code_is_detected_only_for_architectures_transformers_does_not_have():
-    assert hub.model_needs_remote_code({"model_type": "weird", "auto_map": {"AutoConfig": "c.C"}})
+    assert model_files.model_needs_remote_code({"model_type": "weird", "auto_map": {"AutoConfig": "c.C"}})
     # Shipped code, but transformers has its own class: loads without running the repository's code.
-    assert not hub.model_needs_remote_code({"model_type": "phi3", "auto_map": {"AutoConfig": "c.C"}})
-    assert not hub.model_needs_remote_code({"model_type": "llama"})
+    assert not model_files.model_needs_remote_code({"model_type": "phi3", "auto_map": {"AutoConfig": "c.C"}})
+    assert not model_files.model_needs_remote_code({"model_type": "llama"})
     # A tokenizer that exists only as code in the repository.
-    assert hub.model_needs_remote_code({"model_type": "llama"}, {"auto_map": {"AutoTokenizer": ["t.T", None]},
+    assert model_files.model_needs_remote_code({"model_type": "llama"}, {"auto_map": {"AutoTokenizer": ["t.T", None]},
                                                                  "tokenizer_class": "MyOwnTokenizer"})
-    assert not hub.model_needs_remote_code({"model_type": "llama"}, {"auto_map": {"AutoTokenizer": ["t.T", None]},
+    assert not model_files.model_needs_remote_code({"model_type": "llama"}, {"auto_map": {"AutoTokenizer": ["t.T", None]},
                                                                      "tokenizer_class": "LlamaTokenizerFast"})
     with pytest.raises(ModelError, match="does not know the model type"):
-        hub.check_model_config({"model_type": "weird"}, "x/y")
+        model_files.check_model_config({"model_type": "weird"}, "x/y")
 
 
 def test_hub_id_parameters_come_from_safetensors_metadata(tiny_repo, tiny_llama):
     from gpi_desktop.core.model.memory import count_parameters
 
     local = count_parameters(tiny_llama)
-    assert hub.fetch_config(MODEL)["hidden_size"] == 64  # before any download: only config.json comes
+    assert download.fetch_config(MODEL)["hidden_size"] == 64  # before any download: only config.json comes
     assert count_parameters(MODEL) == local
     assert local == _sum_parameters(tiny_llama)
 

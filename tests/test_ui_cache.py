@@ -8,7 +8,7 @@ import pytest
 from hubserver import FakeHub, point_client_at, repo_from_folder
 from ui_fixtures import make_window, memory_keyring, wait_idle  # noqa: F401 - fixtures
 
-from gpi_desktop.core.hub import download as hub
+from gpi_desktop.core.hub import cache, download, words
 from gpi_desktop.ui.main_window import STEP_ACCESS, STEP_MODEL, STEP_RUN
 
 MODEL = "tiny-org/tiny-llama"
@@ -35,18 +35,18 @@ def open_model_step(qtbot, window):
 
 
 def on_disk(model_id: str) -> int:
-    blobs = hub.hub_cache_dir() / ("models--" + model_id.replace("/", "--")) / "blobs"
+    blobs = cache.hub_cache_dir() / ("models--" + model_id.replace("/", "--")) / "blobs"
     return sum(p.stat().st_size for p in blobs.iterdir())
 
 
 def test_a_cached_model_is_listed_with_its_size_and_a_click_puts_its_id_in_the_model_field(
         qtbot, make_window, fake_hub, tmp_path):
-    hub.download_model(MODEL)
+    download.download_model(MODEL)
     window = make_window()
     open_model_step(qtbot, window)
     panel = window.model_panel
 
-    assert cache_rows(window) == [f"{MODEL} ({hub.human_bytes(on_disk(MODEL))})"]
+    assert cache_rows(window) == [f"{MODEL} ({words.human_bytes(on_disk(MODEL))})"]
     assert panel.cache_list.isVisible()
     assert "HF_HUB_OFFLINE=1" in panel.cache_note.text()
     assert str(tmp_path / "hf-home" / "hub") in panel.cache_note.text()
@@ -78,10 +78,10 @@ def test_an_empty_cache_says_none_yet_and_the_list_fills_when_the_step_is_shown_
     assert panel.cache_list.isHidden()
     assert panel.cache_note.text().startswith("None yet.")
 
-    hub.download_model(MODEL)  # e.g. by 'hf download' while the window was open
+    download.download_model(MODEL)  # e.g. by 'hf download' while the window was open
     window.go_to(STEP_ACCESS)
     open_model_step(qtbot, window)
-    assert cache_rows(window) == [f"{MODEL} ({hub.human_bytes(on_disk(MODEL))})"]
+    assert cache_rows(window) == [f"{MODEL} ({words.human_bytes(on_disk(MODEL))})"]
     assert not panel.cache_list.isHidden()
 
 
@@ -105,7 +105,7 @@ def test_a_run_that_downloads_a_hub_model_adds_it_to_the_list(qtbot, make_window
 
 
 def test_a_model_whose_download_stopped_halfway_is_marked_not_finished(qtbot, make_window, fake_hub):
-    folder = hub.download_model(MODEL)
+    folder = download.download_model(MODEL)
     (folder / "model.safetensors").unlink()  # as if the weights had not arrived yet
     window = make_window()
     open_model_step(qtbot, window)
@@ -115,7 +115,7 @@ def test_a_model_whose_download_stopped_halfway_is_marked_not_finished(qtbot, ma
 def test_offline_mode_says_only_the_cached_models_can_be_used(qtbot, make_window, fake_hub, monkeypatch):
     from huggingface_hub import constants
 
-    hub.download_model(MODEL)
+    download.download_model(MODEL)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     window = make_window()
     open_model_step(qtbot, window)

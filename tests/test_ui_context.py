@@ -183,7 +183,7 @@ def test_a_hub_model_not_downloaded_is_measured_with_its_tokenizer_files_only(
         qtbot, make_window, short_context, prompts, monkeypatch, tmp_path):
     from hubserver import FakeHub, point_client_at, repo_from_folder
 
-    from gpi_desktop.core.hub import hub
+    from gpi_desktop.core.hub import cache
 
     with FakeHub() as server:
         point_client_at(monkeypatch, server.url, tmp_path / "hf-home")
@@ -196,9 +196,9 @@ def test_a_hub_model_not_downloaded_is_measured_with_its_tokenizer_files_only(
         # Step 2's memory estimate reads the weights' header (a Range request); the weights themselves stay there.
         weights = len(repo.files["model.safetensors"])
         assert server.bytes_sent.get("model.safetensors", 0) < weights / 2
-        blobs = hub.hub_cache_dir() / "models--tiny-org--short-context" / "blobs"
+        blobs = cache.hub_cache_dir() / "models--tiny-org--short-context" / "blobs"
         assert not list(blobs.glob(repo.etag("model.safetensors") + "*"))
-        assert hub.cached_snapshot("tiny-org/short-context") is None
+        assert cache.cached_snapshot("tiny-org/short-context") is None
 
 
 def test_a_hub_model_that_cannot_be_measured_yet_says_so_and_leaves_it_to_run(qtbot, make_window, prompts,

@@ -316,7 +316,7 @@ def _in_a_cluster_task(error: AccessError, spec) -> AccessError:
     """Tasks run offline (run.sbatch sets HF_HUB_OFFLINE=1): a model missing from the cache is downloaded first."""
     if error.kind != "offline":
         return error
-    from gpi_desktop.core.hub.download import hub_cache_dir
+    from gpi_desktop.core.hub.cache import hub_cache_dir
 
     revision = spec.settings.revision
     return AccessError(

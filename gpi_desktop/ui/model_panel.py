@@ -93,7 +93,7 @@ CACHE_MIN_ROWS = 2  # one row alone looks like a text field, not a list to pick 
 
 @dataclass(frozen=True)
 class CacheListing:
-    """What the Hugging Face cache holds (`core.hub.download.CachedModel`s) and where it is."""
+    """What the Hugging Face cache holds (`core.hub.cache.CachedModel`s) and where it is."""
 
     models: tuple
     folder: str
@@ -105,7 +105,7 @@ def list_cache() -> CacheListing:
     """Runs on a background thread: scans the cache folder (it may be large, or on a slow disk)."""
     from huggingface_hub import constants
 
-    from gpi_desktop.core.hub.download import cached_models, cached_snapshot, hub_cache_dir
+    from gpi_desktop.core.hub.cache import cached_models, cached_snapshot, hub_cache_dir
 
     models = tuple(cached_models())
     incomplete = frozenset(m.model_id for m in models if cached_snapshot(m.model_id, m.path.name) is None)

@@ -351,7 +351,7 @@ def validate_token(token: str, *, endpoint: str | None = None) -> str:
     try:
         info = HfApi(endpoint=endpoint).whoami(token=token)
     except Exception as exc:
-        from gpi_desktop.core.hub.download import plain_hub_error
+        from gpi_desktop.core.hub.plain_errors import plain_hub_error
 
         error = plain_hub_error(exc, None, token_sent=True)
         if isinstance(error, GpiError):

@@ -123,17 +123,19 @@ def count_parameters(model: str | Path, *, revision: str | None = None, token: s
     A local folder (or a hub id already in the cache) is read from disk; a hub id
     not yet downloaded asks the Hub for the headers only (a few kilobytes).
     """
-    from gpi_desktop.core.hub.download import _SAFE_INDEX, _SAFE_SINGLE, _offline_mode, cached_snapshot
+    from gpi_desktop.core.hub.cache import cached_snapshot
+    from gpi_desktop.core.hub.model_files import SAFE_INDEX, SAFE_SINGLE
+    from gpi_desktop.core.hub.plain_errors import offline_mode
 
     folder = Path(model)
     if not folder.is_dir():
         folder = cached_snapshot(str(model), revision)
     if folder is not None:
-        index = folder / _SAFE_INDEX
+        index = folder / SAFE_INDEX
         if index.is_file():
             shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
-        elif (folder / _SAFE_SINGLE).is_file():
-            shards = [_SAFE_SINGLE]
+        elif (folder / SAFE_SINGLE).is_file():
+            shards = [SAFE_SINGLE]
         else:
             shards = sorted(p.name for p in folder.glob("*.safetensors"))
         if not shards:
@@ -143,7 +145,7 @@ def count_parameters(model: str | Path, *, revision: str | None = None, token: s
         except (OSError, ValueError, KeyError, struct.error):
             log.warning("Could not read the safetensors headers in %s.", folder, exc_info=True)
             return None
-    if _offline_mode():
+    if offline_mode():
         return None
     from huggingface_hub import HfApi
 

@@ -147,7 +147,7 @@ def _hub_error(exc: Exception, model_id: str, token: str | None = None) -> Excep
     """The plain-words version of a hub failure; anything that is not the hub's stays as it is (our bug)."""
     if isinstance(exc, (GpiError, Cancelled)):
         return exc
-    from gpi_desktop.core.hub.download import plain_hub_error
+    from gpi_desktop.core.hub.plain_errors import plain_hub_error
 
     return plain_hub_error(exc, model_id, token_sent=bool(token)) or exc
 
@@ -250,7 +250,7 @@ def load_tokenizer_only(settings, *, token: str | None = None) -> PromptTokenize
 def _prompt_tokenizer(folder: Path, name: str) -> PromptTokenizer:
     from transformers import AutoTokenizer
 
-    from gpi_desktop.core.hub.download import check_model_config
+    from gpi_desktop.core.hub.model_files import check_model_config
     from gpi_desktop.core.model.context import context_length
 
     try:
@@ -313,7 +313,7 @@ def load_model(settings, *, token: str | None = None, state: TaskState | None = 
 
 def _fetch_checked(source: ModelSource, settings, *, token: str | None, state: TaskState) -> tuple[Path, dict]:
     """The model's folder (downloaded first for a hub id) and its config, refused where it cannot be loaded."""
-    from gpi_desktop.core.hub.download import check_model_config
+    from gpi_desktop.core.hub.model_files import check_model_config
 
     state.set_status(f"Fetching the model {source.name}…")
     allow_pickle = getattr(settings, "allow_pickle_weights", False)
