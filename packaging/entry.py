@@ -1,4 +1,4 @@
-"""Entry point of the frozen app (PyInstaller runs this file, not cli.main directly)."""
+"""Entry point of the frozen app (PyInstaller runs this file, not gpi_desktop.cli:main directly)."""
 
 import multiprocessing
 import sys
