@@ -195,9 +195,12 @@ def test_finished_rows_leave_the_batch_and_no_step_history_is_kept(loaded, encod
 
     handle = loaded.model.register_forward_pre_hook(spy, with_kwargs=True)
     try:
-        got = run(loaded, encoded, "mean", len(encoded), prefill="batched")  # one padded prompt pass, then steps
+        got = run(loaded, encoded, "mean", len(encoded), prefill="batched")  # the prefix, one padded pass, then steps
     finally:
         handle.remove()
+    from gpi_desktop.core.engine import shared_prefix
+
+    assert shapes.pop(0) == (1, len(shared_prefix(encoded).ids))
     batch_sizes = [s[0] for s in shapes]
     assert batch_sizes[0] == len(encoded)
     assert all(b2 <= b1 for b1, b2 in zip(batch_sizes, batch_sizes[1:]))

@@ -236,3 +236,65 @@ def test_decoding_without_padding_passes_no_mask_and_with_padding_does(loaded, e
         handle.remove()
     assert alone and not any(alone)
     assert padded and all(padded)
+
+
+def test_a_finished_row_takes_the_waves_next_prompt_and_results_hold(loaded, encoded, oracle):
+    # Batch 2, one wave of all 8 prompts: the batch stays full until the wave has no prompt left.
+    shapes, handle = record_input_shapes(loaded)
+    try:
+        got = run(loaded, encoded, "mean", 2)
+    finally:
+        handle.remove()
+    assert_same(got, oracle("mean"))
+    prefix = len(engine.shared_prefix(encoded).ids)
+    passes = [i for i, s in enumerate(shapes) if s[1] > 1 and s != (1, prefix)]
+    assert len(passes) == len(encoded) and all(shapes[i][0] == 1 for i in passes)  # refills run alone
+    steps = [s[0] for s in shapes[passes[-1]:] if s[1] == 1]
+    # Before the last prompt joined, every decoding step ran 2 rows; the plain batches of before would
+    # have run single rows whenever one of a pair finished first.
+    assert all(s[0] == 2 for s in shapes[: passes[-1]] if s[1] == 1)
+    assert steps and steps[0] == 2
+    lengths = sorted(r.n_tokens for r in got.values())
+    assert sum(1 for s in shapes if s[1] == 1) < sum(lengths) / 2 + lengths[-1]
+
+
+def test_waves_are_fixed_groups_of_the_prompts_longest_first():
+    prompts = [EncodedPrompt(i, tuple(range(n))) for i, n in enumerate([5, 50, 6, 49, 7, 48, 9, 3, 30])]
+    waves = engine.plan_waves(prompts, 1)
+    assert engine.wave_size(1) == engine.WAVE_BATCHES == 4
+    assert [[p.row for p in w] for w in waves] == [[1, 3, 5, 8], [6, 4, 2, 0], [7]]
+    assert engine.plan_waves(list(reversed(prompts)), 1) == waves  # the prompts alone decide, not their order
+
+
+@pytest.mark.parametrize("prefill", ["alone", "batched"])
+def test_a_resumed_run_reruns_whole_waves_and_is_bit_identical(loaded, encoded, prefill):
+    many = [EncodedPrompt(i, encoded[i % len(encoded)].ids + (i % 5,)) for i in range(3 * len(encoded))]
+    full = run(loaded, many, "mean", 2, prefill=prefill)  # waves of 8: three of them
+    waves = engine.plan_waves(many, 2)
+    finished = {p.row for p in waves[0]} | {waves[1][3].row, waves[2][0].row}
+    rest, shapes = [], []
+    handle = loaded.model.register_forward_pre_hook(
+        lambda m, a, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True)
+    try:
+        run_engine(loaded, many, EngineConfig("mean", MAX_NEW, 2, prefill=prefill), RecordingState(),
+                   finished_rows=finished, on_result=rest.append)
+    finally:
+        handle.remove()
+    assert {r.row for r in rest} == set(full) - finished
+    for r in rest:  # the same waves and refills as the uninterrupted run: bit-identical vectors
+        assert r.text == full[r.row].text
+        assert np.array_equal(r.vector, full[r.row].vector)
+    own_passes = sum(1 for s in shapes if s[1] > 1) - 1  # less the prefix
+    assert own_passes == (16 if prefill == "alone" else 16 - 2 * 2 + 2)  # waves 2 and 3 whole, wave 1 skipped
+
+
+def test_padded_pass_after_the_prefix_matches_generate(loaded, encoded, oracle):
+    shapes, handle = record_input_shapes(loaded)
+    try:
+        got = run(loaded, encoded, "max", 4, prefill="batched")
+    finally:
+        handle.remove()
+    assert_same(got, oracle("max"))
+    prefix = len(engine.shared_prefix(encoded).ids)
+    own = max(len(p.ids) for p in encoded[:]) - prefix
+    assert shapes[0] == (1, prefix) and shapes[1][0] == 4 and shapes[1][1] <= own  # one pass over 4 suffixes

@@ -13,24 +13,42 @@ groups of an eighth of the batch in large ones, see `_compact_now`).
 
 Speed (see benchmarks/README.md): the token prefix that every prompt of the
 job shares (the chat template's start, the system turn with the instruction,
-the user header: often most of each prompt) is computed once per job and
+the user header: often most of each prompt) is computed once per job, and
 each prompt's pass starts from a copy of its key/value cache, computing only
 the prompt's own tokens (`SharedPrefix`); each prompt's pass runs alone and
-its cache is copied into the batch (`_prefill_alone`), the cache grows in chunks rather
-than being concatenated at every step (`GrowingLayer`), and the automatic
-batch size follows free memory and the cache size per token.
+its cache is copied into its row of the batch (`_fill_alone`), or, with
+prefill="batched", one padded pass runs over the batch's own tokens after
+the prefix (`_fill_padded`); the cache grows in chunks rather than being
+concatenated at every step (`GrowingLayer`), and the automatic batch size
+follows free memory and the memory estimate (core/memory.py).
 
-Batches are planned from all prompts sorted by length (little padding), and
-the plan depends only on the prompts and the batch size, so a resumed run
-runs every unfinished prompt in the same batch as an uninterrupted run would
-(a batch some of whose rows were already finished is run whole again, its
-finished rows discarded), which keeps a resumed run's files identical.
+Batches kept full, and a schedule that depends on the prompts alone: all
+prompts, sorted longest first (little padding; an out-of-memory error shows
+at once), are cut into fixed waves of `wave_size(batch_size)` prompts
+(WAVE_BATCHES batches' worth; `plan_waves`). A wave starts with its first
+`batch_size` prompts as the running batch; when a row finishes, its slot
+takes the wave's next prompt at once: that prompt's pass runs alone (from
+the prefix's cache), its first token is taken, and its cache is placed
+right-aligned in the slot (left padding; the batch's width only grows, and
+the wave runs longest first, so it always fits), so the batch stays full
+until the wave runs out. Only then do finished rows leave the batch (at once
+in small batches, in groups of an eighth of the batch in large ones, see
+`_compact_now`). Which prompt joins which slot at which step depends only on
+the wave's prompts, the model and the settings, never on timing or on what
+an earlier session finished: a resumed run reruns every wave that holds an
+unfinished prompt whole (its rows finished earlier are computed again and
+discarded), so each prompt is computed alongside exactly the same rows as
+in an uninterrupted run and the files stay byte-identical. Shards are cut
+by whole waves (core/shards.py, `unit` from `wave_size`) for the same
+reason. Models whose cache cannot take a new row (sliding windows, other
+cache kinds) run each wave as plain batches of `batch_size`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -49,6 +67,9 @@ log = logging.getLogger(__name__)
 CPU_AUTO_BATCH = 32
 MAX_AUTO_BATCH = 256
 PREFILL_MODES = ("auto", "alone", "batched")
+# A wave is this many batches' worth of prompts: enough for finished rows to be refilled until near the
+# wave's end, few enough that a resume reruns little (a wave is rerun whole) and shards stay balanced.
+WAVE_BATCHES = 4
 
 
 @dataclass(frozen=True)
@@ -64,8 +85,8 @@ class EngineConfig:
     batch_size: int
     generation_options: dict = field(default_factory=dict)
     one_at_a_time: bool = False
-    # "alone": each prompt's pass on its own, only decoding batched (see _prefill_alone);
-    # "batched": one padded pass for the batch; "auto": alone where the model's cache allows it.
+    # "alone": each prompt's pass on its own, only decoding batched (see _fill_alone);
+    # "batched": one padded pass for the batch's first rows (_fill_padded); "auto": see resolve_prefill.
     prefill: str = "auto"
     # The job's shared token prefix when `prompts` are only part of the job (a shard); None: of the prompts given.
     shared_prefix: tuple[int, ...] | None = None
@@ -157,6 +178,16 @@ def plan_batches(prompts: Sequence[EncodedPrompt], batch_size: int) -> list[list
     """Longest prompts first (an out-of-memory error shows at once), equal lengths together."""
     ordered = sorted(prompts, key=lambda p: (-len(p.ids), p.row))
     return [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
+
+
+def wave_size(batch_size: int) -> int:
+    """Prompts per wave: a running batch refills its finished rows from its own wave only (module docstring)."""
+    return WAVE_BATCHES * max(1, int(batch_size))
+
+
+def plan_waves(prompts: Sequence[EncodedPrompt], batch_size: int) -> list[list[EncodedPrompt]]:
+    """The job's fixed waves: `plan_batches` of `wave_size(batch_size)` prompts, longest first."""
+    return plan_batches(prompts, wave_size(batch_size))
 
 
 def effective_generation_options(model, user_options: dict) -> dict:
@@ -258,8 +289,7 @@ def run_engine(
     `finished_tokens`: the tokens of the finished rows (an earlier session's), for the time-left estimate.
     """
     finished = set(finished_rows)
-    todo_total = len(prompts)
-    meter = _Meter(state, todo_total, sum(1 for p in prompts if p.row in finished), finished_tokens)
+    meter = _Meter(state, len(prompts), sum(1 for p in prompts if p.row in finished), finished_tokens)
 
     def deliver(result: PromptResult) -> None:
         on_result(result)
@@ -274,21 +304,16 @@ def run_engine(
             deliver(_reference_one(loaded, prompt, config, options))
         return
 
-    hook = _LastStateHook(loaded.model.base_model)
-    # Only where each prompt's pass runs alone from a cache that can be copied (full attention).
-    prefix = SharedPrefix(())
-    if resolve_prefill(config, _new_cache(loaded.model)[1]) == "alone":
-        prefix = shared_prefix(prompts) if config.shared_prefix is None else SharedPrefix(config.shared_prefix)
+    job = _Job.open(loaded, config, options, state, finished, deliver, meter.step, prompts)
     try:
         with torch.inference_mode():
-            for batch in plan_batches(prompts, config.batch_size):
-                if all(p.row in finished for p in batch):
+            for wave in plan_waves(prompts, config.batch_size):
+                if all(p.row in finished for p in wave):
                     continue
                 _check(state)
-                _run_with_oom_retry(loaded, hook, batch, config, options, state, finished, deliver, prefix,
-                                    meter.step)
+                _run_wave(job, wave, config.batch_size)
     finally:
-        hook.remove()
+        job.hook.remove()
 
 
 def _check(state: TaskState) -> None:
@@ -296,36 +321,81 @@ def _check(state: TaskState) -> None:
         raise Cancelled()
 
 
-def _run_with_oom_retry(loaded, hook, batch, config, options, state, finished, deliver, prefix, count) -> None:
-    """Out of GPU memory is not the end: halve the batch and retry it, down to one prompt."""
-    done_here: set[int] = set()
+@dataclass
+class _Job:
+    """What every batch of one `run_engine` call shares: the model, the settings, where results go."""
 
-    def keep(result: PromptResult) -> None:
-        done_here.add(result.row)
-        if result.row not in finished:
-            deliver(result)
+    loaded: LoadedModel
+    config: EngineConfig
+    options: dict
+    state: TaskState
+    hook: _LastStateHook
+    prefix: SharedPrefix
+    finished: set[int]  # rows an earlier session finished: rerun with their wave, not delivered again
+    on_result: Callable[[PromptResult], None]
+    count: Callable[[int], None]  # n more tokens were generated (for the estimate)
+    growing: bool  # the model's cache is plain full attention: rows can be refilled and placed
+    prefill: str  # "alone" or "batched", resolved
+    device: torch.device
+    eos: torch.Tensor
+    pad: int
+    cache_arg: str
+    done: set[int] = field(default_factory=set)  # rows finished in this call
 
+    @classmethod
+    def open(cls, loaded, config, options, state, finished, on_result, count, prompts) -> "_Job":
+        model = loaded.model
+        growing = _new_cache(model)[1]
+        prefill = resolve_prefill(config, growing)
+        # Only where each row's cache can be built from a copy (plain full attention).
+        prefix = SharedPrefix(())
+        if growing:
+            prefix = shared_prefix(prompts) if config.shared_prefix is None else SharedPrefix(config.shared_prefix)
+        device = _input_device(model)
+        return cls(loaded, config, options, state, _LastStateHook(model.base_model), prefix, finished, on_result,
+                   count, growing, prefill, device, torch.tensor(loaded.info.eos_token_ids, device=device),
+                   _pad_id(loaded), _cache_argument(model))
+
+    @property
+    def model(self):
+        return self.loaded.model
+
+    def deliver(self, result: PromptResult) -> None:
+        self.done.add(result.row)
+        if result.row not in self.finished:
+            self.on_result(result)
+
+    def forward(self, input_ids, mask, positions, cache):
+        out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                         logits_to_keep=1, **{self.cache_arg: cache})
+        # Under a multi-GPU device map the last layers (and so states and logits) sit on another GPU.
+        return self.hook.take().to(self.device), out.logits[:, -1, :].float().to(self.device)
+
+
+def _run_wave(job: _Job, wave: list[EncodedPrompt], rows: int) -> None:
+    """Run one wave `rows` prompts at a time; out of memory (GPU or RAM) halves `rows` and retries, down to one."""
     try:
-        _run_batch(loaded, hook, batch, config, options, state, keep, prefix, count)
+        if job.growing:  # finished rows are refilled from the wave's next prompts
+            _decode(job, wave[:rows], deque(wave[rows:]))
+        else:  # other cache kinds cannot take a new row: plain batches
+            for i in range(0, len(wave), rows):
+                _decode(job, wave[i : i + rows], deque())
         return
     except Exception as exc:
-        if not is_out_of_memory(exc) or len(batch) == 1:
+        if not is_out_of_memory(exc) or rows == 1:
             raise
     # Retried only here, after the except block: until then the exception's traceback keeps
     # the failed attempt's frames, and with them its whole key/value cache, alive.
-    hook.state = None
+    job.hook.state = None
     _release_memory()
-    rest = [p for p in batch if p.row not in done_here and p.row not in finished]
-    half = max(1, len(batch) // 2)
-    where = "GPU" if _input_device(loaded.model).type in ("cuda", "mps") else "computer"
-    state.set_status(
-        f"The {where} ran out of memory with {len(batch)} prompts at once; retrying them {half} at a time "
+    half = max(1, min(rows, len(wave)) // 2)
+    where = "GPU" if job.device.type in ("cuda", "mps") else "computer"
+    job.state.set_status(
+        f"The {where} ran out of memory with {min(rows, len(wave))} prompts at once; retrying them {half} at a time "
         "(finished prompts are kept; this costs some speed, not results)."
     )
-    log.warning("out of memory at batch %d; retrying at %d", len(batch), half)
-    for i in range(0, len(rest), half):
-        _run_with_oom_retry(loaded, hook, rest[i : i + half], config, options, state, finished, deliver, prefix,
-                            count)
+    log.warning("out of memory at batch %d; retrying at %d", min(rows, len(wave)), half)
+    _run_wave(job, [p for p in wave if p.row not in job.done and p.row not in job.finished], half)
 
 
 def _release_memory() -> None:
@@ -399,12 +469,18 @@ def _growing_layer_class():
             return self.keys, self.values
 
         def place(self, row: int, batch: int, width: int, keys: torch.Tensor, values: torch.Tensor) -> None:
-            """Put one prompt's own cache (1, heads, L, dim) into row `row`, right-aligned at `width` (left padding)."""
+            """Put one prompt's own cache (1, heads, L, dim) into row `row`, right-aligned at `width` (left padding).
+
+            `width` is the cache's length once it holds tokens (a row refilled in a running batch).
+            """
             if not self.is_initialized:
                 self.lazy_initialization(keys, values)
                 self._reserve(width, keys, values, batch)  # zeros: padding never holds garbage such as NaN
                 self.length = width
             n = keys.shape[2]
+            if n < width:  # a refilled row: nothing of the slot's previous prompt stays in its padding
+                self.buf_k[row : row + 1, :, : width - n].zero_()
+                self.buf_v[row : row + 1, :, : width - n].zero_()
             self.buf_k[row : row + 1, :, width - n : width].copy_(keys)
             self.buf_v[row : row + 1, :, width - n : width].copy_(values)
             self._view()
@@ -454,9 +530,10 @@ def resolve_prefill(config: EngineConfig, growing: bool) -> str:
 
     Alone, step 0 is exactly a one-prompt run's numbers (in half precision a
     padded batched pass is where most batch-induced greedy flips start), and
-    no work or memory goes to padding: on the CPU benchmark it was about 15%
-    faster than the padded pass and used a quarter of the memory
-    (benchmarks/README.md).
+    no work or memory goes to padding. "batched" is one padded pass over the
+    batch's prompts, after the shared prefix where there is one (its cache
+    expanded to the batch); a refilled row's pass always runs alone. The CPU
+    measurements behind the default are in benchmarks/README.md.
     """
     if config.prefill not in PREFILL_MODES:
         raise ValueError(f"unknown prefill mode {config.prefill!r}")
@@ -466,69 +543,180 @@ def resolve_prefill(config: EngineConfig, growing: bool) -> str:
 
 
 @dataclass
-class _Prefilled:
-    states: torch.Tensor  # (B, H): step 0 of every row
-    logits: torch.Tensor  # (B, V) float32
-    mask: torch.Tensor  # (B, width) 1 for real tokens, 0 for left padding
-    positions: torch.Tensor  # (B, width)
+class _Row:
+    """One prompt in a slot of the running batch."""
+
+    prompt: EncodedPrompt
+    procs: object | None  # its logits processors, with generation options only
+    seq: torch.Tensor | None  # prompt and generated ids, for the processors
+    generated: list[int] = field(default_factory=list)
 
 
-def _left_padded(batch, pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(p.ids) for p in batch)
-    input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for i, p in enumerate(batch):  # left padding: every row's last token sits in the last column
-        input_ids[i, width - len(p.ids) :] = torch.tensor(p.ids, dtype=torch.long)
-        mask[i, width - len(p.ids) :] = 1
+@dataclass
+class _Batch:
+    """The running batch: one slot per row (None once its prompt is done and no prompt is left to refill it)."""
+
+    cache: object
+    slots: list[_Row | None]
+    mask: torch.Tensor  # (B, width) 1 for the tokens each row attends to, 0 for padding; width = cache length
+    positions: torch.Tensor  # (B, 1) the position of each row's last token
+    pool: OnlinePool
+
+    def running(self) -> int:
+        return sum(slot is not None for slot in self.slots)
+
+
+def _row(job: _Job, prompt: EncodedPrompt) -> _Row:
+    if not job.options:
+        return _Row(prompt, None, None)
+    return _Row(prompt, _logits_processors(job.options, job.loaded.info.eos_token_ids, len(prompt.ids)),
+                torch.tensor(prompt.ids, dtype=torch.long, device=job.device))
+
+
+def _left_padded(seqs: Sequence[Sequence[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    input_ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):  # left padding: every row's last token sits in the last column
+        input_ids[i, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+        mask[i, width - len(s) :] = 1
     return input_ids.to(device), mask.to(device)
 
 
-def _prefill_batched(model, hook, batch, cache, cache_arg, pad, device) -> _Prefilled:
-    input_ids, mask = _left_padded(batch, pad, device)
-    # Positions count real tokens only, so a padded row sees the positions it would see alone.
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
-                **{cache_arg: cache})
-    return _Prefilled(hook.take().to(device), out.logits[:, -1, :].float().to(device), mask, positions)
+def _own_pass(job: _Job, prompt: EncodedPrompt):
+    """One prompt's pass alone, from a copy of the shared prefix's cache where it applies: (state, logits, cache).
 
-
-def _prefill_alone(model, hook, batch, cache, cache_arg, pad, device, state, prefix: SharedPrefix) -> _Prefilled:
-    """Each prompt's pass on its own, exactly as a one-prompt run does it; the batch shares only the decoding.
-
-    Batch-induced differences in half precision come mostly from the prompt
-    pass (matrix tile shapes, and the attention kernel changing once a
-    padding mask appears), so step 0 here is the one-prompt run's own
-    numbers, and no work is spent on padding. The prompt's cache is then
-    copied into its row of the batch cache. With a shared prefix the pass
-    starts from a copy of the prefix's cache and computes only the prompt's
-    own tokens (in float32 within 1e-6 of the whole pass: the same sums, cut
-    in two).
+    Exactly a one-prompt run's numbers, and no work spent on padding; with the
+    prefix only the prompt's own tokens are computed (in float32 within 1e-6
+    of the whole pass: the same sums, cut in two).
     """
     from transformers import DynamicCache
 
-    width = max(len(p.ids) for p in batch)
+    start = len(job.prefix.ids) if job.prefix.applies_to(prompt) else 0
+    if start:
+        job.prefix.compute(job.model, job.hook, job.cache_arg, job.device)
+    own = job.prefix.cache_copy(job.model) if start else DynamicCache(config=job.model.config)
+    ids = torch.tensor([prompt.ids[start:]], dtype=torch.long, device=job.device)
+    state, logits = job.forward(ids, torch.ones((1, len(prompt.ids)), dtype=torch.long, device=job.device),
+                                torch.arange(start, len(prompt.ids), device=job.device)[None, :], own)
+    return state, logits, own
+
+
+def _fill_alone(job: _Job, prompts: list[EncodedPrompt]):
+    """Each prompt's pass on its own, its cache copied into its row of the batch cache (right-aligned)."""
+    cache, _ = _new_cache(job.model)
+    width = max(len(p.ids) for p in prompts)
     states, logits = [], []
-    if any(prefix.applies_to(p) for p in batch):
-        prefix.compute(model, hook, cache_arg, device)
-    for i, p in enumerate(batch):
+    for i, p in enumerate(prompts):
         if i:
-            _check(state)
-        start = len(prefix.ids) if prefix.applies_to(p) else 0
-        own = prefix.cache_copy(model) if start else DynamicCache(config=model.config)
-        ids = torch.tensor([p.ids[start:]], dtype=torch.long, device=device)
-        out = model(input_ids=ids, attention_mask=torch.ones((1, len(p.ids)), dtype=torch.long, device=device),
-                    position_ids=torch.arange(start, len(p.ids), device=device)[None, :], use_cache=True,
-                    logits_to_keep=1, **{cache_arg: own})
-        states.append(hook.take().to(device))
-        logits.append(out.logits[:, -1, :].float().to(device))
+            _check(job.state)
+        state, logit, own = _own_pass(job, p)
+        states.append(state)
+        logits.append(logit)
         if not cache.layers:  # a cache that makes its layers on first use
             cache.layers = [cache.layer_class_to_replicate() for _ in own.layers]
         for target, layer in zip(cache.layers, own.layers):
-            target.place(i, len(batch), width, layer.keys, layer.values)
-        del own, out
-    _, mask = _left_padded(batch, pad, device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    return _Prefilled(torch.cat(states), torch.cat(logits), mask, positions)
+            target.place(i, len(prompts), width, layer.keys, layer.values)
+        del own
+    _, mask = _left_padded([p.ids for p in prompts], job.pad, job.device)
+    return cache, mask, torch.cat(states), torch.cat(logits)
+
+
+def _fill_padded(job: _Job, prompts: list[EncodedPrompt]):
+    """One left-padded pass over the batch: over each prompt's own tokens after the shared prefix, whose cache
+    is expanded to every row first (the row reads [prefix, padding, own tokens]); the whole prompts where
+    the prefix does not apply to all or the cache cannot take it."""
+    cache, _ = _new_cache(job.model)
+    start = len(job.prefix.ids) if job.growing and all(job.prefix.applies_to(p) for p in prompts) else 0
+    ids, own_mask = _left_padded([p.ids[start:] for p in prompts], job.pad, job.device)
+    mask = own_mask
+    if start:
+        job.prefix.compute(job.model, job.hook, job.cache_arg, job.device)
+        if not cache.layers:
+            cache.layers = [cache.layer_class_to_replicate() for _ in job.prefix.keys]
+        for layer, keys, values in zip(cache.layers, job.prefix.keys, job.prefix.values):
+            for i in range(len(prompts)):
+                layer.place(i, len(prompts), start, keys, values)
+        mask = torch.cat([own_mask.new_ones((len(prompts), start)), own_mask], dim=1)
+    # Positions count real tokens only, so a padded row sees the positions it would see alone.
+    positions = start + (own_mask.cumsum(-1) - 1).clamp(min=0)
+    states, logits = job.forward(ids, mask, positions, cache)
+    return cache, mask, states, logits
+
+
+def _fill(job: _Job, prompts: list[EncodedPrompt]) -> tuple[_Batch, torch.Tensor]:
+    """The batch's first rows and their step 0: the batch, and the logits of each row's first token."""
+    fill = _fill_alone if job.prefill == "alone" else _fill_padded
+    cache, mask, states, logits = fill(job, prompts)
+    pool = OnlinePool(job.config.pooling, len(prompts), job.loaded.info.hidden_size, job.device)
+    pool.add(0, states)
+    positions = torch.tensor([[len(p.ids) - 1] for p in prompts], dtype=torch.long, device=job.device)
+    return _Batch(cache, [_row(job, p) for p in prompts], mask, positions, pool), logits
+
+
+def _choose(job: _Job, rows: Sequence[_Row | None], logits: torch.Tensor) -> torch.Tensor:
+    """Each row's next token (greedy, after its logits processors)."""
+    for i, row in enumerate(rows):
+        if row is not None and row.procs is not None:
+            logits[i : i + 1] = row.procs(row.seq[None, :], logits[i : i + 1])
+    return logits.argmax(dim=-1)
+
+
+def _advance(job: _Job, batch: _Batch, i: int, token: int, is_eos: bool, token_tensor: torch.Tensor) -> bool:
+    """Row i generated `token`; if that ends its text, deliver it and free the slot. Whether it ended."""
+    row = batch.slots[i]
+    row.generated.append(token)
+    if row.seq is not None:
+        row.seq = torch.cat([row.seq, token_tensor])
+    if not is_eos and len(row.generated) < job.config.max_new_tokens:
+        return False
+    vector, from_step0 = batch.pool.result(i)
+    job.deliver(PromptResult(
+        row=row.prompt.row,
+        text=job.loaded.tokenizer.decode(row.generated, skip_special_tokens=True),
+        vector=vector.cpu().numpy().astype(np.float32, copy=True),
+        n_tokens=len(row.generated),
+        stop_reason=STOP_EOS if is_eos else STOP_LENGTH,
+        pooled_from_step0=from_step0 and job.config.pooling != "last",
+        prompt_tokens=len(row.prompt.ids),
+    ))
+    batch.slots[i] = None
+    return True
+
+
+def _take_tokens(job: _Job, batch: _Batch, tokens: torch.Tensor) -> None:
+    """Every running row takes its next token (one transfer to the host per step)."""
+    host = torch.stack([tokens, torch.isin(tokens, job.eos).long()]).tolist()
+    job.count(batch.running())
+    for i, (token, is_eos) in enumerate(zip(*host)):
+        if batch.slots[i] is not None:
+            _advance(job, batch, i, token, bool(is_eos), tokens[i : i + 1])
+
+
+def _refill(job: _Job, batch: _Batch, tokens: torch.Tensor, waiting: deque) -> None:
+    """Free slots take the wave's next prompts: each one's pass alone, its step 0 taken, its cache placed."""
+    width = batch.mask.shape[1]
+    for i in range(len(batch.slots)):
+        while batch.slots[i] is None and waiting:
+            _check(job.state)
+            prompt = waiting.popleft()
+            state, logits, own = _own_pass(job, prompt)
+            batch.slots[i] = _row(job, prompt)
+            batch.pool.start(i, state[0])
+            token = _choose(job, [batch.slots[i]], logits)
+            tokens[i] = token[0]
+            host_token, is_eos = int(token[0]), bool(torch.isin(token, job.eos)[0])
+            job.count(1)
+            if _advance(job, batch, i, host_token, is_eos, tokens[i : i + 1]):
+                continue  # done at its first token: the slot takes the next prompt
+            n = len(prompt.ids)
+            if n > width:  # pragma: no cover - waves run longest first, and the width only grows
+                raise RuntimeError("a refilled prompt is longer than the batch's cache")
+            for target, layer in zip(batch.cache.layers, own.layers):
+                target.place(i, len(batch.slots), width, layer.keys, layer.values)
+            batch.mask[i] = 0
+            batch.mask[i, width - n :] = 1
+            batch.positions[i, 0] = n - 1
 
 
 def _compact_now(dead: int, rows: int) -> bool:
@@ -537,88 +725,46 @@ def _compact_now(dead: int, rows: int) -> bool:
     return dead > 0 and dead * 8 >= rows
 
 
-def _run_batch(loaded, hook, batch, config, options, state, deliver, prefix: SharedPrefix,
-               count=lambda tokens: None) -> None:
-    """`count(n)`: n more tokens were generated (one step of the prompts still running), for the estimate."""
-    model = loaded.model
-    device = _input_device(model)
-    eos = torch.tensor(loaded.info.eos_token_ids, device=device)
-    eos_set = set(loaded.info.eos_token_ids)
-    pad = _pad_id(loaded)
-    cache, growing = _new_cache(model)
-    cache_arg = _cache_argument(model)
-    if resolve_prefill(config, growing) == "alone":
-        first = _prefill_alone(model, hook, batch, cache, cache_arg, pad, device, state, prefix)
-    else:
-        first = _prefill_batched(model, hook, batch, cache, cache_arg, pad, device)
-    mask, positions, logits, states = first.mask, first.positions, first.logits, first.states
-    padded = bool((mask == 0).any())
+def _compact(job: _Job, batch: _Batch, tokens: torch.Tensor) -> torch.Tensor:
+    """Drop the finished rows from the batch and its cache; the running rows' next tokens."""
+    keep_idx = [i for i, slot in enumerate(batch.slots) if slot is not None]
+    keep = torch.tensor(keep_idx, device=job.device)
+    batch.cache.batch_select_indices(keep)
+    batch.pool.select(keep)
+    batch.mask = batch.mask.index_select(0, keep)
+    batch.positions = batch.positions.index_select(0, keep)
+    batch.slots = [batch.slots[i] for i in keep_idx]
+    return tokens.index_select(0, keep)
 
-    B = len(batch)
-    rows = list(batch)
-    running = [True] * B
-    generated: list[list[int]] = [[] for _ in rows]
-    procs = [_logits_processors(options, loaded.info.eos_token_ids, len(p.ids)) for p in rows] if options else None
-    seqs = [torch.tensor(p.ids, dtype=torch.long, device=device) for p in rows] if options else None
-    pool = OnlinePool(config.pooling, B, loaded.info.hidden_size, device)
+
+def _step(job: _Job, batch: _Batch, tokens: torch.Tensor, step: int) -> torch.Tensor:
+    """One decoding step of the whole batch: pools its states, returns its logits."""
+    batch.mask = torch.cat([batch.mask, batch.mask.new_ones((batch.mask.shape[0], 1))], dim=1)
+    batch.positions = batch.positions + 1
+    # Without padding no mask is needed (a single token attends to the whole cache): that spares
+    # building one per step and lets attention use its fastest kernel, as generate() does alone.
+    padded = bool((batch.mask == 0).any())
+    states, logits = job.forward(tokens[:, None], batch.mask if padded else None, batch.positions, batch.cache)
+    batch.pool.add(step, states)  # a freed slot's states are pooled too, and never read
+    return logits
+
+
+def _decode(job: _Job, first: list[EncodedPrompt], waiting: deque) -> None:
+    """Run `first` as one batch; a row that finishes takes the next of `waiting` until none is left."""
+    batch, logits = _fill(job, first)
     step = 0
     while True:
-        pool.add(step, states)
-        if procs is not None:
-            for i in range(len(rows)):
-                if running[i]:
-                    logits[i : i + 1] = procs[i](seqs[i][None, :], logits[i : i + 1])
-        next_tokens = logits.argmax(dim=-1)
-        step += 1
-        at_limit = step >= config.max_new_tokens
-        # One transfer to the host per step: the tokens and whether each is an end of sequence.
-        host = torch.stack([next_tokens, torch.isin(next_tokens, eos).long()]).tolist()
-        count(running.count(True))
-        for i, (token, is_eos) in enumerate(zip(*host)):
-            if not running[i]:
-                continue
-            generated[i].append(token)
-            if seqs is not None:
-                seqs[i] = torch.cat([seqs[i], next_tokens[i : i + 1]])
-            if is_eos or at_limit:
-                running[i] = False
-                vector, from_step0 = pool.result(i)
-                deliver(PromptResult(
-                    row=rows[i].row,
-                    text=loaded.tokenizer.decode(generated[i], skip_special_tokens=True),
-                    vector=vector.cpu().numpy().astype(np.float32, copy=True),
-                    n_tokens=len(generated[i]),
-                    stop_reason=STOP_EOS if token in eos_set else STOP_LENGTH,
-                    pooled_from_step0=from_step0 and config.pooling != "last",
-                    prompt_tokens=len(rows[i].ids),
-                ))
-        if not any(running):
+        tokens = _choose(job, batch.slots, logits)
+        _take_tokens(job, batch, tokens)
+        _refill(job, batch, tokens, waiting)
+        if not batch.running():
             return
-        _check(state)
-        if _compact_now(running.count(False), len(rows)):
-            keep_idx = [i for i, r in enumerate(running) if r]
-            keep = torch.tensor(keep_idx, device=device)
-            cache.batch_select_indices(keep)
-            pool.select(keep)
-            mask = mask.index_select(0, keep)
-            positions = positions.index_select(0, keep)
-            next_tokens = next_tokens.index_select(0, keep)
-            rows = [rows[i] for i in keep_idx]
-            generated = [generated[i] for i in keep_idx]
-            running = [True] * len(rows)
-            padded = bool((mask == 0).any())
-            if seqs is not None:
-                seqs = [seqs[i] for i in keep_idx]
-                procs = [procs[i] for i in keep_idx]
-        mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
-        positions = positions[:, -1:] + 1
-        # Without padding no mask is needed (a single token attends to the whole cache): that spares
-        # building one per step and lets attention use its fastest kernel, as generate() does alone.
-        out = model(input_ids=next_tokens[:, None], attention_mask=mask if padded else None, position_ids=positions,
-                    use_cache=True, logits_to_keep=1, **{cache_arg: cache})
-        # Under a multi-GPU device map the last layers (and so states and logits) sit on another GPU.
-        states = hook.take().to(device)
-        logits = out.logits[:, -1, :].float().to(device)
+        _check(job.state)
+        dead = len(batch.slots) - batch.running()
+        if _compact_now(dead, len(batch.slots)):
+            tokens = _compact(job, batch, tokens)
+        step += 1
+        logits = _step(job, batch, tokens, step)
 
 
 def _reference_one(loaded: LoadedModel, prompt: EncodedPrompt, config: EngineConfig, options: dict) -> PromptResult:

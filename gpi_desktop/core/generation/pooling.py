@@ -65,6 +65,18 @@ class OnlinePool:
             torch.maximum(self.acc, states, out=self.acc)
         self.count += 1
 
+    def start(self, i: int, state: torch.Tensor) -> None:
+        """Row i starts a new prompt (a refilled row of a running batch): `state` (H,) is its step 0."""
+        state = state.float()
+        self.first[i].copy_(state)
+        self.count[i] = 0
+        if self.pooling == "last":
+            self.acc[i].copy_(state)
+        elif self.pooling == "mean":
+            self.acc[i].zero_()
+        else:
+            self.acc[i].fill_(float("-inf"))
+
     def select(self, keep: torch.Tensor) -> None:
         """Keep only the rows at the given indices (finished rows leave the batch)."""
         self.first = self.first.index_select(0, keep)
