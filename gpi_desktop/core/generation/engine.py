@@ -818,40 +818,33 @@ def auto_batch_size(loaded: LoadedModel, prompts: Sequence[EncodedPrompt], max_n
                     prefill: str = "auto") -> int:
     """A batch that keeps the hardware busy without running out of memory.
 
-    Memory per row: its key/value cache at the longest prompt plus the token
-    limit (plus the cache's growth chunk), and, when the prompt pass is
-    batched, that pass's activations. On a GPU the batch fills 90% of the free
-    memory after loading (on the Apple GPU: of what Metal lets it use, the
-    figure the memory verdict uses), up to MAX_AUTO_BATCH (beyond that a
-    decoding step is bound by arithmetic, not memory, and gains nothing). On the CPU, batching
+    Memory per row, from the one memory estimate (core/memory.py): its
+    key/value cache at the longest prompt plus the token limit (plus the
+    cache's growth chunk), and, when the prompt pass is batched, that pass's
+    working memory; a pass alone needs one prompt's working memory and cache
+    once. On a GPU the batch fills the usable share of the free memory after
+    loading (on the Apple GPU: of what Metal lets it use, the figure the
+    memory verdict uses), up to MAX_AUTO_BATCH (beyond that a decoding step is
+    bound by arithmetic, not memory, and gains nothing). On the CPU, batching
     turns matrix-vector work into matrix-matrix work, which pays off up to a
     moderate batch (CPU_AUTO_BATCH; see benchmarks/README.md), within half the
     available RAM so the rest of the desktop keeps working.
     """
+    from gpi_desktop.core.model.memory import DTYPE_BYTES, USABLE_SHARE, estimate_memory
+
     n = max(1, len(prompts))
     longest = max((len(p.ids) for p in prompts), default=1)
     model = loaded.model
     device = _input_device(model)
-    cfg = model.config.get_text_config(decoder=True) if hasattr(model.config, "get_text_config") else model.config
-    hidden = loaded.info.hidden_size
-    layers = getattr(cfg, "num_hidden_layers", 32)
-    heads = getattr(cfg, "num_attention_heads", 32)
-    kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
-    head_dim = getattr(cfg, "head_dim", None) or hidden // heads
-    dtype = model.dtype
-    elem = torch.finfo(dtype).bits // 8 if dtype.is_floating_point else 2
-    kv_per_token = 2 * layers * kv_heads * head_dim * elem
-    per_row = kv_per_token * (longest + max_new_tokens + CACHE_CHUNK) + getattr(cfg, "vocab_size", 0) * 4 * 3
-    inter = getattr(cfg, "intermediate_size", 4 * hidden) or 4 * hidden
-    one_pass = longest * (inter * 3 + hidden * 4) * elem  # a prompt pass's largest activations
+    dtype = str(model.dtype).removeprefix("torch.")
+    one = estimate_memory(model.config, dtype=dtype if dtype in DTYPE_BYTES else "auto", batch_size=1,
+                          prompt_tokens=longest, max_new_tokens=max_new_tokens + CACHE_CHUNK)
+    per_row = one.kv_cache_bytes
     if resolve_prefill(EngineConfig("last", 1, 1, prefill=prefill), _new_cache(model)[1]) == "batched":
-        per_row += one_pass
-        reserve = 0
-    else:
-        reserve = one_pass + kv_per_token * longest  # one prompt's pass and its own cache, before the copy
+        per_row += one.activations_bytes
+    # Alone (and every refill): one prompt's pass and its own cache, before the copy into the batch.
+    reserve = one.activations_bytes + one.kv_cache_bytes * longest // (longest + max_new_tokens + CACHE_CHUNK)
     if device.type in ("cuda", "mps"):
-        from gpi_desktop.core.model.memory import USABLE_SHARE
-
         cap, free = MAX_AUTO_BATCH, _free_gpu_memory(device.type) * USABLE_SHARE
     else:
         cap, free = CPU_AUTO_BATCH, _free_host_memory()
