@@ -198,7 +198,7 @@ def test_finished_rows_leave_the_batch_and_no_step_history_is_kept(loaded, encod
         got = run(loaded, encoded, "mean", len(encoded), prefill="batched")  # the prefix, one padded pass, then steps
     finally:
         handle.remove()
-    from gpi_desktop.core.engine import shared_prefix
+    from gpi_desktop.core.generation.engine import shared_prefix
 
     assert shapes.pop(0) == (1, len(shared_prefix(encoded).ids))
     batch_sizes = [s[0] for s in shapes]
