@@ -298,3 +298,34 @@ def test_padded_pass_after_the_prefix_matches_generate(loaded, encoded, oracle):
     prefix = len(engine.shared_prefix(encoded).ids)
     own = max(len(p.ids) for p in encoded[:]) - prefix
     assert shapes[0] == (1, prefix) and shapes[1][0] == 4 and shapes[1][1] <= own  # one pass over 4 suffixes
+
+
+def test_onednn_linears_are_on_only_while_the_engine_runs_and_keep_the_numbers(loaded, encoded):
+    from gpi_desktop.core.generation import cpu_linear
+
+    linears = [m for m in loaded.model.base_model.layers.modules() if type(m) is torch.nn.Linear]
+    x = torch.randn(3, linears[0].in_features)
+    want = torch.nn.functional.linear(x, linears[0].weight, linears[0].bias)
+    with cpu_linear.onednn_linears(loaded.model):
+        assert cpu_linear._available() and all("forward" in m.__dict__ for m in linears)
+        torch.testing.assert_close(linears[0](x), want, atol=1e-5, rtol=1e-5)
+        one = x[:1]
+        assert torch.equal(linears[0](one), torch.nn.functional.linear(one, linears[0].weight, linears[0].bias))
+    assert not any("forward" in m.__dict__ for m in linears)  # the loop and generate() keep PyTorch's default
+    seen = []
+    real = cpu_linear._onednn_forward
+    try:
+        cpu_linear._onednn_forward = lambda m: (seen.append(m), real(m))[1]
+        run(loaded, encoded[:2], "last", 2, max_new_tokens=2)
+    finally:
+        cpu_linear._onednn_forward = real
+    assert len(seen) == len(linears)
+
+
+def test_no_onednn_for_a_model_in_half_precision(loaded):
+    from gpi_desktop.core.generation import cpu_linear
+
+    half = type("Half", (), {"dtype": torch.bfloat16, "base_model": loaded.model.base_model,
+                             "get_input_embeddings": loaded.model.get_input_embeddings})()
+    with cpu_linear.onednn_linears(half):
+        assert not any("forward" in m.__dict__ for m in loaded.model.base_model.layers.modules())

@@ -94,10 +94,12 @@ def assign_rows(
     """Split rows over `count` shards, deterministically and balanced by prompt length.
 
     Rows are ordered as the engine plans them (longest prompt first, then by
-    row; engine.plan_batches) and cut into units: whole batches of
-    `batch_size`, or single rows when None. A shard made of whole batches
-    re-plans into exactly those batches (only the plan's last batch can be
-    short, and it sorts last), which keeps the numbers those of one machine.
+    row; engine.plan_batches) and cut into units of `batch_size` rows, or
+    single rows when None; a run passes the engine's wave size
+    (engine.wave_size of its batch size), since a running batch refills its
+    rows within a wave. A shard made of whole waves re-plans into exactly
+    those waves (only the plan's last one can be short, and it sorts last),
+    which keeps the numbers those of one machine.
     Units go longest-first to the least-loaded shard (ties: the lower shard
     number), a unit weighing its prompt tokens plus `max_new_tokens` per row,
     the most each row may generate.

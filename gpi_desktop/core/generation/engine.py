@@ -58,6 +58,7 @@ import torch
 from gpi_desktop.core.vocabulary.errors import Cancelled
 from gpi_desktop.core.model.models import LoadedModel
 from gpi_desktop.core.vocabulary.options import needs_one_at_a_time
+from gpi_desktop.core.generation.cpu_linear import onednn_linears
 from gpi_desktop.core.generation.pooling import OnlinePool, pool_steps
 from gpi_desktop.core.vocabulary.progress import Progress, TaskState, estimate_seconds_left
 from gpi_desktop.core.vocabulary.results import STOP_EOS, STOP_LENGTH, PromptResult
@@ -306,7 +307,7 @@ def run_engine(
 
     job = _Job.open(loaded, config, options, state, finished, deliver, meter.step, prompts)
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), onednn_linears(loaded.model):
             for wave in plan_waves(prompts, config.batch_size):
                 if all(p.row in finished for p in wave):
                     continue
