@@ -29,6 +29,8 @@ from gpi_desktop.core.cluster.shards import Shard, assign_rows, load_job_file
 
 MAX_NEW = 12
 N = 3
+# Three whole waves at batch size 2 (engine.wave_size: shards are cut by whole waves), one for each shard.
+SPEECHES = PROMPTS + [f"{p} (again)" for p in PROMPTS] + [f"{p}, once more" for p in PROMPTS]
 
 
 def digest(folder: Path) -> dict[str, str]:
@@ -54,7 +56,8 @@ def run_shard_in_process(job: Path, index: int, out: Path, *extra: str) -> int:
 @pytest.fixture(scope="module")
 def prompts_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("input") / "speeches.csv"
-    pd.DataFrame({"id": range(len(PROMPTS)), "text": PROMPTS, "party": list("ABABABAB")}).to_csv(path, index=False)
+    pd.DataFrame({"id": range(len(SPEECHES)), "text": SPEECHES, "party": list("AB" * (len(SPEECHES) // 2))}).to_csv(
+        path, index=False)
     return path
 
 
@@ -89,18 +92,18 @@ def test_shards_cover_every_row_once_and_balance_prompt_length(batch, count):
     assert max(loads) - min(loads) <= heaviest_unit
 
 
-def test_whole_batch_shards_replan_into_the_single_machine_batches():
-    from gpi_desktop.core.generation.engine import EncodedPrompt, plan_batches
+def test_whole_wave_shards_replan_into_the_single_machine_waves():
+    from gpi_desktop.core.generation.engine import EncodedPrompt, plan_waves, wave_size
 
     rng = random.Random(5)
     prompts = [EncodedPrompt(row, (0,) * rng.randint(1, 9)) for row in range(23)]  # many equal lengths
     lengths = [len(p.ids) for p in prompts]
     for batch in (1, 2, 4, 5):
-        single = {tuple(p.row for p in b) for b in plan_batches(prompts, batch)}
+        single = {tuple(p.row for p in w) for w in plan_waves(prompts, batch)}
         for count in (2, 3, 6):
-            for rows in assign_rows(lengths, count, batch):
+            for rows in assign_rows(lengths, count, wave_size(batch)):
                 mine = [prompts[r] for r in rows]
-                assert {tuple(p.row for p in b) for b in plan_batches(mine, batch)} <= single
+                assert {tuple(p.row for p in w) for w in plan_waves(mine, batch)} <= single
 
 
 @pytest.mark.parametrize("text", ["0/3", "4/3", "3", "a/b", "1/0", ""])
@@ -197,7 +200,7 @@ def test_parallel_shards_merge_to_the_single_machine_files_byte_for_byte(fixed_j
     assert main(["run", "--job", str(fixed_job / "job.json"), "--out", str(single), "--quiet"]) == 0
     rows = [json.loads((fixed_job / "shards" / str(i) / "shard.json").read_text())["shard"]["rows"]
             for i in range(1, N + 1)]
-    assert sorted(sum(rows, [])) == list(range(len(PROMPTS))) and all(rows)
+    assert sorted(sum(rows, [])) == list(range(len(SPEECHES))) and all(rows)
     for i, shard_rows in enumerate(rows, 1):  # original row numbers, loadable as gpi_pack does
         assert sorted(p.name for p in (fixed_job / "shards" / str(i) / "hidden").iterdir()) == \
             sorted(f"hidden_{k}.pt" for k in shard_rows)
@@ -206,14 +209,14 @@ def test_parallel_shards_merge_to_the_single_machine_files_byte_for_byte(fixed_j
     assert main(["merge", *sorted(map(str, (fixed_job / "shards").iterdir())), "--out", str(merged), "--quiet"]) == 0
     got, want = digest(merged), digest(single)
     assert set(got) == set(want)
-    # Whole batches of the single-machine plan: every data file is identical, byte for byte.
+    # Whole waves of the single-machine plan: every data file is identical, byte for byte.
     assert {k: v for k, v in got.items() if k != "manifest.json"} == {k: v for k, v in want.items() if k != "manifest.json"}
     m, s = manifest(merged), manifest(single)
     assert m.pop("sharded") == {"shards": N, "batch_sizes": [2, 2, 2], "devices": ["cpu"] * N,
                                 "precisions": ["float32"] * N}
     assert m == s
     texts = pd.read_pickle(merged / "generated_texts.pkl")
-    assert texts["P"].tolist() == PROMPTS
+    assert texts["P"].tolist() == SPEECHES
 
 
 def test_auto_batch_shards_merge_with_equal_texts_and_close_vectors(tiny_llama, prompts_file, tmp_path):
@@ -228,7 +231,7 @@ def test_auto_batch_shards_merge_with_equal_texts_and_close_vectors(tiny_llama, 
 
     assert set(digest(merged)) == set(digest(single))
     a, b = pd.read_pickle(merged / "generated_texts.pkl"), pd.read_pickle(single / "generated_texts.pkl")
-    assert a["X"].tolist() == b["X"].tolist() and a["P"].tolist() == b["P"].tolist() == PROMPTS
+    assert a["X"].tolist() == b["X"].tolist() and a["P"].tolist() == b["P"].tolist() == SPEECHES
     assert (merged / "generated_texts.csv").read_bytes() == (single / "generated_texts.csv").read_bytes()
     np.testing.assert_allclose(np.load(merged / "hidden_states.npy"), np.load(single / "hidden_states.npy"),
                                atol=1e-5, rtol=1e-4)
@@ -411,7 +414,7 @@ def test_resuming_a_shard_counts_the_shards_prompts_not_the_jobs(fixed_job, tmp_
     state = RecordingState()
     run_job(spec, out / ".gpi-run", state, resume=True, shard=Shard(index, N))
     resuming = [s for s in state.statuses if s.startswith("Resuming")]
-    assert resuming and resuming[0].endswith(f"of {rows} prompts are already done.") and rows < len(PROMPTS)
+    assert resuming and resuming[0].endswith(f"of {rows} prompts are already done.") and rows < len(SPEECHES)
 
 
 def test_a_stopped_slurm_task_is_told_the_requeue_continues_not_to_rerun_the_command(monkeypatch):
