@@ -141,5 +141,14 @@ def test_pickle_only_model_folder_is_refused_unless_allowed(tiny_llama, tmp_path
     assert loaded.info.hidden_size == 64
 
 
+@pytest.mark.parametrize("name", ["model.ckpt", "weights.pkl"])
+def test_a_folder_whose_only_weights_are_another_pickle_format_is_refused_as_pickle(tiny_llama, tmp_path, name):
+    # The hub treats .ckpt and .pkl as pickle weights too: a local folder must be refused for the same reason.
+    folder = _pickle_only_copy(tiny_llama, tmp_path)
+    (folder / "pytorch_model.bin").rename(folder / name)
+    with pytest.raises(ModelError, match="pickle weight files"):
+        load_model(RunSettings(model=str(folder), device="cpu"))
+
+
 def test_allowing_pickle_weights_does_not_change_the_job(tiny_llama):
     assert RunSettings(allow_pickle_weights=True).numbers_key() == RunSettings().numbers_key()

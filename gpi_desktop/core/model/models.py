@@ -25,7 +25,8 @@ from gpi_desktop.core.vocabulary.progress import NullState, TaskState
 log = logging.getLogger(__name__)
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+# What the hub counts as weights: safetensors, and the pickle formats (refused unless allowed).
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
 @dataclass(frozen=True)
