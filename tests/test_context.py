@@ -33,3 +33,9 @@ def test_the_message_names_rows_and_lengths_and_says_what_to_change():
 def test_a_token_limit_that_fills_the_context_alone_is_said_so():
     message = describe_too_long(too_long_prompts([(3, 10)], 64, 100), 64, 100)
     assert "row 3 (10 tokens" in message and "alone fills" in message
+
+
+def test_the_message_can_list_fewer_rows_and_count_the_others():
+    too_long = too_long_prompts([(row, 100) for row in range(9)], 64, 16)
+    message = describe_too_long(too_long, 64, 16, listed=5)
+    assert "rows 0 (100 tokens), 1 (100 tokens), 2 (100 tokens), 3 (100 tokens), 4 (100 tokens) and 4 more" in message

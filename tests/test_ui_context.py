@@ -97,6 +97,18 @@ def test_prompts_too_long_for_the_context_are_marked_with_their_lengths_and_the_
     assert "\u2714" not in window.steps.item(2).text()
 
 
+def test_the_line_above_the_table_names_the_first_rows_and_counts_the_others(qtbot, make_window, short_context,
+                                                                           tmp_path):
+    many = tmp_path / "many.csv"
+    pd.DataFrame({"text": [LONG] * 8 + ["short"]}).to_csv(many, index=False)
+    window = make_window()
+    panel = prepare(qtbot, window, short_context, many)
+    assert marked_rows(panel) == list(range(8))
+    text = panel.context_label.text()
+    assert "rows 0 (304 tokens), 1 (304 tokens), 2 (304 tokens), 3 (304 tokens), 4 (304 tokens) and 3 more" in text
+    assert text.endswith("They are marked below.")
+
+
 def test_a_new_token_limit_moves_the_line_without_measuring_again(qtbot, make_window, short_context, prompts,
                                                                   monkeypatch):
     threads = count_measures(monkeypatch)

@@ -35,6 +35,8 @@ ENCODING_WORDS = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8", "utf-16": "UTF-16", "c
                   "latin-1": "Latin-1", "xlsx": "Excel workbook"}
 
 
+# The line above the table names this many of the rows too long; the table marks every one, with its length.
+LISTED_TOO_LONG = 5
 MEASURING = "Measuring the prompts against the model's context\u2026"
 ERROR_STYLE = "color: #b00020;"
 NOTE_STYLE = "color: #8a5a00;"
@@ -157,7 +159,7 @@ class PromptsPanel(QWidget):
             return None
         limit = self._settings.max_new_tokens
         too_long = measured.lengths.too_long(limit)
-        return describe_too_long(too_long, measured.lengths.context, limit) if too_long else None
+        return describe_too_long(too_long, measured.lengths.context, limit, LISTED_TOO_LONG) if too_long else None
 
     def stop(self) -> None:
         """No more measures (the window is closing)."""
@@ -315,8 +317,7 @@ class PromptsPanel(QWidget):
             too_long = lengths.too_long(limit)
             self.model.set_too_long({p.row: p.tokens for p in too_long}, room)
             if too_long:
-                self._show_context(describe_too_long(too_long, lengths.context, limit) + " They are marked below.",
-                                   ERROR_STYLE)
+                self._show_context(self.too_long_message() + " They are marked below.", ERROR_STYLE)
             else:
                 longest = max(lengths.tokens, default=0)
                 self._show_context(f"All {len(lengths.tokens):,} prompts fit the model's context: the longest has "

@@ -51,11 +51,12 @@ def too_long_prompts(lengths: Sequence[tuple[int, int]], context: int | None, ma
     return [TooLong(row, tokens) for row, tokens in lengths if tokens > room]
 
 
-def describe_too_long(too_long: Sequence[TooLong], context: int, max_new_tokens: int) -> str:
-    """One plain sentence: which rows, how long, what the model allows, and what to do."""
+def describe_too_long(too_long: Sequence[TooLong], context: int, max_new_tokens: int,
+                      listed: int = MAX_LISTED_ROWS) -> str:
+    """One plain sentence: which rows (the first `listed`), how long, what the model allows, and what to do."""
     room = prompt_room(context, max_new_tokens)
-    shown = ", ".join(f"{p.row} ({p.tokens:,} tokens)" for p in too_long[:MAX_LISTED_ROWS])
-    more = f" and {len(too_long) - MAX_LISTED_ROWS} more" if len(too_long) > MAX_LISTED_ROWS else ""
+    shown = ", ".join(f"{p.row} ({p.tokens:,} tokens)" for p in too_long[:listed])
+    more = f" and {len(too_long) - listed:,} more" if len(too_long) > listed else ""
     one = len(too_long) == 1
     if room < 1:
         limit = (f"the model reads at most {context:,} tokens, which the maximum of {max_new_tokens:,} new tokens "
