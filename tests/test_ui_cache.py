@@ -8,7 +8,8 @@ import pytest
 from hubserver import FakeHub, point_client_at, repo_from_folder
 from ui_fixtures import make_window, memory_keyring, wait_idle  # noqa: F401 - fixtures
 
-from gpi_desktop.core.hub import cache, download, words
+from gpi_desktop.core.hub import cache, download
+from gpi_desktop.core.vocabulary.formatting import human_bytes
 from gpi_desktop.ui.main_window import STEP_ACCESS, STEP_MODEL, STEP_RUN
 
 MODEL = "tiny-org/tiny-llama"
@@ -46,7 +47,7 @@ def test_a_cached_model_is_listed_with_its_size_and_a_click_puts_its_id_in_the_m
     open_model_step(qtbot, window)
     panel = window.model_panel
 
-    assert cache_rows(window) == [f"{MODEL} ({words.human_bytes(on_disk(MODEL))})"]
+    assert cache_rows(window) == [f"{MODEL} ({human_bytes(on_disk(MODEL))})"]
     assert panel.cache_list.isVisible()
     assert "HF_HUB_OFFLINE=1" in panel.cache_note.text()
     assert str(tmp_path / "hf-home" / "hub") in panel.cache_note.text()
@@ -81,7 +82,7 @@ def test_an_empty_cache_says_none_yet_and_the_list_fills_when_the_step_is_shown_
     download.download_model(MODEL)  # e.g. by 'hf download' while the window was open
     window.go_to(STEP_ACCESS)
     open_model_step(qtbot, window)
-    assert cache_rows(window) == [f"{MODEL} ({words.human_bytes(on_disk(MODEL))})"]
+    assert cache_rows(window) == [f"{MODEL} ({human_bytes(on_disk(MODEL))})"]
     assert not panel.cache_list.isHidden()
 
 

@@ -7,9 +7,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpi_desktop.core.hub.model_files import PICKLE_INDEX, SAFE_INDEX, select_model_files
-from gpi_desktop.core.hub.words import human_bytes
+from gpi_desktop.core.hub.model_files import PICKLE_INDEX, SAFE_INDEX, WEIGHT_SUFFIXES, select_model_files
 from gpi_desktop.core.vocabulary.errors import ModelError
+from gpi_desktop.core.vocabulary.formatting import human_bytes
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def cached_snapshot(model_id: str, revision: str | None = None, cache_dir: str |
         wanted = select_model_files(names, allow_pickle=True, index=index, model_id=model_id)
     except ModelError:
         return None
-    weights = [n for n in wanted if n.endswith((".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".pkl"))]
+    weights = [n for n in wanted if n.endswith(WEIGHT_SUFFIXES)]
     if not weights or not all((snapshot / n).is_file() for n in weights):
         return None
     return snapshot

@@ -41,8 +41,9 @@ from gpi_desktop.core.hub.model_files import (
     select_model_files,
 )
 from gpi_desktop.core.hub.plain_errors import offline_miss_error, offline_mode, plain_hub_error, raise_plain
-from gpi_desktop.core.hub.words import human_bytes, model_page
+from gpi_desktop.core.hub.words import model_page
 from gpi_desktop.core.vocabulary.errors import AccessError, Cancelled, DiskFullError, GpiError, ModelError
+from gpi_desktop.core.vocabulary.formatting import human_bytes
 from gpi_desktop.core.vocabulary.progress import NullState, TaskState, check_cancel
 
 log = logging.getLogger(__name__)

@@ -7,8 +7,8 @@ import threading
 import time
 from typing import Any
 
-from gpi_desktop.core.hub.words import human_bytes, human_duration
 from gpi_desktop.core.vocabulary.errors import Cancelled
+from gpi_desktop.core.vocabulary.formatting import human_bytes, human_duration
 from gpi_desktop.core.vocabulary.progress import Progress, ProgressKind, TaskState
 
 _PROGRESS_INTERVAL_S = 0.25

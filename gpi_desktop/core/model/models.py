@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gpi_desktop.core.hub.model_files import WEIGHT_SUFFIXES
 from gpi_desktop.core.model.devices import device_description, pick_device, pick_dtype
 from gpi_desktop.core.vocabulary.errors import Cancelled, GpiError, ModelError
 from gpi_desktop.core.vocabulary.progress import NullState, TaskState
@@ -25,8 +26,6 @@ from gpi_desktop.core.vocabulary.progress import NullState, TaskState
 log = logging.getLogger(__name__)
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
-# What the hub counts as weights: safetensors, and the pickle formats (refused unless allowed).
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
 @dataclass(frozen=True)
