@@ -99,6 +99,29 @@ def test_killed_run_resumes_to_identical_files(tiny_llama, tmp_path):
     assert folder_digest(out) == folder_digest(reference)
 
 
+def test_a_journal_that_cannot_be_resumed_says_start_over_with_the_flag_and_not_the_windows_words(
+        tiny_llama, prompts_csv, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "out"
+    proc = _spawn(base_args(tiny_llama, prompts_csv, out, "--batch-size", "1", "--max-new-tokens", "40"))
+    _wait_for_journal_rows(out, proc, 1)
+    proc.kill()
+    proc.wait()
+    header_path = out / ".gpi-run" / "journal.json"
+    header = json.loads(header_path.read_text(encoding="utf-8"))
+    del header["plan"]["batch_size"]
+    header_path.write_text(json.dumps(header), encoding="utf-8")
+    capsys.readouterr()
+    assert run_cli(*base_args(tiny_llama, prompts_csv, out, "--batch-size", "1", "--max-new-tokens", "40",
+                              "--resume")) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"gpi-desktop: The unfinished run in '{out / '.gpi-run'}' has lost its batch plan, so resuming it would not "
+        "give the same files: start over with --overwrite.")
+    assert run_cli(*base_args(tiny_llama, prompts_csv, out, "--batch-size", "1", "--max-new-tokens", "40",
+                              "--overwrite")) == 0
+
+
 def test_resume_refuses_a_folder_of_another_job(tiny_llama, prompts_csv, tmp_path, capsys):
     out = tmp_path / "out"
     proc = _spawn(base_args(tiny_llama, prompts_csv, out, "--batch-size", "1"))

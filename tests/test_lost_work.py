@@ -333,7 +333,9 @@ def test_a_really_full_disk_exits_2_with_one_sentence(tiny_llama, prompts_csv, t
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
     assert done.returncode == 2, done.stderr
-    assert done.stderr.strip().splitlines() == [f"gpi-desktop: {runstore.DISK_FULL_MESSAGE}"], done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "gpi-desktop: The disk is full: free some space, then run again with --resume; finished prompts are kept."
+    ], done.stderr
 
 
 def test_overwrite_keeps_a_journal_of_the_same_job_and_regenerates_nothing(forty, tmp_path, monkeypatch):

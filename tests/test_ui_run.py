@@ -118,6 +118,29 @@ def _stop_after_first_result(qtbot, window):
     qtbot.waitUntil(lambda: not window.runner.is_busy(), timeout=10_000)
 
 
+def test_a_journal_that_cannot_be_continued_says_start_again_in_the_windows_words_and_run_then_offers_it(
+        qtbot, make_window, tiny_llama, prompts_csv):
+    window = make_window({"Continue the earlier run?": "Start again from the beginning"})
+    prepare(qtbot, window, tiny_llama, prompts_csv, batch=1, max_new=20)
+    _stop_after_first_result(qtbot, window)
+    header_path = window._run_work_dir / "journal.json"
+    header = json.loads(header_path.read_text(encoding="utf-8"))
+    del header["plan"]["batch_size"]  # a journal whose plan is lost cannot give the files an unbroken run gives
+    header_path.write_text(json.dumps(header), encoding="utf-8")
+
+    with qtbot.waitSignal(window.run_failed, timeout=120_000) as blocker:
+        window.run_page.run_button.click()  # stopped in this session: continues without asking, and is refused
+    assert "lost its batch plan" in blocker.args[0]
+    assert "choose \u201cStart again from the beginning\u201d" in blocker.args[0]
+    assert "--overwrite" not in blocker.args[0] and "New run" not in blocker.args[0]
+    assert window.prompter.asked == []
+
+    with qtbot.waitSignal(window.run_finished, timeout=120_000) as finished:
+        window.run_page.run_button.click()  # asks this time, so that starting again can be chosen
+    assert [a.title for a in window.prompter.asked] == ["Continue the earlier run?"]
+    assert len(finished.args[0].results) == len(PROMPTS)
+
+
 def test_stop_keeps_finished_texts_and_run_continues_without_redoing_them(qtbot, make_window, tiny_llama, prompts_csv):
     window = make_window()
     prepare(qtbot, window, tiny_llama, prompts_csv, batch=1, max_new=20)

@@ -12,6 +12,7 @@ import logging
 import sys
 
 from gpi_desktop import __version__
+from gpi_desktop.cli.error_words import cli_sentence
 from gpi_desktop.cli.exports import add_export_parsers
 from gpi_desktop.cli.merge import add_merge_parser
 from gpi_desktop.cli.run import add_run_parser, stopped_message
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CANCELLED
     except GpiError as exc:
         log.info("user error: %s", exc)
-        print(f"gpi-desktop: {exc}", file=sys.stderr)
+        print(f"gpi-desktop: {cli_sentence(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("Stopped.", file=sys.stderr)

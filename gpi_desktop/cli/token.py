@@ -10,6 +10,7 @@ import argparse
 import getpass
 import sys
 
+from gpi_desktop.cli.error_words import cli_sentence
 from gpi_desktop.core.hub import secrets
 from gpi_desktop.core.vocabulary.errors import EXIT_BAD_INPUT, EXIT_OK, GpiError
 
@@ -52,7 +53,7 @@ def run_token(args: argparse.Namespace) -> int:
         if args.token_action == "clear":
             return _clear()
     except GpiError as error:
-        print(str(error), file=sys.stderr)
+        print(cli_sentence(error), file=sys.stderr)
         return error.exit_code
     print("Say what to do with the token: set, status or clear.", file=sys.stderr)
     return EXIT_BAD_INPUT

@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from gpi_desktop.core.vocabulary.errors import GpiError, NoResultsFolderError
-from gpi_desktop.ui.error_words import failure_sentence
+from gpi_desktop.ui.error_words import failure_sentence, window_sentence
 from gpi_desktop.ui.folders import open_in_file_manager
 from gpi_desktop.ui.screen_fit import fit_dialog
 from gpi_desktop.core.vocabulary.progress import Progress
@@ -266,7 +266,7 @@ class PrepareClusterDialog(_WorkerDialog):
             cluster = self.cluster_settings().validate()
             check_output_folder(Path(folder), overwrite=False)
         except GpiError as error:
-            return self._fail(str(error))
+            return self._fail(window_sentence(error))
         spec = self.spec
         self.runner.start(lambda state: _write_job_folder(Path(folder), spec, cluster, state))
         return True
@@ -462,5 +462,5 @@ def main_window_job(window) -> tuple[object, int] | str:
     try:
         run, export = window.settings_panel.values(model=window.model_panel.model())
     except GpiError as error:
-        return str(error)
+        return window_sentence(error)
     return JobSpec(Path(table.path), table.column, run, export), len(table)

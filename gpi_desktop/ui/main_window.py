@@ -36,7 +36,7 @@ from PySide6.QtWidgets import (
 
 from gpi_desktop.core.files.legacy_runs import adopt_job_folders
 from gpi_desktop.core.job.job import RUNS_DIRNAME
-from gpi_desktop.core.vocabulary.errors import GpiError, MemoryFitError
+from gpi_desktop.core.vocabulary.errors import GpiError, MemoryFitError, Remedy
 from gpi_desktop.core.vocabulary.progress import Progress, ProgressKind
 from gpi_desktop.core.vocabulary.settings import DEFAULT_MODEL, ExportSettings
 from gpi_desktop.ui import none_guard, prefs
@@ -49,7 +49,7 @@ from gpi_desktop.ui.export_flow import (
     stale_html,
 )
 from gpi_desktop.ui.export_folder_dialog import ExportFolderDialog, documents_folder
-from gpi_desktop.ui.error_words import failure_sentence
+from gpi_desktop.ui.error_words import failure_sentence, window_sentence
 from gpi_desktop.ui.export_page import ExportPage
 from gpi_desktop.ui.folders import open_in_file_manager
 from gpi_desktop.ui.formatting import job_figures_line, settings_words
@@ -367,7 +367,7 @@ class MainWindow(QMainWindow):
         try:
             spec = self.current_spec()
         except GpiError as error:
-            self.run_page.show_status(str(error), error=True)
+            self.run_page.show_status(window_sentence(error), error=True)
             return
         runs_dir, elsewhere = self.runs_dir, self.old_runs_dirs
         self.calls.call(lambda: _inspect_job(spec, table, runs_dir, elsewhere),
@@ -411,7 +411,7 @@ class MainWindow(QMainWindow):
         try:
             self.current_spec()
         except GpiError as error:
-            return str(error)
+            return window_sentence(error)
         return None
 
     def current_spec(self):
@@ -439,7 +439,7 @@ class MainWindow(QMainWindow):
         try:
             now = job_key(self.current_spec(), table)
         except GpiError as error:
-            return (KeyChange(str(error).rstrip(".")),)
+            return (KeyChange(window_sentence(error).rstrip(".")),)
         return key_changes(self._shown.key, now)
 
     def current_outcome(self):
@@ -540,7 +540,7 @@ class MainWindow(QMainWindow):
             table = self.prompts_panel.table
             spec = self.current_spec()
         except GpiError as error:
-            self.run_page.show_status(str(error), error=True)
+            self.run_page.show_status(window_sentence(error), error=True)
             return
         self.save_preferences()
         self._starting = True
@@ -670,7 +670,11 @@ class MainWindow(QMainWindow):
         else:
             message = failure_sentence(error, "The run stopped")
         if self._run_work_dir is not None:
-            self._stopped_here.add(self._run_work_dir)
+            if getattr(error, "remedy", None) is Remedy.START_OVER:
+                # Its journal cannot be continued: the next Run asks again, so that "Start again" can be chosen.
+                self._stopped_here.discard(self._run_work_dir)
+            else:
+                self._stopped_here.add(self._run_work_dir)
         self.run_page.show_stopped_progress()
         self.run_page.show_status(message + " Press Run to try again; finished texts are kept.", error=True)
         self.run_failed.emit(message)
@@ -743,7 +747,7 @@ class MainWindow(QMainWindow):
             _run, export = self.settings_panel.values(model=self.model_panel.model())
             export.validate()
         except GpiError as error:
-            self.export_page.show_error(str(error))
+            self.export_page.show_error(window_sentence(error))
             return False
         outcome = replace(self.outcome, spec=replace(self.outcome.spec, export=export))
         overwrite = False

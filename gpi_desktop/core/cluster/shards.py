@@ -39,7 +39,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gpi_desktop.core.vocabulary.errors import InputError, NoResultsFolderError, OutputFolderError, SettingsError
+from gpi_desktop.core.vocabulary.errors import (
+    InputError,
+    NoResultsFolderError,
+    OutputFolderError,
+    Remedy,
+    SettingsError,
+)
 from gpi_desktop.core.files.fileio import TEMP_PREFIX, fsync_folder, plain_os_errors, write_atomically
 from gpi_desktop.core.vocabulary.progress import NullState, Progress, ProgressKind, TaskState, check_cancel
 from gpi_desktop.core.vocabulary.results import PromptResult
@@ -354,9 +360,7 @@ def check_devices(shards: Sequence[ShardFolder]) -> None:
             raise InputError(
                 f"{_capital(shard.name)} ran on {shard.device} in {shard.precision}, but {first.name} on "
                 f"{first.device} in {first.precision}; greedy texts and hidden states can differ between devices "
-                "and precisions, so they are not merged: run that shard again on the same kind of machine, or "
-                "merge anyway with --allow-mixed-devices (in the window: tick \"Merge shards that ran on different "
-                "devices\"); the manifest then records each shard's device.")
+                "and precisions, so they are not merged", remedy=Remedy.MERGE_MIXED_DEVICES)
 
 
 def check_shards(shards: Sequence[ShardFolder]) -> None:

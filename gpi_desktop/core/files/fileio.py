@@ -11,7 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
-from gpi_desktop.core.vocabulary.errors import DiskFullError, OutputFolderError
+from gpi_desktop.core.vocabulary.errors import DiskFullError, OutputFolderError, Remedy
 
 # Every atomic write starts under this name; what a killed write leaves is recognised (and removed) by it.
 TEMP_PREFIX = ".gpi-tmp-"
@@ -146,14 +146,15 @@ def make_folder(folder: Path) -> None:
 
 
 @contextmanager
-def plain_os_errors(disk_full: str, cannot_write: str) -> Iterator[None]:
+def plain_os_errors(disk_full: str, cannot_write: str, *, disk_full_remedy: Remedy | None = None) -> Iterator[None]:
     """OSError -> DiskFullError(disk_full) or OutputFolderError(cannot_write, with the OS's reason filled in).
 
-    `cannot_write` may hold "{reason}", replaced by the operating system's own words.
+    `cannot_write` may hold "{reason}", replaced by the operating system's own words; `disk_full_remedy`:
+    what to do about a full disk, where each front end words it its own way.
     """
     try:
         yield
     except OSError as error:
         if is_disk_full(error):
-            raise DiskFullError(disk_full) from error
+            raise DiskFullError(disk_full, remedy=disk_full_remedy) from error
         raise OutputFolderError(cannot_write.format(reason=error.strerror or error)) from error

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from gpi_desktop.core.vocabulary.errors import DiskFullError, ResumeError, RunBusyError
+from gpi_desktop.core.vocabulary.errors import DiskFullError, Remedy, ResumeError, RunBusyError
 from gpi_desktop.core.files.fileio import fsync_folder, is_disk_full, make_folder, plain_os_errors, write_atomically
 from gpi_desktop.core.vocabulary.results import PromptResult
 
@@ -35,9 +35,7 @@ VECTORS_NAME = "vectors.f32"
 RECORDS_NAME = "records.jsonl"
 FORMAT = 1
 
-DISK_FULL_MESSAGE = (
-    "The disk is full: free some space, then run again with --resume / press Resume; finished prompts are kept."
-)
+DISK_FULL_MESSAGE = "The disk is full"  # then Remedy.FREE_SPACE_AND_RESUME, in each front end's words
 _VECTOR_DTYPE = np.dtype("<f4")
 _BINARY = getattr(os, "O_BINARY", 0)
 
@@ -95,10 +93,7 @@ class RunJournal:
         """
         folder = Path(folder)
         if cls.exists(folder):
-            raise ResumeError(
-                f"'{folder}' already holds an unfinished run: continue it with --resume (Resume in the window), "
-                "or start over in another folder."
-            )
+            raise ResumeError(f"'{folder}' already holds an unfinished run", remedy=Remedy.RESUME_OR_ANOTHER_FOLDER)
         header = {"format": FORMAT, "key": _normalise(key), "hidden_size": hidden_size, "plan": _normalise(plan or {})}
         with _plain_errors(folder):
             make_folder(folder)
@@ -229,7 +224,7 @@ class RunJournal:
         except OSError as error:
             self._roll_back()
             if is_disk_full(error):
-                raise DiskFullError(DISK_FULL_MESSAGE) from error
+                raise DiskFullError(DISK_FULL_MESSAGE, remedy=Remedy.FREE_SPACE_AND_RESUME) from error
             raise
         self._vectors_end += len(vector_bytes)
         self._records_end += len(line)
@@ -529,4 +524,4 @@ def _write_header(folder: Path, header: dict[str, Any]) -> None:
 def _plain_errors(folder: Path):
     """Turn OS errors while setting up the journal into the user's words."""
     return plain_os_errors(DISK_FULL_MESSAGE, f"The run's journal cannot be written in '{folder}' ({{reason}}): "
-                           "choose a folder you may write to.")
+                           "choose a folder you may write to.", disk_full_remedy=Remedy.FREE_SPACE_AND_RESUME)

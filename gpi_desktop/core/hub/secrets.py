@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gpi_desktop.core.vocabulary.errors import AccessError, GpiError, KeyringUnavailableError
+from gpi_desktop.core.vocabulary.errors import AccessError, GpiError, KeyringUnavailableError, Remedy
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +123,8 @@ def backend_name() -> str:
 
 def no_keyring_error() -> KeyringUnavailableError:
     return KeyringUnavailableError(
-        "This computer has no password store (keyring) that gpi-desktop can use, so the token cannot be saved; "
-        "set the HF_TOKEN environment variable, log in with 'hf auth login', or enter the token in the window "
-        "for this session only."
-    )
+        "This computer has no password store (keyring) that gpi-desktop can use, so the token cannot be saved",
+        remedy=Remedy.TOKEN_FOR_THIS_SESSION)
 
 
 def _keyring_failure(action: str, exc: Exception) -> KeyringUnavailableError:

@@ -16,7 +16,7 @@ from pathlib import Path
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from gpi_desktop.core.vocabulary.errors import ResumeError
+from gpi_desktop.core.vocabulary.errors import Remedy, ResumeError
 from gpi_desktop.core.vocabulary.progress import NullState, TaskState, check_cancel
 from gpi_desktop.core.vocabulary.results import PromptResult
 from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings, parse_batch_size, stable_hash
@@ -274,10 +274,7 @@ def _existing_journal(work_dir: Path, key: dict[str, Any], *, resume: bool, repl
     if not RunJournal.exists(work_dir):
         return None
     if not resume:
-        raise ResumeError(
-            f"'{work_dir}' holds an unfinished run; continue it with --resume (Resume in the window) "
-            "or start over with --overwrite."
-        )
+        raise ResumeError(f"'{work_dir}' holds an unfinished run", remedy=Remedy.RESUME_OR_START_OVER)
     journal = _open_journal(work_dir, key, replace_stale)  # refuses another job in plain words
     if journal is None:
         return None
@@ -488,7 +485,7 @@ def _with_batch_plan(journal, work_dir: Path, replace_stale: bool):
     # Any other batch size would give files that differ from an uninterrupted run's.
     raise ResumeError(
         f"The unfinished run in '{work_dir}' has lost its batch plan, so resuming it would not give the same "
-        "files: start over with --overwrite (or New run in the window)."
+        "files", remedy=Remedy.START_OVER
     )
 
 
@@ -496,14 +493,12 @@ def _check_journal_model(journal, info, work_dir: Path) -> None:
     """Refuse a journal whose results the loaded model would not match."""
     plan = journal.plan
     if plan.get("model_revision") not in (None, info.revision):
-        raise ResumeError(
-            "The model's files changed since this run started, so its results would not match; "
-            "start over with --overwrite (or New run in the window)."
-        )
+        raise ResumeError("The model's files changed since this run started, so its results would not match",
+                          remedy=Remedy.START_OVER)
     if journal.hidden_size not in (None, info.hidden_size):
         raise ResumeError(
             f"The unfinished run in '{work_dir}' holds results {journal.hidden_size} wide but the model's are "
-            f"{info.hidden_size}, so it cannot be resumed: start over with --overwrite (or New run in the window)."
+            f"{info.hidden_size}, so it cannot be resumed", remedy=Remedy.START_OVER
         )
 
 
@@ -533,7 +528,7 @@ def report_fit(spec: JobSpec, table, state: TaskState, *, token: str | None = No
         return None
     advice = " ".join([verdict.sentence, *verdict.suggestions])
     if not verdict.fits and not insist:
-        raise MemoryFitError(f"{advice} To run anyway, give --ignore-memory-check.", verdict=advice)
+        raise MemoryFitError(advice, remedy=Remedy.RUN_ANYWAY)
     state.set_status(advice)
     return verdict
 

@@ -3,9 +3,17 @@
 A `GpiError` is a problem the user can act on: its message is one plain
 sentence that says what to do, shown as it is (no traceback). Anything else
 that escapes is our bug and goes to the log with its traceback.
+
+Where what to do is done differently in each front end (a flag on the command
+line, a button in the window), the error says what happened and carries the
+`Remedy`; each front end words the remedy its own way (`sentence(words)`), and
+`str(error)` uses the words both share.
 """
 
 from __future__ import annotations
+
+from enum import Enum
+from typing import Mapping
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -13,10 +21,47 @@ EXIT_BAD_INPUT = 2
 EXIT_CANCELLED = 130
 
 
+class Remedy(Enum):
+    """What the user can do about an error that each front end does its own way; the value is the shared wording."""
+
+    RESUME_OR_START_OVER = "continue it, or start it over"
+    RESUME_OR_ANOTHER_FOLDER = "continue it, or start over in another folder"
+    START_OVER = "start it over"
+    FREE_SPACE_AND_RESUME = "free some space, then continue the run; finished prompts are kept"
+    MERGE_MIXED_DEVICES = ("run that shard again on the same kind of machine, or merge the shards anyway; the manifest "
+                           "then records each shard's device")
+    TOKEN_FOR_THIS_SESSION = ("set the HF_TOKEN environment variable, log in with 'hf auth login', or give the token "
+                              "for this session only")
+    RUN_ANYWAY = "run anyway, if you know it fits"
+
+
+RemedyWords = Mapping[Remedy, str]  # a front end's own wording of each remedy
+
+
 class GpiError(Exception):
-    """A user-actionable problem; str(error) is the plain sentence to show."""
+    """A user-actionable problem; str(error) is the plain sentence to show.
+
+    `remedy`: what to do, when each front end does it its own way; the message then says only what happened.
+    """
 
     exit_code = EXIT_FAILURE
+
+    def __init__(self, message: str = "", *, remedy: Remedy | None = None) -> None:
+        super().__init__(message)
+        self.what = str(message)
+        self.remedy = remedy
+
+    def sentence(self, words: RemedyWords | None = None) -> str:
+        """What happened, then the remedy in `words` (a front end's own; the shared wording by default)."""
+        if self.remedy is None:
+            return self.what
+        clause = words[self.remedy] if words is not None else self.remedy.value
+        if self.what.endswith((".", "!", "?")):  # a whole sentence already: the remedy is the next one
+            return f"{self.what} {clause[:1].upper()}{clause[1:]}."
+        return f"{self.what}: {clause}."
+
+    def __str__(self) -> str:
+        return self.sentence()
 
 
 class InputError(GpiError):
@@ -34,11 +79,11 @@ class SettingsError(InputError):
 
 
 class MemoryFitError(SettingsError):
-    """The memory estimate says the run will not fit; the user may insist (--ignore-memory-check, Run anyway)."""
+    """The memory estimate says the run will not fit; the user may insist (Remedy.RUN_ANYWAY)."""
 
-    def __init__(self, message: str, *, verdict: str = "") -> None:
-        super().__init__(message)
-        self.verdict = verdict or message  # the estimate and what to change, without the command-line hint
+    def __init__(self, message: str, *, verdict: str = "", remedy: Remedy | None = None) -> None:
+        super().__init__(message, remedy=remedy)
+        self.verdict = verdict or message  # the estimate and what to change, without how to insist
 
 
 class OutputFolderError(InputError):

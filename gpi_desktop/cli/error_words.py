@@ -1,0 +1,22 @@
+"""How the command line words what to do about an error: its flags, where the window has buttons."""
+
+from __future__ import annotations
+
+from gpi_desktop.core.vocabulary.errors import GpiError, Remedy
+
+REMEDY_WORDS = {
+    Remedy.RESUME_OR_START_OVER: "continue it with --resume or start over with --overwrite",
+    Remedy.RESUME_OR_ANOTHER_FOLDER: "continue it with --resume, or start over in another folder",
+    Remedy.START_OVER: "start over with --overwrite",
+    Remedy.FREE_SPACE_AND_RESUME: "free some space, then run again with --resume; finished prompts are kept",
+    Remedy.MERGE_MIXED_DEVICES: ("run that shard again on the same kind of machine, or merge anyway with "
+                                 "--allow-mixed-devices; the manifest then records each shard's device"),
+    Remedy.TOKEN_FOR_THIS_SESSION: ("set the HF_TOKEN environment variable, log in with 'hf auth login', or enter the "
+                                    "token in the window for this session only"),
+    Remedy.RUN_ANYWAY: "to run anyway, give --ignore-memory-check",
+}
+
+
+def cli_sentence(error: GpiError) -> str:
+    """The one plain sentence the command line prints for `error`."""
+    return error.sentence(REMEDY_WORDS)

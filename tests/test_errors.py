@@ -1,0 +1,60 @@
+"""An error says what happened and carries what to do; each front end words the remedy its own way."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from gpi_desktop.cli.error_words import REMEDY_WORDS as CLI_WORDS
+from gpi_desktop.cli.error_words import cli_sentence
+from gpi_desktop.core.vocabulary.errors import DiskFullError, MemoryFitError, Remedy, ResumeError
+from gpi_desktop.ui.error_words import REMEDY_WORDS as WINDOW_WORDS
+from gpi_desktop.ui.error_words import window_sentence
+
+CORE = Path(__file__).resolve().parent.parent / "gpi_desktop" / "core"
+
+
+def test_an_error_with_a_remedy_says_what_happened_then_what_to_do_in_each_front_ends_words():
+    error = ResumeError("The model's files changed since this run started", remedy=Remedy.START_OVER)
+    assert str(error) == "The model's files changed since this run started: start it over."
+    assert cli_sentence(error) == "The model's files changed since this run started: start over with --overwrite."
+    assert window_sentence(error) == ("The model's files changed since this run started: press Run and choose "
+                                      "\u201cStart again from the beginning\u201d.")
+
+
+def test_a_remedy_after_a_whole_sentence_is_a_sentence_of_its_own():
+    error = MemoryFitError("It will not fit in 8 GB. Lower the batch size.", remedy=Remedy.RUN_ANYWAY)
+    assert error.verdict == "It will not fit in 8 GB. Lower the batch size."
+    assert cli_sentence(error) == ("It will not fit in 8 GB. Lower the batch size. "
+                                   "To run anyway, give --ignore-memory-check.")
+    assert "--ignore-memory-check" not in window_sentence(error) and "Run anyway" in window_sentence(error)
+
+
+def test_an_error_without_a_remedy_is_its_message_everywhere():
+    error = DiskFullError("The disk is full while writing the export: free some space, then export again.")
+    assert str(error) == cli_sentence(error) == window_sentence(error) == error.what
+
+
+@pytest.mark.parametrize("remedy", list(Remedy))
+def test_every_remedy_has_words_in_both_front_ends_and_only_the_command_line_names_flags(remedy):
+    assert CLI_WORDS[remedy] and WINDOW_WORDS[remedy]
+    assert "--" not in WINDOW_WORDS[remedy] and "--" not in remedy.value
+
+
+def _messages(path: Path) -> list[tuple[int, str]]:
+    """The string literals of a module (f-strings' text included) that are not docstrings."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr)}
+    return [(node.lineno, node.value) for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
+
+
+@pytest.mark.parametrize("words", ["in the window", "press Resume", "New run", "Resume in", "tick "])
+def test_no_core_message_speaks_of_the_window_or_its_buttons(words):
+    speaking = [f"{path.relative_to(CORE)}:{line}" for path in sorted(CORE.rglob("*.py"))
+                for line, text in _messages(path) if words in text]
+    assert speaking == []
