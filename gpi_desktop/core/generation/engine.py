@@ -20,7 +20,7 @@ its cache is copied into its row of the batch (`_fill_alone`), or, with
 prefill="batched", one padded pass runs over the batch's own tokens after
 the prefix (`_fill_padded`); the cache grows in chunks rather than being
 concatenated at every step (`GrowingLayer`), and the automatic batch size
-follows free memory and the memory estimate (core/memory.py).
+follows free memory and the memory estimate (core/model/memory.py).
 
 Batches kept full, and a schedule that depends on the prompts alone: all
 prompts, sorted longest first (little padding; an out-of-memory error shows
@@ -39,7 +39,7 @@ an earlier session finished: a resumed run reruns every wave that holds an
 unfinished prompt whole (its rows finished earlier are computed again and
 discarded), so each prompt is computed alongside exactly the same rows as
 in an uninterrupted run and the files stay byte-identical. Shards are cut
-by whole waves (core/shards.py, `unit` from `wave_size`) for the same
+by whole waves (core/cluster/shards.py, `unit` from `wave_size`) for the same
 reason. Models whose cache cannot take a new row (sliding windows, other
 cache kinds) run each wave as plain batches of `batch_size`.
 """
@@ -819,7 +819,7 @@ def auto_batch_size(loaded: LoadedModel, prompts: Sequence[EncodedPrompt], max_n
                     prefill: str = "auto") -> int:
     """A batch that keeps the hardware busy without running out of memory.
 
-    Memory per row, from the one memory estimate (core/memory.py): its
+    Memory per row, from the one memory estimate (core/model/memory.py): its
     key/value cache at the longest prompt plus the token limit (plus the
     cache's growth chunk), and, when the prompt pass is batched, that pass's
     working memory; a pass alone needs one prompt's working memory and cache
