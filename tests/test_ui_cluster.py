@@ -20,7 +20,8 @@ from ui_fixtures import make_window, memory_keyring  # noqa: F401 - pytest fixtu
 
 @pytest.fixture
 def spec(tiny_llama, prompts_csv):
-    return JobSpec(prompts_csv, "text", RunSettings(model=str(tiny_llama), max_new_tokens=8, batch_size=2),
+    # Batch size 1: waves of 4 prompts (shards are cut by whole waves), so each of two shards has rows.
+    return JobSpec(prompts_csv, "text", RunSettings(model=str(tiny_llama), max_new_tokens=8, batch_size=1),
                    ExportSettings())
 
 
