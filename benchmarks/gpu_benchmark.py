@@ -47,7 +47,18 @@ from common import (  # noqa: E402
 from gpi_desktop.core.model.devices import device_description  # noqa: E402
 from gpi_desktop.core.generation.engine import auto_batch_size  # noqa: E402
 from gpi_desktop.core.model.models import LoadedModel, ModelInfo  # noqa: E402
-from gpi_desktop.core.vocabulary.progress import RecordingState  # noqa: E402
+from gpi_desktop.core.vocabulary.progress import NullState  # noqa: E402
+
+
+class StatusLog(NullState):
+    """Keeps the engine's status lines: an out-of-memory halving is reported there."""
+
+    def __init__(self) -> None:
+        self.statuses: list[str] = []
+
+    def set_status(self, message: str) -> None:
+        self.statuses.append(message)
+
 
 # Llama-3.1-8B(-Instruct)'s config.json, less what only loading needs.
 LLAMA_31_8B = dict(
@@ -242,7 +253,7 @@ def main() -> None:
                         lambda ps: run_engine_collect(loaded, ps, args.new_tokens, 1), small)[0])
     clocks = {}
     for prefill in ("alone", "batched"):
-        clock, state = StepClock(model, device), RecordingState()
+        clock, state = StepClock(model, device), StatusLog()
         try:
             m, _ = measure(f"engine, batch {batch} ({'auto' if args.batch == 'auto' else 'set'}), prompt pass {prefill}",
                            device, lambda ps: run_engine_collect(loaded, ps, args.new_tokens, batch, prefill=prefill,

@@ -53,8 +53,34 @@ def _messages(path: Path) -> list[tuple[int, str]]:
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
 
 
-@pytest.mark.parametrize("words", ["in the window", "press Resume", "New run", "Resume in", "tick "])
+@pytest.mark.parametrize("words", ["in the window", "press Resume", "New run", "Resume in", "tick ",
+                                   "on the command line", "(--overwrite)"])
 def test_no_core_message_speaks_of_the_window_or_its_buttons(words):
     speaking = [f"{path.relative_to(CORE)}:{line}" for path in sorted(CORE.rglob("*.py"))
                 for line, text in _messages(path) if words in text]
     assert speaking == []
+
+
+def test_a_file_with_no_clear_text_column_says_how_to_pick_one_in_each_front_ends_words():
+    import pandas as pd
+
+    from gpi_desktop.core.files.prompts import choose_column
+    from gpi_desktop.core.vocabulary.errors import PromptFileError
+
+    frame = pd.DataFrame({"a": [1, 2], "b": [3, 4]})
+    with pytest.raises(PromptFileError) as caught:
+        choose_column(frame, None, "speeches.csv")
+    assert cli_sentence(caught.value).endswith("none is clearly the prompt text: pick the text column with --column.")
+    assert window_sentence(caught.value).endswith("pick the text column in step 3.")
+
+
+def test_a_folder_that_is_not_empty_says_how_to_replace_it_in_each_front_ends_words(tmp_path):
+    from gpi_desktop.core.output.export import check_output_folder
+    from gpi_desktop.core.vocabulary.errors import OutputFolderError
+
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(OutputFolderError) as caught:
+        check_output_folder(tmp_path, overwrite=False)
+    assert cli_sentence(caught.value) == (f"'{tmp_path}' is not empty (it holds 'notes.txt'): choose an empty folder, "
+                                          "or replace the earlier export with --overwrite.")
+    assert "--" not in window_sentence(caught.value) and "replace the earlier export" in window_sentence(caught.value)

@@ -14,6 +14,9 @@ REMEDY_WORDS = {
     Remedy.TOKEN_FOR_THIS_SESSION: ("set the HF_TOKEN environment variable, log in with 'hf auth login', or enter the "
                                     "token in the window for this session only"),
     Remedy.RUN_ANYWAY: "to run anyway, give --ignore-memory-check",
+    Remedy.PICK_COLUMN: "pick the text column with --column",
+    Remedy.PICK_DUPLICATE_COLUMN: "pick the one that holds the prompts with --column, or rename one in the file",
+    Remedy.EMPTY_FOLDER_OR_REPLACE: "choose an empty folder, or replace the earlier export with --overwrite",
 }
 
 

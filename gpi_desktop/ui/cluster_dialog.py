@@ -100,16 +100,30 @@ class PrepareClusterDialog(_WorkerDialog):
         self.runner = TaskRunner("gpi-job-folder", self)
         self.setWindowTitle(PREPARE_TITLE)
         fit_dialog(self, QSize(720, 640))
-        defaults = ClusterSettings()
-        prompts = Path(spec.prompts_path)
-
         intro = QLabel(
             f"Split this job ({rows:,} prompts, model {spec.settings.model}) into tasks that a SLURM cluster runs "
             "at the same time, one shard of the prompts each. The program writes a folder to copy to the cluster; "
             "afterwards, Merge cluster results turns the shards into one export folder."
         )
         intro.setWordWrap(True)
+        form = self._make_fields(ClusterSettings(), Path(spec.prompts_path))
+        adjust = QLabel(
+            "Clusters differ: check these against your cluster's help pages before you submit. A CPU-only partition "
+            "needs 0 GPUs; partition, account, QOS, GPU type, memory, cores and time must be within its limits, or "
+            "the job is refused or waits forever. The same lines can be edited later at the top of run.sbatch "
+            "(README.txt, step 3, says which)."
+        )
+        adjust.setWordWrap(True)
+        self._make_messages()
+        buttons = self._make_buttons()
+        self._lay_out(intro, form, adjust, buttons)
+        self.runner.busy_changed.connect(lambda busy: self.write_button.setEnabled(not busy))
+        self.runner.succeeded.connect(self._on_written)
+        self.runner.failed.connect(self._on_failed)
+        self._show_warnings()
 
+    def _make_fields(self, defaults: ClusterSettings, prompts: Path) -> QFormLayout:
+        """The SLURM script's fields, filled with the defaults, in the form they are shown in."""
         self.tasks = QSpinBox()
         self.tasks.setRange(1, 10_000)
         self.tasks.setValue(max(1, min(defaults.shards, rows)))
@@ -171,14 +185,10 @@ class PrepareClusterDialog(_WorkerDialog):
         form.addRow("Program command:", self.command)
         form.addRow("Setup commands:", self.setup)
         form.addRow("Job folder (new):", _folder_row(self.folder, choose))
+        return form
 
-        adjust = QLabel(
-            "Clusters differ: check these against your cluster's help pages before you submit. A CPU-only partition "
-            "needs 0 GPUs; partition, account, QOS, GPU type, memory, cores and time must be within its limits, or "
-            "the job is refused or waits forever. The same lines can be edited later at the top of run.sbatch "
-            "(README.txt, step 3, says which)."
-        )
-        adjust.setWordWrap(True)
+    def _make_messages(self) -> None:
+        """The warning, the error and the instructions shown after writing, all hidden until there is something."""
         self.warning = QLabel()
         self.warning.setWordWrap(True)
         self.warning.hide()
@@ -193,6 +203,7 @@ class PrepareClusterDialog(_WorkerDialog):
         self.instructions.setFont(QFont("monospace"))
         self.instructions.hide()
 
+    def _make_buttons(self) -> QHBoxLayout:
         self.write_button = QPushButton("Write the job folder")
         self.write_button.setDefault(True)
         self.write_button.clicked.connect(self.write)
@@ -206,7 +217,9 @@ class PrepareClusterDialog(_WorkerDialog):
         buttons.addWidget(self.write_button)
         buttons.addWidget(self.open_button)
         buttons.addWidget(close)
+        return buttons
 
+    def _lay_out(self, intro: QLabel, form: QFormLayout, adjust: QLabel, buttons: QHBoxLayout) -> None:
         # The fields scroll rather than push the buttons off a small screen (1366x768 at 150-200%).
         fields = QWidget()
         fields_layout = QVBoxLayout(fields)
@@ -224,10 +237,6 @@ class PrepareClusterDialog(_WorkerDialog):
         layout.addWidget(self.error)
         layout.addWidget(self.instructions, 1)
         layout.addLayout(buttons)
-        self.runner.busy_changed.connect(lambda busy: self.write_button.setEnabled(not busy))
-        self.runner.succeeded.connect(self._on_written)
-        self.runner.failed.connect(self._on_failed)
-        self._show_warnings()
 
     def _show_warnings(self) -> None:
         warnings = ClusterSettings(shards=self.tasks.value()).warnings()

@@ -23,6 +23,10 @@ REMEDY_WORDS = {
     Remedy.TOKEN_FOR_THIS_SESSION: ("enter the token here to use it for this session only, set the HF_TOKEN "
                                     "environment variable, or log in with 'hf auth login'"),
     Remedy.RUN_ANYWAY: "to run anyway, press Run and choose \u201cRun anyway\u201d",
+    Remedy.PICK_COLUMN: "pick the text column in step 3",
+    Remedy.PICK_DUPLICATE_COLUMN: "pick the one that holds the prompts under Text column in step 3, or rename one "
+                                  "in the file",
+    Remedy.EMPTY_FOLDER_OR_REPLACE: "choose an empty folder, or export again and choose to replace the earlier export",
 }
 
 

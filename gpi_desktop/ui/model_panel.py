@@ -157,10 +157,21 @@ class ModelPanel(QWidget):
         self._token_source = lambda: None  # set by the window: returns the token to read the config with
         self._start_folder = ""
         self.last_target = None
-
         intro = QLabel(INTRO)
         intro.setWordWrap(True)
+        model_row = self._model_row()
+        check_row = self._check_row()
+        cache_heading = self._cache_part()
+        self._lay_out(intro, model_row, check_row, cache_heading)
+        # A burst of edits (typing a path) makes one check, not one per keystroke.
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(400)
+        self._debounce.timeout.connect(self.check)
+        self._update_notes()
 
+    def _model_row(self) -> QHBoxLayout:
+        """The model field and the three ways to fill it."""
         self.field = QLineEdit(DEFAULT_MODEL)
         self.field.setToolTip(MODEL_TIP)
         self.field.setPlaceholderText("owner/model-name, or a folder")
@@ -182,7 +193,10 @@ class ModelPanel(QWidget):
         row.addWidget(folder_button)
         row.addWidget(self.demo_button)
         row.addWidget(default_button)
+        return row
 
+    def _check_row(self) -> QHBoxLayout:
+        """What the model and this computer give (vector length, memory verdict), and Check again."""
         self.demo_note = QLabel(DEMO_NOTE)
         self.demo_note.setWordWrap(True)
         self.demo_note.setStyleSheet("background: #fff4d6; padding: 6px; border-radius: 4px;")
@@ -202,7 +216,10 @@ class ModelPanel(QWidget):
         check_row = QHBoxLayout()
         check_row.addWidget(self.target_label, 1)
         check_row.addWidget(self.check_button, 0, Qt.AlignmentFlag.AlignTop)
+        return check_row
 
+    def _cache_part(self) -> QLabel:
+        """The list of models already in the Hugging Face cache (filled later, off the GUI thread); its heading."""
         cache_heading = QLabel("<b>Models already on this computer</b>")
         cache_heading.setToolTip(CACHE_TIP)
         self.cache_list = QListWidget()
@@ -217,7 +234,9 @@ class ModelPanel(QWidget):
         self.cache_note.setWordWrap(True)
         self.cache_note.setToolTip(CACHE_TIP)
         self.cache_note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        return cache_heading
 
+    def _lay_out(self, intro: QLabel, row: QHBoxLayout, check_row: QHBoxLayout, cache_heading: QLabel) -> None:
         layout = QVBoxLayout(self)
         layout.addWidget(intro)
         layout.addSpacing(8)
@@ -231,13 +250,6 @@ class ModelPanel(QWidget):
         layout.addWidget(self.cache_list)
         layout.addWidget(self.cache_note)
         layout.addStretch(1)
-
-        # A burst of edits (typing a path) makes one check, not one per keystroke.
-        self._debounce = QTimer(self)
-        self._debounce.setSingleShot(True)
-        self._debounce.setInterval(400)
-        self._debounce.timeout.connect(self.check)
-        self._update_notes()
 
     # --- public --------------------------------------------------------------------------------
 

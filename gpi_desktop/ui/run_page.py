@@ -55,6 +55,20 @@ def share_columns(header: QHeaderView) -> None:
 class RunPage(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        buttons = self._controls()
+        self._make_labels()
+        splitter = self._results_part()
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.summary_label)
+        layout.addLayout(buttons)
+        layout.addWidget(self.blocker_label)
+        layout.addWidget(self.progress_label)
+        layout.addWidget(self.status_label)
+        layout.addWidget(self.stale_label)
+        layout.addWidget(splitter, 1)
+
+    def _controls(self) -> QHBoxLayout:
+        """Run, Stop, the progress bar and Export, in one row."""
         self.summary_label = QLabel()
         self.summary_label.setWordWrap(True)
         self.summary_label.setTextFormat(Qt.TextFormat.RichText)
@@ -77,6 +91,15 @@ class RunPage(QWidget):
         self.progress_bar.setValue(0)
         self.progress_bar.setFormat(PROMPTS_FORMAT)
         self.progress_bar.setTextVisible(True)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        buttons.addWidget(self.progress_bar, 1)
+        buttons.addWidget(self.export_button)
+        return buttons
+
+    def _make_labels(self) -> None:
+        """The lines under the buttons: why Run is disabled, progress, status, and results made by other inputs."""
         self.progress_label = QLabel()
         self.blocker_label = QLabel()  # why Run is disabled, beside the button (not only in its tooltip)
         self.blocker_label.setWordWrap(True)
@@ -94,12 +117,8 @@ class RunPage(QWidget):
         self.status_label.setOpenExternalLinks(True)
         self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
 
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.run_button)
-        buttons.addWidget(self.cancel_button)
-        buttons.addWidget(self.progress_bar, 1)
-        buttons.addWidget(self.export_button)
-
+    def _results_part(self) -> QSplitter:
+        """The results table over the selected row's full prompt and text."""
         self.results = ResultsModel(parent=self)
         self.view = read_only_table(self.results)
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
@@ -128,15 +147,7 @@ class RunPage(QWidget):
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
         splitter.setChildrenCollapsible(False)
-
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.summary_label)
-        layout.addLayout(buttons)
-        layout.addWidget(self.blocker_label)
-        layout.addWidget(self.progress_label)
-        layout.addWidget(self.status_label)
-        layout.addWidget(self.stale_label)
-        layout.addWidget(splitter, 1)
+        return splitter
 
     # --- what the window tells the page --------------------------------------------------------
 

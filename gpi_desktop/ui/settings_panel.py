@@ -155,6 +155,13 @@ class SettingsPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self._make_fields()
+        self._lay_out(self._basic_form(), self._advanced_part())
+        self.set_values(RunSettings(), ExportSettings())
+        self._connect_changes()
+
+    def _make_fields(self) -> None:
+        """One widget per setting, each with its tooltip from TIPS."""
         self.task_box = _combo(TASKS, TIPS["task"])
         self.instruction_edit = QPlainTextEdit()
         self.instruction_edit.setPlaceholderText("Write the instruction the model gets before each prompt.")
@@ -191,6 +198,7 @@ class SettingsPanel(QWidget):
         self.generation_options.setPlaceholderText("only if you need one, one per line")
         self.generation_options.setFixedHeight(54)
 
+    def _basic_form(self) -> QFormLayout:
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         self._add(form, "Task", self.task_box, "task")
@@ -204,7 +212,10 @@ class SettingsPanel(QWidget):
         self._add(form, "Batch size", self.batch_spin, "batch_size")
         self._add(form, "File prefix", self.prefix_edit, "prefix")
         self._add(form, "Texts file name", self.save_name_edit, "save_name")
+        return form
 
+    def _advanced_part(self) -> QWidget:
+        """The advanced options, hidden behind their check box until asked for."""
         self.advanced = QCheckBox("Show advanced options (as gpi_pack's tokenizer_config and model_config)")
         self.advanced.setToolTip("Options most researchers never need. Open them only when a model's documentation "
                                  "asks for one.")
@@ -217,7 +228,9 @@ class SettingsPanel(QWidget):
         adv_form.addRow(self._label("Generation options", "generation_options"), self.generation_options)
         self.advanced.toggled.connect(adv_inner.setVisible)
         adv_inner.setVisible(False)
+        return adv_inner
 
+    def _lay_out(self, form: QFormLayout, adv_inner: QWidget) -> None:
         defaults = QPushButton("Restore gpi_pack's defaults")
         defaults.setToolTip("Set every setting on this page back to its default (the model is not changed).")
         defaults.clicked.connect(self.restore_defaults)
@@ -239,7 +252,7 @@ class SettingsPanel(QWidget):
         layout.addLayout(bottom)
         layout.addStretch(1)
 
-        self.set_values(RunSettings(), ExportSettings())
+    def _connect_changes(self) -> None:
         for box in (self.task_box, self.pooling_box, self.dtype_box, self.template_box, self.device_box,
                     self.quantization_box):
             box.currentIndexChanged.connect(self._on_change)

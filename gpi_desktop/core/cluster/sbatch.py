@@ -199,12 +199,17 @@ def write_job_folder(folder: Path | str, spec, cluster: ClusterSettings, *, toke
 
 
 def sbatch_script(cluster: ClusterSettings) -> str:
+    """run.sbatch: its #SBATCH header, self-submission, finding the job folder, then one shard's run."""
     c = cluster.validate()
-    n = c.shards
+    lines = [*_script_header(c), *_submit_or_find_the_job(c.shards), *_environment(c), *_run_the_shard(c)]
+    return "\n".join(lines)
+
+
+def _sbatch_options(c: ClusterSettings) -> list[str]:
     throttle = f"%{c.array_throttle}" if c.array_throttle else ""
-    options = [
+    return [
         f"--job-name={c.job_name.strip() or 'gpi-desktop'}",
-        f"--array=1-{n}{throttle}",
+        f"--array=1-{c.shards}{throttle}",
         *([c.gpu_request] if c.gpu_request else []),
         f"--cpus-per-task={c.cpus_per_task}",
         f"--mem={c.memory.strip().upper()}",
@@ -218,7 +223,12 @@ def sbatch_script(cluster: ClusterSettings) -> str:
         *([f"--account={c.account.strip()}"] if c.account.strip() else []),
         *([f"--qos={c.qos.strip()}"] if c.qos.strip() else []),
     ]
-    lines = [
+
+
+def _script_header(c: ClusterSettings) -> list[str]:
+    """The comment a user reads first (how to submit, what to adjust) and the #SBATCH lines."""
+    n = c.shards
+    return [
         "#!/bin/bash",
         f"# GPI Desktop: one job in {n} tasks (a SLURM array job); task I runs shard I/N into {SHARDS_DIR}/I.",
         f"# Submit it from any folder by running this file: path/to/job/{SCRIPT_NAME} (logs go to its {LOGS_DIR}/),",
@@ -231,8 +241,14 @@ def sbatch_script(cluster: ClusterSettings) -> str:
         "#   --mem, --cpus-per-task, --time   within the partition's limits (scontrol show partition NAME)",
         "#   --array=1-N%K                    %K runs at most K tasks at once",
         *(f"# Note: {warning}" for warning in c.warnings()),
-        *(f"#SBATCH {option}" for option in options),
+        *(f"#SBATCH {option}" for option in _sbatch_options(c)),
         "",
+    ]
+
+
+def _submit_or_find_the_job(n: int) -> list[str]:
+    """Started directly, the script submits itself; inside a task, it finds the job folder and its shard."""
+    return [
         "set -eu",
         f"N={n}",
         f"SCRIPT={SCRIPT_NAME}",
@@ -277,8 +293,12 @@ def sbatch_script(cluster: ClusterSettings) -> str:
         f'OUT="{SHARDS_DIR}/$I"',
         'echo "GPI Desktop: task $I of $N on $(hostname) in $JOB (SLURM job ${SLURM_JOB_ID:-?}, '
         'restart ${SLURM_RESTART_COUNT:-0})"',
-        "export TOKENIZERS_PARALLELISM=false",
     ]
+
+
+def _environment(c: ClusterSettings) -> list[str]:
+    """The model cache, offline hub, GPU check and the user's setup commands."""
+    lines = ["export TOKENIZERS_PARALLELISM=false"]
     cache = _shell_path(c.model_cache.strip())
     if cache:
         lines.append(f'export HF_HOME="{cache}"')
@@ -296,7 +316,12 @@ def sbatch_script(cluster: ClusterSettings) -> str:
         # Module and activate scripts often read unset variables; -u must not stop them.
         lines += ["", "# Your setup commands (the files they source are yours, not checked here):", "set +u",
                   "# shellcheck disable=SC1090,SC1091", "{", *c.setup.strip().splitlines(), "}", "set -u", ""]
-    lines += [
+    return lines
+
+
+def _run_the_shard(c: ClusterSettings) -> list[str]:
+    """Skip a finished shard, resume an interrupted one, else run it."""
+    return [
         f'GPI_DESKTOP="${{GPI_DESKTOP:-{c.command.strip()}}}"',
         "# Options for every task's run. The memory estimate stops a task that it says will not fit this",
         f"# node's memory; to run anyway (it may then run out of memory), write {RUN_OPTIONS_LINE_INSIST}",
@@ -320,7 +345,6 @@ def sbatch_script(cluster: ClusterSettings) -> str:
         f'$GPI_DESKTOP run --job {JOB_FILE_NAME} --shard "$I/$N" --out "$OUT" $RESUME ${RUN_OPTIONS_VARIABLE}',
         "",
     ]
-    return "\n".join(lines)
 
 
 def _is_model_folder(model: str) -> bool:
@@ -342,6 +366,11 @@ def _shell_path(path: str) -> str:
 
 
 def readme_text(cluster: ClusterSettings, spec, rows: int, folder_name: str) -> str:
+    """README.txt of a job folder.
+
+    Longer than our functions usually are on purpose: it is one text that the user reads top to bottom, step by
+    step, and it stays readable as a text only in one piece, in the order of its steps.
+    """
     c = cluster
     model = spec.settings.model
     revision = spec.settings.revision

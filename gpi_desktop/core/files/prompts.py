@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from gpi_desktop.core.vocabulary.errors import PromptFileError
+from gpi_desktop.core.vocabulary.errors import PromptFileError, Remedy
 
 EXCEL_SUFFIXES = {".xlsx", ".xlsm"}
 TAB_SUFFIXES = {".tsv", ".tab"}
@@ -230,16 +230,11 @@ def choose_column(frame: pd.DataFrame, column: str | None, file_name: str = "the
         raise PromptFileError(f"There is no column '{column}' in {file_name}; its columns are {listed}.")
     guess = guess_text_column(frame)
     if guess is None:
-        raise PromptFileError(
-            f"{file_name} has several columns ({listed}) and none is clearly the prompt text: "
-            "pick the text column (with --column on the command line)."
-        )
+        raise PromptFileError(f"{file_name} has several columns ({listed}) and none is clearly the prompt text",
+                              remedy=Remedy.PICK_COLUMN)
     shared = duplicate_of(guess, duplicates)
     if shared is not None:
-        raise PromptFileError(
-            f"{shared.describe(file_name)}: pick the one that holds the prompts (with --column on the command line), "
-            "or rename one in the file."
-        )
+        raise PromptFileError(shared.describe(file_name), remedy=Remedy.PICK_DUPLICATE_COLUMN)
     return guess
 
 

@@ -29,7 +29,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import pandas as pd
 
-from gpi_desktop.core.vocabulary.errors import OutputFolderError
+from gpi_desktop.core.vocabulary.errors import OutputFolderError, Remedy
 from gpi_desktop.core.files.fileio import TEMP_PREFIX, BackgroundFsync, fsync_folder, plain_os_errors, share_like_a_document
 from gpi_desktop.core.generation.instructions import TOKEN_IDS_HASH
 from gpi_desktop.core.vocabulary.progress import NullState, Progress, ProgressKind, TaskState, check_cancel
@@ -78,8 +78,8 @@ def check_output_folder(
         if others and not overwrite:
             raise OutputFolderError(
                 f"'{folder}' is not empty (it holds '{others[0]}'"
-                + (f" and {len(others) - 1} more" if len(others) > 1 else "")
-                + "): choose an empty folder, or allow replacing an earlier export (--overwrite)."
+                + (f" and {len(others) - 1} more" if len(others) > 1 else "") + ")",
+                remedy=Remedy.EMPTY_FOLDER_OR_REPLACE,
             )
         return
     parent = folder.parent

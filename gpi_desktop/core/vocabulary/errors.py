@@ -33,6 +33,9 @@ class Remedy(Enum):
     TOKEN_FOR_THIS_SESSION = ("set the HF_TOKEN environment variable, log in with 'hf auth login', or give the token "
                               "for this session only")
     RUN_ANYWAY = "run anyway, if you know it fits"
+    PICK_COLUMN = "pick the text column"
+    PICK_DUPLICATE_COLUMN = "pick the one that holds the prompts, or rename one in the file"
+    EMPTY_FOLDER_OR_REPLACE = "choose an empty folder, or allow replacing an earlier export"
 
 
 RemedyWords = Mapping[Remedy, str]  # a front end's own wording of each remedy
