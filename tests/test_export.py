@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
+from gpi_desktop.cli.error_words import cli_sentence
 from gpi_desktop.core.output import export as export_module
 from gpi_desktop.core.files import fileio
 from gpi_desktop.core.vocabulary.errors import Cancelled, DiskFullError, OutputFolderError
@@ -182,8 +183,9 @@ def test_non_empty_folder_is_refused_without_overwrite_and_nothing_is_written(tm
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    with pytest.raises(OutputFolderError, match="not empty .*--overwrite"):
+    with pytest.raises(OutputFolderError, match="not empty") as error:
         export(out, make_results(), table)
+    assert "--overwrite" in cli_sentence(error.value)
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
 
 

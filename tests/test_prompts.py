@@ -10,6 +10,7 @@ import openpyxl
 import pandas as pd
 import pytest
 
+from gpi_desktop.cli.error_words import cli_sentence
 from gpi_desktop.core.vocabulary.errors import PromptFileError
 from gpi_desktop.core.files.prompts import (
     PromptTable,
@@ -158,9 +159,10 @@ def test_guess_text_column(frame, expected):
 def test_ambiguous_columns_ask_the_user_to_pick_one(tmp_path):
     path = tmp_path / "p.csv"
     path.write_text("a,b\nsome words,other words\n", encoding="utf-8")
-    with pytest.raises(PromptFileError, match=r"--column") as error:
+    with pytest.raises(PromptFileError) as error:
         load_prompt_table(path)
     assert "'a', 'b'" in str(error.value)
+    assert "--column" in cli_sentence(error.value)  # the command line says how; the window words it its own way
     assert load_prompt_table(path, "b").texts == ["other words"]
 
 
@@ -291,7 +293,7 @@ def test_duplicate_column_names_are_never_guessed_and_are_named_in_the_message(s
         load_prompt_table(path)
     message = str(info.value)
     assert "2 columns named 'prompt'" in message and "'prompt' and 'prompt.1'" in message
-    assert "--column" in message
+    assert "--column" in cli_sentence(info.value)
     # The user's choice of either copy is taken.
     assert load_prompt_table(path, "prompt.1").texts == ["second copy", "b"]
     chosen = load_prompt_table(path, "prompt")

@@ -126,7 +126,7 @@ class PrepareClusterDialog(_WorkerDialog):
         """The SLURM script's fields, filled with the defaults, in the form they are shown in."""
         self.tasks = QSpinBox()
         self.tasks.setRange(1, 10_000)
-        self.tasks.setValue(max(1, min(defaults.shards, rows)))
+        self.tasks.setValue(max(1, min(defaults.shards, self.rows)))
         self.tasks.setToolTip("How many tasks (machines) share the prompts.")
         self.gpus = QSpinBox()
         self.gpus.setRange(0, 16)
