@@ -593,3 +593,20 @@ def test_a_slurm_task_the_memory_estimate_stops_says_how_to_insist_in_the_script
     assert "will not fit" in err and RUN_OPTIONS_LINE_INSIST in err and "run.sbatch" in err
     assert "give --ignore-memory-check" not in err  # a task's command is the script's, not the user's to type
     assert run_shard_in_process(job, 1, tmp_path / "s1", "--ignore-memory-check") == 0
+
+
+def test_tasks_that_would_get_no_prompts_are_counted_from_the_rows_and_the_batch_size():
+    from gpi_desktop.core.cluster.shards import assign_rows, idle_tasks_warning, tasks_with_rows
+    from gpi_desktop.core.job.job import shard_unit
+
+    fixed = RunSettings(batch_size=8)  # waves of 4 batches: 32 rows go to a task together
+    unit = shard_unit(fixed)
+    assert unit == 32
+    for rows, count in [(100, 10), (100, 4), (31, 2), (0, 3), (64, 2)]:
+        busy = sum(1 for shard in assign_rows([5] * rows, count, unit) if shard)
+        assert tasks_with_rows(rows, count, unit) == busy
+    assert idle_tasks_warning(100, 4, fixed) is None
+    warning = idle_tasks_warning(100, 10, fixed)
+    assert warning.startswith("Only 4 of the 10 tasks get prompts") and "at most 4 tasks" in warning
+    assert idle_tasks_warning(100, 10, RunSettings(batch_size="auto")) is None  # any single row: all ten work
+    assert idle_tasks_warning(3, 5, RunSettings(batch_size="auto")).startswith("Only 3 of the 5 tasks")

@@ -168,3 +168,15 @@ def test_merge_dialog_given_a_job_folder_without_results_speaks_of_its_result_fo
     assert "neither a job folder" in said and "choose the job folder you copied back" in said
     assert "shard.json" not in said and "--shard" not in said
     assert not (tmp_path / "export").exists()
+
+
+def test_prepare_dialog_warns_when_some_tasks_would_get_no_prompts(qtbot, spec):
+    from gpi_desktop.ui.cluster_dialog import PrepareClusterDialog
+
+    dialog = PrepareClusterDialog(spec, rows=40)  # batch size 1: groups of 4 prompts, so 10 tasks at most
+    qtbot.addWidget(dialog)
+    dialog.tasks.setValue(10)
+    assert dialog.warning.isHidden()
+    dialog.tasks.setValue(12)
+    assert not dialog.warning.isHidden() and "Only 10 of the 12 tasks get prompts" in dialog.warning.text()
+    dialog.close()

@@ -38,6 +38,8 @@ from gpi_desktop.ui.folders import open_in_file_manager
 from gpi_desktop.ui.screen_fit import fit_dialog
 from gpi_desktop.core.vocabulary.progress import Progress
 from gpi_desktop.core.cluster.sbatch import ClusterSettings, write_job_folder
+from gpi_desktop.core.cluster.shards import idle_tasks_warning, tasks_with_rows
+from gpi_desktop.core.job.job import shard_unit
 from gpi_desktop.ui.tasks import TaskRunner
 
 PREPARE_TITLE = "Prepare for a cluster"
@@ -126,7 +128,8 @@ class PrepareClusterDialog(_WorkerDialog):
         """The SLURM script's fields, filled with the defaults, in the form they are shown in."""
         self.tasks = QSpinBox()
         self.tasks.setRange(1, 10_000)
-        self.tasks.setValue(max(1, min(defaults.shards, self.rows)))
+        # No more tasks than get prompts (rows go out in groups when the batch size is fixed).
+        self.tasks.setValue(max(1, tasks_with_rows(self.rows, defaults.shards, shard_unit(self.spec.settings))))
         self.tasks.setToolTip("How many tasks (machines) share the prompts.")
         self.gpus = QSpinBox()
         self.gpus.setRange(0, 16)
@@ -240,6 +243,8 @@ class PrepareClusterDialog(_WorkerDialog):
 
     def _show_warnings(self) -> None:
         warnings = ClusterSettings(shards=self.tasks.value()).warnings()
+        idle = idle_tasks_warning(self.rows, self.tasks.value(), self.spec.settings)
+        warnings += [idle] if idle else []
         self.warning.setText(" ".join(warnings))
         self.warning.setVisible(bool(warnings))
 

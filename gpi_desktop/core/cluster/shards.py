@@ -125,6 +125,26 @@ def assign_rows(
     return [sorted(rows) for rows in shards]
 
 
+def tasks_with_rows(rows: int, count: int, unit: int | None) -> int:
+    """How many of `count` shards get any rows when rows go out in groups of `unit` (assign_rows)."""
+    return min(count, -(-rows // max(1, unit or 1)))
+
+
+def idle_tasks_warning(rows: int, count: int, settings: RunSettings) -> str | None:
+    """A sentence when some of the tasks would get no prompts (they would start, find nothing to do and end)."""
+    from gpi_desktop.core.job.job import shard_unit
+
+    unit = shard_unit(settings)
+    busy = tasks_with_rows(rows, count, unit)
+    if busy >= count:
+        return None
+    if unit is None:
+        return f"Only {busy} of the {count} tasks get prompts ({rows:,} prompts): choose at most {busy} tasks."
+    return (f"Only {busy} of the {count} tasks get prompts: with batch size {settings.batch_size}, the {rows:,} "
+            f"prompts go to the tasks in groups of {unit}, so that the results are those of one machine; choose at "
+            f"most {busy} tasks, or a smaller batch size (or auto).")
+
+
 # -- the job settings file -----------------------------------------------------------------------------
 
 

@@ -326,18 +326,24 @@ def _prepare_prompts(spec: JobSpec, table, state: TaskState, template_date: str,
     )
 
 
-def _shard_rows(spec: JobSpec, shard: RowShare | None, encoded: list) -> tuple[list[int] | None, list]:
-    """The rows a shard runs (None: all) and their prompts."""
+def shard_unit(settings: RunSettings) -> int | None:
+    """How many rows go to a shard together (None: any single row).
+
+    A fixed batch size shards by whole waves of the single-machine plan (a running batch refills its rows
+    within a wave), so each wave runs exactly as it would on one machine; recomputed identically on resume
+    (it depends only on the prompts and settings).
+    """
     from gpi_desktop.core.generation.engine import wave_size
 
+    requested = parse_batch_size(settings.batch_size)
+    return wave_size(requested) if isinstance(requested, int) and settings.strategy == "batched" else None
+
+
+def _shard_rows(spec: JobSpec, shard: RowShare | None, encoded: list) -> tuple[list[int] | None, list]:
+    """The rows a shard runs (None: all) and their prompts."""
     if shard is None:
         return None, encoded
-    requested = parse_batch_size(spec.settings.batch_size)
-    # A fixed batch size shards by whole waves of the single-machine plan (a running batch refills its rows
-    # within a wave), so each wave runs exactly as it would on one machine; recomputed identically on resume
-    # (it depends only on the prompts).
-    unit = wave_size(requested) if isinstance(requested, int) and spec.settings.strategy == "batched" else None
-    rows = shard.select([len(p.ids) for p in encoded], unit, spec.settings.max_new_tokens)
+    rows = shard.select([len(p.ids) for p in encoded], shard_unit(spec.settings), spec.settings.max_new_tokens)
     return rows, [encoded[row] for row in rows]
 
 
