@@ -10,7 +10,6 @@ from __future__ import annotations
 import html
 from typing import Any, Callable, Sequence
 
-import pandas as pd
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView
@@ -53,6 +52,8 @@ def full_text_tip(text: str, note: str = "") -> str | None:
 def _cell_text(value: Any) -> str:
     if isinstance(value, str):
         return value
+    import pandas as pd  # loaded already: the cells come from a table it read
+
     if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
         return ""  # an empty cell, as pandas reads it (NaN, None, NA, NaT)
     return str(value)

@@ -15,10 +15,12 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from gpi_desktop.core.vocabulary.errors import PromptFileError, Remedy
+
+if TYPE_CHECKING:  # pandas is imported where a table is read (about 0.5 s): the window starts without it
+    import pandas as pd
 
 EXCEL_SUFFIXES = {".xlsx", ".xlsm"}
 TAB_SUFFIXES = {".tsv", ".tab"}
@@ -254,12 +256,14 @@ def duplicate_of(column: str | None, duplicates: tuple[DuplicateColumn, ...]) ->
 
 
 def _delimited_header(path: Path, text: str) -> list[str]:
+    import pandas as pd
     header = pd.read_csv(io.StringIO(text), sep=_delimiter(path, text), header=None, nrows=1, dtype=str,
                          keep_default_na=False, index_col=False)
     return [str(c) for c in header.iloc[0].tolist()] if len(header) else []
 
 
 def _excel_header(data: bytes) -> list[str]:
+    import pandas as pd
     header = pd.read_excel(io.BytesIO(data), sheet_name=0, header=None, nrows=1, dtype=str, keep_default_na=False,
                            engine="openpyxl")
     return [str(c) for c in header.iloc[0].tolist()] if len(header) else []
@@ -348,6 +352,7 @@ _QUOTE_ERROR = re.compile(r"EOF inside string starting at row (\d+)")
 
 
 def _read_delimited(path: Path, text: str) -> pd.DataFrame:
+    import pandas as pd
     sep = _delimiter(path, text)
     shown_sep = {"\t": "tab", ",": "comma", ";": "semicolon"}[sep]
     too_many_cells = (
@@ -391,6 +396,7 @@ def _read_excel(path: Path, data: bytes) -> tuple[pd.DataFrame, dict[str, list[i
     formula alone. Such a cell reads as empty, and a sheet that ends in them loses those rows altogether,
     so the formulas are read too (only when the workbook has any) to keep every row and name the cause.
     """
+    import pandas as pd
     values = _excel_frame(path, data, data_only=True)
     if not _has_formulas(data):
         return values, {}
@@ -425,6 +431,7 @@ def _has_formulas(data: bytes) -> bool:
 
 
 def _excel_frame(path: Path, data: bytes, *, data_only: bool) -> pd.DataFrame:
+    import pandas as pd
     try:
         return pd.read_excel(io.BytesIO(data), sheet_name=0, dtype=str, keep_default_na=False, engine="openpyxl",
                              engine_kwargs={"data_only": data_only})
@@ -441,6 +448,7 @@ def _is_text_name(name: str) -> bool:
 
 def _text_stats(values: pd.Series) -> float | None:
     """Average length of a mostly non-numeric column's cells, or None for a numeric/empty column."""
+    import pandas as pd
     cells = values.astype(str).str.strip()
     filled = cells[cells.ne("")]
     if filled.empty:

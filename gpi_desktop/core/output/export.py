@@ -24,10 +24,9 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
-import pandas as pd
 
 from gpi_desktop.core.vocabulary.errors import OutputFolderError, Remedy
 from gpi_desktop.core.files.fileio import TEMP_PREFIX, BackgroundFsync, fsync_folder, plain_os_errors, share_like_a_document
@@ -38,6 +37,9 @@ from gpi_desktop.core.vocabulary.results import PromptResult
 from gpi_desktop.core.files.runstore import RUN_DIR_NAME
 from gpi_desktop.core.hub.secrets import TOKEN_PATTERN
 from gpi_desktop.core.vocabulary.settings import ExportSettings
+
+if TYPE_CHECKING:  # pandas is imported where the texts are written (about 0.5 s): the window starts without it
+    import pandas as pd
 
 EXPORT_FORMAT = "gpi-desktop export 1"
 HIDDEN_DIR = "hidden"
@@ -211,6 +213,7 @@ def _write_all(
     writer: "_Writer", folder: Path, ordered: list[PromptResult], table: PromptTable, export: ExportSettings,
     hidden_size: int,
 ) -> None:
+    import pandas as pd
     for result in ordered:
         writer.write_bytes(hidden_file_name(export, result.row), hidden_tensor_bytes(result.vector, hidden_size))
 
@@ -240,6 +243,7 @@ def _fresh(text: str) -> str:
 
 
 def _csv_bytes(ordered: list[PromptResult], table: PromptTable) -> bytes:
+    import pandas as pd
     frame = pd.DataFrame(
         {
             "row": [r.row for r in ordered],
