@@ -56,6 +56,7 @@ import numpy as np
 import torch
 
 from gpi_desktop.core.vocabulary.errors import Cancelled
+from gpi_desktop.core.vocabulary.hf_lock import TRANSFORMERS_LOCK
 from gpi_desktop.core.model.models import LoadedModel
 from gpi_desktop.core.vocabulary.options import needs_one_at_a_time
 from gpi_desktop.core.generation.cpu_linear import onednn_linears
@@ -137,7 +138,8 @@ class SharedPrefix:
         return bool(self.ids) and len(prompt.ids) > len(self.ids)
 
     def compute(self, model, hook, cache_arg: str, device) -> None:
-        from transformers import DynamicCache
+        with TRANSFORMERS_LOCK:
+            from transformers import DynamicCache
 
         if self.keys or not self.ids:
             return
@@ -151,7 +153,8 @@ class SharedPrefix:
 
     def cache_copy(self, model):
         """A one-prompt cache holding the prefix; the prompt's pass appends to it (DynamicLayer copies on update)."""
-        from transformers import DynamicCache
+        with TRANSFORMERS_LOCK:
+            from transformers import DynamicCache
 
         own = DynamicCache(config=model.config)
         for index, (keys, values) in enumerate(zip(self.keys, self.values)):
@@ -207,15 +210,16 @@ def effective_generation_options(model, user_options: dict) -> dict:
 
 
 def _logits_processors(options: dict, eos_ids: Sequence[int], prompt_len: int):
-    from transformers import (
-        LogitsProcessorList,
-        MinNewTokensLengthLogitsProcessor,
-        NoBadWordsLogitsProcessor,
-        NoRepeatNGramLogitsProcessor,
-        RepetitionPenaltyLogitsProcessor,
-        SuppressTokensAtBeginLogitsProcessor,
-        SuppressTokensLogitsProcessor,
-    )
+    with TRANSFORMERS_LOCK:
+        from transformers import (
+            LogitsProcessorList,
+            MinNewTokensLengthLogitsProcessor,
+            NoBadWordsLogitsProcessor,
+            NoRepeatNGramLogitsProcessor,
+            RepetitionPenaltyLogitsProcessor,
+            SuppressTokensAtBeginLogitsProcessor,
+            SuppressTokensLogitsProcessor,
+        )
 
     # Same order as transformers' generate() builds them.
     procs = LogitsProcessorList()
@@ -421,7 +425,8 @@ CACHE_CHUNK = 128
 
 def _growing_layer_class():
     """transformers' DynamicLayer, growing in chunks (made on first use: transformers is imported lazily)."""
-    from transformers.cache_utils import DynamicLayer
+    with TRANSFORMERS_LOCK:
+        from transformers.cache_utils import DynamicLayer
 
     class GrowingLayer(DynamicLayer):
         """A full-attention cache layer whose buffers have room for CACHE_CHUNK more tokens.
@@ -511,8 +516,9 @@ def _new_cache(model):
     transformers' own dynamic cache and the batched prompt pass.
     """
     global _GROWING
-    from transformers import DynamicCache
-    from transformers.cache_utils import DynamicLayer
+    with TRANSFORMERS_LOCK:
+        from transformers import DynamicCache
+        from transformers.cache_utils import DynamicLayer
 
     if _GROWING is None:
         _GROWING = _growing_layer_class()
@@ -591,7 +597,8 @@ def _own_pass(job: _Job, prompt: EncodedPrompt):
     prefix only the prompt's own tokens are computed (in float32 within 1e-6
     of the whole pass: the same sums, cut in two).
     """
-    from transformers import DynamicCache
+    with TRANSFORMERS_LOCK:
+        from transformers import DynamicCache
 
     start = len(job.prefix.ids) if job.prefix.applies_to(prompt) else 0
     if start:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpi_desktop.core.vocabulary.hf_lock import TRANSFORMERS_LOCK
 from gpi_desktop.core.hub.words import model_page
 from gpi_desktop.core.vocabulary.errors import ModelError
 
@@ -33,49 +34,52 @@ def model_needs_remote_code(config: dict[str, Any], tokenizer_config: dict[str, 
     (Phi-3 and others shipped code before transformers adopted them) loads
     with transformers' own classes, so that is not counted.
     """
-    from transformers import CONFIG_MAPPING
+    with TRANSFORMERS_LOCK:
+        from transformers import CONFIG_MAPPING  # its lookups import config modules lazily: under the lock too
 
-    model_type = config.get("model_type")
-    known = isinstance(model_type, str) and model_type in CONFIG_MAPPING
-    if config.get("auto_map") and not known:
-        return True
-    tokenizer_config = tokenizer_config or {}
-    if tokenizer_config.get("auto_map"):
-        tok_class = tokenizer_config.get("tokenizer_class")
-        if not (isinstance(tok_class, str) and _transformers_has(tok_class)):
+        model_type = config.get("model_type")
+        known = isinstance(model_type, str) and model_type in CONFIG_MAPPING
+        if config.get("auto_map") and not known:
             return True
-    return False
+        tokenizer_config = tokenizer_config or {}
+        if tokenizer_config.get("auto_map"):
+            tok_class = tokenizer_config.get("tokenizer_class")
+            if not (isinstance(tok_class, str) and _transformers_has(tok_class)):
+                return True
+        return False
 
 
 def _transformers_has(name: str) -> bool:
-    import transformers
+    with TRANSFORMERS_LOCK:
+        import transformers
 
-    for candidate in (name, name.removesuffix("Fast")):
-        try:
-            getattr(transformers, candidate)
-            return True
-        except (AttributeError, ImportError, RuntimeError):
-            continue
-    return False
+        for candidate in (name, name.removesuffix("Fast")):
+            try:
+                getattr(transformers, candidate)
+                return True
+            except (AttributeError, ImportError, RuntimeError):
+                continue
+        return False
 
 
 def check_model_config(config: dict[str, Any], model_id: str | None,
                        tokenizer_config: dict[str, Any] | None = None) -> None:
     """Refuse, in plain words, a model that needs its own code or that transformers does not know."""
-    from transformers import CONFIG_MAPPING
+    with TRANSFORMERS_LOCK:
+        from transformers import CONFIG_MAPPING
 
-    where = model_page(model_id) if model_id and not Path(str(model_id)).exists() else str(model_id or "this model")
-    if model_needs_remote_code(config, tokenizer_config):
-        raise ModelError(
-            f"{model_id or 'This model'} needs to run program code from its repository, which gpi-desktop never "
-            f"does for safety; choose a model that transformers supports directly (see {where})."
-        )
-    model_type = config.get("model_type")
-    if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING:
-        raise ModelError(
-            f"This version of transformers does not know the model type '{model_type}' of "
-            f"{model_id or 'this model'}: update gpi-desktop (or transformers), or choose another model."
-        )
+        where = model_page(model_id) if model_id and not Path(str(model_id)).exists() else str(model_id or "this model")
+        if model_needs_remote_code(config, tokenizer_config):
+            raise ModelError(
+                f"{model_id or 'This model'} needs to run program code from its repository, which gpi-desktop never "
+                f"does for safety; choose a model that transformers supports directly (see {where})."
+            )
+        model_type = config.get("model_type")
+        if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING:
+            raise ModelError(
+                f"This version of transformers does not know the model type '{model_type}' of "
+                f"{model_id or 'this model'}: update gpi-desktop (or transformers), or choose another model."
+            )
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from gpi_desktop.core.vocabulary.hf_lock import TRANSFORMERS_LOCK
 from gpi_desktop.core.vocabulary.errors import SettingsError
 from gpi_desktop.core.vocabulary.formatting import human_bytes
 
@@ -648,7 +649,8 @@ def quantization_config(kind: str | None):
         )
     if not quantization_available():
         raise SettingsError(f"8-bit and 4-bit loading is not possible here: {quantization_missing()}.")
-    from transformers import BitsAndBytesConfig
+    with TRANSFORMERS_LOCK:
+        from transformers import BitsAndBytesConfig
 
     if kind == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)

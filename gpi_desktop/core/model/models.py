@@ -20,6 +20,7 @@ from typing import Any
 
 from gpi_desktop.core.hub.model_files import WEIGHT_SUFFIXES
 from gpi_desktop.core.model.devices import device_description, pick_device, pick_dtype
+from gpi_desktop.core.vocabulary.hf_lock import TRANSFORMERS_LOCK
 from gpi_desktop.core.vocabulary.errors import Cancelled, GpiError, ModelError
 from gpi_desktop.core.vocabulary.progress import NullState, TaskState
 
@@ -248,8 +249,6 @@ def load_tokenizer_only(settings, *, token: str | None = None) -> PromptTokenize
 
 
 def _prompt_tokenizer(folder: Path, name: str) -> PromptTokenizer:
-    from transformers import AutoTokenizer
-
     from gpi_desktop.core.hub.model_files import check_model_config
     from gpi_desktop.core.model.context import context_length
 
@@ -264,7 +263,9 @@ def _prompt_tokenizer(folder: Path, name: str) -> PromptTokenizer:
         except (OSError, ValueError):
             tokenizer_config = None  # transformers says what is wrong with it below
     check_model_config(config, name, tokenizer_config)
-    with plain_load_errors(name):
+    with plain_load_errors(name), TRANSFORMERS_LOCK:
+        from transformers import AutoTokenizer
+
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
     return PromptTokenizer(tokenizer, context_length(config))
 
@@ -273,8 +274,9 @@ def load_model(settings, *, token: str | None = None, state: TaskState | None = 
                tokenizer=None) -> LoadedModel:
     """Load tokenizer and model for a run's settings (a RunSettings); `tokenizer` reuses one already loaded."""
     state = state or NullState()
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
+    with TRANSFORMERS_LOCK:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
     source = resolve_source(settings.model)
     device = pick_device(settings.device)
@@ -286,7 +288,8 @@ def load_model(settings, *, token: str | None = None, state: TaskState | None = 
                                      allow_pickle=getattr(settings, "allow_pickle_weights", False))
     # Its own progress bar would write to a console the window does not have; we report progress ourselves.
     hf_logging.disable_progress_bar()
-    with plain_load_errors(source.name):
+    # Under the lock: resolving the model's classes imports more of transformers (a measuring thread may be too).
+    with plain_load_errors(source.name), TRANSFORMERS_LOCK:
         if tokenizer is None:
             tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
         model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)

@@ -28,6 +28,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from gpi_desktop.core.vocabulary.hf_lock import TRANSFORMERS_LOCK
 from gpi_desktop.core.vocabulary.errors import ModelError, SettingsError
 
 DATE_FORMAT = "YYYY-MM-DD"
@@ -112,7 +113,8 @@ class _TemplateClock(_dt.datetime):
 def _install() -> None:
     """Point transformers' template clock (`strftime_now` reads `datetime.now()` in its module) at ours."""
     global _outer_clock
-    from transformers.utils import chat_template_utils
+    with TRANSFORMERS_LOCK:
+        from transformers.utils import chat_template_utils
 
     with _install_lock:
         current = getattr(chat_template_utils, "datetime", None)
