@@ -66,8 +66,8 @@ def run_self_test(work: Path, report: Report) -> None:
     from PySide6.QtWidgets import QApplication
 
     from gpi_desktop.ui.main_window import MainWindow
-    from gpi_desktop.ui.prompter import ScriptedPrompter
-    from gpi_desktop.ui.resources import demo_model_path, sample_prompts_path
+    from gpi_desktop.ui.shared.prompter import ScriptedPrompter
+    from gpi_desktop.ui.shared.resources import demo_model_path, sample_prompts_path
 
     app = QApplication.instance()
     report.check(demo_model_path().joinpath("config.json").is_file(), f"the demo model is installed ({demo_model_path()})")
@@ -91,7 +91,7 @@ def _flow(app, window, work: Path, report: Report) -> None:
     import pandas as pd
 
     from gpi_desktop.ui.main_window import STEP_RUN
-    from gpi_desktop.ui.resources import sample_prompts_path
+    from gpi_desktop.ui.shared.resources import sample_prompts_path
 
     window.model_panel.use_demo_model()
     window.settings_panel.max_tokens.setValue(MAX_NEW_TOKENS)

@@ -103,7 +103,7 @@ def test_the_apple_gpu_asked_for_where_there_is_none_is_one_plain_sentence(monke
 def test_cli_and_window_offer_the_same_devices_including_mps():
     from gpi_desktop.cli.entry import build_parser
     from gpi_desktop.core.vocabulary.settings import DEVICES, RunSettings
-    from gpi_desktop.ui.settings_panel import DEVICES as WINDOW_DEVICES
+    from gpi_desktop.ui.steps.settings_step import DEVICES as WINDOW_DEVICES
 
     assert "mps" in DEVICES and [value for value, _label in WINDOW_DEVICES] == list(DEVICES)
     args = build_parser().parse_args(["run", "--device", "mps", "--model", "m", "--prompts", "p.csv"])
@@ -145,7 +145,7 @@ def test_a_mac_whose_chip_sysctl_does_not_name_is_still_the_apple_gpu(mac):
 
 def test_the_model_step_names_the_apple_gpu_and_its_share(tiny_llama, mac):
     from gpi_desktop.core.model.models import describe_target
-    from gpi_desktop.ui.model_panel import TargetCheck, target_lines
+    from gpi_desktop.ui.steps.model_step import TargetCheck, target_lines
 
     mac.allocated = int(1.3 * GiB)
     info = describe_target(str(tiny_llama), "auto")

@@ -10,8 +10,8 @@ import pytest
 from gpi_desktop.cli.error_words import REMEDY_WORDS as CLI_WORDS
 from gpi_desktop.cli.error_words import cli_sentence
 from gpi_desktop.core.vocabulary.errors import DiskFullError, MemoryFitError, Remedy, ResumeError
-from gpi_desktop.ui.error_words import REMEDY_WORDS as WINDOW_WORDS
-from gpi_desktop.ui.error_words import window_sentence
+from gpi_desktop.ui.shared.error_words import REMEDY_WORDS as WINDOW_WORDS
+from gpi_desktop.ui.shared.error_words import window_sentence
 
 CORE = Path(__file__).resolve().parent.parent / "gpi_desktop" / "core"
 

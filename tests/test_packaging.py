@@ -95,7 +95,7 @@ def test_spec_builds_with_pyside6_only():
 
 
 def test_spec_bundles_the_resources_the_window_looks_for():
-    from gpi_desktop.ui import resources
+    from gpi_desktop.ui.shared import resources
 
     text = SPEC.read_text(encoding="utf-8")
     assert '(str(RESOURCES), "resources")' in text  # lands at sys._MEIPASS/resources, as resources_dir() expects

@@ -14,7 +14,7 @@ from gpi_desktop.cli import main
 from gpi_desktop.core.job.job import JobSpec
 from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings
 from gpi_desktop.core.cluster.shards import load_job_file
-from gpi_desktop.ui.cluster_dialog import MergeShardsDialog, PrepareClusterDialog
+from gpi_desktop.ui.cluster.dialogs import MergeShardsDialog, PrepareClusterDialog
 from ui_fixtures import make_window, memory_keyring  # noqa: F401 - pytest fixtures
 
 
@@ -138,7 +138,7 @@ def test_merge_dialog_says_which_shard_is_missing(qtbot, merge_dialog, finished_
 
 
 def test_main_window_cluster_menu_opens_prepare_only_for_a_ready_job(make_window):
-    from gpi_desktop.ui.cluster_dialog import main_window_job
+    from gpi_desktop.ui.cluster.dialogs import main_window_job
 
     window = make_window()
     assert [a.text() for a in window.cluster_menu.actions()] == ["Prepare for a cluster…", "Merge cluster results…"]
@@ -171,7 +171,7 @@ def test_merge_dialog_given_a_job_folder_without_results_speaks_of_its_result_fo
 
 
 def test_prepare_dialog_warns_when_some_tasks_would_get_no_prompts(qtbot, spec):
-    from gpi_desktop.ui.cluster_dialog import PrepareClusterDialog
+    from gpi_desktop.ui.cluster.dialogs import PrepareClusterDialog
 
     dialog = PrepareClusterDialog(spec, rows=40)  # batch size 1: groups of 4 prompts, so 10 tasks at most
     qtbot.addWidget(dialog)

@@ -16,7 +16,7 @@ import pytest
 from ui_fixtures import make_window, memory_keyring, wait_idle  # noqa: F401 - fixtures
 
 from gpi_desktop.core.model.tinymodel import TinySpec, build_tiny_model
-from gpi_desktop.ui.table_models import TOO_LONG_BRUSH
+from gpi_desktop.ui.shared.table_models import TOO_LONG_BRUSH
 
 CONTEXT = 128  # the tiny model's chat template alone takes about 70 of them
 MAX_NEW = 12

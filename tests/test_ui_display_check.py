@@ -9,9 +9,9 @@ import sys
 import pytest
 
 from gpi_desktop.core.vocabulary.errors import DisplayError
-from gpi_desktop.ui.display_check import check_display_libraries, uses_xcb
+from gpi_desktop.ui.shared.display_check import check_display_libraries, uses_xcb
 
-NO_CURSOR = "import gpi_desktop.ui.display_check as d; d.library_loads = lambda soname: soname != 'libxcb-cursor.so.0'\n"
+NO_CURSOR = "import gpi_desktop.ui.shared.display_check as d; d.library_loads = lambda soname: soname != 'libxcb-cursor.so.0'\n"
 
 
 def test_qt_uses_xcb_on_an_x11_linux_desktop_only():

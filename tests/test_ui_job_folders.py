@@ -7,7 +7,7 @@ from test_ui_run import _stop_after_first_result, prepare, run_to_end
 from ui_fixtures import make_window, memory_keyring  # noqa: F401 - pytest fixtures
 
 from gpi_desktop.core.files.legacy_runs import adopt_job_folders, job_folder
-from gpi_desktop.ui.resources import APPLICATION, app_data_dir, legacy_data_dirs
+from gpi_desktop.ui.shared.resources import APPLICATION, app_data_dir, legacy_data_dirs
 
 
 def test_jobs_are_kept_in_one_folder_named_once(monkeypatch, tmp_path):

@@ -9,9 +9,9 @@ import sys
 import pytest
 from ui_fixtures import make_window, memory_keyring, wait_idle  # noqa: F401 - fixtures
 
-from gpi_desktop.ui.model_panel import MemoryInputs, ModelPanel
-from gpi_desktop.ui.resources import demo_model_path
-from gpi_desktop.ui.tasks import BackgroundCalls
+from gpi_desktop.ui.steps.model_step import MemoryInputs, ModelPanel
+from gpi_desktop.ui.shared.resources import demo_model_path
+from gpi_desktop.ui.shared.tasks import BackgroundCalls
 
 
 @pytest.fixture

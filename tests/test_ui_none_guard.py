@@ -6,7 +6,7 @@ import sys
 
 from PySide6.QtWidgets import QLabel
 
-from gpi_desktop.ui import none_guard
+from gpi_desktop.ui.shared import none_guard
 
 
 def test_many_void_qt_calls_never_bring_none_near_zero(qtbot):

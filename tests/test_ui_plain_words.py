@@ -9,8 +9,8 @@ from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QLineEdit
 from ui_fixtures import make_window, memory_keyring, wait_idle  # noqa: F401 - fixtures
 
-from gpi_desktop.ui import prefs
-from gpi_desktop.ui.export_folder_dialog import ExportFolderDialog
+from gpi_desktop.ui.shared import prefs
+from gpi_desktop.ui.steps.export_folder_dialog import ExportFolderDialog
 
 
 def test_open_the_folder_without_a_file_manager_says_where_it_is(qtbot, make_window, monkeypatch, tmp_path):
@@ -97,7 +97,7 @@ def test_help_has_a_two_minute_guide_with_the_six_steps_the_export_and_where_job
 
 def test_a_failure_is_its_own_sentence_for_the_user_and_names_what_failed_for_our_bug():
     from gpi_desktop.core.vocabulary.errors import PromptFileError
-    from gpi_desktop.ui.error_words import failure_sentence
+    from gpi_desktop.ui.shared.error_words import failure_sentence
 
     assert failure_sentence(PromptFileError("The prompts file is empty."), "x.csv could not be read") == (
         "The prompts file is empty.")

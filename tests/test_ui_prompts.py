@@ -10,10 +10,10 @@ from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 from ui_fixtures import make_window, memory_keyring, wait_idle  # noqa: F401 - fixtures
 
-from gpi_desktop.ui.prompts_panel import CHOOSE_COLUMN, PromptsPanel
-from gpi_desktop.ui.resources import sample_prompts_path
-from gpi_desktop.ui.table_models import EMPTY_CELL_BRUSH, TEXT_COLUMN_BRUSH, DataFrameModel, read_only_table
-from gpi_desktop.ui.tasks import BackgroundCalls
+from gpi_desktop.ui.steps.prompts_step import CHOOSE_COLUMN, PromptsPanel
+from gpi_desktop.ui.shared.resources import sample_prompts_path
+from gpi_desktop.ui.shared.table_models import EMPTY_CELL_BRUSH, TEXT_COLUMN_BRUSH, DataFrameModel, read_only_table
+from gpi_desktop.ui.shared.tasks import BackgroundCalls
 
 FRAME = pd.DataFrame({"id": ["1", "2", "3"], "party": ["D", "R", "D"],
                       "speech": ["Jobs for all, and fair wages.", "Lower taxes now.", "Clean energy, café and naïve ü."]})

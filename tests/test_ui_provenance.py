@@ -47,7 +47,7 @@ def test_inspecting_a_changed_export_or_a_non_export_is_said_in_the_window(qtbot
 
 
 def test_the_template_date_is_not_remembered_between_launches(qtbot, make_window):
-    from gpi_desktop.ui import prefs
+    from gpi_desktop.ui.shared import prefs
 
     window = make_window()
     prefs.save_settings(window.qsettings, RunSettings(template_date="2024-07-26"), window.settings_panel.values()[1])

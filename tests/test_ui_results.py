@@ -164,7 +164,7 @@ def test_enter_in_a_question_takes_the_default_answer(qtbot):
     from PySide6.QtCore import Qt, QTimer
     from PySide6.QtWidgets import QApplication, QMessageBox
 
-    from gpi_desktop.ui.prompter import Prompter
+    from gpi_desktop.ui.shared.prompter import Prompter
 
     def press_enter():
         box = next(w for w in QApplication.topLevelWidgets() if isinstance(w, QMessageBox) and w.isVisible())

@@ -13,7 +13,7 @@ from PySide6.QtCore import Qt
 from ui_fixtures import make_window, memory_keyring, wait_idle  # noqa: F401 - fixtures
 
 from gpi_desktop.core.vocabulary.results import STOP_LENGTH
-from gpi_desktop.ui.table_models import (
+from gpi_desktop.ui.shared.table_models import (
     COL_MATCH,
     COL_PROMPT,
     COL_ROW,

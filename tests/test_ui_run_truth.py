@@ -33,7 +33,7 @@ def test_after_stop_the_table_lists_every_row_of_the_job_with_the_unfinished_one
     from conftest import PROMPTS
     from test_ui_run import _stop_after_first_result, prepare
 
-    from gpi_desktop.ui.table_models import COL_PROMPT, COL_ROW, COL_TEXT, WAITING
+    from gpi_desktop.ui.shared.table_models import COL_PROMPT, COL_ROW, COL_TEXT, WAITING
 
     first = make_window()
     prepare(qtbot, first, tiny_llama, prompts_csv, batch=1, max_new=20)
@@ -72,7 +72,7 @@ def test_stop_clears_the_time_left_and_the_end_of_a_resumed_job_reports_the_whol
 
     from test_ui_run import _stop_after_first_result, prepare, run_to_end
 
-    from gpi_desktop.ui.formatting import job_figures_line
+    from gpi_desktop.ui.shared.formatting import job_figures_line
 
     window = make_window()
     prepare(qtbot, window, tiny_llama, prompts_csv, batch=1, max_new=20)

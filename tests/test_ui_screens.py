@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
 from ui_fixtures import make_window, memory_keyring, wait_idle  # noqa: F401
 
 from gpi_desktop.ui.main_window import STEP_TITLES
-from gpi_desktop.ui.screen_fit import FRAME_ALLOWANCE, PREFERRED_SIZE, fitted_geometry
+from gpi_desktop.ui.shared.screen_fit import FRAME_ALLOWANCE, PREFERRED_SIZE, fitted_geometry
 
 TASKBAR = 48  # logical pixels a panel or dock takes at the bottom
 # Available areas in logical pixels: a 1366x768 laptop, and a 1920x1080 screen at 150% and 200% scaling.
@@ -158,7 +158,7 @@ def test_the_preview_shows_match_with_input_and_shares_the_width_between_prompt_
     from PySide6.QtCore import Qt
 
     from gpi_desktop.core.vocabulary.results import STOP_EOS, PromptResult
-    from gpi_desktop.ui.table_models import COL_MATCH, COL_PROMPT, COL_TEXT
+    from gpi_desktop.ui.shared.table_models import COL_MATCH, COL_PROMPT, COL_TEXT
 
     prompt = "Write a short campaign speech for a candidate who is a farmer and a mother of three, named " * 2 + "Ana"
     window = make_window()

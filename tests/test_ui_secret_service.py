@@ -27,8 +27,8 @@ def test_the_token_step_saves_to_and_removes_from_the_secret_service(qtbot, monk
     from keyring.backends import SecretService
 
     from gpi_desktop.core.hub import secrets
-    from gpi_desktop.ui.tasks import BackgroundCalls
-    from gpi_desktop.ui.token_panel import TokenPanel
+    from gpi_desktop.ui.shared.tasks import BackgroundCalls
+    from gpi_desktop.ui.steps.token_step import TokenPanel
 
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "token"))

@@ -9,10 +9,10 @@ from ui_fixtures import make_window, memory_keyring, wait_idle  # noqa: F401 - f
 
 from gpi_desktop.core.vocabulary.errors import SettingsError
 from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings
-from gpi_desktop.ui import prefs
-from gpi_desktop.ui.resources import demo_model_path
-from gpi_desktop.ui.export_flow import folder_has_files, gpi_pack_snippet
-from gpi_desktop.ui.settings_panel import SettingsPanel
+from gpi_desktop.ui.shared import prefs
+from gpi_desktop.ui.shared.resources import demo_model_path
+from gpi_desktop.ui.steps.export_flow import folder_has_files, gpi_pack_snippet
+from gpi_desktop.ui.steps.settings_step import SettingsPanel
 
 
 @pytest.fixture
@@ -151,10 +151,10 @@ def test_the_window_has_one_cluster_menu_and_a_help_menu(qtbot, make_window):
 def test_the_quantization_tooltip_says_whether_this_build_can_and_how_to_get_one_that_can(qtbot, monkeypatch, frozen):
     import sys
 
-    from gpi_desktop.ui import settings_panel
+    from gpi_desktop.ui.steps import settings_step
 
     monkeypatch.setattr(sys, "frozen", frozen, raising=False)
-    monkeypatch.setattr(settings_panel, "quantization_available", lambda: False)
+    monkeypatch.setattr(settings_step, "quantization_available", lambda: False)
     missing = SettingsPanel()
     qtbot.addWidget(missing)
     tip = missing.quantization_box.toolTip()
@@ -163,7 +163,7 @@ def test_the_quantization_tooltip_says_whether_this_build_can_and_how_to_get_one
         assert "pip install" not in tip and "Python install of GPI Desktop" in tip
     else:
         assert 'pip install "gpi-desktop[quantization]"' in tip
-    monkeypatch.setattr(settings_panel, "quantization_available", lambda: True)
+    monkeypatch.setattr(settings_step, "quantization_available", lambda: True)
     able = SettingsPanel()
     qtbot.addWidget(able)
     assert "This build can do it" in able.quantization_box.toolTip() and able.quantization_box.isEnabled()

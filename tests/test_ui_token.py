@@ -10,8 +10,8 @@ from keyring.backends import fail
 from ui_fixtures import make_window, memory_keyring, wait_idle  # noqa: F401 - fixtures
 
 from gpi_desktop.core.hub import secrets
-from gpi_desktop.ui.tasks import BackgroundCalls
-from gpi_desktop.ui.token_panel import TokenPanel
+from gpi_desktop.ui.shared.tasks import BackgroundCalls
+from gpi_desktop.ui.steps.token_step import TokenPanel
 
 TOKEN = "hf_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7"
 

@@ -30,7 +30,7 @@ def make_window(qtbot, tmp_path, memory_keyring):
     from PySide6.QtCore import QSettings
 
     from gpi_desktop.ui.main_window import MainWindow
-    from gpi_desktop.ui.prompter import ScriptedPrompter
+    from gpi_desktop.ui.shared.prompter import ScriptedPrompter
 
     windows = []
 

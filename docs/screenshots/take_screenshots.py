@@ -27,7 +27,7 @@ def main() -> int:
 
     from gpi_desktop.ui.app import make_application
     from gpi_desktop.ui.main_window import STEP_ACCESS, STEP_EXPORT, STEP_MODEL, STEP_PROMPTS, STEP_SETTINGS, MainWindow
-    from gpi_desktop.ui.prompter import ScriptedPrompter
+    from gpi_desktop.ui.shared.prompter import ScriptedPrompter
 
     keyring.set_keyring(null.Keyring())
     app = make_application()

@@ -11,8 +11,8 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from gpi_desktop.core.vocabulary.errors import EXIT_CANCELLED
-from gpi_desktop.ui.display_check import check_display_libraries
-from gpi_desktop.ui.resources import APPLICATION, ORGANIZATION, icon_path
+from gpi_desktop.ui.shared.display_check import check_display_libraries
+from gpi_desktop.ui.shared.resources import APPLICATION, ORGANIZATION, icon_path
 
 
 def make_application(argv: list[str] | None = None) -> QApplication:

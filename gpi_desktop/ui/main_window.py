@@ -39,8 +39,8 @@ from gpi_desktop.core.job.job import RUNS_DIRNAME
 from gpi_desktop.core.vocabulary.errors import GpiError, MemoryFitError, Remedy
 from gpi_desktop.core.vocabulary.progress import Progress, ProgressKind
 from gpi_desktop.core.vocabulary.settings import DEFAULT_MODEL, ExportSettings
-from gpi_desktop.ui import none_guard, prefs
-from gpi_desktop.ui.export_flow import (
+from gpi_desktop.ui.shared import none_guard, prefs
+from gpi_desktop.ui.steps.export_flow import (
     folder_has_files,
     gpi_pack_snippet,
     job_html,
@@ -48,26 +48,26 @@ from gpi_desktop.ui.export_flow import (
     overwrite_question,
     stale_html,
 )
-from gpi_desktop.ui.export_folder_dialog import ExportFolderDialog, documents_folder
-from gpi_desktop.ui.error_words import failure_sentence, window_sentence
-from gpi_desktop.ui.export_page import ExportPage
-from gpi_desktop.ui.folders import open_in_file_manager
-from gpi_desktop.ui.formatting import job_figures_line, settings_words
-from gpi_desktop.ui.model_panel import ModelPanel
-from gpi_desktop.ui.prompter import Prompter
-from gpi_desktop.ui.prompts_panel import DROP_SUFFIXES, PromptsPanel
-from gpi_desktop.ui.resources import (
+from gpi_desktop.ui.steps.export_folder_dialog import ExportFolderDialog, documents_folder
+from gpi_desktop.ui.shared.error_words import failure_sentence, window_sentence
+from gpi_desktop.ui.steps.export_step import ExportPage
+from gpi_desktop.ui.shared.folders import open_in_file_manager
+from gpi_desktop.ui.shared.formatting import job_figures_line, settings_words
+from gpi_desktop.ui.steps.model_step import ModelPanel
+from gpi_desktop.ui.shared.prompter import Prompter
+from gpi_desktop.ui.steps.prompts_step import DROP_SUFFIXES, PromptsPanel
+from gpi_desktop.ui.shared.resources import (
     APPLICATION,
     app_data_dir,
     icon_path,
     is_demo_model,
     legacy_data_dirs,
 )
-from gpi_desktop.ui.run_page import RunPage
-from gpi_desktop.ui.screen_fit import FRAME_ALLOWANCE, PREFERRED_SIZE, centred, fitted_geometry
-from gpi_desktop.ui.settings_panel import SettingsPanel
-from gpi_desktop.ui.tasks import BackgroundCalls, Operation, TaskRunner
-from gpi_desktop.ui.token_panel import TokenPanel
+from gpi_desktop.ui.steps.run_step import RunPage
+from gpi_desktop.ui.shared.screen_fit import FRAME_ALLOWANCE, PREFERRED_SIZE, centred, fitted_geometry
+from gpi_desktop.ui.steps.settings_step import SettingsPanel
+from gpi_desktop.ui.shared.tasks import BackgroundCalls, Operation, TaskRunner
+from gpi_desktop.ui.steps.token_step import TokenPanel
 from gpi_desktop.ui.unfinished_bar import UnfinishedBar
 
 log = logging.getLogger(__name__)
@@ -190,7 +190,7 @@ class MainWindow(QMainWindow):
         self._build_menus()
 
     def _build_menus(self) -> None:
-        from gpi_desktop.ui.cluster_dialog import install_cluster_menu, main_window_job
+        from gpi_desktop.ui.cluster.dialogs import install_cluster_menu, main_window_job
 
         install_cluster_menu(self, lambda: main_window_job(self))
         help_menu = self.menuBar().addMenu("&Help")

@@ -17,8 +17,8 @@ from PySide6.QtWidgets import (
 )
 
 from gpi_desktop.core.hub import secrets
-from gpi_desktop.ui.error_words import failure_sentence
-from gpi_desktop.ui.tasks import BackgroundCalls
+from gpi_desktop.ui.shared.error_words import failure_sentence
+from gpi_desktop.ui.shared.tasks import BackgroundCalls
 
 INTRO = (
     "A token lets the program download models that need permission on Hugging Face, such as "

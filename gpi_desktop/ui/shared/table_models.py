@@ -15,7 +15,7 @@ from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView
 
 from gpi_desktop.core.vocabulary.results import STOP_EOS, STOP_LENGTH, PromptResult
-from gpi_desktop.ui.textmatch import similarity
+from gpi_desktop.ui.shared.textmatch import similarity
 
 # Long cells are cut for the table (the full text is in the tooltip and the detail view):
 # drawing thousands of characters per visible cell is what makes a table stutter.

@@ -16,8 +16,8 @@ from typing import Any, Callable
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from gpi_desktop.core.vocabulary.errors import Cancelled
-from gpi_desktop.ui.error_words import failure_sentence
-from gpi_desktop.ui.tasks import BackgroundCalls, QtTaskState
+from gpi_desktop.ui.shared.error_words import failure_sentence
+from gpi_desktop.ui.shared.tasks import BackgroundCalls, QtTaskState
 
 DEBOUNCE_MS = 300  # a burst of edits (typing an instruction) makes one measure
 

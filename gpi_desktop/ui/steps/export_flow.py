@@ -7,7 +7,7 @@ from pathlib import Path
 
 from gpi_desktop.core.output.export import DEFAULT_ALLOWED_NAMES
 from gpi_desktop.core.vocabulary.settings import ExportSettings
-from gpi_desktop.ui.formatting import settings_words
+from gpi_desktop.ui.shared.formatting import settings_words
 
 
 def folder_has_files(folder: Path) -> bool:

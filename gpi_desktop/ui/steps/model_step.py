@@ -22,10 +22,10 @@ from PySide6.QtWidgets import (
 from gpi_desktop.core.vocabulary.errors import GpiError
 from gpi_desktop.core.vocabulary.formatting import human_bytes
 from gpi_desktop.core.vocabulary.settings import DEFAULT_MODEL
-from gpi_desktop.ui.error_words import failure_sentence
-from gpi_desktop.ui.formatting import linkify
-from gpi_desktop.ui.resources import demo_model_path, is_demo_model
-from gpi_desktop.ui.tasks import BackgroundCalls
+from gpi_desktop.ui.shared.error_words import failure_sentence
+from gpi_desktop.ui.shared.formatting import linkify
+from gpi_desktop.ui.shared.resources import demo_model_path, is_demo_model
+from gpi_desktop.ui.shared.tasks import BackgroundCalls
 
 INTRO = (
     "Type the name of a model on Hugging Face (for example <b>meta-llama/Llama-3.1-8B-Instruct</b>, the model "

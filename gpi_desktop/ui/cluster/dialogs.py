@@ -33,14 +33,14 @@ from PySide6.QtWidgets import (
 )
 
 from gpi_desktop.core.vocabulary.errors import GpiError, NoResultsFolderError
-from gpi_desktop.ui.error_words import failure_sentence, window_sentence
-from gpi_desktop.ui.folders import open_in_file_manager
-from gpi_desktop.ui.screen_fit import fit_dialog
+from gpi_desktop.ui.shared.error_words import failure_sentence, window_sentence
+from gpi_desktop.ui.shared.folders import open_in_file_manager
+from gpi_desktop.ui.shared.screen_fit import fit_dialog
 from gpi_desktop.core.vocabulary.progress import Progress
 from gpi_desktop.core.cluster.sbatch import ClusterSettings, write_job_folder
 from gpi_desktop.core.cluster.shards import idle_tasks_warning, tasks_with_rows
 from gpi_desktop.core.job.job import shard_unit
-from gpi_desktop.ui.tasks import TaskRunner
+from gpi_desktop.ui.shared.tasks import TaskRunner
 
 PREPARE_TITLE = "Prepare for a cluster"
 MERGE_TITLE = "Merge cluster results"

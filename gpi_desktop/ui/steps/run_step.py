@@ -21,8 +21,8 @@ from PySide6.QtWidgets import (
 )
 
 from gpi_desktop.core.vocabulary.progress import Progress, ProgressKind
-from gpi_desktop.ui.formatting import linkify, progress_line
-from gpi_desktop.ui.table_models import (
+from gpi_desktop.ui.shared.formatting import linkify, progress_line
+from gpi_desktop.ui.shared.table_models import (
     COL_MATCH,
     COL_PROMPT,
     COL_ROW,

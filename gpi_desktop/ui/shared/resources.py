@@ -28,7 +28,7 @@ def resources_dir() -> Path:
     frozen = getattr(sys, "_MEIPASS", None)
     if frozen:
         return Path(frozen) / "resources"
-    checkout = Path(__file__).resolve().parent.parent.parent / "resources"
+    checkout = Path(__file__).resolve().parents[3] / "resources"
     installed = Path(sys.prefix) / "share" / "gpi-desktop" / "resources"
     return installed if not checkout.is_dir() and installed.is_dir() else checkout
 

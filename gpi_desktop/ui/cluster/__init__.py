@@ -1,0 +1,1 @@
+"""The cluster dialogs: Prepare for a cluster and Merge cluster results."""

@@ -1,0 +1,1 @@
+"""The six steps of the window, one module each (`*_step`), with the helpers only one step uses."""
