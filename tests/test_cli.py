@@ -277,6 +277,20 @@ def test_a_prompt_too_long_for_the_context_is_refused_before_loading_naming_rows
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("option, words", [
+    ("unknown_kw=1", "The generation option 'unknown_kw' is neither a transformers generation setting"),
+    ("repetition_penalty=-1", "The generation option repetition_penalty=-1 cannot be used: repetition_penalty takes"),
+])
+def test_a_generation_option_the_model_would_not_accept_exits_2_before_loading_or_writing(
+        option, words, tiny_llama, prompts_csv, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("gpi_desktop.core.model.models.load_model", _must_not_load)
+    code = run_cli(*base_args(tiny_llama, prompts_csv, tmp_path / "o", "--generation-option", option))
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert len(err.splitlines()) == 1 and words in err
+    assert not (tmp_path / "o").exists()  # no .gpi-run left behind
+
+
 def test_a_will_not_fit_memory_verdict_stops_the_run_before_loading_unless_the_user_insists(
         tiny_llama, prompts_csv, tmp_path, capsys, monkeypatch):
     from gpi_desktop.core.model import memory

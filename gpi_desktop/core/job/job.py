@@ -229,15 +229,18 @@ def run_job(
     core/cluster/shards.py) only that shard's rows are run; the journal key names the shard, so one shard's
     journal never resumes another. With replace_stale (--overwrite) a journal of this job that can no longer
     be resumed (the model's files changed, its plan is lost) is started over instead of refused.
-    Before the model is loaded, a memory estimate that says it will not fit stops the run (unless
-    `ignore_memory_check`), and so does a prompt too long for the model's context with the token limit.
+    Before the model is loaded, a generation option the model would not accept stops the run, a memory estimate
+    that says it will not fit stops it (unless `ignore_memory_check`), and so does a prompt too long for the model's
+    context with the token limit.
     """
     from gpi_desktop.core.generation.instructions import token_ids_sha256
+    from gpi_desktop.core.generation.option_check import check_generation_options
     from gpi_desktop.core.model.models import load_model
     from gpi_desktop.core.vocabulary.template_date import job_template_date
 
     state = state or NullState()
     spec.validate()
+    check_generation_options(spec.settings, token=token)  # from the config files: before anything loads or is written
     work_dir = Path(work_dir)
     table = load_prompts(spec)
     key = job_key(spec, table)

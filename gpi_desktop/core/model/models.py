@@ -234,18 +234,22 @@ def load_tokenizer_only(settings, *, token: str | None = None) -> PromptTokenize
 
     For measuring prompts ahead of a run (the window's step 3), never worth a whole model's download.
     """
+    return _prompt_tokenizer(config_files_folder(settings, token=token), resolve_source(settings.model).name)
+
+
+def config_files_folder(settings, *, token: str | None = None) -> Path:
+    """A folder with the model's config and tokenizer files: the model folder, or those files of a hub model only."""
     source = resolve_source(settings.model)
     if source.is_local:
-        return _prompt_tokenizer(source.local_path, source.name)
+        return source.local_path
     from gpi_desktop.core.hub.download import fetch_tokenizer_files
 
     try:
-        folder = fetch_tokenizer_files(source.name, revision=settings.revision, token=token)
+        return fetch_tokenizer_files(source.name, revision=settings.revision, token=token)
     except GpiError:
         raise
     except Exception as exc:
         raise _hub_error(exc, source.name, token) from exc
-    return _prompt_tokenizer(folder, source.name)
 
 
 def _prompt_tokenizer(folder: Path, name: str) -> PromptTokenizer:
