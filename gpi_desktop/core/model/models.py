@@ -292,10 +292,13 @@ def load_model(settings, *, token: str | None = None, state: TaskState | None = 
                                      allow_pickle=getattr(settings, "allow_pickle_weights", False))
     # Its own progress bar would write to a console the window does not have; we report progress ourselves.
     hf_logging.disable_progress_bar()
-    # Under the lock: resolving the model's classes imports more of transformers (a measuring thread may be too).
-    with plain_load_errors(source.name), TRANSFORMERS_LOCK:
-        if tokenizer is None:
-            tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+    with plain_load_errors(source.name):
+        with TRANSFORMERS_LOCK:
+            if tokenizer is None:
+                tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+            _import_model_code(folder, quantization)
+        # Outside the lock: the weights take long to load, and step 3's measuring of the prompts must not wait for
+        # them. The load imports nothing more of transformers once its code is in (tests/test_thread_imports.py).
         model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
     model.eval()
     if device == "cpu":
@@ -316,6 +319,23 @@ def load_model(settings, *, token: str | None = None, state: TaskState | None = 
     )
     log.info("Loaded %s (%s, %s, hidden size %d)", info.model_id, info.dtype, info.device, info.hidden_size)
     return LoadedModel(model=model, tokenizer=tokenizer, info=info)
+
+
+def _import_model_code(folder: Path, quantization: str | None) -> None:
+    """Import the parts of transformers that loading this model's weights uses; call it under TRANSFORMERS_LOCK.
+
+    transformers imports the modeling module of an architecture on first use (and the bitsandbytes layers for an
+    8-bit or 4-bit load); done here, under the lock, the weight load itself needs no lock.
+    """
+    from transformers import MODEL_FOR_CAUSAL_LM_MAPPING, AutoConfig
+
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+    try:
+        MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]
+    except KeyError:
+        pass  # not a causal language model: from_pretrained says so in its own words
+    if quantization:
+        import transformers.integrations.bitsandbytes  # noqa: F401
 
 
 def _fetch_checked(source: ModelSource, settings, *, token: str | None, state: TaskState) -> tuple[Path, dict]:
