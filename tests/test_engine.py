@@ -111,10 +111,42 @@ def test_beam_search_option_runs_through_generate(loaded, encoded):
 def test_progress_is_reported_per_finished_prompt(loaded, encoded):
     state = RecordingState()
     run(loaded, encoded, "last", 4, state=state)
-    assert [p.done for p in state.progress] == list(range(1, len(encoded) + 1))
+    finished = [p for p in state.progress if not p.running]
+    assert [p.done for p in finished][-len(encoded):] == list(range(1, len(encoded) + 1))
     assert all(p.total == len(encoded) for p in state.progress)
     assert state.progress[-1].tokens_per_second > 0
     assert sorted(r.row for r in state.results) == list(range(len(encoded)))
+
+
+@pytest.fixture
+def every_step_due(monkeypatch):
+    """A clock one second further at each look, and decoding that never delays a report: every step reports."""
+    from gpi_desktop.core.generation import meter
+
+    ticks = iter(range(10**9))
+    monkeypatch.setattr(meter, "now", lambda: float(next(ticks)))
+    monkeypatch.setattr(meter, "DECODE_SHARE", 1e9)
+
+
+@pytest.mark.parametrize("strategy", ["batched", "one-at-a-time"])
+def test_running_texts_grow_token_by_token_and_progress_moves_before_any_prompt_finishes(loaded, encoded,
+                                                                                         every_step_due, strategy):
+    state = RecordingState()
+    final = run(loaded, encoded, "last", len(encoded), state=state, one_at_a_time=strategy == "one-at-a-time")
+    before_first = [p for p in state.progress[: next(i for i, p in enumerate(state.progress) if p.done)]]
+    assert len(before_first) >= 3
+    done_tokens = [p.tokens_done for p in before_first]
+    assert done_tokens == sorted(done_tokens) and done_tokens[0] < done_tokens[-1]
+    assert all(p.seconds_left is not None and p.seconds_left > 0 and p.left_is_bound for p in before_first)
+    seen = 0
+    for report in state.progress:
+        for text in report.running:
+            assert final[text.row].text.startswith(text.text)  # greedy: what is shown is final
+            assert 0 < text.n_tokens <= final[text.row].n_tokens
+            seen += 1
+    assert seen >= len(encoded)
+    fractions = [p.fraction for p in state.progress]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
 
 
 class _CountForwards:

@@ -1,35 +1,133 @@
-"""The time-left estimate: from the work done so far, in tokens, over the whole job."""
+"""A generation job's progress in tokens: it moves with the work, and its time left is a bound (issue 25, point 1)."""
 
 from __future__ import annotations
 
 import pytest
 
-from gpi_desktop.core.vocabulary.progress import Progress, estimate_seconds_left
+from fakes import RecordingState
+from gpi_desktop.core.generation import meter as meter_module
+from gpi_desktop.core.generation.meter import Meter
+from gpi_desktop.core.vocabulary.progress import Progress
+from gpi_desktop.core.vocabulary.results import STOP_EOS, PromptResult
 
 
-def test_a_batch_whose_first_prompts_finish_is_not_read_as_slow():
-    # 200 prompts of 100 tokens, 32 at a time at 320 tokens/s: the job takes 62.5 s. At 10 s, 7 prompts
-    # of the first batch are done and the other 25 are as far along: 52.5 s are left.
-    left = estimate_seconds_left(elapsed=10.0, generated=3200, in_flight=2500, done_rows=7, done_tokens=700,
-                                 total_rows=200)
-    assert left == pytest.approx(52.5)
-    counting_prompts = Progress(7, 200, seconds_elapsed=10.0).seconds_left
-    assert counting_prompts > 5 * left  # what the window said before: about 1 min 41 s for a 29 s run
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
 
 
-def test_after_a_resume_the_earlier_sessions_prompts_are_work_already_done_not_speed():
-    # 100 of 200 done earlier; this session made 10 prompts of 50 tokens in 5 s (100 tokens/s).
-    left = estimate_seconds_left(elapsed=5.0, generated=500, in_flight=0, done_rows=110, done_tokens=5500,
-                                 total_rows=200)
-    assert left == pytest.approx(90 * 50 / 100)
+def _meter(clock, total=30, max_new=300, **kw):
+    state = RecordingState()
+    return state, Meter(state, total=total, done=kw.pop("done", 0), done_tokens=kw.pop("done_tokens", 0),
+                        max_new_tokens=max_new, decode=kw.pop("decode", lambda ids: " ".join(map(str, ids))),
+                        clock=clock, **kw)
 
 
-@pytest.mark.parametrize("done_rows", [0, 200])
-def test_there_is_no_estimate_before_a_prompt_finished_nor_after_the_last(done_rows):
-    assert estimate_seconds_left(elapsed=5.0, generated=100, in_flight=100, done_rows=done_rows,
-                                 done_tokens=50 * done_rows, total_rows=200) is None
+def _result(row, n):
+    import numpy as np
+
+    return PromptResult(row, "t", np.zeros(2, np.float32), n, STOP_EOS)
 
 
-def test_a_producers_own_estimate_wins_even_when_it_has_none():
-    assert Progress(5, 10, seconds_elapsed=5.0, estimate=None, estimated=True).seconds_left is None
-    assert Progress(5, 10, seconds_elapsed=5.0, estimate=3.0, estimated=True).seconds_left == 3.0
+def test_progress_moves_while_a_full_batch_writes_and_no_prompt_has_finished():
+    # The issue's run: 30 prompts, 300 new tokens, all in one batch; "1 of 30" came near the end.
+    clock = FakeClock()
+    state, meter = _meter(clock)
+    for step in range(1, 146):
+        clock.t += 0.5
+        meter.step(30)
+        meter.running(lambda: [(row, list(range(step))) for row in range(30)])
+    reports = state.progress
+    assert len(reports) >= 100 and all(p.done == 0 for p in reports)
+    fractions = [p.fraction for p in reports]
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(145 / 300, abs=0.01)
+    last = reports[-1]
+    assert last.tokens_done == 30 * 145 and last.tokens_most == 30 * 300
+    assert last.tokens_per_second == pytest.approx(60.0)
+    assert last.seconds_left == pytest.approx((9000 - 4350) / 60.0)  # never "about 0 s" while work is left
+    assert last.left_is_bound
+    assert [t.n_tokens for t in last.running] == [145] * 30 and last.running[0].text.startswith("0 1 2")
+
+
+def test_an_end_of_text_shrinks_the_bound_and_the_fraction_only_grows():
+    clock = FakeClock()
+    state, meter = _meter(clock, total=2, max_new=100)
+    clock.t = 1.0
+    meter.step(20)
+    meter.running(lambda: [(0, [1] * 10), (1, [2] * 10)])
+    before = state.progress[-1]
+    meter.finished(_result(0, 11))  # ended by the model at its 11th token
+    after = state.progress[-1]
+    assert (before.tokens_most, after.tokens_most) == (200, 111)
+    assert after.fraction > before.fraction and after.done == 1 and after.running == ()
+    assert state.results[-1].row == 0
+
+
+def test_the_running_texts_are_read_only_a_few_times_a_second_and_never_per_token():
+    clock = FakeClock()
+    asked = []
+    state, meter = _meter(clock)
+    for _ in range(1000):  # a thousand steps within one second of a fast model
+        clock.t += 0.001
+        meter.running(lambda: asked.append(1) or [(0, [1])])
+    assert len(asked) == len(state.progress) <= 1 / meter_module.REPORT_EVERY
+
+
+def test_slow_decoding_spaces_the_reports_so_it_takes_a_small_share_of_the_run():
+    clock = FakeClock()
+
+    def slow_decode(ids):
+        clock.t += 0.1  # 0.1 s to decode the running texts
+        return "x"
+
+    state, meter = _meter(clock, decode=slow_decode)
+    clock.t = 1.0
+    meter.running(lambda: [(0, [1])])
+    assert meter.next_report - clock.t == pytest.approx(0.1 / meter_module.DECODE_SHARE)
+
+
+def test_rows_an_earlier_session_finished_are_neither_shown_nor_counted_again():
+    clock = FakeClock()
+    state, meter = _meter(clock, total=4, max_new=10, done=1, done_tokens=7, earlier={3})
+    clock.t = 1.0
+    meter.running(lambda: [(3, [1, 2]), (0, [1, 2, 3])])
+    last = state.progress[-1]
+    assert [t.row for t in last.running] == [0]
+    assert (last.tokens_done, last.tokens_most) == (7 + 3, 7 + 3 * 10)
+
+
+def test_a_text_cut_inside_a_character_shows_without_the_replacement_character():
+    clock = FakeClock()
+    state, meter = _meter(clock, decode=lambda ids: "caf\ufffd")
+    clock.t = 1.0
+    meter.running(lambda: [(0, [1])])
+    assert state.progress[-1].running[0].text == "caf"
+
+
+def test_progress_counted_in_prompts_keeps_its_own_estimate_and_no_time_is_claimed_at_the_end():
+    assert Progress(5, 10, seconds_elapsed=5.0).seconds_left == 5.0
+    assert not Progress(5, 10, seconds_elapsed=5.0).left_is_bound
+    done = Progress(10, 10, tokens_per_second=5.0, tokens_done=50, tokens_most=50)
+    assert done.seconds_left is None and done.fraction == 1.0
+
+
+def test_the_command_line_says_the_tokens_and_the_time_left_as_a_bound_and_keeps_a_log_short(capsys):
+    from gpi_desktop.cli.state import CliState
+
+    clock = FakeClock()
+    state = CliState(clock=clock)  # stderr is captured: not a terminal, a log
+    running = Progress(0, 30, tokens_per_second=60.0, tokens_done=4350, tokens_most=9000)
+    state.set_progress(running)
+    for _ in range(100):  # four reports a second for 25 s: no line
+        clock.t += 0.25
+        state.set_progress(running)
+    clock.t += CliState.LOG_EVERY
+    state.set_progress(running)
+    state.set_progress(Progress(30, 30, tokens_per_second=60.0, seconds_elapsed=150.0, tokens_done=6000,
+                                tokens_most=6000))
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == ["  0 of 30 prompts, 4,350 of at most 9,000 tokens, 60.0 tokens per second, at most 1 min 18 s left"] * 2 + [
+        "  30 of 30 prompts, 60.0 tokens per second, took 2 min 30 s"]

@@ -98,7 +98,7 @@ def test_the_run_reports_a_token_based_estimate_while_it_runs(qtbot, make_window
     progress = []
     window.runner.progress.connect(progress.append)
     run_to_end(qtbot, window)
-    assert progress and all(p.estimated for p in progress)
+    assert progress and all(p.in_tokens for p in progress)
     assert progress[-1].seconds_left is None  # done: no time left is claimed
     assert any(p.seconds_left is not None for p in progress[:-1])
 

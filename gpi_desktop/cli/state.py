@@ -5,33 +5,39 @@ from __future__ import annotations
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from gpi_desktop.core.vocabulary.formatting import human_duration
+from gpi_desktop.core.vocabulary.formatting import progress_parts
 from gpi_desktop.core.vocabulary.progress import Progress
 
 
 class CliState:
-    """Prints progress to stderr; Ctrl-C asks the engine to stop after the current step."""
+    """Prints progress to stderr; Ctrl-C asks the engine to stop after the current step.
 
-    def __init__(self, quiet: bool = False) -> None:
+    The engine reports a few times a second; a terminal gets a line a second, a log file (a cluster task's)
+    one every LOG_EVERY seconds, and the last report always.
+    """
+
+    LOG_EVERY = 30.0
+
+    def __init__(self, quiet: bool = False, clock: Callable[[], float] = time.monotonic) -> None:
         self.quiet = quiet
         self.cancel = False
-        self._last = 0.0
+        self.clock = clock
+        self._last: float | None = None
 
     def set_status(self, message: str) -> None:
         if not self.quiet:
             print(message, file=sys.stderr, flush=True)
 
     def set_progress(self, progress: Progress) -> None:
-        now = time.monotonic()
-        if self.quiet or (now - self._last < 1.0 and progress.done < progress.total):
+        now = self.clock()
+        every = 1.0 if sys.stderr.isatty() else self.LOG_EVERY
+        if self.quiet or (self._last is not None and now - self._last < every and progress.done < progress.total):
             return
         self._last = now
-        left = progress.seconds_left
-        eta = f", about {human_duration(left)} left" if left is not None else ""
-        msg = progress.message or f"{progress.done}/{progress.total} prompts, {progress.tokens_per_second:.1f} tokens/s{eta}"
+        msg = progress.message or ", ".join(progress_parts(progress))
         print(f"  {msg}", file=sys.stderr, flush=True)
 
     def set_partial_result(self, result) -> None:

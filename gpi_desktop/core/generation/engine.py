@@ -47,7 +47,6 @@ cache kinds) run each wave as plain batches of `batch_size`.
 from __future__ import annotations
 
 import logging
-import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -60,8 +59,9 @@ from gpi_desktop.core.vocabulary.hf_lock import TRANSFORMERS_LOCK
 from gpi_desktop.core.model.models import LoadedModel
 from gpi_desktop.core.vocabulary.options import needs_one_at_a_time
 from gpi_desktop.core.generation.cpu_linear import onednn_linears
+from gpi_desktop.core.generation.meter import Meter
 from gpi_desktop.core.generation.pooling import OnlinePool, pool_steps
-from gpi_desktop.core.vocabulary.progress import Progress, TaskState, estimate_seconds_left
+from gpi_desktop.core.vocabulary.progress import TaskState
 from gpi_desktop.core.vocabulary.results import STOP_EOS, STOP_LENGTH, PromptResult
 
 log = logging.getLogger(__name__)
@@ -92,32 +92,6 @@ class EngineConfig:
     prefill: str = "auto"
     # The job's shared token prefix when `prompts` are only part of the job (a shard); None: of the prompts given.
     shared_prefix: tuple[int, ...] | None = None
-
-
-class _Meter:
-    """Progress over the whole run: prompts done (of total), generated tokens per second, time left."""
-
-    def __init__(self, state: TaskState, total: int, done: int, done_tokens: int = 0) -> None:
-        self.state, self.total, self.done = state, total, done
-        self.tokens = 0  # of the prompts finished in this session
-        self.generated = 0  # every token made in this session, those of unfinished prompts included
-        self.job_tokens = done_tokens  # of every finished prompt of the job
-        self.start = time.perf_counter()
-
-    def step(self, tokens: int) -> None:
-        self.generated += tokens
-
-    def finished(self, result: PromptResult) -> None:
-        self.done += 1
-        self.tokens += result.n_tokens
-        self.job_tokens += result.n_tokens
-        generated = max(self.generated, self.tokens)  # one-at-a-time runs count whole prompts only
-        elapsed = time.perf_counter() - self.start
-        left = estimate_seconds_left(elapsed=elapsed, generated=generated, in_flight=generated - self.tokens,
-                                     done_rows=self.done, done_tokens=self.job_tokens, total_rows=self.total)
-        self.state.set_partial_result(result)
-        self.state.set_progress(Progress(self.done, self.total, generated / elapsed if elapsed > 0 else 0.0, elapsed,
-                                         estimate=left, estimated=True))
 
 
 @dataclass
@@ -294,7 +268,9 @@ def run_engine(
     `finished_tokens`: the tokens of the finished rows (an earlier session's), for the time-left estimate.
     """
     finished = set(finished_rows)
-    meter = _Meter(state, len(prompts), sum(1 for p in prompts if p.row in finished), finished_tokens)
+    meter = Meter(state, total=len(prompts), done=sum(1 for p in prompts if p.row in finished),
+                  done_tokens=finished_tokens, max_new_tokens=config.max_new_tokens, earlier=finished,
+                  decode=lambda ids: loaded.tokenizer.decode(ids, skip_special_tokens=True))
 
     def deliver(result: PromptResult) -> None:
         on_result(result)
@@ -306,10 +282,10 @@ def run_engine(
             if prompt.row in finished:
                 continue
             _check(state)
-            deliver(_reference_one(loaded, prompt, config, options))
+            deliver(_reference_one(loaded, prompt, config, options, meter))
         return
 
-    job = _Job.open(loaded, config, options, state, finished, deliver, meter.step, prompts)
+    job = _Job.open(loaded, config, options, state, finished, deliver, meter, prompts)
     try:
         with torch.inference_mode(), onednn_linears(loaded.model):
             for wave in plan_waves(prompts, config.batch_size):
@@ -338,7 +314,7 @@ class _Job:
     prefix: SharedPrefix
     finished: set[int]  # rows an earlier session finished: rerun with their wave, not delivered again
     on_result: Callable[[PromptResult], None]
-    count: Callable[[int], None]  # n more tokens were generated (for the estimate)
+    meter: Meter  # counts the tokens generated, shows the running texts
     growing: bool  # the model's cache is plain full attention: rows can be refilled and placed
     prefill: str  # "alone" or "batched", resolved
     device: torch.device
@@ -348,7 +324,7 @@ class _Job:
     done: set[int] = field(default_factory=set)  # rows finished in this call
 
     @classmethod
-    def open(cls, loaded, config, options, state, finished, on_result, count, prompts) -> "_Job":
+    def open(cls, loaded, config, options, state, finished, on_result, meter, prompts) -> "_Job":
         model = loaded.model
         growing = _new_cache(model)[1]
         prefill = resolve_prefill(config, growing)
@@ -358,7 +334,7 @@ class _Job:
             prefix = shared_prefix(prompts) if config.shared_prefix is None else SharedPrefix(config.shared_prefix)
         device = _input_device(model)
         return cls(loaded, config, options, state, _LastStateHook(model.base_model), prefix, finished, on_result,
-                   count, growing, prefill, device, torch.tensor(loaded.info.eos_token_ids, device=device),
+                   meter, growing, prefill, device, torch.tensor(loaded.info.eos_token_ids, device=device),
                    _pad_id(loaded), _cache_argument(model))
 
     @property
@@ -695,7 +671,7 @@ def _advance(job: _Job, batch: _Batch, i: int, token: int, is_eos: bool, token_t
 def _take_tokens(job: _Job, batch: _Batch, tokens: torch.Tensor) -> None:
     """Every running row takes its next token (one transfer to the host per step)."""
     host = torch.stack([tokens, torch.isin(tokens, job.eos).long()]).tolist()
-    job.count(batch.running())
+    job.meter.step(batch.running())
     for i, (token, is_eos) in enumerate(zip(*host)):
         if batch.slots[i] is not None:
             _advance(job, batch, i, token, bool(is_eos), tokens[i : i + 1])
@@ -714,7 +690,7 @@ def _refill(job: _Job, batch: _Batch, tokens: torch.Tensor, waiting: deque) -> N
             token = _choose(job, [batch.slots[i]], logits)
             tokens[i] = token[0]
             host_token, is_eos = int(token[0]), bool(torch.isin(token, job.eos)[0])
-            job.count(1)
+            job.meter.step(1)
             if _advance(job, batch, i, host_token, is_eos, tokens[i : i + 1]):
                 continue  # done at its first token: the slot takes the next prompt
             n = len(prompt.ids)
@@ -767,6 +743,7 @@ def _decode(job: _Job, first: list[EncodedPrompt], waiting: deque) -> None:
         _refill(job, batch, tokens, waiting)
         if not batch.running():
             return
+        job.meter.running(lambda: [(r.prompt.row, r.generated) for r in batch.slots if r is not None])
         _check(job.state)
         dead = len(batch.slots) - batch.running()
         if _compact_now(dead, len(batch.slots)):
@@ -775,12 +752,16 @@ def _decode(job: _Job, first: list[EncodedPrompt], waiting: deque) -> None:
         logits = _step(job, batch, tokens, step)
 
 
-def _reference_one(loaded: LoadedModel, prompt: EncodedPrompt, config: EngineConfig, options: dict) -> PromptResult:
+def _reference_one(loaded: LoadedModel, prompt: EncodedPrompt, config: EngineConfig, options: dict,
+                   meter: Meter) -> PromptResult:
     """gpi_pack's own procedure: transformers' generate() with every hidden state kept, one prompt at a time."""
     model, tok = loaded.model, loaded.tokenizer
     device = _input_device(model)
     input_ids = torch.tensor([prompt.ids], dtype=torch.long, device=device)
     kwargs = dict(options)
+    streamed = int(options.get("num_beams", 1)) == 1  # generate() streams no beam search
+    if streamed:
+        kwargs["streamer"] = meter.streamer(prompt.row)
     kwargs.update(max_new_tokens=config.max_new_tokens, output_hidden_states=True, return_dict_in_generate=True,
                   do_sample=False, pad_token_id=tok.eos_token_id if tok.eos_token_id is not None else _pad_id(loaded),
                   temperature=None, top_p=None, top_k=None)
@@ -794,6 +775,8 @@ def _reference_one(loaded: LoadedModel, prompt: EncodedPrompt, config: EngineCon
             beam = int(beams[0, s])
         steps.append(layers[-1][beam, -1, :])
     new = out.sequences[0, input_ids.shape[1] :].tolist()
+    if not streamed:
+        meter.step(len(new))
     # generate() pads a finished sequence only in batches; alone, it ends at the end-of-sequence token.
     vector, from_step0 = pool_steps(steps[: len(new)], config.pooling)
     return PromptResult(

@@ -1,6 +1,9 @@
-"""Sizes and durations as people read them: one wording for core's messages, the window and the command line."""
+"""Sizes, durations and a job's progress as people read them: one wording for core's messages, the window and the
+command line."""
 
 from __future__ import annotations
+
+from gpi_desktop.core.vocabulary.progress import Progress
 
 
 def human_bytes(n: float | None) -> str:
@@ -26,3 +29,22 @@ def human_duration(seconds: float | None) -> str:
         return f"{minutes} min {s:02d} s"
     hours, m = divmod(minutes, 60)
     return f"{hours} h {m:02d} min"
+
+
+def progress_parts(p: Progress) -> list[str]:
+    """A generation job's progress in words, for both front ends to join their own way.
+
+    ['12 of 30 prompts', '3,400 of at most 9,000 tokens', '35.2 tokens per second', 'at most 2 min 13 s left']:
+    counted in tokens, the time left is the most the job can take at this speed (texts end early, never late).
+    """
+    parts = [f"{p.done:,} of {p.total:,} prompts"]
+    if p.in_tokens and p.done < p.total:
+        parts.append(f"{p.tokens_done:,} of at most {p.tokens_most:,} tokens")
+    if p.tokens_per_second > 0:
+        parts.append(f"{p.tokens_per_second:,.1f} tokens per second")
+    left = p.seconds_left
+    if left is not None:
+        parts.append(f"at most {human_duration(left)} left" if p.left_is_bound else f"about {human_duration(left)} left")
+    elif p.done and p.done >= p.total:
+        parts.append(f"took {human_duration(p.seconds_elapsed)}")
+    return parts

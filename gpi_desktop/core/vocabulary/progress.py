@@ -23,43 +23,54 @@ class ProgressKind(Enum):
 
 
 @dataclass(frozen=True)
+class TextSoFar:
+    """A prompt still being generated: its data row, its text and tokens so far (greedy decoding: final so far)."""
+
+    row: int
+    text: str
+    n_tokens: int
+
+
+@dataclass(frozen=True)
 class Progress:
     done: int
     total: int
     tokens_per_second: float = 0.0
     seconds_elapsed: float = 0.0
     message: str = ""
-    # The producer's own estimate (the engine's, from tokens); with estimated=False it is worked out from done.
-    estimate: float | None = None
-    estimated: bool = False
     kind: ProgressKind = ProgressKind.PROMPTS
+    # A generation job counted in tokens: those made so far (of prompts still running too), and the most the job
+    # can make in all (each unfinished prompt at its token limit). An end of text shrinks the latter, so the
+    # fraction and the time left from them are bounds: the job ends at that time at the latest, at this speed.
+    tokens_done: int = 0
+    tokens_most: int = 0
+    running: tuple[TextSoFar, ...] = ()  # the prompts in progress, in a report that carries them
+
+    @property
+    def in_tokens(self) -> bool:
+        return self.tokens_most > 0
 
     @property
     def fraction(self) -> float:
+        if self.in_tokens:
+            return min(1.0, self.tokens_done / self.tokens_most)
         return self.done / self.total if self.total else 1.0
 
     @property
+    def left_is_bound(self) -> bool:
+        """True when `seconds_left` is the most the job can take (texts that end early make it shorter)."""
+        return self.in_tokens
+
+    @property
     def seconds_left(self) -> float | None:
-        if self.estimated:
-            return self.estimate
-        if not self.done or self.done >= self.total or self.seconds_elapsed <= 0:
+        if self.done >= self.total:
+            return None
+        if self.in_tokens:
+            left = self.tokens_most - self.tokens_done
+            return left / self.tokens_per_second if left > 0 and self.tokens_per_second > 0 else None
+        if not self.done or self.seconds_elapsed <= 0:
             return None
         return self.seconds_elapsed / self.done * (self.total - self.done)
-
-
-def estimate_seconds_left(*, elapsed: float, generated: int, in_flight: int, done_rows: int, done_tokens: int,
-                          total_rows: int) -> float | None:
-    """Time left of a generation job, from the work done so far, counted in tokens.
-
-    `generated`: tokens made in `elapsed` seconds of this session, those of prompts still being generated
-    (`in_flight`) included, so a batch whose first prompts finish early is not read as slow; `done_rows`,
-    `done_tokens`: the job's finished prompts and their tokens, earlier sessions included. Tokens per prompt
-    are known only once a prompt finished: None until then, and when the job is done.
-    """
-    if done_rows <= 0 or done_rows >= total_rows or generated <= 0 or elapsed <= 0:
-        return None
-    tokens_left = max(done_tokens / done_rows * (total_rows - done_rows) - in_flight, 0.0)
-    return tokens_left / (generated / elapsed)
 
 
 class TaskState(Protocol):

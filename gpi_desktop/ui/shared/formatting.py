@@ -5,23 +5,15 @@ from __future__ import annotations
 import html
 import re
 
-from gpi_desktop.core.vocabulary.formatting import human_duration
+from gpi_desktop.core.vocabulary.formatting import human_duration, progress_parts
 from gpi_desktop.core.vocabulary.progress import Progress
 
 _URL = re.compile(r"https?://[^\s,;()<>\"']+")
 
 
 def progress_line(p: Progress) -> str:
-    """'12 of 100 prompts · 35.2 tokens per second · about 4 min 10 s left'."""
-    parts = [f"{p.done:,} of {p.total:,} prompts"]
-    if p.tokens_per_second > 0:
-        parts.append(f"{p.tokens_per_second:,.1f} tokens per second")
-    left = p.seconds_left
-    if left is not None:
-        parts.append(f"about {human_duration(left)} left")
-    elif p.done and p.done >= p.total:
-        parts.append(f"took {human_duration(p.seconds_elapsed)}")
-    return " \u00b7 ".join(parts)
+    """'12 of 100 prompts · 3,400 of at most 9,000 tokens · 35.2 tokens per second · at most 4 min 10 s left'."""
+    return " \u00b7 ".join(progress_parts(p))
 
 
 def job_figures_line(rows: int, tokens: int, seconds: float) -> str:
