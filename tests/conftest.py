@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import keyring
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from fakes import MemoryKeyring  # noqa: E402
+from hubserver import TOKEN, FakeHub, point_client_at  # noqa: E402
 
 from gpi_desktop.core.model.tinymodel import TinySpec, build_tiny_model  # noqa: E402
 
@@ -131,3 +135,63 @@ def clock(monkeypatch):
     monkeypatch.setattr(template_date, "_outer_clock", template_date._outer_clock)  # put back what it wraps
     monkeypatch.setattr(chat_template_utils, "datetime", FakeDatetime)
     return fake
+
+
+@pytest.fixture
+def fake_hub(monkeypatch, tmp_path):
+    """A running fake Hub, with huggingface_hub pointed at it and at an empty cache (online)."""
+    from huggingface_hub import constants
+
+    with FakeHub() as server:
+        point_client_at(monkeypatch, server.url, tmp_path / "hf-home")
+        # Small network chunks so that a tiny model's weights arrive in many pieces.
+        monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 16 * 1024)
+        server.valid_tokens.add(TOKEN)
+        yield server
+
+
+@pytest.fixture
+def memory_keyring(monkeypatch):
+    """The in-memory keyring as the OS keyring; no token in the environment or a hub login."""
+    from gpi_desktop.core.hub import secrets
+
+    previous = keyring.get_keyring()
+    backend = MemoryKeyring()
+    keyring.set_keyring(backend)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.setattr(secrets, "_from_hf_login", lambda: None)
+    secrets.forget_session_token()
+    yield backend
+    secrets.forget_session_token()
+    keyring.set_keyring(previous)
+
+
+@pytest.fixture
+def make_window(qtbot, tmp_path, memory_keyring):
+    """Build real main windows with their own settings file, data folder and scripted answers."""
+    from PySide6.QtCore import QSettings
+
+    from gpi_desktop.ui.main_window import MainWindow
+    from gpi_desktop.ui.shared.prompter import ScriptedPrompter
+
+    windows = []
+
+    def make(answers: dict[str, str] | None = None, settings_file: str = "prefs.ini", data_dir: str = "data",
+             **kwargs):
+        settings = QSettings(str(tmp_path / settings_file), QSettings.Format.IniFormat)
+        window = MainWindow(settings, data_dir=tmp_path / data_dir, prompter=ScriptedPrompter(dict(answers or {})),
+                            **kwargs)
+        window.show()
+        windows.append(window)
+        return window
+
+    yield make
+    for window in windows:
+        # Never leave a worker running into the next test.
+        window.runner.cancel()
+        qtbot.waitUntil(lambda w=window: not w.runner.is_busy(), timeout=60_000)
+        qtbot.waitUntil(lambda w=window: w.calls.pending == 0, timeout=60_000)
+        window.close()
+        window.runner.shutdown()
+        window.deleteLater()

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from keyring.backend import KeyringBackend
+from keyring.errors import PasswordDeleteError
+
 from gpi_desktop.core.vocabulary.progress import Progress
 
 
@@ -31,3 +34,24 @@ class RecordingState:
 
     def is_interruption_requested(self) -> bool:
         return self.cancel_requested
+
+
+class MemoryKeyring(KeyringBackend):
+    """A keyring that lives in a dict, for tests."""
+
+    priority = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.store: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service, username):
+        return self.store.get((service, username))
+
+    def set_password(self, service, username, password):
+        self.store[(service, username)] = password
+
+    def delete_password(self, service, username):
+        if (service, username) not in self.store:
+            raise PasswordDeleteError("not found")
+        del self.store[(service, username)]

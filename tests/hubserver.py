@@ -71,6 +71,11 @@ def repo_from_folder(model_id: str, folder: Path, **kwargs) -> Repo:
     return Repo(model_id, files, **kwargs)
 
 
+# The model id and the valid token that the tests' fake Hub serves (tests/conftest.py's fake_hub).
+MODEL = "tiny-org/tiny-llama"
+TOKEN = "hf_" + "A1b2C3d4" * 4 + "xy"
+
+
 class FakeHub:
     """Start with `with FakeHub() as hub:`; `hub.url` is the HF_ENDPOINT to use."""
 

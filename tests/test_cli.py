@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,24 +15,7 @@ import pytest
 import torch
 
 from conftest import PROMPTS
-from gpi_desktop.cli import main
-
-MAX_NEW = "16"
-
-
-def run_cli(*args: str) -> int:
-    return main(["run", *args])
-
-
-def base_args(model: Path, prompts: Path, out: Path, *extra: str) -> list[str]:
-    return ["--model", str(model), "--prompts", str(prompts), "--out", str(out), "--max-new-tokens", MAX_NEW,
-            "--device", "cpu", "--quiet", *extra]
-
-
-def folder_digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
+from cli_helpers import MAX_NEW, base_args, folder_digest, run_cli, wait_for_journal_rows
 
 def load_hiddens(directory: Path, ids, prefix="hidden_"):
     """What gpi_pack.TarNet.load_hiddens does: one torch.load per data row, stacked."""
@@ -66,18 +47,6 @@ def _spawn(args: list[str]) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def _wait_for_journal_rows(out: Path, proc: subprocess.Popen, at_least: int, timeout: float = 120) -> None:
-    records = out / ".gpi-run" / "records.jsonl"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if records.exists() and records.read_bytes().count(b"\n") >= at_least:
-            return
-        if proc.poll() is not None:
-            pytest.fail(f"run ended before it could be interrupted: {proc.stderr.read().decode()}")
-        time.sleep(0.02)
-    pytest.fail("the run journaled nothing in time")
-
-
 def test_killed_run_resumes_to_identical_files(tiny_llama, tmp_path):
     many = tmp_path / "many.csv"
     pd.DataFrame({"text": [f"{p} ({i})" for i in range(8) for p in PROMPTS]}).to_csv(many, index=False)
@@ -86,7 +55,7 @@ def test_killed_run_resumes_to_identical_files(tiny_llama, tmp_path):
 
     out = tmp_path / "killed"
     proc = _spawn(base_args(tiny_llama, many, out, "--batch-size", "2"))
-    _wait_for_journal_rows(out, proc, 3)
+    wait_for_journal_rows(out, proc, 3)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done_before = (out / ".gpi-run" / "records.jsonl").read_bytes().count(b"\n")
@@ -105,7 +74,7 @@ def test_a_journal_that_cannot_be_resumed_says_start_over_with_the_flag_and_not_
 
     out = tmp_path / "out"
     proc = _spawn(base_args(tiny_llama, prompts_csv, out, "--batch-size", "1", "--max-new-tokens", "40"))
-    _wait_for_journal_rows(out, proc, 1)
+    wait_for_journal_rows(out, proc, 1)
     proc.kill()
     proc.wait()
     header_path = out / ".gpi-run" / "journal.json"
@@ -125,7 +94,7 @@ def test_a_journal_that_cannot_be_resumed_says_start_over_with_the_flag_and_not_
 def test_resume_refuses_a_folder_of_another_job(tiny_llama, prompts_csv, tmp_path, capsys):
     out = tmp_path / "out"
     proc = _spawn(base_args(tiny_llama, prompts_csv, out, "--batch-size", "1"))
-    _wait_for_journal_rows(out, proc, 1)
+    wait_for_journal_rows(out, proc, 1)
     proc.kill()
     proc.wait()
     assert run_cli(*base_args(tiny_llama, prompts_csv, out, "--resume", "--pooling", "max")) == 2
@@ -135,7 +104,7 @@ def test_resume_refuses_a_folder_of_another_job(tiny_llama, prompts_csv, tmp_pat
 def test_interrupt_exits_130_and_keeps_finished_prompts(tiny_llama, prompts_csv, tmp_path):
     out = tmp_path / "out"
     proc = _spawn(base_args(tiny_llama, prompts_csv, out, "--batch-size", "1", "--max-new-tokens", "40"))
-    _wait_for_journal_rows(out, proc, 1)
+    wait_for_journal_rows(out, proc, 1)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err.decode()

@@ -21,7 +21,7 @@ from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings
 from gpi_desktop.core.cluster.shards import load_job_file
 from gpi_desktop.core.model.tinymodel import TinySpec, build_tiny_model
 from hubserver import FakeHub, repo_from_folder
-from test_hub import MODEL, TOKEN, fake_hub  # noqa: F401  (fake_hub is a fixture used by name)
+from hubserver import MODEL, TOKEN
 
 REPO = Path(__file__).resolve().parents[1]
 GATED = "tiny-org/gated-llama"

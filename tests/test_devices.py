@@ -19,7 +19,7 @@ from gpi_desktop.core.generation.engine import EngineConfig, auto_batch_size, ru
 from gpi_desktop.core.vocabulary.errors import DeviceError, SettingsError
 from gpi_desktop.core.model.memory import estimate_memory, fit_verdict
 from fakes import RecordingState
-from test_memory import LLAMA_31_8B
+from model_shapes import LLAMA_31_8B
 
 GiB = 1 << 30
 # What PyTorch's MPS allocator raises when the GPU's share of the memory is used up.

@@ -11,24 +11,7 @@ from gpi_desktop.core.hub import cache, download, model_files, plain_errors
 from gpi_desktop.core.vocabulary.errors import AccessError, Cancelled, DiskFullError, ModelError
 from gpi_desktop.core.vocabulary.progress import ProgressKind
 from fakes import RecordingState
-from hubserver import FakeHub, Repo, point_client_at, repo_from_folder
-
-MODEL = "tiny-org/tiny-llama"
-TOKEN = "hf_" + "A1b2C3d4" * 4 + "xy"
-
-
-@pytest.fixture
-def fake_hub(monkeypatch, tmp_path):
-    """A running fake Hub, with huggingface_hub pointed at it and at an empty cache (online)."""
-    from huggingface_hub import constants
-
-    with FakeHub() as server:
-        point_client_at(monkeypatch, server.url, tmp_path / "hf-home")
-        # Small network chunks so that a tiny model's weights arrive in many pieces.
-        monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 16 * 1024)
-        server.valid_tokens.add(TOKEN)
-        yield server
-
+from hubserver import MODEL, TOKEN, Repo, repo_from_folder
 
 @pytest.fixture
 def tiny_repo(fake_hub, tiny_llama) -> Repo:

@@ -18,7 +18,7 @@ from gpi_desktop.core.files import runstore
 from gpi_desktop.core.vocabulary.errors import ResumeError
 from gpi_desktop.core.vocabulary.progress import NullState
 from gpi_desktop.core.files.runstore import HEADER_NAME, RECORDS_NAME, RunJournal
-from test_runstore import KEY, H, journal_with
+from journals import KEY, H, journal_with
 
 # -- the journal (items 2, 4, 5) ---------------------------------------------------------------------
 
@@ -155,7 +155,7 @@ import textwrap  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from conftest import PROMPTS  # noqa: E402
-from test_cli import base_args, folder_digest, run_cli  # noqa: E402
+from cli_helpers import base_args, folder_digest, run_cli, wait_for_journal_rows  # noqa: E402
 
 N_ROWS = 40
 REPO = Path(__file__).resolve().parents[1]
@@ -261,11 +261,9 @@ def _spawn_run(args: list[str]) -> subprocess.Popen:
 @pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
 def test_sigterm_during_generation_is_a_stop_with_exit_130_and_the_ctrl_c_message(tiny_llama, prompts_csv, tmp_path,
                                                                                      signame):
-    from test_cli import _wait_for_journal_rows
-
     out = tmp_path / "out"
     proc = _spawn_run(base_args(tiny_llama, prompts_csv, out, "--batch-size", "1", "--max-new-tokens", "40"))
-    _wait_for_journal_rows(out, proc, 1)
+    wait_for_journal_rows(out, proc, 1)
     proc.send_signal(getattr(signal, signame))
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err

@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from model_shapes import LLAMA_31_8B
+
 from gpi_desktop.core.model import memory
 from gpi_desktop.core.vocabulary.errors import SettingsError
 from gpi_desktop.core.model.memory import DeviceMemory, estimate_memory, fit_verdict
@@ -14,13 +16,6 @@ GB = 10**9
 GiB = 1024**3
 
 # meta-llama/Llama-3.1-8B config.json (the numbers that matter here).
-LLAMA_31_8B = {
-    "model_type": "llama", "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
-    "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 128256, "tie_word_embeddings": False,
-    "head_dim": 128, "attention_bias": False, "mlp_bias": False,
-}
-
-
 def _tensors(folder):
     from safetensors import safe_open
 

@@ -12,7 +12,7 @@ from gpi_desktop.core.vocabulary.errors import AccessError, ModelError, Settings
 from gpi_desktop.core.model.models import describe_target, folder_fingerprint, load_model, pick_dtype, resolve_source
 from gpi_desktop.core.vocabulary.settings import RunSettings
 from hubserver import repo_from_folder
-from test_hub import MODEL, TOKEN, fake_hub  # noqa: F401  (fake_hub is a fixture used by name)
+from hubserver import MODEL, TOKEN
 
 
 def test_folder_and_hub_id_give_the_same_results(fake_hub, tiny_llama, prompts_csv, tmp_path, monkeypatch):

@@ -17,31 +17,11 @@ import pytest
 
 from gpi_desktop.core.files import runstore
 from gpi_desktop.core.vocabulary.errors import DiskFullError, ResumeError
-from gpi_desktop.core.vocabulary.results import STOP_EOS, STOP_LENGTH, PromptResult
+from gpi_desktop.core.vocabulary.results import PromptResult
+from journals import KEY, H, journal_with, result
 from gpi_desktop.core.files.runstore import RECORDS_NAME, VECTORS_NAME, RunJournal, key_changes
 
-H = 16
-KEY = {
-    "input_sha256": "ab" * 32,
-    "n_rows": 50,
-    "column": "text",
-    "model": "tiny/llama",
-    "settings": {"pooling": "mean", "max_new_tokens": 40, "task": "create"},
-}
 REPO = Path(__file__).resolve().parents[1]
-
-
-def result(row: int, width: int = H) -> PromptResult:
-    rng = np.random.default_rng(row)
-    return PromptResult(
-        row=row,
-        text=f"généré {row}\nwith a newline and “quotes” " * (row % 3),
-        vector=rng.standard_normal(width).astype(np.float32),
-        n_tokens=row % 7 + 1,
-        stop_reason=STOP_LENGTH if row % 2 else STOP_EOS,
-        pooled_from_step0=row % 5 == 0,
-        prompt_tokens=10 + row,
-    )
 
 
 def assert_same(a: PromptResult, b: PromptResult) -> None:
@@ -50,12 +30,6 @@ def assert_same(a: PromptResult, b: PromptResult) -> None:
     )  # fmt: skip
     assert a.vector.dtype == np.float32 and a.vector.shape == b.vector.shape
     np.testing.assert_array_equal(a.vector, b.vector)
-
-
-def journal_with(folder: Path, rows) -> None:
-    with RunJournal.create(folder, KEY, hidden_size=H) as journal:
-        for row in rows:
-            journal.append(result(row))
 
 
 def test_results_read_back_exactly_after_reopening(tmp_path):
@@ -273,7 +247,7 @@ WRITER = textwrap.dedent(
     import sys
     sys.path.insert(0, sys.argv[2])
     sys.path.insert(0, sys.argv[3])
-    from test_runstore import KEY, H, result
+    from journals import KEY, H, result
     from gpi_desktop.core.files.runstore import RunJournal
 
     journal = RunJournal.create(sys.argv[1], KEY, hidden_size=H)

@@ -7,43 +7,18 @@ import io
 import logging
 import os
 import stat
-from pathlib import Path
 
 import keyring
 import pytest
-from keyring.backend import KeyringBackend
 from keyring.backends import fail
 
 from gpi_desktop.cli import token as cli_token
 from gpi_desktop.core.hub import secrets
 from gpi_desktop.core.vocabulary.errors import AccessError, KeyringUnavailableError
-from test_hub import fake_hub  # noqa: F401  (a fixture used by name)
+from fakes import MemoryKeyring
 
 TOKEN = "hf_" + "Qw3rTy" * 5 + "abcd"
 OTHER = "hf_" + "Zx9" * 10 + "mnop"
-
-
-class MemoryKeyring(KeyringBackend):
-    """A keyring that lives in a dict, for tests."""
-
-    priority = 1
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.store: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service, username):
-        return self.store.get((service, username))
-
-    def set_password(self, service, username, password):
-        self.store[(service, username)] = password
-
-    def delete_password(self, service, username):
-        from keyring.errors import PasswordDeleteError
-
-        if (service, username) not in self.store:
-            raise PasswordDeleteError("not found")
-        del self.store[(service, username)]
 
 
 class LockedKeyring(MemoryKeyring):

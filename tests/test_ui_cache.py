@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from hubserver import FakeHub, point_client_at, repo_from_folder
-from ui_fixtures import make_window, memory_keyring, wait_idle  # noqa: F401 - fixtures
+from window_helpers import wait_idle
 
 from gpi_desktop.core.hub import cache, download
 from gpi_desktop.core.vocabulary.formatting import human_bytes

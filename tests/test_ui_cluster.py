@@ -15,7 +15,6 @@ from gpi_desktop.core.job.job import JobSpec
 from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings
 from gpi_desktop.core.cluster.shards import load_job_file
 from gpi_desktop.ui.cluster.dialogs import MergeShardsDialog, PrepareClusterDialog
-from ui_fixtures import make_window, memory_keyring  # noqa: F401 - pytest fixtures
 
 
 @pytest.fixture

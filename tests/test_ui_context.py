@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from ui_fixtures import make_window, memory_keyring, wait_idle  # noqa: F401 - fixtures
+from window_helpers import wait_idle
 
 from gpi_desktop.core.model.tinymodel import TinySpec, build_tiny_model
 from gpi_desktop.ui.shared.table_models import TOO_LONG_BRUSH

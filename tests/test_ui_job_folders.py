@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from conftest import PROMPTS
-from test_ui_run import _stop_after_first_result, prepare, run_to_end
-from ui_fixtures import make_window, memory_keyring  # noqa: F401 - pytest fixtures
+from window_helpers import prepare, run_to_end, stop_after_first_result
 
 from gpi_desktop.core.files.legacy_runs import adopt_job_folders, job_folder
 from gpi_desktop.ui.shared.resources import APPLICATION, app_data_dir, legacy_data_dirs
@@ -20,7 +19,7 @@ def test_an_unfinished_job_of_the_older_folder_is_moved_and_offered_to_continue(
                                                                                   prompts_csv, tmp_path):
     old = make_window(data_dir="old")  # what an older version used as its data folder
     prepare(qtbot, old, tiny_llama, prompts_csv, batch=1, max_new=20)
-    _stop_after_first_result(qtbot, old)
+    stop_after_first_result(qtbot, old)
     kept = old.run_page.results.finished_count()
     old.close()
     (job,) = list((tmp_path / "old" / "runs").iterdir())

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from ui_fixtures import make_window, memory_keyring, wait_idle  # noqa: F401 - fixtures
+from window_helpers import wait_idle
 
 from gpi_desktop.ui.steps.model_step import MemoryInputs, ModelPanel
 from gpi_desktop.ui.shared.resources import demo_model_path

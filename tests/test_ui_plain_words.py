@@ -7,7 +7,7 @@ from pathlib import Path
 from PySide6.QtCore import QSettings
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QLineEdit
-from ui_fixtures import make_window, memory_keyring, wait_idle  # noqa: F401 - fixtures
+from window_helpers import wait_idle
 
 from gpi_desktop.ui.shared import prefs
 from gpi_desktop.ui.steps.export_folder_dialog import ExportFolderDialog

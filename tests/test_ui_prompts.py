@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
 from PySide6.QtGui import QDropEvent
-from ui_fixtures import make_window, memory_keyring, wait_idle  # noqa: F401 - fixtures
+from window_helpers import wait_idle
 
 from gpi_desktop.ui.steps.prompts_step import CHOOSE_COLUMN, PromptsPanel
 from gpi_desktop.ui.shared.resources import sample_prompts_path

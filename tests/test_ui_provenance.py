@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 
-from test_ui_run import prepare, run_to_end
-from ui_fixtures import make_window, memory_keyring  # noqa: F401 - fixtures
+from window_helpers import prepare, run_to_end
 
 from gpi_desktop.core.vocabulary.settings import RunSettings
 

@@ -7,8 +7,7 @@ import json
 import pandas as pd
 import pytest
 from conftest import PROMPTS
-from test_ui_run import MAX_NEW, prepare, run_to_end
-from ui_fixtures import make_window, memory_keyring, wait_idle  # noqa: F401 - fixtures
+from window_helpers import MAX_NEW, prepare, run_to_end, wait_idle
 
 from gpi_desktop.ui.main_window import STEP_EXPORT, STEP_RUN
 

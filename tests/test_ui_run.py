@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import PROMPTS
 from PySide6.QtCore import Qt
-from ui_fixtures import make_window, memory_keyring, wait_idle  # noqa: F401 - fixtures
+from window_helpers import MAX_NEW, prepare, run_to_end, stop_after_first_result, wait_idle
 
 from gpi_desktop.core.vocabulary.results import STOP_LENGTH
 from gpi_desktop.ui.shared.table_models import (
@@ -24,29 +23,6 @@ from gpi_desktop.ui.shared.table_models import (
     LIMIT_ROW_BRUSH,
     _one_line,
 )
-
-MAX_NEW = 12
-
-
-def prepare(qtbot, window, model: Path, csv: Path, *, task: str = "create", batch: int = 0, max_new: int = MAX_NEW):
-    window.model_panel.set_model(str(model))
-    window.prompts_panel.load_file(csv)
-    sp = window.settings_panel
-    sp.max_tokens.setValue(max_new)
-    sp.batch_spin.setValue(batch)
-    sp.device_box.setCurrentIndex(sp.device_box.findData("cpu"))
-    sp.task_box.setCurrentIndex(sp.task_box.findData(task))
-    wait_idle(qtbot, window)
-    assert window.prompts_panel.table is not None
-    assert window.run_blocker() is None
-
-
-def run_to_end(qtbot, window):
-    with qtbot.waitSignal(window.run_finished, timeout=120_000) as blocker:
-        window.run_page.run_button.click()
-    qtbot.waitUntil(lambda: not window.runner.is_busy(), timeout=10_000)
-    return blocker.args[0]
-
 
 def test_a_run_reaches_the_end_with_progress_and_fills_the_preview(qtbot, make_window, tiny_llama, prompts_csv):
     window = make_window()
@@ -107,22 +83,11 @@ def test_the_repeat_task_shows_how_closely_each_text_matches_its_input(qtbot, ma
     assert "match with the input" in window.run_page.detail_label.text()
 
 
-def _stop_after_first_result(qtbot, window):
-    def stop(_result):
-        window.runner.partial_result.disconnect(stop)
-        window.cancel_run()
-
-    window.runner.partial_result.connect(stop)
-    with qtbot.waitSignal(window.runner.cancelled, timeout=120_000):
-        window.run_page.run_button.click()
-    qtbot.waitUntil(lambda: not window.runner.is_busy(), timeout=10_000)
-
-
 def test_a_journal_that_cannot_be_continued_says_start_again_in_the_windows_words_and_run_then_offers_it(
         qtbot, make_window, tiny_llama, prompts_csv):
     window = make_window({"Continue the earlier run?": "Start again from the beginning"})
     prepare(qtbot, window, tiny_llama, prompts_csv, batch=1, max_new=20)
-    _stop_after_first_result(qtbot, window)
+    stop_after_first_result(qtbot, window)
     header_path = window._run_work_dir / "journal.json"
     header = json.loads(header_path.read_text(encoding="utf-8"))
     del header["plan"]["batch_size"]  # a journal whose plan is lost cannot give the files an unbroken run gives
@@ -144,7 +109,7 @@ def test_a_journal_that_cannot_be_continued_says_start_again_in_the_windows_word
 def test_stop_keeps_finished_texts_and_run_continues_without_redoing_them(qtbot, make_window, tiny_llama, prompts_csv):
     window = make_window()
     prepare(qtbot, window, tiny_llama, prompts_csv, batch=1, max_new=20)
-    _stop_after_first_result(qtbot, window)
+    stop_after_first_result(qtbot, window)
     kept = window.run_page.results.finished_count()
     assert 1 <= kept < len(PROMPTS)
     assert window.run_page.status_label.text().startswith(f"Stopped. {kept} finished texts are kept")
@@ -162,7 +127,7 @@ def test_stop_keeps_finished_texts_and_run_continues_without_redoing_them(qtbot,
 def test_a_new_window_offers_to_continue_an_unfinished_run(qtbot, make_window, tiny_llama, prompts_csv):
     first = make_window()
     prepare(qtbot, first, tiny_llama, prompts_csv, batch=1, max_new=20)
-    _stop_after_first_result(qtbot, first)
+    stop_after_first_result(qtbot, first)
     kept = first.run_page.results.finished_count()
     first.close()
 
@@ -182,7 +147,7 @@ def test_a_new_window_offers_to_continue_an_unfinished_run(qtbot, make_window, t
 def test_start_again_from_the_beginning_redoes_every_prompt(qtbot, make_window, tiny_llama, prompts_csv):
     first = make_window()
     prepare(qtbot, first, tiny_llama, prompts_csv, batch=1, max_new=20)
-    _stop_after_first_result(qtbot, first)
+    stop_after_first_result(qtbot, first)
     first.close()
     second = make_window({"Continue the earlier run?": "Start again from the beginning"})
     prepare(qtbot, second, tiny_llama, prompts_csv, batch=1, max_new=20)

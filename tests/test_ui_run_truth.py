@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ui_fixtures import make_window, memory_keyring, wait_idle  # noqa: F401 - fixtures
+from window_helpers import prepare, run_to_end, stop_after_first_result, wait_idle
 
 from gpi_desktop.ui.main_window import STEP_MODEL
 
@@ -31,13 +31,12 @@ def test_a_hub_models_width_is_not_known_yet_while_it_loads_and_gets_no_check_ma
 def test_after_stop_the_table_lists_every_row_of_the_job_with_the_unfinished_ones_waiting(
         qtbot, make_window, tiny_llama, prompts_csv):
     from conftest import PROMPTS
-    from test_ui_run import _stop_after_first_result, prepare
 
     from gpi_desktop.ui.shared.table_models import COL_PROMPT, COL_ROW, COL_TEXT, WAITING
 
     first = make_window()
     prepare(qtbot, first, tiny_llama, prompts_csv, batch=1, max_new=20)
-    _stop_after_first_result(qtbot, first)
+    stop_after_first_result(qtbot, first)
     model = first.run_page.results
     kept = {r: model.result_at(r).text for r in range(model.rowCount()) if model.result_at(r) is not None}
     assert model.rowCount() == len(PROMPTS) and 1 <= len(kept) < len(PROMPTS)
@@ -70,13 +69,11 @@ def test_stop_clears_the_time_left_and_the_end_of_a_resumed_job_reports_the_whol
         qtbot, make_window, tiny_llama, prompts_csv):
     import json
 
-    from test_ui_run import _stop_after_first_result, prepare, run_to_end
-
     from gpi_desktop.ui.shared.formatting import job_figures_line
 
     window = make_window()
     prepare(qtbot, window, tiny_llama, prompts_csv, batch=1, max_new=20)
-    _stop_after_first_result(qtbot, window)
+    stop_after_first_result(qtbot, window)
     line = window.run_page.progress_label.text()
     assert "left" not in line and "per second" not in line and "of 8 prompts" in line
     plan = json.loads((window._run_work_dir / "journal.json").read_text())["plan"]
@@ -91,8 +88,6 @@ def test_stop_clears_the_time_left_and_the_end_of_a_resumed_job_reports_the_whol
 
 
 def test_the_run_reports_a_token_based_estimate_while_it_runs(qtbot, make_window, tiny_llama, prompts_csv):
-    from test_ui_run import prepare, run_to_end
-
     window = make_window()
     prepare(qtbot, window, tiny_llama, prompts_csv, batch=4, max_new=20)
     progress = []
@@ -107,14 +102,13 @@ def test_the_run_reports_a_token_based_estimate_while_it_runs(qtbot, make_window
 
 
 def _stopped_job(qtbot, make_window, tiny_llama, csv, **settings):
-    from test_ui_run import _stop_after_first_result, prepare
 
     window = make_window()
     prepare(qtbot, window, tiny_llama, csv, batch=1, max_new=20)
     sp = window.settings_panel
     if "pooling" in settings:
         sp.pooling_box.setCurrentIndex(sp.pooling_box.findData(settings["pooling"]))
-    _stop_after_first_result(qtbot, window)
+    stop_after_first_result(qtbot, window)
     kept = window.run_page.results.finished_count()
     window.close()
     return kept
@@ -123,7 +117,6 @@ def _stopped_job(qtbot, make_window, tiny_llama, csv, **settings):
 def test_a_new_window_offers_the_unfinished_job_and_reopens_it_with_its_settings(qtbot, make_window, tiny_llama,
                                                                                  prompts_csv):
     from conftest import PROMPTS
-    from test_ui_run import run_to_end
 
     kept = _stopped_job(qtbot, make_window, tiny_llama, prompts_csv, pooling="mean")
     window = make_window(settings_file="fresh.ini")  # another launch, with none of the first one's settings

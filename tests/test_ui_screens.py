@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (
     QScrollArea,
     QWidget,
 )
-from ui_fixtures import make_window, memory_keyring, wait_idle  # noqa: F401
+from window_helpers import wait_idle
 
 from gpi_desktop.ui.main_window import STEP_TITLES
 from gpi_desktop.ui.shared.screen_fit import FRAME_ALLOWANCE, PREFERRED_SIZE, fitted_geometry

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ui_fixtures import memory_keyring  # noqa: F401 - fixture
 
 from gpi_desktop.selftest import CheckFailed, Report, run_self_test
 

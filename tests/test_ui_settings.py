@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QComboBox, QLineEdit, QPlainTextEdit, QSpinBox, QWidget
-from ui_fixtures import make_window, memory_keyring, wait_idle  # noqa: F401 - fixtures
+from window_helpers import wait_idle
 
 from gpi_desktop.core.vocabulary.errors import SettingsError
 from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings

@@ -12,7 +12,6 @@ from PySide6.QtCore import QThread
 from gpi_desktop.core.vocabulary.errors import Cancelled, PromptFileError
 from gpi_desktop.core.vocabulary.progress import Progress, check_cancel
 from gpi_desktop.ui.shared.tasks import BackgroundCalls, Operation, TaskRunner
-from ui_fixtures import make_window, memory_keyring  # noqa: F401 - fixtures
 
 
 @pytest.fixture

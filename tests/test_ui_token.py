@@ -7,7 +7,7 @@ import logging
 import keyring
 import pytest
 from keyring.backends import fail
-from ui_fixtures import make_window, memory_keyring, wait_idle  # noqa: F401 - fixtures
+from window_helpers import wait_idle
 
 from gpi_desktop.core.hub import secrets
 from gpi_desktop.ui.shared.tasks import BackgroundCalls
