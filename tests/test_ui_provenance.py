@@ -54,3 +54,14 @@ def test_the_template_date_is_not_remembered_between_launches(qtbot, make_window
     panel = window.settings_panel
     panel.set_values(RunSettings(template_date="2024-07-26"), panel.values()[1])
     assert panel.advanced.isChecked() and panel.values()[0].template_date == "2024-07-26"
+
+
+def test_the_inspect_button_asks_for_a_folder_and_inspects_the_one_chosen(qtbot, make_window, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    asked = []
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args: asked.append(args) or str(tmp_path))
+    window = make_window()
+    window.export_page.inspect_button.click()
+    qtbot.waitUntil(lambda: window.export_page.inspect_button.isEnabled(), timeout=30_000)
+    assert asked and "not a finished GPI Desktop export" in window.export_page.inspect_label.text()
