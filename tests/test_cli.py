@@ -80,6 +80,7 @@ def test_a_journal_that_cannot_be_resumed_says_start_over_with_the_flag_and_not_
     header_path = out / ".gpi-run" / "journal.json"
     header = json.loads(header_path.read_text(encoding="utf-8"))
     del header["plan"]["batch_size"]
+    del header["crc"]  # a journal of a version before the header's seal, which could lose its plan
     header_path.write_text(json.dumps(header), encoding="utf-8")
     capsys.readouterr()
     assert run_cli(*base_args(tiny_llama, prompts_csv, out, "--batch-size", "1", "--max-new-tokens", "40",

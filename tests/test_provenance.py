@@ -52,7 +52,8 @@ def test_inspect_says_in_plain_words_what_the_export_was_made_with(exports, tiny
     assert "Template date: 2024-07-26 (given with the job); the template writes it into every prompt." in out
     assert "Row 0 as the model was given it" in out and "Today Date: 26 Jul 2024" in out
     assert "Prompt tokens:" in out and "Chat template sha256:" in out
-    assert "Checksums: all 11 files match the manifest." in out  # 8 vectors, pkl, csv, npy
+    assert ("Checksums: all 11 files match the manifest, so they are unchanged since the export was written (a check "
+            "against damage, not against deliberate edits;") in out  # 8 vectors, pkl, csv, npy
 
 
 def test_inspect_names_a_changed_and_a_missing_file_and_exits_2(exports, tmp_path, capsys):

@@ -358,3 +358,38 @@ def test_key_changes_are_empty_for_the_same_job_even_after_a_json_round_trip():
 def test_two_different_own_instructions_are_named_without_meaningless_values():
     made = _changed(task="Summarise.")
     assert [c.words() for c in key_changes(made, _changed(task="Translate."))] == ["the task"]
+
+
+def test_a_header_edited_after_it_was_written_is_refused_by_its_seal_records_untouched(tmp_path):
+    with RunJournal.create(tmp_path, KEY, hidden_size=H, plan={"batch_size": 3}) as journal:
+        for row in range(6):
+            journal.append(result(row))
+    header_path = tmp_path / runstore.HEADER_NAME
+    original = header_path.read_bytes()
+    records_before = (tmp_path / RECORDS_NAME).read_bytes()
+    header = json.loads(original)
+    header["plan"]["batch_size"] = 5  # the campaign's edit: rows made at 3 would be resumed and exported as made at 5
+    header_path.write_text(json.dumps(header))
+    with pytest.raises(ResumeError) as refused:
+        RunJournal.open(tmp_path, KEY)
+    assert str(refused.value) == (f"The unfinished run in '{tmp_path}' does not match its seal (its journal.json was "
+                                  "changed or damaged after it was written, its plan included), so it cannot be "
+                                  "resumed: start it over.")
+    assert not RunJournal.holds_job(tmp_path, KEY)
+    assert (tmp_path / RECORDS_NAME).read_bytes() == records_before
+    header_path.write_bytes(original)  # put back, it resumes every record
+    with RunJournal.open(tmp_path, KEY) as journal:
+        assert journal.finished_rows() == set(range(6)) and journal.plan == {"batch_size": 3}
+
+
+def test_set_plan_reseals_the_header_and_an_unsealed_one_of_an_earlier_version_still_opens(tmp_path):
+    with RunJournal.create(tmp_path, KEY, hidden_size=H, plan={"batch_size": 3}) as journal:
+        journal.set_plan(seconds_spent=1.5)
+    with RunJournal.open(tmp_path, KEY) as journal:
+        assert journal.plan == {"batch_size": 3, "seconds_spent": 1.5}
+    header_path = tmp_path / runstore.HEADER_NAME
+    header = json.loads(header_path.read_text())
+    del header[runstore.SEAL]  # as versions before the seal wrote it
+    header_path.write_text(json.dumps(header))
+    with RunJournal.open(tmp_path, KEY) as journal:
+        assert journal.plan["batch_size"] == 3

@@ -33,7 +33,8 @@ def test_the_template_date_field_sets_the_jobs_date_and_a_bad_one_is_refused(qtb
     assert not window.export_page.inspect_text.isHidden()
     text = window.export_page.inspect_text.toPlainText()
     assert "Template date: 2024-07-26 (given with the job)" in text
-    assert "Checksums: all 11 files match the manifest." in text
+    assert ("Checksums: all 11 files match the manifest, so they are unchanged since the export was written (a check "
+            "against damage, not against deliberate edits;") in text
     assert window.export_page.inspect_label.text() == "Every file matches its checksum."
 
 

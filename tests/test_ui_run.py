@@ -91,6 +91,7 @@ def test_a_journal_that_cannot_be_continued_says_start_again_in_the_windows_word
     header_path = window._run_work_dir / "journal.json"
     header = json.loads(header_path.read_text(encoding="utf-8"))
     del header["plan"]["batch_size"]  # a journal whose plan is lost cannot give the files an unbroken run gives
+    del header["crc"]  # as a version before the header's seal wrote it (a sealed plan cannot be lost unnoticed)
     header_path.write_text(json.dumps(header), encoding="utf-8")
 
     with qtbot.waitSignal(window.run_failed, timeout=120_000) as blocker:

@@ -59,7 +59,9 @@ formatting (<code>settings.template</code>) and greedy decoding (<code>settings.
 (<code>hidden_size</code>) and the program's version (<code>versions.gpi_desktop</code>). For example: "Texts and
 hidden states were generated with GPI Desktop (version), model (model_id, revision), (precision), greedy decoding up
 to (max_new_tokens) new tokens, (pooling) pooling of the last layer." Keep the manifest with your replication files:
-its checksums show that the vectors are the ones it describes.</p>
+its checksums show that the files have not changed since the export was written (they guard against damage, not
+against deliberate edits; to check the numbers themselves, run the job again and compare the two exports with
+<code>gpi-desktop compare</code>).</p>
 """
 
 

@@ -10,7 +10,16 @@ without redoing a finished prompt. Three files live in the work folder:
 A record is written only after its vector is durable, and carries a CRC of
 itself and of its vector bytes, so on reopening a torn tail (half a line, a
 vector cut short, garbage) is recognised and cut off; everything before it
-is intact.
+is intact. The header (key and plan: the batch size decides which rows run
+together) is sealed the same way, with a CRC of itself, and a header that does
+not match its seal is refused, records untouched.
+
+What the CRCs promise: accidental damage (a torn write, a cut or overwritten
+file, a hand edit that did not recompute them) is found. They are no
+authentication code: whoever can write the folder can change a record and
+recompute its CRC. A key beside the journal could be rewritten with it, and one
+kept elsewhere (the keyring) would not travel with a cluster job's folder, so
+the journal makes no promise against deliberate edits (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ HEADER_NAME = "journal.json"
 VECTORS_NAME = "vectors.f32"
 RECORDS_NAME = "records.jsonl"
 FORMAT = 1
+SEAL = "crc"  # the header's CRC of itself (without this field)
 
 DISK_FULL_MESSAGE = "The disk is full"  # then Remedy.FREE_SPACE_AND_RESUME, in each front end's words
 _VECTOR_DTYPE = np.dtype("<f4")
@@ -513,11 +523,22 @@ def _read_header(folder: Path) -> dict[str, Any]:
         raise ResumeError(
             f"The unfinished run in '{folder}' cannot be read, so it cannot be resumed: start the run over."
         )
+    if SEAL in header and header.pop(SEAL) != _seal(header):  # earlier versions wrote no seal
+        raise ResumeError(
+            f"The unfinished run in '{folder}' does not match its seal (its {HEADER_NAME} was changed or damaged "
+            "after it was written, its plan included), so it cannot be resumed", remedy=Remedy.START_OVER
+        )
     return header
 
 
+def _seal(header: dict[str, Any]) -> int:
+    """The records' integrity scheme, for the header: a CRC of its canonical JSON (see the module's docstring)."""
+    return zlib.crc32(_record_body(header))
+
+
 def _write_header(folder: Path, header: dict[str, Any]) -> None:
-    write_atomically(folder / HEADER_NAME, json.dumps(header, sort_keys=True, indent=1).encode("utf-8"))
+    sealed = {**header, SEAL: _seal(header)}
+    write_atomically(folder / HEADER_NAME, json.dumps(sealed, sort_keys=True, indent=1).encode("utf-8"))
     fsync_folder(folder)  # the rename itself survives a power cut
 
 

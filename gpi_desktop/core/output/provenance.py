@@ -106,7 +106,11 @@ def checks_sentence(checks: tuple[FileCheck, ...]) -> str:
     if not checks:
         return "Checksums: the manifest lists no files to check."
     if not bad:
-        return f"Checksums: all {len(checks):,} files match the manifest."
+        # What a checksum shows, no more: the files are as the export wrote them. A forged journal record or a
+        # manifest rewritten with its files would match too (docs/architecture.md, "What the journal promises").
+        return (f"Checksums: all {len(checks):,} files match the manifest, so they are unchanged since the export was "
+                "written (a check against damage, not against deliberate edits; to check the numbers themselves, "
+                "run the job again and compare the two exports).")
     shown = ", ".join(f"{c.name} ({c.problem})" for c in bad[:_LISTED])
     more = f" and {len(bad) - _LISTED:,} more" if len(bad) > _LISTED else ""
     return (f"Checksums: {len(bad):,} of {len(checks):,} files do not match the manifest: {shown}{more}. "
