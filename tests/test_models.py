@@ -152,3 +152,23 @@ def test_a_folder_whose_only_weights_are_another_pickle_format_is_refused_as_pic
 
 def test_allowing_pickle_weights_does_not_change_the_job(tiny_llama):
     assert RunSettings(allow_pickle_weights=True).numbers_key() == RunSettings().numbers_key()
+
+
+def test_a_model_folder_without_tokenizer_json_is_one_sentence_naming_the_file_and_what_to_do(
+        tiny_llama, prompts_csv, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "no-tokenizer"
+    shutil.copytree(tiny_llama, folder)
+    (folder / "tokenizer.json").unlink()
+    code = main(["run", "--model", str(folder), "--prompts", str(prompts_csv), "--out", str(tmp_path / "o"),
+                 "--device", "cpu", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err == (f"gpi-desktop: The model folder '{folder}' has no tokenizer.json, so its prompts cannot be turned "
+                   "into tokens: copy tokenizer.json into it from where the model came from (its Hugging Face page, "
+                   "or the folder it was copied from).")
+    (folder / "tokenizer.model").write_bytes(b"")  # sentencepiece's file, which transformers could convert
+    main(["run", "--model", str(folder), "--prompts", str(prompts_csv), "--out", str(tmp_path / "o"), "--quiet"])
+    assert "has no tokenizer.json (its tokenizer.model could be converted only with the sentencepiece or tiktoken " \
+           "package installed), so" in capsys.readouterr().err

@@ -184,8 +184,11 @@ def _snapshot_revision(path: Path) -> str | None:
 
 
 @contextmanager
-def plain_load_errors(name: str) -> Iterator[None]:
-    """Turn what transformers and safetensors raise for unusable model files into one plain ModelError."""
+def plain_load_errors(name: str, folder: Path | None = None) -> Iterator[None]:
+    """Turn what transformers and safetensors raise for unusable model files into one plain ModelError.
+
+    `folder`: the model's files, where the error may be a missing file that can be named.
+    """
     from safetensors import SafetensorError
 
     try:
@@ -203,9 +206,39 @@ def plain_load_errors(name: str) -> Iterator[None]:
             raise ModelError(
                 f"The model '{name}' needs to run its own code, which this program never does; choose another model."
             ) from exc
+        if folder is not None and _is_tokenizer_failure(folder, str(exc)):
+            raise missing_tokenizer_error(folder, name) from exc
         raise ModelError(f"The model '{name}' could not be loaded: {exc}") from exc
     except OSError as exc:
         raise ModelError(f"The model files of '{name}' could not be read ({exc}); download the model again.") from exc
+
+
+def _is_tokenizer_failure(folder: Path, text: str) -> bool:
+    """transformers could not make the tokenizer: no tokenizer.json, and no package to convert another file."""
+    if "backend tokenizer" in text:
+        return True
+    lowered = text.lower()
+    return not (folder / "tokenizer.json").is_file() and ("sentencepiece" in lowered or "tiktoken" in lowered)
+
+
+def missing_tokenizer_error(folder: Path, name: str) -> ModelError:
+    """transformers' five lines for a model without a usable tokenizer file, as one sentence naming the file."""
+    if (folder / "tokenizer.json").is_file():
+        return ModelError(f"The tokenizer.json of the model '{name}' cannot be read; it may be damaged or "
+                          "incomplete: copy it again from where the model came from, or download the model again.")
+    others = sorted(p.name for p in folder.glob("*") if p.name in _CONVERTIBLE_TOKENIZER_FILES)
+    convertible = (f" (its {others[0]} could be converted only with the sentencepiece or tiktoken package installed)"
+                   if others else "")
+    if _snapshot_revision(folder) is not None:  # a hub model's files in the cache
+        return ModelError(f"The model {name} has no tokenizer.json{convertible}, so its prompts cannot be turned into "
+                          "tokens: download the model again, or choose a model whose files include one.")
+    return ModelError(f"The model folder '{folder}' has no tokenizer.json{convertible}, so its prompts cannot be turned "
+                      "into tokens: copy tokenizer.json into it from where the model came from (its Hugging Face "
+                      "page, or the folder it was copied from).")
+
+
+# Files transformers converts into a tokenizer.json, with sentencepiece or tiktoken.
+_CONVERTIBLE_TOKENIZER_FILES = {"tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "tekken.json"}
 
 
 @dataclass(frozen=True)
@@ -267,7 +300,7 @@ def _prompt_tokenizer(folder: Path, name: str) -> PromptTokenizer:
         except (OSError, ValueError):
             tokenizer_config = None  # transformers says what is wrong with it below
     check_model_config(config, name, tokenizer_config)
-    with plain_load_errors(name), TRANSFORMERS_LOCK:
+    with plain_load_errors(name, folder), TRANSFORMERS_LOCK:
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
@@ -292,7 +325,7 @@ def load_model(settings, *, token: str | None = None, state: TaskState | None = 
                                      allow_pickle=getattr(settings, "allow_pickle_weights", False))
     # Its own progress bar would write to a console the window does not have; we report progress ourselves.
     hf_logging.disable_progress_bar()
-    with plain_load_errors(source.name):
+    with plain_load_errors(source.name, folder):
         with TRANSFORMERS_LOCK:
             if tokenizer is None:
                 tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
