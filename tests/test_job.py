@@ -48,3 +48,16 @@ def test_a_resume_refused_before_loading_leaves_the_journal_closed(tiny_llama, p
     with pytest.raises(SettingsError, match="too long"):
         run_job(spec, work, NullState(), resume=True)
     RunJournal.open(work, job_key(spec, load_prompts(spec))).close()
+
+
+def test_a_journal_made_with_a_model_folders_absolute_path_resumes_with_it_written_relative_or_through_a_link(
+        tiny_llama, prompts_csv, tmp_path, monkeypatch):
+    made = _spec(tiny_llama.absolute(), prompts_csv)
+    work = tmp_path / "work"
+    _journal_of(made, work)
+    (tmp_path / "link").symlink_to(tiny_llama, target_is_directory=True)
+    monkeypatch.chdir(tiny_llama.parent)
+    for written in (tiny_llama.name, f"./{tiny_llama.name}/", str(tmp_path / "link")):
+        again = _spec(written, prompts_csv)
+        assert job_key(again, load_prompts(again)) == job_key(made, load_prompts(made)), written
+        RunJournal.open(work, job_key(again, load_prompts(again))).close()

@@ -128,12 +128,15 @@ def job_key(spec: JobSpec, table) -> dict[str, Any]:
     from gpi_desktop.core.model.models import resolve_source
 
     source = resolve_source(spec.settings.model)
+    settings = spec.settings.numbers_key()
+    if source.is_local:  # one folder written two ways (relative, absolute, through a link) is one model
+        settings["model"] = str(source.local_path)
     return {
         "input_sha256": table.sha256,
         "column": table.column,
         "rows": len(table.texts),
         "model": str(source.local_path) if source.is_local else source.name,
-        "settings": spec.settings.numbers_key(),
+        "settings": settings,
         "strategy": spec.settings.strategy,
     }
 
