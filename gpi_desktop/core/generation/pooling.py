@@ -39,7 +39,7 @@ class OnlinePool:
     1000 bf16 steps does not lose digits.
     """
 
-    def __init__(self, pooling: str, batch: int, hidden: int, device) -> None:
+    def __init__(self, pooling: str, batch: int, hidden: int, device: torch.device | str) -> None:
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}")
         self.pooling = pooling

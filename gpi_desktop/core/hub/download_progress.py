@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, Any
 
 from gpi_desktop.core.vocabulary.errors import Cancelled
 from gpi_desktop.core.vocabulary.formatting import human_bytes, human_duration
@@ -68,16 +69,16 @@ class CountingFile:
     and cancel independent of how each huggingface_hub version drives its bars.
     """
 
-    def __init__(self, raw, counter: "ByteCounter") -> None:
+    def __init__(self, raw: IO[bytes], counter: ByteCounter) -> None:
         self._raw = raw
         self._counter = counter
 
-    def write(self, data) -> int:
+    def write(self, data: bytes) -> int:
         n = self._raw.write(data)
         self._counter.add(len(data))  # raises Cancelled when asked to stop: the bytes so far stay on disk
         return n
 
-    def truncate(self, size=None) -> int:
+    def truncate(self, size: int | None = None) -> int:
         # http_get truncates when a server ignores the Range header and sends the whole file again.
         position = self._raw.tell()
         before = self._raw.seek(0, os.SEEK_END)
@@ -86,16 +87,16 @@ class CountingFile:
         self._counter.add(after - before, fetched=False)
         return after
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._raw, name)
 
 
-def quiet(func) -> dict[str, Any]:
+def quiet(func: Callable[..., Any]) -> dict[str, Any]:
     """Keyword arguments that silence huggingface_hub's console progress bars, where the version has the hook."""
     return {"tqdm_class": SilentBar} if _supports(func, "tqdm_class") else {}
 
 
-def _supports(func, parameter: str) -> bool:
+def _supports(func: Callable[..., Any], parameter: str) -> bool:
     import inspect
 
     try:
@@ -107,22 +108,22 @@ def _supports(func, parameter: str) -> bool:
 class SilentBar:
     """Shows nothing; wraps an iterable when given one, as tqdm does (thread_map iterates the bar)."""
 
-    def __init__(self, iterable=None, *args, **kwargs) -> None:
+    def __init__(self, iterable: Iterable[Any] | None = None, *args: Any, **kwargs: Any) -> None:
         self.iterable = iterable
         self.n = 0
         self.total = kwargs.get("total")
 
-    def update(self, n=1) -> None:
+    def update(self, n: int = 1) -> None:
         pass
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Callable[..., None]:
         return lambda *a, **k: None
 
-    def __enter__(self):
+    def __enter__(self) -> SilentBar:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         pass
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         return iter(self.iterable if self.iterable is not None else ())

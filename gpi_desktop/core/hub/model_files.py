@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,7 @@ class DownloadPlan:
         return max(0, self.total_bytes - self.bytes_on_disk)
 
 
-def _matches(name: str, patterns) -> bool:
+def _matches(name: str, patterns: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
@@ -111,7 +112,7 @@ def is_tokenizer_file(name: str) -> bool:
     return _matches(name, TOKENIZER_PATTERNS)
 
 
-def select_model_files(names: list[str], *, allow_pickle: bool = False, index: dict | None = None,
+def select_model_files(names: list[str], *, allow_pickle: bool = False, index: dict[str, Any] | None = None,
                        model_id: str | None = None) -> list[str]:
     """The files of a repository that loading a causal LM needs (top level only).
 

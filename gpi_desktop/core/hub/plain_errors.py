@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import errno
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NoReturn
 
 from gpi_desktop.core.hub.cache import hub_cache_dir
 from gpi_desktop.core.hub.words import TOKENS_PAGE, model_page
@@ -16,12 +18,13 @@ _NETWORK_ERROR_NAMES = {
 }
 
 
-def _chain(exc: BaseException):
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        yield link
+        link = link.__cause__ or link.__context__
 
 
 def _is_network_error(exc: BaseException) -> bool:
@@ -203,7 +206,7 @@ def _http_error(status: int | None, request: _Request) -> AccessError:
     )
 
 
-def raise_plain(exc: BaseException, model_id: str | None, token: str | None, revision: str | None = None):
+def raise_plain(exc: BaseException, model_id: str | None, token: str | None, revision: str | None = None) -> NoReturn:
     error = plain_hub_error(exc, model_id, token_sent=bool(token), revision=revision)
     if error is None or error is exc:
         raise exc

@@ -15,8 +15,10 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from gpi_desktop.core.vocabulary.errors import AccessError, GpiError, KeyringUnavailableError, Remedy
 
@@ -78,7 +80,7 @@ _BACKEND_NAMES = {
 }
 
 
-def _active_backends() -> list:
+def _active_backends() -> list[Any]:
     """The usable backends behind `keyring.get_keyring()` (the chainer's members, or the one)."""
     import keyring
     from keyring.backends import chainer, fail, null
@@ -219,12 +221,13 @@ def find_token() -> TokenInfo:
     """
     with _lock:
         session = _session_token
-    for source, getter in (
+    getters: tuple[tuple[str, Callable[[], str | None]], ...] = (
         ("keyring", _from_keyring),
         ("session", lambda: session),
         ("environment", _from_environment),
         ("huggingface-login", _from_hf_login),
-    ):
+    )
+    for source, getter in getters:
         token = getter()
         if token:
             _remember(token)  # before the shape check, so that a refused token is still redacted everywhere
@@ -237,13 +240,13 @@ def find_token() -> TokenInfo:
 
 
 # Where a refused token was found and how to replace it there; never the token itself.
-_WHERE_FOUND = {
+_WHERE_FOUND: dict[str, Callable[[], str]] = {
     "keyring": lambda: f"The token saved in {backend_name()}",
     "session": lambda: "The token kept for this session",
     "environment": lambda: "The token in the HF_TOKEN environment variable",
     "huggingface-login": lambda: f"The token that 'hf auth login' saved ({_hf_login_path()})",
 }
-_FIX_FOUND = {
+_FIX_FOUND: dict[str, Callable[[], str]] = {
     "keyring": lambda: f"copy the token again from {TOKENS_PAGE} and save it under Hugging Face access "
                        "(or with 'gpi-desktop token set').",
     "session": lambda: f"copy the token again from {TOKENS_PAGE} and paste it.",
@@ -435,7 +438,7 @@ def install_token_redaction() -> None:
         _installed = True
     previous = logging.getLogRecordFactory()
 
-    def factory(*args, **kwargs) -> logging.LogRecord:
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = previous(*args, **kwargs)
         _redact_record(record)
         return record

@@ -71,6 +71,8 @@ def describe_too_long(too_long: Sequence[TooLong], context: int, max_new_tokens:
 
 def check_prompt_lengths(lengths: Sequence[tuple[int, int]], context: int | None, max_new_tokens: int) -> None:
     """Raise SettingsError naming every prompt that does not fit with the token limit."""
+    if context is None:
+        return  # an unknown context: nothing can be said too long
     too_long = too_long_prompts(lengths, context, max_new_tokens)
     if too_long:
         raise SettingsError(describe_too_long(too_long, context, max_new_tokens))

@@ -188,7 +188,7 @@ def _options(options: Any) -> str:
     return ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(dict(options).items()))
 
 
-def _rows(rows: list) -> str:
+def _rows(rows: list[int]) -> str:
     if not rows:
         return "none"
     shown = ", ".join(str(r) for r in rows[:_LISTED])

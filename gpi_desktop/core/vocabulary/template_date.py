@@ -71,7 +71,7 @@ def job_template_date(explicit: str | None) -> str:
 def c_strftime(moment: _dt.datetime, fmt: str) -> str:
     """`moment.strftime(fmt)` as in the C locale (English names), independent of the system's locale."""
 
-    def one(match: re.Match) -> str:
+    def one(match: re.Match[str]) -> str:
         flag, code = match.groups()
         if code == "%":
             return "%"
@@ -95,7 +95,7 @@ def c_strftime(moment: _dt.datetime, fmt: str) -> str:
 class _FixedMoment(_dt.datetime):
     """The job's date at midnight, formatting in the C locale."""
 
-    def strftime(self, fmt: str) -> str:  # type: ignore[override]
+    def strftime(self, fmt: str) -> str:
         return c_strftime(_dt.datetime(self.year, self.month, self.day, self.hour, self.minute, self.second), fmt)
 
 
@@ -103,7 +103,7 @@ class _TemplateClock(_dt.datetime):
     """Stands in for `datetime` inside transformers' chat templates: fixed within `fixed_template_clock`."""
 
     @classmethod
-    def now(cls, tz=None):  # type: ignore[override]
+    def now(cls, tz: _dt.tzinfo | None = None) -> _dt.datetime:  # type: ignore[override]
         day = _FIXED.get()
         if day is None:
             return _outer_clock.now(tz)
@@ -126,7 +126,7 @@ def _install() -> None:
                 "so the prompts' date could not be fixed: install the transformers version GPI Desktop names."
             )
         _outer_clock = current
-        chat_template_utils.datetime = _TemplateClock
+        chat_template_utils.datetime = _TemplateClock  # type: ignore[attr-defined]
 
 
 @contextmanager
