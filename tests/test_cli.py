@@ -247,6 +247,47 @@ def test_a_prompt_too_long_for_the_context_is_refused_before_loading_naming_rows
     assert not (tmp_path / "o").exists()
 
 
+def test_a_prompt_too_long_for_the_model_is_refused_as_too_long_before_the_memory_estimate_refuses_it(
+        tiny_llama, tmp_path, capsys, monkeypatch):
+    from gpi_desktop.core.model import memory
+
+    # The campaign's case: a 1 MB prompt, which the memory estimate alone refused ("2.0 TB ... --ignore-memory-check").
+    prompts = _write(tmp_path / "p.csv", "text\nshort one\n" + "word " * 200_000 + "\n")
+    tiny_ram = memory.DeviceMemory("this computer's memory (RAM)", 100_000, 200_000)
+    monkeypatch.setattr(memory, "available_memory", lambda device="auto": [tiny_ram])
+    monkeypatch.setattr("gpi_desktop.core.model.models.load_model", _must_not_load)
+    code = run_cli(*base_args(tiny_llama, prompts, tmp_path / "o"))
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert "too long" in err and "row 1 (" in err and "memory" not in err and "--ignore-memory-check" not in err
+
+
+def _workbook(path: Path) -> Path:
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.active.title = "pilot"
+    for row in (["text"], ["pilot prompt"]):
+        book.active.append(row)
+    study = book.create_sheet("study")
+    for row in (["text"], *([p] for p in PROMPTS[:3])):
+        study.append(row)
+    book.save(path)
+    return path
+
+
+def test_a_workbook_of_several_sheets_says_which_it_reads_and_sheet_picks_another(tiny_llama, tmp_path, capsys):
+    book = _workbook(tmp_path / "study.xlsx")
+    assert run_cli(*base_args(tiny_llama, book, tmp_path / "first")) == 0
+    assert ("gpi-desktop: note: study.xlsx has 2 sheets; the prompts are read from 'pilot' (the first), not from "
+            "'study'; choose another with --sheet NAME.") in capsys.readouterr().err
+    assert pd.read_pickle(tmp_path / "first" / "generated_texts.pkl")["P"].tolist() == ["pilot prompt"]
+    assert run_cli(*base_args(tiny_llama, book, tmp_path / "study", "--sheet", "study")) == 0
+    assert pd.read_pickle(tmp_path / "study" / "generated_texts.pkl")["P"].tolist() == PROMPTS[:3]
+    assert run_cli(*base_args(tiny_llama, book, tmp_path / "none", "--sheet", "Study")) == 2
+    assert "has no sheet named 'Study'; its sheets are 'pilot', 'study'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("option, words", [
     ("unknown_kw=1", "The generation option 'unknown_kw' is neither a transformers generation setting"),
     ("repetition_penalty=-1", "The generation option repetition_penalty=-1 cannot be used: repetition_penalty takes"),

@@ -327,3 +327,52 @@ def test_a_sheet_that_ends_in_uncalculated_formulas_keeps_those_rows(tmp_path):
     assert load_prompt_table(path, check_empty=False).texts == ["hello", ""]
     with pytest.raises(PromptFileError, match="not calculated in data row 1 "):
         load_prompt_table(path)
+
+
+def _workbook_of_three_sheets(path):
+    book = openpyxl.Workbook()
+    book.active.title = "pilot"
+    book.active.append(["text"])
+    book.active.append(["pilot prompt"])
+    for name, texts in (("main study", ["the study's prompt"]), ("notes", ["not prompts"])):
+        sheet = book.create_sheet(name)
+        sheet.append(["text"])
+        for text in texts:
+            sheet.append([text])
+    book.save(path)
+    return path
+
+
+def test_a_workbook_of_several_sheets_names_the_sheet_read_and_the_others_and_reads_the_one_picked(tmp_path):
+    path = _workbook_of_three_sheets(tmp_path / "study.xlsx")
+    first = load_prompt_table(path)
+    assert first.texts == ["pilot prompt"] and first.sheet == "pilot"
+    assert first.sheets == ("pilot", "main study", "notes")
+    assert first.describe_sheets() == ("study.xlsx has 3 sheets; the prompts are read from 'pilot' (the first), "
+                                       "not from 'main study', 'notes'")
+    picked = load_prompt_table(path, sheet="main study")
+    assert picked.texts == ["the study's prompt"] and picked.sheet == "main study"
+    assert picked.describe_sheets().startswith("study.xlsx has 3 sheets; the prompts are read from 'main study', not")
+    assert picked.sha256 == first.sha256  # the same bytes: the sheet is what tells the two apart
+    assert load_prompt_table(write_xlsx(tmp_path / "one.xlsx", ["text"], [["a"]], extra_sheet=False)).describe_sheets() \
+        == ""
+
+
+def test_a_sheet_the_workbook_lacks_or_a_sheet_of_a_text_file_is_refused_naming_the_sheets(tmp_path, prompts_csv):
+    with pytest.raises(PromptFileError) as refused:
+        load_prompt_table(_workbook_of_three_sheets(tmp_path / "study.xlsx"), sheet="main")
+    assert str(refused.value) == ("study.xlsx has no sheet named 'main'; its sheets are 'pilot', 'main study', "
+                                  "'notes': choose one of them.")
+    with pytest.raises(PromptFileError, match="has no sheets"):
+        load_prompt_table(prompts_csv, sheet="main study")
+
+
+def test_the_sheet_of_a_workbook_of_several_is_part_of_the_job_and_kept_for_reopening(tmp_path):
+    from gpi_desktop.core.files.runstore import describe_key_differences
+    from gpi_desktop.core.job.job import JobSpec, job_key, job_record, load_prompts
+
+    path = _workbook_of_three_sheets(tmp_path / "study.xlsx")
+    first, main = JobSpec(path), JobSpec(path, sheet="main study")
+    assert describe_key_differences(job_key(first, load_prompts(first)), job_key(main, load_prompts(main))) \
+        == "another sheet"
+    assert job_record(main)["sheet"] == "main study"

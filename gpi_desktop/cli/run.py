@@ -34,7 +34,7 @@ JOB_DEFINED_FLAGS = {
     "batch_size": "--batch-size", "dtype": "--dtype", "device": "--device", "template": "--template",
     "one_at_a_time": "--one-at-a-time", "revision": "--revision", "quantization": "--quantization",
     "template_option": "--template-option", "template_date": "--template-date",
-    "generation_option": "--generation-option",
+    "generation_option": "--generation-option", "sheet": "--sheet",
 }  # fmt: skip
 
 
@@ -62,6 +62,7 @@ def _add_job_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--prompts", required=False, help="CSV, TSV or XLSX file with one prompt per row")
     run.add_argument("--out", required=False, help="folder for the export (and the run's journal while it runs)")
     run.add_argument("--column", help="the column holding the prompts (default: the only or obvious text column)")
+    run.add_argument("--sheet", help="the sheet of an Excel workbook holding the prompts (default: the first)")
     run.add_argument("--task", default="create", help="create, repeat, or your own instruction text")
     run.add_argument("--pooling", default="last", choices=list(POOLINGS))
     run.add_argument("--max-new-tokens", type=int, default=1000)
@@ -118,7 +119,8 @@ def spec_from_args(args):
         generation_options=parse_options(args.generation_option),
         template_date=args.template_date or None,
     )
-    return JobSpec(Path(args.prompts), args.column, settings, ExportSettings(args.prefix, args.save_name)).validate()
+    return JobSpec(Path(args.prompts), args.column, settings, ExportSettings(args.prefix, args.save_name),
+                   args.sheet).validate()
 
 
 def spec_for(args):
@@ -182,6 +184,13 @@ def prepare_out_folder(out: Path, *, resume: bool, overwrite: bool, own_export: 
     check_output_folder(out, overwrite=overwrite or own_export, allow_names={RUN_DIR_NAME})
 
 
+def say_sheet(table) -> None:
+    """Say which sheet of a workbook of several is read, and how to read another."""
+    described = table.describe_sheets()
+    if described:
+        print(f"gpi-desktop: note: {described}; choose another with --sheet NAME.", file=sys.stderr, flush=True)
+
+
 def say_duplicate_column(table) -> None:
     """Say which copy is used when the chosen column's name appears more than once in the header."""
     from gpi_desktop.core.files.prompts import duplicate_of
@@ -203,6 +212,7 @@ def cmd_run(args) -> int:
     out = Path(args.out)
     # Everything the user can get wrong is checked before anything is written.
     table = load_prompts(spec)
+    say_sheet(table)
     say_duplicate_column(table)
     source = resolve_source(spec.settings.model)
     if shard is not None and _shard_finished(args, out):

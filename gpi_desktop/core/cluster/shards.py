@@ -167,6 +167,7 @@ def job_file_data(spec: "JobSpec", prompts: str, shards: int | None) -> dict[str
         "format": JOB_FORMAT,
         "prompts": prompts,
         "column": spec.column,
+        "sheet": spec.sheet,
         "settings": settings,
         "export": {"prefix": spec.export.prefix, "save_name": spec.export.save_name},
         "shards": shards,
@@ -204,7 +205,7 @@ def load_job_file(path: Path | str) -> JobFile:
                             "prepare the job folder again with this version.") from None
     if not prompts.is_absolute():
         prompts = path.parent / prompts
-    spec = JobSpec(prompts, data.get("column"), settings, export).validate()
+    spec = JobSpec(prompts, data.get("column"), settings, export, data.get("sheet")).validate()
     return JobFile(spec, int(shards) if shards else None)
 
 

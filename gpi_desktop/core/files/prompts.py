@@ -46,6 +46,8 @@ class TableMeta:
     duplicates: tuple["DuplicateColumn", ...] = ()
     # column -> rows whose cell is an Excel formula saved without its result (see _read_excel)
     uncalculated_formulas: dict[str, list[int]] = field(default_factory=dict)
+    sheet: str | None = None  # the workbook's sheet read (None: not a workbook)
+    sheets: tuple[str, ...] = ()  # all the workbook's sheets, in order
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,22 @@ class PromptTable:
     encoding: str
     duplicates: tuple[DuplicateColumn, ...] = ()
     uncalculated_formulas: dict[str, list[int]] = field(default_factory=dict)
+    sheet: str | None = None  # the workbook's sheet read (None: not a workbook)
+    sheets: tuple[str, ...] = ()  # all the workbook's sheets, in order
+
+    @property
+    def other_sheets(self) -> list[str]:
+        """The workbook's sheets not read, in order."""
+        return [name for name in self.sheets if name != self.sheet]
+
+    def describe_sheets(self) -> str:
+        """Which sheet of a workbook of several was read, and the others ("" for one sheet or a text file)."""
+        others = self.other_sheets
+        if not others:
+            return ""
+        listed = ", ".join(f"'{name}'" for name in others)
+        return (f"{self.path.name} has {len(self.sheets)} sheets; the prompts are read from '{self.sheet}'"
+                f"{' (the first)' if self.sheet == self.sheets[0] else ''}, not from {listed}")
 
     @property
     def texts(self) -> list[str]:
@@ -89,17 +107,20 @@ class PromptTable:
         return len(self.frame)
 
 
-def load_prompt_table(path: Path | str, column: str | None = None, *, check_empty: bool = True) -> PromptTable:
+def load_prompt_table(path: Path | str, column: str | None = None, *, check_empty: bool = True,
+                      sheet: str | None = None) -> PromptTable:
     """Read and validate a prompts file; raises PromptFileError in plain words.
 
     `check_empty=False` lets the window show a table with empty prompts (to
-    highlight them with `empty_rows`) before the user starts a run.
+    highlight them with `empty_rows`) before the user starts a run. `sheet`: the
+    workbook's sheet to read (None: the first).
     """
     path = Path(path)
-    frame, meta = read_table(path)
+    frame, meta = read_table(path, sheet)
     chosen = choose_column(frame, column, path.name, meta.duplicates)
     table = PromptTable(path=path, frame=frame, column=chosen, sha256=meta.sha256, encoding=meta.encoding,
-                        duplicates=meta.duplicates, uncalculated_formulas=meta.uncalculated_formulas)
+                        duplicates=meta.duplicates, uncalculated_formulas=meta.uncalculated_formulas,
+                        sheet=meta.sheet, sheets=meta.sheets)
     if check_empty:
         formulas = uncalculated_formula_rows(table)
         rows = empty_rows(table)
@@ -118,8 +139,8 @@ def load_prompt_table(path: Path | str, column: str | None = None, *, check_empt
     return table
 
 
-def read_table(path: Path | str) -> tuple[pd.DataFrame, TableMeta]:
-    """All cells of the file's first sheet as text, and the file's sha256 and encoding."""
+def read_table(path: Path | str, sheet: str | None = None) -> tuple[pd.DataFrame, TableMeta]:
+    """All cells of the file (of a workbook's `sheet`, by default its first) as text, and the file's sha256 and encoding."""
     path = Path(path)
     data = _read_bytes(path)
     meta_sha = hashlib.sha256(data).hexdigest()
@@ -137,13 +158,18 @@ def read_table(path: Path | str) -> tuple[pd.DataFrame, TableMeta]:
                 f"{path.name} is {other}, not a table of prompts: GPI Desktop reads CSV, TSV and Excel (.xlsx) "
                 "files, so put the prompts in a spreadsheet, one per row under a header, and save it as .xlsx or CSV."
             )
-        (frame, uncalculated), encoding = _read_excel(path, data), "xlsx"
-        header = _excel_header(data)
+        sheets = workbook_sheets(path, data)
+        chosen_sheet = _chosen_sheet(path, sheets, sheet)
+        (frame, uncalculated), encoding = _read_excel(path, data, chosen_sheet), "xlsx"
+        header = _excel_header(data, chosen_sheet)
     elif path.suffix.lower() in EXCEL_SUFFIXES:
         raise PromptFileError(
             f"{path.name} is not a valid Excel workbook: open it in Excel and save it again as .xlsx or CSV."
         )
     else:
+        if sheet is not None:
+            raise PromptFileError(f"{path.name} is a text table, which has no sheets: leave the sheet out.")
+        chosen_sheet, sheets = None, ()
         text, encoding = decode_text(data)
         if _looks_binary(text):
             raise PromptFileError(
@@ -161,7 +187,34 @@ def read_table(path: Path | str) -> tuple[pd.DataFrame, TableMeta]:
             f"{path.name} has a header row but no data rows: put one prompt per row under the header."
         )
     return frame, TableMeta(sha256=meta_sha, encoding=encoding, duplicates=duplicates,
-                            uncalculated_formulas=uncalculated)
+                            uncalculated_formulas=uncalculated, sheet=chosen_sheet, sheets=sheets)
+
+
+def workbook_sheets(path: Path, data: bytes) -> tuple[str, ...]:
+    """The sheets of an Excel workbook, in order (read from the workbook's index, without reading any cells)."""
+    import openpyxl
+
+    try:
+        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True)
+    except Exception:  # noqa: BLE001 - openpyxl/zipfile raise many types for a damaged workbook
+        raise PromptFileError(
+            f"{path.name} is not a valid Excel workbook: open it in Excel and save it again as .xlsx or CSV."
+        ) from None
+    try:
+        return tuple(book.sheetnames)
+    finally:
+        book.close()
+
+
+def _chosen_sheet(path: Path, sheets: tuple[str, ...], sheet: str | None) -> str:
+    if not sheets:
+        raise PromptFileError(f"{path.name} has no sheets: open it in Excel and save it again as .xlsx or CSV.")
+    if sheet is None:
+        return sheets[0]
+    if sheet not in sheets:
+        listed = ", ".join(f"'{name}'" for name in sheets)
+        raise PromptFileError(f"{path.name} has no sheet named '{sheet}'; its sheets are {listed}: choose one of them.")
+    return sheet
 
 
 # What a zip file that is not an Excel workbook holds, by the folder or mimetype Office and LibreOffice give it.
@@ -262,9 +315,9 @@ def _delimited_header(path: Path, text: str) -> list[str]:
     return [str(c) for c in header.iloc[0].tolist()] if len(header) else []
 
 
-def _excel_header(data: bytes) -> list[str]:
+def _excel_header(data: bytes, sheet: str) -> list[str]:
     import pandas as pd
-    header = pd.read_excel(io.BytesIO(data), sheet_name=0, header=None, nrows=1, dtype=str, keep_default_na=False,
+    header = pd.read_excel(io.BytesIO(data), sheet_name=sheet, header=None, nrows=1, dtype=str, keep_default_na=False,
                            engine="openpyxl")
     return [str(c) for c in header.iloc[0].tolist()] if len(header) else []
 
@@ -389,18 +442,18 @@ def _read_delimited(path: Path, text: str) -> pd.DataFrame:
         raise PromptFileError(f"{path.name} cannot be read as a table: save it again as CSV or .xlsx.") from None
 
 
-def _read_excel(path: Path, data: bytes) -> tuple[pd.DataFrame, dict[str, list[int]]]:
-    """The first sheet's cached values, and per column the rows that are formulas saved without a result.
+def _read_excel(path: Path, data: bytes, sheet: str) -> tuple[pd.DataFrame, dict[str, list[int]]]:
+    """The sheet's cached values, and per column the rows that are formulas saved without a result.
 
     Excel stores a formula's last result next to it; programs that are not Excel (and scripts) may save the
     formula alone. Such a cell reads as empty, and a sheet that ends in them loses those rows altogether,
     so the formulas are read too (only when the workbook has any) to keep every row and name the cause.
     """
     import pandas as pd
-    values = _excel_frame(path, data, data_only=True)
+    values = _excel_frame(path, data, sheet, data_only=True)
     if not _has_formulas(data):
         return values, {}
-    formulas = _excel_frame(path, data, data_only=False)
+    formulas = _excel_frame(path, data, sheet, data_only=False)
     if [str(c) for c in formulas.columns] != [str(c) for c in values.columns] or len(formulas) < len(values):
         return values, {}  # the two readings do not line up; the values alone are still right
     if len(formulas) > len(values):
@@ -430,10 +483,10 @@ def _has_formulas(data: bytes) -> bool:
         return False
 
 
-def _excel_frame(path: Path, data: bytes, *, data_only: bool) -> pd.DataFrame:
+def _excel_frame(path: Path, data: bytes, sheet: str, *, data_only: bool) -> pd.DataFrame:
     import pandas as pd
     try:
-        return pd.read_excel(io.BytesIO(data), sheet_name=0, dtype=str, keep_default_na=False, engine="openpyxl",
+        return pd.read_excel(io.BytesIO(data), sheet_name=sheet, dtype=str, keep_default_na=False, engine="openpyxl",
                              engine_kwargs={"data_only": data_only})
     except Exception:  # noqa: BLE001 - openpyxl/zipfile raise many types for a damaged workbook
         raise PromptFileError(

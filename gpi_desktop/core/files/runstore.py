@@ -330,6 +330,8 @@ def describe_key_differences(stored: Any, wanted: Any) -> str:
             kind = "another model"
         elif "column" in lowered:
             kind = "another prompt column"
+        elif lowered == "sheet":
+            kind = "another sheet"
         elif any(word in lowered for word in ("input", "prompt", "sha256", "rows", "file")):
             kind = "another input file"
         else:
@@ -358,6 +360,7 @@ class KeyChange:
 _KEY_WORDS = {
     "input_sha256": "the prompts file",
     "column": "the prompt column",
+    "sheet": "the sheet",
     "rows": "the number of rows",
     "model": "the model",
     "settings.model": "the model",

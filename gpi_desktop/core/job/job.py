@@ -52,6 +52,7 @@ class JobSpec:
     column: str | None = None
     settings: RunSettings = field(default_factory=RunSettings)
     export: ExportSettings = field(default_factory=ExportSettings)
+    sheet: str | None = None  # the Excel workbook's sheet holding the prompts (None: the first)
 
     def validate(self) -> "JobSpec":
         self.settings.validate()
@@ -97,6 +98,7 @@ class RunOutcome:
                 "file": Path(self.table.path).name,
                 "sha256": self.table.sha256,
                 "column": self.table.column,
+                **({"sheet": self.table.sheet} if len(self.table.sheets) > 1 else {}),
                 "rows": len(self.table),
             },
             "versions": library_versions(),
@@ -120,7 +122,7 @@ def library_versions() -> dict[str, str]:
 def load_prompts(spec: JobSpec):
     from gpi_desktop.core.files.prompts import load_prompt_table
 
-    return load_prompt_table(Path(spec.prompts_path), spec.column)
+    return load_prompt_table(Path(spec.prompts_path), spec.column, sheet=spec.sheet)
 
 
 def job_key(spec: JobSpec, table) -> dict[str, Any]:
@@ -138,6 +140,8 @@ def job_key(spec: JobSpec, table) -> dict[str, Any]:
         "model": str(source.local_path) if source.is_local else source.name,
         "settings": settings,
         "strategy": spec.settings.strategy,
+        # The file's bytes do not say which sheet: a workbook of several names it (keys of other files stay as they were).
+        **({"sheet": table.sheet} if len(table.sheets) > 1 else {}),
     }
 
 
@@ -163,6 +167,7 @@ def job_record(spec: JobSpec) -> dict[str, Any]:
     return {
         "prompts": str(Path(spec.prompts_path).absolute()),
         "column": spec.column,
+        "sheet": spec.sheet,
         "settings": spec.settings.to_dict(),
         "export": {"prefix": spec.export.prefix, "save_name": spec.export.save_name},
     }
@@ -199,7 +204,7 @@ def unfinished_jobs(runs_dir: Path) -> list[UnfinishedJob]:
             continue  # finished (waiting for its export), or journaled by a version that kept no settings
         try:
             spec = JobSpec(Path(record["prompts"]), record.get("column"), RunSettings(**record["settings"]),
-                           ExportSettings(**record.get("export", {})))
+                           ExportSettings(**record.get("export", {})), record.get("sheet"))
         except (KeyError, TypeError):
             log.info("unfinished job in %s has settings of another version", folder)
             continue
@@ -304,13 +309,15 @@ def _prepare_prompts(spec: JobSpec, table, state: TaskState, template_date: str,
     from gpi_desktop.core.generation.engine import EncodedPrompt, shared_prefix
     from gpi_desktop.core.generation.instructions import make_renderer, template_record
     from gpi_desktop.core.model.context import check_prompt_lengths, context_length
-    from gpi_desktop.core.model.models import PromptTokenizer, load_tokenizer
+    from gpi_desktop.core.model.models import PromptTokenizer, load_tokenizer_only
 
     s = spec.settings
     if loaded is None:
         use_allocated_cpus()
-        report_fit(spec, table, state, token=token, insist=insist)
-        reader = load_tokenizer(s, token=token, state=state)
+        # The config and tokenizer files only (a hub model's weights download in load_model): a prompt too long for
+        # the model is refused first, before a memory estimate that such a prompt would blow up.
+        state.set_status(f"Reading the tokenizer of {s.model}…")
+        reader = load_tokenizer_only(s, token=token)
     else:
         reader = PromptTokenizer(loaded.tokenizer, context_length(loaded.model.config.to_dict()))
     check_cancel(state)
@@ -322,6 +329,8 @@ def _prepare_prompts(spec: JobSpec, table, state: TaskState, template_date: str,
             check_cancel(state)
         encoded.append(EncodedPrompt(row, tuple(renderer.encode(text))))
     check_prompt_lengths([(p.row, len(p.ids)) for p in encoded], reader.context, s.max_new_tokens)
+    if loaded is None:
+        report_fit(spec, table, state, token=token, insist=insist)
     return _Prompts(
         renderer=renderer,
         encoded=encoded,
