@@ -13,6 +13,7 @@ import sys
 
 from gpi_desktop import __version__
 from gpi_desktop.cli.error_words import cli_sentence
+from gpi_desktop.cli.estimate import add_estimate_parser
 from gpi_desktop.cli.exports import add_export_parsers
 from gpi_desktop.cli.merge import add_merge_parser
 from gpi_desktop.cli.run import add_run_parser, stopped_message
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_token_parser(sub)
     add_merge_parser(sub)
     add_export_parsers(sub)
+    add_estimate_parser(sub)
     return parser
 
 
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         with sigterm_interrupts():
             return args.handler(args)
     except Cancelled:
-        print(stopped_message(args), file=sys.stderr)
+        print(getattr(args, "stopped", None) or stopped_message(args), file=sys.stderr)
         return EXIT_CANCELLED
     except GpiError as exc:
         log.info("user error: %s", exc)

@@ -17,6 +17,11 @@ REMEDY_WORDS = {
     Remedy.PICK_COLUMN: "pick the text column with --column",
     Remedy.PICK_DUPLICATE_COLUMN: "pick the one that holds the prompts with --column, or rename one in the file",
     Remedy.EMPTY_FOLDER_OR_REPLACE: "choose an empty folder, or replace the earlier export with --overwrite",
+    Remedy.PICK_TREATED: "say which one means treated with --treated VALUE",
+    Remedy.GIVE_DATA_FILE: "give the data file with --data FILE (CSV, TSV or Excel, one row per vector)",
+    Remedy.MATCH_BY_ID: "match the rows by an ID column with --id COLUMN",
+    Remedy.EMPTY_REPORT_FOLDER_OR_REPLACE: "choose an empty folder for --out, or replace the earlier report with "
+                                           "--overwrite",
 }
 
 

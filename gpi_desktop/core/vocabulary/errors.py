@@ -36,6 +36,10 @@ class Remedy(Enum):
     PICK_COLUMN = "pick the text column"
     PICK_DUPLICATE_COLUMN = "pick the one that holds the prompts, or rename one in the file"
     EMPTY_FOLDER_OR_REPLACE = "choose an empty folder, or allow replacing an earlier export"
+    PICK_TREATED = "say which of the two values means treated"
+    GIVE_DATA_FILE = "give the data file (CSV, TSV or Excel) with one row per vector"
+    MATCH_BY_ID = "match the rows by an ID column"
+    EMPTY_REPORT_FOLDER_OR_REPLACE = "choose an empty folder for the report, or allow replacing an earlier report"
 
 
 RemedyWords = Mapping[Remedy, str]  # a front end's own wording of each remedy
@@ -87,6 +91,10 @@ class MemoryFitError(SettingsError):
     def __init__(self, message: str, *, verdict: str = "", remedy: Remedy | None = None) -> None:
         super().__init__(message, remedy=remedy)
         self.verdict = verdict or message  # the estimate and what to change, without how to insist
+
+
+class EstimateInputError(InputError):
+    """The data or the vectors cannot be used for an estimate (a column, a value, the rows' order or number)."""
 
 
 class OutputFolderError(InputError):

@@ -27,6 +27,11 @@ REMEDY_WORDS = {
     Remedy.PICK_DUPLICATE_COLUMN: "pick the one that holds the prompts under Text column in step 3, or rename one "
                                   "in the file",
     Remedy.EMPTY_FOLDER_OR_REPLACE: "choose an empty folder, or export again and choose to replace the earlier export",
+    Remedy.PICK_TREATED: "choose which value means treated under Treated value",
+    Remedy.GIVE_DATA_FILE: "choose the data file (CSV, TSV or Excel, one row per vector) under Data",
+    Remedy.MATCH_BY_ID: "choose the ID column that matches the rows under ID column",
+    Remedy.EMPTY_REPORT_FOLDER_OR_REPLACE: "choose an empty folder for the report, or press Estimate again and choose "
+                                           "to replace the earlier report",
 }
 
 
