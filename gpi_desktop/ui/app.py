@@ -20,8 +20,10 @@ def make_application(argv: list[str] | None = None) -> QApplication:
 
     Raises DisplayError, before Qt could abort the process, when a system library its X11 plugin needs is missing.
     """
-    app = QApplication.instance()
-    if app is None:
+    existing = QApplication.instance()
+    if isinstance(existing, QApplication):
+        app = existing
+    else:
         check_display_libraries()
         app = QApplication(list(argv) if argv else [sys.argv[0]])
     app.setOrganizationName(ORGANIZATION)

@@ -45,8 +45,9 @@ class UnfinishedBar(QFrame):
     def set_jobs(self, jobs) -> None:
         while self._grid.count():
             item = self._grid.takeAt(0)
-            if item.widget() is not None:
-                item.widget().deleteLater()
+            widget = item.widget() if item is not None else None
+            if widget is not None:
+                widget.deleteLater()
         self.buttons = []
         if not jobs:
             self.hide()
