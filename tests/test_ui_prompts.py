@@ -176,3 +176,39 @@ def test_a_hundred_thousand_rows_open_and_scroll_without_stalling(qtbot, tmp_pat
     # Lazy reading: opening and four jumps with repaints cost about as much as one screen of cells.
     assert opened < 2.0, f"opening 100,000 rows took {opened:.2f} s"
     assert scrolled < 1.0, f"scrolling 100,000 rows took {scrolled:.2f} s"
+
+
+def _workbook(path):
+    with pd.ExcelWriter(path) as book:
+        pd.DataFrame({"text": ["a pilot prompt"]}).to_excel(book, sheet_name="pilot", index=False)
+        FRAME.to_excel(book, sheet_name="main study", index=False)
+        pd.DataFrame({"note": ["not prompts"]}).to_excel(book, sheet_name="notes", index=False)
+    return path
+
+
+def test_a_workbook_of_several_sheets_names_the_sheet_read_and_the_others_and_the_user_picks_another(
+        qtbot, panel, tmp_path):
+    p = load(qtbot, panel, _workbook(tmp_path / "study.xlsx"))
+    assert p.sheet_box.isVisibleTo(p) and p.sheet_box.currentText() == "pilot"
+    assert [p.sheet_box.itemText(i) for i in range(p.sheet_box.count())] == ["pilot", "main study", "notes"]
+    assert p.table.texts == ["a pilot prompt"]
+    assert p.message_label.text() == ("study.xlsx has 3 sheets; the prompts are read from 'pilot' (the first), not "
+                                      "from 'main study', 'notes': choose another sheet above if the prompts are there.")
+    p.select_sheet("main study")
+    qtbot.waitUntil(lambda: panel[1].pending == 0 and p.table is not None and p.table.sheet == "main study",
+                    timeout=30_000)
+    assert p.table.column == "speech" and p.table.texts == FRAME["speech"].tolist()
+    assert p.sheet_box.currentText() == "main study"
+    assert "read from 'main study', not from 'pilot', 'notes'" in p.message_label.text()
+    load(qtbot, panel, _write(tmp_path / "one.xlsx", "xlsx"))
+    assert not p.sheet_box.isVisibleTo(p) and p.message_label.isHidden()  # one sheet: nothing to choose
+
+
+def test_the_sheet_chosen_in_step_3_is_the_sheet_the_window_runs(qtbot, make_window, tmp_path):
+    window = make_window()
+    window.prompts_panel.load_file(_workbook(tmp_path / "study.xlsx"))
+    wait_idle(qtbot, window)
+    window.prompts_panel.select_sheet("main study")
+    wait_idle(qtbot, window)
+    spec = window.current_spec()
+    assert spec.sheet == "main study" and spec.column == "speech"

@@ -361,7 +361,7 @@ class MainWindow(QMainWindow):
                                       error=True)
             return
         self._reopening = job
-        self.prompts_panel.load_file(job.spec.prompts_path, job.spec.column)
+        self.prompts_panel.load_file(job.spec.prompts_path, job.spec.column, sheet=job.spec.sheet)
 
     def _show_reopened_job(self, table) -> None:
         job, self._reopening = self._reopening, None
@@ -421,7 +421,8 @@ class MainWindow(QMainWindow):
 
         table = self.prompts_panel.table
         run, export = self.settings_panel.values(model=self.model_panel.model())
-        return JobSpec(prompts_path=Path(table.path), column=table.column, settings=run, export=export).validate()
+        return JobSpec(prompts_path=Path(table.path), column=table.column, settings=run, export=export,
+                       sheet=table.sheet).validate()
 
     def result_changes(self) -> tuple | None:
         """What differs between the job of the results in the preview and the inputs now (`KeyChange`s).

@@ -477,4 +477,4 @@ def main_window_job(window) -> tuple[object, int] | str:
         run, export = window.settings_panel.values(model=window.model_panel.model())
     except GpiError as error:
         return window_sentence(error)
-    return JobSpec(Path(table.path), table.column, run, export), len(table)
+    return JobSpec(Path(table.path), table.column, run, export, table.sheet), len(table)

@@ -1,4 +1,4 @@
-"""Step 3: the prompts file (CSV, TSV or XLSX), its text column, and what is in it."""
+"""Step 3: the prompts file (CSV, TSV or XLSX), a workbook's sheet, its text column, and what is in it."""
 
 from __future__ import annotations
 
@@ -76,10 +76,22 @@ class PromptsPanel(QWidget):
         self.file_label = QLabel("No file opened yet.")
         self.file_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
+        # Shown for a workbook of several sheets only: which one holds the prompts is the user's to say.
+        self.sheet_label = QLabel("Sheet:")
+        self.sheet_box = QComboBox()
+        self.sheet_box.setMinimumContentsLength(12)
+        self.sheet_box.setToolTip("The workbook's sheet that holds the prompts; the first is read unless you choose "
+                                  "another.")
+        self.sheet_box.activated.connect(self._sheet_chosen)
+        self._show_sheets(())
         buttons = QHBoxLayout()
         buttons.addWidget(self.open_button)
         buttons.addWidget(self.sample_button)
-        buttons.addWidget(self.file_label, 1)
+        buttons.addWidget(self.file_label)
+        buttons.addSpacing(12)
+        buttons.addWidget(self.sheet_label)
+        buttons.addWidget(self.sheet_box)
+        buttons.addStretch(1)
 
         self.column_box = QComboBox()
         self.column_box.setMinimumContentsLength(24)
@@ -168,8 +180,8 @@ class PromptsPanel(QWidget):
     def set_start_folder(self, folder: str) -> None:
         self._start_folder = folder
 
-    def load_file(self, path: str | Path, column: str | None = None) -> None:
-        """Read the file in the background; the table appears when it is read."""
+    def load_file(self, path: str | Path, column: str | None = None, *, sheet: str | None = None) -> None:
+        """Read the file (a workbook's `sheet`, by default its first) in the background; the table appears when read."""
         path = Path(path)
         self._loading = True
         self._set_buttons(False)
@@ -177,13 +189,20 @@ class PromptsPanel(QWidget):
         self._show_message("", error=False)
 
         def read():
-            frame, meta = core_prompts.read_table(path)
+            frame, meta = core_prompts.read_table(path, sheet)
             guess = column if column is not None else core_prompts.guess_text_column(frame)
             if column is None and core_prompts.duplicate_of(guess, meta.duplicates) is not None:
                 guess = None  # which copy holds the prompts is the user's to say
             return frame, meta, guess
 
         self._calls.call(read, lambda got: self._on_read(path, got), lambda exc: self._on_failed(path, exc))
+
+    def select_sheet(self, name: str) -> None:
+        """Read the prompts from another sheet of the open workbook (as choosing it in the list does)."""
+        index = self.sheet_box.findText(name)
+        if index >= 0:
+            self.sheet_box.setCurrentIndex(index)
+            self._sheet_chosen()
 
     def select_column(self, name: str) -> None:
         index = self.column_box.findText(name)
@@ -205,6 +224,7 @@ class PromptsPanel(QWidget):
         encoding = ENCODING_WORDS.get(meta.encoding, meta.encoding)
         self.file_label.setText(f"{path.name}  ({encoding})")
         self.file_label.setToolTip(str(path))
+        self._show_sheets(meta.sheets, meta.sheet)
         self.model.set_frame(frame)
         self.column_box.blockSignals(True)
         self.column_box.clear()
@@ -247,7 +267,8 @@ class PromptsPanel(QWidget):
         self._table = core_prompts.PromptTable(path=self._path, frame=self._frame, column=name,
                                                sha256=self._meta.sha256, encoding=self._meta.encoding,
                                                duplicates=self._meta.duplicates,
-                                               uncalculated_formulas=self._meta.uncalculated_formulas)
+                                               uncalculated_formulas=self._meta.uncalculated_formulas,
+                                               sheet=self._meta.sheet, sheets=self._meta.sheets)
         self._empty = core_prompts.empty_rows(self._table)
         formulas = core_prompts.uncalculated_formula_rows(self._table)
         shared = core_prompts.duplicate_of(name, self._meta.duplicates)
@@ -267,10 +288,26 @@ class PromptsPanel(QWidget):
         elif shared is not None:
             self._show_message(f"{shared.describe(self._path.name)}: check that '{name}' is the one that holds the "
                                "prompts.", error=False)
+        elif self._table.other_sheets:
+            self._show_message(f"{self._table.describe_sheets()}: choose another sheet above if the prompts are "
+                               "there.", error=False)
         else:
             self._show_message("", error=False)
         self.set_run_settings(self._settings)
         self.table_changed.emit(self._table)
+
+    def _show_sheets(self, sheets: tuple[str, ...], current: str | None = None) -> None:
+        self.sheet_box.clear()
+        self.sheet_box.addItems(list(sheets))
+        if current is not None:
+            self.sheet_box.setCurrentIndex(self.sheet_box.findText(current))
+        for widget in (self.sheet_label, self.sheet_box):
+            widget.setVisible(len(sheets) > 1)
+
+    def _sheet_chosen(self) -> None:
+        name = self.sheet_box.currentText()
+        if self._path is not None and self._meta is not None and name and name != self._meta.sheet:
+            self.load_file(self._path, sheet=name)
 
     def _show_message(self, text: str, *, error: bool) -> None:
         self.message_label.setText(text)
