@@ -195,3 +195,19 @@ def test_run_is_disabled_for_an_option_line_it_could_not_use(qtbot, make_window,
     window.settings_panel.generation_options.setPlainText(line)
     assert not window.run_page.run_button.isEnabled()
     assert window.run_page.blocker_label.text().startswith("Run is not possible yet:")
+
+
+def test_a_generation_option_the_model_would_not_accept_is_refused_by_run_before_the_model_loads(
+        qtbot, make_window, tiny_llama, prompts_csv, monkeypatch):
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("the model was loaded although the run should have been refused before")
+
+    window = make_window()
+    prepare(qtbot, window, tiny_llama, prompts_csv)
+    window.settings_panel.generation_options.setPlainText("repetition_penalty=-1")
+    monkeypatch.setattr("gpi_desktop.core.model.models.load_model", must_not_load)
+    with qtbot.waitSignal(window.run_failed, timeout=120_000) as blocker:
+        window.run_page.run_button.click()
+    assert blocker.args[0].startswith("The generation option repetition_penalty=-1 cannot be used: repetition_penalty "
+                                      "takes a number above 0")
+    assert not any(window.runs_dir.rglob("journal.json"))  # nothing written for the refused run
