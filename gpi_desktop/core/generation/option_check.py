@@ -23,13 +23,19 @@ import inspect
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from gpi_desktop.core.generation.engine import _logits_processors
 from gpi_desktop.core.vocabulary.errors import SettingsError
 from gpi_desktop.core.vocabulary.hf_lock import TRANSFORMERS_LOCK
+
+if TYPE_CHECKING:
+    from transformers import GenerationConfig, PretrainedConfig
+
+    from gpi_desktop.core.vocabulary.settings import RunSettings
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +54,17 @@ _ACCEPTS = {
 }
 
 
-def check_generation_options(settings, *, token: str | None = None) -> None:
+@dataclass(frozen=True)
+class _ModelGeneration:
+    """What generate() starts from for this model, read from its config files."""
+
+    config: PretrainedConfig
+    defaults: GenerationConfig  # the model's generation_config.json, or what transformers derives from config.json
+    # What AutoModelForCausalLM would load (None: not a causal language model); its methods are read by name.
+    model_class: type[Any] | None
+
+
+def check_generation_options(settings: RunSettings, *, token: str | None = None) -> None:
     """Refuse a run's generation option that its model would not accept, reading only the model's config files."""
     from gpi_desktop.core.model.models import config_files_folder
 
@@ -63,20 +79,20 @@ def check_options_for_model(folder: Path, options: dict[str, Any]) -> None:
     """
     if not options:
         return
-    config, defaults, model_class = _model_generation(folder)
-    generation, unused = _attempt(lambda: _applied(defaults, options), options)
+    model = _model_generation(folder)
+    generation, unused = _attempt(lambda: _applied(model.defaults, options), options)
     for key in unused:  # generate() hands what is no generation setting to the model
-        _check_model_input(key, model_class)
+        _check_model_input(key, model.model_class)
     for key, value in options.items():  # each value alone, so that the refusal names it
         if key not in unused:
-            _attempt(partial(_check_alone, key, value, defaults, config), options, key)
+            _attempt(partial(_check_alone, key, value, model), options, key)
     # Then all of them, as generate() will see them: a beam-search option needs num_beams, another option may clash.
     _attempt(lambda: generation.validate(strict=True, user_set_attributes=set(options) - set(unused)), options)
-    _attempt(lambda: _build_processors(generation, options, config), options)
+    _attempt(lambda: _build_processors(generation, options, model.config), options)
 
 
-def _check_alone(key: str, value: Any, defaults, config) -> None:
-    _build_processors(_applied(defaults, {key: value})[0], {key: value}, config)
+def _check_alone(key: str, value: Any, model: _ModelGeneration) -> None:
+    _build_processors(_applied(model.defaults, {key: value})[0], {key: value}, model.config)
 
 
 def _attempt(check: Callable[[], Any], options: dict[str, Any], key: str | None = None) -> Any:
@@ -93,7 +109,7 @@ def _attempt(check: Callable[[], Any], options: dict[str, Any], key: str | None 
         raise SettingsError(_refusal(key, options[key], reason)) from None
 
 
-def _model_generation(folder: Path):
+def _model_generation(folder: Path) -> _ModelGeneration:
     """The model's config, its generation defaults and its class, read from the config files only."""
     with TRANSFORMERS_LOCK:
         from transformers import AutoConfig, GenerationConfig
@@ -105,13 +121,15 @@ def _model_generation(folder: Path):
         else:
             defaults = GenerationConfig.from_model_config(config)
         try:
-            model_class = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]
+            found = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]
         except KeyError:  # the load refuses such a model in its own words; no class means no model inputs here
-            model_class = None
-    return config, defaults, model_class
+            found = None
+    # The mapping gives a pair for a few architectures (their two model classes): generate() runs the first.
+    model_class = next((c for c in found if c is not None), None) if isinstance(found, tuple) else found
+    return _ModelGeneration(config, defaults, model_class)
 
 
-def _applied(defaults, options: dict[str, Any]):
+def _applied(defaults: GenerationConfig, options: dict[str, Any]) -> tuple[GenerationConfig, dict[str, Any]]:
     """The model's generation config with the options applied as generate() applies them, and the options it left."""
     generation = copy.deepcopy(defaults)
     # update() warns about what validate(strict=True) below refuses in one sentence: its warning would only add noise.
@@ -119,13 +137,13 @@ def _applied(defaults, options: dict[str, Any]):
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
-        unused = generation.update(**options)
+        unused: dict[str, Any] = generation.update(**options)  # type: ignore[no-untyped-call]
     finally:
         quiet.setLevel(level)
     return generation, unused
 
 
-def _check_model_input(key: str, model_class) -> None:
+def _check_model_input(key: str, model_class: type[Any] | None) -> None:
     """An option generate() does not take as a setting goes to the model: refused where the model has no such input."""
     with TRANSFORMERS_LOCK:
         from transformers import GenerationConfig
@@ -139,7 +157,7 @@ def _check_model_input(key: str, model_class) -> None:
     inputs -= {"self", "kwargs", "model_kwargs"}
     if key in inputs:
         return
-    known = [*GenerationConfig().to_dict(), *_ACCEPTS]
+    known = [*GenerationConfig().to_dict(), *_ACCEPTS]  # type: ignore[no-untyped-call]
     close = difflib.get_close_matches(key, known, n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
     name = model_class.__name__ if model_class is not None else "the model"
@@ -149,7 +167,7 @@ def _check_model_input(key: str, model_class) -> None:
     )
 
 
-def _build_processors(generation, options: dict[str, Any], config) -> None:
+def _build_processors(generation: GenerationConfig, options: dict[str, Any], config: PretrainedConfig) -> None:
     """Build what the engine and generate() would build from these options, so that their checks run now."""
     eos = generation.eos_token_id
     eos_ids = [eos] if isinstance(eos, int) else list(eos or [])
@@ -161,8 +179,10 @@ def _build_processors(generation, options: dict[str, Any], config) -> None:
     class _ConfigOnly(GenerationMixin):
         """generate()'s processor building reads only the model's config; no weights are needed."""
 
-    shell = _ConfigOnly()
-    shell.config = config
+        def __init__(self, config: PretrainedConfig) -> None:
+            self.config = config
+
+    shell = cast(Any, _ConfigOnly(config))  # stands in for the model, which _get_logits_processor's type names
     generation._eos_token_tensor = torch.tensor(eos_ids) if eos_ids else None
     try:
         GenerationMixin._get_logits_processor(shell, generation, input_ids_seq_length=1, device="cpu")
@@ -170,7 +190,7 @@ def _build_processors(generation, options: dict[str, Any], config) -> None:
         log.warning("could not build generate()'s logits processors to check the options", exc_info=True)
 
 
-def _engine_defaults(generation) -> dict[str, Any]:
+def _engine_defaults(generation: GenerationConfig) -> dict[str, Any]:
     from gpi_desktop.core.generation.engine import effective_generation_options
 
     class _Model:
