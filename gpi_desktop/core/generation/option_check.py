@@ -104,8 +104,10 @@ def _attempt(check: Callable[[], Any], options: dict[str, Any], key: str | None 
         named = [name for name in options if name in str(error)]
         key = key or (named[0] if len(named) == 1 else None)
         if key is None:
-            raise SettingsError(f"The generation options {', '.join(options)} cannot be used together ({reason}): "
-                                "change or remove one of them.") from None
+            raise SettingsError(
+                f"The generation options {', '.join(options)} cannot be used together ({reason}): "
+                "change or remove one of them."
+            ) from None
         raise SettingsError(_refusal(key, options[key], reason)) from None
 
 
