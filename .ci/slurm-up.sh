@@ -29,7 +29,7 @@ MessageTimeout=30
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 MpiDefault=none
-ReturnToService=2
+ReturnToService=1
 StateSaveLocation=/var/spool/slurmctld
 SlurmdSpoolDir=/var/spool/slurmd
 SlurmctldPidFile=/run/slurmctld.pid
@@ -53,15 +53,28 @@ chown munge:munge /etc/munge/munge.key && chmod 400 /etc/munge/munge.key
 pgrep -x munged >/dev/null || runuser -u munge -- /usr/sbin/munged || fail "munged did not start"
 munge -n | unmunge >/dev/null || fail "munge cannot encode and decode a credential"
 
-pgrep -x slurmctld >/dev/null || /usr/sbin/slurmctld || fail "slurmctld did not start"
+if pgrep -x slurmctld >/dev/null; then
+  scontrol reconfigure || fail "the running slurmctld did not take the new slurm.conf"
+else
+  /usr/sbin/slurmctld || fail "slurmctld did not start"
+fi
 pgrep -x slurmd >/dev/null || /usr/sbin/slurmd || fail "slurmd did not start"
 
-for _ in $(seq 60); do
-  if sinfo -h -N -o '%T' 2>/dev/null | grep -Eq '^(idle|mixed|allocated)'; then
-    sinfo
-    exit 0
-  fi
-  sleep 1
-done
-sinfo -N -l >&2 || true
-fail "the node did not become idle within a minute"
+node_up() {
+  for _ in $(seq 60); do
+    if sinfo -h -N -o '%T' 2>/dev/null | grep -Eq '^(idle|mixed|allocated)'; then
+      return 0
+    fi
+    sleep 1
+  done
+  return 1
+}
+
+node_up || { sinfo -N -l >&2 || true; fail "the node did not become idle within a minute"; }
+# What docs/cluster.md tells an admin to do after taking a node down must work here (ReturnToService=1).
+if ! squeue -h | grep -q .; then
+  scontrol update nodename=localhost state=down reason=slurm-up-check
+  scontrol update nodename=localhost state=resume || fail "scontrol update state=resume failed after a down"
+  node_up || fail "the node did not come back after scontrol update state=resume"
+fi
+sinfo

@@ -137,7 +137,7 @@ def test_job_folder_holds_prompts_copy_job_file_script_and_readme(tiny_llama, pr
                  'export HF_HOME="$HOME/scratch/hf"', "module load cuda"):
         assert line in script
     readme = job.readme.read_text()
-    for words in ("sbatch run.sbatch", "squeue", "gpi-desktop merge shards/* --out export", "Merge cluster results",
+    for words in ("sbatch run.sbatch", "squeue", "gpi-desktop merge job --out job-export", "Merge cluster results",
                   "scp -r"):
         assert words in readme
     assert (job.folder / "logs").is_dir()
@@ -164,12 +164,12 @@ def test_cluster_fields_out_of_slurm_form_are_refused(field, value):
 
 def _fake_program(tmp_path: Path) -> Path:
     fake = tmp_path / "fake-gpi"
-    fake.write_text('#!/bin/bash\necho "$@" >> "$CALLS"\n')
+    fake.write_text('#!/bin/bash\necho "$@" >> "$CALLS"\nif [ -n "${KILL_ME:-}" ]; then kill -9 $$; fi\n')
     fake.chmod(0o755)
     return fake
 
 
-def test_script_resumes_an_interrupted_shard_and_skips_a_finished_one(tmp_path):
+def test_script_lets_the_program_decide_under_its_hold_and_skips_a_finished_shard(tmp_path):
     job = tmp_path / "job"
     (job / "shards").mkdir(parents=True)
     (job / "job.json").write_text("{}")
@@ -184,12 +184,28 @@ def test_script_resumes_an_interrupted_shard_and_skips_a_finished_one(tmp_path):
         assert done.returncode == 0, done.stderr
         return calls.read_text().strip() if calls.exists() else ""
 
-    assert task(2) == "run --job job.json --shard 2/3 --out shards/2"
+    # Always --resume: whether the shard starts, continues, or is another copy's is decided by the program,
+    # under its hold on the shard folder, never by a check here that a second copy could race.
+    assert task(2) == "run --job job.json --shard 2/3 --out shards/2 --resume"
     (job / "shards" / "2" / ".gpi-run").mkdir(parents=True)  # what a preempted task leaves
     assert task(2) == "run --job job.json --shard 2/3 --out shards/2 --resume"
     shutil.rmtree(job / "shards" / "2" / ".gpi-run")
     (job / "shards" / "2" / "shard.json").write_text("{}")
     assert task(2) == ""  # finished: not run again
+
+
+def test_a_task_killed_with_sigkill_ends_its_log_with_what_happened_and_the_command_to_continue(tmp_path):
+    job = tmp_path / "job"
+    (job / "shards").mkdir(parents=True)
+    (job / "job.json").write_text("{}")
+    (job / "run.sbatch").write_text(sbatch_script(ClusterSettings(shards=3)))
+    env = dict(os.environ, GPI_DESKTOP=str(_fake_program(tmp_path)), CALLS=str(tmp_path / "calls"),
+               SLURM_SUBMIT_DIR=str(job), SLURM_ARRAY_TASK_ID="3", KILL_ME="1")
+    done = subprocess.run(["bash", str(job / "run.sbatch")], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 137
+    last = done.stderr.strip().splitlines()[-1]
+    assert "killed (SIGKILL)" in last and "#SBATCH --mem" in last
+    assert last.endswith(f"bash {job}/run.sbatch --array=3")
 
 
 # -- shards as parallel processes, merged, against one machine ---------------------------------------------
@@ -417,17 +433,39 @@ def test_resuming_a_shard_counts_the_shards_prompts_not_the_jobs(fixed_job, tmp_
     assert resuming and resuming[0].endswith(f"of {rows} prompts are already done.") and rows < len(SPEECHES)
 
 
-def test_a_stopped_slurm_task_is_told_the_requeue_continues_not_to_rerun_the_command(monkeypatch):
-    from gpi_desktop.cli.run import stopped_message
+def test_a_stopped_slurm_task_is_told_in_slurms_terms_why_and_what_to_type(monkeypatch, tmp_path):
+    from gpi_desktop.cli import run as run_command
     from gpi_desktop.cli.entry import build_parser
+    from gpi_desktop.core.cluster import slurm
+    from gpi_desktop.core.cluster.slurm import JobRecord
 
-    args = build_parser().parse_args(["run", "--job", "job.json", "--shard", "2/3", "--out", "shards/2"])
+    args = build_parser().parse_args(["run", "--job", str(tmp_path / "job" / "job.json"), "--shard", "2/3", "--out",
+                                      "shards/2"])
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
-    assert "--resume" in stopped_message(args)
-    monkeypatch.setenv("SLURM_JOB_ID", "41")
-    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "2")
-    message = stopped_message(args)
-    assert "--resume" not in message and "requeue" in message and "sbatch --array=2 run.sbatch" in message
+    assert "--resume" in run_command.stopped_message(args)
+    for name, value in {"SLURM_JOB_ID": "41", "SLURM_ARRAY_JOB_ID": "39", "SLURM_ARRAY_TASK_ID": "2"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+    resubmit = f"bash {tmp_path / 'job' / 'run.sbatch'} --array=2"  # absolute: works from any folder
+    # What `scontrol -o show job 39_2` said at the stop, as slurm-wlm 22.05 says it.
+    records = {
+        "timeout": "JobId=41 ArrayJobId=39 ArrayTaskId=2 JobState=COMPLETING Reason=TimeLimit Restarts=0 "
+                   "TimeLimit=00:20:00",
+        "scancel": "JobId=41 ArrayJobId=39 ArrayTaskId=2 JobState=COMPLETING Reason=None Restarts=0 TimeLimit=00:20:00",
+        "requeue": "JobId=41 ArrayJobId=39 ArrayTaskId=2 JobState=COMPLETING Reason=None Restarts=1 TimeLimit=00:20:00",
+    }
+    said = {}
+    for cause, text in records.items():
+        monkeypatch.setattr(slurm, "ask_controller", lambda task, text=text: JobRecord.parse(text))
+        said[cause] = run_command.stopped_message(args)
+    assert "--resume" not in " ".join(said.values())
+    assert "time limit of 00:20:00" in said["timeout"] and said["timeout"].endswith(f"{resubmit} --time=00:40:00")
+    assert "SLURM does not start it again" in said["scancel"] and said["scancel"].endswith(resubmit)
+    assert "requeued" in said["requeue"] and "BeginTime" in said["requeue"] and "about 2 minutes" in said["requeue"]
+    assert "scontrol update JobId=39_2 StartTime=now" in said["requeue"]
+    monkeypatch.setattr(slurm, "ask_controller", lambda task: None)  # the controller did not answer
+    unknown = run_command.stopped_message(args)
+    assert "requeues" in unknown and resubmit in unknown and "--time" in unknown
 
 
 # -- the script as a cluster runs it: from any folder, typed GPUs, limits -----------------------------------
@@ -511,7 +549,7 @@ def test_a_task_submitted_with_sbatch_from_another_folder_still_finds_its_job_fo
                CALLS=str(calls), SLURM_SUBMIT_DIR=str(home), SLURM_JOB_ID="41", SLURM_ARRAY_TASK_ID="1")
     done = subprocess.run(["bash", str(job / "run.sbatch")], cwd=home, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert calls.read_text().strip() == "run --job job.json --shard 1/3 --out shards/1"
+    assert calls.read_text().strip() == "run --job job.json --shard 1/3 --out shards/1 --resume"
     # Nowhere to be found: the message goes to the task's log, in plain words.
     scontrol.write_text("#!/bin/bash\nexit 1\n")
     done = subprocess.run(["bash", str(job / "run.sbatch")], cwd=home, env=env, capture_output=True, text=True)
@@ -576,7 +614,7 @@ def test_the_scripts_run_options_line_reaches_every_tasks_run(tmp_path):
                SLURM_ARRAY_TASK_ID="2")
     done = subprocess.run(["bash", str(job / "run.sbatch")], env=env, capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert calls.read_text().strip() == "run --job job.json --shard 2/3 --out shards/2 --ignore-memory-check"
+    assert calls.read_text().strip() == "run --job job.json --shard 2/3 --out shards/2 --resume --ignore-memory-check"
 
 
 def test_a_slurm_task_the_memory_estimate_stops_says_how_to_insist_in_the_script(
@@ -596,7 +634,8 @@ def test_a_slurm_task_the_memory_estimate_stops_says_how_to_insist_in_the_script
 
 
 def test_tasks_that_would_get_no_prompts_are_counted_from_the_rows_and_the_batch_size():
-    from gpi_desktop.core.cluster.shards import assign_rows, idle_tasks_warning, tasks_with_rows
+    from gpi_desktop.core.cluster.review import idle_tasks_sentence
+    from gpi_desktop.core.cluster.shards import assign_rows, tasks_with_rows
     from gpi_desktop.core.job.job import shard_unit
 
     fixed = RunSettings(batch_size=8)  # waves of 4 batches: 32 rows go to a task together
@@ -605,8 +644,9 @@ def test_tasks_that_would_get_no_prompts_are_counted_from_the_rows_and_the_batch
     for rows, count in [(100, 10), (100, 4), (31, 2), (0, 3), (64, 2)]:
         busy = sum(1 for shard in assign_rows([5] * rows, count, unit) if shard)
         assert tasks_with_rows(rows, count, unit) == busy
-    assert idle_tasks_warning(100, 4, fixed) is None
-    warning = idle_tasks_warning(100, 10, fixed)
-    assert warning.startswith("Only 4 of the 10 tasks get prompts") and "at most 4 tasks" in warning
-    assert idle_tasks_warning(100, 10, RunSettings(batch_size="auto")) is None  # any single row: all ten work
-    assert idle_tasks_warning(3, 5, RunSettings(batch_size="auto")).startswith("Only 3 of the 5 tasks")
+    assert idle_tasks_sentence(100, 4, fixed) is None
+    warning = idle_tasks_sentence(100, 10, fixed)
+    assert warning.startswith("Only 4 of the 10 tasks would get prompts") and "at most 4 tasks" in warning
+    assert "whole waves of 32 (4 batches of 8" in warning
+    assert idle_tasks_sentence(100, 10, RunSettings(batch_size="auto")) is None  # any single row: all ten work
+    assert idle_tasks_sentence(3, 5, RunSettings(batch_size="auto")).startswith("Only 3 of the 5 tasks")

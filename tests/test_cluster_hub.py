@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -36,7 +37,8 @@ def prompts(tmp_path) -> Path:
 
 
 def _spec(model: str, prompts: Path) -> JobSpec:
-    return JobSpec(prompts, "text", RunSettings(model=model, max_new_tokens=4, batch_size="2"), ExportSettings())
+    # Batch size 1: waves of 4 of the 8 prompts, so each of two tasks gets some (never an idle task).
+    return JobSpec(prompts, "text", RunSettings(model=model, max_new_tokens=4, batch_size="1"), ExportSettings())
 
 
 def _step_two(readme: str) -> list[str]:
@@ -134,18 +136,29 @@ def test_a_new_commit_published_between_tasks_does_not_change_a_pinned_job(fake_
     assert manifest["model"]["revision"] == first
 
 
-def test_unpinned_tasks_that_saw_two_commits_are_refused_naming_both_revisions(fake_hub, tiny_llama, prompts,
-                                                                                tmp_path, capsys):
+def test_an_unpinned_job_runs_the_first_tasks_commit_in_every_task_and_the_merge_still_refuses_two(
+        fake_hub, tiny_llama, prompts, tmp_path, capsys):
+    from gpi_desktop.core.cluster.model_pin import PIN_FILE
+
     other = build_tiny_model(tmp_path / "other", TinySpec(architecture="llama", seed=7))
     repo = fake_hub.add(repo_from_folder(MODEL, tiny_llama))
     first = repo.commit
     job = write_job_folder(tmp_path / "job", _spec(MODEL, prompts), ClusterSettings(shards=2, gpus_per_task=0),
-                           pin=False)  # what an older folder (revision null) did: each task resolves main
+                           pin=False)  # prepared offline: "revision": null, each task would resolve main
     shards = job.folder / "shards"
     assert main(["run", "--job", str(job.job_file), "--shard", "1/2", "--out", str(shards / "1"), "--quiet"]) == 0
+    assert json.loads((job.folder / PIN_FILE).read_text())["revision"] == first  # the first task pinned its commit
     second = _publish_new_commit(repo, other)
     assert main(["run", "--job", str(job.job_file), "--shard", "2/2", "--out", str(shards / "2"), "--quiet"]) == 0
+    assert {json.loads((shards / i / "shard.json").read_text())["identity"]["model_revision"] for i in "12"} == {first}
+    assert main(["merge", str(job.folder), "--out", str(tmp_path / "export"), "--quiet"]) == 0
+
+    # Shards that still ran two commits (job.json edited between tasks): the merge refuses, naming both.
+    data = json.loads(job.job_file.read_text())
+    job.job_file.write_text(json.dumps({**data, "settings": {**data["settings"], "revision": second}}))
+    shutil.rmtree(shards / "2")
+    assert main(["run", "--job", str(job.job_file), "--shard", "2/2", "--out", str(shards / "2"), "--quiet"]) == 0
     capsys.readouterr()
-    assert main(["merge", str(job.folder), "--out", str(tmp_path / "export")]) == 2
+    assert main(["merge", str(job.folder), "--out", str(tmp_path / "export2")]) == 2
     err = capsys.readouterr().err
     assert re.search(f"model revision ({first} vs {second}|{second} vs {first})", err), err

@@ -175,8 +175,10 @@ def test_the_cli_template_date_flag_sets_the_job_date(tiny_dated, prompts_csv, t
 def test_shards_run_on_different_days_merge_into_the_files_of_a_single_run(tiny_dated, prompts_csv, tmp_path,
                                                                           clock):
     from gpi_desktop.core.cluster.sbatch import ClusterSettings, write_job_folder
+    from gpi_desktop.core.job.job import with_settings
 
-    job = write_job_folder(tmp_path / "job", spec_for(tiny_dated, prompts_csv),
+    # Batch size 1: waves of 4 prompts, so both tasks get some (a job folder never holds an idle task).
+    job = write_job_folder(tmp_path / "job", with_settings(spec_for(tiny_dated, prompts_csv), batch_size=1),
                            ClusterSettings(shards=2, gpus_per_task=0)).folder  # prepared on day 1
     for index, day in ((1, DAY2), (2, DAY3)):
         clock.day = day

@@ -27,7 +27,7 @@ def spec(tiny_llama, prompts_csv):
 def test_prepare_dialog_writes_the_job_folder_from_its_fields(qtbot, spec, tmp_path):
     dialog = PrepareClusterDialog(spec, len(PROMPTS))
     qtbot.addWidget(dialog)
-    dialog.tasks.setValue(3)
+    dialog.tasks.setValue(2)  # 8 prompts in waves of 4: two tasks get prompts
     dialog.gpus.setValue(2)
     dialog.time.setText("12:00:00")
     dialog.memory.setText("96G")
@@ -43,12 +43,12 @@ def test_prepare_dialog_writes_the_job_folder_from_its_fields(qtbot, spec, tmp_p
     assert not dialog.error.isVisible() or not dialog.error.text()
     job = tmp_path / "job"
     script = (job / "run.sbatch").read_text()
-    for line in ("#SBATCH --array=1-3%2", "#SBATCH --gres=gpu:a100:2", "#SBATCH --qos=long", "#SBATCH --time=12:00:00", "#SBATCH --mem=96G",
+    for line in ("#SBATCH --array=1-2%2", "#SBATCH --gres=gpu:a100:2", "#SBATCH --qos=long", "#SBATCH --time=12:00:00", "#SBATCH --mem=96G",
                  "#SBATCH --partition=gpu", 'export HF_HOME="/scratch/me/hf"'):
         assert line in script
     assert subprocess.run(["bash", "-n", str(job / "run.sbatch")]).returncode == 0
     loaded = load_job_file(job / "job.json")
-    assert loaded.shards == 3 and loaded.spec.settings.max_new_tokens == 8
+    assert loaded.shards == 2 and loaded.spec.settings.max_new_tokens == 8
     assert (job / "input" / "prompts.csv").read_bytes() == spec.prompts_path.read_bytes()
     # The plain instructions are shown in the dialog: submit, check, merge back.
     shown = dialog.instructions.toPlainText()
@@ -68,7 +68,7 @@ def test_prepare_dialog_shows_a_bad_field_and_writes_nothing(qtbot, spec, tmp_pa
 
 
 def test_prepare_dialog_warns_about_more_tasks_than_slurms_default_array_limit(qtbot, spec):
-    dialog = PrepareClusterDialog(spec, len(PROMPTS))
+    dialog = PrepareClusterDialog(spec, 10_000)  # 2,500 waves of 4: 1,500 tasks all get prompts
     qtbot.addWidget(dialog)
     assert dialog.warning.isHidden()
     dialog.tasks.setValue(1500)
@@ -169,13 +169,15 @@ def test_merge_dialog_given_a_job_folder_without_results_speaks_of_its_result_fo
     assert not (tmp_path / "export").exists()
 
 
-def test_prepare_dialog_warns_when_some_tasks_would_get_no_prompts(qtbot, spec):
+def test_prepare_dialog_says_how_prompts_go_out_and_refuses_tasks_that_would_get_none(qtbot, spec, tmp_path):
     from gpi_desktop.ui.cluster.dialogs import PrepareClusterDialog
 
-    dialog = PrepareClusterDialog(spec, rows=40)  # batch size 1: groups of 4 prompts, so 10 tasks at most
+    dialog = PrepareClusterDialog(spec, rows=40)  # batch size 1: waves of 4 prompts, so 10 tasks at most
     qtbot.addWidget(dialog)
     dialog.tasks.setValue(10)
     assert dialog.warning.isHidden()
+    assert "in whole waves of 4 (4 batches of 1" in dialog.split.text() and not dialog.split.isHidden()
     dialog.tasks.setValue(12)
-    assert not dialog.warning.isHidden() and "Only 10 of the 12 tasks get prompts" in dialog.warning.text()
+    assert not dialog.warning.isHidden() and "Only 10 of the 12 tasks would get prompts" in dialog.warning.text()
+    assert dialog.split.isHidden()
     dialog.close()

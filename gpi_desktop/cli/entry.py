@@ -1,4 +1,4 @@
-"""`gpi-desktop`: the window, or the same engine headless (`run`, `merge`), the token, exports, and `--self-test`.
+"""`gpi-desktop`: the window, or the same engine headless (`run`, `prepare`, `merge`), the token, exports, and `--self-test`.
 
 A thin client of gpi_desktop.core: it parses flags, prints progress and turns
 the project's errors into one plain sentence and an exit code. Each command is a
@@ -16,6 +16,7 @@ from gpi_desktop.cli.error_words import cli_sentence
 from gpi_desktop.cli.estimate import add_estimate_parser
 from gpi_desktop.cli.exports import add_export_parsers
 from gpi_desktop.cli.merge import add_merge_parser
+from gpi_desktop.cli.prepare import add_prepare_parser
 from gpi_desktop.cli.run import add_run_parser, stopped_message
 from gpi_desktop.cli.state import sigterm_interrupts
 from gpi_desktop.cli.token import add_token_parser
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
     add_run_parser(sub)
     add_token_parser(sub)
+    add_prepare_parser(sub)
     add_merge_parser(sub)
     add_export_parsers(sub)
     add_estimate_parser(sub)

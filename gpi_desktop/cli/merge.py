@@ -1,4 +1,4 @@
-"""`gpi-desktop merge DIR... --out OUT`: the shard folders of a cluster job into one export folder."""
+"""`gpi-desktop merge JOBDIR --out OUT`: the shard folders of a cluster job into one export folder."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from gpi_desktop.cli.state import CliState, stop_on_signals
-from gpi_desktop.core.vocabulary.errors import EXIT_OK
+from gpi_desktop.core.vocabulary.errors import EXIT_OK, InputError
 
 
 def add_merge_parser(sub) -> None:
@@ -14,7 +14,7 @@ def add_merge_parser(sub) -> None:
                            description="Check that the shard folders come from one job and hold every row once, "
                                        "then write one export folder as a single-machine run writes it.")
     merge.add_argument("dirs", nargs="+", metavar="DIR",
-                       help="shard folders (for example shards/*), or the job folder that holds them")
+                       help="the job folder (from any folder), or its shard folders (for example job/shards/*)")
     merge.add_argument("--out", required=True, help="the folder for the merged export")
     merge.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
     merge.add_argument("--quiet", action="store_true", help="print only errors and the final line")
@@ -24,9 +24,22 @@ def add_merge_parser(sub) -> None:
     merge.set_defaults(handler=run_merge)
 
 
+def unexpanded_pattern(dirs: list[str]) -> str | None:
+    """A shell pattern that matched nothing reaches us as typed ('shards/*'); the sentence saying what to type."""
+    for text in dirs:
+        if any(c in text for c in "*?[") and not Path(text).exists():
+            return (f"'{text}' matched no folder in {Path.cwd()} (the shell passes a pattern that matches nothing "
+                    "as it is): give the job folder itself, which works from any folder, for example: gpi-desktop "
+                    "merge ~/job --out ~/job-export")
+    return None
+
+
 def run_merge(args) -> int:
     from gpi_desktop.core.cluster.shards import merge_shards
 
+    pattern = unexpanded_pattern(args.dirs)
+    if pattern is not None:
+        raise InputError(pattern)
     state = CliState(quiet=args.quiet)
     with stop_on_signals(state):
         summary = merge_shards(args.dirs, Path(args.out), overwrite=args.overwrite, state=state,

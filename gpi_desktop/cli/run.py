@@ -6,7 +6,6 @@ it runs, the folder it writes (a shard folder instead of the export) and what it
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -15,6 +14,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from gpi_desktop.cli.job_flags import add_job_arguments, spec_from_args
 from gpi_desktop.cli.state import CliState, stop_on_signals
 from gpi_desktop.core.vocabulary.errors import (
     EXIT_OK,
@@ -25,7 +25,6 @@ from gpi_desktop.core.vocabulary.errors import (
     SettingsError,
 )
 from gpi_desktop.core.vocabulary.formatting import human_duration
-from gpi_desktop.core.vocabulary.settings import DEVICES, DTYPES, POOLINGS, TEMPLATE_STYLES
 
 # `run` flags that a job file already decides; given together with --job they would be silently ignored.
 JOB_DEFINED_FLAGS = {
@@ -40,7 +39,7 @@ JOB_DEFINED_FLAGS = {
 
 def add_run_parser(sub) -> None:
     run = sub.add_parser("run", help="run a job headless (servers, clusters)")
-    _add_job_arguments(run)
+    add_job_arguments(run)
     run.add_argument("--ignore-memory-check", action="store_true",
                      help="run even when the memory estimate says the model will not fit (it may run out of memory)")
     run.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
@@ -55,72 +54,8 @@ def add_run_parser(sub) -> None:
     run.set_defaults(handler=cmd_run, _job_flag_defaults={dest: run.get_default(dest) for dest in JOB_DEFINED_FLAGS})
 
 
-def _add_job_arguments(run: argparse.ArgumentParser) -> None:
-    """The flags that say what to run: the ones a job file holds instead (JOB_DEFINED_FLAGS), and --out."""
-    run.add_argument("--model", required=False, default=None, help="Hugging Face model id or model folder "
-                     "(default meta-llama/Llama-3.1-8B-Instruct)")
-    run.add_argument("--prompts", required=False, help="CSV, TSV or XLSX file with one prompt per row")
-    run.add_argument("--out", required=False, help="folder for the export (and the run's journal while it runs)")
-    run.add_argument("--column", help="the column holding the prompts (default: the only or obvious text column)")
-    run.add_argument("--sheet", help="the sheet of an Excel workbook holding the prompts (default: the first)")
-    run.add_argument("--task", default="create", help="create, repeat, or your own instruction text")
-    run.add_argument("--pooling", default="last", choices=list(POOLINGS))
-    run.add_argument("--max-new-tokens", type=int, default=1000)
-    run.add_argument("--prefix", default="hidden_")
-    run.add_argument("--save-name", default="generated_texts")
-    run.add_argument("--batch-size", default="auto", help="a number, or auto")
-    run.add_argument("--dtype", default="auto", choices=list(DTYPES))
-    run.add_argument("--device", default="auto", choices=list(DEVICES),
-                     help="auto: an NVIDIA GPU (cuda, also AMD through ROCm), else the Apple GPU (mps), else the CPU")
-    run.add_argument("--template", default="gpi_pack", choices=list(TEMPLATE_STYLES))
-    run.add_argument("--quantization", choices=["none", "8bit", "4bit"], default="none",
-                     help="load the model in 8-bit or 4-bit (NVIDIA GPU and gpi-desktop[quantization]); changes the numbers")
-    run.add_argument("--one-at-a-time", action="store_true",
-                     help="gpi_pack's exact procedure: transformers' generate() on one prompt at a time (slow)")
-    run.add_argument("--revision", help="a hub revision (branch, tag or commit) of the model")
-    run.add_argument("--allow-pickle-weights", action="store_true",
-                     help="accept a model that has only pickle weights (.bin), which can run code: only if you trust it")
-    run.add_argument("--template-date", metavar="YYYY-MM-DD",
-                     help="the date the chat template sees (default: today, fixed for the whole job, resume included); "
-                          "give an earlier study's date to repeat it exactly")
-    run.add_argument("--template-option", action="append", metavar="KEY=VALUE", default=[],
-                     help="extra keyword for the chat template (value parsed as JSON where it parses); repeatable")
-    run.add_argument("--generation-option", action="append", metavar="KEY=VALUE", default=[],
-                     help="extra keyword for generation, e.g. repetition_penalty=1.1; repeatable")
-
-
 def wants_cluster_run(args) -> bool:
     return bool(getattr(args, "shard", None) or getattr(args, "job", None))
-
-
-def spec_from_args(args):
-    from gpi_desktop.core.job.job import JobSpec
-    from gpi_desktop.core.vocabulary.options import parse_options
-    from gpi_desktop.core.vocabulary.settings import DEFAULT_MODEL, ExportSettings, RunSettings
-
-    if not args.prompts:
-        raise OutputFolderError("Give the prompts file with --prompts FILE (a CSV, TSV or XLSX file).")
-    if not args.out:
-        raise OutputFolderError("Give the output folder with --out FOLDER.")
-    settings = RunSettings(
-        model=DEFAULT_MODEL if args.model is None else args.model,
-        task=args.task,
-        pooling=args.pooling,
-        max_new_tokens=args.max_new_tokens,
-        dtype=args.dtype,
-        device=args.device,
-        template=args.template,
-        batch_size=args.batch_size,
-        strategy="one-at-a-time" if args.one_at_a_time else "batched",
-        revision=args.revision,
-        quantization=None if args.quantization == "none" else args.quantization,
-        allow_pickle_weights=args.allow_pickle_weights,
-        template_options=parse_options(args.template_option),
-        generation_options=parse_options(args.generation_option),
-        template_date=args.template_date or None,
-    )
-    return JobSpec(Path(args.prompts), args.column, settings, ExportSettings(args.prefix, args.save_name),
-                   args.sheet).validate()
 
 
 def spec_for(args):
@@ -203,6 +138,7 @@ def say_duplicate_column(table) -> None:
 
 def cmd_run(args) -> int:
     """`run`: a whole job (from the flags or --job) into an export folder, or one shard of it (--shard) into a shard folder."""
+    from gpi_desktop.core.cluster.model_pin import check_task_model
     from gpi_desktop.core.cluster.shards import Shard
     from gpi_desktop.core.job.job import load_prompts
     from gpi_desktop.core.model.models import resolve_source
@@ -215,21 +151,23 @@ def cmd_run(args) -> int:
     say_sheet(table)
     say_duplicate_column(table)
     source = resolve_source(spec.settings.model)
-    if shard is not None and _shard_finished(args, out):
-        # A requeued task whose shard already finished: nothing to redo.
-        print(f"Shard {shard.label} in {out} is already finished.")
-        return EXIT_OK
-    _refuse_out_folder_early(args, out, shard)
-    if wants_cluster_run(args):
-        require_gpu(spec)
-    token = None
-    if not source.is_local:
-        from gpi_desktop.core.hub.secrets import find_token
+    with ExitStack() as held:
+        if shard is not None and not _claim_shard(held, args, out, shard):
+            return EXIT_OK  # finished already, or another copy of this task is running it
+        _refuse_out_folder_early(args, out, shard)
+        if wants_cluster_run(args):
+            require_gpu(spec)
+        token = None
+        if not source.is_local:
+            from gpi_desktop.core.hub.secrets import find_token
 
-        token = find_token().token
-    state = CliState(quiet=args.quiet)
-    started = time.monotonic()
-    outcome = _run_and_write(args, out, spec, table, shard, token, state)
+            token = find_token().token
+        if shard is not None and getattr(args, "job", None):
+            # Before the model loads: every task of the job runs the model version the first one ran.
+            spec = check_task_model(Path(args.job).parent, spec, shard)
+        state = CliState(quiet=args.quiet)
+        started = time.monotonic()
+        outcome = _run_and_write(args, out, spec, table, shard, token, state)
     if outcome is None:
         return EXIT_OK
     n = len(outcome.results)
@@ -239,6 +177,28 @@ def cmd_run(args) -> int:
           f"{human_duration(time.monotonic() - started)}"
           + (f"; {limit} stopped at the token limit" if limit else "") + ".")
     return EXIT_OK
+
+
+def _claim_shard(held: ExitStack, args, out: Path, shard) -> bool:
+    """Hold the shard's folder for the whole run, then decide; False when there is nothing to do here.
+
+    The hold, not the files, decides between two copies of one task (a second submission, a requeue racing the
+    first): whatever the timing, exactly one runs and the other says so and ends with exit 0.
+    """
+    from gpi_desktop.core.files.folderhold import hold_folder
+    from gpi_desktop.core.files.runstore import RUN_DIR_NAME, RunJournal
+
+    try:
+        held.enter_context(hold_folder(out))
+    except RunBusyError:
+        print(f"Shard {shard.label} is already running elsewhere (into {out}): nothing to do here.")
+        return False
+    if _shard_finished(args, out):
+        print(f"Shard {shard.label} in {out} is already finished.")
+        return False
+    if args.resume and RunJournal.exists(out / RUN_DIR_NAME):
+        print(f"Shard {shard.label} continues where it stopped.", flush=True)
+    return True
 
 
 def _shard_finished(args, out: Path) -> bool:
@@ -273,6 +233,7 @@ def _run_and_write(args, out: Path, spec, table, shard, token, state: CliState):
     with ExitStack() as held:
         if shard is None:
             # Held from the check to the end of the export: a second run into --out is refused, not overwritten.
+            # (A shard's folder is held by cmd_run already, before anything about it is decided.)
             held.enter_context(hold_folder(out))
         # SLURM ends a preempted or timed-out task with SIGTERM: it stops like Ctrl-C, keeping the journal to resume.
         held.enter_context(stop_on_signals(state))
@@ -345,9 +306,13 @@ def _insist_in_the_script(error: MemoryFitError) -> MemoryFitError:
 
 
 def stopped_message(args) -> str:
-    """What to do after a stop; inside a SLURM task the requeue (or a resubmission) continues, not the user."""
-    if getattr(args, "shard", None) and os.environ.get("SLURM_JOB_ID"):
-        task = os.environ.get("SLURM_ARRAY_TASK_ID", "I")
-        return (f"Stopped. Finished prompts are kept; when SLURM requeues this task it continues where it stopped "
-                f"(or submit it again: sbatch --array={task} run.sbatch).")
+    """What to do after a stop; inside a SLURM task, in SLURM's terms (requeued, cancelled, out of time)."""
+    from gpi_desktop.core.cluster import slurm
+
+    task = slurm.SlurmTask.from_environ(os.environ) if getattr(args, "shard", None) else None
+    if task is not None:
+        from gpi_desktop.core.cluster.sbatch import SCRIPT_NAME
+
+        script = Path(args.job).resolve().parent / SCRIPT_NAME if getattr(args, "job", None) else None
+        return slurm.stopped_sentence(task, slurm.ask_controller(task), script)
     return "Stopped. Finished prompts are kept; run the same command with --resume to continue."

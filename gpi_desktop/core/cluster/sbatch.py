@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import re
 import shutil
+import textwrap
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from gpi_desktop.core.vocabulary.errors import SettingsError
 from gpi_desktop.core.files.runstore import RUN_DIR_NAME
+from gpi_desktop.core.cluster.review import JobReview, review_job
 from gpi_desktop.core.cluster.shards import JOB_FILE_NAME, SHARD_MANIFEST, write_job_file
 
 SCRIPT_NAME = "run.sbatch"
@@ -132,6 +134,7 @@ class JobFolder:
     readme: Path
     prompts: Path
     revision: str | None = None  # the model commit every task uses (None: a model folder, or not pinnable)
+    review: "JobReview | None" = None  # how the prompts go to the tasks, and the warnings
 
 
 def cluster_spec(spec, cluster: ClusterSettings):
@@ -160,8 +163,9 @@ def pinned_spec(spec, token: str | None = None):
 
 def write_job_folder(folder: Path | str, spec, cluster: ClusterSettings, *, token: str | None = None,
                      pin: bool = True) -> JobFolder:
-    """Write a job folder for `spec` into an empty (or new) `folder`; checks everything first.
+    """Write a job folder for `spec` into an empty (or new) `folder`; checks everything first (`review_job`).
 
+    What the window's "Prepare for a cluster" and `gpi-desktop prepare` both call.
     With `pin` (the default) a hub model's revision is resolved to a commit now
     (from the cache, else the Hub; `token` for a gated model), which may use the network.
     """
@@ -175,6 +179,7 @@ def write_job_folder(folder: Path | str, spec, cluster: ClusterSettings, *, toke
     if pin:
         spec, commit = pinned_spec(spec, token)
     table = load_prompts(spec)  # refuses a bad prompts file before anything is written
+    review = review_job(len(table), cluster, spec.settings)  # and a task that would get no prompts
     check_output_folder(folder, overwrite=False)
     source = Path(spec.prompts_path)
     folder.mkdir(parents=True, exist_ok=True)
@@ -191,11 +196,11 @@ def write_job_folder(folder: Path | str, spec, cluster: ClusterSettings, *, toke
     script.write_text(sbatch_script(cluster), encoding="utf-8", newline="\n")
     script.chmod(0o755)
     readme = folder / README_NAME
-    readme.write_text(readme_text(cluster, spec, len(table), folder.name), encoding="utf-8", newline="\n")
+    readme.write_text(readme_text(cluster, spec, review, folder.name), encoding="utf-8", newline="\n")
     (folder / LOGS_DIR / "about.txt").write_text(
         f"SLURM writes each task's messages here, as {cluster.job_name.strip() or 'gpi-desktop'}-<job id>_<task "
         "number>.log (one file per submission and task).\n", encoding="utf-8", newline="\n")
-    return JobFolder(folder, script, folder / JOB_FILE_NAME, readme, prompts, commit)
+    return JobFolder(folder, script, folder / JOB_FILE_NAME, readme, prompts, commit, review)
 
 
 def sbatch_script(cluster: ClusterSettings) -> str:
@@ -320,29 +325,39 @@ def _environment(c: ClusterSettings) -> list[str]:
 
 
 def _run_the_shard(c: ClusterSettings) -> list[str]:
-    """Skip a finished shard, resume an interrupted one, else run it."""
+    """Skip a finished shard, else run it; say in SLURM's words what a kill (no message of the program's) means.
+
+    The program itself decides, under its hold on the shard's folder, whether it starts, continues an
+    interrupted run, or leaves the shard to a copy already running it: a check here would race a second copy.
+    """
     return [
         f'GPI_DESKTOP="${{GPI_DESKTOP:-{c.command.strip()}}}"',
         "# Options for every task's run. The memory estimate stops a task that it says will not fit this",
         f"# node's memory; to run anyway (it may then run out of memory), write {RUN_OPTIONS_LINE_INSIST}",
         f'{RUN_OPTIONS_VARIABLE}=""',
         "",
-        "# A finished shard is not run again (a requeued or resubmitted task); an interrupted one continues.",
+        "# A finished shard is not run again (a requeued or resubmitted task).",
         f'if [ -f "$OUT/{SHARD_MANIFEST}" ] && [ ! -d "$OUT/{RUN_DIR_NAME}" ]; then',
         '  echo "Shard $I of $N is already finished."',
         "  exit 0",
         "fi",
-        f'if [ -d "$OUT/{RUN_DIR_NAME}" ]; then',
-        '  echo "Shard $I of $N continues where it stopped."',
-        '  RESUME="--resume"',
-        "else",
-        '  RESUME=""',
-        "fi",
         f"mkdir -p {SHARDS_DIR}",
-        "# $GPI_DESKTOP may be several words (python -m gpi_desktop), $RESUME and $RUN_OPTIONS empty or several:",
-        "# they split on purpose.",
+        "# $GPI_DESKTOP may be several words (python -m gpi_desktop), $RUN_OPTIONS empty or several: they split on",
+        "# purpose. --resume continues an interrupted run of this shard, and starts one where there is none.",
+        "STATUS=0",
+        "# SLURM's SIGTERM (scancel, time limit, requeue) reaches this shell too: without a trap it would end at once",
+        "# and leave the program's last words unsaid; with one it waits for the program, which stops cleanly.",
+        "trap ':' TERM",
         "# shellcheck disable=SC2086",
-        f'$GPI_DESKTOP run --job {JOB_FILE_NAME} --shard "$I/$N" --out "$OUT" $RESUME ${RUN_OPTIONS_VARIABLE}',
+        f'$GPI_DESKTOP run --job {JOB_FILE_NAME} --shard "$I/$N" --out "$OUT" --resume ${RUN_OPTIONS_VARIABLE} '
+        "|| STATUS=$?",
+        'if [ "$STATUS" -eq 137 ]; then',
+        '  echo "GPI Desktop: task $I was killed (SIGKILL), so it could not say why: by the out-of-memory killer when it '
+        "used more than its #SBATCH --mem (raise it in $JOB/$SCRIPT), by SLURM when it did not stop in time after a "
+        "cancel or time limit, or by hand. Its finished prompts are kept: submit it again, and it continues where it "
+        'stopped: bash $JOB/$SCRIPT --array=$I" >&2',
+        "fi",
+        'exit "$STATUS"',
         "",
     ]
 
@@ -365,7 +380,7 @@ def _shell_path(path: str) -> str:
     return path
 
 
-def readme_text(cluster: ClusterSettings, spec, rows: int, folder_name: str) -> str:
+def readme_text(cluster: ClusterSettings, spec, review: JobReview, folder_name: str) -> str:
     """README.txt of a job folder.
 
     Longer than our functions usually are on purpose: it is one text that the user reads top to bottom, step by
@@ -395,19 +410,17 @@ def readme_text(cluster: ClusterSettings, spec, rows: int, folder_name: str) -> 
             f"{pinned}"
             f"   The tasks look for the model in {cache or 'the default cache (~/.cache/huggingface)'}"
             f"{' (run.sbatch sets HF_HOME to it)' if cache else ''}; never write your token into this folder.")
-    empty = ""
-    if c.shards > rows:
-        empty = (f"\nThere are more tasks ({c.shards}) than prompts ({rows}), so some tasks will have no prompts; "
-                 "that is allowed but wastes their wait in the queue.\n")
+    unit = textwrap.fill(review.unit_sentence, 80)
     warnings = "".join(f"\nWarning: {w}\n" for w in c.warnings())
     gpu_line = c.gpu_request or "(none: a CPU job)"
     return f"""GPI Desktop job for a SLURM cluster
 ===================================
 
-This folder holds one GPI job: {rows} prompts, the model {model}, and its settings
+This folder holds one GPI job: {review.rows} prompts, the model {model}, and its settings
 (job.json). The work is split into {c.shards} tasks; each task runs on its own
 machine with {gpus}, at most {c.time} (hours:minutes:seconds) and {c.memory.upper()} of memory.
-{empty}{warnings}
+{unit}
+{warnings}
 1. Copy this whole folder to the cluster, for example:
        scp -r {folder_name} you@cluster.example.edu:
    GPI Desktop must be installed there, so that the command "{c.command}" works
@@ -434,16 +447,24 @@ machine with {gpus}, at most {c.time} (hours:minutes:seconds) and {c.memory.uppe
 
 5. Check on it:
        squeue --me
-   Each task writes its results to shards/<task number>. A task that was stopped
-   (preempted, out of time, requeued, or a machine failure) keeps its finished
-   prompts: it continues where it stopped when SLURM restarts it, or when you
-   submit that task again, for example task 3:
-       bash {folder_name}/{SCRIPT_NAME} --array=3
-   A finished task is never run twice; a task whose shard another submission is
-   still running says so and exits.
+   Each task writes its results to {folder_name}/shards/<task number>, and a stopped
+   task keeps its finished prompts. SLURM itself restarts a task only after a
+   preemption, a machine failure or "scontrol requeue"; such a task waits about
+   2 minutes as pending (squeue shows the reason BeginTime), then continues where
+   it stopped. After "scancel" or its time limit (squeue: CANCELLED, TIMEOUT) SLURM
+   never restarts it: submit that task again, for example task 3, with more time
+   if it ran out:
+       bash {folder_name}/{SCRIPT_NAME} --array=3 --time={longer_time(c.time)}
+   A finished task is never run twice; a task whose shard another copy is still
+   running says "already running elsewhere, nothing to do" and exits.
 
-6. Merge the results into one export folder, when every task has finished:
-   - on the cluster:   {c.command} merge shards/* --out export
+   Who may read the results and logs: the tasks create files with the umask of
+   the shell you submit from (umask 022: everyone may read them; 077: only you).
+   Type "umask 022" before step 4 if colleagues must read them.
+
+6. Merge the results into one export folder, when every task has finished,
+   from the same folder as step 4:
+   - on the cluster:   {c.command} merge {folder_name} --out {folder_name}-export
    - or copy this folder (at least its shards folder) back to your computer and, in
      the GPI Desktop window, choose Cluster > "Merge cluster results…" and pick it.
    The merge checks that every prompt is there exactly once and that all tasks ran
@@ -461,3 +482,27 @@ only up to rounding in the last digits (as any two batched runs do), and in rare
 near-ties a generated word could differ. Choose a fixed batch size when results
 must be identical bit for bit.
 """
+
+
+def longer_time(limit: str) -> str:
+    """An example of a longer --time than `limit` (twice as long), in SLURM's D-HH:MM:SS form."""
+    seconds = time_limit_seconds(limit) * 2
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    clock = f"{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+    return f"{days}-{clock}" if days else clock
+
+
+def time_limit_seconds(limit: str) -> int:
+    """SLURM's --time forms (M, M:S, H:M:S, D-H, D-H:M, D-H:M:S) in seconds."""
+    text = limit.strip()
+    days = 0
+    if "-" in text:
+        day_text, text = text.split("-", 1)
+        days = int(day_text)
+        parts = [int(p) for p in text.split(":")] + [0] * (3 - len(text.split(":")))  # D-H, D-H:M, D-H:M:S
+        hours, minutes, seconds = parts[:3]
+    else:
+        parts = [int(p) for p in text.split(":")]
+        hours, minutes, seconds = {1: (0, parts[0], 0), 2: (0, *parts), 3: tuple(parts)}[len(parts)]
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds

@@ -1,7 +1,7 @@
 """One job split over cluster tasks: which rows a shard runs, the job settings file, shard folders, and the merge.
 
     gpi-desktop run --job job.json --shard 2/3 --out shards/2   # a task: its rows only, into a shard folder
-    gpi-desktop merge shards/* --out export                      # one export folder, as one machine writes it
+    gpi-desktop merge job --out export                           # one export folder, as one machine writes it
 
 What "the merge equals a single-machine run" means, exactly:
 
@@ -128,21 +128,6 @@ def assign_rows(
 def tasks_with_rows(rows: int, count: int, unit: int | None) -> int:
     """How many of `count` shards get any rows when rows go out in groups of `unit` (assign_rows)."""
     return min(count, -(-rows // max(1, unit or 1)))
-
-
-def idle_tasks_warning(rows: int, count: int, settings: RunSettings) -> str | None:
-    """A sentence when some of the tasks would get no prompts (they would start, find nothing to do and end)."""
-    from gpi_desktop.core.job.job import shard_unit
-
-    unit = shard_unit(settings)
-    busy = tasks_with_rows(rows, count, unit)
-    if busy >= count:
-        return None
-    if unit is None:
-        return f"Only {busy} of the {count} tasks get prompts ({rows:,} prompts): choose at most {busy} tasks."
-    return (f"Only {busy} of the {count} tasks get prompts: with batch size {settings.batch_size}, the {rows:,} "
-            f"prompts go to the tasks in groups of {unit}, so that the results are those of one machine; choose at "
-            f"most {busy} tasks, or a smaller batch size (or auto).")
 
 
 # -- the job settings file -----------------------------------------------------------------------------
@@ -344,7 +329,7 @@ def find_shard_folders(paths: Iterable[Path | str]) -> list[Path]:
 def read_shard_folder(folder: Path | str) -> ShardFolder:
     folder = Path(folder)
     if not folder.is_dir():
-        raise InputError(f"'{folder}' is not a folder: give the shard folders to merge (for example shards/*).")
+        raise InputError(f"'{folder}' is not a folder: give the job folder (or its shard folders) to merge.")
     path = folder / SHARD_MANIFEST
     if not path.is_file():
         if _looks_like_unfinished_shard(folder):
@@ -389,7 +374,7 @@ def check_shards(shards: Sequence[ShardFolder]) -> None:
     from gpi_desktop.core.files.runstore import describe_key_differences
 
     if not shards:
-        raise InputError("There is nothing to merge: give the shard folders (for example shards/*).")
+        raise InputError("There is nothing to merge: give the job folder (or its shard folders).")
     first = min(shards, key=lambda s: (s.index, str(s.folder)))
     for shard in shards:
         if shard.count != first.count:

@@ -250,11 +250,13 @@ class DeviceMemory:
     total_bytes: int
     kind: str = "cpu"  # "cuda" | "mps" | "cpu"
     index: int | None = None
+    limited_by: str = ""  # MemoryLimit.source where an allocation is smaller than the machine ("SLURM --mem")
 
     def describe(self) -> str:
         return f"{self.name}: {human_bytes(self.free_bytes)} free of {human_bytes(self.total_bytes)}"
 
 
+SLURM_LIMIT = "SLURM --mem"
 # A cgroup v1 "no limit" is the largest page-aligned 64-bit number; anything this large means unlimited.
 _NO_LIMIT = 1 << 60
 
@@ -346,7 +348,7 @@ def _slurm_limit(environ: dict[str, str], proc: Path) -> MemoryLimit | None:
         limit = (per_cpu << 20) * (number("SLURM_CPUS_PER_TASK") or number("SLURM_CPUS_ON_NODE") or 1)
     else:
         return None
-    return MemoryLimit(limit, _process_rss(proc), "SLURM --mem")
+    return MemoryLimit(limit, _process_rss(proc), SLURM_LIMIT)
 
 
 def allocation_limit(environ: dict[str, str] | None = None, proc: Path | str = "/proc",
@@ -409,7 +411,7 @@ def host_memory(limit: MemoryLimit | None = None) -> DeviceMemory:
     if limit is not None and (not total or limit.limit_bytes < total):
         name = f"this task's memory allocation ({human_bytes(limit.limit_bytes)}, {limit.source})"
         return DeviceMemory(name, min(free, limit.free_bytes) if free else limit.free_bytes, limit.limit_bytes,
-                            "cpu", None)
+                            "cpu", None, limit.source)
     return DeviceMemory("this computer's memory (RAM)", free, total, "cpu", None)
 
 
@@ -578,10 +580,24 @@ def fit_verdict(estimate: MemoryEstimate, devices: list[DeviceMemory]) -> FitVer
             if half.total_bytes <= usable:
                 suggestions.append(f"Choose bfloat16 precision (about {human_bytes(half.total_bytes)}; slower on some "
                                    "processors and the numbers change slightly).")
-        suggestions.append(f"Run on a computer with an NVIDIA GPU with at least "
-                           f"{human_bytes(estimate.total_bytes / USABLE_SHARE)} of memory, or close other programs.")
+        suggestions.append(_more_host_memory(devices[0], estimate.total_bytes / USABLE_SHARE))
     suggestions.append("Or choose a smaller model.")
     return FitVerdict(False, sentence, suggestions)
+
+
+def _more_host_memory(host: DeviceMemory, needed: float) -> str:
+    """Where more memory comes from: the job script's --mem line in a SLURM task, else another computer."""
+    if host.limited_by == SLURM_LIMIT or (host.limited_by and os.environ.get("SLURM_JOB_ID")):  # cgroup = --mem
+        return (f"Ask SLURM for more memory: raise #SBATCH --mem in run.sbatch to at least "
+                f"--mem={math.ceil(needed / (1 << 30))}G (this task has {_slurm_size(host.total_bytes)}), then submit again.")
+    if host.limited_by:
+        return f"Give this job or container at least {human_bytes(needed)} of memory (its {host.limited_by} is lower)."
+    return f"Run on a computer with an NVIDIA GPU with at least {human_bytes(needed)} of memory, or close other programs."
+
+
+def _slurm_size(n: int) -> str:
+    """Bytes as SLURM writes --mem: 1G, 1536M."""
+    return f"{n >> 30}G" if n % (1 << 30) == 0 else f"{n >> 20}M"
 
 
 def check_fit(model: str | Path, *, dtype: str = "auto", device: str = "auto", quantization: str | None = None,

@@ -176,6 +176,11 @@ def fetch_model_files(source: ModelSource, *, token: str | None, revision: str |
         raise _hub_error(exc, source.name, token) from exc
 
 
+def local_model_revision(path: Path) -> str:
+    """What the manifest names as a model folder's revision: its cache commit, else its content fingerprint."""
+    return _snapshot_revision(path) or folder_fingerprint(path)
+
+
 def _snapshot_revision(path: Path) -> str | None:
     # The hub cache keeps each download at .../snapshots/<commit hash>/
     if path.parent.name == "snapshots":
@@ -337,7 +342,7 @@ def load_model(settings, *, token: str | None = None, state: TaskState | None = 
     if device == "cpu":
         model.to("cpu")
     eos_ids = _eos_token_ids(model, tokenizer, source.name)
-    revision = _snapshot_revision(folder) or (folder_fingerprint(folder) if source.is_local else (settings.revision or "unknown"))
+    revision = local_model_revision(folder) if source.is_local else (_snapshot_revision(folder) or settings.revision or "unknown")
     info = ModelInfo(
         model_id=source.name if not source.is_local else str(source.local_path),
         revision=revision,

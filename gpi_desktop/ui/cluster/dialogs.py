@@ -38,8 +38,7 @@ from gpi_desktop.ui.shared.folders import open_in_file_manager
 from gpi_desktop.ui.shared.screen_fit import fit_dialog
 from gpi_desktop.core.vocabulary.progress import Progress
 from gpi_desktop.core.cluster.sbatch import ClusterSettings, write_job_folder
-from gpi_desktop.core.cluster.shards import idle_tasks_warning, tasks_with_rows
-from gpi_desktop.core.job.job import shard_unit
+from gpi_desktop.core.cluster.review import most_useful_tasks, review_job
 from gpi_desktop.ui.shared.tasks import TaskRunner
 
 PREPARE_TITLE = "Prepare for a cluster"
@@ -129,7 +128,7 @@ class PrepareClusterDialog(_WorkerDialog):
         self.tasks = QSpinBox()
         self.tasks.setRange(1, 10_000)
         # No more tasks than get prompts (rows go out in groups when the batch size is fixed).
-        self.tasks.setValue(max(1, tasks_with_rows(self.rows, defaults.shards, shard_unit(self.spec.settings))))
+        self.tasks.setValue(most_useful_tasks(self.rows, defaults.shards, self.spec.settings))
         self.tasks.setToolTip("How many tasks (machines) share the prompts.")
         self.gpus = QSpinBox()
         self.gpus.setRange(0, 16)
@@ -192,6 +191,8 @@ class PrepareClusterDialog(_WorkerDialog):
 
     def _make_messages(self) -> None:
         """The warning, the error and the instructions shown after writing, all hidden until there is something."""
+        self.split = QLabel()  # how the prompts go to the tasks
+        self.split.setWordWrap(True)
         self.warning = QLabel()
         self.warning.setWordWrap(True)
         self.warning.hide()
@@ -236,17 +237,24 @@ class PrepareClusterDialog(_WorkerDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(intro)
         layout.addWidget(scroll, 2)
+        layout.addWidget(self.split)
         layout.addWidget(self.warning)  # outside the scrolling part: it must be seen
         layout.addWidget(self.error)
         layout.addWidget(self.instructions, 1)
         layout.addLayout(buttons)
 
     def _show_warnings(self) -> None:
-        warnings = ClusterSettings(shards=self.tasks.value()).warnings()
-        idle = idle_tasks_warning(self.rows, self.tasks.value(), self.spec.settings)
-        warnings += [idle] if idle else []
-        self.warning.setText(" ".join(warnings))
-        self.warning.setVisible(bool(warnings))
+        """The checks `gpi-desktop prepare` prints too (core.cluster.review): what will be refused, else the warnings."""
+        try:
+            review = review_job(self.rows, ClusterSettings(shards=self.tasks.value()), self.spec.settings)
+        except GpiError as error:
+            messages, split = [window_sentence(error)], ""
+        else:
+            messages, split = list(review.warnings), review.unit_sentence
+        self.split.setText(split)
+        self.split.setVisible(bool(split))
+        self.warning.setText(" ".join(messages))
+        self.warning.setVisible(bool(messages))
 
     def cluster_settings(self) -> ClusterSettings:
         return ClusterSettings(
