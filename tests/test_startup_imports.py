@@ -20,3 +20,4 @@ def test_starting_imports_neither_pandas_nor_torch(statement):
     # pandas costs about 0.5 s and torch 2.5 s here: they load when a table is read or a model is run.
     loaded = _imported_after(statement)
     assert "pandas" not in loaded and "torch" not in loaded and "transformers" not in loaded
+    assert "matplotlib" not in loaded and "sklearn" not in loaded  # the estimate step's plots load when shown

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from gpi_desktop.cli.state import CliState, stop_on_signals
-from gpi_desktop.core.vocabulary.errors import EXIT_OK, SettingsError
+from gpi_desktop.core.vocabulary.errors import EXIT_OK
 
 STOPPED = "Stopped; no report was written."
 
@@ -51,9 +51,6 @@ def request_from(args: argparse.Namespace):
     settings = EstimateSettings(folds=args.folds, seed=args.seed, epochs=args.epochs, batch_size=args.batch_size,
                                 learning_rate=args.learning_rate, validation_share=args.validation_share)
     confounders = tuple(c.strip() for c in args.confounders.split(",") if c.strip())
-    if args.treatment in confounders or args.outcome in confounders:
-        raise SettingsError("A confounder cannot be the treatment or the outcome column: leave it out of "
-                            "--confounders.")
     return EstimateRequest(vectors=Path(args.vectors), data=Path(args.data) if args.data else None,
                            treatment=args.treatment, outcome=args.outcome, treated=args.treated, id_column=args.id,
                            confounders=confounders, cluster=args.cluster, settings=settings)

@@ -51,6 +51,7 @@ from gpi_desktop.ui.steps.export_flow import (
 )
 from gpi_desktop.ui.steps.export_folder_dialog import ExportFolderDialog, documents_folder
 from gpi_desktop.ui.shared.error_words import failure_sentence, window_sentence
+from gpi_desktop.ui.steps.estimate_step import EstimateStep
 from gpi_desktop.ui.steps.export_step import ExportPage
 from gpi_desktop.ui.shared.folders import open_in_file_manager
 from gpi_desktop.ui.shared.formatting import job_figures_line, settings_words
@@ -73,8 +74,8 @@ from gpi_desktop.ui.unfinished_bar import UnfinishedBar
 
 log = logging.getLogger(__name__)
 
-STEP_ACCESS, STEP_MODEL, STEP_PROMPTS, STEP_SETTINGS, STEP_RUN, STEP_EXPORT = range(6)
-STEP_TITLES = ("Hugging Face access", "Model", "Prompts", "Settings", "Run and preview", "Export")
+STEP_ACCESS, STEP_MODEL, STEP_PROMPTS, STEP_SETTINGS, STEP_RUN, STEP_EXPORT, STEP_ESTIMATE = range(7)
+STEP_TITLES = ("Hugging Face access", "Model", "Prompts", "Settings", "Run and preview", "Export", "Estimate the effect")
 CLOSE_WAIT_S = 5.0  # for a model check or keyring call still out when the window closes
 
 
@@ -153,6 +154,7 @@ class MainWindow(QMainWindow):
         self.settings_panel = SettingsPanel()
         self.run_page = RunPage()
         self.export_page = ExportPage()
+        self.estimate_step = EstimateStep(self.runner, self.calls, self.prompter)
         self.unfinished_bar = UnfinishedBar()
         self._build_layout()
         self._connect()
@@ -171,7 +173,7 @@ class MainWindow(QMainWindow):
         self.steps.setStyleSheet("QListWidget { font-size: 14px; } QListWidget::item { padding: 8px 6px; }")
         self.pages = QStackedWidget()
         bodies = (self.token_panel, self.model_panel, self.prompts_panel, self.settings_panel,
-                  self.run_page, self.export_page)
+                  self.run_page, self.export_page, self.estimate_step)
         for i, (title, body) in enumerate(zip(STEP_TITLES, bodies)):
             self.steps.addItem(f"{i + 1}  {title}")
             self.pages.addWidget(self._page(i, title, body))
@@ -245,7 +247,7 @@ class MainWindow(QMainWindow):
         scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         scroll.setWidget(body)
         layout.addWidget(scroll, 1)
-        if index < STEP_EXPORT:
+        if index < STEP_ESTIMATE:
             button = QPushButton(f"Next: {STEP_TITLES[index + 1]} \u2192")
             button.clicked.connect(lambda _=False, i=index: self.go_to(i + 1))
             row = QHBoxLayout()
@@ -278,6 +280,8 @@ class MainWindow(QMainWindow):
         self.export_page.export_button.clicked.connect(self.choose_export_folder)
         self.export_page.open_button.clicked.connect(self.open_export_folder)
         self.export_page.inspect_button.clicked.connect(self.choose_folder_to_inspect)
+        self.export_finished.connect(lambda folder: self.estimate_step.use_export(
+            folder, getattr(self.prompts_panel.table, "path", None)))
 
     # --- preferences -----------------------------------------------------------------------------
 
@@ -866,7 +870,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.runner.is_busy():
             if not self._close_when_idle:
-                what = "A run" if self._run_is_running() else "An export"
+                what = "A run" if self._run_is_running() else "An estimate" if self.estimate_step.busy else "An export"
                 choice = self.prompter.ask(
                     self, "Stop and close?",
                     f"{what} is in progress. Stop it and close the window?",

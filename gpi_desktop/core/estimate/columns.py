@@ -113,6 +113,9 @@ def _confounder(frame: pd.DataFrame, column: str) -> tuple[np.ndarray, list[str]
 def build_design(vectors: Vectors, data: DataRows, request: EstimateRequest) -> tuple[Design, list[str]]:
     """The rows used, and warnings in words; refuses what cannot be estimated in one plain sentence."""
     frame, name = data.frame, data.path.name
+    if {request.treatment, request.outcome} & set(request.confounders):
+        raise EstimateInputError("A confounder cannot be the treatment or the outcome column: leave it out of the "
+                                 "confounders.")
     wanted = [request.treatment, request.outcome, *request.confounders] + ([request.cluster] if request.cluster else [])
     _need_columns(frame, wanted, name)
     arms = choose_arms(treatment_values(frame, request.treatment), request.treatment, request.treated)

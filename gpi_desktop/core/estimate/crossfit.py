@@ -71,9 +71,15 @@ def _fold_seeds(seed: int, folds: int) -> tuple[int, list[_Seeds]]:
     return int(fold_seq.generate_state(1)[0]), out
 
 
+def _rows(design: Design, index: np.ndarray):
+    from gpi_desktop.core.estimate.tarnet import Rows
+
+    return Rows.of(design.r[index], design.t[index], design.y[index], None if design.c is None else design.c[index])
+
+
 def cross_fit(design: Design, settings: EstimateSettings, state: TaskState) -> Estimate:
     from gpi_desktop.core.estimate.propensity import cross_fitted_propensity
-    from gpi_desktop.core.estimate.tarnet import Rows, fit_tarnet, predict
+    from gpi_desktop.core.estimate.tarnet import fit_tarnet, predict
 
     fold_seed, seeds = _fold_seeds(settings.seed, settings.folds)
     parts = stratified_parts(design.t, settings.folds, np.random.default_rng(fold_seed))
@@ -86,8 +92,6 @@ def cross_fit(design: Design, settings: EstimateSettings, state: TaskState) -> E
         train_rows = np.setdiff1d(np.arange(n), held_out, assume_unique=True)
         fit_pos, valid_pos = validation_split(train_rows.size, settings.validation_share,
                                               np.random.default_rng(seeds[k].split))
-        rows = lambda idx: Rows.of(design.r[idx], design.t[idx], design.y[idx],
-                                   None if design.c is None else design.c[idx])
 
         def report(epoch: int, valid_loss: float, k: int = k) -> None:
             state.set_progress(Progress(k * settings.epochs + epoch + 1, total_epochs, kind=ProgressKind.STEPS,
@@ -96,13 +100,13 @@ def cross_fit(design: Design, settings: EstimateSettings, state: TaskState) -> E
             state.set_partial_result(FoldProgress(k, epoch, valid_loss))
 
         state.set_status(f"Fold {k + 1} of {settings.folds}: training the outcome model on {train_rows.size} rows…")
-        model, trace = fit_tarnet(rows(train_rows[fit_pos]), rows(train_rows[valid_pos]), settings,
+        model, trace = fit_tarnet(_rows(design, train_rows[fit_pos]), _rows(design, train_rows[valid_pos]), settings,
                                   seeds[k].tarnet, report, lambda: check_cancel(state))
         losses.append(trace)
         state.set_progress(Progress((k + 1) * settings.epochs, total_epochs, kind=ProgressKind.STEPS,
                                     message=f"Fold {k + 1} of {settings.folds}: the propensity model"))
         state.set_status(f"Fold {k + 1} of {settings.folds}: the propensity model on {held_out.size} rows…")
-        predicted = predict(model, rows(held_out))
+        predicted = predict(model, _rows(design, held_out))
         halves = stratified_parts(design.t[held_out], 2, np.random.default_rng(seeds[k].halves))
         ps = cross_fitted_propensity(predicted.representation, design.t[held_out], (halves[0], halves[1]),
                                      settings, seeds[k].ps)

@@ -51,7 +51,8 @@ def loss_figure(losses: tuple) -> Figure:
             axes.plot([trace.best_epoch + 1], [trace.valid[trace.best_epoch]], "o", color=line.get_color())
     axes.set_xlabel("epoch")
     axes.set_ylabel("validation loss (mean squared error)")
-    axes.set_title("Outcome model: validation loss per fold (dot: weights kept)")
+    axes.set_title("Outcome model: validation loss")
+    axes.plot([], [], "o", color="0.3", label="weights kept")
     if losses:
         axes.legend(fontsize="small")
     return figure

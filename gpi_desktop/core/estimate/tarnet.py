@@ -94,9 +94,8 @@ class Rows:
 
     @classmethod
     def of(cls, r: np.ndarray, t: np.ndarray, y: np.ndarray | None, c: np.ndarray | None) -> Rows:
-        col = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).reshape(-1, 1)
-        return cls(r=torch.from_numpy(np.ascontiguousarray(r, dtype=np.float32)), t=col(t),
-                   y=col(y if y is not None else np.zeros(len(t))),
+        return cls(r=torch.from_numpy(np.ascontiguousarray(r, dtype=np.float32)), t=_column(t),
+                   y=_column(y if y is not None else np.zeros(len(t))),
                    c=None if c is None else torch.from_numpy(np.ascontiguousarray(c, dtype=np.float32)))
 
     def __len__(self) -> int:
@@ -104,6 +103,10 @@ class Rows:
 
     def take(self, index: torch.Tensor) -> Rows:
         return Rows(self.r[index], self.t[index], self.y[index], None if self.c is None else self.c[index])
+
+
+def _column(values: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).reshape(-1, 1)
 
 
 EpochReport = Callable[[int, float], None]  # (epoch, validation loss), after each epoch; may raise Cancelled
@@ -180,6 +183,6 @@ def predict(model: TarNetModule, rows: Rows) -> Predictions:
             y0.append(model.predict_outcome(rep, torch.zeros_like(part.t)))
             y1.append(model.predict_outcome(rep, torch.ones_like(part.t)))
             fr.append(rep)
-    as_np = lambda parts: torch.cat(parts).numpy().astype(np.float64)
-    return Predictions(y0=as_np(y0).reshape(-1), y1=as_np(y1).reshape(-1),
+    return Predictions(y0=torch.cat(y0).numpy().astype(np.float64).reshape(-1),
+                       y1=torch.cat(y1).numpy().astype(np.float64).reshape(-1),
                        representation=torch.cat(fr).numpy())

@@ -128,7 +128,7 @@ def _gpi_pack_folder(folder: Path, state: TaskState) -> Vectors:
         check_cancel(state)
         try:
             tensor = torch.load(files[k], map_location="cpu", weights_only=True)
-        except Exception as error:  # noqa: BLE001 - a damaged or foreign file: torch raises many kinds
+        except Exception as error:  # a damaged or foreign file: torch raises many kinds
             raise InputError(f"{files[k].name} cannot be read as a vector ({type(error).__name__}): save the vectors "
                              "again.") from None
         rows.append(tensor.detach().float().reshape(-1).numpy())
