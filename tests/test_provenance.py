@@ -114,3 +114,18 @@ def test_another_template_date_is_named_and_the_differences_measured(exports):
     assert comparison.vectors.max_abs_difference == pytest.approx(float(np.abs(a - b).max()), rel=1e-6)
     cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     assert comparison.vectors.min_cosine == pytest.approx(float(cos.min()), abs=1e-6)
+
+
+def test_the_sheet_of_a_workbook_of_several_is_said_by_inspect_and_told_apart_by_compare(exports, tmp_path, capsys):
+    folders = []
+    for sheet in ("pilot", "main study"):
+        folder = Path(shutil.copytree(exports["a"], tmp_path / sheet))
+        manifest = json.loads((folder / "manifest.json").read_text())
+        manifest["input"]["sheet"] = sheet  # as an export of that sheet of a workbook records it
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+        folders.append(folder)
+    main(["inspect", str(folders[0])])
+    assert "Prompts: column 'text' of sheet 'pilot' of prompts.csv" in capsys.readouterr().out
+    comparison = compare_exports(*folders)
+    assert not comparison.made_the_same_way
+    assert compare_exports(exports["a"], exports["again"]).made_the_same_way  # no sheet recorded: nothing to tell

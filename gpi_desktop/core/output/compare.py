@@ -170,6 +170,9 @@ def _aspects(ma: dict[str, Any], mb: dict[str, Any]) -> list[Aspect]:
         settings_aspect,
         aspect("Input file", ("input", "sha256"), ("input", "column"), ("input", "rows"),
                words=lambda v: f"sha256 {str(v[0])[:12]}…, column '{v[1]}', {v[2]} rows"),
+        # Recorded for a workbook of several sheets only: its bytes do not say which sheet held the prompts.
+        *([aspect("Input sheet", ("input", "sheet"))]
+          if any(get(m, "input", "sheet") is not _MISSING for m in (ma, mb)) else []),
         _token_ids_aspect(get(ma, "prompt_tokens", "token_ids_sha256"), get(mb, "prompt_tokens", "token_ids_sha256")),
     ]
 

@@ -130,8 +130,9 @@ def describe_manifest(folder: Path, m: dict[str, Any]) -> list[str]:
     lines.append(f"Model: {model.get('model_id', NOT_RECORDED)}, revision {model.get('revision', NOT_RECORDED)} "
                  f"({model.get('precision', '?')} on {model.get('device', '?')}{quant}).")
     if source:
-        lines.append(f"Prompts: column '{source.get('column')}' of {source.get('file')}, {source.get('rows', '?')} rows "
-                     f"(file sha256 {source.get('sha256')}).")
+        sheet = f"sheet '{source['sheet']}' of " if source.get("sheet") else ""  # a workbook of several sheets
+        lines.append(f"Prompts: column '{source.get('column')}' of {sheet}{source.get('file')}, "
+                     f"{source.get('rows', '?')} rows (file sha256 {source.get('sha256')}).")
     task = settings.get("task")
     instruction = settings.get("instruction")
     if task is not None:
