@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import statistics
 import sys
@@ -47,6 +48,7 @@ from common import (  # noqa: E402
 from gpi_desktop.core.model.devices import device_description  # noqa: E402
 from gpi_desktop.core.generation.engine import auto_batch_size  # noqa: E402
 from gpi_desktop.core.model.models import LoadedModel, ModelInfo  # noqa: E402
+from gpi_desktop.core.model.tinymodel import LLAMA_31_8B_CONFIG  # noqa: E402
 from gpi_desktop.core.vocabulary.progress import NullState  # noqa: E402
 
 
@@ -60,14 +62,7 @@ class StatusLog(NullState):
         self.statuses.append(message)
 
 
-# Llama-3.1-8B(-Instruct)'s config.json, less what only loading needs.
-LLAMA_31_8B = dict(
-    vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-    num_key_value_heads=8, max_position_embeddings=131072, rms_norm_eps=1e-5, hidden_act="silu",
-    rope_theta=500000.0, rope_scaling={"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                                       "original_max_position_embeddings": 8192, "rope_type": "llama3"},
-    bos_token_id=128000, eos_token_id=[128001, 128008, 128009], tie_word_embeddings=False,
-)
+LLAMA_31_8B = dict(LLAMA_31_8B_CONFIG, bos_token_id=128000, eos_token_id=[128001, 128008, 128009])
 TINY = dict(LLAMA_31_8B, vocab_size=2048, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
             num_attention_heads=4, num_key_value_heads=2, bos_token_id=0, eos_token_id=[1, 2])
 
@@ -188,6 +183,45 @@ def measure(label, device, fn, prompts):
     return dict(label=label, seconds=seconds, tokens=tokens, prompts=len(results), peak=peak), results
 
 
+def write_figures(path: str, name: str, runs: list[dict], batch: int, weights: int, achieved: float, useful: float,
+                  bandwidth: float | None) -> None:
+    """The measured figures as JSON, for a script that prints them in its own table."""
+    figures = {"device": name, "auto_batch": batch, "weight_bytes_per_step": weights,
+               "achieved_bytes_per_s": achieved, "useful_bytes_per_s": useful, "bandwidth_bytes_per_s": bandwidth,
+               "runs": [dict(r, tokens_per_s=r["tokens"] / r["seconds"]) for r in runs]}
+    Path(path).write_text(json.dumps(figures, indent=2), encoding="utf-8")
+
+
+def same_results_check(loaded: LoadedModel, shape: dict, batched_prompts: list[EncodedPrompt], args):
+    """The engine batched against batch 1 with the end of sequence honoured, for both prompt-pass modes."""
+    device = loaded.model.device
+    real_eos = loaded.info.eos_token_ids
+    check_eos = tuple(sorted(set(real_eos) | set(range(64, shape["vocab_size"], 64))))
+    checked = with_eos(loaded, check_eos)
+    check_prompts = stratified(batched_prompts, args.check_prompts)
+    _, one = measure("check: engine, batch 1", device,
+                     lambda ps: run_engine_collect(checked, ps, args.check_new_tokens, 1), check_prompts)
+    agreements = {}
+    for prefill in ("alone", "batched"):
+        _, many = measure(f"check: engine, batch {len(check_prompts)}, prompt pass {prefill}", device,
+                          lambda ps: run_engine_collect(checked, ps, args.check_new_tokens, len(check_prompts),
+                                                        prefill=prefill), check_prompts)
+        ids = {r.row: ([int(t) for t in r.text.split()], [int(t) for t in m.text.split()])
+               for r, m in zip(one, many)}
+        agreements[prefill] = compare(one, many, token_ids=ids)
+    return check_prompts, agreements, [r.n_tokens for r in one]
+
+
+def print_check(check_prompts: list[EncodedPrompt], agreements: dict, stops: list[int], new_tokens: int) -> None:
+    print(f"same results, end of sequence honoured ({len(check_prompts)} prompts, up to {new_tokens} tokens, "
+          f"lengths {min(stops)}-{max(stops)}), batched against batch 1:")
+    print(table(["prompt pass", "identical texts", "median first differing token", "cosine min", "cosine median"],
+                [[k, f"{a.identical_share:.0%} ({len(check_prompts) - a.differing}/{len(check_prompts)})",
+                  "-" if a.median_first_difference is None else f"{a.median_first_difference:g}",
+                  f"{a.min_cosine:.4f}", f"{a.median_cosine:.6f}"] for k, a in agreements.items()]))
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda")
@@ -199,11 +233,12 @@ def main() -> None:
     parser.add_argument("--max-prompt", type=int, default=1000)
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--loop-prompts", type=int, default=6, help="prompts for the loop and the batch-1 engine")
-    parser.add_argument("--check-prompts", type=int, default=24)
+    parser.add_argument("--check-prompts", type=int, default=24, help="0: no same-results check")
     parser.add_argument("--check-new-tokens", type=int, default=128)
     parser.add_argument("--batch", default="auto", help="the batched run's batch size: a number or auto")
     parser.add_argument("--bandwidth", type=float, default=None, help="HBM bandwidth in TB/s (else by device name)")
     parser.add_argument("--skip-loop", action="store_true")
+    parser.add_argument("--json", metavar="FILE", help="also write the measured figures to FILE (for gpu_check.sh)")
     args = parser.parse_args()
     if args.tiny:
         args.max_prompt = min(args.max_prompt, 120)
@@ -279,23 +314,11 @@ def main() -> None:
     achieved = sum(step_bytes) / sum(step_seconds) if step_seconds else 0.0
     useful = sum(useful_bytes) / sum(step_seconds) if step_seconds else 0.0
 
-    # Same results, end of sequence honoured.
+    if args.json:  # before the check, so a check cut short still leaves the timings
+        write_figures(args.json, name, runs, batch, weights, achieved, useful, bandwidth)
     with torch.no_grad():
         head[list(real_eos)] = saved_rows
-    check_eos = tuple(sorted(set(real_eos) | set(range(64, shape["vocab_size"], 64))))
-    checked = with_eos(loaded, check_eos)
-    check_prompts = stratified(batched_prompts, args.check_prompts)
-    _, one = measure("check: engine, batch 1", device,
-                     lambda ps: run_engine_collect(checked, ps, args.check_new_tokens, 1), check_prompts)
-    agreements = {}
-    for prefill in ("alone", "batched"):
-        _, many = measure(f"check: engine, batch {len(check_prompts)}, prompt pass {prefill}", device,
-                          lambda ps: run_engine_collect(checked, ps, args.check_new_tokens, len(check_prompts),
-                                                        prefill=prefill), check_prompts)
-        ids = {r.row: ([int(t) for t in r.text.split()], [int(t) for t in m.text.split()])
-               for r, m in zip(one, many)}
-        agreements[prefill] = compare(one, many, token_ids=ids)
-    stops = [r.n_tokens for r in one]
+    check = same_results_check(loaded, shape, batched_prompts, args) if args.check_prompts else None
 
     base = runs[0]["tokens"] / runs[0]["seconds"]
     print()
@@ -319,13 +342,8 @@ def main() -> None:
     print(f"prompt pass time in the batched run: alone {prefill_times['alone']:.1f} s, "
           f"batched {prefill_times['batched']:.1f} s")
     print()
-    print(f"same results, end of sequence honoured ({len(check_prompts)} prompts, up to {args.check_new_tokens} tokens, "
-          f"lengths {min(stops)}-{max(stops)}), batched against batch 1:")
-    print(table(["prompt pass", "identical texts", "median first differing token", "cosine min", "cosine median"],
-                [[k, f"{a.identical_share:.0%} ({len(check_prompts) - a.differing}/{len(check_prompts)})",
-                  "-" if a.median_first_difference is None else f"{a.median_first_difference:g}",
-                  f"{a.min_cosine:.4f}", f"{a.median_cosine:.6f}"] for k, a in agreements.items()]))
-    print()
+    if check:
+        print_check(*check, args.check_new_tokens)
     rss = f"; host RSS peak {fmt_bytes(rss_peak_bytes())}" if device.type != "cuda" else ""
     print(f"total {time.perf_counter() - started:.0f} s{rss}; load average {os.getloadavg()[0]:.1f}")
 

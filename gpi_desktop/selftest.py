@@ -10,7 +10,6 @@ runs it to prove the installation works.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
@@ -146,40 +145,11 @@ def _flow(app, window, work: Path, report: Report) -> None:
 
 
 def _check_export(folder: Path, outcome, expected, report: Report) -> None:
-    import hashlib
+    from gpi_desktop.core.output.verify import export_checks
 
-    import numpy as np
-    import pandas as pd
-    import torch  # the self-test reads the .pt files as gpi_pack does; the window itself never imports torch
-
-    n, h = len(expected), outcome.results[0].vector.size
-    matrix = np.load(folder / "hidden_states.npy")
-    report.check(matrix.shape == (n, h) and matrix.dtype == np.float32 and bool(np.isfinite(matrix).all()),
-                 f"hidden_states.npy is float32 ({n}, {h}) with finite numbers", f"{matrix.shape} {matrix.dtype}")
-    hidden = folder / "hidden"
-    names = sorted(p.name for p in hidden.iterdir())
-    report.check(names == sorted(f"hidden_{k}.pt" for k in range(n)), f"hidden/ holds hidden_0.pt to hidden_{n - 1}.pt")
-    same = True
-    for k in range(n):
-        tensor = torch.load(hidden / f"hidden_{k}.pt", weights_only=True)
-        same &= tuple(tensor.shape) == (1, h) and tensor.dtype == torch.float32
-        same &= bool(np.array_equal(tensor.numpy()[0], matrix[k]))
-    report.check(same, "each hidden_<k>.pt is a float32 (1, H) tensor equal to row k of hidden_states.npy")
-    texts = pd.read_pickle(folder / "generated_texts.pkl")
-    report.check(list(texts.columns) == ["X", "P"] and texts["P"].tolist() == expected["prompt"].tolist()
-                 and texts["X"].tolist() == [r.text for r in outcome.results],
-                 "generated_texts.pkl has columns X (generated) and P (prompt), row k = prompt k")
-    raw = (folder / "generated_texts.csv").read_bytes()
-    table = pd.read_csv(folder / "generated_texts.csv", encoding="utf-8-sig", dtype=str, keep_default_na=False)
-    report.check(raw.startswith(b"\xef\xbb\xbf") and len(table) == n, f"generated_texts.csv is UTF-8 with BOM, {n} rows")
-    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    sums = manifest.get("sha256", {})
-    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != "manifest.json")
-    report.check(sorted(sums) == files and all(
-        hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest for name, digest in sums.items()),
-        "manifest.json lists the sha256 of every exported file, and they match")
-    report.check(manifest.get("settings", {}).get("max_new_tokens") == MAX_NEW_TOKENS
-                 and manifest.get("hidden_size") == h, "manifest.json records the settings and the hidden size")
+    for check in export_checks(folder, expected["prompt"].tolist(), max_new_tokens=MAX_NEW_TOKENS,
+                               hidden_size=outcome.results[0].vector.size, texts=[r.text for r in outcome.results]):
+        report.check(check.ok, check.what, check.detail)
 
 
 def _quiet_offscreen(mode, context, message: str) -> None:

@@ -9,8 +9,9 @@ numbers follow exactly the same code path as a real model's.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 _CORPUS = """
 The committee met on Tuesday to discuss the new budget for schools and hospitals.
@@ -56,6 +57,37 @@ class TinySpec:
     eos_boost: float = 0.0
     chat_template: str | None = None  # None: the architecture's template above
     max_positions: int = 4096  # max_position_embeddings: a small one makes prompts too long for the context
+    # The output layer's rows (None: the tokenizer's size). Rows beyond the tokenizer's tokens are zero, so the
+    # model never picks a token the tokenizer cannot decode, while every step still reads the whole layer.
+    model_vocab_size: int | None = None
+    extra_config: tuple[tuple[str, Any], ...] = ()  # more config.json items (rope, norm epsilon)
+    # Where the random weights are drawn and in what precision: a full-size model is built on the GPU in
+    # bfloat16, never as float32 in the computer's memory.
+    device: str = "cpu"
+    dtype: str = "float32"
+
+
+# Llama-3.1-8B(-Instruct)'s config.json, less its token ids and what only loading needs.
+LLAMA_31_8B_CONFIG: dict[str, Any] = {
+    "vocab_size": 128256, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+    "num_attention_heads": 32, "num_key_value_heads": 8, "max_position_embeddings": 131072, "rms_norm_eps": 1e-5,
+    "hidden_act": "silu", "rope_theta": 500000.0, "tie_word_embeddings": False,
+    "rope_scaling": {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                     "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+}
+
+
+def llama_31_8b_spec(**changes: Any) -> TinySpec:
+    """Llama-3.1-8B's exact shape (every weight matrix, the 128256-row output layer) with a small tokenizer."""
+    c = LLAMA_31_8B_CONFIG
+    shaped = {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+              "num_key_value_heads", "max_position_embeddings"}
+    spec = TinySpec(architecture="llama", hidden_size=c["hidden_size"], intermediate_size=c["intermediate_size"],
+                    num_layers=c["num_hidden_layers"], num_heads=c["num_attention_heads"],
+                    num_kv_heads=c["num_key_value_heads"], max_positions=c["max_position_embeddings"],
+                    model_vocab_size=c["vocab_size"],
+                    extra_config=tuple((k, v) for k, v in c.items() if k not in shaped))
+    return replace(spec, **changes)
 
 
 def _train_tokenizer(vocab_size: int, specials: list[str], bos: str, eos: str, pad: str):
@@ -77,11 +109,19 @@ def _train_tokenizer(vocab_size: int, specials: list[str], bos: str, eos: str, p
 
 def build_tiny_model(folder: str | Path, spec: TinySpec = TinySpec()) -> Path:
     """Write a random-weight chat model to `folder` and return the folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model, tokenizer = tiny_model(spec)
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def tiny_model(spec: TinySpec = TinySpec()):
+    """The random-weight model (on spec.device, in spec.dtype) and its tokenizer, in memory."""
     import torch
     from transformers import AutoModelForCausalLM, GenerationConfig
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     if spec.architecture == "llama":
         specials = ["<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>", "<|start_header_id|>",
                     "<|end_header_id|>", "<|finetune_right_pad_id|>"]
@@ -102,8 +142,10 @@ def build_tiny_model(folder: str | Path, spec: TinySpec = TinySpec()) -> Path:
         raise ValueError(f"unknown tiny architecture {spec.architecture!r}")
 
     eos_ids = [tokenizer.convert_tokens_to_ids(t) for t in eos_tokens]
+    if spec.model_vocab_size is not None and spec.model_vocab_size < len(tokenizer):
+        raise ValueError(f"model_vocab_size {spec.model_vocab_size} is below the tokenizer's {len(tokenizer)} tokens")
     config = Config(
-        vocab_size=len(tokenizer),
+        vocab_size=spec.model_vocab_size or len(tokenizer),
         hidden_size=spec.hidden_size,
         intermediate_size=spec.intermediate_size,
         num_hidden_layers=spec.num_layers,
@@ -113,18 +155,17 @@ def build_tiny_model(folder: str | Path, spec: TinySpec = TinySpec()) -> Path:
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=eos_ids,
         pad_token_id=tokenizer.pad_token_id,
-        **extra,
+        **{**extra, **dict(spec.extra_config)},
     )
     torch.manual_seed(spec.seed)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    if spec.eos_boost:
-        with torch.no_grad():
-            head = model.get_output_embeddings().weight
-            for i in eos_ids:
-                head[i] *= spec.eos_boost
+    with torch.device(spec.device):
+        model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, spec.dtype))
+    with torch.no_grad():
+        head = model.get_output_embeddings().weight
+        head[len(tokenizer):] = 0
+        for i in eos_ids if spec.eos_boost else ():
+            head[i] *= spec.eos_boost
     model.generation_config = GenerationConfig(
         bos_token_id=tokenizer.bos_token_id, eos_token_id=eos_ids, pad_token_id=tokenizer.pad_token_id
     )
-    model.save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return model, tokenizer
