@@ -50,7 +50,8 @@ OOM_STATUS = "ran out of memory with"
 SENTENCE = (
     "The committee met on Tuesday to discuss the new budget for schools and hospitals while voters in rural districts "
     "care about jobs roads and the price of fuel and a candidate who promises lower taxes must explain how to pay for "
-    "better services as immigration climate policy and health care dominate the campaign")
+    "better services as immigration climate policy and health care dominate the campaign"
+)
 WORDS = SENTENCE.split()
 
 
@@ -108,8 +109,13 @@ class Plan:
 
 
 def child_env(plan: Plan) -> dict[str, str]:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1",
-               GPI_DESKTOP_LOG_DIR=str(plan.work / "logs"))
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONUNBUFFERED="1",
+        GPI_DESKTOP_LOG_DIR=str(plan.work / "logs"),
+    )
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
     return env
 
@@ -125,8 +131,15 @@ def run_logged(plan: Plan, name: str, command: list[str], echo: bool = True) -> 
     """Run a command, its output to work/<name>.log and (echo, or its end when it fails) to the terminal."""
     print(f"  $ {' '.join(command[1:])}", flush=True)
     started, lines = time.perf_counter(), []
-    with subprocess.Popen(command, cwd=ROOT, env=child_env(plan), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, errors="replace") as proc:
+    with subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=child_env(plan),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+    ) as proc:
         # A run that hangs on the GPU machine would take the whole lease with it: it is stopped, and its part fails.
         stop = threading.Timer(plan.run_timeout, proc.kill)
         stop.start()
@@ -146,8 +159,14 @@ def run_logged(plan: Plan, name: str, command: list[str], echo: bool = True) -> 
     return Ran(proc.returncode, output, time.perf_counter() - started)
 
 
-def gpi_run(plan: Plan, name: str, *flags: str, prompts: Path | None = None, new_tokens: int | None = None,
-            limit: tuple[str, ...] = ()) -> tuple[Ran, Path]:
+def gpi_run(
+    plan: Plan,
+    name: str,
+    *flags: str,
+    prompts: Path | None = None,
+    new_tokens: int | None = None,
+    limit: tuple[str, ...] = (),
+) -> tuple[Ran, Path]:
     """`gpi-desktop run` into work/<name> (through this script's `cli` command where a memory limit applies).
 
     Its output goes to work/<name>.log; the terminal gets its end only if it fails, and its status lines (out of
@@ -155,8 +174,20 @@ def gpi_run(plan: Plan, name: str, *flags: str, prompts: Path | None = None, new
     """
     out = plan.work / name
     entry = [sys.executable, __file__, "cli", *limit, "--"] if limit else [sys.executable, "-m", "gpi_desktop"]
-    command = [*entry, "run", "--model", str(plan.model), "--prompts", str(prompts or plan.prompts_csv),
-               "--out", str(out), "--max-new-tokens", str(new_tokens or plan.new_tokens), "--overwrite", *flags]
+    command = [
+        *entry,
+        "run",
+        "--model",
+        str(plan.model),
+        "--prompts",
+        str(prompts or plan.prompts_csv),
+        "--out",
+        str(out),
+        "--max-new-tokens",
+        str(new_tokens or plan.new_tokens),
+        "--overwrite",
+        *flags,
+    ]
     return run_logged(plan, name, command, echo=bool(limit)), out
 
 
@@ -199,14 +230,26 @@ def part_a(plan: Plan, part: Part) -> None:
     if not plan.dry_run:
         part.check(device.startswith("cuda"), f"ran on {device}, not the GPU")
         part.check(precision == "bfloat16", f"ran in {precision}, not bfloat16")
-    part.figures += [f"{plan.prompts} prompts x {plan.new_tokens} tokens on {device}, {precision}",
-                     stop_counts(out), f"run {ran.seconds:.0f} s (start, load, run, export)"]
+    part.figures += [
+        f"{plan.prompts} prompts x {plan.new_tokens} tokens on {device}, {precision}",
+        stop_counts(out),
+        f"run {ran.seconds:.0f} s (start, load, run, export)",
+    ]
 
 
 def part_b(plan: Plan, part: Part) -> None:
     figures_file = plan.work / "b_figures.json"
-    ran = run_logged(plan, "b_benchmark", [sys.executable, str(ROOT / "benchmarks" / "gpu_benchmark.py"),
-                                           *plan.benchmark_args, "--json", str(figures_file)])
+    ran = run_logged(
+        plan,
+        "b_benchmark",
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "gpu_benchmark.py"),
+            *plan.benchmark_args,
+            "--json",
+            str(figures_file),
+        ],
+    )
     if not part.check(ran.code == 0 and figures_file.is_file(), f"gpu_benchmark.py exited {ran.code}"):
         return
     f = json.loads(figures_file.read_text(encoding="utf-8"))
@@ -215,18 +258,26 @@ def part_b(plan: Plan, part: Part) -> None:
     auto = next(r for r in f["runs"] if "prompt pass alone" in r["label"])
     peak = max((r["peak"] or 0) for r in f["runs"])
     share = f["achieved_bytes_per_s"] / f["bandwidth_bytes_per_s"] if f["bandwidth_bytes_per_s"] else None
-    part.figures += [(f"loop {loop['tokens_per_s']:.1f}, batch 1 {one['tokens_per_s']:.1f}, auto batch "
-                     f"{f['auto_batch']} {auto['tokens_per_s']:.1f} tokens/s"),
-                     (f"auto/loop {auto['tokens_per_s'] / loop['tokens_per_s']:.1f}x, batch 1/loop "
-                     f"{one['tokens_per_s'] / loop['tokens_per_s']:.2f}x"),
-                     f"peak GPU memory {peak / 2**30:.1f} GiB" if peak else "peak GPU memory: - (CPU)",
-                     f"{share:.0%} of the HBM bound" if share is not None else "HBM bound: - (no bandwidth known)"]
+    part.figures += [
+        (
+            f"loop {loop['tokens_per_s']:.1f}, batch 1 {one['tokens_per_s']:.1f}, auto batch "
+            f"{f['auto_batch']} {auto['tokens_per_s']:.1f} tokens/s"
+        ),
+        (
+            f"auto/loop {auto['tokens_per_s'] / loop['tokens_per_s']:.1f}x, batch 1/loop "
+            f"{one['tokens_per_s'] / loop['tokens_per_s']:.2f}x"
+        ),
+        f"peak GPU memory {peak / 2**30:.1f} GiB" if peak else "peak GPU memory: - (CPU)",
+        f"{share:.0%} of the HBM bound" if share is not None else "HBM bound: - (no bandwidth known)",
+    ]
     if plan.dry_run:
         part.targets.append("targets not applicable on the CPU")
         return
-    part.targets += [target(auto["tokens_per_s"] >= TARGET_VS_LOOP * loop["tokens_per_s"], "auto >= 20x loop"),
-                     target(share is not None and share >= TARGET_BOUND_SHARE, ">= 50% of the HBM bound"),
-                     target(one["tokens_per_s"] >= loop["tokens_per_s"], "batch 1 >= loop")]
+    part.targets += [
+        target(auto["tokens_per_s"] >= TARGET_VS_LOOP * loop["tokens_per_s"], "auto >= 20x loop"),
+        target(share is not None and share >= TARGET_BOUND_SHARE, ">= 50% of the HBM bound"),
+        target(one["tokens_per_s"] >= loop["tokens_per_s"], "batch 1 >= loop"),
+    ]
 
 
 def target(met: bool, what: str) -> str:
@@ -235,12 +286,16 @@ def target(met: bool, what: str) -> str:
 
 def part_c(plan: Plan, part: Part) -> None:
     prompts = read_prompts(plan.prompts_csv)
-    modes = {"batch 1": ("--batch-size", "1"), "auto batch": ("--batch-size", "auto"),
-             "one at a time": ("--one-at-a-time",)}
+    modes = {
+        "batch 1": ("--batch-size", "1"),
+        "auto batch": ("--batch-size", "auto"),
+        "one at a time": ("--one-at-a-time",),
+    }
     outs = {}
     for label, flags in modes.items():
-        ran, out = gpi_run(plan, "c_" + label.replace(" ", "_"), "--dtype", "bfloat16", *flags,
-                           new_tokens=plan.check_new_tokens)
+        ran, out = gpi_run(
+            plan, "c_" + label.replace(" ", "_"), "--dtype", "bfloat16", *flags, new_tokens=plan.check_new_tokens
+        )
         if export_ok(part, ran, out, prompts, plan.check_new_tokens, label):
             outs[label] = out
             part.figures.append(f"{label} {ran.seconds:.0f} s")
@@ -252,10 +307,13 @@ def part_c(plan: Plan, part: Part) -> None:
         c = compare_exports(outs[a], outs[b])
         if not part.check(c.identical_texts is not None and c.vectors is not None, f"{a} / {b}: not comparable"):
             continue
-        part.figures.append(f"{a} / {b}: {c.identical_texts / c.rows[0]:.0%} texts equal, largest vector difference "
-                            f"{c.vectors.max_abs_difference:.3g}, min cosine {c.vectors.min_cosine:.4f}")
-    part.figures.append(f"{plan.prompts} prompts x up to {plan.check_new_tokens} tokens, bfloat16; "
-                        + stop_counts(outs["batch 1"]))
+        part.figures.append(
+            f"{a} / {b}: {c.identical_texts / c.rows[0]:.0%} texts equal, largest vector difference "
+            f"{c.vectors.max_abs_difference:.3g}, min cosine {c.vectors.min_cosine:.4f}"
+        )
+    part.figures.append(
+        f"{plan.prompts} prompts x up to {plan.check_new_tokens} tokens, bfloat16; " + stop_counts(outs["batch 1"])
+    )
 
 
 def part_d(plan: Plan, part: Part) -> None:
@@ -267,10 +325,16 @@ def part_d(plan: Plan, part: Part) -> None:
         return
     sizes = [h.split(OOM_STATUS)[1].split("prompts")[0].strip() for h in halvings]
     last = halvings[-1].split("retrying them")[1].split("at a time")[0].strip() if halvings else "?"
-    how = (f"allocator limited to the weights + {plan.gpu_headroom_gib:g} GiB" if not plan.dry_run
-           else f"simulated: a batch of more than {plan.oom_rows} rows fails as out of memory")
-    part.figures += [how, f"batch halved {len(halvings)} times: {' -> '.join([*sizes, last])}",
-                     f"all {plan.prompts} prompts exported and checked; {ran.seconds:.0f} s"]
+    how = (
+        f"allocator limited to the weights + {plan.gpu_headroom_gib:g} GiB"
+        if not plan.dry_run
+        else f"simulated: a batch of more than {plan.oom_rows} rows fails as out of memory"
+    )
+    part.figures += [
+        how,
+        f"batch halved {len(halvings)} times: {' -> '.join([*sizes, last])}",
+        f"all {plan.prompts} prompts exported and checked; {ran.seconds:.0f} s",
+    ]
 
 
 def part_e(plan: Plan, part: Part) -> None:
@@ -284,12 +348,15 @@ def part_e(plan: Plan, part: Part) -> None:
         return
     prompts = read_prompts(plan.few_csv)
     for kind in ("8bit", "4bit"):
-        ran, out = gpi_run(plan, f"e_{kind}", "--quantization", kind, prompts=plan.few_csv,
-                           new_tokens=plan.quant_new_tokens)
+        ran, out = gpi_run(
+            plan, f"e_{kind}", "--quantization", kind, prompts=plan.few_csv, new_tokens=plan.quant_new_tokens
+        )
         if export_ok(part, ran, out, prompts, plan.quant_new_tokens, kind):
             recorded = manifest(out)["model"].get("quantization")
             part.check(recorded == kind, f"{kind}: the manifest records quantization {recorded}")
-            part.figures.append(f"{kind}: {len(prompts)} prompts x {plan.quant_new_tokens} tokens in {ran.seconds:.0f} s")
+            part.figures.append(
+                f"{kind}: {len(prompts)} prompts x {plan.quant_new_tokens} tokens in {ran.seconds:.0f} s"
+            )
 
 
 PARTS: dict[str, tuple[str, Callable[[Plan, Part], None]]] = {
@@ -308,7 +375,7 @@ def run_part(plan: Plan, key: str) -> Part:
     started = time.perf_counter()
     try:
         fn(plan, part)
-    except Exception as exc:  # noqa: BLE001 - a part that breaks is a failed check; the other parts still run
+    except Exception as exc:
         part.problems.append(f"{type(exc).__name__}: {exc}")
     part.seconds = time.perf_counter() - started
     for problem in part.problems:
@@ -326,11 +393,17 @@ def environment_line(plan: Plan) -> str:
     if plan.dry_run:
         device = "CPU (dry run)"
     else:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, check=False).stdout.strip()
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
         device = out or "GPU (nvidia-smi said nothing)"
-    return (f"{device}; torch {torch.__version__} (CUDA {torch.version.cuda}); transformers {transformers.__version__}; "
-            f"{os.cpu_count()} CPUs; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    return (
+        f"{device}; torch {torch.__version__} (CUDA {torch.version.cuda}); transformers {transformers.__version__}; "
+        f"{os.cpu_count()} CPUs; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    )
 
 
 def summary_table(parts: list[Part], env: str, total: float, setup: float) -> str:
@@ -341,11 +414,20 @@ def summary_table(parts: list[Part], env: str, total: float, setup: float) -> st
         notes = "; ".join([*p.figures, *p.targets, *(f"FAILED: {x}" for x in p.problems)]).replace("|", "/")
         rows.append([p.key, p.what, p.result, notes, f"{p.seconds:.0f} s"])
     limit = f"{TARGET_SECONDS // 60}-minute target"
-    verdict = f"the {limit} is the GPU's" if env.startswith("CPU") else (
-        f"within the {limit}" if total <= TARGET_SECONDS else f"OVER the {limit}")
-    return "\n".join([f"GPU check: {env}", "", table(["part", "checks", "result", "figures", "time"], rows), "",
-                      (f"total {total:.0f} s ({verdict}), of which "
-                      f"{setup:.0f} s building and saving the model")])
+    verdict = (
+        f"the {limit} is the GPU's"
+        if env.startswith("CPU")
+        else (f"within the {limit}" if total <= TARGET_SECONDS else f"OVER the {limit}")
+    )
+    return "\n".join(
+        [
+            f"GPU check: {env}",
+            "",
+            table(["part", "checks", "result", "figures", "time"], rows),
+            "",
+            (f"total {total:.0f} s ({verdict}), of which {setup:.0f} s building and saving the model"),
+        ]
+    )
 
 
 # --- setting up --------------------------------------------------------------------------------------
@@ -360,7 +442,8 @@ def write_prompts(plan: Plan) -> None:
     pd.DataFrame({"id": range(len(texts)), "text": texts}).to_csv(plan.prompts_csv, index=False)
     few = sorted(range(len(texts)), key=lambda r: lengths[r])[:: max(1, len(texts) // plan.quant_prompts)]
     pd.DataFrame({"id": few[: plan.quant_prompts], "text": [texts[r] for r in few[: plan.quant_prompts]]}).to_csv(
-        plan.few_csv, index=False)
+        plan.few_csv, index=False
+    )
 
 
 def model_place(dry_run: bool, work: Path) -> Path:
@@ -377,19 +460,45 @@ def make_plan(args) -> Plan:
     work.mkdir(parents=True, exist_ok=True)
     dry = args.dry_run
     new = args.new_tokens or (8 if dry else 128)
-    bench = (("--tiny", "--device", "cpu", "--prompts", "8", "--loop-prompts", "2", "--new-tokens", str(min(new, 8)),
-              "--max-prompt", "60") if dry else ("--prompts", "256", "--loop-prompts", "6"))
-    return Plan(dry_run=dry, work=work, model=model_place(dry, work), prompts=args.prompts or (16 if dry else 64),
-                new_tokens=new,
-                check_new_tokens=args.check_new_tokens or (new if dry else 32), oom_new_tokens=min(new, 32),
-                words=(1, 30) if dry else (4, 400), benchmark_args=(*bench, "--check-prompts", "0"),
-                gpu_headroom_gib=args.gpu_headroom_gib, oom_rows=args.oom_rows, quant_prompts=4,
-                quant_new_tokens=16, run_timeout=args.run_timeout or (1200 if dry else 300))
+    bench = (
+        (
+            "--tiny",
+            "--device",
+            "cpu",
+            "--prompts",
+            "8",
+            "--loop-prompts",
+            "2",
+            "--new-tokens",
+            str(min(new, 8)),
+            "--max-prompt",
+            "60",
+        )
+        if dry
+        else ("--prompts", "256", "--loop-prompts", "6")
+    )
+    return Plan(
+        dry_run=dry,
+        work=work,
+        model=model_place(dry, work),
+        prompts=args.prompts or (16 if dry else 64),
+        new_tokens=new,
+        check_new_tokens=args.check_new_tokens or (new if dry else 32),
+        oom_new_tokens=min(new, 32),
+        words=(1, 30) if dry else (4, 400),
+        benchmark_args=(*bench, "--check-prompts", "0"),
+        gpu_headroom_gib=args.gpu_headroom_gib,
+        oom_rows=args.oom_rows,
+        quant_prompts=4,
+        quant_new_tokens=16,
+        run_timeout=args.run_timeout or (1200 if dry else 300),
+    )
 
 
 def build_model(plan: Plan) -> Ran:
-    return run_logged(plan, "build", [sys.executable, __file__, "build", str(plan.model)]
-                      + (["--dry-run"] if plan.dry_run else []))
+    return run_logged(
+        plan, "build", [sys.executable, __file__, "build", str(plan.model)] + (["--dry-run"] if plan.dry_run else [])
+    )
 
 
 def check(args) -> int:
@@ -425,8 +534,16 @@ def build(args) -> int:
     from gpi_desktop.core.model.tinymodel import build_tiny_model, llama_31_8b_spec
 
     if args.dry_run:
-        spec = llama_31_8b_spec(hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4, num_kv_heads=2,
-                                model_vocab_size=1024, seed=1, eos_boost=2.0)
+        spec = llama_31_8b_spec(
+            hidden_size=64,
+            intermediate_size=128,
+            num_layers=2,
+            num_heads=4,
+            num_kv_heads=2,
+            model_vocab_size=1024,
+            seed=1,
+            eos_boost=2.0,
+        )
     else:
         spec = llama_31_8b_spec(device="cuda", dtype="bfloat16", seed=1, eos_boost=2.0)
     started = time.perf_counter()

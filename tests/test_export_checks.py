@@ -21,8 +21,25 @@ def export(tiny_llama, tmp_path_factory):
     prompts = base / "prompts.csv"
     pd.DataFrame({"id": range(len(PROMPTS)), "text": PROMPTS}).to_csv(prompts, index=False)
     out = base / "out"
-    assert main(["run", "--model", str(tiny_llama), "--prompts", str(prompts), "--out", str(out), "--max-new-tokens",
-                 str(MAX_NEW), "--device", "cpu", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--model",
+                str(tiny_llama),
+                "--prompts",
+                str(prompts),
+                "--out",
+                str(out),
+                "--max-new-tokens",
+                str(MAX_NEW),
+                "--device",
+                "cpu",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     return out
 
 

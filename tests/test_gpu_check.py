@@ -25,8 +25,14 @@ SCRIPT = ROOT / "benchmarks" / "gpu_check.sh"
 
 def dry_run(work: Path, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHON=sys.executable)
-    return subprocess.run(["bash", str(SCRIPT), "--dry-run", "--work", str(work), *args], capture_output=True,
-                          text=True, env=env, timeout=1200, check=False)
+    return subprocess.run(
+        ["bash", str(SCRIPT), "--dry-run", "--work", str(work), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1200,
+        check=False,
+    )
 
 
 def table_rows(work: Path) -> dict[str, str]:
@@ -34,7 +40,6 @@ def table_rows(work: Path) -> dict[str, str]:
     return {line.split("|")[1].strip(): line for line in lines if line.startswith("| ") and "---" not in line}
 
 
-@pytest.mark.slow
 def test_the_dry_run_passes_every_part_but_the_quantized_loads_and_prints_one_table(tmp_path):
     work = tmp_path / "work"
     done = dry_run(work, "--prompts", "4", "--new-tokens", "4")
@@ -53,7 +58,6 @@ def test_the_dry_run_passes_every_part_but_the_quantized_loads_and_prints_one_ta
     assert not model_folder.exists()  # 16 GB on the GPU machine: removed unless --keep
 
 
-@pytest.mark.slow
 def test_a_part_that_fails_makes_the_check_exit_non_zero(tmp_path):
     work = tmp_path / "work"
     # No batch fits, not even one prompt: the run stops out of memory, so part d's check must fail.
@@ -64,8 +68,13 @@ def test_a_part_that_fails_makes_the_check_exit_non_zero(tmp_path):
 
 
 def test_an_unknown_part_is_refused():
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--dry-run", "--parts", "z"],
-                          capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--dry-run", "--parts", "z"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode != 0 and "unknown part(s): z" in done.stderr
 
 

@@ -117,7 +117,7 @@ def build_tiny_model(folder: str | Path, spec: TinySpec = TinySpec()) -> Path:
     return folder
 
 
-def tiny_model(spec: TinySpec = TinySpec()):
+def tiny_model(spec: TinySpec = TinySpec()) -> tuple[Any, Any]:
     """The random-weight model (on spec.device, in spec.dtype) and its tokenizer, in memory."""
     import torch
     from transformers import AutoModelForCausalLM, GenerationConfig
