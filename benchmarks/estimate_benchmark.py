@@ -2,11 +2,14 @@
 
     python benchmarks/estimate_benchmark.py speed [--n 2000] [--width 4096] [--epochs N] [--threads 1]
     python benchmarks/estimate_benchmark.py coverage [--n 1000] [--width 64] [--reps 20] [--threads 1]
+    python benchmarks/estimate_benchmark.py steps [--width 4096] [--threads 1]
 
 speed: both estimators on the same data (a known effect, confounding carried only by the vectors), 2 folds,
 gpi_pack's defaults (2048-wide deconfounder, [200, 1] outcome layers, batch 32, learning rate 2e-5), the
 reference first, then ours; with --epochs the number of epochs is fixed for both (patience set beyond it), so
 the time per epoch is compared where a full run would take hours on a loaded machine.
+steps: where one training step of gpi_pack's default network goes (forward and backward, clipping, the AdamW
+step), with gpi_pack's multi-tensor AdamW and with the fused one GPI Desktop uses.
 coverage: over --reps simulated studies, how often each estimator's 95% interval covers the true effect, with
 the small networks of the tests (tests/estimate_sim.py) so that the replications fit in minutes.
 gpi_pack is loaded by path (tests/gpi_pack_reference.py); install it with pip install --no-deps gpi-pack==0.2.1.
@@ -75,6 +78,35 @@ def speed(args, reference) -> None:
           f"{os.getloadavg()[0]:.1f})")
 
 
+def steps(args) -> None:
+    import torch
+
+    from gpi_desktop.core.estimate.tarnet import TarNetModule
+
+    settings = EstimateSettings()
+    x, t, y = torch.randn(32, args.width), torch.randint(0, 2, (32, 1)).float(), torch.randn(32, 1)
+    print(f"steps: batch 32, width {args.width}, gpi_pack's default network, {args.threads} torch thread(s); "
+          f"machine: {machine()}")
+    for name, options in (("gpi_pack (multi-tensor AdamW)", {"foreach": True}), ("GPI Desktop (fused AdamW)",
+                                                                                  {"fused": True})):
+        model = TarNetModule(args.width, 0, settings, torch.Generator().manual_seed(0))
+        optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5, eps=1e-8, **options)
+        spent = np.zeros(3)
+        for i in range(12):
+            marks = [time.perf_counter()]
+            optimizer.zero_grad(set_to_none=True)
+            torch.mean((model(x, t) - y) ** 2).backward()
+            marks.append(time.perf_counter())
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=True)
+            marks.append(time.perf_counter())
+            optimizer.step()
+            marks.append(time.perf_counter())
+            if i >= 2:  # the first steps allocate the optimiser's state
+                spent += np.diff(marks)
+        per = spent / 10 * 1000
+        print(f"  {name:30s} forward+backward {per[0]:6.0f} ms  clipping {per[1]:5.0f} ms  step {per[2]:6.0f} ms")
+
+
 def coverage(args, reference) -> None:
     print(f"coverage: {args.reps} studies, N {args.n} x width {args.width}, small networks (tests/estimate_sim.py), "
           f"{args.threads} torch thread(s); machine: {machine()}", flush=True)
@@ -97,7 +129,7 @@ def coverage(args, reference) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=["speed", "coverage"])
+    parser.add_argument("what", choices=["speed", "coverage", "steps"])
     parser.add_argument("--n", type=int)
     parser.add_argument("--width", type=int)
     parser.add_argument("--epochs", type=int, default=0, help="speed: fix the epochs for both (0: early stopping)")
@@ -108,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.what == "steps":
+        args.width = args.width or 4096
+        steps(args)
+        return 0
     reference = load_reference()
     if reference is None:
         print("gpi_pack is not installed: pip install --no-deps gpi-pack==0.2.1", file=sys.stderr)

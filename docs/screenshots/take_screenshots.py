@@ -2,7 +2,7 @@
 
     xvfb-run -a -s "-screen 0 1280x800x24" env QT_QPA_PLATFORM=xcb python docs/screenshots/take_screenshots.py
 
-Writes docs/screenshots/{1-access,2-model,3-prompts,4-settings,5-running,6-preview,7-export}.png. Uses a temporary
+Writes docs/screenshots/{1-access,2-model,3-prompts,4-settings,5-running,6-preview,7-export,8-estimate}.png. Uses a temporary
 settings file and data folder, and an in-memory keyring, so nothing of the user's is read or changed.
 """
 
@@ -26,7 +26,9 @@ def main() -> int:
     from PySide6.QtCore import QEventLoop, QSettings
 
     from gpi_desktop.ui.app import make_application
-    from gpi_desktop.ui.main_window import STEP_ACCESS, STEP_EXPORT, STEP_MODEL, STEP_PROMPTS, STEP_SETTINGS, MainWindow
+    from gpi_desktop.ui.main_window import (
+        STEP_ACCESS, STEP_ESTIMATE, STEP_EXPORT, STEP_MODEL, STEP_PROMPTS, STEP_SETTINGS, MainWindow,
+    )
     from gpi_desktop.ui.shared.prompter import ScriptedPrompter
 
     keyring.set_keyring(null.Keyring())
@@ -82,6 +84,15 @@ def main() -> int:
     wait(lambda: window.last_export is not None)
     window.go_to(STEP_EXPORT)
     shot("7-export")
+    step = window.estimate_step
+    wait(lambda: step.preview is not None)  # the sample prompts' simulated treatment and outcome are chosen
+    step.epochs_spin.setValue(20)
+    done = []
+    step.estimated.connect(done.append)
+    step.estimate_to(tmp / "report")
+    wait(lambda: bool(done) and not window.runner.is_busy())
+    window.go_to(STEP_ESTIMATE)
+    shot("8-estimate")
     window.close()
     return 0
 
