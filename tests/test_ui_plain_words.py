@@ -46,11 +46,11 @@ def test_the_export_picker_makes_a_typed_new_folder(qtbot, tmp_path):
 
 def test_the_export_picker_starts_in_documents_then_in_the_last_export_folder(qtbot, make_window, monkeypatch,
                                                                             tmp_path):
-    from gpi_desktop.ui import main_window
+    from gpi_desktop.ui import export_actions
 
     documents = tmp_path / "Documents"
     documents.mkdir()
-    monkeypatch.setattr(main_window, "documents_folder", lambda: documents)
+    monkeypatch.setattr(export_actions, "documents_folder", lambda: documents)
     started = []
     monkeypatch.setattr(ExportFolderDialog, "exec", lambda self: started.append(self.directory().absolutePath()) or 0)
     window = make_window()

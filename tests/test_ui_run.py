@@ -88,7 +88,7 @@ def test_a_journal_that_cannot_be_continued_says_start_again_in_the_windows_word
     window = make_window({"Continue the earlier run?": "Start again from the beginning"})
     prepare(qtbot, window, tiny_llama, prompts_csv, batch=1, max_new=20)
     stop_after_first_result(qtbot, window)
-    header_path = window._run_work_dir / "journal.json"
+    header_path = window.state.run_work_dir / "journal.json"
     header = json.loads(header_path.read_text(encoding="utf-8"))
     del header["plan"]["batch_size"]  # a journal whose plan is lost cannot give the files an unbroken run gives
     del header["crc"]  # as a version before the header's seal wrote it (a sealed plan cannot be lost unnoticed)
@@ -189,7 +189,7 @@ def test_export_writes_the_gpi_pack_folder_and_shows_how_to_load_it(qtbot, make_
     window = make_window({"Export finished": "Close"})
     prepare(qtbot, window, tiny_llama, prompts_csv)
     outcome = run_to_end(qtbot, window)
-    work_dir = window._run_work_dir
+    work_dir = window.state.run_work_dir
     assert work_dir is not None and work_dir.is_dir()
     folder = tmp_path / "export"
     with qtbot.waitSignal(window.export_finished, timeout=60_000):

@@ -76,7 +76,7 @@ def test_stop_clears_the_time_left_and_the_end_of_a_resumed_job_reports_the_whol
     stop_after_first_result(qtbot, window)
     line = window.run_page.progress_label.text()
     assert "left" not in line and "per second" not in line and "of 8 prompts" in line
-    plan = json.loads((window._run_work_dir / "journal.json").read_text())["plan"]
+    plan = json.loads((window.state.run_work_dir / "journal.json").read_text())["plan"]
     first_session = plan["seconds_spent"]
     assert first_session > 0
 

@@ -1,55 +1,46 @@
 """The main window: six steps in the order a researcher works, and the one run at a time.
 
-The window holds no engine logic. It builds a `JobSpec` from the panels, runs
-`core.job.job.run_job` / `export_run` through the `TaskRunner` (one worker on a
-QThread) and shows what comes back. Each job keeps its journal in the app data
-folder under runs/<job hash>, so a run stopped for any reason continues later.
+The window holds no engine logic. It reads its steps into a `StepInputs`, keeps what
+happened in a `WindowState` and renders what the pure functions of `ui/state/` say of them
+(what blocks Run, which steps are done, whether the results shown are stale). It runs
+`core.job.job.run_job` as an `Operation` on the `TaskRunner` (one worker on a QThread)
+and shows what comes back; the export step lives in `export_actions`, reopening an
+unfinished job in `reopen_actions`. Each job keeps its journal in the app data folder
+under runs/<job hash>, so a run stopped for any reason continues later.
 """
 
 from __future__ import annotations
 
-import html
 import logging
-from dataclasses import dataclass, replace
 from pathlib import Path
 
-from PySide6.QtCore import QMargins, QRect, QSettings, Qt, Signal
+from PySide6.QtCore import QRect, QSettings, Signal
 from PySide6.QtGui import (
     QCloseEvent,
     QDragEnterEvent,
     QDropEvent,
-    QFont,
     QGuiApplication,
     QIcon,
 )
 from PySide6.QtWidgets import (
-    QFileDialog,
     QHBoxLayout,
-    QLabel,
-    QListWidget,
     QMainWindow,
-    QPushButton,
-    QScrollArea,
     QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from gpi_desktop.core.files.legacy_runs import adopt_job_folders
-from gpi_desktop.core.job.job import RUNS_DIRNAME
+from gpi_desktop.core.job.job import RUNS_DIRNAME, JobSpec, RunOutcome
 from gpi_desktop.core.vocabulary.errors import GpiError, MemoryFitError, Remedy
 from gpi_desktop.core.vocabulary.progress import Progress, ProgressKind
-from gpi_desktop.core.vocabulary.settings import DEFAULT_MODEL, ExportSettings
+from gpi_desktop.core.vocabulary.settings import DEFAULT_MODEL
 from gpi_desktop.ui.shared import none_guard, prefs
 from gpi_desktop.ui.steps.export_flow import (
-    folder_has_files,
-    gpi_pack_snippet,
     job_html,
     made_with_html,
-    overwrite_question,
     stale_html,
 )
-from gpi_desktop.ui.steps.export_folder_dialog import ExportFolderDialog, documents_folder
 from gpi_desktop.ui.shared.error_words import failure_sentence, window_sentence
 from gpi_desktop.ui.steps.estimate_step import EstimateStep
 from gpi_desktop.ui.steps.export_step import ExportPage
@@ -57,7 +48,7 @@ from gpi_desktop.ui.shared.folders import open_in_file_manager
 from gpi_desktop.ui.shared.formatting import job_figures_line, settings_words
 from gpi_desktop.ui.steps.model_step import ModelPanel
 from gpi_desktop.ui.shared.prompter import Prompter
-from gpi_desktop.ui.steps.prompts_step import DROP_SUFFIXES, PromptsPanel
+from gpi_desktop.ui.steps.prompts_step import PromptsPanel, dropped_table
 from gpi_desktop.ui.shared.resources import (
     APPLICATION,
     app_data_dir,
@@ -69,47 +60,33 @@ from gpi_desktop.ui.steps.run_step import RunPage
 from gpi_desktop.ui.shared.screen_fit import FRAME_ALLOWANCE, PREFERRED_SIZE, centred, fitted_geometry
 from gpi_desktop.ui.steps.settings_step import SettingsPanel
 from gpi_desktop.ui.shared.tasks import BackgroundCalls, Operation, TaskRunner
+from gpi_desktop.ui.state import window_state
+from gpi_desktop.ui.state.window_state import inspect_job
+from gpi_desktop.ui.state.window_state import (  # noqa: F401 - the step numbers, imported from here by the tests
+    STEP_ACCESS,
+    STEP_ESTIMATE,
+    STEP_EXPORT,
+    STEP_MODEL,
+    STEP_PROMPTS,
+    STEP_RUN,
+    STEP_SETTINGS,
+    STEP_TITLES,
+    PendingRun,
+    StepInputs,
+    WindowState,
+)
 from gpi_desktop.ui.steps.token_step import TokenPanel
+from gpi_desktop.ui.export_actions import ExportActions
+from gpi_desktop.ui.reopen_actions import ReopenActions
 from gpi_desktop.ui.unfinished_bar import UnfinishedBar
+from gpi_desktop.ui.window_frame import about_text, frame_margins, install_help_menu, mark_done, step_list, step_page
 
 log = logging.getLogger(__name__)
 
-STEP_ACCESS, STEP_MODEL, STEP_PROMPTS, STEP_SETTINGS, STEP_RUN, STEP_EXPORT, STEP_ESTIMATE = range(7)
-STEP_TITLES = ("Hugging Face access", "Model", "Prompts", "Settings", "Run and preview", "Export", "Estimate the effect")
 CLOSE_WAIT_S = 5.0  # for a model check or keyring call still out when the window closes
 
 
-@dataclass(frozen=True)
-class PendingRun:
-    """A run the user asked for, between the journal check and its start."""
-
-    spec: object  # core.job.job.JobSpec
-    table: object  # core.files.prompts.PromptTable
-    work_dir: Path
-    finished: int | None  # prompts already in this job's journal, None when there is none
-    key: dict  # core.job.job.job_key: what the results of this run will belong to
-    finished_results: tuple = ()  # the journal's finished rows, for the table (their vectors left on disk)
-
-
-def _inspect_job(spec, table, runs_dir: Path, elsewhere: tuple[Path, ...] = ()) -> PendingRun:
-    """Where this job keeps its journal and how far it got (runs off the main thread: it reads the journal).
-
-    `elsewhere`: older runs folders whose jobs could not be moved into `runs_dir`.
-    """
-    from gpi_desktop.core.files.runstore import RunJournal
-    from gpi_desktop.core.job.job import job_journal_folder, job_key
-
-    key = job_key(spec, table)
-    work_dir = job_journal_folder(runs_dir, spec, table, elsewhere)
-    finished, results = None, ()
-    if RunJournal.exists(work_dir):
-        with RunJournal.open(work_dir, key) as journal:
-            finished = len(journal)
-            results = tuple(journal.results(vectors=False).values())
-    return PendingRun(spec, table, work_dir, finished, key, results)
-
-
-class MainWindow(QMainWindow):
+class MainWindow(ReopenActions, ExportActions, QMainWindow):
     run_finished = Signal(object)  # RunOutcome
     run_failed = Signal(str)  # why a run did not finish (refused, failed or stopped), in plain words
     export_finished = Signal(object)  # the export folder (Path)
@@ -126,19 +103,8 @@ class MainWindow(QMainWindow):
         self.old_runs_dirs = tuple(old / RUNS_DIRNAME for old in legacy_dirs
                                    if adopt_job_folders(old / RUNS_DIRNAME, self.runs_dir))
         self.prompter = prompter or Prompter()
-        self.outcome = None  # the last finished run (core.job.job.RunOutcome)
-        self.last_export: Path | None = None
+        self.state = WindowState()
         self._run: Operation | None = None  # the run last started (running while the worker generates)
-        self._starting = False  # between Run and the start of the worker (the journal check)
-        self._prompts_done = 0  # the last prompt count the run reported (resumed prompts included)
-        self._close_when_idle = False
-        self._stopped_here: set[Path] = set()  # work dirs this session stopped: continue them without asking
-        self._run_work_dir: Path | None = None  # the journal of the run in the preview
-        self._launched: PendingRun | None = None  # the run last started, to start again when the user insists
-        self._shown: PendingRun | None = None  # the job whose results are in the preview (finished or not)
-        self._shown_changes: tuple | None = None  # what the window last said about them (see _show_freshness)
-        self._export_settings: ExportSettings | None = None  # the file names of the export under way
-        self._reopening = None  # the core.job.job.UnfinishedJob being reopened, until its prompts file is read
 
         self.setWindowTitle(APPLICATION)
         if icon_path().is_file():
@@ -166,20 +132,14 @@ class MainWindow(QMainWindow):
     # --- layout ----------------------------------------------------------------------------------
 
     def _build_layout(self) -> None:
-        self.steps = QListWidget()
-        self.steps.setFixedWidth(240)
-        self.steps.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.steps.setSpacing(2)
-        self.steps.setStyleSheet("QListWidget { font-size: 14px; } QListWidget::item { padding: 8px 6px; }")
-        self.pages = QStackedWidget()
-        bodies = (self.token_panel, self.model_panel, self.prompts_panel, self.settings_panel,
-                  self.run_page, self.export_page, self.estimate_step)
-        for i, (title, body) in enumerate(zip(STEP_TITLES, bodies)):
-            self.steps.addItem(f"{i + 1}  {title}")
-            self.pages.addWidget(self._page(i, title, body))
-        self.steps.currentRowChanged.connect(self.pages.setCurrentIndex)
-        self.steps.setCurrentRow(STEP_ACCESS)
+        from gpi_desktop.ui.cluster.dialogs import install_cluster_menu, main_window_job
 
+        self.steps = step_list()
+        self.pages = QStackedWidget()
+        for i, body in enumerate((self.token_panel, self.model_panel, self.prompts_panel, self.settings_panel,
+                                  self.run_page, self.export_page, self.estimate_step)):
+            self.pages.addWidget(step_page(i, body, self.go_to))
+        self.steps.currentRowChanged.connect(self.pages.setCurrentIndex)
         central = QWidget()
         outer = QVBoxLayout(central)
         outer.setContentsMargins(0, 0, 0, 0)
@@ -190,16 +150,8 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.pages, 1)
         self.setCentralWidget(central)
         self.resize(PREFERRED_SIZE)
-        self._build_menus()
-
-    def _build_menus(self) -> None:
-        from gpi_desktop.ui.cluster.dialogs import install_cluster_menu, main_window_job
-
         install_cluster_menu(self, lambda: main_window_job(self))
-        help_menu = self.menuBar().addMenu("&Help")
-        help_menu.addAction("Guide (two minutes)", self.show_guide)
-        help_menu.addAction("Open the log folder", self.open_log_folder)
-        help_menu.addAction(f"About {APPLICATION}", self.show_about)
+        install_help_menu(self, self.show_guide, self.open_log_folder, self.show_about)
 
     def open_log_folder(self) -> None:
         from gpi_desktop.logs import log_dir
@@ -224,37 +176,7 @@ class MainWindow(QMainWindow):
         self.guide.show()
 
     def show_about(self) -> None:
-        import gpi_desktop
-
-        self.prompter.tell(self, f"About {APPLICATION}", (
-            f"{APPLICATION} {gpi_desktop.__version__}\n\n"
-            "Generates a text and one vector of the model's hidden states per prompt, and exports them exactly as "
-            "gpi_pack's extract_and_save_hidden_states does, for GenAI-Powered Inference (GPI).\n\n"
-            "Problems are written to the log file (Help \u2192 Open the log folder); it never holds your token."))
-
-    def _page(self, index: int, title: str, body: QWidget) -> QWidget:
-        heading = QLabel(f"{index + 1}. {title}")
-        font = QFont(heading.font())
-        font.setPointSizeF(font.pointSizeF() * 1.5)
-        font.setBold(True)
-        heading.setFont(font)
-        page = QWidget()
-        layout = QVBoxLayout(page)
-        layout.addWidget(heading)
-        # Every step scrolls rather than clips, so that each control stays reachable on a small or scaled screen.
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        scroll.setWidget(body)
-        layout.addWidget(scroll, 1)
-        if index < STEP_ESTIMATE:
-            button = QPushButton(f"Next: {STEP_TITLES[index + 1]} \u2192")
-            button.clicked.connect(lambda _=False, i=index: self.go_to(i + 1))
-            row = QHBoxLayout()
-            row.addStretch(1)
-            row.addWidget(button)
-            layout.addLayout(row)
-        return page
+        self.prompter.tell(self, f"About {APPLICATION}", about_text())
 
     def go_to(self, step: int) -> None:
         self.steps.setCurrentRow(step)
@@ -309,11 +231,7 @@ class MainWindow(QMainWindow):
         if self.isMaximized() or self.isFullScreen():
             return
         available = available if available is not None else self._available_geometry()
-        frame = FRAME_ALLOWANCE
-        if self.isVisible() and self.frameGeometry() != self.geometry():  # the real frame, once it is known
-            outer, inner = self.frameGeometry(), self.geometry()
-            frame = QMargins(inner.left() - outer.left(), inner.top() - outer.top(),
-                             outer.right() - inner.right(), outer.bottom() - inner.bottom())
+        frame = frame_margins(self) or FRAME_ALLOWANCE  # the real frame, once it is known
         self.setGeometry(fitted_geometry(self.geometry(), available, frame))
 
     def save_preferences(self) -> None:
@@ -334,162 +252,83 @@ class MainWindow(QMainWindow):
         self._refresh()
         if table is not None and self.current_outcome() is not None:  # the file of the results, opened again
             self.run_page.reset_progress(len(table), len(table))
-        if table is not None and self._reopening is not None:
+        if table is not None and self.state.reopening is not None:
             self._show_reopened_job(table)
 
-    # --- unfinished jobs -------------------------------------------------------------------------
+    @property
+    def outcome(self) -> RunOutcome | None:
+        """The last finished run."""
+        return self.state.outcome
 
-    def _look_for_unfinished_jobs(self) -> None:
-        from gpi_desktop.core.job.job import unfinished_jobs
+    @property
+    def last_export(self) -> Path | None:
+        return self.state.last_export
 
-        folders = (self.runs_dir, *self.old_runs_dirs)  # jobs an older version kept where they could not be moved
-        self.calls.call(lambda: sorted((job for folder in folders for job in unfinished_jobs(folder)),
-                                       key=lambda job: -job.modified),
-                        self.unfinished_bar.set_jobs,
-                        lambda error: log.warning("unfinished jobs not listed: %s", error))
+    @last_export.setter
+    def last_export(self, folder: Path | None) -> None:
+        self.state.last_export = folder
 
-    def reopen_job(self, job) -> None:
-        """Set the model, settings and prompts file of an unfinished job; its finished rows then show in step 5."""
-        from gpi_desktop.core.job.job import FILE_MOVED
-
-        if self.runner.is_busy():
-            return
-        self.unfinished_bar.hide()
-        self.settings_panel.set_values(job.spec.settings, job.spec.export)
-        self.model_panel.set_model(job.spec.settings.model)
-        if job.prompts_file == FILE_MOVED:
-            self._reopening = None
-            self.go_to(STEP_PROMPTS)
-            self.run_page.show_status(f"The prompts file of this job is no longer at {job.spec.prompts_path}: open it "
-                                      "from where it is now (step 3). The model and settings are set as they were.",
-                                      error=True)
-            return
-        self._reopening = job
-        self.prompts_panel.load_file(job.spec.prompts_path, job.spec.column, sheet=job.spec.sheet)
-
-    def _show_reopened_job(self, table) -> None:
-        job, self._reopening = self._reopening, None
+    def inputs(self) -> StepInputs:
+        """What the steps hold now, for the window's state to judge."""
+        table = self.prompts_panel.table
+        run = job = problem = None
         try:
-            spec = self.current_spec()
+            run, _export = self.settings_panel.values(model=self.model_panel.model())
+            job = self.current_spec() if table is not None else None
         except GpiError as error:
-            self.run_page.show_status(window_sentence(error), error=True)
-            return
-        runs_dir, elsewhere = self.runs_dir, self.old_runs_dirs
-        self.calls.call(lambda: _inspect_job(spec, table, runs_dir, elsewhere),
-                        lambda pending: self._on_reopened(job, pending),
-                        self._on_inspect_failed)
-
-    def _on_reopened(self, job, pending: PendingRun) -> None:
-        self.go_to(STEP_RUN)
-        name = Path(job.spec.prompts_path).name
-        if pending.work_dir.name != job.work_dir.name or pending.finished is None:  # the name is the job hash
-            self.run_page.show_status(f"{name} has changed since this job started, so its finished rows are not "
-                                      "this file's rows: change the file back to continue the job, or press Run to "
-                                      "start a new one with these settings.", error=True)
-            return
-        texts = pending.table.texts
-        self.run_page.results.reset(lambda row: texts[row], len(pending.table), pending.finished_results)
-        self._shown, self._shown_changes, self._run_work_dir = pending, (), pending.work_dir
-        self._stopped_here.add(pending.work_dir)  # the user chose it: Run continues it without asking again
-        self.run_page.reset_progress(len(pending.table), pending.finished)
-        self._refresh()
-        self.run_page.show_status(f"Reopened the job on {name}: {pending.finished:,} of {len(pending.table):,} rows "
-                                  "are done. Press Run to continue where it stopped.")
+            problem = window_sentence(error)
+        return StepInputs(
+            token_found=bool(self.token_panel.info), model=self.model_panel.model(),
+            target=self.model_panel.last_target, model_checking=self.model_panel.is_checking(),
+            prompts_loading=self.prompts_panel.is_loading(), rows_shown=self.prompts_panel.model.rowCount(),
+            table=table, empty_rows=len(self.prompts_panel.empty), too_long=self.prompts_panel.too_long_message(),
+            run=run, job=job, job_problem=problem)
 
     def run_blocker(self) -> str | None:
         """Why Run cannot start yet, in plain words, or None."""
-        table = self.prompts_panel.table
-        if self._starting:
-            return "The run is starting."
-        if self.prompts_panel.is_loading():
-            return "The prompts file is still being read."
-        if table is None:
-            return "Open a prompts file first (step 3)." if self.prompts_panel.model.rowCount() == 0 else (
-                "Choose the column with the texts (step 3).")
-        if self.prompts_panel.empty:
-            return "Some rows have no text (step 3 shows them in red): fill them or delete them, then open the file again."
-        too_long = self.prompts_panel.too_long_message()
-        if too_long:
-            return too_long
-        if not self.model_panel.model():
-            return "Enter a model first (step 2)."
-        try:
-            self.current_spec()
-        except GpiError as error:
-            return window_sentence(error)
-        return None
+        return window_state.run_blocker(self.inputs(), self.state.starting)
 
-    def current_spec(self):
-        """The job the inputs describe now (`core.job.job.JobSpec`); raises GpiError in plain words for a bad input."""
-        from gpi_desktop.core.job.job import JobSpec
-
+    def current_spec(self) -> JobSpec:
+        """The job the inputs describe now; raises GpiError in plain words for a bad input."""
         table = self.prompts_panel.table
         run, export = self.settings_panel.values(model=self.model_panel.model())
         return JobSpec(prompts_path=Path(table.path), column=table.column, settings=run, export=export,
                        sheet=table.sheet).validate()
 
     def result_changes(self) -> tuple | None:
-        """What differs between the job of the results in the preview and the inputs now (`KeyChange`s).
+        """What differs between the job of the results in the preview and the inputs now (see window_state)."""
+        return window_state.result_changes(self.inputs(), self.state.shown)
 
-        None: no results are shown; (): they are the current inputs' own. An input that cannot make a job
-        (a half-typed option, no file) counts as a change, named by its own sentence.
-        """
-        if self._shown is None:
-            return None
-        from gpi_desktop.core.job.job import job_key
-        from gpi_desktop.core.files.runstore import KeyChange, key_changes
-
-        table = self.prompts_panel.table
-        if table is None or self.prompts_panel.is_loading():
-            return (KeyChange("the prompts file (none is open now)"),)
-        try:
-            now = job_key(self.current_spec(), table)
-        except GpiError as error:
-            return (KeyChange(window_sentence(error).rstrip(".")),)
-        return key_changes(self._shown.key, now)
-
-    def current_outcome(self):
+    def current_outcome(self) -> RunOutcome | None:
         """The finished run, when the current inputs are the ones that made it; else None (nothing to export)."""
-        if self.outcome is None or self.result_changes() != ():
-            return None
-        return self.outcome
+        return window_state.current_outcome(self.state, self.result_changes())
 
     def _refresh(self, *_args) -> None:
-        table = self.prompts_panel.table
         try:
             run, export = self.settings_panel.values(model=self.model_panel.model())
             self.export_page.set_export_settings(export)
         except GpiError:
             run = None
         self.prompts_panel.set_run_settings(run if self.model_panel.model() else None)
-        changes = self._show_freshness()
-        fresh = self.outcome is not None and changes == ()
-        done = [
-            bool(self.token_panel.info),  # a token is found (many models need none: the step is optional)
-            self._model_checked(),
-            table is not None and not self.prompts_panel.empty and not self.prompts_panel.too_long_message(),
-            True,
-            fresh,
-            fresh and self.last_export is not None,
-        ]
-        for i, ok in enumerate(done):
-            mark = "  \u2714" if ok and i != STEP_SETTINGS else ""
-            self.steps.item(i).setText(f"{i + 1}  {STEP_TITLES[i]}{mark}")
+        inputs = self.inputs()
+        changes = self._show_freshness(inputs)
+        mark_done(self.steps, window_state.steps_done(inputs, self.state, changes))
         self.run_page.set_repeat_task(self.settings_panel.task_box.currentData() == "repeat")
-        self.run_page.summary_label.setText(self._summary(table, run))
+        words = settings_words(inputs.run) if inputs.run is not None else ""
+        self.run_page.summary_label.setText(window_state.summary_html(inputs, is_demo_model(inputs.model), words))
         if not self.runner.is_busy():
-            self.run_page.set_blocker(self.run_blocker())
+            self.run_page.set_blocker(window_state.run_blocker(inputs, self.state.starting))
 
-    def _show_freshness(self) -> tuple | None:
+    def _show_freshness(self, inputs: StepInputs) -> tuple | None:
         """Say on steps 5 and 6 whether the results shown belong to the current inputs; returns the changes."""
-        if self.runner.is_busy() or self._starting:
-            return self._shown_changes  # the inputs are locked while a run or an export works
-        changes = self.result_changes()
-        if changes == self._shown_changes:
+        if self.runner.is_busy() or self.state.starting:
+            return self.state.shown_changes  # the inputs are locked while a run or an export works
+        changes = window_state.result_changes(inputs, self.state.shown)
+        if changes == self.state.shown_changes:
             return changes
-        self._shown_changes = changes
+        self.state.shown_changes = changes
         if changes:
-            shown = self._shown
+            shown = self.state.shown
             made_with = (made_with_html(self.outcome) if self.outcome is not None
                          else job_html(shown.spec, shown.table, len(shown.table)))
             text = stale_html(made_with, changes)
@@ -501,36 +340,6 @@ class MainWindow(QMainWindow):
             self.run_page.export_button.setEnabled(self.outcome is not None)
             self._export_ready_again()
         return changes
-
-    def _model_checked(self) -> bool:
-        """Step 2 is done when the model's config was read: its vector length is known."""
-        target = self.model_panel.last_target
-        return target is not None and bool(target.hidden_size)
-
-    def _summary(self, table, run) -> str:
-        model = self.model_panel.model()
-        lines = []
-        if is_demo_model(model):
-            lines.append("<b>Model:</b> the demo model (random weights: its texts are gibberish)")
-        else:
-            lines.append(f"<b>Model:</b> {_html(model) or '(none)'}")
-        target = self.model_panel.last_target
-        if target is not None:
-            where = "the CPU (slow for large models)" if target.on_cpu else _html(target.where)
-            width = (f"{target.hidden_size:,} numbers per vector" if target.hidden_size
-                     else "numbers per vector not known yet")
-            lines.append(f"<b>Runs on:</b> {where}, {width}")
-        elif model:
-            why = "the model is being checked" if self.model_panel.is_checking() else "see step 2"
-            lines.append(f"<b>Runs on:</b> not known yet ({why}), numbers per vector not known yet")
-        if table is not None:
-            lines.append(f"<b>Prompts:</b> {len(table):,} rows from {_html(Path(table.path).name)}, "
-                         f"column '{_html(table.column)}'")
-        else:
-            lines.append("<b>Prompts:</b> none yet")
-        if run is not None:
-            lines.append(f"<b>Settings:</b> {_html(settings_words(run))}")
-        return "<br>".join(lines)
 
     # --- run -------------------------------------------------------------------------------------
 
@@ -549,22 +358,22 @@ class MainWindow(QMainWindow):
             self.run_page.show_status(window_sentence(error), error=True)
             return
         self.save_preferences()
-        self._starting = True
+        self.state.starting = True
         self.run_page.run_button.setEnabled(False)
         self.run_page.show_status("Checking for an unfinished run of this job\u2026")
         runs_dir, elsewhere = self.runs_dir, self.old_runs_dirs
-        self.calls.call(lambda: _inspect_job(spec, table, runs_dir, elsewhere), self._on_inspected,
+        self.calls.call(lambda: inspect_job(spec, table, runs_dir, elsewhere), self._on_inspected,
                         self._on_inspect_failed)
 
     def _on_inspect_failed(self, error: BaseException) -> None:
-        self._starting = False
+        self.state.starting = False
         self._refresh()
         message = failure_sentence(error, "This job's earlier run could not be checked")
         self.run_page.show_status(message, error=True)
         self.run_failed.emit(message)
 
     def _on_inspected(self, pending: PendingRun) -> None:
-        self._starting = False
+        self.state.starting = False
         start_over = False
         total = len(pending.table)
         in_view = self.current_outcome() is not None  # this job's finished results are on screen
@@ -585,7 +394,7 @@ class MainWindow(QMainWindow):
                                       "These results are kept: check them below, then export (step 6).")
             self.run_failed.emit("not started")
             return
-        if pending.finished is not None and pending.work_dir not in self._stopped_here:
+        if pending.finished is not None and pending.work_dir not in self.state.stopped_here:
             choice = self.prompter.ask(
                 self, "Continue the earlier run?",
                 f"This same job was started before and {pending.finished:,} of {total:,} prompts are done.",
@@ -602,18 +411,18 @@ class MainWindow(QMainWindow):
     def _launch(self, pending: PendingRun, start_over: bool, *, ignore_memory_check: bool = False) -> None:
         if self.runner.is_busy():
             return
-        self._launched = pending
+        self.state.launched = pending
         spec, work_dir = pending.spec, pending.work_dir
         table = pending.table
-        self.outcome = None
-        self.last_export = None
+        self.state.outcome = None
+        self.state.last_export = None
         self.export_page.set_ready(False)
-        self._shown, self._shown_changes = pending, ()
+        self.state.shown, self.state.shown_changes = pending, ()
         self.run_page.set_stale(None)
         texts = table.texts
         self.run_page.results.reset(lambda row: texts[row], len(table), () if start_over else pending.finished_results)
-        self._prompts_done = 0 if start_over else pending.finished or 0
-        self.run_page.reset_progress(len(table), self._prompts_done)
+        self.state.prompts_done = 0 if start_over else pending.finished or 0
+        self.run_page.reset_progress(len(table), self.state.prompts_done)
 
         def task(state):
             from gpi_desktop.core.files.runstore import RunJournal
@@ -633,7 +442,7 @@ class MainWindow(QMainWindow):
                .success(self._on_run_succeeded)
                .failure(self._on_run_failed)
                .on_cancelled(self._on_run_cancelled))
-        self._run_work_dir = work_dir
+        self.state.run_work_dir = work_dir
         if not run.start():
             return
         self._run = run
@@ -659,7 +468,7 @@ class MainWindow(QMainWindow):
 
     def _on_run_progress(self, progress: Progress) -> None:
         if progress.kind is ProgressKind.PROMPTS:  # not a download's bytes
-            self._prompts_done = progress.done
+            self.state.prompts_done = progress.done
         self.run_page.show_progress(progress)
 
     def _on_run_ended(self) -> None:
@@ -668,19 +477,19 @@ class MainWindow(QMainWindow):
         self._refresh()
 
     def _on_run_failed(self, error: BaseException) -> None:
-        if isinstance(error, MemoryFitError) and self._launched is not None and not self._close_when_idle:
+        if isinstance(error, MemoryFitError) and self.state.launched is not None and not self.state.close_when_idle:
             if self._insist_on_memory(error):
-                self._launch(self._launched, False, ignore_memory_check=True)
+                self._launch(self.state.launched, False, ignore_memory_check=True)
                 return
             message = error.verdict
         else:
             message = failure_sentence(error, "The run stopped")
-        if self._run_work_dir is not None:
+        if self.state.run_work_dir is not None:
             if getattr(error, "remedy", None) is Remedy.START_OVER:
                 # Its journal cannot be continued: the next Run asks again, so that "Start again" can be chosen.
-                self._stopped_here.discard(self._run_work_dir)
+                self.state.stopped_here.discard(self.state.run_work_dir)
             else:
-                self._stopped_here.add(self._run_work_dir)
+                self.state.stopped_here.add(self.state.run_work_dir)
         self.run_page.show_stopped_progress()
         self.run_page.show_status(message + " Press Run to try again; finished texts are kept.", error=True)
         self.run_failed.emit(message)
@@ -695,18 +504,18 @@ class MainWindow(QMainWindow):
         return choice == 1
 
     def _on_run_cancelled(self) -> None:
-        if self._run_work_dir is not None:
-            self._stopped_here.add(self._run_work_dir)
-        done = max(self._prompts_done, self.run_page.results.finished_count())
+        if self.state.run_work_dir is not None:
+            self.state.stopped_here.add(self.state.run_work_dir)
+        done = max(self.state.prompts_done, self.run_page.results.finished_count())
         self.run_page.show_stopped_progress()
         self.run_page.show_status(f"Stopped. {done:,} finished texts are kept; press Run to continue where it stopped.")
         self.run_failed.emit("stopped")
         self._after_task()
 
-    def _on_run_succeeded(self, outcome) -> None:
-        self.outcome = outcome
-        if self._run_work_dir is not None:
-            self._stopped_here.discard(self._run_work_dir)
+    def _on_run_succeeded(self, outcome: RunOutcome) -> None:
+        self.state.outcome = outcome
+        if self.state.run_work_dir is not None:
+            self.state.stopped_here.discard(self.state.run_work_dir)
         texts = outcome.table.texts
         self.run_page.results.set_results(outcome.results, lambda row: texts[row])
         self.run_page.show_job_figures(job_figures_line(len(outcome.results), sum(r.n_tokens for r in outcome.results),
@@ -721,132 +530,19 @@ class MainWindow(QMainWindow):
         self.run_finished.emit(outcome)
         self._after_task()
 
-    def _export_ready_again(self) -> None:
-        outcome = self.outcome
-        if outcome is None:
-            self.export_page.set_ready(False)
-        else:
-            self.export_page.set_ready(True, len(outcome.results), made_with=made_with_html(outcome))
-
     def _after_task(self) -> None:
         self._refresh()
-        if self._close_when_idle:
+        if self.state.close_when_idle:
             self.close()
-
-    # --- export ----------------------------------------------------------------------------------
-
-    def choose_export_folder(self) -> None:
-        start = prefs.last_folder(self.qsettings, "export", default=documents_folder())
-        dialog = ExportFolderDialog(self, Path(start))
-        if dialog.exec() and dialog.selectedFiles():
-            self.export_to(Path(dialog.selectedFiles()[0]))
-
-    def export_to(self, folder: Path) -> bool:
-        """Write the export folder in the worker; asks before writing into a folder that holds files."""
-        if self.outcome is None or self.runner.is_busy():
-            return False
-        if self.current_outcome() is None:  # the inputs changed since the run: its results are not theirs
-            self.export_page.show_error(stale_html(made_with_html(self.outcome), self.result_changes() or ()))
-            return False
-        try:
-            # File names may change after the run (they do not change the numbers): use the form's.
-            _run, export = self.settings_panel.values(model=self.model_panel.model())
-            export.validate()
-        except GpiError as error:
-            self.export_page.show_error(window_sentence(error))
-            return False
-        outcome = replace(self.outcome, spec=replace(self.outcome.spec, export=export))
-        overwrite = False
-        if folder_has_files(folder):
-            choice = self.prompter.ask(self, "The folder is not empty", overwrite_question(folder, outcome.spec.export),
-                                       ["Write into it", "Cancel"], warning=True, default=1)
-            if choice != 0:
-                return False
-            overwrite = True
-        prefs.remember_folder(self.qsettings, "export", folder.parent if folder.parent.is_dir() else folder)
-        self.export_page.set_exporting(True)
-        journal = self._run_work_dir
-
-        def task(state):
-            from gpi_desktop.core.files.folderhold import hold_folder
-            from gpi_desktop.core.files.runstore import RunJournal
-            from gpi_desktop.core.job.job import export_run
-
-            with hold_folder(folder):  # a command-line run writing into it meanwhile is refused, not overwritten
-                summary = export_run(outcome, folder, overwrite=overwrite, state=state)
-            if journal is not None:
-                RunJournal.discard(journal)  # the export holds everything now; the journal would only take disk space
-            return summary
-
-        writing = (Operation(self.runner, task)
-                   .on_progress(lambda progress: self.export_page.show_progress(progress.done, progress.total))
-                   .on_end(self._on_export_ended)
-                   .success(self._on_export_succeeded)
-                   .failure(self._on_export_failed)
-                   .on_cancelled(self._on_export_cancelled))
-        self._export_settings = export
-        if not writing.start():
-            self.export_page.set_exporting(False)
-            return False
-        self._lock_inputs(True)
-        return True
-
-    def _on_export_ended(self) -> None:
-        self._lock_inputs(False)
-        self._refresh()
-        self.export_page.set_exporting(False)
-
-    def _on_export_failed(self, error: BaseException) -> None:
-        self._export_ready_again()
-        self.export_page.show_error(failure_sentence(error, "The export could not be written"))
-        self._after_task()
-
-    def _on_export_cancelled(self) -> None:
-        self._export_ready_again()
-        self._after_task()
-
-    def _on_export_succeeded(self, summary) -> None:
-        folder = Path(summary.folder)
-        self.last_export = folder
-        outcome = self.outcome
-        snippet = gpi_pack_snippet(folder, self._export_settings)
-        message = f"Exported {len(outcome.results):,} texts and vectors to {folder}."
-        self.export_page.show_done(message, snippet)
-        self.export_finished.emit(folder)
-        choice = self.prompter.ask(self, "Export finished", message, ["Open the folder", "Close"],
-                                   details="Load it in Python with gpi_pack:\n\n" + snippet)
-        if choice == 0:
-            self.open_export_folder()
-        self._after_task()
-
-    def choose_folder_to_inspect(self) -> None:
-        start = str(self.last_export) if self.last_export is not None else prefs.last_folder(self.qsettings, "export")
-        folder = QFileDialog.getExistingDirectory(self, "Choose an export folder to inspect", start)
-        if folder:
-            self.inspect_folder(Path(folder))
-
-    def inspect_folder(self, folder: Path) -> None:
-        """Say what `folder` was made with and check its files, off the main thread (it reads every file)."""
-        from gpi_desktop.core.output.provenance import inspect_export
-
-        self.export_page.set_inspecting(str(folder))
-        self.calls.call(lambda: inspect_export(folder),
-                        lambda report: self.export_page.show_inspection(report.lines(), report.ok),
-                        lambda error: self.export_page.show_inspection_error(
-                            failure_sentence(error, "The folder could not be inspected")))
-
-    def open_export_folder(self) -> None:
-        if self.last_export is not None:
-            self._open_folder(self.last_export)
 
     # --- drag and drop ---------------------------------------------------------------------------
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if _dropped_table(event.mimeData()) is not None and not self.runner.is_busy():
+        if dropped_table(event.mimeData()) is not None and not self.runner.is_busy():
             event.acceptProposedAction()
 
     def dropEvent(self, event: QDropEvent) -> None:
-        path = _dropped_table(event.mimeData())
+        path = dropped_table(event.mimeData())
         if path is not None and not self.runner.is_busy():
             event.acceptProposedAction()
             self.go_to(STEP_PROMPTS)
@@ -856,12 +552,12 @@ class MainWindow(QMainWindow):
 
     def stop_and_close(self) -> None:
         """"Stop and close" without asking: what SIGTERM (a logout, `kill`) means, as on the command line."""
-        if self.runner.is_busy() and not self._close_when_idle:
+        if self.runner.is_busy() and not self.state.close_when_idle:
             self._stop_then_close()
         self.close()
 
     def _stop_then_close(self) -> None:
-        self._close_when_idle = True
+        self.state.close_when_idle = True
         self.runner.cancel()  # a run stops within a step; an export stops and removes what it wrote
         if self._run_is_running():
             self.run_page.set_cancelling()
@@ -869,7 +565,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.runner.is_busy():
-            if not self._close_when_idle:
+            if not self.state.close_when_idle:
                 what = "A run" if self._run_is_running() else "An estimate" if self.estimate_step.busy else "An export"
                 choice = self.prompter.ask(
                     self, "Stop and close?",
@@ -896,17 +592,3 @@ def _current_token() -> str | None:
 
     return find_token().token
 
-
-def _dropped_table(mime) -> Path | None:
-    if not mime.hasUrls():
-        return None
-    for url in mime.urls():
-        if url.isLocalFile():
-            path = Path(url.toLocalFile())
-            if path.suffix.lower() in DROP_SUFFIXES:
-                return path
-    return None
-
-
-def _html(text: str) -> str:
-    return html.escape(str(text), quote=False)

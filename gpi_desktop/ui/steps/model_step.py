@@ -26,6 +26,7 @@ from gpi_desktop.ui.shared.error_words import failure_sentence
 from gpi_desktop.ui.shared.formatting import linkify
 from gpi_desktop.ui.shared.resources import demo_model_path, is_demo_model
 from gpi_desktop.ui.shared.tasks import BackgroundCalls
+from gpi_desktop.ui.state.window_state import MemoryInputs
 
 INTRO = (
     "Type the name of a model on Hugging Face (for example <b>meta-llama/Llama-3.1-8B-Instruct</b>, the model "
@@ -42,17 +43,6 @@ MODEL_TIP = (
     "A Hugging Face model id (owner/name) or a folder that holds config.json and the weight files. "
     f"Default: {DEFAULT_MODEL}, as in gpi_pack."
 )
-
-
-@dataclass(frozen=True)
-class MemoryInputs:
-    """The settings that decide how much memory a run needs (from the settings step)."""
-
-    dtype: str = "auto"
-    device: str = "auto"
-    batch_size: int = 1  # "auto" counts as 1: the engine picks a batch that fits
-    max_new_tokens: int = 1000
-    quantization: str | None = None
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QMimeData, Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -369,3 +369,15 @@ class PromptsPanel(QWidget):
     def _set_buttons(self, enabled: bool) -> None:
         self.open_button.setEnabled(enabled)
         self.sample_button.setEnabled(enabled)
+
+
+def dropped_table(mime: QMimeData) -> Path | None:
+    """The first prompts file (by its suffix) among the local files dropped on the window, or None."""
+    if not mime.hasUrls():
+        return None
+    for url in mime.urls():
+        if url.isLocalFile():
+            path = Path(url.toLocalFile())
+            if path.suffix.lower() in DROP_SUFFIXES:
+                return path
+    return None

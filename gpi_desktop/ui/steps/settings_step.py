@@ -23,7 +23,7 @@ from gpi_desktop.core.vocabulary.options import parse_options
 from gpi_desktop.core.vocabulary.settings import POOLINGS as POOLING_NAMES
 from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings, parse_batch_size
 from gpi_desktop.core.vocabulary.template_date import DATE_FORMAT
-from gpi_desktop.ui.steps.model_step import MemoryInputs
+from gpi_desktop.ui.state.window_state import MemoryInputs
 from gpi_desktop.ui.shared.prefs import options_text
 
 TASKS = [("create", "Create a text from each prompt (create)"),
