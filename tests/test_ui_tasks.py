@@ -261,3 +261,66 @@ def test_closing_the_window_stops_model_checks_and_waits_for_calls_still_out(qtb
     assert not window.isVisible()
     assert not window.model_panel._debounce.isActive()  # no new check starts after the window is gone
     assert all(not t.is_alive() for t in window.calls._threads)
+
+
+def test_an_operation_in_the_background_hears_its_reports_its_end_and_its_result_on_the_main_thread(qtbot):
+    calls = BackgroundCalls()
+    main = QThread.currentThread()
+    heard = []
+
+    def task(state):
+        state.set_status("reading")
+        state.set_progress(Progress(1, 1))
+        return 42
+
+    operation = (Operation(calls, task)
+                 .on_status(lambda text: heard.append(("status", text, QThread.currentThread() is main)))
+                 .on_progress(lambda p: heard.append(("progress", p.done, QThread.currentThread() is main)))
+                 .on_end(lambda: heard.append(("end", None, QThread.currentThread() is main)))
+                 .success(lambda value: heard.append(("success", value, QThread.currentThread() is main))))
+    assert operation.start()
+    qtbot.waitUntil(lambda: calls.pending == 0, timeout=10_000)
+    assert heard == [("status", "reading", True), ("progress", 1, True), ("end", None, True), ("success", 42, True)]
+    assert not operation.running
+
+
+def test_a_background_operation_is_cancelled_through_its_state(qtbot):
+    calls = BackgroundCalls()
+    started, ended = threading.Event(), []
+
+    def task(state):
+        started.set()
+        while not state.is_interruption_requested():
+            time.sleep(0.005)
+        check_cancel(state)
+
+    operation = Operation(calls, task).on_cancelled(lambda: ended.append("cancelled")).failure(ended.append)
+    operation.start()
+    assert started.wait(10)
+    operation.cancel()
+    qtbot.waitUntil(lambda: calls.pending == 0, timeout=10_000)
+    assert ended == ["cancelled"]
+
+
+def test_background_calls_run_on_a_bounded_number_of_threads_and_all_finish(qtbot):
+    calls = BackgroundCalls(max_threads=2)
+    running, most, lock, release = [0], [0], threading.Lock(), threading.Event()
+    results = []
+
+    def task():
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        release.wait(10)
+        with lock:
+            running[0] -= 1
+        return threading.current_thread().name
+
+    for _ in range(6):
+        calls.call(task, results.append, results.append)
+    assert len(calls._threads) == 2
+    qtbot.waitUntil(lambda: running[0] == 2, timeout=10_000)  # two at once, the other four wait their turn
+    release.set()
+    assert calls.wait(10)
+    qtbot.waitUntil(lambda: calls.pending == 0, timeout=10_000)
+    assert results == ["gpi-background-call"] * 6 and most[0] == 2

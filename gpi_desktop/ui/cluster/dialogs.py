@@ -39,7 +39,7 @@ from gpi_desktop.ui.shared.screen_fit import fit_dialog
 from gpi_desktop.core.vocabulary.progress import Progress
 from gpi_desktop.core.cluster.sbatch import ClusterSettings, write_job_folder
 from gpi_desktop.core.cluster.review import most_useful_tasks, review_job
-from gpi_desktop.ui.shared.tasks import TaskRunner
+from gpi_desktop.ui.shared.tasks import Operation, TaskRunner
 
 PREPARE_TITLE = "Prepare for a cluster"
 MERGE_TITLE = "Merge cluster results"
@@ -119,8 +119,6 @@ class PrepareClusterDialog(_WorkerDialog):
         buttons = self._make_buttons()
         self._lay_out(intro, form, adjust, buttons)
         self.runner.busy_changed.connect(lambda busy: self.write_button.setEnabled(not busy))
-        self.runner.succeeded.connect(self._on_written)
-        self.runner.failed.connect(self._on_failed)
         self._show_warnings()
 
     def _make_fields(self, defaults: ClusterSettings, prompts: Path) -> QFormLayout:
@@ -290,8 +288,8 @@ class PrepareClusterDialog(_WorkerDialog):
         except GpiError as error:
             return self._fail(window_sentence(error))
         spec = self.spec
-        self.runner.start(lambda state: _write_job_folder(Path(folder), spec, cluster, state))
-        return True
+        return (Operation(self.runner, lambda state: _write_job_folder(Path(folder), spec, cluster, state))
+                .success(self._on_written).failure(self._on_failed).start())
 
     def _on_written(self, job) -> None:
         self.job_folder = job
@@ -386,11 +384,6 @@ class MergeShardsDialog(_WorkerDialog):
         layout.addLayout(buttons)
 
         self.runner.busy_changed.connect(self._on_busy)
-        self.runner.progress.connect(self._on_progress)
-        self.runner.status.connect(lambda text: self._show(text))
-        self.runner.succeeded.connect(self._on_merged)
-        self.runner.failed.connect(lambda error: self._show(_merge_failure(error), error=True))
-        self.runner.cancelled.connect(lambda: self._show("Stopped; nothing was written. Press Merge to start again."))
 
     def merge(self) -> bool:
         from gpi_desktop.core.cluster.shards import merge_shards
@@ -403,9 +396,12 @@ class MergeShardsDialog(_WorkerDialog):
             return False
         self._show("Merging…")
         allow_mixed = self.allow_mixed.isChecked()
-        self.runner.start(lambda state: merge_shards([Path(shards)], Path(out), state=state,
-                                                     allow_mixed_devices=allow_mixed))
-        return True
+        merging = Operation(self.runner, lambda state: merge_shards([Path(shards)], Path(out), state=state,
+                                                                    allow_mixed_devices=allow_mixed))
+        return (merging.on_progress(self._on_progress).on_status(self._show).success(self._on_merged)
+                .failure(lambda error: self._show(_merge_failure(error), error=True))
+                .on_cancelled(lambda: self._show("Stopped; nothing was written. Press Merge to start again."))
+                .start())
 
     def is_busy(self) -> bool:
         return self.runner.is_busy()

@@ -1,30 +1,30 @@
-"""Running core's long operations off the main thread (after Orange's concurrent.TaskState).
+"""Background work in the window: one `Operation` kind, run by one of two executors (after Orange's
+concurrent.TaskState and Anki's CollectionOp / QueryOp).
 
-`TaskRunner` owns one QThread and one worker object moved to it; it runs one
-task at a time. A task is a plain function `fn(state) -> result` from core;
-the `QtTaskState` it receives turns core's progress calls into Qt signals,
-which Qt queues to the main thread because their receivers live there. Cancel
-only sets a thread-safe flag that core polls between decoding steps.
+An `Operation` is a plain function `fn(state) -> result` from core with handlers of its own: its
+status, progress and partial results, its end, then exactly one of success, failure and cancelled,
+all heard on the main thread. The `QtTaskState` it receives turns core's progress calls into Qt
+signals, which Qt queues to the main thread because their receivers live there; cancel only sets a
+thread-safe flag that core polls. A window starts each operation with the handlers that belong to
+it, so it never has to remember which task is running to know what a report or a failure means.
 
-`Operation` is one kind of work on a runner with its own handlers (after Anki's
-`CollectionOp(...).success(...).failure(...)` and Orange's ConcurrentMixin with
-on_done/on_exception): a window starts each operation with the handlers that
-belong to it, so it never has to remember which task is running to know what
-a progress report or a failure means.
-
-`BackgroundCalls` is for short calls that may block for an unknown time and
-cannot be cancelled (a locked keyring, a model config read over the network):
-they run on daemon threads so that a call that never returns cannot keep the
-program from closing, and their result comes back on the main thread.
+Where it runs is the executor's business:
+- `TaskRunner`, one QThread that runs one operation at a time (a run, an export, a merge, a cluster
+  job folder: work on the user's files, which must not overlap); a second start is refused.
+- `BackgroundCalls`, a few daemon threads (at most MAX_BACKGROUND_THREADS, each ending when there is
+  nothing left to do) for short reads that may block for an unknown time (a locked keyring, a model
+  config read over the network, measuring the prompts): a call that never returns cannot keep the
+  program from closing. `BackgroundCalls.call(fn, on_result, on_error)` is the shorthand for an
+  operation that needs no state.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
+from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
@@ -189,6 +189,13 @@ class TaskRunner(QObject):
         if self._job is not None:
             self._job.state.request_interruption()
 
+    def accepts(self) -> bool:
+        """An Operation starts here only while no task runs."""
+        return self._job is None
+
+    def submit(self, fn: Callable[[QtTaskState], Any], handlers: Handlers) -> QtTaskState:
+        return self.start(fn, handlers)
+
     def _handlers(self) -> Handlers:
         # A report is always delivered before its task's end (Qt queues both in order), so the
         # running job is the one that sent it.
@@ -213,16 +220,12 @@ class TaskRunner(QObject):
         self._job = None
         self._current.state = None
         self.busy_changed.emit(False)
-        handlers = job.handlers
-        handlers.ended()
+        _tell_end(job.handlers, outcome, payload)
         if outcome == OUTCOME_DONE:
-            handlers.succeeded(payload)
             self.succeeded.emit(payload)
         elif outcome == OUTCOME_CANCELLED:
-            handlers.cancelled()
             self.cancelled.emit()
         else:
-            handlers.failed(payload)
             self.failed.emit(payload)
 
     def shutdown(self, timeout_ms: int = -1) -> bool:
@@ -233,22 +236,35 @@ class TaskRunner(QObject):
         return bool(finished)
 
 
+MAX_BACKGROUND_THREADS = 8  # short reads at once; more wait their turn
+
+
+class Executor(Protocol):
+    """Where an Operation runs: `TaskRunner` or `BackgroundCalls`."""
+
+    def accepts(self) -> bool: ...
+
+    def submit(self, fn: Callable[[QtTaskState], Any], handlers: Handlers) -> QtTaskState: ...
+
+
 class Operation:
-    """One task on a `TaskRunner`, started with handlers of its own.
+    """One piece of background work, started with handlers of its own.
 
         Operation(runner, export).on_progress(show).success(done).failure(failed).start()
+        Operation(calls, lambda state: read(path)).success(show).failure(say).start()
 
-    Only this task's reports reach its handlers. When it ends, `on_end`'s handler runs
+    Only this operation's reports reach its handlers. When it ends, `on_end`'s handler runs
     first, then exactly one of success (the return value), failure (the exception) and
-    cancelled. `start` refuses, runs nothing and returns False while the runner is busy
-    with any task, this one included: a second click cannot start a second run.
+    cancelled. On a `TaskRunner`, `start` refuses, runs nothing and returns False while the
+    runner is busy with any task, this one included: a second click cannot start a second run.
     """
 
-    def __init__(self, runner: TaskRunner, fn: Callable[[QtTaskState], Any]) -> None:
-        self._runner = runner
+    def __init__(self, executor: Executor, fn: Callable[[QtTaskState], Any]) -> None:
+        self._executor = executor
         self._fn = fn
         self._handlers = Handlers(ended=self._ended)
         self._on_end: Callable[[], None] = _ignore
+        self._state: QtTaskState | None = None
         self._running = False
 
     @property
@@ -285,17 +301,17 @@ class Operation:
         return self
 
     def start(self) -> bool:
-        """Start the task in the runner's thread; False (nothing started) while the runner is busy."""
-        if self._runner.is_busy():
+        """Start it off the main thread; False (nothing started) while its runner is busy."""
+        if self._running or not self._executor.accepts():
             return False
-        self._runner.start(self._fn, self._handlers)
+        self._state = self._executor.submit(self._fn, self._handlers)
         self._running = True
         return True
 
     def cancel(self) -> None:
-        """Ask this task to stop (its cancelled or failure handler follows); nothing when it is not running."""
-        if self._running:
-            self._runner.cancel()
+        """Ask it to stop (its cancelled or failure handler follows); nothing when it is not running."""
+        if self._running and self._state is not None:
+            self._state.request_interruption()
 
     def _ended(self) -> None:
         self._running = False
@@ -303,15 +319,18 @@ class Operation:
 
 
 class BackgroundCalls(QObject):
-    """Short, uncancellable calls on daemon threads; callbacks run on the main thread."""
+    """Operations on a few daemon threads, any number at once; their handlers run on the main thread."""
 
-    _done = Signal(object, object)  # callback, value
+    _done = Signal(object, str, object)  # job, outcome, result or exception
     pending_changed = Signal(int)
 
-    def __init__(self, parent: QObject | None = None) -> None:
+    def __init__(self, parent: QObject | None = None, max_threads: int = MAX_BACKGROUND_THREADS) -> None:
         super().__init__(parent)
-        self._pending = 0
+        self._max_threads = max_threads
+        self._pending = 0  # started and not yet delivered
+        self._queue: deque[_Job] = deque()
         self._threads: set[threading.Thread] = set()
+        self._lock = threading.Condition()
         self._done.connect(self._deliver)
 
     @property
@@ -323,49 +342,81 @@ class BackgroundCalls(QObject):
         fn: Callable[[], Any],
         on_result: Callable[[Any], None],
         on_error: Callable[[BaseException], None],
-    ) -> None:
+    ) -> Operation:
+        """`Operation(self, lambda state: fn()).success(on_result).failure(on_error)`, started."""
+        operation = Operation(self, lambda _state: fn()).success(on_result).failure(on_error)
+        operation.start()
+        return operation
+
+    def accepts(self) -> bool:
+        return True
+
+    def submit(self, fn: Callable[[QtTaskState], Any], handlers: Handlers) -> QtTaskState:
+        state = QtTaskState()
+        state.status.connect(lambda text: handlers.status(text))
+        state.progress.connect(lambda progress: handlers.progress(progress))
+        state.partial_result.connect(lambda result: handlers.partial_result(result))
         self._pending += 1
         self.pending_changed.emit(self._pending)
+        with self._lock:
+            self._queue.append(_Job(fn, state, handlers))
+            if len(self._threads) < self._max_threads:
+                thread = threading.Thread(target=self._work, name="gpi-background-call", daemon=True)
+                self._threads.add(thread)
+                thread.start()
+        return state
 
-        def target() -> None:
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                if not self._queue:
+                    self._threads.discard(threading.current_thread())
+                    self._lock.notify_all()
+                    return
+                job = self._queue.popleft()
             try:
-                value = fn()
+                result = job.fn(job.state)
+            except Cancelled:
+                self._emit(job, OUTCOME_CANCELLED, None)
             except Exception as exc:  # noqa: BLE001 - reported to the window
                 if not _is_user_error(exc):
                     log.exception("A background call failed")
-                self._emit(on_error, exc)
+                self._emit(job, OUTCOME_FAILED, exc)
             else:
-                self._emit(on_result, value)
-            finally:
-                self._threads.discard(threading.current_thread())
-
-        thread = threading.Thread(target=target, name="gpi-background-call", daemon=True)
-        self._threads.add(thread)
-        thread.start()
+                self._emit(job, OUTCOME_DONE, result)
 
     def wait(self, timeout_s: float) -> bool:
-        """Wait up to `timeout_s` in all for the calls still out; True when none is left.
+        """Wait up to `timeout_s` for the calls still out to return; True when none is left.
 
         The window waits before it goes: a daemon thread still inside a C++
         library when the interpreter shuts down can abort the whole process.
         A call that does not come back in time (a keyring waiting to be
         unlocked) is left behind rather than holding the window open.
         """
-        deadline = time.monotonic() + timeout_s
-        for thread in list(self._threads):
-            thread.join(max(0.0, deadline - time.monotonic()))
-        return not any(t.is_alive() for t in list(self._threads))
+        with self._lock:
+            return self._lock.wait_for(lambda: not self._threads, max(0.0, timeout_s))
 
-    def _emit(self, callback: Callable[[Any], None], value: Any) -> None:
+    def _emit(self, job: _Job, outcome: str, payload: Any) -> None:
         try:
-            self._done.emit(callback, value)
+            self._done.emit(job, outcome, payload)
         except RuntimeError:
             pass  # the window was closed while the call was out; nobody is waiting for it
 
-    @Slot(object, object)
-    def _deliver(self, callback: Callable[[Any], None], value: Any) -> None:
+    @Slot(object, str, object)
+    def _deliver(self, job: _Job, outcome: str, payload: Any) -> None:
         self._pending -= 1
         try:
-            callback(value)
+            _tell_end(job.handlers, outcome, payload)
         finally:
             self.pending_changed.emit(self._pending)
+
+
+def _tell_end(handlers: Handlers, outcome: str, payload: Any) -> None:
+    """A task's end to its handlers: `ended` first, then exactly one of succeeded, cancelled and failed."""
+    handlers.ended()
+    if outcome == OUTCOME_DONE:
+        handlers.succeeded(payload)
+    elif outcome == OUTCOME_CANCELLED:
+        handlers.cancelled()
+    else:
+        handlers.failed(payload)

@@ -15,9 +15,8 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from gpi_desktop.core.vocabulary.errors import Cancelled
 from gpi_desktop.ui.shared.error_words import failure_sentence
-from gpi_desktop.ui.shared.tasks import BackgroundCalls, QtTaskState
+from gpi_desktop.ui.shared.tasks import BackgroundCalls, Operation
 
 DEBOUNCE_MS = 300  # a burst of edits (typing an instruction) makes one measure
 
@@ -65,7 +64,7 @@ class ContextMeter(QObject):
         self._token_source: Callable[[], str | None] = lambda: None
         self._wanted: LengthsKey | None = None  # the inputs asked for last
         self._queued: tuple | None = None  # (key, settings, texts) to start once the measure out returns
-        self._out: QtTaskState | None = None  # the measure out now
+        self._out: Operation | None = None  # the measure out now
         self._stopped = False
         # Tokenizers loaded, by (model, revision): a new instruction or file is measured without loading again.
         # Read and written only by the measure out, and there is one at a time.
@@ -87,7 +86,7 @@ class ContextMeter(QObject):
         self._wanted = key
         self._queued = (key, settings, table.texts)
         if self._out is not None:
-            self._out.request_interruption()  # it returns soon; the new one starts then
+            self._out.cancel()  # it returns soon; the new one starts then
         self._debounce.start()
 
     def forget(self) -> None:
@@ -95,7 +94,7 @@ class ContextMeter(QObject):
         self._wanted, self._queued = None, None
         self._debounce.stop()
         if self._out is not None:
-            self._out.request_interruption()
+            self._out.cancel()
 
     def measure_again(self) -> None:
         """Let the next `measure` of the same inputs run again (a token was added, the Hub is back)."""
@@ -113,25 +112,24 @@ class ContextMeter(QObject):
         if self._out is not None or self._queued is None or self._stopped:
             return
         (key, settings, texts), self._queued = self._queued, None
-        state = QtTaskState()
-        state.progress.connect(lambda progress: self._on_progress(key, progress))
-        self._out = state
         readers, token_source = self._readers, self._token_source
 
-        def measure():
+        def measure(state):
             from gpi_desktop.core.generation.instructions import measure_prompt_lengths
             from gpi_desktop.core.model.models import load_tokenizer_only
 
-            try:
-                model = (settings.model, settings.revision)
-                if model not in readers:
-                    readers.clear()  # one model's tokenizer at a time: they can be large
-                    readers[model] = load_tokenizer_only(settings, token=token_source())
-                return measure_prompt_lengths(settings, texts, readers[model], state=state)
-            except Cancelled:
-                return None
+            model = (settings.model, settings.revision)
+            if model not in readers:
+                readers.clear()  # one model's tokenizer at a time: they can be large
+                readers[model] = load_tokenizer_only(settings, token=token_source())
+            return measure_prompt_lengths(settings, texts, readers[model], state=state)
 
-        self._calls.call(measure, lambda value: self._done(key, value), lambda error: self._done(key, error))
+        self._out = (Operation(self._calls, measure)
+                     .on_progress(lambda progress: self._on_progress(key, progress))
+                     .success(lambda value: self._done(key, value))
+                     .failure(lambda error: self._done(key, error))
+                     .on_cancelled(lambda: self._done(key, None)))
+        self._out.start()
 
     def _on_progress(self, key: LengthsKey, progress) -> None:
         if key == self._wanted:
