@@ -32,8 +32,13 @@ CHECKED = TargetInfo(device_name="cpu", free_bytes=None, on_cpu=True, hidden_siz
 
 
 def _table(texts=("a", "b"), sha="1" * 64) -> PromptTable:
-    return PromptTable(path=Path("/data/prompts.csv"), frame=pd.DataFrame({"text": list(texts)}), column="text",
-                       sha256=sha, encoding="utf-8")
+    return PromptTable(
+        path=Path("/data/prompts.csv"),
+        frame=pd.DataFrame({"text": list(texts)}),
+        column="text",
+        sha256=sha,
+        encoding="utf-8",
+    )
 
 
 def _ready(**changes) -> StepInputs:
@@ -41,8 +46,9 @@ def _ready(**changes) -> StepInputs:
     table = _table()
     run = RunSettings(model="org/tiny-model", max_new_tokens=20)
     job = JobSpec(prompts_path=table.path, column="text", settings=run, export=ExportSettings())
-    return replace(StepInputs(model="org/tiny-model", target=CHECKED, rows_shown=2, table=table, run=run, job=job),
-                   **changes)
+    return replace(
+        StepInputs(model="org/tiny-model", target=CHECKED, rows_shown=2, table=table, run=run, job=job), **changes
+    )
 
 
 def _shown(inputs: StepInputs) -> PendingRun:
@@ -52,8 +58,12 @@ def _shown(inputs: StepInputs) -> PendingRun:
 def test_the_state_imports_no_qt_so_it_is_tested_without_a_display():
     import subprocess
 
-    out = subprocess.run([sys.executable, "-c", "import sys, gpi_desktop.ui.state.window_state; print(*sys.modules)"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys, gpi_desktop.ui.state.window_state; print(*sys.modules)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert not {"PySide6", "shiboken6"} & {name.split(".")[0] for name in out.stdout.split()}
 
 
@@ -84,7 +94,8 @@ def test_a_changed_setting_or_prompts_file_makes_the_results_stale_and_says_what
     assert [c.what for c in result_changes(replace(made, table=other_file), shown)] == ["the prompts file"]
     assert [c.what for c in result_changes(replace(made, table=None), shown)] == ["the prompts file (none is open now)"]
     assert [c.what for c in result_changes(replace(made, prompts_loading=True), shown)] == [
-        "the prompts file (none is open now)"]
+        "the prompts file (none is open now)"
+    ]
     half_typed = replace(made, job=None, job_problem="The option line is not complete.")
     assert [c.what for c in result_changes(half_typed, shown)] == ["The option line is not complete"]
 

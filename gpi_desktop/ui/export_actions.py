@@ -14,7 +14,13 @@ from gpi_desktop.core.vocabulary.errors import GpiError
 from gpi_desktop.ui.shared import prefs
 from gpi_desktop.ui.shared.error_words import failure_sentence, window_sentence
 from gpi_desktop.ui.shared.tasks import Operation
-from gpi_desktop.ui.steps.export_flow import folder_has_files, gpi_pack_snippet, made_with_html, overwrite_question, stale_html
+from gpi_desktop.ui.steps.export_flow import (
+    folder_has_files,
+    gpi_pack_snippet,
+    made_with_html,
+    overwrite_question,
+    stale_html,
+)
 from gpi_desktop.ui.steps.export_folder_dialog import ExportFolderDialog, documents_folder
 
 
@@ -51,8 +57,14 @@ class ExportActions:
         outcome = replace(self.outcome, spec=replace(self.outcome.spec, export=export))
         overwrite = False
         if folder_has_files(folder):
-            choice = self.prompter.ask(self, "The folder is not empty", overwrite_question(folder, outcome.spec.export),
-                                       ["Write into it", "Cancel"], warning=True, default=1)
+            choice = self.prompter.ask(
+                self,
+                "The folder is not empty",
+                overwrite_question(folder, outcome.spec.export),
+                ["Write into it", "Cancel"],
+                warning=True,
+                default=1,
+            )
             if choice != 0:
                 return False
             overwrite = True
@@ -71,12 +83,14 @@ class ExportActions:
                 RunJournal.discard(journal)  # the export holds everything now; the journal would only take disk space
             return summary
 
-        writing = (Operation(self.runner, task)
-                   .on_progress(lambda progress: self.export_page.show_progress(progress.done, progress.total))
-                   .on_end(self._on_export_ended)
-                   .success(self._on_export_succeeded)
-                   .failure(self._on_export_failed)
-                   .on_cancelled(self._on_export_cancelled))
+        writing = (
+            Operation(self.runner, task)
+            .on_progress(lambda progress: self.export_page.show_progress(progress.done, progress.total))
+            .on_end(self._on_export_ended)
+            .success(self._on_export_succeeded)
+            .failure(self._on_export_failed)
+            .on_cancelled(self._on_export_cancelled)
+        )
         self.state.export_settings = export
         if not writing.start():
             self.export_page.set_exporting(False)
@@ -106,8 +120,13 @@ class ExportActions:
         message = f"Exported {len(outcome.results):,} texts and vectors to {folder}."
         self.export_page.show_done(message, snippet)
         self.export_finished.emit(folder)
-        choice = self.prompter.ask(self, "Export finished", message, ["Open the folder", "Close"],
-                                   details="Load it in Python with gpi_pack:\n\n" + snippet)
+        choice = self.prompter.ask(
+            self,
+            "Export finished",
+            message,
+            ["Open the folder", "Close"],
+            details="Load it in Python with gpi_pack:\n\n" + snippet,
+        )
         if choice == 0:
             self.open_export_folder()
         self._after_task()
@@ -123,10 +142,13 @@ class ExportActions:
         from gpi_desktop.core.output.provenance import inspect_export
 
         self.export_page.set_inspecting(str(folder))
-        self.calls.call(lambda: inspect_export(folder),
-                        lambda report: self.export_page.show_inspection(report.lines(), report.ok),
-                        lambda error: self.export_page.show_inspection_error(
-                            failure_sentence(error, "The folder could not be inspected")))
+        self.calls.call(
+            lambda: inspect_export(folder),
+            lambda report: self.export_page.show_inspection(report.lines(), report.ok),
+            lambda error: self.export_page.show_inspection_error(
+                failure_sentence(error, "The folder could not be inspected")
+            ),
+        )
 
     def open_export_folder(self) -> None:
         if self.last_export is not None:

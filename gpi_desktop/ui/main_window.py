@@ -35,20 +35,13 @@ from gpi_desktop.core.job.job import RUNS_DIRNAME, JobSpec, RunOutcome
 from gpi_desktop.core.vocabulary.errors import GpiError, MemoryFitError, Remedy
 from gpi_desktop.core.vocabulary.progress import Progress, ProgressKind
 from gpi_desktop.core.vocabulary.settings import DEFAULT_MODEL
+from gpi_desktop.ui.export_actions import ExportActions
+from gpi_desktop.ui.reopen_actions import ReopenActions
 from gpi_desktop.ui.shared import none_guard, prefs
-from gpi_desktop.ui.steps.export_flow import (
-    job_html,
-    made_with_html,
-    stale_html,
-)
 from gpi_desktop.ui.shared.error_words import failure_sentence, window_sentence
-from gpi_desktop.ui.steps.estimate_step import EstimateStep
-from gpi_desktop.ui.steps.export_step import ExportPage
 from gpi_desktop.ui.shared.folders import open_in_file_manager
 from gpi_desktop.ui.shared.formatting import job_figures_line, settings_words
-from gpi_desktop.ui.steps.model_step import ModelPanel
 from gpi_desktop.ui.shared.prompter import Prompter
-from gpi_desktop.ui.steps.prompts_step import PromptsPanel, dropped_table
 from gpi_desktop.ui.shared.resources import (
     APPLICATION,
     app_data_dir,
@@ -56,13 +49,10 @@ from gpi_desktop.ui.shared.resources import (
     is_demo_model,
     legacy_data_dirs,
 )
-from gpi_desktop.ui.steps.run_step import RunPage
 from gpi_desktop.ui.shared.screen_fit import FRAME_ALLOWANCE, PREFERRED_SIZE, centred, fitted_geometry
-from gpi_desktop.ui.steps.settings_step import SettingsPanel
 from gpi_desktop.ui.shared.tasks import BackgroundCalls, Operation, TaskRunner
 from gpi_desktop.ui.state import window_state
-from gpi_desktop.ui.state.window_state import inspect_job
-from gpi_desktop.ui.state.window_state import (  # noqa: F401 - the step numbers, imported from here by the tests
+from gpi_desktop.ui.state.window_state import (
     STEP_ACCESS,
     STEP_ESTIMATE,
     STEP_EXPORT,
@@ -74,10 +64,20 @@ from gpi_desktop.ui.state.window_state import (  # noqa: F401 - the step numbers
     PendingRun,
     StepInputs,
     WindowState,
+    inspect_job,
 )
+from gpi_desktop.ui.steps.estimate_step import EstimateStep
+from gpi_desktop.ui.steps.export_flow import (
+    job_html,
+    made_with_html,
+    stale_html,
+)
+from gpi_desktop.ui.steps.export_step import ExportPage
+from gpi_desktop.ui.steps.model_step import ModelPanel
+from gpi_desktop.ui.steps.prompts_step import PromptsPanel, dropped_table
+from gpi_desktop.ui.steps.run_step import RunPage
+from gpi_desktop.ui.steps.settings_step import SettingsPanel
 from gpi_desktop.ui.steps.token_step import TokenPanel
-from gpi_desktop.ui.export_actions import ExportActions
-from gpi_desktop.ui.reopen_actions import ReopenActions
 from gpi_desktop.ui.unfinished_bar import UnfinishedBar
 from gpi_desktop.ui.window_frame import about_text, frame_margins, install_help_menu, mark_done, step_list, step_page
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from gpi_desktop.core.job.job import FILE_MOVED, UnfinishedJob, unfinished_jobs
 from gpi_desktop.core.files.prompts import PromptTable
+from gpi_desktop.core.job.job import FILE_MOVED, UnfinishedJob, unfinished_jobs
 from gpi_desktop.core.vocabulary.errors import GpiError
 from gpi_desktop.ui.shared.error_words import window_sentence
 from gpi_desktop.ui.state.window_state import STEP_PROMPTS, STEP_RUN, PendingRun, inspect_job
@@ -22,10 +22,13 @@ class ReopenActions:
 
     def _look_for_unfinished_jobs(self) -> None:
         folders = (self.runs_dir, *self.old_runs_dirs)  # jobs an older version kept where they could not be moved
-        self.calls.call(lambda: sorted((job for folder in folders for job in unfinished_jobs(folder)),
-                                       key=lambda job: -job.modified),
-                        self.unfinished_bar.set_jobs,
-                        lambda error: log.warning("unfinished jobs not listed: %s", error))
+        self.calls.call(
+            lambda: sorted(
+                (job for folder in folders for job in unfinished_jobs(folder)), key=lambda job: -job.modified
+            ),
+            self.unfinished_bar.set_jobs,
+            lambda error: log.warning("unfinished jobs not listed: %s", error),
+        )
 
     def reopen_job(self, job: UnfinishedJob) -> None:
         """Set the model, settings and prompts file of an unfinished job; its finished rows then show in step 5."""
@@ -37,9 +40,11 @@ class ReopenActions:
         if job.prompts_file == FILE_MOVED:
             self.state.reopening = None
             self.go_to(STEP_PROMPTS)
-            self.run_page.show_status(f"The prompts file of this job is no longer at {job.spec.prompts_path}: open it "
-                                      "from where it is now (step 3). The model and settings are set as they were.",
-                                      error=True)
+            self.run_page.show_status(
+                f"The prompts file of this job is no longer at {job.spec.prompts_path}: open it "
+                "from where it is now (step 3). The model and settings are set as they were.",
+                error=True,
+            )
             return
         self.state.reopening = job
         self.prompts_panel.load_file(job.spec.prompts_path, job.spec.column, sheet=job.spec.sheet)
@@ -52,17 +57,22 @@ class ReopenActions:
             self.run_page.show_status(window_sentence(error), error=True)
             return
         runs_dir, elsewhere = self.runs_dir, self.old_runs_dirs
-        self.calls.call(lambda: inspect_job(spec, table, runs_dir, elsewhere),
-                        lambda pending: self._on_reopened(job, pending),
-                        self._on_inspect_failed)
+        self.calls.call(
+            lambda: inspect_job(spec, table, runs_dir, elsewhere),
+            lambda pending: self._on_reopened(job, pending),
+            self._on_inspect_failed,
+        )
 
     def _on_reopened(self, job: UnfinishedJob, pending: PendingRun) -> None:
         self.go_to(STEP_RUN)
         name = Path(job.spec.prompts_path).name
         if pending.work_dir.name != job.work_dir.name or pending.finished is None:  # the name is the job hash
-            self.run_page.show_status(f"{name} has changed since this job started, so its finished rows are not "
-                                      "this file's rows: change the file back to continue the job, or press Run to "
-                                      "start a new one with these settings.", error=True)
+            self.run_page.show_status(
+                f"{name} has changed since this job started, so its finished rows are not "
+                "this file's rows: change the file back to continue the job, or press Run to "
+                "start a new one with these settings.",
+                error=True,
+            )
             return
         texts = pending.table.texts
         self.run_page.results.reset(lambda row: texts[row], len(pending.table), pending.finished_results)
@@ -70,5 +80,7 @@ class ReopenActions:
         self.state.stopped_here.add(pending.work_dir)  # the user chose it: Run continues it without asking again
         self.run_page.reset_progress(len(pending.table), pending.finished)
         self._refresh()
-        self.run_page.show_status(f"Reopened the job on {name}: {pending.finished:,} of {len(pending.table):,} rows "
-                                  "are done. Press Run to continue where it stopped.")
+        self.run_page.show_status(
+            f"Reopened the job on {name}: {pending.finished:,} of {len(pending.table):,} rows "
+            "are done. Press Run to continue where it stopped."
+        )

@@ -74,8 +74,9 @@ def step_page(index: int, body: QWidget, go_to: Callable[[int], None]) -> QWidge
     return page
 
 
-def install_help_menu(window: QMainWindow, guide: Callable[[], None], log_folder: Callable[[], None],
-                      about: Callable[[], None]) -> None:
+def install_help_menu(
+    window: QMainWindow, guide: Callable[[], None], log_folder: Callable[[], None], about: Callable[[], None]
+) -> None:
     help_menu = window.menuBar().addMenu("&Help")
     help_menu.addAction("Guide (two minutes)", guide)
     help_menu.addAction("Open the log folder", log_folder)
@@ -91,5 +92,9 @@ def frame_margins(window: QWidget) -> QMargins | None:
     if not window.isVisible() or window.frameGeometry() == window.geometry():
         return None
     outer, inner = window.frameGeometry(), window.geometry()
-    return QMargins(inner.left() - outer.left(), inner.top() - outer.top(),
-                    outer.right() - inner.right(), outer.bottom() - inner.bottom())
+    return QMargins(
+        inner.left() - outer.left(),
+        inner.top() - outer.top(),
+        outer.right() - inner.right(),
+        outer.bottom() - inner.bottom(),
+    )

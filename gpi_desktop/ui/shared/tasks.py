@@ -23,8 +23,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
@@ -101,7 +102,7 @@ class _Worker(QObject):
             result = job.fn(job.state)
         except Cancelled:
             self.finished.emit(job, OUTCOME_CANCELLED, None)
-        except Exception as exc:  # noqa: BLE001 - every failure must reach the window
+        except Exception as exc:
             if not _is_user_error(exc):
                 log.exception("A background task failed")
             self.finished.emit(job, OUTCOME_FAILED, exc)
@@ -272,31 +273,31 @@ class Operation:
         """True from a successful `start` until the handlers of its end have been called."""
         return self._running
 
-    def on_status(self, fn: Callable[[str], None]) -> "Operation":
+    def on_status(self, fn: Callable[[str], None]) -> Operation:
         self._handlers.status = fn
         return self
 
-    def on_progress(self, fn: Callable[[Progress], None]) -> "Operation":
+    def on_progress(self, fn: Callable[[Progress], None]) -> Operation:
         self._handlers.progress = fn
         return self
 
-    def on_partial_result(self, fn: Callable[[Any], None]) -> "Operation":
+    def on_partial_result(self, fn: Callable[[Any], None]) -> Operation:
         self._handlers.partial_result = fn
         return self
 
-    def on_end(self, fn: Callable[[], None]) -> "Operation":
+    def on_end(self, fn: Callable[[], None]) -> Operation:
         self._on_end = fn
         return self
 
-    def success(self, fn: Callable[[Any], None]) -> "Operation":
+    def success(self, fn: Callable[[Any], None]) -> Operation:
         self._handlers.succeeded = fn
         return self
 
-    def failure(self, fn: Callable[[BaseException], None]) -> "Operation":
+    def failure(self, fn: Callable[[BaseException], None]) -> Operation:
         self._handlers.failed = fn
         return self
 
-    def on_cancelled(self, fn: Callable[[], None]) -> "Operation":
+    def on_cancelled(self, fn: Callable[[], None]) -> Operation:
         self._handlers.cancelled = fn
         return self
 
@@ -378,7 +379,7 @@ class BackgroundCalls(QObject):
                 result = job.fn(job.state)
             except Cancelled:
                 self._emit(job, OUTCOME_CANCELLED, None)
-            except Exception as exc:  # noqa: BLE001 - reported to the window
+            except Exception as exc:
                 if not _is_user_error(exc):
                     log.exception("A background call failed")
                 self._emit(job, OUTCOME_FAILED, exc)

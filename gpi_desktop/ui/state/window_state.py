@@ -23,7 +23,15 @@ from gpi_desktop.core.vocabulary.results import PromptResult
 from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings
 
 STEP_ACCESS, STEP_MODEL, STEP_PROMPTS, STEP_SETTINGS, STEP_RUN, STEP_EXPORT, STEP_ESTIMATE = range(7)
-STEP_TITLES = ("Hugging Face access", "Model", "Prompts", "Settings", "Run and preview", "Export", "Estimate the effect")
+STEP_TITLES = (
+    "Hugging Face access",
+    "Model",
+    "Prompts",
+    "Settings",
+    "Run and preview",
+    "Export",
+    "Estimate the effect",
+)
 
 
 @dataclass(frozen=True)
@@ -108,8 +116,11 @@ def run_blocker(inputs: StepInputs, starting: bool) -> str | None:
     if inputs.prompts_loading:
         return "The prompts file is still being read."
     if inputs.table is None:
-        return ("Open a prompts file first (step 3)." if inputs.rows_shown == 0
-                else "Choose the column with the texts (step 3).")
+        return (
+            "Open a prompts file first (step 3)."
+            if inputs.rows_shown == 0
+            else "Choose the column with the texts (step 3)."
+        )
     if inputs.empty_rows:
         return "Some rows have no text (step 3 shows them in red): fill them or delete them, then open the file again."
     if inputs.too_long:
@@ -168,16 +179,18 @@ def summary_html(inputs: StepInputs, demo_model: bool, settings_line: str) -> st
     target = inputs.target
     if target is not None:
         where = "the CPU (slow for large models)" if target.on_cpu else _html(target.where)
-        width = (f"{target.hidden_size:,} numbers per vector" if target.hidden_size
-                 else "numbers per vector not known yet")
+        width = (
+            f"{target.hidden_size:,} numbers per vector" if target.hidden_size else "numbers per vector not known yet"
+        )
         lines.append(f"<b>Runs on:</b> {where}, {width}")
     elif inputs.model:
         why = "the model is being checked" if inputs.model_checking else "see step 2"
         lines.append(f"<b>Runs on:</b> not known yet ({why}), numbers per vector not known yet")
     table = inputs.table
     if table is not None:
-        lines.append(f"<b>Prompts:</b> {len(table):,} rows from {_html(Path(table.path).name)}, "
-                     f"column '{_html(table.column)}'")
+        lines.append(
+            f"<b>Prompts:</b> {len(table):,} rows from {_html(Path(table.path).name)}, column '{_html(table.column)}'"
+        )
     else:
         lines.append("<b>Prompts:</b> none yet")
     if inputs.run is not None:
