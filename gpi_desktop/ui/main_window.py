@@ -81,6 +81,10 @@ from gpi_desktop.ui.steps.token_step import TokenPanel
 from gpi_desktop.ui.unfinished_bar import UnfinishedBar
 from gpi_desktop.ui.window_frame import about_text, frame_margins, install_help_menu, mark_done, step_list, step_page
 
+# The step numbers live with the window's state; imported from here too, as the window's own.
+__all__ = ["STEP_ACCESS", "STEP_ESTIMATE", "STEP_EXPORT", "STEP_MODEL", "STEP_PROMPTS", "STEP_RUN", "STEP_SETTINGS",
+           "STEP_TITLES", "MainWindow"]
+
 log = logging.getLogger(__name__)
 
 CLOSE_WAIT_S = 5.0  # for a model check or keyring call still out when the window closes
