@@ -116,7 +116,7 @@ def test_the_run_and_export_steps_are_done_only_while_the_results_belong_to_the_
     state.last_export = Path("/exports/x")
     assert steps_done(_ready(), state, ())[STEP_EXPORT]
     stale = result_changes(_ready(table=None), _shown(_ready()))
-    assert steps_done(_ready(), state, stale)[STEP_RUN:] == (False, False)
+    assert steps_done(_ready(), state, stale)[STEP_RUN:] == (False, False, False)
     assert current_outcome(state, ()) is outcome and current_outcome(state, stale) is None
     assert current_outcome(WindowState(), ()) is None
 
