@@ -179,5 +179,6 @@ def test_prepare_dialog_says_how_prompts_go_out_and_refuses_tasks_that_would_get
     assert "in whole waves of 4 (4 batches of 1" in dialog.split.text() and not dialog.split.isHidden()
     dialog.tasks.setValue(12)
     assert not dialog.warning.isHidden() and "Only 10 of the 12 tasks would get prompts" in dialog.warning.text()
+    assert "#b00020" in dialog.warning.styleSheet()  # what Write refuses is shown as an error
     assert dialog.split.isHidden()
     dialog.close()

@@ -245,12 +245,13 @@ class PrepareClusterDialog(_WorkerDialog):
         """The checks `gpi-desktop prepare` prints too (core.cluster.review): what will be refused, else the warnings."""
         try:
             review = review_job(self.rows, ClusterSettings(shards=self.tasks.value()), self.spec.settings)
-        except GpiError as error:
-            messages, split = [window_sentence(error)], ""
+        except GpiError as error:  # what Write would refuse, in red
+            messages, split, style = [window_sentence(error)], "", _ERROR_STYLE
         else:
-            messages, split = list(review.warnings), review.unit_sentence
+            messages, split, style = list(review.warnings), review.unit_sentence, ""
         self.split.setText(split)
         self.split.setVisible(bool(split))
+        self.warning.setStyleSheet(style)
         self.warning.setText(" ".join(messages))
         self.warning.setVisible(bool(messages))
 
