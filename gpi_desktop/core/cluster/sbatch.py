@@ -418,7 +418,7 @@ def readme_text(cluster: ClusterSettings, spec, review: JobReview, folder_name: 
 
 This folder holds one GPI job: {review.rows} prompts, the model {model}, and its settings
 (job.json). The work is split into {c.shards} tasks; each task runs on its own
-machine with {gpus}, at most {c.time} (hours:minutes:seconds) and {c.memory.upper()} of memory.
+machine with {gpus}, at most {c.time} of time (#SBATCH --time) and {c.memory.upper()} of memory.
 {unit}
 {warnings}
 1. Copy this whole folder to the cluster, for example:
