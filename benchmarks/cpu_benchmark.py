@@ -122,10 +122,11 @@ def child(args) -> None:
         run = lambda ps: gpi_pack_loop(loaded, ps, args.new_tokens)  # noqa: E731
         batch = 1
     else:
-        from gpi_desktop.core.generation.engine import EngineConfig, _new_cache, auto_batch_size, resolve_prefill
+        from gpi_desktop.core.generation.cache import new_cache
+        from gpi_desktop.core.generation.engine import EngineConfig, auto_batch_size, resolve_prefill
 
         batch = auto_batch_size(loaded, prompts, args.new_tokens) if args.batch == "auto" else int(args.batch)
-        resolved = resolve_prefill(EngineConfig("mean", 1, 1, prefill=args.prefill), _new_cache(loaded.model)[1])
+        resolved = resolve_prefill(EngineConfig("mean", 1, 1, prefill=args.prefill), new_cache(loaded.model)[1])
         args.prefill_label = resolved + (" (auto)" if args.prefill == "auto" else "")
         # An empty shared prefix turns the sharing off (to measure what it brings).
         extra = {"shared_prefix": ()} if args.no_shared_prefix else {}

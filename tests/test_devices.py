@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from gpi_desktop.core.model import devices, memory
-from gpi_desktop.core.generation import engine
+from gpi_desktop.core.generation import batch_size, engine
 from gpi_desktop.core.model.devices import pick_device, pick_dtype
 from gpi_desktop.core.generation.engine import EngineConfig, auto_batch_size, run_engine
 from gpi_desktop.core.vocabulary.errors import DeviceError, SettingsError
@@ -194,7 +194,7 @@ def test_check_fit_on_the_apple_gpu_counts_half_precision_for_auto(tiny_llama, m
 
 
 def test_auto_batch_on_the_apple_gpu_follows_the_verdicts_figure(loaded, encoded, mac, monkeypatch):
-    monkeypatch.setattr(engine, "_input_device", lambda model: torch.device("mps"))
+    monkeypatch.setattr(batch_size, "input_device", lambda model: torch.device("mps"))
     mac.recommended = 64 * GiB
     assert auto_batch_size(loaded, encoded * 100, 1000) == engine.MAX_AUTO_BATCH
     cfg = loaded.model.config

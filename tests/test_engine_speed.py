@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from gpi_desktop.core.generation import engine
+from gpi_desktop.core.generation import batch_size, cache, decode, engine
+from gpi_desktop.core.generation.cache import new_cache
 from gpi_desktop.core.generation.engine import EncodedPrompt, EngineConfig, auto_batch_size, run_engine
 from fakes import RecordingState
 
@@ -120,7 +121,7 @@ def test_no_shared_prefix_for_a_single_prompt_or_prompts_that_differ_at_once():
 
 
 def test_cache_growing_past_its_chunks_changes_nothing(loaded, encoded, oracle, monkeypatch):
-    monkeypatch.setattr(engine, "CACHE_CHUNK", 4)  # regrows every few steps, and while rows leave
+    monkeypatch.setattr(cache, "CACHE_CHUNK", 4)  # regrows every few steps, and while rows leave
     for prefill in ("alone", "batched"):
         got = run(loaded, encoded, "mean", 5, prefill=prefill)
         assert_same(got, oracle("mean"))
@@ -163,28 +164,28 @@ def test_auto_prefill_is_alone_unless_the_cache_cannot_be_copied():
 
 
 def test_models_with_plain_full_attention_get_the_growing_cache(loaded):
-    cache, growing = engine._new_cache(loaded.model)
+    cache, growing = new_cache(loaded.model)
     assert growing and all(type(layer).__name__ == "GrowingLayer" for layer in cache.layers)
 
 
 def test_auto_batch_on_cpu_is_bounded_by_free_memory(loaded, encoded, monkeypatch):
     many = encoded * 20
     assert auto_batch_size(loaded, many, 100) == engine.CPU_AUTO_BATCH
-    monkeypatch.setattr(engine, "_free_host_memory", lambda: 1)
+    monkeypatch.setattr(batch_size, "_free_host_memory", lambda: 1)
     assert auto_batch_size(loaded, many, 100) == 1
-    monkeypatch.setattr(engine, "_free_host_memory", lambda: None)  # unknown: the moderate fixed batch
+    monkeypatch.setattr(batch_size, "_free_host_memory", lambda: None)  # unknown: the moderate fixed batch
     assert auto_batch_size(loaded, many, 100) == engine.CPU_AUTO_BATCH
 
 
 def test_auto_batch_on_a_gpu_follows_free_memory_and_cache_size(loaded, encoded, monkeypatch):
-    monkeypatch.setattr(engine, "_input_device", lambda model: torch.device("cuda"))
-    monkeypatch.setattr(engine, "_free_gpu_memory", lambda kind: 80 << 30)
+    monkeypatch.setattr(batch_size, "input_device", lambda model: torch.device("cuda"))
+    monkeypatch.setattr(batch_size, "_free_gpu_memory", lambda kind: 80 << 30)
     roomy = auto_batch_size(loaded, encoded * 100, 1000)
     assert roomy == engine.MAX_AUTO_BATCH  # a tiny model: arithmetic, not memory, is the limit
     cfg = loaded.model.config
     kv_per_token = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * (cfg.hidden_size // cfg.num_attention_heads) * 4
     row = kv_per_token * (max(len(p.ids) for p in encoded) + 1000 + engine.CACHE_CHUNK)
-    monkeypatch.setattr(engine, "_free_gpu_memory", lambda kind: int(row * 10.5 / 0.9))
+    monkeypatch.setattr(batch_size, "_free_gpu_memory", lambda kind: int(row * 10.5 / 0.9))
     tight = auto_batch_size(loaded, encoded * 100, 1000)
     assert 5 <= tight <= 10
     assert auto_batch_size(loaded, encoded * 100, 1000, prefill="batched") < tight  # activations of a padded pass
@@ -194,7 +195,7 @@ def test_out_of_memory_retry_starts_after_the_failed_attempt_is_freed(loaded, en
     import weakref
 
     caches, alive_at_retry = [], []
-    real_new_cache, real_forward = engine._new_cache, loaded.model.forward
+    real_new_cache, real_forward = decode.new_cache, loaded.model.forward
 
     def tracked_cache(model):
         if caches:
@@ -209,7 +210,7 @@ def test_out_of_memory_retry_starts_after_the_failed_attempt_is_freed(loaded, en
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")  # mid-decoding
         return real_forward(*args, **kwargs)
 
-    monkeypatch.setattr(engine, "_new_cache", tracked_cache)
+    monkeypatch.setattr(decode, "new_cache", tracked_cache)
     monkeypatch.setattr(loaded.model, "forward", small_gpu)
     state = RecordingState()
     got = run(loaded, encoded, "last", 8, state=state)

@@ -274,14 +274,14 @@ def test_a_4g_task_on_a_big_node_is_told_its_allocation_not_the_nodes_memory(mon
 
 
 def test_the_engines_automatic_batch_uses_the_allocation(monkeypatch):
-    from gpi_desktop.core.generation import engine
+    from gpi_desktop.core.generation import batch_size
 
     monkeypatch.setattr(memory, "_machine_ram", lambda: (23 * GB, 64 * GB))
     monkeypatch.setattr(memory, "_cgroup_limit", lambda proc, root: None)
     monkeypatch.setenv("SLURM_MEM_PER_NODE", "4096")
-    assert engine._free_host_memory() <= 4 * GiB
+    assert batch_size._free_host_memory() <= 4 * GiB
     monkeypatch.delenv("SLURM_MEM_PER_NODE")
-    assert engine._free_host_memory() == 23 * GB
+    assert batch_size._free_host_memory() == 23 * GB
 
 
 def test_torch_threads_follow_the_cores_slurm_allocated(monkeypatch):

@@ -28,7 +28,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from gpi_desktop.core.generation.engine import _logits_processors
+from gpi_desktop.core.generation.processors import logits_processors
 from gpi_desktop.core.vocabulary.errors import SettingsError
 from gpi_desktop.core.vocabulary.hf_lock import TRANSFORMERS_LOCK
 
@@ -173,7 +173,7 @@ def _build_processors(generation: GenerationConfig, options: dict[str, Any], con
     """Build what the engine and generate() would build from these options, so that their checks run now."""
     eos = generation.eos_token_id
     eos_ids = [eos] if isinstance(eos, int) else list(eos or [])
-    _logits_processors({**_engine_defaults(generation), **options}, eos_ids, 1)
+    logits_processors({**_engine_defaults(generation), **options}, eos_ids, 1)
     with TRANSFORMERS_LOCK:
         import torch
         from transformers.generation.utils import GenerationMixin

@@ -1,0 +1,69 @@
+"""The token prefix every prompt of a job shares, computed once and copied into each prompt's cache."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from gpi_desktop.core.generation.plan import EncodedPrompt
+from gpi_desktop.core.vocabulary.hf_lock import TRANSFORMERS_LOCK
+
+
+@dataclass
+class SharedPrefix:
+    """The job's common leading tokens and, once computed, their key/value cache (one per layer, batch 1).
+
+    A function of the job's prompts alone (all of them, finished or not), so a
+    resumed run starts every prompt's pass from the same prefix as an
+    uninterrupted one.
+    """
+
+    ids: tuple[int, ...]
+    keys: list[torch.Tensor] = field(default_factory=list)
+    values: list[torch.Tensor] = field(default_factory=list)
+
+    def applies_to(self, prompt: EncodedPrompt) -> bool:
+        # A prompt that is all prefix has no token of its own to compute step 0 from.
+        return bool(self.ids) and len(prompt.ids) > len(self.ids)
+
+    def compute(self, model, hook, cache_arg: str, device) -> None:
+        with TRANSFORMERS_LOCK:
+            from transformers import DynamicCache
+
+        if self.keys or not self.ids:
+            return
+        ids = torch.tensor([self.ids], dtype=torch.long, device=device)
+        own = DynamicCache(config=model.config)
+        model(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=torch.arange(ids.shape[1], device=device)[None, :],
+              use_cache=True, logits_to_keep=1, **{cache_arg: own})
+        hook.take()  # the prefix's last state is no prompt's step 0
+        self.keys = [layer.keys for layer in own.layers]
+        self.values = [layer.values for layer in own.layers]
+
+    def cache_copy(self, model):
+        """A one-prompt cache holding the prefix; the prompt's pass appends to it (DynamicLayer copies on update)."""
+        with TRANSFORMERS_LOCK:
+            from transformers import DynamicCache
+
+        own = DynamicCache(config=model.config)
+        for index, (keys, values) in enumerate(zip(self.keys, self.values)):
+            own.update(keys, values, index)
+        return own
+
+
+def shared_prefix(prompts: Sequence[EncodedPrompt]) -> SharedPrefix:
+    """The longest token prefix all prompts share (exact: compared after tokenization); empty for one prompt."""
+    if len(prompts) < 2:
+        return SharedPrefix(())
+    first = prompts[0].ids
+    length = min(len(p.ids) for p in prompts)
+    for p in prompts[1:]:
+        n = 0
+        while n < length and p.ids[n] == first[n]:
+            n += 1
+        length = n
+        if not length:
+            break
+    return SharedPrefix(first[:length])
