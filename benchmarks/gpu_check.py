@@ -19,8 +19,8 @@ Exit status 0 when every check of every part that ran passed, 1 otherwise. The t
 batch >= 20x the loop, >= 50% of the HBM bound, batch 1 no slower than the loop, all in 8 minutes)
 are reported, not enforced: missing one is a finding, not a broken check.
 
-Two more commands serve the check itself: `build` (the model folder, in its own process so that the
-GPU memory it used is free again) and `cli` (gpi-desktop's own main, with part d's memory limit).
+benchmarks/gpu_check_child.py builds the model folder and runs gpi-desktop under part d's memory limit,
+each in a process of its own.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+CHILD = ROOT / "benchmarks" / "gpu_check_child.py"  # the model's build and the runs under a memory limit
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
@@ -173,7 +174,7 @@ def gpi_run(
     memory among them) only under a limit.
     """
     out = plan.work / name
-    entry = [sys.executable, __file__, "cli", *limit, "--"] if limit else [sys.executable, "-m", "gpi_desktop"]
+    entry = [sys.executable, str(CHILD), "cli", *limit, "--"] if limit else [sys.executable, "-m", "gpi_desktop"]
     command = [
         *entry,
         "run",
@@ -497,7 +498,7 @@ def make_plan(args) -> Plan:
 
 def build_model(plan: Plan) -> Ran:
     return run_logged(
-        plan, "build", [sys.executable, __file__, "build", str(plan.model)] + (["--dry-run"] if plan.dry_run else [])
+        plan, "build", [sys.executable, str(CHILD), "build", str(plan.model)] + (["--dry-run"] if plan.dry_run else [])
     )
 
 
@@ -526,83 +527,8 @@ def check(args) -> int:
     return 1 if any(p.result == "FAIL" for p in parts) else 0
 
 
-# --- the helper commands -----------------------------------------------------------------------------
-
-
-def build(args) -> int:
-    """The model folder: Llama-3.1-8B's shape in bfloat16 on the GPU, or a tiny one on the CPU (dry run)."""
-    from gpi_desktop.core.model.tinymodel import build_tiny_model, llama_31_8b_spec
-
-    if args.dry_run:
-        spec = llama_31_8b_spec(
-            hidden_size=64,
-            intermediate_size=128,
-            num_layers=2,
-            num_heads=4,
-            num_kv_heads=2,
-            model_vocab_size=1024,
-            seed=1,
-            eos_boost=2.0,
-        )
-    else:
-        spec = llama_31_8b_spec(device="cuda", dtype="bfloat16", seed=1, eos_boost=2.0)
-    started = time.perf_counter()
-    folder = build_tiny_model(args.folder, spec)
-    size = sum(p.stat().st_size for p in folder.iterdir())
-    print(f"model built and saved in {time.perf_counter() - started:.0f} s: {size / 2**30:.2f} GiB in {folder}")
-    return 0
-
-
-def cli(args) -> int:
-    """gpi-desktop's main, under part d's memory limit."""
-    import torch
-
-    if args.gpu_headroom_gib is not None:
-        # The caching allocator refuses past this share of the card; the automatic batch, which reads the card's
-        # free memory, does not know it, so the first batch runs out of memory as a fuller card would make it.
-        model = Path(args.argv[args.argv.index("--model") + 1])
-        weights = sum(p.stat().st_size for p in model.glob("*.safetensors"))
-        total = torch.cuda.get_device_properties(0).total_memory
-        fraction = min(1.0, (weights + args.gpu_headroom_gib * 2**30) / total)
-        torch.cuda.set_per_process_memory_fraction(fraction)
-        print(f"GPU memory limited to {fraction:.1%} of {total / 2**30:.1f} GiB", flush=True)
-    if args.oom_rows is not None:
-        simulate_out_of_memory(args.oom_rows)
-    from gpi_desktop.cli import main
-
-    return main(args.argv)
-
-
-def simulate_out_of_memory(rows: int) -> None:
-    """Make the decoder fail as out of memory for a batch of more than `rows` rows (the CPU has no small allocator)."""
-    import functools
-
-    import torch
-    from transformers.models.llama import modeling_llama
-
-    forward = modeling_llama.LlamaModel.forward
-
-    @functools.wraps(forward)
-    def limited(self, input_ids=None, *a, **kw):
-        if input_ids is not None and input_ids.shape[0] > rows:
-            raise torch.OutOfMemoryError(f"simulated out of memory: {input_ids.shape[0]} rows, the limit is {rows}")
-        return forward(self, input_ids, *a, **kw)
-
-    modeling_llama.LlamaModel.forward = limited
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command")
-    b = sub.add_parser("build", help="write the model folder")
-    b.add_argument("folder", type=Path)
-    b.add_argument("--dry-run", action="store_true")
-    b.set_defaults(handler=build)
-    c = sub.add_parser("cli", help="gpi-desktop's main under a memory limit: cli [limits] -- run ...")
-    c.add_argument("--gpu-headroom-gib", type=float)
-    c.add_argument("--oom-rows", type=int)
-    c.add_argument("argv", nargs=argparse.REMAINDER)
-    c.set_defaults(handler=cli)
     parser.add_argument("--dry-run", action="store_true", help="on the CPU with a tiny model")
     parser.add_argument("--parts", default=",".join(PARTS), help="which parts, e.g. a,d (default all)")
     parser.add_argument("--prompts", type=int, help="prompts in parts a, c and d (default 64; dry run 16)")
@@ -613,12 +539,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-timeout", type=float, help="seconds any one run may take (default 300; dry run 1200)")
     parser.add_argument("--work", help="folder for the prompts, exports and logs (default: a new temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the model folder")
-    args = parser.parse_args(argv)
-    if getattr(args, "handler", None):
-        if getattr(args, "argv", None) and args.argv[0] == "--":
-            args.argv = args.argv[1:]
-        return args.handler(args)
-    return check(args)
+    return check(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
