@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtWidgets import QFileDialog
 
@@ -23,12 +24,48 @@ from gpi_desktop.ui.steps.export_flow import (
 )
 from gpi_desktop.ui.steps.export_folder_dialog import ExportFolderDialog, documents_folder
 
+if TYPE_CHECKING:
+    from PySide6.QtCore import QSettings, SignalInstance
 
-class ExportActions:
+    from gpi_desktop.core.files.runstore import KeyChange
+    from gpi_desktop.core.job.job import RunOutcome
+    from gpi_desktop.ui.shared.prompter import Prompter
+    from gpi_desktop.ui.shared.tasks import BackgroundCalls, TaskRunner
+    from gpi_desktop.ui.state.window_state import WindowState
+    from gpi_desktop.ui.steps.export_step import ExportPage
+    from gpi_desktop.ui.steps.model_step import ModelPanel
+    from gpi_desktop.ui.steps.settings_step import SettingsPanel
+
+
+if TYPE_CHECKING:
+    from PySide6.QtWidgets import QMainWindow as _Window  # what `self` is: the main window
+else:
+    _Window = object
+
+
+class ExportActions(_Window):
     """Step 6 of `MainWindow`: uses its state, export page, runner, prompter and settings."""
 
+    if TYPE_CHECKING:  # what this part uses of the window (MainWindow defines them)
+        state: WindowState
+        runner: TaskRunner
+        calls: BackgroundCalls
+        prompter: Prompter
+        qsettings: QSettings
+        export_page: ExportPage
+        settings_panel: SettingsPanel
+        model_panel: ModelPanel
+        export_finished: SignalInstance
+
+        def current_outcome(self) -> RunOutcome | None: ...
+        def result_changes(self) -> tuple[KeyChange, ...] | None: ...
+        def _lock_inputs(self, locked: bool) -> None: ...
+        def _refresh(self, *_args: object) -> None: ...
+        def _after_task(self) -> None: ...
+        def _open_folder(self, folder: Path) -> None: ...
+
     def _export_ready_again(self) -> None:
-        outcome = self.outcome
+        outcome = self.state.outcome
         if outcome is None:
             self.export_page.set_ready(False)
         else:
@@ -42,10 +79,10 @@ class ExportActions:
 
     def export_to(self, folder: Path) -> bool:
         """Write the export folder in the worker; asks before writing into a folder that holds files."""
-        if self.outcome is None or self.runner.is_busy():
+        if self.state.outcome is None or self.runner.is_busy():
             return False
         if self.current_outcome() is None:  # the inputs changed since the run: its results are not theirs
-            self.export_page.show_error(stale_html(made_with_html(self.outcome), self.result_changes() or ()))
+            self.export_page.show_error(stale_html(made_with_html(self.state.outcome), self.result_changes() or ()))
             return False
         try:
             # File names may change after the run (they do not change the numbers): use the form's.
@@ -54,7 +91,7 @@ class ExportActions:
         except GpiError as error:
             self.export_page.show_error(window_sentence(error))
             return False
-        outcome = replace(self.outcome, spec=replace(self.outcome.spec, export=export))
+        outcome = replace(self.state.outcome, spec=replace(self.state.outcome.spec, export=export))
         overwrite = False
         if folder_has_files(folder):
             choice = self.prompter.ask(
@@ -114,9 +151,10 @@ class ExportActions:
 
     def _on_export_succeeded(self, summary) -> None:
         folder = Path(summary.folder)
-        self.last_export = folder
-        outcome = self.outcome
-        snippet = gpi_pack_snippet(folder, self.state.export_settings)
+        self.state.last_export = folder
+        outcome, settings = self.state.outcome, self.state.export_settings
+        assert outcome is not None and settings is not None  # set before the export started, kept while it ran
+        snippet = gpi_pack_snippet(folder, settings)
         message = f"Exported {len(outcome.results):,} texts and vectors to {folder}."
         self.export_page.show_done(message, snippet)
         self.export_finished.emit(folder)
@@ -132,7 +170,11 @@ class ExportActions:
         self._after_task()
 
     def choose_folder_to_inspect(self) -> None:
-        start = str(self.last_export) if self.last_export is not None else prefs.last_folder(self.qsettings, "export")
+        start = (
+            str(self.state.last_export)
+            if self.state.last_export is not None
+            else prefs.last_folder(self.qsettings, "export")
+        )
         folder = QFileDialog.getExistingDirectory(self, "Choose an export folder to inspect", start)
         if folder:
             self.inspect_folder(Path(folder))
@@ -151,5 +193,5 @@ class ExportActions:
         )
 
     def open_export_folder(self) -> None:
-        if self.last_export is not None:
-            self._open_folder(self.last_export)
+        if self.state.last_export is not None:
+            self._open_folder(self.state.last_export)

@@ -1,11 +1,11 @@
-"""The main window: six steps in the order a researcher works, and the one run at a time.
+"""The main window: seven steps in the order a researcher works, and the one run at a time.
 
 The window holds no engine logic. It reads its steps into a `StepInputs`, keeps what
 happened in a `WindowState` and renders what the pure functions of `ui/state/` say of them
 (what blocks Run, which steps are done, whether the results shown are stale). It runs
 `core.job.job.run_job` as an `Operation` on the `TaskRunner` (one worker on a QThread)
 and shows what comes back; the export step lives in `export_actions`, reopening an
-unfinished job in `reopen_actions`. Each job keeps its journal in the app data folder
+unfinished job in `reopen_actions`, Help and the window's place in `window_frame`. Each job keeps its journal in the app data folder
 under runs/<job hash>, so a run stopped for any reason continues later.
 """
 
@@ -14,12 +14,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QRect, QSettings, Signal
+from PySide6.QtCore import QSettings, Signal
 from PySide6.QtGui import (
     QCloseEvent,
     QDragEnterEvent,
     QDropEvent,
-    QGuiApplication,
     QIcon,
 )
 from PySide6.QtWidgets import (
@@ -34,12 +33,10 @@ from gpi_desktop.core.files.legacy_runs import adopt_job_folders
 from gpi_desktop.core.job.job import RUNS_DIRNAME, JobSpec, RunOutcome
 from gpi_desktop.core.vocabulary.errors import GpiError, MemoryFitError, Remedy
 from gpi_desktop.core.vocabulary.progress import Progress, ProgressKind
-from gpi_desktop.core.vocabulary.settings import DEFAULT_MODEL
 from gpi_desktop.ui.export_actions import ExportActions
 from gpi_desktop.ui.reopen_actions import ReopenActions
 from gpi_desktop.ui.shared import none_guard, prefs
 from gpi_desktop.ui.shared.error_words import failure_sentence, window_sentence
-from gpi_desktop.ui.shared.folders import open_in_file_manager
 from gpi_desktop.ui.shared.formatting import job_figures_line, settings_words
 from gpi_desktop.ui.shared.prompter import Prompter
 from gpi_desktop.ui.shared.resources import (
@@ -49,7 +46,7 @@ from gpi_desktop.ui.shared.resources import (
     is_demo_model,
     legacy_data_dirs,
 )
-from gpi_desktop.ui.shared.screen_fit import FRAME_ALLOWANCE, PREFERRED_SIZE, centred, fitted_geometry
+from gpi_desktop.ui.shared.screen_fit import PREFERRED_SIZE, centred
 from gpi_desktop.ui.shared.tasks import BackgroundCalls, Operation, TaskRunner
 from gpi_desktop.ui.state import window_state
 from gpi_desktop.ui.state.window_state import (
@@ -79,7 +76,13 @@ from gpi_desktop.ui.steps.run_step import RunPage
 from gpi_desktop.ui.steps.settings_step import SettingsPanel
 from gpi_desktop.ui.steps.token_step import TokenPanel
 from gpi_desktop.ui.unfinished_bar import UnfinishedBar
-from gpi_desktop.ui.window_frame import about_text, frame_margins, install_help_menu, mark_done, step_list, step_page
+from gpi_desktop.ui.window_frame import (
+    FrameActions,
+    install_help_menu,
+    mark_done,
+    step_list,
+    step_page,
+)
 
 # The step numbers live with the window's state; imported from here too, as the window's own.
 __all__ = ["STEP_ACCESS", "STEP_ESTIMATE", "STEP_EXPORT", "STEP_MODEL", "STEP_PROMPTS", "STEP_RUN", "STEP_SETTINGS",
@@ -90,7 +93,7 @@ log = logging.getLogger(__name__)
 CLOSE_WAIT_S = 5.0  # for a model check or keyring call still out when the window closes
 
 
-class MainWindow(ReopenActions, ExportActions, QMainWindow):
+class MainWindow(FrameActions, ReopenActions, ExportActions, QMainWindow):
     run_finished = Signal(object)  # RunOutcome
     run_failed = Signal(str)  # why a run did not finish (refused, failed or stopped), in plain words
     export_finished = Signal(object)  # the export folder (Path)
@@ -157,34 +160,6 @@ class MainWindow(ReopenActions, ExportActions, QMainWindow):
         install_cluster_menu(self, lambda: main_window_job(self))
         install_help_menu(self, self.show_guide, self.open_log_folder, self.show_about)
 
-    def open_log_folder(self) -> None:
-        from gpi_desktop.logs import log_dir
-
-        folder = log_dir()
-        folder.mkdir(parents=True, exist_ok=True)
-        self._open_folder(folder)
-
-    def _open_folder(self, folder: Path) -> None:
-        where = open_in_file_manager(folder)
-        if where is not None:
-            self.prompter.tell(self, "Open the folder", where)
-
-    def show_guide(self) -> None:
-        from gpi_desktop.ui.guide import GuideDialog
-
-        try:
-            _run, export = self.settings_panel.values(model=self.model_panel.model() or DEFAULT_MODEL)
-        except GpiError:
-            export = None  # a half-typed option line: the guide names the default file names
-        self.guide = GuideDialog(self.runs_dir, export, self)
-        self.guide.show()
-
-    def show_about(self) -> None:
-        self.prompter.tell(self, f"About {APPLICATION}", about_text())
-
-    def go_to(self, step: int) -> None:
-        self.steps.setCurrentRow(step)
-
     def _connect(self) -> None:
         self.model_panel.model_changed.connect(self._refresh)
         self.model_panel.target_checked.connect(self._refresh)
@@ -222,30 +197,6 @@ class MainWindow(ReopenActions, ExportActions, QMainWindow):
         if geometry is None or not self.restoreGeometry(geometry):
             self.setGeometry(centred(PREFERRED_SIZE, self._available_geometry()))
         self.fit_to_screen()
-
-    def _available_geometry(self) -> QRect:
-        screen = self.screen() or QGuiApplication.primaryScreen()
-        return screen.availableGeometry()
-
-    def fit_to_screen(self, available: QRect | None = None) -> None:
-        """Shrink and move the window into `available` (default: its screen's area without taskbars).
-
-        A geometry saved on a bigger screen, or at another scale, would otherwise open partly off-screen.
-        """
-        if self.isMaximized() or self.isFullScreen():
-            return
-        available = available if available is not None else self._available_geometry()
-        frame = frame_margins(self) or FRAME_ALLOWANCE  # the real frame, once it is known
-        self.setGeometry(fitted_geometry(self.geometry(), available, frame))
-
-    def save_preferences(self) -> None:
-        try:
-            run, export = self.settings_panel.values(model=self.model_panel.model() or DEFAULT_MODEL)
-        except GpiError:
-            return  # a half-typed option line is not worth keeping
-        prefs.save_settings(self.qsettings, run, export)
-        self.qsettings.setValue("window/geometry", self.saveGeometry())
-        self.qsettings.sync()
 
     # --- the state of the steps ------------------------------------------------------------------
 

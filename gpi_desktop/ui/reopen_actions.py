@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gpi_desktop.core.files.prompts import PromptTable
 from gpi_desktop.core.job.job import FILE_MOVED, UnfinishedJob, unfinished_jobs
@@ -14,11 +15,44 @@ from gpi_desktop.core.vocabulary.errors import GpiError
 from gpi_desktop.ui.shared.error_words import window_sentence
 from gpi_desktop.ui.state.window_state import STEP_PROMPTS, STEP_RUN, PendingRun, inspect_job
 
+if TYPE_CHECKING:
+    from gpi_desktop.core.job.job import JobSpec
+    from gpi_desktop.ui.shared.tasks import BackgroundCalls, TaskRunner
+    from gpi_desktop.ui.state.window_state import WindowState
+    from gpi_desktop.ui.steps.model_step import ModelPanel
+    from gpi_desktop.ui.steps.prompts_step import PromptsPanel
+    from gpi_desktop.ui.steps.run_step import RunPage
+    from gpi_desktop.ui.steps.settings_step import SettingsPanel
+    from gpi_desktop.ui.unfinished_bar import UnfinishedBar
+
 log = logging.getLogger(__name__)
 
 
-class ReopenActions:
+if TYPE_CHECKING:
+    from PySide6.QtWidgets import QMainWindow as _Window  # what `self` is: the main window
+else:
+    _Window = object
+
+
+class ReopenActions(_Window):
     """The unfinished bar's Reopen for `MainWindow`: uses its state, steps and background calls."""
+
+    if TYPE_CHECKING:  # what this part uses of the window (MainWindow defines them)
+        state: WindowState
+        runner: TaskRunner
+        calls: BackgroundCalls
+        runs_dir: Path
+        old_runs_dirs: tuple[Path, ...]
+        unfinished_bar: UnfinishedBar
+        settings_panel: SettingsPanel
+        model_panel: ModelPanel
+        prompts_panel: PromptsPanel
+        run_page: RunPage
+
+        def current_spec(self) -> JobSpec: ...
+        def go_to(self, step: int) -> None: ...
+        def _refresh(self, *_args: object) -> None: ...
+        def _on_inspect_failed(self, error: BaseException) -> None: ...
 
     def _look_for_unfinished_jobs(self) -> None:
         folders = (self.runs_dir, *self.old_runs_dirs)  # jobs an older version kept where they could not be moved
@@ -51,6 +85,8 @@ class ReopenActions:
 
     def _show_reopened_job(self, table: PromptTable) -> None:
         job, self.state.reopening = self.state.reopening, None
+        if job is None:
+            return
         try:
             spec = self.current_spec()
         except GpiError as error:

@@ -101,7 +101,8 @@ def inspect_job(spec: JobSpec, table: PromptTable, runs_dir: Path, elsewhere: tu
     """
     key = job_key(spec, table)
     work_dir = job_journal_folder(runs_dir, spec, table, elsewhere)
-    finished, results = None, ()
+    finished: int | None = None
+    results: tuple[PromptResult, ...] = ()
     if RunJournal.exists(work_dir):
         with RunJournal.open(work_dir, key) as journal:
             finished = len(journal)
