@@ -41,6 +41,16 @@ def test_the_demo_export_reaches_an_estimate_with_its_report(qtbot, make_window,
     step.treatment_combo.setCurrentText("party")  # two values that are not 0/1: the window asks which is treated
     assert step.treated_combo.currentText() == "(choose)" and not step.estimate_button.isEnabled()
     step.treatment_combo.setCurrentText("treatment")
+    step.epochs_spin.setValue(10_000)  # Stop: the first epoch's progress is shown, then nothing is written
+    def stop(_progress):
+        step.cancel()
+
+    window.runner.progress.connect(stop)
+    assert step.estimate_to(tmp_path / "stopped")
+    qtbot.waitUntil(lambda: not window.runner.is_busy(), timeout=120_000)
+    window.runner.progress.disconnect(stop)
+    assert step.status_label.text() == "Stopped; no report was written."
+    assert not (tmp_path / "stopped" / "estimate.json").exists() and step.estimate_button.isEnabled()
     step.epochs_spin.setValue(3)
     window.go_to(STEP_ESTIMATE)
     with qtbot.waitSignal(step.estimated, timeout=300_000) as done:

@@ -11,6 +11,7 @@ choice comes from `settings.seed`: the folds, the splits, the networks' weights,
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,6 +30,9 @@ from gpi_desktop.core.vocabulary.progress import (
     TaskState,
     check_cancel,
 )
+
+if TYPE_CHECKING:  # torch is imported when the estimate runs, not when this module is
+    from gpi_desktop.core.estimate.tarnet import LossTrace, Rows
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,7 @@ class Estimate:
     scores: np.ndarray
     trimmed_share: float
     ps_accuracy: float
-    losses: tuple = field(default_factory=tuple)  # one tarnet.LossTrace per fold
+    losses: tuple[LossTrace, ...] = field(default_factory=tuple)  # one per fold
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,7 @@ def _fold_seeds(seed: int, folds: int) -> tuple[int, list[_Seeds]]:
     return int(fold_seq.generate_state(1)[0]), out
 
 
-def _rows(design: Design, index: np.ndarray):
+def _rows(design: Design, index: np.ndarray) -> Rows:
     from gpi_desktop.core.estimate.tarnet import Rows
 
     return Rows.of(design.r[index], design.t[index], design.y[index], None if design.c is None else design.c[index])

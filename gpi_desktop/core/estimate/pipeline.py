@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gpi_desktop.core.estimate.columns import build_design
 from gpi_desktop.core.estimate.crossfit import Estimate, cross_fit
@@ -20,6 +21,9 @@ from gpi_desktop.core.estimate.settings import EstimateRequest
 from gpi_desktop.core.estimate.vectors import Vectors, load_vectors
 from gpi_desktop.core.estimate.words import overlap_words
 from gpi_desktop.core.vocabulary.progress import NullState, TaskState
+
+if TYPE_CHECKING:  # pandas is imported where a table is read
+    import pandas as pd
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,7 +57,7 @@ class DataPreview:
     """The data file an estimate would read (for the window's choice of columns) and the number of vectors."""
 
     path: Path
-    frame: object  # pandas.DataFrame, every cell as text
+    frame: pd.DataFrame  # every cell as text
     n_vectors: int
 
     @property

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
     from gpi_desktop.core.estimate.crossfit import Estimate
     from gpi_desktop.core.estimate.design import Design
+    from gpi_desktop.core.estimate.tarnet import LossTrace
 
 TREATED_COLOUR, CONTROL_COLOUR = "#d95f02", "#1b9e77"
 
@@ -25,7 +26,7 @@ def propensity_figure(design: Design, estimate: Estimate, trim: tuple[float, flo
 
     figure = Figure(figsize=(6.0, 3.6), dpi=100, layout="constrained")
     axes = figure.add_subplot()
-    bins = np.linspace(0, 1, 41)
+    bins = [i / 40 for i in range(41)]
     for arm, label, colour in ((1, f"treated ({design.treated_value})", TREATED_COLOUR),
                                (0, f"control ({design.control_value})", CONTROL_COLOUR)):
         axes.hist(estimate.propensity[design.t == arm], bins=bins, alpha=0.55, density=True, label=label, color=colour)
@@ -39,7 +40,7 @@ def propensity_figure(design: Design, estimate: Estimate, trim: tuple[float, flo
     return figure
 
 
-def loss_figure(losses: tuple) -> Figure:
+def loss_figure(losses: tuple[LossTrace, ...]) -> Figure:
     """The validation loss of each fold's outcome model by epoch; the kept epoch marked."""
     from matplotlib.figure import Figure
 

@@ -24,6 +24,9 @@ _EPS = 1e-12
 
 
 class SpectralLinear(nn.Module):
+    u: torch.Tensor  # the power iteration's vectors (buffers)
+    v: torch.Tensor
+
     def __init__(self, n_in: int, n_out: int, generator: torch.Generator) -> None:
         super().__init__()
         base = seeded_linear(n_in, n_out, generator)
@@ -73,9 +76,9 @@ def fit_classifier(x: np.ndarray, t: np.ndarray, settings: EstimateSettings, see
     best, since_best = math.inf, 0
     for _ in range(settings.ps_epochs):
         model.train()
-        for index in train[torch.randperm(len(train), generator=generator)].split(settings.ps_batch_size):
+        for index in torch.split(train[torch.randperm(len(train), generator=generator)], settings.ps_batch_size):
             optimizer.zero_grad(set_to_none=True)
-            nn.functional.cross_entropy(model(xs[index]), ts[index]).backward()
+            torch.autograd.backward(nn.functional.cross_entropy(model(xs[index]), ts[index]))
             optimizer.step()
         if not n_valid:
             continue

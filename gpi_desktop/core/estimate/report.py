@@ -22,6 +22,7 @@ import numpy as np
 
 from gpi_desktop.core.estimate.pipeline import EstimateResult
 from gpi_desktop.core.estimate.plots import loss_figure, png_bytes, propensity_figure
+from gpi_desktop.core.estimate.scores import trim
 from gpi_desktop.core.estimate.words import methods_paragraph
 from gpi_desktop.core.files.fileio import make_folder, plain_os_errors, write_atomically
 from gpi_desktop.core.vocabulary.errors import OutputFolderError, Remedy
@@ -114,7 +115,7 @@ def summary_csv(record: dict[str, Any]) -> bytes:
 def scores_csv(result: EstimateResult) -> bytes:
     design, est = result.design, result.estimate
     e = est.propensity
-    trimmed = np.clip(e, *sorted(result.request.settings.trim))
+    trimmed = trim(e, result.request.settings.trim)
     rows = [[int(design.data_rows[i]), int(est.fold[i]) + 1, int(design.t[i]), float(design.y[i]), float(est.y0[i]),
              float(est.y1[i]), float(e[i]), float(trimmed[i]), float(est.scores[i])]
             + ([str(design.clusters[i])] if design.clusters is not None else []) for i in range(design.n)]

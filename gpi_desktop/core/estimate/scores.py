@@ -30,11 +30,13 @@ class Summary:
 def dml_scores(t: np.ndarray, y: np.ndarray, e: np.ndarray, y1: np.ndarray, y0: np.ndarray) -> np.ndarray:
     """Each row's score: y1 - y0 + t (y - y1) / e - (1 - t) (y - y0) / (1 - e); e already trimmed."""
     t = t.astype(np.float64)
-    return y1 - y0 + t * (y - y1) / e - (1 - t) * (y - y0) / (1 - e)
+    scores: np.ndarray = y1 - y0 + t * (y - y1) / e - (1 - t) * (y - y0) / (1 - e)
+    return scores
 
 
 def trim(e: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
-    return np.clip(e, min(bounds), max(bounds))
+    trimmed: np.ndarray = np.clip(e, min(bounds), max(bounds))
+    return trimmed
 
 
 def trimmed_share(e: np.ndarray, bounds: tuple[float, float]) -> float:

@@ -141,12 +141,12 @@ def fit_tarnet(train: Rows, valid: Rows, settings: EstimateSettings, seed: int, 
     for epoch in range(settings.epochs):
         model.train()
         loss_sum = 0.0
-        for index in torch.randperm(len(train), generator=order).split(settings.batch_size):
+        for index in torch.split(torch.randperm(len(train), generator=order), settings.batch_size):
             check()
             batch = train.take(index)
             optimizer.zero_grad(set_to_none=True)
             loss = torch.mean((model(batch.r, batch.t, batch.c) - batch.y) ** 2)
-            loss.backward()
+            torch.autograd.backward(loss)
             nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=True)
             optimizer.step()
             loss_sum += loss.item() * len(index)
