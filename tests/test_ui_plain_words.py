@@ -83,7 +83,7 @@ def test_help_has_a_two_minute_guide_with_the_six_steps_the_export_and_where_job
     guide_action.trigger()
     text = window.guide.browser.toPlainText()
     assert window.guide.isVisible()
-    for heading in ("What GPI is", "The six steps", "What the export holds", "Where jobs are kept",
+    for heading in ("What GPI is", "The seven steps", "What the export holds", "Where jobs are kept",
                     "How to cite the settings"):
         assert heading in text
     for title in STEP_TITLES:

@@ -26,9 +26,10 @@ def guide_html(runs_dir: Path, export: ExportSettings | None = None) -> str:
 prompt (or one existing text) per observation, lets it write without chance (greedy decoding), and keeps two
 things per observation: the text it wrote, and a vector of numbers that summarises the model's internal state while
 it wrote. The estimators of the <code>gpi_pack</code> package (<code>TarNet.estimate_k_ate</code> and others) work on
-those vectors. This program does that first step, exactly as <code>gpi_pack</code> does, without code.</p>
+those vectors. This program does that first step, exactly as <code>gpi_pack</code> does, without code, and then the
+second: the effect, estimated from the vectors with gpi_pack's estimator.</p>
 
-<h2>The six steps</h2>
+<h2>The seven steps</h2>
 <ol>
 <li><b>Hugging Face access</b>: Llama models need a free token; it is kept in your system's password store.</li>
 <li><b>Model</b>: the model that writes (gpi_pack's default, Llama-3.1-8B-Instruct, needs an NVIDIA GPU; the demo
@@ -38,6 +39,9 @@ model tries everything on any computer). The step says where it runs and how lon
 <li><b>Run and preview</b>: press Run; you can stop at any time and continue later. Read the texts before you export;
 highlighted rows reached the token limit.</li>
 <li><b>Export</b>: choose a new folder; the files are written there.</li>
+<li><b>Estimate the effect</b>: pick the treatment column (two values) and the outcome column (numbers) of your
+prompts file or another data file, then choose a folder for the report: the effect with its standard error and 95%
+interval, the rows used and left out, whether the two groups overlap, and a paragraph for your methods section.</li>
 </ol>
 
 <h2>What the export holds</h2>
