@@ -108,12 +108,15 @@ def steps(args) -> None:
 
 
 def coverage(args, reference) -> None:
-    print(f"coverage: {args.reps} studies, N {args.n} x width {args.width}, small networks (tests/estimate_sim.py), "
+    print(f"coverage: {args.reps} studies, N {args.n} x width {args.width}, small networks (tests/estimate_sim.py)"
+          f"{f', deconfounder {args.representation} wide' if args.representation else ''}"
+          f"{f', at most {args.epochs} epochs' if args.epochs else ''}, "
           f"{args.threads} torch thread(s); machine: {machine()}", flush=True)
     rows = {"gpi_pack": [], "ours": []}
     for rep in range(args.reps):
         study = simulate(args.n, args.width, seed=1000 + rep)
-        settings = small_settings(seed=rep)
+        settings = small_settings(seed=rep, **({"representation_layers": (args.representation,)} if args.representation
+                                                 else {}), **({"epochs": args.epochs} if args.epochs else {}))
         ate, se = reference_run(reference, study, settings)
         summary = cross_fit(study.design(), settings, NullState()).summary
         rows["gpi_pack"].append((ate, se))
@@ -132,8 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("what", choices=["speed", "coverage", "steps"])
     parser.add_argument("--n", type=int)
     parser.add_argument("--width", type=int)
-    parser.add_argument("--epochs", type=int, default=0, help="speed: fix the epochs for both (0: early stopping)")
+    parser.add_argument("--epochs", type=int, default=0, help="speed: fix the epochs for both (0: early stopping); "
+                        "coverage: at most this many epochs instead of the small networks' 60")
     parser.add_argument("--reps", type=int, default=20)
+    parser.add_argument("--representation", type=int, default=0,
+                        help="coverage: the deconfounder's width instead of the small networks' 32")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)

@@ -89,3 +89,18 @@ def test_estimate_asks_which_value_is_treated_with_the_flag(study, tmp_path, cap
                  "--outcome", "score", "--out", str(tmp_path / "report")])
     assert code == EXIT_BAD_INPUT
     assert "say which one means treated with --treated VALUE" in capsys.readouterr().err
+
+
+def test_a_stopped_estimate_exits_130_and_says_no_report_was_written(study, tmp_path, capsys, monkeypatch):
+    from gpi_desktop.core.estimate import run as run_module
+    from gpi_desktop.core.vocabulary.errors import EXIT_CANCELLED, Cancelled
+
+    def stopped(*_args, **_kwargs):
+        raise Cancelled()
+
+    monkeypatch.setattr(run_module, "run_estimate", stopped)
+    folder = write_gpi_pack_folder(study, tmp_path / "hidden")
+    code = main(["estimate", "--vectors", str(folder), "--data", str(tmp_path / "data.csv"), "--treatment", "group",
+                 "--outcome", "score", "--out", str(tmp_path / "report")])
+    assert code == EXIT_CANCELLED
+    assert capsys.readouterr().err.strip() == "Stopped; no report was written."

@@ -42,12 +42,14 @@ def methods_paragraph(request: EstimateRequest, vectors: Vectors, design: Design
                       version: str) -> str:
     s = request.settings
     source = vectors.source
-    model = (f"the hidden states of {source.model} ({source.pooling} pooling of the last layer over the generated "
-             f"tokens), {vectors.width} dimensions, produced with GPI Desktop") if source.model else \
+    model = (f"the last-layer hidden states of {source.model}, pooled over the generated tokens ('{source.pooling}' "
+             f"pooling), {vectors.width} dimensions, produced with GPI Desktop") if source.model else \
         f"{vectors.width}-dimensional hidden states saved by gpi_pack"
-    confounders = (f" The confounders {', '.join(request.confounders)} were appended to the learned representation."
+    confounders = (f" Confounders ({', '.join(request.confounders)}) were appended to the learned representation."
                    if request.confounders else "")
-    cluster = (f" clustered by {request.cluster} ({estimate.summary.n_clusters} clusters)" if request.cluster else "")
+    se = (f"its standard error the cluster-robust standard error of that mean, clustered by {request.cluster} "
+          f"({estimate.summary.n_clusters} clusters)" if request.cluster else
+          "its standard error their standard deviation divided by the square root of N")
     left = design.left_out
     summary = estimate.summary
     low, high = summary.ci95
@@ -63,8 +65,7 @@ def methods_paragraph(request: EstimateRequest, vectors: Vectors, design: Design
         f"a spectrally normalised neural network on the learned representation (layers {list(s.ps_layers)}), "
         f"cross-fitted within the fold, estimated the propensity score, trimmed to [{s.trim[0]}, {s.trim[1]}] "
         f"({estimate.trimmed_share:.1%} of the scores were trimmed).{confounders} The estimate is the mean of the "
-        f"doubly robust (AIPW) scores, and its standard error their standard deviation divided by the square root of "
-        f"N{cluster}. All random choices were fixed by the seed {s.seed}. Of {design.n + left.rows} rows, "
+        f"doubly robust (AIPW) scores, and {se}. All random choices were fixed by the seed {s.seed}. Of {design.n + left.rows} rows, "
         f"{design.n} were used ({design.arm_sizes[0]} treated, {design.arm_sizes[1]} control) and {left.rows} left "
         f"out ({left.words()}). The estimated effect is {summary.ate:.4g} (standard error {summary.se:.4g}; 95% "
         f"interval {low:.4g} to {high:.4g}).\n\nCite:\n" + "\n".join(f"- {c}" for c in CITATIONS) + "\n"
