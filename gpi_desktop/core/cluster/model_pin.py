@@ -18,9 +18,14 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gpi_desktop.core.files.fileio import TEMP_PREFIX
 from gpi_desktop.core.vocabulary.errors import SettingsError
+
+if TYPE_CHECKING:
+    from gpi_desktop.core.cluster.shards import Shard
+    from gpi_desktop.core.job.job import JobSpec
 
 PIN_FILE = "model-pin.json"
 
@@ -35,14 +40,14 @@ class ModelPin:
         return json.dumps({"model": self.model, "revision": self.revision, "task": self.task}, indent=1) + "\n"
 
 
-def task_model_revision(spec) -> str | None:
+def task_model_revision(spec: JobSpec) -> str | None:
     """The commit or fingerprint this task would load now, without loading it (None: not downloaded here)."""
     from gpi_desktop.core.hub.download import pin_revision
     from gpi_desktop.core.model.models import local_model_revision, resolve_source
 
     source = resolve_source(spec.settings.model)
-    if source.is_local:
-        return local_model_revision(Path(source.local_path))
+    if source.local_path is not None:
+        return local_model_revision(source.local_path)
     return pin_revision(source.name, spec.settings.revision)
 
 
@@ -73,7 +78,7 @@ def pin_first(path: Path, pin: ModelPin) -> ModelPin:
     return read_pin(path) or pin
 
 
-def check_task_model(job_folder: Path, spec, shard):
+def check_task_model(job_folder: Path, spec: JobSpec, shard: Shard) -> JobSpec:
     """The job to run in this task: its model pinned to the job's one version; SettingsError if it cannot be."""
     from gpi_desktop.core.hub.download import is_commit
     from gpi_desktop.core.job.job import with_settings

@@ -24,11 +24,15 @@ import shutil
 import textwrap
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gpi_desktop.core.vocabulary.errors import SettingsError
 from gpi_desktop.core.files.runstore import RUN_DIR_NAME
 from gpi_desktop.core.cluster.review import JobReview, review_job
 from gpi_desktop.core.cluster.shards import JOB_FILE_NAME, SHARD_MANIFEST, write_job_file
+
+if TYPE_CHECKING:
+    from gpi_desktop.core.job.job import JobSpec
 
 SCRIPT_NAME = "run.sbatch"
 README_NAME = "README.txt"
@@ -137,14 +141,14 @@ class JobFolder:
     review: "JobReview | None" = None  # how the prompts go to the tasks, and the warnings
 
 
-def cluster_spec(spec, cluster: ClusterSettings):
+def cluster_spec(spec: JobSpec, cluster: ClusterSettings) -> JobSpec:
     """The job as the cluster runs it: on its GPUs when it asks for any (never silently on the CPU), else the CPU."""
     from gpi_desktop.core.job.job import with_settings
 
     return with_settings(spec, device="cuda" if cluster.gpus_per_task > 0 else "cpu")
 
 
-def pinned_spec(spec, token: str | None = None):
+def pinned_spec(spec: JobSpec, token: str | None = None) -> tuple[JobSpec, str | None]:
     """The job with its hub model's revision pinned to one commit, so every task runs the same files.
 
     Returns (spec, commit); commit is None for a model folder, or when neither
@@ -161,7 +165,7 @@ def pinned_spec(spec, token: str | None = None):
     return (with_settings(spec, revision=commit) if commit else spec), commit
 
 
-def write_job_folder(folder: Path | str, spec, cluster: ClusterSettings, *, token: str | None = None,
+def write_job_folder(folder: Path | str, spec: JobSpec, cluster: ClusterSettings, *, token: str | None = None,
                      pin: bool = True) -> JobFolder:
     """Write a job folder for `spec` into an empty (or new) `folder`; checks everything first (`review_job`).
 
@@ -380,7 +384,7 @@ def _shell_path(path: str) -> str:
     return path
 
 
-def readme_text(cluster: ClusterSettings, spec, review: JobReview, folder_name: str) -> str:
+def readme_text(cluster: ClusterSettings, spec: JobSpec, review: JobReview, folder_name: str) -> str:
     """README.txt of a job folder.
 
     Longer than our functions usually are on purpose: it is one text that the user reads top to bottom, step by

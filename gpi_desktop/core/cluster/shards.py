@@ -32,10 +32,11 @@ import hashlib
 import io
 import json
 import re
+from contextlib import AbstractContextManager
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -54,6 +55,7 @@ from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings
 if TYPE_CHECKING:
     from gpi_desktop.core.output.export import ExportSummary
     from gpi_desktop.core.job.job import JobSpec, RunOutcome
+    from gpi_desktop.core.files.prompts import PromptTable
 
 JOB_FORMAT = "gpi-desktop job 1"
 SHARD_FORMAT = "gpi-desktop shard 1"
@@ -294,7 +296,7 @@ class ShardFolder:
 
     @property
     def identity(self) -> dict[str, Any]:
-        return self.manifest["identity"]
+        return cast("dict[str, Any]", self.manifest["identity"])
 
     @property
     def name(self) -> str:
@@ -466,17 +468,19 @@ def merge_shards(
 
 def _read_shard_results(shard: ShardFolder, cells: dict[int, list[Any]]) -> list[PromptResult]:
     files = shard.manifest.get("sha256", {})
-    data = {}
+    data: dict[str, bytes] = {}
     for name in (SHARD_RESULTS, SHARD_MATRIX):
+        content: bytes | None
         try:
-            data[name] = (shard.folder / name).read_bytes()
+            content = (shard.folder / name).read_bytes()
         except PermissionError:
             raise InputError(not_readable(shard.folder / name)) from None
         except OSError:
-            data[name] = None
-        if data[name] is None or hashlib.sha256(data[name]).hexdigest() != files.get(name):
+            content = None
+        if content is None or hashlib.sha256(content).hexdigest() != files.get(name):
             raise InputError(f"The file {name} of {shard.name} is missing or changed since the shard finished: "
                              "copy that folder again from the cluster, or run that shard again.")
+        data[name] = content
     matrix = np.load(io.BytesIO(data[SHARD_MATRIX]), allow_pickle=False)
     records = [json.loads(line) for line in data[SHARD_RESULTS].decode().splitlines() if line]
     if [r["row"] for r in records] != list(shard.rows) or matrix.shape[0] != len(records):
@@ -488,7 +492,7 @@ def _read_shard_results(shard: ShardFolder, cells: dict[int, list[Any]]) -> list
     return out
 
 
-def _merged_table(meta: dict[str, Any], cells: dict[int, list[Any]]):
+def _merged_table(meta: dict[str, Any], cells: dict[int, list[Any]]) -> PromptTable:
     import pandas as pd
 
     from gpi_desktop.core.files.prompts import PromptTable
@@ -532,7 +536,7 @@ def not_readable(path: Path) -> str:
             f"example with: chmod -R a+rX '{path.parent}'")
 
 
-def _natural_key(path: Path) -> tuple:
+def _natural_key(path: Path) -> tuple[int | str, ...]:
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name))
 
 
@@ -544,8 +548,8 @@ def _cell(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def _json_round_trip(data: Any) -> Any:
-    return json.loads(json.dumps(data, sort_keys=True, default=str))
+def _json_round_trip(data: dict[str, Any]) -> dict[str, Any]:
+    return cast("dict[str, Any]", json.loads(json.dumps(data, sort_keys=True, default=str)))
 
 
 def _rows(rows: list[int]) -> str:
@@ -561,7 +565,7 @@ def _capital(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _plain_os_errors(folder: Path):
+def _plain_os_errors(folder: Path) -> AbstractContextManager[None]:
     return plain_os_errors(
         "The disk is full while writing the shard: free some space, then run the task again with --resume; "
         "finished prompts are kept.",

@@ -15,7 +15,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from gpi_desktop.core.vocabulary.errors import PromptFileError, Remedy
 
@@ -97,7 +97,7 @@ class PromptTable:
 
     @property
     def texts(self) -> list[str]:
-        return self.frame[self.column].tolist()
+        return cast("list[str]", self.frame[self.column].tolist())
 
     @property
     def columns(self) -> list[str]:
@@ -333,8 +333,9 @@ def guess_text_column(frame: pd.DataFrame) -> str | None:
     if len(columns) == 1:
         return columns[0]
     sample = frame.head(_GUESS_SAMPLE)
-    stats = {name: _text_stats(sample.iloc[:, i]) for i, name in enumerate(columns)}
-    textual = [c for c in columns if stats[c] is not None]
+    all_stats = {name: _text_stats(sample.iloc[:, i]) for i, name in enumerate(columns)}
+    stats = {name: length for name, length in all_stats.items() if length is not None}
+    textual = [c for c in columns if c in stats]
     named = [c for c in columns if _is_text_name(c)]
     if len(named) == 1:
         return named[0]
@@ -354,7 +355,7 @@ def guess_text_column(frame: pd.DataFrame) -> str | None:
 def empty_rows(table: PromptTable) -> list[int]:
     """Zero-based data rows whose prompt is empty or only blanks."""
     blank = table.frame[table.column].astype(str).str.strip().eq("")
-    return blank.to_numpy().nonzero()[0].tolist()
+    return cast("list[int]", blank.to_numpy().nonzero()[0].tolist())
 
 
 def format_rows(rows: list[int], limit: int = MAX_LISTED_ROWS) -> str:

@@ -28,9 +28,10 @@ import json
 import os
 import shutil
 import zlib
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -110,8 +111,8 @@ class RunJournal:
             journal = cls(folder, header)
             try:
                 # Leftovers of a create that died before writing its header.
-                os.ftruncate(journal._vfd, 0)
-                os.ftruncate(journal._rfd, 0)
+                for fd in journal._open_fds:
+                    os.ftruncate(fd, 0)
                 _write_header(folder, header)
             except BaseException:
                 journal.close()
@@ -146,7 +147,7 @@ class RunJournal:
                         f"The unfinished run in '{folder}' does not match its own records (its hidden size was "
                         "changed), so it cannot be resumed: start the run over."
                     )
-                for fd, end in ((journal._vfd, vectors_end), (journal._rfd, records_end)):
+                for fd, end in zip(journal._open_fds, (vectors_end, records_end)):
                     if os.fstat(fd).st_size > end:
                         os.ftruncate(fd, end)
                         os.fsync(fd)
@@ -162,11 +163,11 @@ class RunJournal:
 
     @property
     def key(self) -> dict[str, Any]:
-        return json.loads(json.dumps(self._header["key"]))
+        return cast("dict[str, Any]", json.loads(json.dumps(self._header["key"])))
 
     @property
     def plan(self) -> dict[str, Any]:
-        return json.loads(json.dumps(self._header["plan"]))
+        return cast("dict[str, Any]", json.loads(json.dumps(self._header["plan"])))
 
     def header_mtime(self) -> float:
         """When the header was last written (seconds since the epoch)."""
@@ -216,8 +217,7 @@ class RunJournal:
 
     def append(self, result: PromptResult) -> None:
         """Make one finished prompt durable: its vector first, then its record."""
-        if self._vfd is None or self._rfd is None:
-            raise ValueError("The journal is closed.")
+        vfd, rfd = self._open_fds
         if result.row in self._records:
             raise ValueError(f"Row {result.row} is already in the journal.")
         vector = np.ascontiguousarray(result.vector, dtype=_VECTOR_DTYPE)
@@ -229,8 +229,8 @@ class RunJournal:
         record = {**result.to_record(prompt_ids=False), "offset": self._vectors_end, "length": int(vector.size)}
         line = _record_line(record, vector_bytes)
         try:
-            _write_at(self._vfd, self._vectors_end, vector_bytes)
-            _write_at(self._rfd, self._records_end, line)
+            _write_at(vfd, self._vectors_end, vector_bytes)
+            _write_at(rfd, self._records_end, line)
         except OSError as error:
             self._roll_back()
             if is_disk_full(error):
@@ -240,6 +240,13 @@ class RunJournal:
         self._records_end += len(line)
         self._records[record["row"]] = record
         self._hidden_size = vector.size
+
+    @property
+    def _open_fds(self) -> tuple[int, int]:
+        """The vectors' and the records' file descriptors; a closed journal refuses."""
+        if self._vfd is None or self._rfd is None:
+            raise ValueError("The journal is closed.")
+        return self._vfd, self._rfd
 
     def close(self) -> None:
         for name in ("_vfd", "_rfd"):
@@ -270,7 +277,7 @@ class RunJournal:
     def _roll_back(self) -> None:
         # Best effort: a tail left behind is cut off on the next open anyway,
         # and the next append writes at the known end, not at the file's end.
-        for fd, end in ((self._vfd, self._vectors_end), (self._rfd, self._records_end)):
+        for fd, end in zip(self._open_fds, (self._vectors_end, self._records_end)):
             try:
                 os.ftruncate(fd, end)
             except OSError:
@@ -280,7 +287,7 @@ class RunJournal:
         if fcntl is None:
             return
         try:
-            fcntl.flock(self._rfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self._open_fds[1], fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             raise RunBusyError(
                 f"Another run is using '{self.folder}' right now: wait for it to finish, or stop it first."
@@ -545,7 +552,7 @@ def _write_header(folder: Path, header: dict[str, Any]) -> None:
     fsync_folder(folder)  # the rename itself survives a power cut
 
 
-def _plain_errors(folder: Path):
+def _plain_errors(folder: Path) -> AbstractContextManager[None]:
     """Turn OS errors while setting up the journal into the user's words."""
     return plain_os_errors(DISK_FULL_MESSAGE, f"The run's journal cannot be written in '{folder}' ({{reason}}): "
                            "choose a folder you may write to.", disk_full_remedy=Remedy.FREE_SPACE_AND_RESUME)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, cast
 
 import numpy as np
 
@@ -115,7 +115,8 @@ def compare_exports(a: Path | str, b: Path | str, state: TaskState | None = None
     aspects = tuple(_aspects(ma, mb))
     texts_a, texts_b = _texts(a, ma), _texts(b, mb)
     rows = (len(texts_a), len(texts_b))
-    identical, differing = None, ()
+    identical: int | None = None
+    differing: tuple[int, ...] = ()
     if rows[0] == rows[1]:
         differing = tuple(i for i, (x, y) in enumerate(zip(texts_a, texts_b)) if x != y)
         identical = rows[0] - len(differing)
@@ -124,14 +125,14 @@ def compare_exports(a: Path | str, b: Path | str, state: TaskState | None = None
 
 
 def _aspects(ma: dict[str, Any], mb: dict[str, Any]) -> list[Aspect]:
-    def get(m, *path):
+    def get(m: Any, *path: str) -> Any:
         for key in path:
             if not isinstance(m, dict) or key not in m:
                 return _MISSING
             m = m[key]
         return m
 
-    def aspect(name, *paths, words=None):
+    def aspect(name: str, *paths: tuple[str, ...], words: Callable[[tuple[Any, ...]], str] | None = None) -> Aspect:
         va = tuple(get(ma, *p) for p in paths)
         vb = tuple(get(mb, *p) for p in paths)
         say = words or (lambda v: ", ".join(str(x) for x in v))
@@ -139,7 +140,7 @@ def _aspects(ma: dict[str, Any], mb: dict[str, Any]) -> list[Aspect]:
             return Aspect(name, None, _said(va, say), _said(vb, say))
         return Aspect(name, va == vb, say(va), say(vb))
 
-    def settings(m):
+    def settings(m: dict[str, Any]) -> Any:
         s = get(m, "settings")
         if s is _MISSING:
             return _MISSING
@@ -195,7 +196,7 @@ def _settings_words(s: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in sorted(s.items()))
 
 
-def _said(values: tuple, say) -> str:
+def _said(values: tuple[Any, ...], say: Callable[[tuple[Any, ...]], str]) -> str:
     if any(x is _MISSING for x in values):
         return NOT_RECORDED
     return say(values)
@@ -211,7 +212,7 @@ def _texts(folder: Path, manifest: dict[str, Any]) -> list[str]:
     name = (manifest.get("files") or {}).get("texts_csv", "generated_texts.csv")
     try:
         frame = pd.read_csv(folder / name, encoding="utf-8-sig", dtype=str, keep_default_na=False)
-        return frame["generated text"].tolist()
+        return cast("list[str]", frame["generated text"].tolist())
     except (OSError, ValueError, KeyError) as error:
         raise InputError(f"The texts file {name} in '{folder}' cannot be read ({error}): copy the export again.") \
             from None

@@ -114,7 +114,7 @@ def holds_only_this_export(folder: Path | str, export: ExportSettings, n_rows: i
     return True
 
 
-def _is_own_file(entry: os.DirEntry, names: set[str]) -> bool:
+def _is_own_file(entry: os.DirEntry[str], names: set[str]) -> bool:
     return entry.is_file(follow_symlinks=False) and (entry.name in names or entry.name.startswith(TEMP_PREFIX))
 
 
@@ -258,7 +258,7 @@ def _csv_bytes(ordered: list[PromptResult], table: PromptTable) -> bytes:
     for name in table.columns:
         if name != table.column:
             frame[f"{name} (input)" if name in CSV_COLUMNS else name] = table.frame[name].to_numpy()
-    text = frame.to_csv(index=False, lineterminator="\r\n")
+    text: str = frame.to_csv(index=False, lineterminator="\r\n")
     return ("\ufeff" + text).encode("utf-8", "replace")
 
 
