@@ -13,8 +13,9 @@ order: well within the engine's 1e-5 of generate() (tests/test_engine*.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -31,21 +32,21 @@ def _available() -> bool:
         return False
 
 
-def _onednn_forward(module: torch.nn.Linear):
+def _onednn_forward(module: torch.nn.Linear) -> Callable[[torch.Tensor], torch.Tensor]:
     op = torch.ops.mkldnn._linear_pointwise
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         rows = x.numel() // x.shape[-1]
         if rows < 2 or x.dtype != torch.float32 or not x.is_contiguous():
             return F.linear(x, module.weight, module.bias)
-        y = op(x.reshape(rows, x.shape[-1]), module.weight, module.bias, "none", [], "")
+        y: torch.Tensor = op(x.reshape(rows, x.shape[-1]), module.weight, module.bias, "none", [], "")
         return y.reshape(*x.shape[:-1], y.shape[-1])
 
     return forward
 
 
 @contextmanager
-def onednn_linears(model) -> Iterator[None]:
+def onednn_linears(model: Any) -> Iterator[None]:
     """While the engine runs: the decoder layers' float32 CPU `nn.Linear`s compute with oneDNN (see module doc)."""
     layers = getattr(getattr(model, "base_model", None), "layers", None)
     on_cpu = model.get_input_embeddings().weight.device.type == "cpu"
@@ -54,7 +55,8 @@ def onednn_linears(model) -> Iterator[None]:
         return
     linears = [m for m in layers.modules() if type(m) is torch.nn.Linear and "forward" not in m.__dict__]
     for m in linears:
-        m.forward = _onednn_forward(m)
+        # On purpose: an instance attribute shadows the class's forward (deleted again below).
+        m.forward = _onednn_forward(m)  # type: ignore[method-assign,assignment]
     try:
         yield
     finally:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpi_desktop.core.model.context import PromptLengths
 from gpi_desktop.core.vocabulary.errors import ModelError
 from gpi_desktop.core.vocabulary.progress import NullState, Progress, TaskState, check_cancel
 from gpi_desktop.core.vocabulary import template_date as dates
 from gpi_desktop.core.vocabulary.template_date import fixed_template_clock, parse_template_date
+from gpi_desktop.core.vocabulary.settings import RunSettings
+
+if TYPE_CHECKING:
+    from gpi_desktop.core.model.models import PromptTokenizer
 
 # Two dates that differ in day, month, year and weekday: a template whose rendering changes between them uses the date.
 _PROBE_DATES = ("2001-02-03", "2012-11-25")
@@ -49,7 +54,7 @@ class Renderer:
     tokenizer: Any
     instruction: str
     add_generation_prompt: bool
-    template_options: dict
+    template_options: dict[str, Any]
     system_role: bool
     template_date: str = ""  # YYYY-MM-DD; "" renders with today's date (callers outside a job)
     uses_date: bool = False  # the template's text changes with the date
@@ -68,16 +73,16 @@ class Renderer:
             return _render_text(self.tokenizer, self.messages(prompt), self.add_generation_prompt,
                                 self.template_options)
 
-    def _day(self):
+    def _day(self) -> datetime.date:
         return parse_template_date(self.template_date) if self.template_date else dates.local_today()
 
 
-def token_ids_sha256(ids) -> str:
+def token_ids_sha256(ids: Iterable[int]) -> str:
     """The checksum of a prompt's exact token ids (TOKEN_IDS_HASH), which a reader can recompute without us."""
     return hashlib.sha256(",".join(str(int(i)) for i in ids).encode("ascii")).hexdigest()
 
 
-def template_text(tokenizer) -> str:
+def template_text(tokenizer: Any) -> str:
     """The chat template text the tokenizer renders with (a named set of templates: the default one)."""
     getter = getattr(tokenizer, "get_chat_template", None)
     if getter is not None:
@@ -88,11 +93,12 @@ def template_text(tokenizer) -> str:
     return str(tokenizer.chat_template)
 
 
-def template_sha256(tokenizer) -> str:
+def template_sha256(tokenizer: Any) -> str:
     return hashlib.sha256(template_text(tokenizer).encode("utf-8")).hexdigest()
 
 
-def _apply(tokenizer, messages, add_generation_prompt: bool, options: dict) -> list[int]:
+def _apply(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool, options: dict[str, Any]
+           ) -> list[int]:
     # Tokenized by the template call itself (as gpi_pack does), so special tokens such as
     # BOS come from the template text and are not added a second time.
     enc = tokenizer.apply_chat_template(
@@ -104,13 +110,14 @@ def _apply(tokenizer, messages, add_generation_prompt: bool, options: dict) -> l
     return list(ids)
 
 
-def _render_text(tokenizer, messages, add_generation_prompt: bool, options: dict) -> str:
+def _render_text(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool,
+                 options: dict[str, Any]) -> str:
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
                                          **options)
     return text[0] if isinstance(text, list) else str(text)
 
 
-def make_renderer(tokenizer, task: str, template_style: str, template_options: dict | None = None,
+def make_renderer(tokenizer: Any, task: str, template_style: str, template_options: dict[str, Any] | None = None,
                   template_date: str = "") -> Renderer:
     """Probe the chat template once: a template that rejects the system role gets the fallback.
 
@@ -181,7 +188,7 @@ def template_record(renderer: Renderer, prompts: list[str], ids: list[tuple[int,
     )
 
 
-def measure_prompt_lengths(settings, texts: Sequence[str], reader, *, state: TaskState | None = None) -> PromptLengths:
+def measure_prompt_lengths(settings: RunSettings, texts: Sequence[str], reader: PromptTokenizer, *, state: TaskState | None = None) -> PromptLengths:
     """Render and count every prompt as a run of `settings` would, with the tokenizer alone (never the weights).
 
     `reader` is a core.model.models.PromptTokenizer (`load_tokenizer_only` gets

@@ -21,10 +21,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from gpi_desktop.core.vocabulary.errors import Cancelled
 from gpi_desktop.core.vocabulary.progress import Progress, TaskState, TextSoFar
 from gpi_desktop.core.vocabulary.results import PromptResult
+
+if TYPE_CHECKING:
+    import torch
 
 REPORT_EVERY = 0.25  # seconds between reports of the running prompts, at the least
 DECODE_SHARE = 0.05  # the most of the run's time that decoding the running texts may take
@@ -98,7 +102,7 @@ class PromptStreamer:
         self.ids: list[int] = []
         self.prompt_seen = False
 
-    def put(self, value) -> None:
+    def put(self, value: torch.Tensor) -> None:
         if not self.prompt_seen:
             self.prompt_seen = True
             return

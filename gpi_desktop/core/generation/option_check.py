@@ -139,7 +139,7 @@ def _applied(defaults: GenerationConfig, options: dict[str, Any]) -> tuple[Gener
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
-        unused: dict[str, Any] = generation.update(**options)  # type: ignore[no-untyped-call]
+        unused: dict[str, Any] = generation.update(**options)
     finally:
         quiet.setLevel(level)
     return generation, unused
@@ -159,7 +159,7 @@ def _check_model_input(key: str, model_class: type[Any] | None) -> None:
     inputs -= {"self", "kwargs", "model_kwargs"}
     if key in inputs:
         return
-    known = [*GenerationConfig().to_dict(), *_ACCEPTS]  # type: ignore[no-untyped-call]
+    known = [*GenerationConfig().to_dict(), *_ACCEPTS]
     close = difflib.get_close_matches(key, known, n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
     name = model_class.__name__ if model_class is not None else "the model"
@@ -193,7 +193,7 @@ def _build_processors(generation: GenerationConfig, options: dict[str, Any], con
 
 
 def _engine_defaults(generation: GenerationConfig) -> dict[str, Any]:
-    from gpi_desktop.core.generation.engine import effective_generation_options
+    from gpi_desktop.core.generation.processors import effective_generation_options
 
     class _Model:
         generation_config = generation

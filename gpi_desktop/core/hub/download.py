@@ -24,7 +24,7 @@ import re
 import shutil
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, TypeGuard, cast
 from urllib.parse import urlsplit
 
 from gpi_desktop.core.hub.cache import cached_snapshot, hub_cache_dir, storage_folder
@@ -57,9 +57,8 @@ def fetch_config(model: str | Path, *, revision: str | None = None, token: str |
 
     For showing the hidden width and checking memory before a long download.
     """
-    folder = Path(model)
-    if not folder.is_dir():
-        folder = cached_snapshot(str(model), revision)
+    local = Path(model)
+    folder = local if local.is_dir() else cached_snapshot(str(model), revision)
     if folder is None and not offline_mode():
         from huggingface_hub import hf_hub_download
 
@@ -73,7 +72,7 @@ def fetch_config(model: str | Path, *, revision: str | None = None, token: str |
     else:
         path = folder / "config.json"
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return cast("dict[str, Any]", json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError):
         raise ModelError(f"The config.json of {model} cannot be read; is it a transformers model folder?") from None
 
@@ -85,13 +84,13 @@ def _free_bytes(folder: Path) -> int:
     return shutil.disk_usage(probe).free
 
 
-def _read_json_file(model_id: str, filename: str, commit: str, token: str | None, cache_dir: Path) -> dict:
+def _read_json_file(model_id: str, filename: str, commit: str, token: str | None, cache_dir: Path) -> dict[str, Any]:
     from huggingface_hub import hf_hub_download
 
     path = hf_hub_download(model_id, filename, revision=commit, token=token or False, cache_dir=cache_dir,
                            **quiet(hf_hub_download))
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        return cast("dict[str, Any]", json.loads(Path(path).read_text(encoding="utf-8")))
     except ValueError:
         raise ModelError(f"The file {filename} of {model_id} is not valid JSON; see {model_page(model_id)}.") from None
 
@@ -109,6 +108,8 @@ def plan_download(model_id: str, *, revision: str | None = None, token: str | No
     try:
         info = HfApi().model_info(model_id, revision=revision, files_metadata=True, token=token or False)
         commit = info.sha
+        if commit is None:  # the Hub names the commit of every model it describes
+            raise ModelError(f"The Hub did not say which version of {model_id} it has; try again later.")
         siblings = {s.rfilename: s for s in (info.siblings or [])}
         config = _read_json_file(model_id, "config.json", commit, token, cache) if "config.json" in siblings else {}
         tok_config = (_read_json_file(model_id, "tokenizer_config.json", commit, token, cache)
@@ -167,6 +168,8 @@ def _fetch_blob(plan: DownloadPlan, remote: RemoteFile, token: str | None, cache
     url = hf_hub_url(plan.model_id, remote.path, revision=plan.commit)
     meta = get_hf_file_metadata(url, token=token or False)
     etag = meta.etag or remote.etag
+    if not etag:  # the Hub names every file's blob; without it there is no place in the cache to put it
+        raise ModelError(f"The Hub did not say which file {remote.path} of {plan.model_id} is; try again later.")
     blobs = storage_folder(plan.model_id, cache) / "blobs"
     blob = blobs / etag
     if blob.is_file():
@@ -196,12 +199,13 @@ def _fetch_blob(plan: DownloadPlan, remote: RemoteFile, token: str | None, cache
                 f.truncate(0)
                 resume = 0
             counter.add(resume, fetched=False)
-            http_get(source, CountingFile(f, counter), resume_size=resume, headers=headers,
+            # http_get only calls write() on its file, which CountingFile provides.
+            http_get(source, cast(BinaryIO, CountingFile(f, counter)), resume_size=resume, headers=headers,
                      expected_size=meta.size or remote.size, **silent)
         os.replace(partial, blob)
 
 
-def is_commit(revision: str | None) -> bool:
+def is_commit(revision: str | None) -> TypeGuard[str]:
     """A full commit hash (what a pinned job names), not a branch or tag that can move."""
     return bool(revision) and re.fullmatch(r"[0-9a-f]{40}", str(revision)) is not None
 

@@ -14,8 +14,12 @@ import platform
 import subprocess
 import sys
 from collections.abc import MutableMapping
+from typing import TYPE_CHECKING
 
 from gpi_desktop.core.vocabulary.errors import DeviceError, SettingsError
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +98,7 @@ def mps_supports_bfloat16() -> bool:
     return _bfloat16_works("mps")
 
 
-def pick_dtype(dtype: str, device: str):
+def pick_dtype(dtype: str, device: str) -> torch.dtype:
     """The torch dtype for a precision setting: 'auto' is bfloat16 where the GPU supports it, else float16; float32 on the CPU."""
     import torch
 

@@ -16,13 +16,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from gpi_desktop.core.hub.model_files import WEIGHT_SUFFIXES
 from gpi_desktop.core.model.devices import device_description, pick_device, pick_dtype
 from gpi_desktop.core.vocabulary.hf_lock import TRANSFORMERS_LOCK
 from gpi_desktop.core.vocabulary.errors import Cancelled, GpiError, ModelError
 from gpi_desktop.core.vocabulary.progress import NullState, TaskState
+from gpi_desktop.core.vocabulary.settings import RunSettings
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +110,7 @@ def resolve_source(model: str) -> ModelSource:
     return ModelSource(text, None)
 
 
-def dtype_name(dtype) -> str:
+def dtype_name(dtype: object) -> str:
     return str(dtype).replace("torch.", "")
 
 
@@ -132,10 +136,10 @@ def folder_fingerprint(path: Path) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def read_config(source: ModelSource, token: str | None = None, revision: str | None = None) -> dict:
+def read_config(source: ModelSource, token: str | None = None, revision: str | None = None) -> dict[str, Any]:
     """The model's config.json as a dict (for a hub id: from the cache, or only that small file from the hub)."""
-    if source.is_local:
-        return json.loads((source.local_path / "config.json").read_text(encoding="utf-8"))
+    if source.local_path is not None:
+        return cast("dict[str, Any]", json.loads((source.local_path / "config.json").read_text(encoding="utf-8")))
     from gpi_desktop.core.hub.download import fetch_config
 
     try:
@@ -153,7 +157,7 @@ def _hub_error(exc: Exception, model_id: str, token: str | None = None) -> Excep
     return plain_hub_error(exc, model_id, token_sent=bool(token)) or exc
 
 
-def hidden_size_of(config: dict) -> int:
+def hidden_size_of(config: dict[str, Any]) -> int:
     for key in ("hidden_size", "n_embd", "d_model"):
         if key in config:
             return int(config[key])
@@ -166,7 +170,7 @@ def hidden_size_of(config: dict) -> int:
 def fetch_model_files(source: ModelSource, *, token: str | None, revision: str | None, state: TaskState,
                       allow_pickle: bool = False) -> Path:
     """The local folder holding the model: the folder itself, or the hub snapshot (downloaded with progress)."""
-    if source.is_local:
+    if source.local_path is not None:
         return source.local_path
     from gpi_desktop.core.hub.download import download_model
 
@@ -254,7 +258,7 @@ class PromptTokenizer:
     context: int | None  # None: the config does not say
 
 
-def load_tokenizer(settings, *, token: str | None = None, state: TaskState | None = None) -> PromptTokenizer:
+def load_tokenizer(settings: RunSettings, *, token: str | None = None, state: TaskState | None = None) -> PromptTokenizer:
     """The tokenizer and context length for a run's settings, without loading the weights.
 
     So that prompts can be measured (and refused) before the long model load; a hub model is downloaded first.
@@ -267,7 +271,7 @@ def load_tokenizer(settings, *, token: str | None = None, state: TaskState | Non
     return _prompt_tokenizer(folder, source.name)
 
 
-def load_tokenizer_only(settings, *, token: str | None = None) -> PromptTokenizer:
+def load_tokenizer_only(settings: RunSettings, *, token: str | None = None) -> PromptTokenizer:
     """The tokenizer and context length for a run's settings; a hub model not downloaded yet gets only those files.
 
     For measuring prompts ahead of a run (the window's step 3), never worth a whole model's download.
@@ -275,10 +279,10 @@ def load_tokenizer_only(settings, *, token: str | None = None) -> PromptTokenize
     return _prompt_tokenizer(config_files_folder(settings, token=token), resolve_source(settings.model).name)
 
 
-def config_files_folder(settings, *, token: str | None = None) -> Path:
+def config_files_folder(settings: RunSettings, *, token: str | None = None) -> Path:
     """A folder with the model's config and tokenizer files: the model folder, or those files of a hub model only."""
     source = resolve_source(settings.model)
-    if source.is_local:
+    if source.local_path is not None:
         return source.local_path
     from gpi_desktop.core.hub.download import fetch_tokenizer_files
 
@@ -312,8 +316,8 @@ def _prompt_tokenizer(folder: Path, name: str) -> PromptTokenizer:
     return PromptTokenizer(tokenizer, context_length(config))
 
 
-def load_model(settings, *, token: str | None = None, state: TaskState | None = None,
-               tokenizer=None) -> LoadedModel:
+def load_model(settings: RunSettings, *, token: str | None = None, state: TaskState | None = None,
+               tokenizer: Any = None) -> LoadedModel:
     """Load tokenizer and model for a run's settings (a RunSettings); `tokenizer` reuses one already loaded."""
     state = state or NullState()
     with TRANSFORMERS_LOCK:
@@ -337,7 +341,9 @@ def load_model(settings, *, token: str | None = None, state: TaskState | None = 
             _import_model_code(folder, quantization)
         # Outside the lock: the weights take long to load, and step 3's measuring of the prompts must not wait for
         # them. The load imports nothing more of transformers once its code is in (tests/test_thread_imports.py).
-        model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
+        # Any, as LoadedModel.model: the class depends on the architecture, and transformers' own annotations of
+        # `to` (a decorated method) do not accept a device.
+        model: Any = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
     model.eval()
     if device == "cpu":
         model.to("cpu")
@@ -376,7 +382,8 @@ def _import_model_code(folder: Path, quantization: str | None) -> None:
         import transformers.integrations.bitsandbytes  # noqa: F401
 
 
-def _fetch_checked(source: ModelSource, settings, *, token: str | None, state: TaskState) -> tuple[Path, dict]:
+def _fetch_checked(source: ModelSource, settings: RunSettings, *, token: str | None, state: TaskState
+                   ) -> tuple[Path, dict[str, Any]]:
     """The model's folder (downloaded first for a hub id) and its config, refused where it cannot be loaded."""
     from gpi_desktop.core.hub.model_files import check_model_config
 
@@ -392,7 +399,7 @@ def _fetch_checked(source: ModelSource, settings, *, token: str | None, state: T
     return folder, config
 
 
-def _from_pretrained_kwargs(folder: Path, source: ModelSource, device: str, dtype, quantization: str | None, *,
+def _from_pretrained_kwargs(folder: Path, source: ModelSource, device: str, dtype: torch.dtype, quantization: str | None, *,
                             allow_pickle: bool) -> dict[str, Any]:
     """How transformers is to load the weights: precision, placement, quantization, and safetensors only
     unless pickle weights are allowed (refused in plain words otherwise)."""
@@ -419,7 +426,7 @@ def _from_pretrained_kwargs(folder: Path, source: ModelSource, device: str, dtyp
     return kwargs
 
 
-def _eos_token_ids(model, tokenizer, name: str) -> tuple[int, ...]:
+def _eos_token_ids(model: Any, tokenizer: Any, name: str) -> tuple[int, ...]:
     """The ids that end generation: the model's generation config's, else the tokenizer's; refused when none."""
     eos = model.generation_config.eos_token_id
     if eos is None:

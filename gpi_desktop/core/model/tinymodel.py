@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 _CORPUS = """
 The committee met on Tuesday to discuss the new budget for schools and hospitals.
@@ -90,7 +93,7 @@ def llama_31_8b_spec(**changes: Any) -> TinySpec:
     return replace(spec, **changes)
 
 
-def _train_tokenizer(vocab_size: int, specials: list[str], bos: str, eos: str, pad: str):
+def _train_tokenizer(vocab_size: int, specials: list[str], bos: str, eos: str, pad: str) -> PreTrainedTokenizerFast:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -120,7 +123,9 @@ def build_tiny_model(folder: str | Path, spec: TinySpec = TinySpec()) -> Path:
 def tiny_model(spec: TinySpec = TinySpec()) -> tuple[Any, Any]:
     """The random-weight model (on spec.device, in spec.dtype) and its tokenizer, in memory."""
     import torch
-    from transformers import AutoModelForCausalLM, GenerationConfig
+    from transformers import AutoModelForCausalLM, GenerationConfig, LlamaConfig, Qwen2Config
+
+    config_class: type[LlamaConfig] | type[Qwen2Config]
 
     if spec.architecture == "llama":
         specials = ["<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>", "<|start_header_id|>",
@@ -129,22 +134,22 @@ def tiny_model(spec: TinySpec = TinySpec()) -> tuple[Any, Any]:
                                      "<|finetune_right_pad_id|>")
         tokenizer.chat_template = spec.chat_template or LLAMA3_TEMPLATE
         eos_tokens = ["<|end_of_text|>", "<|eot_id|>"]
-        from transformers import LlamaConfig as Config
-        extra = {}
+        config_class = LlamaConfig
+        extra: dict[str, Any] = {}
     elif spec.architecture == "qwen2":
         specials = ["<bos>", "<eos>", "<end_of_turn>", "<start_of_turn>", "<pad>"]
         tokenizer = _train_tokenizer(spec.vocab_size, specials, "<bos>", "<end_of_turn>", "<pad>")
         tokenizer.chat_template = spec.chat_template or NO_SYSTEM_TEMPLATE
         eos_tokens = ["<eos>", "<end_of_turn>"]
-        from transformers import Qwen2Config as Config
+        config_class = Qwen2Config
         extra = {"tie_word_embeddings": False}
     else:
         raise ValueError(f"unknown tiny architecture {spec.architecture!r}")
 
-    eos_ids = [tokenizer.convert_tokens_to_ids(t) for t in eos_tokens]
+    eos_ids = cast("list[int]", tokenizer.convert_tokens_to_ids(eos_tokens))  # a list of tokens gives a list
     if spec.model_vocab_size is not None and spec.model_vocab_size < len(tokenizer):
         raise ValueError(f"model_vocab_size {spec.model_vocab_size} is below the tokenizer's {len(tokenizer)} tokens")
-    config = Config(
+    config = config_class(
         vocab_size=spec.model_vocab_size or len(tokenizer),
         hidden_size=spec.hidden_size,
         intermediate_size=spec.intermediate_size,

@@ -126,7 +126,8 @@ def _install() -> None:
                 "so the prompts' date could not be fixed: install the transformers version GPI Desktop names."
             )
         _outer_clock = current
-        chat_template_utils.datetime = _TemplateClock  # type: ignore[attr-defined]
+        # On purpose: the module's datetime class is replaced by ours (a subclass).
+        chat_template_utils.datetime = _TemplateClock  # type: ignore[misc]
 
 
 @contextmanager
