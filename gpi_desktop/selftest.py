@@ -122,7 +122,8 @@ def _flow(app, window, work: Path, report: Report) -> None:
     report.check(window.pages.currentIndex() == STEP_RUN, "the window shows the run and preview step")
     report.check(bool(progress) and progress[-1].done == n == progress[-1].total,
                  f"progress reaches {n} of {n}", f"last progress {progress[-1] if progress else None}")
-    report.check(window.run_page.progress_bar.value() == n, "the progress bar is full")
+    bar = window.run_page.progress_bar
+    report.check(bar.value() == bar.maximum(), "the progress bar is full")
     preview = window.run_page.results
     report.check(preview.rowCount() == n, f"the preview lists {n} rows", f"{preview.rowCount()} rows")
     report.check([preview.result_at(i).row for i in range(n)] == list(range(n)), "the preview is in row order")

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 from gpi_desktop.core.files.legacy_runs import adopt_job_folders
 from gpi_desktop.core.job.job import RUNS_DIRNAME, JobSpec, RunOutcome
 from gpi_desktop.core.vocabulary.errors import GpiError, MemoryFitError, Remedy
+from gpi_desktop.core.vocabulary.formatting import human_duration
 from gpi_desktop.core.vocabulary.progress import Progress, ProgressKind
 from gpi_desktop.ui.export_actions import ExportActions
 from gpi_desktop.ui.reopen_actions import ReopenActions
@@ -377,6 +378,7 @@ class MainWindow(FrameActions, ReopenActions, ExportActions, QMainWindow):
         texts = table.texts
         self.run_page.results.reset(lambda row: texts[row], len(table), () if start_over else pending.finished_results)
         self.state.prompts_done = 0 if start_over else pending.finished or 0
+        self.state.last_progress = None
         self.run_page.reset_progress(len(table), self.state.prompts_done)
 
         def task(state):
@@ -409,9 +411,32 @@ class MainWindow(FrameActions, ReopenActions, ExportActions, QMainWindow):
         return self._run is not None and self._run.running
 
     def cancel_run(self) -> None:
-        if self._run_is_running():
+        """Stop after the current step; first, where texts are being written, say what Stop throws away."""
+        if not self._run_is_running():
+            return
+        lost = self._lost_on_stop()
+        if lost and self.prompter.ask(self, "Stop the run?", lost, ["Stop", "Keep running"], default=1,
+                                      details="Finished texts are kept: press Run later to continue the job.") != 0:
+            return
+        if self._run_is_running():  # it may have ended while the question was open
             self._run.cancel()
             self.run_page.set_cancelling()
+
+    def _lost_on_stop(self) -> str:
+        """'15 texts in progress, about 12 min of work, will start over when the job continues.' ('' if none).
+
+        A text in progress is not kept across a stop: continuing it from its tokens would not give the
+        numbers of an uninterrupted run, so the job reruns it whole (see core/generation/engine.py).
+        """
+        writing = self.run_page.results.writing()
+        if not writing:
+            return ""
+        tokens = sum(t.n_tokens for t in writing)
+        last = self.state.last_progress
+        speed = last.tokens_per_second if last is not None else 0.0
+        work = f", about {human_duration(tokens / speed)} of work," if speed > 0 else f" ({tokens:,} tokens)"
+        return (f"{len(writing):,} texts in progress{work} will start over when the job continues: a text is kept "
+                "only once it is finished.")
 
     def _lock_inputs(self, locked: bool) -> None:
         """The inputs stay as they are while a run or an export works: its results are theirs."""
@@ -424,6 +449,7 @@ class MainWindow(FrameActions, ReopenActions, ExportActions, QMainWindow):
     def _on_run_progress(self, progress: Progress) -> None:
         if progress.kind is ProgressKind.PROMPTS:  # not a download's bytes
             self.state.prompts_done = progress.done
+            self.state.last_progress = progress
         self.run_page.show_progress(progress)
 
     def _on_run_ended(self) -> None:
@@ -462,8 +488,11 @@ class MainWindow(FrameActions, ReopenActions, ExportActions, QMainWindow):
         if self.state.run_work_dir is not None:
             self.state.stopped_here.add(self.state.run_work_dir)
         done = max(self.state.prompts_done, self.run_page.results.finished_count())
+        restarted = len(self.run_page.results.writing())
         self.run_page.show_stopped_progress()
-        self.run_page.show_status(f"Stopped. {done:,} finished texts are kept; press Run to continue where it stopped.")
+        again = f" the {restarted:,} texts that were in progress start over," if restarted else ""
+        self.run_page.show_status(f"Stopped. {done:,} finished texts are kept;{again} press Run to continue where it "
+                                  "stopped.")
         self.run_failed.emit("stopped")
         self._after_task()
 
@@ -524,7 +553,8 @@ class MainWindow(FrameActions, ReopenActions, ExportActions, QMainWindow):
                 what = "A run" if self._run_is_running() else "An estimate" if self.estimate_step.busy else "An export"
                 choice = self.prompter.ask(
                     self, "Stop and close?",
-                    f"{what} is in progress. Stop it and close the window?",
+                    " ".join(filter(None, [f"{what} is in progress. Stop it and close the window?",
+                                           self._lost_on_stop() if self._run_is_running() else ""])),
                     ["Stop and close", "Keep working"], default=1,
                     details="Finished texts are kept: next time, press Run and choose to continue.")
                 if choice != 0:

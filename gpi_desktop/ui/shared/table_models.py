@@ -14,6 +14,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelInd
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView
 
+from gpi_desktop.core.vocabulary.progress import TextSoFar
 from gpi_desktop.core.vocabulary.results import STOP_EOS, STOP_LENGTH, PromptResult
 from gpi_desktop.ui.shared.textmatch import similarity
 
@@ -28,6 +29,7 @@ TOO_LONG_BRUSH = QBrush(QColor(255, 190, 150))
 LIMIT_ROW_BRUSH = QBrush(QColor(255, 232, 200))
 WAITING_BRUSH = QBrush(QColor(128, 128, 128))
 WAITING = "waiting\u2026"
+WRITING = "writing\u2026"
 
 ROW_HEADER_TIP = "Row numbers start at 0, as in the exported files: hidden_0.pt is the first row of data."
 
@@ -204,6 +206,7 @@ class ResultsModel(QAbstractTableModel):
         self._prompt_of = prompt_of
         self._total = 0
         self._results: dict[int, PromptResult] = {}
+        self._writing: dict[int, TextSoFar] = {}  # the rows being generated, their text so far
         self._match_cache: dict[int, float] = {}
 
     def reset(self, prompt_of: Callable[[int], str], total: int = 0,
@@ -212,6 +215,7 @@ class ResultsModel(QAbstractTableModel):
         self.beginResetModel()
         self._prompt_of = prompt_of
         self._results = {r.row: r for r in finished}
+        self._writing = {}
         self._total = max([total, *(r.row + 1 for r in finished)])
         self._match_cache = {}
         self.endResetModel()
@@ -228,8 +232,30 @@ class ResultsModel(QAbstractTableModel):
             self.endInsertRows()
             return
         self._results[result.row] = result  # a waiting row is done (or a resumed row reported again)
+        self._writing.pop(result.row, None)
         self._match_cache.pop(result.row, None)
         self.dataChanged.emit(self.index(result.row, 0), self.index(result.row, len(PREVIEW_HEADERS) - 1))
+
+    def show_writing(self, texts: Sequence[TextSoFar]) -> None:
+        """The running rows' texts so far (a few times a second): one change signal over the rows they span."""
+        rows = [t.row for t in texts if t.row < self._total and t.row not in self._results]
+        if not rows:
+            return
+        self._writing.update((t.row, t) for t in texts if t.row in rows)
+        self.dataChanged.emit(self.index(min(rows), COL_TEXT), self.index(max(rows), COL_STOP))
+
+    def clear_writing(self) -> int:
+        """After a stop: the rows that were being written are waiting again (their texts start over); how many."""
+        rows, self._writing = list(self._writing), {}
+        if rows:
+            self.dataChanged.emit(self.index(min(rows), COL_TEXT), self.index(max(rows), COL_STOP))
+        return len(rows)
+
+    def writing_at(self, position: int) -> TextSoFar | None:
+        return self._writing.get(position)
+
+    def writing(self) -> list[TextSoFar]:
+        return list(self._writing.values())
 
     def finished_count(self) -> int:
         return len(self._results)
@@ -289,6 +315,9 @@ class ResultsModel(QAbstractTableModel):
         return None
 
     def _waiting_data(self, row: int, col: int, role: int) -> Any:
+        writing = self._writing.get(row)
+        if writing is not None and col in (COL_TEXT, COL_TOKENS, COL_STOP):
+            return self._writing_data(writing, col, role)
         if role == Qt.ItemDataRole.DisplayRole:
             if col == COL_ROW:
                 return str(row)
@@ -304,6 +333,22 @@ class ResultsModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ToolTipRole and col == COL_PROMPT:
             return full_text_tip(self._prompt_of(row))
         if role == Qt.ItemDataRole.TextAlignmentRole and col == COL_ROW:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+    @staticmethod
+    def _writing_data(writing: TextSoFar, col: int, role: int) -> Any:
+        """A row being generated: its text so far (final: greedy decoding), its tokens so far, "writing…"."""
+        if role == Qt.ItemDataRole.DisplayRole:
+            if col == COL_TEXT:
+                return _one_line(writing.text, DISPLAY_CHARS) or WRITING
+            return str(writing.n_tokens) if col == COL_TOKENS else WRITING
+        if role == Qt.ItemDataRole.ForegroundRole:
+            return WAITING_BRUSH
+        if role == Qt.ItemDataRole.ToolTipRole and col == COL_TEXT:
+            return full_text_tip(writing.text, f"Being written: {writing.n_tokens:,} tokens so far. Each token is "
+                                               "final (greedy decoding); a Stop now starts this text over.")
+        if role == Qt.ItemDataRole.TextAlignmentRole and col == COL_TOKENS:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
 

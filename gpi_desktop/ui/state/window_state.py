@@ -19,6 +19,7 @@ from gpi_desktop.core.files.prompts import PromptTable
 from gpi_desktop.core.files.runstore import KeyChange, RunJournal, key_changes
 from gpi_desktop.core.job.job import JobSpec, RunOutcome, UnfinishedJob, job_journal_folder, job_key
 from gpi_desktop.core.model.models import TargetInfo
+from gpi_desktop.core.vocabulary.progress import Progress
 from gpi_desktop.core.vocabulary.results import PromptResult
 from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings
 
@@ -85,6 +86,7 @@ class WindowState:
     busy: bool = False  # a run or an export works: the inputs are locked
     close_when_idle: bool = False
     prompts_done: int = 0  # the last prompt count the run reported (resumed prompts included)
+    last_progress: Progress | None = None  # the run's last report of its prompts (its speed, for Stop's question)
     stopped_here: set[Path] = field(default_factory=set)  # work dirs this session stopped: continued without asking
     run_work_dir: Path | None = None  # the journal of the run in the preview
     launched: PendingRun | None = None  # the run last started, to start again when the user insists

@@ -91,6 +91,7 @@ class RunPage(QWidget):
         self.progress_bar.setValue(0)
         self.progress_bar.setFormat(PROMPTS_FORMAT)
         self.progress_bar.setTextVisible(True)
+        self.prompts_done, self.prompts_total = 0, 0  # the bar may count tokens: the prompt count is kept here
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
@@ -189,20 +190,37 @@ class RunPage(QWidget):
             self.progress_bar.setValue(int(progress.fraction * 1000))
             self.progress_label.setText(progress.message)
             return
-        self.progress_bar.setFormat(PROMPTS_FORMAT)
-        self.progress_bar.setRange(0, max(progress.total, 1))
-        self.progress_bar.setValue(progress.done)
+        self.prompts_done, self.prompts_total = progress.done, progress.total
+        if progress.in_tokens:
+            # The work in tokens (running prompts included), so the bar moves while a full batch writes.
+            self.progress_bar.setFormat(f"{progress.done:,} of {progress.total:,} prompts \u00b7 %p%")
+            self.progress_bar.setRange(0, 1000)
+            self.progress_bar.setValue(int(progress.fraction * 1000))
+        else:
+            self._count_prompts(progress.total, progress.done)
         self.progress_label.setText(progress_line(progress))
+        if progress.running:
+            self.results.show_writing(progress.running)
+            position = self.selected_position()
+            if position is not None and self.results.writing_at(position) is not None:
+                self.show_detail(position)
 
-    def reset_progress(self, total: int, done: int = 0) -> None:
+    def _count_prompts(self, total: int, done: int) -> None:
+        self.prompts_done, self.prompts_total = done, total
         self.progress_bar.setFormat(PROMPTS_FORMAT)
         self.progress_bar.setRange(0, max(total, 1))
         self.progress_bar.setValue(done)
+
+    def reset_progress(self, total: int, done: int = 0) -> None:
+        self._count_prompts(total, done)
         self.progress_label.setText("")
 
     def show_stopped_progress(self) -> None:
-        """After Stop or a failure: the count stays, the speed and the time left go (nothing is running)."""
-        self.progress_label.setText(progress_line(Progress(self.progress_bar.value(), self.progress_bar.maximum())))
+        """After Stop or a failure: the count stays, the speed and the time left go (nothing is running);
+        the texts that were being written are waiting again."""
+        self.results.clear_writing()
+        self._count_prompts(self.prompts_total, self.prompts_done)
+        self.progress_label.setText(progress_line(Progress(self.prompts_done, self.prompts_total)))
 
     def show_job_figures(self, text: str) -> None:
         self.progress_label.setText(text)
@@ -213,18 +231,28 @@ class RunPage(QWidget):
 
     # --- the detail view -------------------------------------------------------------------------
 
-    def _selection_changed(self, selected: QItemSelection, _deselected: QItemSelection) -> None:
+    def selected_position(self) -> int | None:
         rows = self.view.selectionModel().selectedRows()
-        if not rows:
-            return
-        self.show_detail(rows[0].row())
+        return rows[0].row() if rows else None
+
+    def _selection_changed(self, selected: QItemSelection, _deselected: QItemSelection) -> None:
+        position = self.selected_position()
+        if position is not None:
+            self.show_detail(position)
 
     def show_detail(self, position: int) -> None:
         result = self.results.result_at(position)
-        self.prompt_text.setPlainText(self.results.prompt_at(position))
+        prompt = self.results.prompt_at(position)
+        if self.prompt_text.toPlainText() != prompt:  # kept as it is while the text beside it grows
+            self.prompt_text.setPlainText(prompt)
         if result is None:
-            self.detail_label.setText(f"Row {position} \u00b7 waiting: not generated yet")
-            self.generated_text.clear()
+            writing = self.results.writing_at(position)
+            if writing is None:
+                self.detail_label.setText(f"Row {position} \u00b7 waiting: not generated yet")
+                self.generated_text.clear()
+            else:
+                self.detail_label.setText(f"Row {position} \u00b7 being written: {writing.n_tokens:,} tokens so far")
+                self.generated_text.setPlainText(writing.text)
             return
         parts = [f"Row {result.row}", f"{result.n_tokens} tokens",
                  "stopped at the token limit (the text may be cut off)" if result.hit_limit
