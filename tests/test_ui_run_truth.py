@@ -123,8 +123,8 @@ def test_a_new_window_offers_the_unfinished_job_and_reopens_it_with_its_settings
     wait_idle(qtbot, window)
     bar = window.unfinished_bar
     assert bar.isVisible() and len(bar.buttons) == 1
-    said = bar.findChildren(type(window.run_page.status_label))[1].text()
-    assert f"prompts.csv</b>: {kept} of {len(PROMPTS)} rows done, last on " in said
+    said = bar.lines[0].text()
+    assert f"prompts.csv</b> \u2014 {kept} of {len(PROMPTS)} rows done, last on " in said
 
     bar.buttons[0].click()  # one click: model, file, column and settings as they were
     qtbot.waitUntil(lambda: window.run_page.results.finished_count() == kept, timeout=30_000)
@@ -148,7 +148,7 @@ def test_an_unfinished_job_whose_prompts_file_moved_or_changed_says_so(qtbot, ma
     import pandas as pd
     from conftest import PROMPTS
 
-    from gpi_desktop.core.job.job import unfinished_jobs
+    from gpi_desktop.core.job.job import kept_jobs
 
     moved, changed = tmp_path / "moved.csv", tmp_path / "changed.csv"
     pd.DataFrame({"text": PROMPTS}).to_csv(moved, index=False)
@@ -162,9 +162,9 @@ def test_an_unfinished_job_whose_prompts_file_moved_or_changed_says_so(qtbot, ma
     wait_idle(qtbot, window)
     text = " ".join(label.text() for label in window.unfinished_bar.findChildren(type(window.run_page.status_label)))
     assert f"is no longer at {moved}" in text
-    assert "the prompts file has changed since" in text
+    assert "The prompts file has changed since" in text
 
-    jobs = {j.spec.prompts_path.name: j for j in unfinished_jobs(window.runs_dir)}
+    jobs = {j.spec.prompts_path.name: j for j in kept_jobs(window.runs_dir)}
     window.reopen_job(jobs["moved.csv"])
     assert "no longer at" in window.run_page.status_label.text()
     assert window.settings_panel.max_tokens.value() == 20 and window.model_panel.model() == str(tiny_llama)

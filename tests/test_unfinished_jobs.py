@@ -1,4 +1,4 @@
-"""core.job.job.unfinished_jobs: the jobs a stop or a crash left, with what reopening them needs; where a job's journal is."""
+"""core.job.job.kept_jobs: the jobs a finish, a stop or a crash left, with what reopening them needs; where a job's journal is."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from gpi_desktop.core.job.job import (
     job_hash,
     job_journal_folder,
     run_job,
-    unfinished_jobs,
+    kept_jobs,
 )
 from gpi_desktop.core.vocabulary.errors import Cancelled
 from fakes import RecordingState
@@ -36,25 +36,31 @@ def test_a_stopped_job_is_listed_with_its_settings_rows_done_and_file_state(tiny
     csv = tmp_path / "p.csv"
     pd.DataFrame({"text": PROMPTS}).to_csv(csv, index=False)
     spec, work = _stop_a_job(tiny_llama, csv, tmp_path / "runs", pooling="mean")
-    [job] = unfinished_jobs(tmp_path / "runs")
+    [job] = kept_jobs(tmp_path / "runs")
     assert job.work_dir == work and job.rows == len(PROMPTS) and job.rows_done == 2
     assert job.spec.settings == spec.settings and job.spec.column == "text"
     assert job.spec.prompts_path == csv.absolute() and job.prompts_file == FILE_AS_IT_WAS
 
     pd.DataFrame({"text": PROMPTS[::-1]}).to_csv(csv, index=False)
-    assert unfinished_jobs(tmp_path / "runs")[0].prompts_file == FILE_CHANGED
+    assert kept_jobs(tmp_path / "runs")[0].prompts_file == FILE_CHANGED
     csv.unlink()
-    assert unfinished_jobs(tmp_path / "runs")[0].prompts_file == FILE_MOVED
+    assert kept_jobs(tmp_path / "runs")[0].prompts_file == FILE_MOVED
 
 
-def test_a_finished_job_and_an_empty_folder_are_not_offered(tiny_llama, tmp_path):
-    csv = tmp_path / "p.csv"
-    pd.DataFrame({"text": PROMPTS[:2]}).to_csv(csv, index=False)
-    spec, work = _stop_a_job(tiny_llama, csv, tmp_path / "runs")
-    run_job(spec, work, resume=True)  # ran to the end: it waits for its export, it is not unfinished
+def test_a_finished_job_is_kept_and_listed_before_the_unfinished_ones_and_an_empty_folder_is_not(tiny_llama,
+                                                                                                  tmp_path):
+    short, long = tmp_path / "short.csv", tmp_path / "long.csv"
+    pd.DataFrame({"text": PROMPTS[:2]}).to_csv(short, index=False)
+    pd.DataFrame({"text": PROMPTS}).to_csv(long, index=False)
+    spec, work = _stop_a_job(tiny_llama, short, tmp_path / "runs")
+    run_job(spec, work, resume=True)  # ran to the end: it waits for its export
+    _stop_a_job(tiny_llama, long, tmp_path / "runs")  # the latest, yet after the finished one
     (tmp_path / "runs" / "empty").mkdir()
-    assert unfinished_jobs(tmp_path / "runs") == []
-    assert unfinished_jobs(tmp_path / "nowhere") == []
+    jobs = kept_jobs(tmp_path / "runs")
+    assert [(j.spec.prompts_path.name, j.finished, j.rows_done) for j in jobs] == [("short.csv", True, 2),
+                                                                                   ("long.csv", False, 2)]
+    assert not any(j.in_use for j in jobs)
+    assert kept_jobs(tmp_path / "nowhere") == []
 
 
 def test_a_jobs_journal_is_named_by_its_hash_in_the_runs_folder_or_the_older_one_that_has_it(tmp_path):

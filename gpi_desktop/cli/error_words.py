@@ -22,6 +22,7 @@ REMEDY_WORDS = {
     Remedy.MATCH_BY_ID: "match the rows by an ID column with --id COLUMN",
     Remedy.EMPTY_REPORT_FOLDER_OR_REPLACE: "choose an empty folder for --out, or replace the earlier report with "
                                            "--overwrite",
+    Remedy.WAIT_FOR_OTHER_RUN: "wait for it to finish, or stop it first (Ctrl-C where it runs)",
 }
 
 

@@ -164,6 +164,7 @@ class ExportActions(_Window):
             message,
             ["Open the folder", "Close"],
             details="Load it in Python with gpi_pack:\n\n" + snippet,
+            information=True,
         )
         if choice == 0:
             self.open_export_folder()

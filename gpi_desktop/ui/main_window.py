@@ -74,7 +74,7 @@ from gpi_desktop.ui.steps.export_step import ExportPage
 from gpi_desktop.ui.steps.model_step import ModelPanel
 from gpi_desktop.ui.steps.prompts_step import PromptsPanel, dropped_table
 from gpi_desktop.ui.steps.run_step import RunPage
-from gpi_desktop.ui.steps.settings_step import SettingsPanel
+from gpi_desktop.ui.steps.settings_step import LOCKED_NOTE, SettingsPanel
 from gpi_desktop.ui.steps.token_step import TokenPanel
 from gpi_desktop.ui.unfinished_bar import UnfinishedBar
 from gpi_desktop.ui.window_frame import (
@@ -176,6 +176,7 @@ class MainWindow(FrameActions, ReopenActions, ExportActions, QMainWindow):
         self.settings_panel.changed.connect(
             lambda: self.model_panel.set_memory_inputs(self.settings_panel.memory_inputs()))
         self.unfinished_bar.reopen.connect(self.reopen_job)
+        self.run_page.template_note.linkActivated.connect(self.choose_template)
         self.run_page.run_button.clicked.connect(self.start_run)
         self.run_page.cancel_button.clicked.connect(self.cancel_run)
         self.run_page.export_button.clicked.connect(lambda: self.go_to(STEP_EXPORT))
@@ -270,6 +271,7 @@ class MainWindow(FrameActions, ReopenActions, ExportActions, QMainWindow):
         changes = self._show_freshness(inputs)
         mark_done(self.steps, window_state.steps_done(inputs, self.state, changes))
         self.run_page.set_repeat_task(self.settings_panel.task_box.currentData() == "repeat")
+        self.run_page.set_template(self.settings_panel.template_box.currentData())
         words = settings_words(inputs.run) if inputs.run is not None else ""
         self.run_page.summary_label.setText(window_state.summary_html(inputs, is_demo_model(inputs.model), words))
         if not self.runner.is_busy():
@@ -407,6 +409,14 @@ class MainWindow(FrameActions, ReopenActions, ExportActions, QMainWindow):
         self._lock_inputs(True)
         self.go_to(STEP_RUN)
 
+    def choose_template(self, style: str) -> None:
+        """The chat formatting chosen from step 5's note (a later Run uses it; the texts shown stay the old job's)."""
+        if self.runner.is_busy():
+            self.run_page.show_status(LOCKED_NOTE)
+            return
+        box = self.settings_panel.template_box
+        box.setCurrentIndex(box.findData(style))
+
     def _run_is_running(self) -> bool:
         return self._run is not None and self._run.running
 
@@ -442,7 +452,7 @@ class MainWindow(FrameActions, ReopenActions, ExportActions, QMainWindow):
         """The inputs stay as they are while a run or an export works: its results are theirs."""
         if not locked:
             self.run_page.set_running(False)
-        self.settings_panel.setEnabled(not locked)
+        self.settings_panel.set_locked(locked)
         self.model_panel.setEnabled(not locked)
         self.prompts_panel.setEnabled(not locked)
 

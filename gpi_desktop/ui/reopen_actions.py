@@ -1,4 +1,4 @@
-"""Unfinished jobs in the main window: offered at start, reopened with their model, settings and finished rows.
+"""Kept jobs in the main window: offered at start, reopened with their model, settings and finished rows.
 
 A part of `MainWindow` (a mixin: `self` is the window), kept apart so that each file holds one concern.
 """
@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gpi_desktop.core.files.prompts import PromptTable
-from gpi_desktop.core.job.job import FILE_MOVED, UnfinishedJob, unfinished_jobs
+from gpi_desktop.core.job.job import FILE_MOVED, KeptJob, kept_jobs
 from gpi_desktop.core.vocabulary.errors import GpiError
 from gpi_desktop.ui.shared.error_words import window_sentence
 from gpi_desktop.ui.state.window_state import STEP_PROMPTS, STEP_RUN, PendingRun, inspect_job
@@ -35,7 +35,7 @@ else:
 
 
 class ReopenActions(_Window):
-    """The unfinished bar's Reopen for `MainWindow`: uses its state, steps and background calls."""
+    """The kept jobs bar's buttons for `MainWindow`: uses its state, steps and background calls."""
 
     if TYPE_CHECKING:  # what this part uses of the window (MainWindow defines them)
         state: WindowState
@@ -53,19 +53,19 @@ class ReopenActions(_Window):
         def go_to(self, step: int) -> None: ...
         def _refresh(self, *_args: object) -> None: ...
         def _on_inspect_failed(self, error: BaseException) -> None: ...
+        def _launch(self, pending: PendingRun, start_over: bool) -> None: ...
 
     def _look_for_unfinished_jobs(self) -> None:
         folders = (self.runs_dir, *self.old_runs_dirs)  # jobs an older version kept where they could not be moved
         self.calls.call(
-            lambda: sorted(
-                (job for folder in folders for job in unfinished_jobs(folder)), key=lambda job: -job.modified
-            ),
+            lambda: kept_jobs(*folders),
             self.unfinished_bar.set_jobs,
-            lambda error: log.warning("unfinished jobs not listed: %s", error),
+            lambda error: log.warning("kept jobs not listed: %s", error),
         )
 
-    def reopen_job(self, job: UnfinishedJob) -> None:
-        """Set the model, settings and prompts file of an unfinished job; its finished rows then show in step 5."""
+    def reopen_job(self, job: KeptJob) -> None:
+        """Set the model, settings and prompts file of a kept job; its finished rows then show in step 5 (a finished
+        job's results are read back from its journal, ready to export)."""
         if self.runner.is_busy():
             return
         self.unfinished_bar.hide()
@@ -99,7 +99,7 @@ class ReopenActions(_Window):
             self._on_inspect_failed,
         )
 
-    def _on_reopened(self, job: UnfinishedJob, pending: PendingRun) -> None:
+    def _on_reopened(self, job: KeptJob, pending: PendingRun) -> None:
         self.go_to(STEP_RUN)
         name = Path(job.spec.prompts_path).name
         if pending.work_dir.name != job.work_dir.name or pending.finished is None:  # the name is the job hash
@@ -109,6 +109,9 @@ class ReopenActions(_Window):
                 "start a new one with these settings.",
                 error=True,
             )
+            return
+        if pending.finished == len(pending.table):
+            self._launch(pending, False)  # reads the finished job back from its journal; generates nothing
             return
         texts = pending.table.texts
         self.run_page.results.reset(lambda row: texts[row], len(pending.table), pending.finished_results)

@@ -163,7 +163,7 @@ def job_journal_folder(runs_dir: Path, spec: JobSpec, table, elsewhere: Sequence
 
 
 def job_record(spec: JobSpec) -> dict[str, Any]:
-    """The inputs of a job as its journal keeps them, so that the window can reopen it (see unfinished_jobs)."""
+    """The inputs of a job as its journal keeps them, so that the window can reopen it (see kept_jobs)."""
     return {
         "prompts": str(Path(spec.prompts_path).absolute()),
         "column": spec.column,
@@ -177,8 +177,9 @@ FILE_AS_IT_WAS, FILE_MOVED, FILE_CHANGED = "same", "moved", "changed"
 
 
 @dataclass(frozen=True)
-class UnfinishedJob:
-    """A job stopped before its last prompt (Stop, a crash, a closed window), as its journal tells it."""
+class KeptJob:
+    """A job whose journal is kept in the window's runs folder: finished and waiting for its export, stopped before
+    its last prompt (Stop, a crash, a closed window), or being run by another process now."""
 
     work_dir: Path
     spec: JobSpec
@@ -186,35 +187,47 @@ class UnfinishedJob:
     rows: int
     modified: float  # when its last prompt finished (POSIX time)
     prompts_file: str  # FILE_AS_IT_WAS, FILE_MOVED (not at its path) or FILE_CHANGED (other bytes)
+    in_use: bool = False  # another process (a second window, a command line) is running it now
+
+    @property
+    def finished(self) -> bool:
+        return self.rows_done >= self.rows
 
 
-def unfinished_jobs(runs_dir: Path) -> list[UnfinishedJob]:
-    """The unfinished jobs under `runs_dir`, the latest first (reads each prompts file to see whether it changed)."""
+def kept_jobs(*runs_dirs: Path) -> list[KeptJob]:
+    """The jobs kept under `runs_dirs`: the finished ones first (ready to export), then the others; the latest
+    first within each. Reads each prompts file to see whether it changed."""
+    jobs = [job for runs_dir in runs_dirs for job in _jobs_in(Path(runs_dir))]
+    return sorted(jobs, key=lambda job: (not job.finished, -job.modified))
+
+
+def _jobs_in(runs_dir: Path) -> list[KeptJob]:
     import hashlib
 
-    from gpi_desktop.core.files.runstore import summarize
+    from gpi_desktop.core.files.runstore import is_in_use, summarize
 
     jobs = []
-    folders = sorted(p for p in Path(runs_dir).iterdir() if p.is_dir()) if Path(runs_dir).is_dir() else []
+    folders = sorted(p for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.is_dir() else []
     for folder in folders:
         summary = summarize(folder)
         record = summary.plan.get("job") if summary is not None else None
         rows = summary.key.get("rows") if summary is not None else None
-        if not isinstance(record, dict) or not isinstance(rows, int) or summary.rows_done >= rows:
-            continue  # finished (waiting for its export), or journaled by a version that kept no settings
+        if not isinstance(record, dict) or not isinstance(rows, int):
+            continue  # journaled by a version that kept no settings
         try:
             spec = JobSpec(Path(record["prompts"]), record.get("column"), RunSettings(**record["settings"]),
                            ExportSettings(**record.get("export", {})), record.get("sheet"))
         except (KeyError, TypeError):
-            log.info("unfinished job in %s has settings of another version", folder)
+            log.info("kept job in %s has settings of another version", folder)
             continue
         try:
             same = hashlib.sha256(spec.prompts_path.read_bytes()).hexdigest() == summary.key.get("input_sha256")
             state = FILE_AS_IT_WAS if same else FILE_CHANGED
         except OSError:
             state = FILE_MOVED
-        jobs.append(UnfinishedJob(folder, spec, summary.rows_done, rows, summary.modified, state))
-    return sorted(jobs, key=lambda job: -job.modified)
+        jobs.append(KeptJob(folder, spec, min(summary.rows_done, rows), rows, summary.modified, state,
+                            is_in_use(folder)))
+    return jobs
 
 
 def run_job(

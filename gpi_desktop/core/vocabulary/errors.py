@@ -40,6 +40,7 @@ class Remedy(Enum):
     GIVE_DATA_FILE = "give the data file (CSV, TSV or Excel) with one row per vector"
     MATCH_BY_ID = "match the rows by an ID column"
     EMPTY_REPORT_FOLDER_OR_REPLACE = "choose an empty folder for the report, or allow replacing an earlier report"
+    WAIT_FOR_OTHER_RUN = "wait for it to finish, or stop it first"
 
 
 RemedyWords = Mapping[Remedy, str]  # a front end's own wording of each remedy

@@ -32,6 +32,7 @@ REMEDY_WORDS = {
     Remedy.MATCH_BY_ID: "choose the ID column that matches the rows under ID column",
     Remedy.EMPTY_REPORT_FOLDER_OR_REPLACE: "choose an empty folder for the report, or press Estimate again and choose "
                                            "to replace the earlier report",
+    Remedy.WAIT_FOR_OTHER_RUN: "wait for it to finish, or stop it in the window or terminal where it runs",
 }
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from gpi_desktop.core.files.prompts import PromptTable
 from gpi_desktop.core.files.runstore import KeyChange, RunJournal, key_changes
-from gpi_desktop.core.job.job import JobSpec, RunOutcome, UnfinishedJob, job_journal_folder, job_key
+from gpi_desktop.core.job.job import JobSpec, KeptJob, RunOutcome, job_journal_folder, job_key
 from gpi_desktop.core.model.models import TargetInfo
 from gpi_desktop.core.vocabulary.progress import Progress
 from gpi_desktop.core.vocabulary.results import PromptResult
@@ -93,7 +93,7 @@ class WindowState:
     shown: PendingRun | None = None  # the job whose results are in the preview (finished or not)
     shown_changes: tuple[KeyChange, ...] | None = None  # what the window last said about them
     export_settings: ExportSettings | None = None  # the file names of the export under way
-    reopening: UnfinishedJob | None = None  # the unfinished job being reopened, until its prompts file is read
+    reopening: KeptJob | None = None  # the kept job being reopened, until its prompts file is read
 
 
 def inspect_job(spec: JobSpec, table: PromptTable, runs_dir: Path, elsewhere: tuple[Path, ...] = ()) -> PendingRun:
