@@ -376,3 +376,24 @@ def test_the_sheet_of_a_workbook_of_several_is_part_of_the_job_and_kept_for_reop
     assert describe_key_differences(job_key(first, load_prompts(first)), job_key(main, load_prompts(main))) \
         == "another sheet"
     assert job_record(main)["sheet"] == "main study"
+def test_a_note_of_one_line_is_said_to_be_no_table_not_a_header_without_rows(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("Remember to ask the committee about the budget before Friday\n", encoding="utf-8")
+    with pytest.raises(PromptFileError) as error:
+        load_prompt_table(path)
+    assert str(error.value).startswith("notes.txt holds a single line of text, not a table of prompts")
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("text\n", encoding="utf-8")
+    with pytest.raises(PromptFileError, match="has a header row but no data rows"):
+        load_prompt_table(header_only)
+
+
+@pytest.mark.parametrize("name", ["study.pdf", "study"])
+def test_a_table_under_a_name_that_is_no_tables_is_refused_in_words(tmp_path, name):
+    path = tmp_path / name
+    path.write_text("text\nhello\n", encoding="utf-8")  # a CSV renamed
+    with pytest.raises(PromptFileError) as error:
+        load_prompt_table(path)
+    message = str(error.value)
+    assert message.startswith(f"{name} ends in .pdf" if name.endswith(".pdf") else f"{name} has no extension")
+    assert "rename it to end in .csv" in message

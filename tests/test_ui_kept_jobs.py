@@ -13,7 +13,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import PROMPTS
-from ui_fixtures import make_window, memory_keyring, wait_idle  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="SIGKILL and journal locks are POSIX")
 
@@ -86,7 +85,7 @@ def test_after_kill_9_the_finished_job_is_offered_first_ready_to_export_and_open
 
 def test_a_job_running_in_another_process_is_said_to_run_there_with_its_progress_and_no_internal_folder(
         qtbot, make_window, tiny_llama, tmp_path):
-    from test_ui_run import prepare
+    from window_helpers import prepare
 
     runs = tmp_path / "data" / "runs"
     csv = _csv(tmp_path, "elsewhere.csv", PROMPTS)

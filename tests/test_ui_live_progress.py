@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 
 import pytest
-from ui_fixtures import make_window, memory_keyring, wait_idle  # noqa: F401 - fixtures
 
 from gpi_desktop.core.vocabulary.errors import Cancelled
 from gpi_desktop.core.vocabulary.progress import Progress, TextSoFar
@@ -46,7 +45,7 @@ def long_run(monkeypatch):
 
 def test_progress_and_texts_move_while_no_prompt_has_finished_and_stop_says_what_starts_over(
         qtbot, make_window, tiny_llama, prompts_csv, long_run):
-    from test_ui_run import prepare
+    from window_helpers import prepare
 
     window = make_window({"Stop the run?": "Stop"})
     prepare(qtbot, window, tiny_llama, prompts_csv, batch=8, max_new=MAX_NEW)
@@ -65,6 +64,7 @@ def test_progress_and_texts_move_while_no_prompt_has_finished_and_stop_says_what
     assert "about 0 s" not in " ".join(lines)
     assert texts[0] == "word word" and len(texts[0]) < len(texts[10]) < len(texts[-1]) and tokens[-1] == "80"
     assert page.results.data(page.results.index(3, COL_STOP)) == "writing\u2026"
+    assert not window.settings_panel.lock_note.isHidden()  # greyed settings say why (point 8)
 
     page.view.selectRow(3)  # the detail view follows the text as it grows
     assert "being written: 80 tokens so far" in page.detail_label.text()
@@ -81,7 +81,7 @@ def test_progress_and_texts_move_while_no_prompt_has_finished_and_stop_says_what
 
 
 def test_keep_running_leaves_the_run_going(qtbot, make_window, tiny_llama, prompts_csv, long_run):
-    from test_ui_run import prepare
+    from window_helpers import prepare
 
     window = make_window({"Stop the run?": "Keep running"})
     prepare(qtbot, window, tiny_llama, prompts_csv, batch=8, max_new=MAX_NEW)

@@ -80,3 +80,13 @@ def test_the_window_keeps_the_check_in_step_with_the_settings_step(qtbot, make_w
     wait_idle(qtbot, window)
     assert "16 prompts at a time" in window.model_panel.target_label.text()
     assert "64 numbers per vector" in window.run_page.summary_label.text()
+
+
+def test_a_folder_without_a_model_is_an_error_not_a_warning_beside_the_cpu(qtbot, panel, tmp_path):
+    (tmp_path / "notes.txt").write_text("not a model")
+    panel.set_model(str(tmp_path))
+    settle(qtbot, panel)
+    text = panel.target_label.text()
+    assert "Will run on" not in text and "No NVIDIA GPU" not in text
+    assert str(tmp_path.name) in text or "config.json" in text
+    assert "#b00020" in panel.target_label.styleSheet()

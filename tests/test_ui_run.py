@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from conftest import PROMPTS
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox
 from window_helpers import MAX_NEW, prepare, run_to_end, stop_after_first_result, wait_idle
 
 from gpi_desktop.core.vocabulary.results import STOP_LENGTH
@@ -212,6 +213,7 @@ def test_export_writes_the_gpi_pack_folder_and_shows_how_to_load_it(qtbot, make_
     assert "load_hiddens(" in code and str(folder / "hidden") in code and "prefix='hidden_'" in code
     assert len(code.splitlines()) == 3
     assert [a.title for a in window.prompter.asked] == ["Export finished"]
+    assert window.prompter.asked[0].icon == QMessageBox.Icon.Information  # news, not a question
     assert "load_hiddens" in window.prompter.asked[0].details
     assert not work_dir.exists()  # the export holds everything; the journal is gone
     assert window.steps.item(5).text().endswith("\u2714")

@@ -35,9 +35,10 @@ second: the effect, estimated from the vectors with gpi_pack's estimator.</p>
 <li><b>Model</b>: the model that writes (gpi_pack's default, Llama-3.1-8B-Instruct, needs an NVIDIA GPU; the demo
 model tries everything on any computer). The step says where it runs and how long each vector is.</li>
 <li><b>Prompts</b>: a CSV, TSV or Excel file with one prompt per row; pick the column that holds them.</li>
-<li><b>Settings</b>: the defaults reproduce gpi_pack; point at a setting to read what it means.</li>
-<li><b>Run and preview</b>: press Run; you can stop at any time and continue later. Read the texts before you export;
-highlighted rows reached the token limit.</li>
+<li><b>Settings</b>: the defaults reproduce gpi_pack (a setting marked \u25cf is not its default); point at a setting
+to read what it means.</li>
+<li><b>Run and preview</b>: press Run; you can stop at any time and continue later. Each text shows as it is written,
+with its token count. Read the texts before you export; highlighted rows reached the token limit.</li>
 <li><b>Export</b>: choose a new folder; the files are written there.</li>
 <li><b>Estimate the effect</b>: pick the treatment column (two values) and the outcome column (numbers) of your
 prompts file or another data file, then choose a folder for the report: the effect with its standard error and 95%
@@ -49,10 +50,30 @@ interval, the rows used and left out, whether the two groups overlap, and a para
 prompts file, counting from 0. Load it in Python with gpi_pack:</p>
 <pre>{snippet}</pre>
 
+<h2>Progress and the time left</h2>
+<p>The progress counts the tokens written so far, of the texts in progress too, against the most the job can still
+write: every unfinished prompt at its token limit. A text that ends earlier makes the job shorter, so the time left
+is a bound (\u201cat most\u201d) at the current speed. Stop keeps every finished text; the texts in progress start
+over when the job continues (the window says how many, and about how much work, before it stops).</p>
+
+<h2>Texts that start with \u201cassistant\u201d</h2>
+<p>gpi_pack's chat formatting ends the prompt without the assistant's header, so most chat models write their role
+name first, and \u201cassistant\u201d goes into the texts. It is the default because gpi_pack's vectors are made
+that way. For clean texts choose the model-card style (step 4, Chat formatting): the prompt ends with the header the
+model's page recommends; the texts and the vectors then differ from gpi_pack's.</p>
+
+<h2>Batches, and gpi_pack's exact procedure</h2>
+<p>Prompts are generated in batches, which is many times faster. The other prompts of a batch change the numbers
+slightly: a vector differs from a run of its prompt alone by about 1e-5 in float32, and where two next tokens are
+almost equally likely a text can differ, more often on a GPU in bfloat16 or float16. A job keeps its batch size, so a
+continued job gives the files of an uninterrupted one. For gpi_pack's exact procedure (each prompt alone, slower),
+tick <i>One prompt at a time</i> under Batch size.</p>
+
 <h2>Where jobs are kept</h2>
 <p>While a job runs, each finished prompt is saved in <code>{runs}</code> (one folder per job). If the program is
-stopped, closed or the computer goes down, open the same file with the same settings and press Run: it continues
-where it stopped. The folder of a job is removed once it has been exported.</p>
+stopped, closed or the computer goes down, the window offers it at its next start, finished jobs first (ready to
+export), each with its file, rows, settings and date: one click reopens it with its inputs. The folder of a job is
+removed once it has been exported.</p>
 
 <h2>How to cite the settings</h2>
 <p><code>manifest.json</code> in the export records everything that made the numbers. In a paper, report the model

@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # pandas is imported where a table is read (about 0.5 s): the
 
 EXCEL_SUFFIXES = {".xlsx", ".xlsm"}
 TAB_SUFFIXES = {".tsv", ".tab"}
+TABLE_SUFFIXES = {".csv", ".txt", *TAB_SUFFIXES, *EXCEL_SUFFIXES}  # what a prompts file may be called
 # Names (or all parts of a name such as "prompt_text") that mark the text column.
 TEXT_COLUMN_WORDS = {
     "prompt", "prompts", "text", "texts", "input", "inputs", "message", "messages", "content",
@@ -166,6 +167,13 @@ def read_table(path: Path | str, sheet: str | None = None) -> tuple[pd.DataFrame
         raise PromptFileError(
             f"{path.name} is not a valid Excel workbook: open it in Excel and save it again as .xlsx or CSV."
         )
+    elif path.suffix.lower() not in TABLE_SUFFIXES:
+        # A table under another name (a CSV renamed .pdf) would open, and be shown as what it is not.
+        raise PromptFileError(
+            f"{path.name} {'ends in ' + path.suffix if path.suffix else 'has no extension'}, which is no table's: "
+            "GPI Desktop reads CSV, TSV and Excel (.xlsx) files; if it holds a table, rename it to end in .csv, "
+            ".tsv or .xlsx."
+        )
     else:
         if sheet is not None:
             raise PromptFileError(f"{path.name} is a text table, which has no sheets: leave the sheet out.")
@@ -182,6 +190,11 @@ def read_table(path: Path | str, sheet: str | None = None) -> tuple[pd.DataFrame
     frame = frame.reset_index(drop=True)
     if len(frame.columns) == 0:
         raise PromptFileError(f"The prompts file {path.name} is empty: put one prompt per row under a header row.")
+    if len(frame) == 0 and len(frame.columns) == 1 and _reads_as_prose(str(frame.columns[0])):  # notes.txt
+        raise PromptFileError(
+            f"{path.name} holds a single line of text, not a table of prompts: write a header such as 'text' in "
+            "the first line and one prompt per line under it, or use a spreadsheet saved as CSV or .xlsx."
+        )
     if len(frame) == 0:
         raise PromptFileError(
             f"{path.name} has a header row but no data rows: put one prompt per row under the header."
@@ -379,6 +392,11 @@ def _read_bytes(path: Path) -> bytes:
             f"The prompts file {path.name} cannot be opened ({error.strerror or error}): "
             "check that you may read it and that no other program locks it."
         ) from None
+
+
+def _reads_as_prose(header: str) -> bool:
+    """A lone first line that is a sentence rather than a column name ("Meeting notes, Tuesday: ...")."""
+    return len(header) > 40 or len(header.split()) > 3
 
 
 def _looks_binary(text: str) -> bool:

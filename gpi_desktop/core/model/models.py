@@ -447,6 +447,7 @@ class TargetInfo:
     hidden_size: int | None
     warning: str
     kind: str = "cpu"  # "cuda" | "mps" | "cpu"
+    problem: str = ""  # why the model cannot be used at all (a folder without a model)
 
     @property
     def where(self) -> str:
@@ -473,10 +474,14 @@ def describe_target(model: str, device: str = "auto", token: str | None = None) 
     else:
         free, name = None, "CPU"
         warning = "No NVIDIA GPU is in use: the run will use the CPU and will be slow for a large model."
-    hidden = None
+    hidden, problem = None, ""
+    source = resolve_source(model)
     try:
-        hidden = hidden_size_of(read_config(resolve_source(model), token=token))
+        hidden = hidden_size_of(read_config(source, token=token))
     except GpiError as exc:
-        warning = (warning + " " if warning else "") + str(exc)
+        if source.is_local:  # this folder cannot be run, ever
+            problem = str(exc)
+        else:  # the Hub may answer later (a network, a token): said, not refused
+            warning = (warning + " " if warning else "") + str(exc)
     return TargetInfo(device_name=name, free_bytes=free, on_cpu=dev == "cpu", hidden_size=hidden, warning=warning,
-                      kind=dev)
+                      kind=dev, problem=problem)

@@ -22,9 +22,10 @@ class Prompter:
     """
 
     def ask(self, parent: QWidget | None, title: str, text: str, choices: Sequence[str], *,
-            details: str = "", warning: bool = False, default: int = 0) -> int:
-        box = QMessageBox(QMessageBox.Icon.Warning if warning else QMessageBox.Icon.Question, title, text,
-                          QMessageBox.StandardButton.NoButton, parent)
+            details: str = "", warning: bool = False, default: int = 0, information: bool = False) -> int:
+        """`information`: news with choices of what to do next ("Export finished"), not a question."""
+        icon = _icon(warning, information)
+        box = QMessageBox(icon, title, text, QMessageBox.StandardButton.NoButton, parent)
         box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         if details:
             box.setInformativeText(details)
@@ -46,6 +47,12 @@ class Prompter:
         box.exec()
 
 
+def _icon(warning: bool, information: bool) -> QMessageBox.Icon:
+    if warning:
+        return QMessageBox.Icon.Warning
+    return QMessageBox.Icon.Information if information else QMessageBox.Icon.Question
+
+
 @dataclass
 class Asked:
     title: str
@@ -53,6 +60,7 @@ class Asked:
     choices: tuple[str, ...]
     details: str = ""
     default: int = 0  # the answer Enter would take
+    icon: QMessageBox.Icon = QMessageBox.Icon.Question
 
     @property
     def default_choice(self) -> str:
@@ -67,8 +75,8 @@ class ScriptedPrompter(Prompter):
     asked: list[Asked] = field(default_factory=list)
     told: list[tuple[str, str]] = field(default_factory=list)
 
-    def ask(self, parent, title, text, choices, *, details="", warning=False, default=0) -> int:
-        self.asked.append(Asked(title, text, tuple(choices), details, default))
+    def ask(self, parent, title, text, choices, *, details="", warning=False, default=0, information=False) -> int:
+        self.asked.append(Asked(title, text, tuple(choices), details, default, _icon(warning, information)))
         for fragment, label in self.answers.items():
             if fragment in title and label in choices:
                 return list(choices).index(label)

@@ -382,9 +382,11 @@ class ModelPanel(QWidget):
         self._checking = False
         self.check_button.setEnabled(True)
         self.check_button.setText("Check again")
-        if isinstance(info, BaseException):
-            self.last_target = None
-            message = failure_sentence(info, "The model could not be checked")
+        if isinstance(info, BaseException) or info.target.problem:
+            # An error, as any other that stops a run: not a warning beside a device that would never run it.
+            self.last_target = None if isinstance(info, BaseException) else info.target
+            message = (failure_sentence(info, "The model could not be checked") if isinstance(info, BaseException)
+                       else info.target.problem)
             self.target_label.setText(linkify(message))
             self.target_label.setStyleSheet("color: #b00020;")
         else:

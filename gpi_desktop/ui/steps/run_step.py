@@ -35,6 +35,18 @@ from gpi_desktop.ui.shared.table_models import (
 )
 
 PROMPTS_FORMAT = "%v of %m prompts"
+NO_PROMPTS = "No prompts yet"
+TEMPLATE_NOTES = {
+    "gpi_pack": ("<b>Texts start with \u201cassistant\u201d?</b> That is gpi_pack's chat formatting: the prompt ends "
+                 "without the assistant's header, so most chat models write their role name first, and it goes into "
+                 "the texts, as with gpi_pack (keep it to match gpi_pack's vectors). "
+                 '<a href="model-card">Use the model-card style</a> for clean texts: the prompt ends with the '
+                 "header the model's page recommends, and the texts and the vectors then differ from gpi_pack's."),
+    "model-card": ("<b>Model-card chat formatting</b>: the prompt ends with the assistant's header, so texts start "
+                   "with the answer; the texts and the vectors differ from gpi_pack's. "
+                   '<a href="gpi_pack">Use gpi_pack\'s formatting</a> to match gpi_pack (most models then write '
+                   "\u201cassistant\u201d at the start of each text)."),
+}
 IDLE_HINT = "Press Run to start. You can stop at any time: finished texts are kept, and the run can continue later."
 
 
@@ -65,6 +77,7 @@ class RunPage(QWidget):
         layout.addWidget(self.progress_label)
         layout.addWidget(self.status_label)
         layout.addWidget(self.stale_label)
+        layout.addWidget(self.template_note)
         layout.addWidget(splitter, 1)
 
     def _controls(self) -> QHBoxLayout:
@@ -87,11 +100,8 @@ class RunPage(QWidget):
         self.export_button.setEnabled(False)
 
         self.progress_bar = QProgressBar()
-        self.progress_bar.setRange(0, 1)
-        self.progress_bar.setValue(0)
-        self.progress_bar.setFormat(PROMPTS_FORMAT)
         self.progress_bar.setTextVisible(True)
-        self.prompts_done, self.prompts_total = 0, 0  # the bar may count tokens: the prompt count is kept here
+        self._count_prompts(0, 0)  # the bar may count tokens: the prompt count is kept beside it
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
@@ -112,6 +122,11 @@ class RunPage(QWidget):
         self.stale_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.stale_label.setStyleSheet("color: #8a5a00; background: #fff4e0; padding: 6px;")
         self.stale_label.hide()
+        self.template_note = QLabel()  # what the chat formatting does to the texts below, and the other choice
+        self.template_note.setWordWrap(True)
+        self.template_note.setTextFormat(Qt.TextFormat.RichText)
+        self.template_note.setStyleSheet("color: palette(placeholder-text);")
+        self.template_note.hide()
         self.status_label = QLabel(IDLE_HINT)
         self.status_label.setWordWrap(True)
         self.status_label.setTextFormat(Qt.TextFormat.RichText)
@@ -179,6 +194,11 @@ class RunPage(QWidget):
         self.cancel_button.setText("Stopping\u2026")
         self.status_label.setText("Stopping after the current step\u2026 finished texts are kept.")
 
+    def set_template(self, style: str | None) -> None:
+        """Say where the texts are shown what the chat formatting `style` does to them (None: no settings yet)."""
+        self.template_note.setText(TEMPLATE_NOTES.get(style or "", ""))
+        self.template_note.setVisible(style in TEMPLATE_NOTES)
+
     def set_repeat_task(self, repeat: bool) -> None:
         self.view.setColumnHidden(COL_MATCH, not repeat)
 
@@ -207,7 +227,7 @@ class RunPage(QWidget):
 
     def _count_prompts(self, total: int, done: int) -> None:
         self.prompts_done, self.prompts_total = done, total
-        self.progress_bar.setFormat(PROMPTS_FORMAT)
+        self.progress_bar.setFormat(PROMPTS_FORMAT if total else NO_PROMPTS)  # not "0 of 1 prompts"
         self.progress_bar.setRange(0, max(total, 1))
         self.progress_bar.setValue(done)
 

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 
 from gpi_desktop.core.generation.instructions import CREATE_INSTRUCTION, REPEAT_INSTRUCTION
 from gpi_desktop.core.model.memory import quantization_available, quantization_missing
+from gpi_desktop.core.vocabulary.errors import GpiError
 from gpi_desktop.core.vocabulary.options import parse_options
 from gpi_desktop.core.vocabulary.settings import POOLINGS as POOLING_NAMES
 from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings, parse_batch_size
@@ -37,6 +38,10 @@ DTYPES = [("auto", "Automatic (auto)"), ("bfloat16", "bfloat16"), ("float16", "f
 DEVICES = [("auto", "Automatic: the GPU if there is one"), ("cuda", "NVIDIA GPU (cuda)"),
            ("mps", "Apple GPU on a Mac (mps)"), ("cpu", "CPU")]
 QUANTIZATIONS = [(None, "None: full precision"), ("8bit", "8-bit (bitsandbytes)"), ("4bit", "4-bit NF4 (bitsandbytes)")]
+LOCKED_NOTE = ("The settings cannot change while a run or an export works: its results are made with these. "
+               "Stop the run (step 5) to change them; finished texts are kept.")
+CHANGED_MARK = "\u25cf"  # beside a setting that is not its default
+ONE_AT_A_TIME_WORDS = "One prompt at a time (gpi_pack's exact procedure, slower)"
 TEMPLATES = [("gpi_pack", "gpi_pack-compatible"), ("model-card", "Model-card style")]
 
 TIPS = {
@@ -74,8 +79,17 @@ TIPS = {
         "models).\nDefault: automatic."
     ),
     "batch_size": (
-        "How many prompts are generated together. More is faster until memory runs out; it never changes the "
-        "results.\nauto picks a size for your GPU or CPU. Default: auto."
+        "How many prompts are generated together. More is faster until memory runs out.\n"
+        "The other prompts of a batch change the numbers slightly: vectors differ from a run of each prompt alone "
+        "by about 1e-5 in float32, and where two next tokens are almost equally likely a text can differ, which "
+        "happens more often on a GPU in bfloat16 or float16. A job keeps its batch size, so a continued job gives "
+        "the files of an uninterrupted one.\n"
+        "One prompt at a time runs gpi_pack's exact procedure (slower).\nauto picks a size for your GPU or CPU. "
+        "Default: auto."
+    ),
+    "one_at_a_time": (
+        "Generate each prompt alone with transformers' generate(), exactly as gpi_pack does: no other prompt "
+        "changes its numbers, at the cost of speed (several times slower on a GPU). Default: off (batches)."
     ),
     "template": (
         "How the instruction and the prompt are wrapped for a chat model.\n"
@@ -119,7 +133,7 @@ HELP = {
     "dtype": "Numeric precision of the model.",
     "quantization": "Less GPU memory; changes the numbers slightly.",
     "device": "An NVIDIA or Apple GPU, or the CPU.",
-    "batch_size": "Prompts generated together; does not change results.",
+    "batch_size": "Faster; other prompts in a batch change the numbers slightly.",
     "template": "Keep gpi_pack-compatible to match gpi_pack's vectors.",
     "prefix": "hidden_0.pt, hidden_1.pt, \u2026",
     "save_name": "generated_texts.pkl and generated_texts.csv",
@@ -155,6 +169,7 @@ class SettingsPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self._labels: dict[str, tuple[QLabel, str]] = {}  # TIPS key -> its label and the label's own words
         self._make_fields()
         self._lay_out(self._basic_form(), self._advanced_part())
         self.set_values(RunSettings(), ExportSettings())
@@ -180,6 +195,9 @@ class SettingsPanel(QWidget):
         self.batch_spin.setRange(0, 4096)
         self.batch_spin.setSpecialValueText("auto")  # 0 shows as "auto"
         self.batch_spin.setToolTip(TIPS["batch_size"])
+        self.one_at_a_time = QCheckBox(ONE_AT_A_TIME_WORDS)
+        self.one_at_a_time.setToolTip(TIPS["one_at_a_time"])
+        self.one_at_a_time.toggled.connect(lambda alone: self.batch_spin.setEnabled(not alone))
         self.template_box = _combo(TEMPLATES, TIPS["template"])
         self.prefix_edit = QLineEdit()
         self.prefix_edit.setToolTip(TIPS["prefix"])
@@ -210,6 +228,7 @@ class SettingsPanel(QWidget):
         self._add(form, "Device", self.device_box, "device")
         self._add(form, "Quantization", self.quantization_box, "quantization")
         self._add(form, "Batch size", self.batch_spin, "batch_size")
+        form.addRow("", self.one_at_a_time)
         self._add(form, "File prefix", self.prefix_edit, "prefix")
         self._add(form, "Texts file name", self.save_name_edit, "save_name")
         return form
@@ -238,19 +257,34 @@ class SettingsPanel(QWidget):
         bottom.addStretch(1)
         bottom.addWidget(defaults)
 
-        intro = QLabel("The defaults reproduce gpi_pack. Point at a setting to read what it means.")
+        intro = QLabel(f"The defaults reproduce gpi_pack; a setting marked {CHANGED_MARK} is not its default. Point at a "
+                       "setting to read what it means.")
         intro.setWordWrap(True)
-        layout = QVBoxLayout(self)
-        layout.addWidget(intro)
+        self.lock_note = QLabel(LOCKED_NOTE)  # outside the greyed part, so that it reads as the reason
+        self.lock_note.setWordWrap(True)
+        self.lock_note.setStyleSheet("color: #8a5a00; background: #fff4e0; padding: 6px;")
+        self.lock_note.hide()
+        self.body = QWidget()
+        inner = QVBoxLayout(self.body)
+        inner.setContentsMargins(0, 0, 0, 0)
         form_box = QWidget()
         form_box.setLayout(form)
         form_box.setMaximumWidth(760)  # fields of one width, not stretched across a wide window
         adv_inner.setMaximumWidth(760)
-        layout.addWidget(form_box)
-        layout.addWidget(self.advanced)
-        layout.addWidget(adv_inner)
-        layout.addLayout(bottom)
+        inner.addWidget(form_box)
+        inner.addWidget(self.advanced)
+        inner.addWidget(adv_inner)
+        inner.addLayout(bottom)
+        layout = QVBoxLayout(self)
+        layout.addWidget(intro)
+        layout.addWidget(self.lock_note)
+        layout.addWidget(self.body)
         layout.addStretch(1)
+
+    def set_locked(self, locked: bool) -> None:
+        """While a run or an export works its settings stay as they are (its results are theirs): greyed, and why."""
+        self.body.setEnabled(not locked)
+        self.lock_note.setVisible(locked)
 
     def _connect_changes(self) -> None:
         for box in (self.task_box, self.pooling_box, self.dtype_box, self.template_box, self.device_box,
@@ -258,6 +292,7 @@ class SettingsPanel(QWidget):
             box.currentIndexChanged.connect(self._on_change)
         for spin in (self.max_tokens, self.batch_spin):
             spin.valueChanged.connect(self._on_change)
+        self.one_at_a_time.toggled.connect(self._on_change)
         for edit in (self.prefix_edit, self.save_name_edit, self.template_date_edit):
             edit.textChanged.connect(self._on_change)
         for text in (self.instruction_edit, self.template_options, self.generation_options):
@@ -266,6 +301,7 @@ class SettingsPanel(QWidget):
     def _label(self, text: str, key: str) -> QWidget:
         label = QLabel(text)
         label.setToolTip(TIPS[key])
+        self._labels[key] = (label, text)
         return label
 
     def _add(self, form: QFormLayout, text: str, widget: QWidget, key: str) -> None:
@@ -283,7 +319,31 @@ class SettingsPanel(QWidget):
 
     def _on_change(self) -> None:
         self.instruction_edit.setVisible(self.task_box.currentData() == "custom")
+        self._mark_changed()
         self.changed.emit()
+
+    def changed_from_defaults(self) -> set[str]:
+        """The settings (TIPS keys) whose values differ from the defaults, which reproduce gpi_pack."""
+        try:
+            run, export = self.values()
+        except GpiError:
+            return set()  # a half-typed option line: the marks stay as they were
+        default_run, default_export = RunSettings(), ExportSettings()
+        changed = {key for key in TIPS if hasattr(run, key) and getattr(run, key) != getattr(default_run, key)}
+        changed |= {key for key in ("prefix", "save_name") if getattr(export, key) != getattr(default_export, key)}
+        if run.task != default_run.task:
+            changed.add("task")
+        if run.strategy != default_run.strategy:
+            changed.add("one_at_a_time")
+        return changed
+
+    def _mark_changed(self) -> None:
+        changed = self.changed_from_defaults()
+        for key, (label, text) in self._labels.items():
+            label.setText(f"{text} {CHANGED_MARK}" if key in changed else text)
+            label.setToolTip(TIPS[key] + ("\n\nChanged: not the default." if key in changed else ""))
+        alone = ONE_AT_A_TIME_WORDS
+        self.one_at_a_time.setText(f"{alone} {CHANGED_MARK}" if "one_at_a_time" in changed else alone)
 
     # --- values ----------------------------------------------------------------------------------
 
@@ -305,6 +365,7 @@ class SettingsPanel(QWidget):
         self.template_options.setPlainText(options_text(run.template_options))
         self.generation_options.setPlainText(options_text(run.generation_options))
         self.template_date_edit.setText(run.template_date or "")
+        self.one_at_a_time.setChecked(run.strategy == "one-at-a-time")
         if run.template_options or run.generation_options or run.template_date:
             self.advanced.setChecked(True)
         self.instruction_edit.setVisible(task == "custom")
@@ -327,6 +388,7 @@ class SettingsPanel(QWidget):
             template_options=parse_options(_lines(self.template_options)),
             generation_options=parse_options(_lines(self.generation_options)),
             template_date=self.template_date_edit.text().strip() or None,
+            strategy="one-at-a-time" if self.one_at_a_time.isChecked() else "batched",
         )
         export = ExportSettings(prefix=self.prefix_edit.text(), save_name=self.save_name_edit.text().strip())
         return run, export
