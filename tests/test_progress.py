@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from fakes import RecordingState
+
 from gpi_desktop.core.generation import meter as meter_module
 from gpi_desktop.core.generation.meter import Meter
 from gpi_desktop.core.vocabulary.progress import Progress
@@ -39,7 +39,7 @@ def test_progress_moves_while_a_full_batch_writes_and_no_prompt_has_finished():
     for step in range(1, 146):
         clock.t += 0.5
         meter.step(30)
-        meter.running(lambda: [(row, list(range(step))) for row in range(30)])
+        meter.running(lambda step=step: [(row, list(range(step))) for row in range(30)])
     reports = state.progress
     assert len(reports) >= 100 and all(p.done == 0 for p in reports)
     fractions = [p.fraction for p in reports]
@@ -83,7 +83,7 @@ def test_slow_decoding_spaces_the_reports_so_it_takes_a_small_share_of_the_run()
         clock.t += 0.1  # 0.1 s to decode the running texts
         return "x"
 
-    state, meter = _meter(clock, decode=slow_decode)
+    _state, meter = _meter(clock, decode=slow_decode)
     clock.t = 1.0
     meter.running(lambda: [(0, [1])])
     assert meter.next_report - clock.t == pytest.approx(0.1 / meter_module.DECODE_SHARE)

@@ -212,3 +212,15 @@ def test_the_sheet_chosen_in_step_3_is_the_sheet_the_window_runs(qtbot, make_win
     wait_idle(qtbot, window)
     spec = window.current_spec()
     assert spec.sheet == "main study" and spec.column == "speech"
+
+
+def test_the_prompt_column_is_the_widest_wherever_it_stands(qtbot, panel, tmp_path):
+    path = tmp_path / "bios.csv"
+    pd.DataFrame({"text": ["Create a biography of a mayor"] * 3, "id": ["1", "2", "3"], "party": ["D", "R", "D"],
+                  "year": ["1956"] * 3}).to_csv(path, index=False)
+    p, _calls = panel
+    p.resize(1100, 600)
+    p.show()
+    p = load(qtbot, panel, path)
+    widths = [p.view.columnWidth(i) for i in range(4)]
+    assert widths[0] > max(widths[1:]), widths

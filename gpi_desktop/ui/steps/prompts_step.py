@@ -248,6 +248,19 @@ class PromptsPanel(QWidget):
         self._show_message(message, error=True)
         self.load_failed.emit(message)
 
+    def _widen_text_column(self, name: str) -> None:
+        """The prompts' column gets the room the other columns leave, at least twice theirs: the last column
+        took it all before, so prompts read "Create a biography of …" in the narrowest column of the table."""
+        header = self.view.horizontalHeader()
+        columns = [str(c) for c in self._frame.columns]
+        text = columns.index(name)
+        header.setStretchLastSection(False)
+        for i in range(len(columns)):
+            if i != text:
+                header.resizeSection(i, header.defaultSectionSize())
+        room = self.view.viewport().width() - header.defaultSectionSize() * (len(columns) - 1)
+        header.resizeSection(text, max(2 * header.defaultSectionSize(), room))
+
     def _column_chosen(self) -> None:
         if self._frame is None:
             return
@@ -273,6 +286,7 @@ class PromptsPanel(QWidget):
         formulas = core_prompts.uncalculated_formula_rows(self._table)
         shared = core_prompts.duplicate_of(name, self._meta.duplicates)
         self.model.set_text_column(name, self._empty)
+        self._widen_text_column(name)
         self.summary_label.setText(f"{rows:,} rows \u00b7 {len(self._empty):,} empty text cells")
         if formulas:
             self._show_message(
