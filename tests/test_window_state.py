@@ -129,3 +129,17 @@ def test_the_summary_names_the_model_where_it_runs_the_prompts_and_the_settings(
     assert "not known yet (the model is being checked)" in checking and "<b>Prompts:</b> none yet" in checking
     assert "<b>Settings:</b>" not in checking
     assert "the demo model" in summary_html(_ready(), demo_model=True, settings_line="")
+
+
+def test_stop_says_how_many_texts_in_progress_and_about_how_much_work_start_over():
+    from gpi_desktop.core.vocabulary.progress import Progress, TextSoFar
+    from gpi_desktop.ui.state.window_state import stopped_words, work_lost_on_stop
+
+    writing = [TextSoFar(row, "text", 240) for row in range(15)]  # 3,600 tokens at 5 a second: 12 min
+    last = Progress(15, 30, tokens_per_second=5.0)
+    assert work_lost_on_stop(writing, last).startswith("15 texts in progress, about 12 min 00 s of work, will start "
+                                                       "over when the job continues")
+    assert work_lost_on_stop(writing, None).startswith("15 texts in progress (3,600 tokens) will start over")
+    assert work_lost_on_stop([], last) == ""
+    assert stopped_words(15, 15) == ("Stopped. 15 finished texts are kept; the 15 texts that were in progress start "
+                                     "over, press Run to continue where it stopped.")

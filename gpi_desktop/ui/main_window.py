@@ -32,7 +32,6 @@ from PySide6.QtWidgets import (
 from gpi_desktop.core.files.legacy_runs import adopt_job_folders
 from gpi_desktop.core.job.job import RUNS_DIRNAME, JobSpec, RunOutcome
 from gpi_desktop.core.vocabulary.errors import GpiError, MemoryFitError, Remedy
-from gpi_desktop.core.vocabulary.formatting import human_duration
 from gpi_desktop.core.vocabulary.progress import Progress, ProgressKind
 from gpi_desktop.ui.export_actions import ExportActions
 from gpi_desktop.ui.reopen_actions import ReopenActions
@@ -74,8 +73,9 @@ from gpi_desktop.ui.steps.export_step import ExportPage
 from gpi_desktop.ui.steps.model_step import ModelPanel
 from gpi_desktop.ui.steps.prompts_step import PromptsPanel, dropped_table
 from gpi_desktop.ui.steps.run_step import RunPage
-from gpi_desktop.ui.steps.settings_step import LOCKED_NOTE, SettingsPanel
+from gpi_desktop.ui.steps.settings_step import SettingsPanel
 from gpi_desktop.ui.steps.token_step import TokenPanel
+from gpi_desktop.ui.stop_actions import StopActions
 from gpi_desktop.ui.unfinished_bar import UnfinishedBar
 from gpi_desktop.ui.window_frame import (
     FrameActions,
@@ -94,7 +94,7 @@ log = logging.getLogger(__name__)
 CLOSE_WAIT_S = 5.0  # for a model check or keyring call still out when the window closes
 
 
-class MainWindow(FrameActions, ReopenActions, ExportActions, QMainWindow):
+class MainWindow(FrameActions, ReopenActions, ExportActions, StopActions, QMainWindow):
     run_finished = Signal(object)  # RunOutcome
     run_failed = Signal(str)  # why a run did not finish (refused, failed or stopped), in plain words
     export_finished = Signal(object)  # the export folder (Path)
@@ -409,44 +409,8 @@ class MainWindow(FrameActions, ReopenActions, ExportActions, QMainWindow):
         self._lock_inputs(True)
         self.go_to(STEP_RUN)
 
-    def choose_template(self, style: str) -> None:
-        """The chat formatting chosen from step 5's note (a later Run uses it; the texts shown stay the old job's)."""
-        if self.runner.is_busy():
-            self.run_page.show_status(LOCKED_NOTE)
-            return
-        box = self.settings_panel.template_box
-        box.setCurrentIndex(box.findData(style))
-
     def _run_is_running(self) -> bool:
         return self._run is not None and self._run.running
-
-    def cancel_run(self) -> None:
-        """Stop after the current step; first, where texts are being written, say what Stop throws away."""
-        if not self._run_is_running():
-            return
-        lost = self._lost_on_stop()
-        if lost and self.prompter.ask(self, "Stop the run?", lost, ["Stop", "Keep running"], default=1,
-                                      details="Finished texts are kept: press Run later to continue the job.") != 0:
-            return
-        if self._run_is_running():  # it may have ended while the question was open
-            self._run.cancel()
-            self.run_page.set_cancelling()
-
-    def _lost_on_stop(self) -> str:
-        """'15 texts in progress, about 12 min of work, will start over when the job continues.' ('' if none).
-
-        A text in progress is not kept across a stop: continuing it from its tokens would not give the
-        numbers of an uninterrupted run, so the job reruns it whole (see core/generation/engine.py).
-        """
-        writing = self.run_page.results.writing()
-        if not writing:
-            return ""
-        tokens = sum(t.n_tokens for t in writing)
-        last = self.state.last_progress
-        speed = last.tokens_per_second if last is not None else 0.0
-        work = f", about {human_duration(tokens / speed)} of work," if speed > 0 else f" ({tokens:,} tokens)"
-        return (f"{len(writing):,} texts in progress{work} will start over when the job continues: a text is kept "
-                "only once it is finished.")
 
     def _lock_inputs(self, locked: bool) -> None:
         """The inputs stay as they are while a run or an export works: its results are theirs."""
@@ -500,9 +464,7 @@ class MainWindow(FrameActions, ReopenActions, ExportActions, QMainWindow):
         done = max(self.state.prompts_done, self.run_page.results.finished_count())
         restarted = len(self.run_page.results.writing())
         self.run_page.show_stopped_progress()
-        again = f" the {restarted:,} texts that were in progress start over," if restarted else ""
-        self.run_page.show_status(f"Stopped. {done:,} finished texts are kept;{again} press Run to continue where it "
-                                  "stopped.")
+        self.run_page.show_status(window_state.stopped_words(done, restarted))
         self.run_failed.emit("stopped")
         self._after_task()
 

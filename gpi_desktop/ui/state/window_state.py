@@ -11,6 +11,7 @@ pyproject.toml keeps PySide6 out of this package, so all of it is tested without
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ from gpi_desktop.core.files.prompts import PromptTable
 from gpi_desktop.core.files.runstore import KeyChange, RunJournal, key_changes
 from gpi_desktop.core.job.job import JobSpec, KeptJob, RunOutcome, job_journal_folder, job_key
 from gpi_desktop.core.model.models import TargetInfo
-from gpi_desktop.core.vocabulary.progress import Progress
+from gpi_desktop.core.vocabulary.formatting import human_duration
+from gpi_desktop.core.vocabulary.progress import Progress, TextSoFar
 from gpi_desktop.core.vocabulary.results import PromptResult
 from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings
 
@@ -199,6 +201,27 @@ def summary_html(inputs: StepInputs, demo_model: bool, settings_line: str) -> st
     if inputs.run is not None:
         lines.append(f"<b>Settings:</b> {_html(settings_line)}")
     return "<br>".join(lines)
+
+
+def work_lost_on_stop(writing: Sequence[TextSoFar], last: Progress | None) -> str:
+    """'15 texts in progress, about 12 min of work, will start over when the job continues: …' ('' if none).
+
+    A text in progress is not kept across a stop: continuing it from its tokens would not give the
+    numbers of an uninterrupted run, so the job reruns it whole (see core/generation/engine.py).
+    """
+    if not writing:
+        return ""
+    tokens = sum(t.n_tokens for t in writing)
+    speed = last.tokens_per_second if last is not None else 0.0
+    work = f", about {human_duration(tokens / speed)} of work," if speed > 0 else f" ({tokens:,} tokens)"
+    return (f"{len(writing):,} texts in progress{work} will start over when the job continues: a text is kept "
+            "only once it is finished.")
+
+
+def stopped_words(done: int, restarted: int) -> str:
+    """After Stop: what is kept, and the texts that were in progress, which start over."""
+    again = f" the {restarted:,} texts that were in progress start over," if restarted else ""
+    return f"Stopped. {done:,} finished texts are kept;{again} press Run to continue where it stopped."
 
 
 def _html(text: str) -> str:

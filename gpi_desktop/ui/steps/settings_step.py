@@ -24,8 +24,8 @@ from gpi_desktop.core.vocabulary.options import parse_options
 from gpi_desktop.core.vocabulary.settings import POOLINGS as POOLING_NAMES
 from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings, parse_batch_size
 from gpi_desktop.core.vocabulary.template_date import DATE_FORMAT
-from gpi_desktop.ui.state.window_state import MemoryInputs
 from gpi_desktop.ui.shared.prefs import options_text
+from gpi_desktop.ui.state.window_state import MemoryInputs
 
 TASKS = [("create", "Create a text from each prompt (create)"),
          ("repeat", "Repeat each text as it is (repeat)"),
