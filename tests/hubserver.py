@@ -35,10 +35,22 @@ class Repo:
     access: str = "public"  # "public" | "gated" | "private"
     commit: str = ""
     approved_tokens: set[str] = field(default_factory=set)  # for gated / private repos
+    earlier: dict[str, dict[str, bytes]] = field(default_factory=dict)  # files of earlier commits, still served
 
     def __post_init__(self) -> None:
         if not self.commit:
             self.commit = hashlib.sha1(self.model_id.encode()).hexdigest()
+
+    def publish(self, files: dict[str, bytes], commit: str) -> None:
+        """A new commit on main; the earlier ones stay reachable by their hash, as on the Hub."""
+        self.earlier[self.commit] = self.files
+        self.files, self.commit = files, commit
+
+    def at(self, revision: str) -> "Repo":
+        """The repository as `revision` (main, or a commit) has it."""
+        if revision in ("main", self.commit) or revision not in self.earlier:
+            return self
+        return Repo(self.model_id, self.earlier[revision], self.access, revision, self.approved_tokens)
 
     @staticmethod
     def is_lfs(name: str) -> bool:
@@ -209,7 +221,7 @@ class FakeHub:
             pass
 
     def _revision_ok(self, h, repo: Repo, rev: str, head: bool) -> bool:
-        if rev in ("main", repo.commit):
+        if rev in ("main", repo.commit) or rev in repo.earlier:
             return True
         self._error(h, 404, "RevisionNotFound", f"Invalid rev id: {rev}", head)
         return False
@@ -218,6 +230,7 @@ class FakeHub:
         repo = self.repos.get(model_id)
         if not self._check_access(h, repo, head) or not self._revision_ok(h, repo, rev, head):
             return
+        repo = repo.at(rev)
         with_blobs = query.get("blobs", ["false"])[0].lower() == "true"
         self._json(h, {
             "_id": "0" * 24, "id": model_id, "modelId": model_id, "sha": repo.commit, "private":
@@ -230,12 +243,14 @@ class FakeHub:
         repo = self.repos.get(model_id)
         if not self._check_access(h, repo, head) or not self._revision_ok(h, repo, rev, head):
             return
+        repo = repo.at(rev)
         self._json(h, [repo.tree_entry(n) for n in sorted(repo.files)], head)
 
     def _resolve(self, h, model_id: str, rev: str, filename: str, head: bool) -> None:
         repo = self.repos.get(model_id)
         if not self._check_access(h, repo, head) or not self._revision_ok(h, repo, rev, head):
             return
+        repo = repo.at(rev)
         if filename not in repo.files:
             return self._error(h, 404, "EntryNotFound", f"{filename} does not exist on main", head, repo.commit)
         data = repo.files[filename]

@@ -21,7 +21,8 @@ import pytest
 from conftest import PROMPTS
 from gpi_desktop.cli import main
 from gpi_desktop.core.vocabulary.errors import Cancelled, SettingsError
-from gpi_desktop.core.job.job import JobSpec, run_job
+from gpi_desktop.core.job.job import JobRun, JobSpec, load_prompts, run_job
+from gpi_desktop.core.job.journals import ResumePolicy
 from fakes import RecordingState
 from gpi_desktop.core.cluster.sbatch import STANDARD_OPTIONS, ClusterSettings, sbatch_script, write_job_folder
 from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings
@@ -323,7 +324,7 @@ def test_interrupted_shard_resumes_to_the_same_shard_folder(fixed_job, tmp_path,
     index = _largest_shard(fixed_job)  # two batches: stopped after the first
     out = tmp_path / "shard"
     with pytest.raises(Cancelled):
-        run_job(spec, out / ".gpi-run", RecordingState(cancel_after=1), shard=Shard(index, N))
+        run_job(JobRun(spec, load_prompts(spec), out / ".gpi-run", Shard(index, N)), RecordingState(cancel_after=1))
     assert (out / ".gpi-run" / "records.jsonl").read_bytes().count(b"\n") >= 1
     assert _merge(tmp_path, out=tmp_path / "export") == 2  # the folder holding it: the shard is found, unfinished
     assert "did not finish" in capsys.readouterr().err
@@ -338,7 +339,8 @@ def test_a_shard_journal_never_resumes_another_shard(fixed_job, tmp_path, capsys
     spec = load_job_file(fixed_job / "job.json").spec
     out = tmp_path / "shard"
     with pytest.raises(Cancelled):
-        run_job(spec, out / ".gpi-run", RecordingState(cancel_after=1), shard=Shard(_largest_shard(fixed_job), N))
+        run_job(JobRun(spec, load_prompts(spec), out / ".gpi-run", Shard(_largest_shard(fixed_job), N)),
+                RecordingState(cancel_after=1))
     assert run_shard_in_process(fixed_job, _largest_shard(fixed_job) % N + 1, out, "--resume") == 2
     assert "shard" in capsys.readouterr().err
 
@@ -409,7 +411,7 @@ def test_a_task_of_a_second_submission_finds_its_shard_busy_and_has_nothing_to_d
     index = _largest_shard(fixed_job)
     out = tmp_path / "shard"
     with pytest.raises(Cancelled):
-        run_job(spec, out / ".gpi-run", RecordingState(cancel_after=1), shard=Shard(index, N))
+        run_job(JobRun(spec, load_prompts(spec), out / ".gpi-run", Shard(index, N)), RecordingState(cancel_after=1))
     key = json.loads((out / ".gpi-run" / "journal.json").read_text())["key"]
     running = RunJournal.open(out / ".gpi-run", key)  # the first submission's task, still at work
     try:
@@ -426,9 +428,9 @@ def test_resuming_a_shard_counts_the_shards_prompts_not_the_jobs(fixed_job, tmp_
     rows = len(json.loads((fixed_job / "shards" / str(index) / "shard.json").read_text())["shard"]["rows"])
     out = tmp_path / "shard"
     with pytest.raises(Cancelled):
-        run_job(spec, out / ".gpi-run", RecordingState(cancel_after=1), shard=Shard(index, N))
+        run_job(JobRun(spec, load_prompts(spec), out / ".gpi-run", Shard(index, N)), RecordingState(cancel_after=1))
     state = RecordingState()
-    run_job(spec, out / ".gpi-run", state, resume=True, shard=Shard(index, N))
+    run_job(JobRun(spec, load_prompts(spec), out / ".gpi-run", Shard(index, N)), state, ResumePolicy.CONTINUE)
     resuming = [s for s in state.statuses if s.startswith("Resuming")]
     assert resuming and resuming[0].endswith(f"of {rows} prompts are already done.") and rows < len(SPEECHES)
 

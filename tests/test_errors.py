@@ -61,6 +61,18 @@ def test_no_core_message_speaks_of_the_window_or_its_buttons(words):
     assert speaking == []
 
 
+def test_no_core_message_names_a_flag_of_the_command_line():
+    from gpi_desktop.cli.entry import build_parser
+
+    run = build_parser()._subparsers._group_actions[0].choices["run"]
+    flags = {flag for action in run._actions for flag in action.option_strings if flag.startswith("--")}
+    # The cluster package writes its tasks' command lines (run.sbatch) and parses `--shard I/N`: a task is a command.
+    naming = [f"{path.relative_to(CORE)}:{line}: {flag}" for path in sorted(CORE.rglob("*.py"))
+              if path.parent.name != "cluster"
+              for line, text in _messages(path) for flag in flags if flag in text]
+    assert naming == []
+
+
 def test_a_file_with_no_clear_text_column_says_how_to_pick_one_in_each_front_ends_words():
     import pandas as pd
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from gpi_desktop.core.files import runstore
+from gpi_desktop.core.job.journals import ResumePolicy
 from gpi_desktop.core.vocabulary.errors import ResumeError
 from gpi_desktop.core.vocabulary.progress import NullState
 from gpi_desktop.core.files.runstore import HEADER_NAME, RECORDS_NAME, RunJournal
@@ -77,24 +78,25 @@ def _tiny_spec(model: Path, prompts: Path, **settings):
 
 
 def test_run_job_creates_the_journal_with_its_batch_plan(tiny_llama, prompts_csv, tmp_path, monkeypatch):
-    from gpi_desktop.core.job.job import run_job
+    from gpi_desktop.core.job.job import JobRun, load_prompts, run_job
 
     writes = []
     real = runstore._write_header
     monkeypatch.setattr(runstore, "_write_header", lambda folder, header: (writes.append(header), real(folder, header)))
-    run_job(_tiny_spec(tiny_llama, prompts_csv, batch_size=3), tmp_path / "work", NullState())
+    spec = _tiny_spec(tiny_llama, prompts_csv, batch_size=3)
+    run_job(JobRun(spec, load_prompts(spec), tmp_path / "work"), NullState())
     assert writes and writes[0]["plan"]["batch_size"] == 3
 
 
 def test_a_journal_whose_plan_was_deleted_is_refused_not_run_one_at_a_time(tiny_llama, prompts_csv, tmp_path):
-    from gpi_desktop.core.job.job import job_key, load_prompts, run_job
+    from gpi_desktop.core.job.job import JobRun, job_key, load_prompts, run_job
 
     spec = _tiny_spec(tiny_llama, prompts_csv, batch_size=3)
     work = tmp_path / "work"
     with RunJournal.create(work, job_key(spec, load_prompts(spec)), hidden_size=64):
         pass  # what a kill between today's two header writes leaves
     with pytest.raises(ResumeError, match="batch plan"):
-        run_job(spec, work, NullState(), resume=True)
+        run_job(JobRun(spec, load_prompts(spec), work), NullState(), ResumePolicy.CONTINUE)
 
 
 def _old_journal(spec, work: Path, plan: dict) -> bytes:
@@ -108,7 +110,7 @@ def _old_journal(spec, work: Path, plan: dict) -> bytes:
 
 def test_a_journal_that_lost_its_plan_is_refused_before_anything_is_written_into_it_or_loaded(
         tiny_llama, prompts_csv, tmp_path, monkeypatch):
-    from gpi_desktop.core.job.job import run_job
+    from gpi_desktop.core.job.job import JobRun, load_prompts, run_job
 
     spec = _tiny_spec(tiny_llama, prompts_csv, batch_size=3)
     work = tmp_path / "work"
@@ -116,31 +118,31 @@ def test_a_journal_that_lost_its_plan_is_refused_before_anything_is_written_into
     monkeypatch.setattr("gpi_desktop.core.model.models.load_model",
                         lambda *a, **k: pytest.fail("the model was loaded for a journal that is refused"))
     with pytest.raises(ResumeError, match="batch plan"):
-        run_job(spec, work, NullState(), resume=True)
+        run_job(JobRun(spec, load_prompts(spec), work), NullState(), ResumePolicy.CONTINUE)
     assert (work / HEADER_NAME).read_bytes() == header
 
 
 def test_an_old_journal_of_another_model_version_is_refused_unchanged(tiny_llama, prompts_csv, tmp_path):
-    from gpi_desktop.core.job.job import run_job
+    from gpi_desktop.core.job.job import JobRun, load_prompts, run_job
 
     spec = _tiny_spec(tiny_llama, prompts_csv, batch_size=3)
     work = tmp_path / "work"
     header = _old_journal(spec, work, {"batch_size": 3, "model_revision": "0" * 40})
     with pytest.raises(ResumeError, match="files changed"):
-        run_job(spec, work, NullState(), resume=True)
+        run_job(JobRun(spec, load_prompts(spec), work), NullState(), ResumePolicy.CONTINUE)
     assert (work / HEADER_NAME).read_bytes() == header
 
 
 def test_an_old_journal_that_resumes_gets_its_template_date_stored_once(tiny_llama, prompts_csv, tmp_path):
     import datetime
 
-    from gpi_desktop.core.job.job import job_key, load_prompts, run_job
+    from gpi_desktop.core.job.job import JobRun, job_key, load_prompts, run_job
 
     spec = _tiny_spec(tiny_llama, prompts_csv, batch_size=3)
     work = tmp_path / "work"
     _old_journal(spec, work, {"batch_size": 3})
     started = datetime.date.fromtimestamp((work / HEADER_NAME).stat().st_mtime).isoformat()
-    run_job(spec, work, NullState(), resume=True)
+    run_job(JobRun(spec, load_prompts(spec), work), NullState(), ResumePolicy.CONTINUE)
     with RunJournal.open(work, job_key(spec, load_prompts(spec))) as journal:
         assert journal.plan["template_date"] == started and journal.plan["batch_size"] == 3
 
@@ -195,7 +197,7 @@ def forty(tmp_path_factory, tiny_llama):
     """40 prompts, their uninterrupted export, and a finished journal of the same job."""
     from gpi_desktop.cli.entry import build_parser
     from gpi_desktop.cli.run import spec_from_args
-    from gpi_desktop.core.job.job import run_job
+    from gpi_desktop.core.job.job import JobRun, load_prompts, run_job
 
     folder = tmp_path_factory.mktemp("forty")
     prompts = folder / "forty.csv"
@@ -203,7 +205,8 @@ def forty(tmp_path_factory, tiny_llama):
     args = lambda out: base_args(tiny_llama, prompts, out, "--batch-size", "4")  # noqa: E731
     assert run_cli(*args(folder / "reference")) == 0
     journal = folder / "journal"
-    run_job(spec_from_args(build_parser().parse_args(["run", *args(folder / "x")])), journal, NullState())
+    spec = spec_from_args(build_parser().parse_args(["run", *args(folder / "x")]))
+    run_job(JobRun(spec, load_prompts(spec), journal), NullState())
     return args, folder_digest(folder / "reference"), journal
 
 

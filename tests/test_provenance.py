@@ -12,7 +12,7 @@ import pytest
 from gpi_desktop.cli import main
 from gpi_desktop.core.output.compare import compare_exports
 from gpi_desktop.core.vocabulary.errors import InputError
-from gpi_desktop.core.job.job import JobSpec, export_run, run_job
+from gpi_desktop.core.job.job import JobRun, JobSpec, export_run, load_prompts, run_job
 from gpi_desktop.core.output.provenance import inspect_export
 from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings
 
@@ -20,7 +20,7 @@ from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings
 def make_export(folder: Path, model: Path, prompts: Path, **settings) -> Path:
     spec = JobSpec(prompts, "text", RunSettings(model=str(model), max_new_tokens=6, batch_size=2, device="cpu",
                                                 **settings), ExportSettings())
-    export_run(run_job(spec, folder / "journal"), folder / "export")
+    export_run(run_job(JobRun(spec, load_prompts(spec), folder / "journal")), folder / "export")
     return folder / "export"
 
 

@@ -14,7 +14,8 @@ from conftest import PROMPTS
 from gpi_desktop.cli import main
 from gpi_desktop.core.vocabulary.errors import Cancelled, SettingsError
 from gpi_desktop.core.generation.instructions import make_renderer, token_ids_sha256
-from gpi_desktop.core.job.job import JobSpec, export_run, job_hash, job_key, run_job
+from gpi_desktop.core.job.job import JobRun, JobSpec, export_run, job_hash, job_key, load_prompts, run_job
+from gpi_desktop.core.job.journals import ResumePolicy
 from fakes import RecordingState
 from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings
 from gpi_desktop.core.vocabulary.template_date import c_strftime, parse_template_date
@@ -102,8 +103,6 @@ def test_a_date_string_template_option_still_reaches_the_template(tokenizer, clo
 
 
 def test_adding_the_date_keeps_the_key_of_a_job_without_one(tiny_dated, prompts_csv):
-    from gpi_desktop.core.job.job import load_prompts
-
     spec = spec_for(tiny_dated, prompts_csv)
     table = load_prompts(spec)
     key = job_key(spec, table)
@@ -116,13 +115,13 @@ def test_adding_the_date_keeps_the_key_of_a_job_without_one(tiny_dated, prompts_
 def test_a_run_killed_one_day_and_resumed_the_next_equals_an_uninterrupted_run(tiny_dated, prompts_csv, tmp_path,
                                                                                clock):
     spec = spec_for(tiny_dated, prompts_csv)
-    whole = run_job(spec, tmp_path / "whole-journal")
+    whole = run_job(JobRun(spec, load_prompts(spec), tmp_path / "whole-journal"))
     export_run(whole, tmp_path / "whole")
 
     with pytest.raises(Cancelled):
-        run_job(spec, tmp_path / "journal", StopAfter(3))
+        run_job(JobRun(spec, load_prompts(spec), tmp_path / "journal"), StopAfter(3))
     clock.day = DAY2  # the next morning
-    resumed = run_job(spec, tmp_path / "journal", resume=True)
+    resumed = run_job(JobRun(spec, load_prompts(spec), tmp_path / "journal"), None, ResumePolicy.CONTINUE)
     export_run(resumed, tmp_path / "resumed")
 
     assert digest(tmp_path / "resumed") == digest(tmp_path / "whole")
@@ -140,7 +139,7 @@ def test_a_journal_of_an_earlier_version_resumes_with_the_day_it_was_started(tin
 
     spec = spec_for(tiny_dated, prompts_csv)
     with pytest.raises(Cancelled):
-        run_job(spec, tmp_path / "journal", StopAfter(2))
+        run_job(JobRun(spec, load_prompts(spec), tmp_path / "journal"), StopAfter(2))
     header_path = tmp_path / "journal" / HEADER_NAME
     header = json.loads(header_path.read_text())
     del header["plan"]["template_date"], header["crc"]  # as earlier versions wrote it (no date, no seal)
@@ -148,16 +147,16 @@ def test_a_journal_of_an_earlier_version_resumes_with_the_day_it_was_started(tin
     started = dt.datetime(2026, 3, 30, 10, 0).timestamp()
     os.utime(header_path, (started, started))
     clock.day = DAY3
-    outcome = run_job(spec, tmp_path / "journal", resume=True)
+    outcome = run_job(JobRun(spec, load_prompts(spec), tmp_path / "journal"), None, ResumePolicy.CONTINUE)
     assert outcome.template.date == "2026-03-30"
 
 
 def test_the_same_job_created_on_two_days_with_the_date_set_gives_identical_files(tiny_dated, prompts_csv, tmp_path,
                                                                                   clock):
     spec = spec_for(tiny_dated, prompts_csv, template_date="2024-07-26")
-    export_run(run_job(spec, tmp_path / "j1"), tmp_path / "first")
+    export_run(run_job(JobRun(spec, load_prompts(spec), tmp_path / "j1")), tmp_path / "first")
     clock.day = dt.date(2026, 5, 17)
-    export_run(run_job(spec, tmp_path / "j2"), tmp_path / "second")
+    export_run(run_job(JobRun(spec, load_prompts(spec), tmp_path / "j2")), tmp_path / "second")
     assert digest(tmp_path / "first") == digest(tmp_path / "second")
     template = manifest(tmp_path / "first")["prompt_template"]
     assert template["date"] == "2024-07-26" and template["date_source"] == "given with the job"
@@ -199,7 +198,7 @@ def test_shards_run_on_different_days_merge_into_the_files_of_a_single_run(tiny_
 def test_every_rows_token_count_and_token_ids_checksum_are_in_the_csv_and_manifest(tiny_dated, prompts_csv,
                                                                                  tmp_path, clock):
     spec = spec_for(tiny_dated, prompts_csv)
-    outcome = run_job(spec, tmp_path / "journal")
+    outcome = run_job(JobRun(spec, load_prompts(spec), tmp_path / "journal"))
     export_run(outcome, tmp_path / "out")
     renderer = make_renderer(outcome_tokenizer(tiny_dated), "create", "gpi_pack", {}, "2026-03-30")
     ids = [renderer.encode(p) for p in PROMPTS]

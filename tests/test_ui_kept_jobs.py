@@ -20,7 +20,8 @@ CHILD = r"""
 import os, signal, sys
 from pathlib import Path
 from gpi_desktop.core.files.runstore import RunJournal
-from gpi_desktop.core.job.job import JobSpec, job_journal_folder, job_key, load_prompts, run_job
+from gpi_desktop.core.job.job import JobRun, JobSpec, job_journal_folder, job_key, load_prompts, run_job
+from gpi_desktop.core.job.journals import ResumePolicy
 from gpi_desktop.core.vocabulary.settings import RunSettings
 
 mode, model, runs, csv = sys.argv[1:5]
@@ -37,10 +38,10 @@ class KilledAfterItsFirstPrompt:
 
 
 if mode == "finish":
-    run_job(spec, folder, resume=True)
+    run_job(JobRun(spec, table, folder), None, ResumePolicy.CONTINUE)
     os.kill(os.getpid(), signal.SIGKILL)  # finished, never exported
 elif mode == "cut":
-    run_job(spec, folder, KilledAfterItsFirstPrompt(), resume=True)
+    run_job(JobRun(spec, table, folder), KilledAfterItsFirstPrompt(), ResumePolicy.CONTINUE)
 else:  # "hold": a run going on in this process, until stdin closes
     with RunJournal.open(folder, job_key(spec, table)):
         print("holding", flush=True)

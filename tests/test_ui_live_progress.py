@@ -17,7 +17,7 @@ ROWS, MAX_NEW, STEPS, SPEED = 8, 300, 40, 80.0  # tokens per second: 8 rows, 10 
 def _long_run(reports: int, go_on: threading.Event):
     """A run_job that writes every prompt for `reports` reports (a quarter second apart), then waits for Stop."""
 
-    def run_job(spec, work_dir, state, **_kwargs):
+    def run_job(run, state, *_policy_and_memory):
         state.set_status("Generating 8 texts on cpu (8 at a time)\u2026")
         for step in range(1, reports + 1):
             tokens = 2 * step  # each row's tokens so far

@@ -9,24 +9,25 @@ from gpi_desktop.core.job.job import (
     FILE_AS_IT_WAS,
     FILE_CHANGED,
     FILE_MOVED,
+    JobRun,
     JobSpec,
     job_hash,
     job_journal_folder,
+    load_prompts,
     run_job,
     kept_jobs,
 )
+from gpi_desktop.core.job.journals import ResumePolicy
 from gpi_desktop.core.vocabulary.errors import Cancelled
 from fakes import RecordingState
 from gpi_desktop.core.vocabulary.settings import RunSettings
 
 
 def _stop_a_job(model, csv, runs, **settings):
-    from gpi_desktop.core.job.job import load_prompts
-
     spec = JobSpec(csv, "text", RunSettings(model=str(model), device="cpu", max_new_tokens=8, batch_size=1, **settings))
     work = runs / job_hash(spec, load_prompts(spec))
     try:
-        run_job(spec, work, RecordingState(cancel_after=2), resume=True)
+        run_job(JobRun(spec, load_prompts(spec), work), RecordingState(cancel_after=2), ResumePolicy.CONTINUE)
     except Cancelled:
         pass
     return spec, work
@@ -53,7 +54,7 @@ def test_a_finished_job_is_kept_and_listed_before_the_unfinished_ones_and_an_emp
     pd.DataFrame({"text": PROMPTS[:2]}).to_csv(short, index=False)
     pd.DataFrame({"text": PROMPTS}).to_csv(long, index=False)
     spec, work = _stop_a_job(tiny_llama, short, tmp_path / "runs")
-    run_job(spec, work, resume=True)  # ran to the end: it waits for its export
+    run_job(JobRun(spec, load_prompts(spec), work), None, ResumePolicy.CONTINUE)  # ran to the end: waits for its export
     _stop_a_job(tiny_llama, long, tmp_path / "runs")  # the latest, yet after the finished one
     (tmp_path / "runs" / "empty").mkdir()
     jobs = kept_jobs(tmp_path / "runs")
@@ -64,8 +65,6 @@ def test_a_finished_job_is_kept_and_listed_before_the_unfinished_ones_and_an_emp
 
 
 def test_a_jobs_journal_is_named_by_its_hash_in_the_runs_folder_or_the_older_one_that_has_it(tmp_path):
-    from gpi_desktop.core.job.job import load_prompts
-
     csv = tmp_path / "p.csv"
     pd.DataFrame({"text": PROMPTS}).to_csv(csv, index=False)
     spec = JobSpec(csv, "text", RunSettings(model="some/model"))

@@ -9,8 +9,9 @@ from pathlib import Path
 import pandas as pd
 
 from gpi_desktop.core.files.prompts import PromptTable
-from gpi_desktop.core.job.job import JobSpec, RunOutcome, job_key
+from gpi_desktop.core.job.job import JobRun, JobSpec, RunOutcome
 from gpi_desktop.core.model.models import TargetInfo
+from gpi_desktop.core.session.job_session import JobSession
 from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings
 from gpi_desktop.ui.state.window_state import (
     STEP_EXPORT,
@@ -52,7 +53,7 @@ def _ready(**changes) -> StepInputs:
 
 
 def _shown(inputs: StepInputs) -> PendingRun:
-    return PendingRun(inputs.job, inputs.table, Path("/runs/x"), None, job_key(inputs.job, inputs.table))
+    return PendingRun(JobSession(JobRun(inputs.job, inputs.table, Path("/runs/x"))), None)
 
 
 def test_the_state_imports_no_qt_so_it_is_tested_without_a_display():

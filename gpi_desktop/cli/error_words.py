@@ -23,6 +23,8 @@ REMEDY_WORDS = {
     Remedy.EMPTY_REPORT_FOLDER_OR_REPLACE: "choose an empty folder for --out, or replace the earlier report with "
                                            "--overwrite",
     Remedy.WAIT_FOR_OTHER_RUN: "wait for it to finish, or stop it first (Ctrl-C where it runs)",
+    Remedy.SAFETENSORS_OR_ALLOW_PICKLE: ("use a copy with .safetensors weights, or allow them (--allow-pickle-weights) "
+                                         "only if you trust where the model came from"),
 }
 
 

@@ -7,15 +7,23 @@ it runs, the folder it writes (a shard folder instead of the export) and what it
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 
 from gpi_desktop.cli.job_flags import add_job_arguments, spec_from_args
 from gpi_desktop.cli.state import CliState, stop_on_signals
+from gpi_desktop.core.cluster.model_pin import check_task_model
+from gpi_desktop.core.cluster.sbatch import RUN_OPTIONS_LINE_INSIST, SCRIPT_NAME
+from gpi_desktop.core.cluster.shards import Shard, load_job_file
+from gpi_desktop.core.files.prompts import duplicate_of
+from gpi_desktop.core.hub.cache import hub_cache_dir
+from gpi_desktop.core.hub.secrets import find_token
+from gpi_desktop.core.job.job import JobSpec, MemoryCheck, RunOutcome, load_prompts
+from gpi_desktop.core.job.journals import ResumePolicy
+from gpi_desktop.core.model.models import resolve_source
+from gpi_desktop.core.session.job_session import Claim, JobSession
 from gpi_desktop.core.vocabulary.errors import (
     EXIT_OK,
     AccessError,
@@ -58,12 +66,10 @@ def wants_cluster_run(args) -> bool:
     return bool(getattr(args, "shard", None) or getattr(args, "job", None))
 
 
-def spec_for(args):
+def spec_for(args) -> JobSpec:
     """The job of a `run`: from --job FILE, or from the run flags."""
     if not getattr(args, "job", None):
         return spec_from_args(args)
-    from gpi_desktop.core.cluster.shards import load_job_file
-
     defaults = getattr(args, "_job_flag_defaults", {})
     given = [flag for dest, flag in JOB_DEFINED_FLAGS.items() if dest in defaults and getattr(args, dest) != defaults[dest]]
     if given:
@@ -74,49 +80,13 @@ def spec_for(args):
     return load_job_file(args.job).spec
 
 
-@dataclass(frozen=True)
-class OutFolderClaim:
-    """What a run may do in --out, decided while it holds the folder, before the model loads."""
-
-    continue_journal: bool  # resume the journal there (--resume, or --overwrite and a journal of this very job)
-    replace_export: bool  # the export may replace files there (--overwrite, or an interrupted export of this job)
-
-
-def claim_out_folder(out: Path, spec, table, *, resume: bool, overwrite: bool) -> OutFolderClaim:
-    """Decide, under `hold_folder(out)`, what the run may continue and replace; refuse what it may not touch.
-
-    A journal of this job marks the folder's export files (manifest or not, temporary
-    names included) as this run's own: an export killed while it was written is
-    finished by a resume, and --overwrite never throws that journal away.
-    """
-    from gpi_desktop.core.files.runstore import RUN_DIR_NAME, RunJournal
-    from gpi_desktop.core.job.job import job_key
-    from gpi_desktop.core.output.export import holds_only_this_export
-
-    journal = out / RUN_DIR_NAME
-    same_job = RunJournal.holds_job(journal, job_key(spec, table))
-    own = resume and same_job and out.is_dir() and holds_only_this_export(out, spec.export, len(table), {RUN_DIR_NAME})
-    prepare_out_folder(out, resume=resume, overwrite=overwrite, own_export=own)
-    if overwrite:
-        if journal.exists() and not same_job:
-            shutil.rmtree(journal)
-        return OutFolderClaim(continue_journal=same_job, replace_export=True)
-    return OutFolderClaim(continue_journal=resume, replace_export=own)
-
-
-def prepare_out_folder(out: Path, *, resume: bool, overwrite: bool, own_export: bool = False) -> None:
-    """Refuse an output folder that cannot be used, before anything is written."""
-    from gpi_desktop.core.files.runstore import RUN_DIR_NAME
-    from gpi_desktop.core.output.export import check_output_folder
-
-    journal = out / RUN_DIR_NAME
-    if resume and overwrite:
+def resume_policy(args) -> ResumePolicy:
+    """What --resume and --overwrite ask of an unfinished run in --out (neither: it is kept and the run refused)."""
+    if args.resume and args.overwrite:
         raise OutputFolderError("Choose either --resume (continue) or --overwrite (start over), not both.")
-    if out.exists() and journal.exists() and not (resume or overwrite):
-        raise OutputFolderError(
-            f"'{out}' holds an unfinished run; continue it with --resume, or start over with --overwrite."
-        )
-    check_output_folder(out, overwrite=overwrite or own_export, allow_names={RUN_DIR_NAME})
+    if args.resume:
+        return ResumePolicy.CONTINUE
+    return ResumePolicy.REPLACE_STALE if args.overwrite else ResumePolicy.REFUSE
 
 
 def say_sheet(table) -> None:
@@ -128,8 +98,6 @@ def say_sheet(table) -> None:
 
 def say_duplicate_column(table) -> None:
     """Say which copy is used when the chosen column's name appears more than once in the header."""
-    from gpi_desktop.core.files.prompts import duplicate_of
-
     shared = duplicate_of(table.column, table.duplicates)
     if shared is not None:
         print(f"gpi-desktop: note: {shared.describe(Path(table.path).name)}; using '{table.column}'.",
@@ -138,11 +106,6 @@ def say_duplicate_column(table) -> None:
 
 def cmd_run(args) -> int:
     """`run`: a whole job (from the flags or --job) into an export folder, or one shard of it (--shard) into a shard folder."""
-    from gpi_desktop.core.cluster.model_pin import check_task_model
-    from gpi_desktop.core.cluster.shards import Shard
-    from gpi_desktop.core.job.job import load_prompts
-    from gpi_desktop.core.model.models import resolve_source
-
     shard = Shard.parse(args.shard) if getattr(args, "shard", None) else None
     spec = spec_for(args)
     out = Path(args.out)
@@ -150,24 +113,24 @@ def cmd_run(args) -> int:
     table = load_prompts(spec)
     say_sheet(table)
     say_duplicate_column(table)
+    policy = resume_policy(args)
     source = resolve_source(spec.settings.model)
+    session = JobSession.in_output_folder(spec, table, out, shard=shard)
     with ExitStack() as held:
-        if shard is not None and not _claim_shard(held, args, out, shard):
-            return EXIT_OK  # finished already, or another copy of this task is running it
-        _refuse_out_folder_early(args, out, shard)
+        # The session holds --out from here to the end of the export (core/session/job_session.py).
+        claim = _claim(held, session, policy)
+        if claim is None:
+            return EXIT_OK  # a shard finished already, or another copy of this task is running it
         if wants_cluster_run(args):
             require_gpu(spec)
-        token = None
         if not source.is_local:
-            from gpi_desktop.core.hub.secrets import find_token
-
-            token = find_token().token
+            session = session.with_run(token=find_token().token)
         if shard is not None and getattr(args, "job", None):
             # Before the model loads: every task of the job runs the model version the first one ran.
-            spec = check_task_model(Path(args.job).parent, spec, shard)
+            session = session.with_run(spec=check_task_model(Path(args.job).parent, spec, shard))
         state = CliState(quiet=args.quiet)
         started = time.monotonic()
-        outcome = _run_and_write(args, out, spec, table, shard, token, state)
+        outcome = _run_and_write(args, session, claim, state)
     if outcome is None:
         return EXIT_OK
     n = len(outcome.results)
@@ -179,74 +142,38 @@ def cmd_run(args) -> int:
     return EXIT_OK
 
 
-def _claim_shard(held: ExitStack, args, out: Path, shard) -> bool:
-    """Hold the shard's folder for the whole run, then decide; False when there is nothing to do here.
+def _claim(held: ExitStack, session: JobSession, policy: ResumePolicy) -> Claim | None:
+    """The session's claim of --out, held until `held` closes; None when a shard has nothing to do here.
 
-    The hold, not the files, decides between two copies of one task (a second submission, a requeue racing the
-    first): whatever the timing, exactly one runs and the other says so and ends with exit 0.
+    For a shard the hold, not the files, decides between two copies of one task (a second submission, a
+    requeue racing the first): whatever the timing, exactly one runs and the other says so and ends with exit 0.
     """
-    from gpi_desktop.core.files.folderhold import hold_folder
-    from gpi_desktop.core.files.runstore import RUN_DIR_NAME, RunJournal
-
+    shard, out = session.shard, session.output
     try:
-        held.enter_context(hold_folder(out))
+        claim = held.enter_context(session.claim(policy))
     except RunBusyError:
+        if shard is None:
+            raise
         print(f"Shard {shard.label} is already running elsewhere (into {out}): nothing to do here.")
-        return False
-    if _shard_finished(args, out):
+        return None
+    if claim.shard_finished:
         print(f"Shard {shard.label} in {out} is already finished.")
-        return False
-    if args.resume and RunJournal.exists(out / RUN_DIR_NAME):
+        return None
+    if shard is not None and claim.continues:
         print(f"Shard {shard.label} continues where it stopped.", flush=True)
-    return True
+    return claim
 
 
-def _shard_finished(args, out: Path) -> bool:
-    from gpi_desktop.core.cluster.shards import SHARD_MANIFEST
-    from gpi_desktop.core.files.runstore import RUN_DIR_NAME, RunJournal
-
-    return bool(args.resume and not RunJournal.exists(out / RUN_DIR_NAME) and (out / SHARD_MANIFEST).is_file())
-
-
-def _refuse_out_folder_early(args, out: Path, shard) -> None:
-    """What can be said without holding the folder (a file, not writable, both flags) is said before holding it."""
-    from gpi_desktop.core.files.runstore import RUN_DIR_NAME, RunJournal
-
-    journal = out / RUN_DIR_NAME
-    if shard is None:  # a whole job's export: checked again, and decided, under the folder's hold
-        prepare_out_folder(out, resume=args.resume, overwrite=args.overwrite, own_export=True)
-    # A shard's journal shows the folder is this shard's: files of an interrupted shard write are rewritten.
-    elif not (args.resume and RunJournal.exists(journal)):
-        prepare_out_folder(out, resume=args.resume, overwrite=args.overwrite)
-        if args.overwrite and journal.exists():
-            shutil.rmtree(journal)
-
-
-def _run_and_write(args, out: Path, spec, table, shard, token, state: CliState):
+def _run_and_write(args, session: JobSession, claim: Claim, state: CliState) -> RunOutcome | None:
     """Run the job and write its export (or shard folder); the outcome, or None when another task runs this shard."""
-    from gpi_desktop.core.cluster.shards import write_shard_folder
-    from gpi_desktop.core.files.folderhold import hold_folder
-    from gpi_desktop.core.files.runstore import RUN_DIR_NAME
-    from gpi_desktop.core.job.job import export_run, run_job
-
-    journal = out / RUN_DIR_NAME
-    with ExitStack() as held:
-        if shard is None:
-            # Held from the check to the end of the export: a second run into --out is refused, not overwritten.
-            # (A shard's folder is held by cmd_run already, before anything about it is decided.)
-            held.enter_context(hold_folder(out))
-        # SLURM ends a preempted or timed-out task with SIGTERM: it stops like Ctrl-C, keeping the journal to resume.
-        held.enter_context(stop_on_signals(state))
-        if shard is None:
-            claim = claim_out_folder(out, spec, table, resume=args.resume, overwrite=args.overwrite)
-        else:
-            claim = OutFolderClaim(continue_journal=args.resume, replace_export=True)
+    shard, out = session.shard, session.output
+    memory = MemoryCheck.RUN_ANYWAY if args.ignore_memory_check else MemoryCheck.REFUSE
+    # SLURM ends a preempted or timed-out task with SIGTERM: it stops like Ctrl-C, keeping the journal to resume.
+    with stop_on_signals(state):
         try:
-            outcome = run_job(spec, journal, state, resume=claim.continue_journal, token=token, shard=shard,
-                              replace_stale=args.overwrite and shard is None,
-                              ignore_memory_check=args.ignore_memory_check)
+            outcome = session.run(state, claim.policy, memory)
         except AccessError as error:
-            raise _in_a_cluster_task(error, spec) if shard is not None else error
+            raise _in_a_cluster_task(error, session.spec) if shard is not None else error
         except MemoryFitError as error:
             raise _insist_in_the_script(error) if shard is not None and os.environ.get("SLURM_JOB_ID") else error
         except RunBusyError:
@@ -255,18 +182,11 @@ def _run_and_write(args, out: Path, spec, table, shard, token, state: CliState):
             # A second submission's task, or a requeue while the first still runs: the other one finishes the shard.
             print(f"Shard {shard.label} is already running elsewhere (into {out}): nothing to do here.")
             return None
-        if shard is None:
-            state.set_status("Writing the export folder…")
-            # Not replacing (a fresh run): the export checks the folder again and refuses another job's files.
-            export_run(outcome, out, overwrite=claim.replace_export, allow_names={RUN_DIR_NAME}, state=state)
-        else:
-            state.set_status("Writing the shard folder…")
-            write_shard_folder(out, outcome, state=state)
-        shutil.rmtree(journal, ignore_errors=True)
+        session.export(outcome, state, replace=claim.replace_export)
     return outcome
 
 
-def require_gpu(spec) -> None:
+def require_gpu(spec: JobSpec) -> None:
     """A job that asked for a GPU (device cuda, as a GPU cluster job is) stops loudly without one.
 
     Running on the CPU instead would finish, hours later, with shards whose
@@ -283,12 +203,10 @@ def require_gpu(spec) -> None:
             "setup lines make CUDA available (for example module load cuda, and a torch built for CUDA).")
 
 
-def _in_a_cluster_task(error: AccessError, spec) -> AccessError:
+def _in_a_cluster_task(error: AccessError, spec: JobSpec) -> AccessError:
     """Tasks run offline (run.sbatch sets HF_HUB_OFFLINE=1): a model missing from the cache is downloaded first."""
     if error.kind != "offline":
         return error
-    from gpi_desktop.core.hub.cache import hub_cache_dir
-
     revision = spec.settings.revision
     return AccessError(
         f"The model {spec.settings.model}{f' at commit {revision}' if revision else ''} is not fully downloaded in "
@@ -299,8 +217,6 @@ def _in_a_cluster_task(error: AccessError, spec) -> AccessError:
 
 def _insist_in_the_script(error: MemoryFitError) -> MemoryFitError:
     """A SLURM task runs the command run.sbatch gives: to insist, the user changes the script, not a command."""
-    from gpi_desktop.core.cluster.sbatch import RUN_OPTIONS_LINE_INSIST, SCRIPT_NAME
-
     return MemoryFitError(f"{error.verdict} To run anyway, write {RUN_OPTIONS_LINE_INSIST} in {SCRIPT_NAME} (it "
                           "may then run out of memory) and submit it again.", verdict=error.verdict)
 

@@ -107,18 +107,11 @@ class ExportActions(_Window):
             overwrite = True
         prefs.remember_folder(self.qsettings, "export", folder.parent if folder.parent.is_dir() else folder)
         self.export_page.set_exporting(True)
-        journal = self.state.run_work_dir
+        session = self.state.launched.session  # the job of the outcome: its export deletes its journal
 
         def task(state):
-            from gpi_desktop.core.files.folderhold import hold_folder
-            from gpi_desktop.core.files.runstore import RunJournal
-            from gpi_desktop.core.job.job import export_run
-
-            with hold_folder(folder):  # a command-line run writing into it meanwhile is refused, not overwritten
-                summary = export_run(outcome, folder, overwrite=overwrite, state=state)
-            if journal is not None:
-                RunJournal.discard(journal)  # the export holds everything now; the journal would only take disk space
-            return summary
+            # Holds the folder while it writes: a command-line run writing into it meanwhile is refused.
+            return session.export(outcome, state, folder=folder, replace=overwrite)
 
         writing = (
             Operation(self.runner, task)
@@ -149,8 +142,7 @@ class ExportActions(_Window):
         self._export_ready_again()
         self._after_task()
 
-    def _on_export_succeeded(self, summary) -> None:
-        folder = Path(summary.folder)
+    def _on_export_succeeded(self, folder: Path) -> None:
         self.state.last_export = folder
         outcome, settings = self.state.outcome, self.state.export_settings
         assert outcome is not None and settings is not None  # set before the export started, kept while it ran

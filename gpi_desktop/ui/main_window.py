@@ -3,7 +3,7 @@
 The window holds no engine logic. It reads its steps into a `StepInputs`, keeps what
 happened in a `WindowState` and renders what the pure functions of `ui/state/` say of them
 (what blocks Run, which steps are done, whether the results shown are stale). It runs
-`core.job.job.run_job` as an `Operation` on the `TaskRunner` (one worker on a QThread)
+its job's `core.session.job_session.JobSession` as an `Operation` on the `TaskRunner` (one worker on a QThread)
 and shows what comes back; the export step lives in `export_actions`, reopening an
 unfinished job in `reopen_actions`, Help and the window's place in `window_frame`. Each job keeps its journal in the app data folder
 under runs/<job hash>, so a run stopped for any reason continues later.
@@ -30,7 +30,8 @@ from PySide6.QtWidgets import (
 )
 
 from gpi_desktop.core.files.legacy_runs import adopt_job_folders
-from gpi_desktop.core.job.job import RUNS_DIRNAME, JobSpec, RunOutcome
+from gpi_desktop.core.job.job import RUNS_DIRNAME, JobSpec, MemoryCheck, RunOutcome
+from gpi_desktop.core.job.journals import ResumePolicy
 from gpi_desktop.core.vocabulary.errors import GpiError, MemoryFitError, Remedy
 from gpi_desktop.core.vocabulary.progress import Progress, ProgressKind
 from gpi_desktop.ui.export_actions import ExportActions
@@ -366,11 +367,11 @@ class MainWindow(FrameActions, ReopenActions, ExportActions, StopActions, QMainW
             start_over = choice == 1
         self._launch(pending, start_over)
 
-    def _launch(self, pending: PendingRun, start_over: bool, *, ignore_memory_check: bool = False) -> None:
+    def _launch(self, pending: PendingRun, start_over: bool, memory: MemoryCheck = MemoryCheck.REFUSE) -> None:
         if self.runner.is_busy():
             return
         self.state.launched = pending
-        spec, work_dir = pending.spec, pending.work_dir
+        work_dir = pending.work_dir
         table = pending.table
         self.state.outcome = None
         self.state.last_export = None
@@ -383,15 +384,12 @@ class MainWindow(FrameActions, ReopenActions, ExportActions, StopActions, QMainW
         self.state.last_progress = None
         self.run_page.reset_progress(len(table), self.state.prompts_done)
 
-        def task(state):
-            from gpi_desktop.core.files.runstore import RunJournal
-            from gpi_desktop.core.job.job import run_job
+        # The window's Run continues this job's journal, unless the user chose Start again.
+        policy = ResumePolicy.START_OVER if start_over else ResumePolicy.CONTINUE
 
-            if start_over:
-                RunJournal.discard(work_dir)
+        def task(state):
             state.set_status("Loading the model\u2026 (a hub model is downloaded the first time)")
-            return run_job(spec, work_dir, state, resume=True, token=_current_token(),
-                           ignore_memory_check=ignore_memory_check)
+            return pending.session.with_run(token=_current_token()).run(state, policy, memory)
 
         run = (Operation(self.runner, task)
                .on_status(self.run_page.show_status)
@@ -434,7 +432,7 @@ class MainWindow(FrameActions, ReopenActions, ExportActions, StopActions, QMainW
     def _on_run_failed(self, error: BaseException) -> None:
         if isinstance(error, MemoryFitError) and self.state.launched is not None and not self.state.close_when_idle:
             if self._insist_on_memory(error):
-                self._launch(self.state.launched, False, ignore_memory_check=True)
+                self._launch(self.state.launched, False, MemoryCheck.RUN_ANYWAY)
                 return
             message = error.verdict
         else:

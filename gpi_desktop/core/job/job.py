@@ -7,22 +7,42 @@
 
 from __future__ import annotations
 
-import datetime
+import hashlib
+import importlib.metadata as md
 import logging
 import platform
 import time
-from dataclasses import dataclass, field, replace
-from pathlib import Path
 from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from gpi_desktop.core.vocabulary.errors import Remedy, ResumeError
+import gpi_desktop
+from gpi_desktop.core.files.legacy_runs import job_folder
+from gpi_desktop.core.files.prompts import PromptTable, load_prompt_table
+from gpi_desktop.core.files.runstore import RunJournal, is_in_use, summarize
+from gpi_desktop.core.generation.instructions import (
+    Renderer,
+    TemplateRecord,
+    make_renderer,
+    template_record,
+    token_ids_sha256,
+)
+from gpi_desktop.core.model import context, models
+from gpi_desktop.core.model.devices import unsupported_operation
+from gpi_desktop.core.model.memory import FitVerdict, allocated_cpus, check_fit
+from gpi_desktop.core.model.models import LoadedModel, ModelFiles, ModelInfo, PromptTokenizer
+from gpi_desktop.core.output.export import ExportSummary, write_export
+from gpi_desktop.core.job.journals import ResumePolicy, check_journal_model, existing_journal, journal_template_date
+from gpi_desktop.core.vocabulary.errors import GpiError, MemoryFitError, Remedy, ResumeError
 from gpi_desktop.core.vocabulary.progress import NullState, TaskState, check_cancel
 from gpi_desktop.core.vocabulary.results import PromptResult
 from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings, parse_batch_size, stable_hash
+from gpi_desktop.core.vocabulary.template_date import job_template_date
 
 if TYPE_CHECKING:
-    from gpi_desktop.core.generation.instructions import TemplateRecord
+    from gpi_desktop.core.generation.engine import EncodedPrompt  # torch
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +83,15 @@ class JobSpec:
 @dataclass
 class RunOutcome:
     spec: JobSpec
-    table: Any  # PromptTable
-    model_info: Any  # ModelInfo
+    table: PromptTable
+    model_info: ModelInfo
     results: list[PromptResult]  # input order, one per row
     instruction: str
     system_role: bool
     batch_size: int
     rows: list[int] | None = None  # a shard's rows (sorted); None: every row of the table
     shard: RowShare | None = None
-    template: "TemplateRecord | None" = None  # the date and the example row the prompts were rendered with
+    template: TemplateRecord | None = None  # the date and the example row the prompts were rendered with
     seconds_spent: float = 0.0  # generating, over every session of the job (what "took" reports)
 
     def manifest_fields(self) -> dict[str, Any]:
@@ -106,10 +126,6 @@ class RunOutcome:
 
 
 def library_versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    import gpi_desktop
-
     out = {"gpi_desktop": gpi_desktop.__version__, "python": platform.python_version()}
     for name in ("torch", "transformers", "tokenizers", "accelerate", "numpy", "pandas"):
         try:
@@ -119,17 +135,13 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def load_prompts(spec: JobSpec):
-    from gpi_desktop.core.files.prompts import load_prompt_table
-
+def load_prompts(spec: JobSpec) -> PromptTable:
     return load_prompt_table(Path(spec.prompts_path), spec.column, sheet=spec.sheet)
 
 
-def job_key(spec: JobSpec, table) -> dict[str, Any]:
+def job_key(spec: JobSpec, table: PromptTable) -> dict[str, Any]:
     """What makes two runs the same job: input bytes and column, model, and every setting that changes numbers."""
-    from gpi_desktop.core.model.models import resolve_source
-
-    source = resolve_source(spec.settings.model)
+    source = models.resolve_source(spec.settings.model)
     settings = spec.settings.numbers_key()
     if source.is_local:  # one folder written two ways (relative, absolute, through a link) is one model
         settings["model"] = str(source.local_path)
@@ -145,20 +157,18 @@ def job_key(spec: JobSpec, table) -> dict[str, Any]:
     }
 
 
-def job_hash(spec: JobSpec, table) -> str:
+def job_hash(spec: JobSpec, table: PromptTable) -> str:
     return stable_hash(job_key(spec, table))[:16]
 
 
 RUNS_DIRNAME = "runs"  # in the window's data folder: one journal folder per job, named by its job hash
 
 
-def job_journal_folder(runs_dir: Path, spec: JobSpec, table, elsewhere: Sequence[Path] = ()) -> Path:
+def job_journal_folder(runs_dir: Path, spec: JobSpec, table: PromptTable, elsewhere: Sequence[Path] = ()) -> Path:
     """Where the journal of this job is kept: `<runs_dir>/<job hash>`, unless only an older runs folder has it.
 
     `elsewhere`: the runs folders of an older version whose jobs could not be moved into `runs_dir`.
     """
-    from gpi_desktop.core.files.legacy_runs import job_folder
-
     return job_folder(Path(runs_dir), job_hash(spec, table), elsewhere)
 
 
@@ -202,10 +212,6 @@ def kept_jobs(*runs_dirs: Path) -> list[KeptJob]:
 
 
 def _jobs_in(runs_dir: Path) -> list[KeptJob]:
-    import hashlib
-
-    from gpi_desktop.core.files.runstore import is_in_use, summarize
-
     jobs = []
     folders = sorted(p for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.is_dir() else []
     for folder in folders:
@@ -230,110 +236,136 @@ def _jobs_in(runs_dir: Path) -> list[KeptJob]:
     return jobs
 
 
-def run_job(
-    spec: JobSpec,
-    work_dir: Path,
-    state: TaskState | None = None,
-    *,
-    resume: bool = False,
-    token: str | None = None,
-    loaded=None,
-    shard: RowShare | None = None,
-    replace_stale: bool = False,
-    ignore_memory_check: bool = False,
-) -> RunOutcome:
-    """Run a job, journaling each finished prompt in `work_dir`.
+class MemoryCheck(Enum):
+    """What a memory estimate that says the run will not fit does."""
 
-    With resume=True an existing journal of the same job is continued (a journal of another job is refused);
-    without it an existing journal is an error, so that finished work is never thrown away by accident.
-    `loaded` lets a caller reuse a model it already holds. With `shard` (a cluster task's share, see
-    core/cluster/shards.py) only that shard's rows are run; the journal key names the shard, so one shard's
-    journal never resumes another. With replace_stale (--overwrite) a journal of this job that can no longer
-    be resumed (the model's files changed, its plan is lost) is started over instead of refused.
-    Before the model is loaded, a generation option the model would not accept stops the run, a memory estimate
-    that says it will not fit stops it (unless `ignore_memory_check`), and so does a prompt too long for the model's
-    context with the token limit.
+    REFUSE = "refuse"  # stops the run before the model loads (MemoryFitError, Remedy.RUN_ANYWAY)
+    RUN_ANYWAY = "run-anyway"  # the user knows better: the verdict is only said
+
+
+@dataclass(frozen=True)
+class JobRun:
+    """One run of a job on this machine: the job, its prompts as the front end read them, its journal folder.
+
+    The table is the one the front end loaded and showed: the prompts file is not read
+    again, so a file edited since then changes neither the prompts run nor the job key.
     """
-    from gpi_desktop.core.generation.instructions import token_ids_sha256
-    from gpi_desktop.core.generation.option_check import check_generation_options
-    from gpi_desktop.core.model.models import load_model
-    from gpi_desktop.core.vocabulary.template_date import job_template_date
 
+    spec: JobSpec
+    table: PromptTable
+    work_dir: Path
+    shard: RowShare | None = None  # a cluster task's share (core/cluster/shards.py); None: every row
+    token: str | None = field(default=None, repr=False)  # for the Hub; never in a repr, so never in a log
+
+    @property
+    def key(self) -> dict[str, Any]:
+        """The journal's key: the job's, and for a shard its label, so that one shard's journal never resumes another."""
+        key = job_key(self.spec, self.table)
+        return key if self.shard is None else {**key, "shard": self.shard.label}
+
+
+@dataclass(frozen=True)
+class PreparedJob:
+    """What a run decides before the weights load: the model's files, the prompts as token ids, the verdict."""
+
+    files: ModelFiles  # fetched once: the tokenizer was read from here and the weights load from here
+    prompts: _Prompts
+    template_date: str
+    verdict: FitVerdict | None  # None: no estimate could be made (it is advice)
+
+
+def run_job(run: JobRun, state: TaskState | None = None, policy: ResumePolicy = ResumePolicy.REFUSE,
+            memory: MemoryCheck = MemoryCheck.REFUSE) -> RunOutcome:
+    """Run a job, journaling each finished prompt in `run.work_dir`: prepare it, then generate.
+
+    `policy` says what happens to an unfinished journal there (REFUSE by default: finished work is
+    never thrown away by accident). Before the model is loaded, a generation option the model would not
+    accept stops the run, a memory estimate that says it will not fit stops it (unless `memory` is
+    RUN_ANYWAY), and so does a prompt too long for the model's context with the token limit.
+    """
     state = state or NullState()
-    spec.validate()
-    check_generation_options(spec.settings, token=token)  # from the config files: before anything loads or is written
-    work_dir = Path(work_dir)
-    table = load_prompts(spec)
-    key = job_key(spec, table)
-    if shard is not None:
-        key = {**key, "shard": shard.label}
-    journal = _existing_journal(work_dir, key, resume=resume, replace_stale=replace_stale)
+    run.spec.validate()
+    # From the config files: before anything loads or is written.
+    from gpi_desktop.core.generation.option_check import check_generation_options  # torch
+
+    check_generation_options(run.spec.settings, token=run.token)
+    if policy is ResumePolicy.START_OVER:
+        RunJournal.discard(run.work_dir)
+    key = run.key
+    journal = existing_journal(Path(run.work_dir), key, policy)
     try:  # closed whatever fails before or while generating: an open journal keeps its lock
         # The job's one template date: fixed when the job is created, the journal's on every resume.
-        template_date = journal_template_date(journal) if journal is not None else job_template_date(
-            spec.settings.template_date)
+        template_date = (journal_template_date(journal) if journal is not None
+                         else job_template_date(run.spec.settings.template_date))
         check_cancel(state)
-        prompts = _prepare_prompts(spec, table, state, template_date, loaded=loaded, token=token,
-                                   insist=ignore_memory_check)
-        if loaded is None:
-            loaded = load_model(spec.settings, token=token, state=state, tokenizer=prompts.renderer.tokenizer)
+        prepared = prepare_job(run, state, template_date, memory)
         check_cancel(state)
-        rows, encoded = _shard_rows(spec, shard, prompts.encoded)
-        journal, batch = _journal_for_run(journal, spec, work_dir, key, loaded, encoded, template_date,
-                                          replace_stale=replace_stale)
-        results_by_row, seconds_spent = _generate(spec, loaded, encoded, state, journal, batch, prompts.prefix)
+        return generate(run, prepared, journal, state, policy)
     finally:
         if journal is not None:
             journal.close()
+
+
+def prepare_job(run: JobRun, state: TaskState, template_date: str, memory: MemoryCheck) -> PreparedJob:
+    """Everything before the (long) weight load, cheapest refusal first; then the model's one fetch.
+
+    The config and tokenizer files come first (a hub model's weights are not fetched yet): a prompt too
+    long for the model is refused before a memory estimate that such a prompt would blow up, and a model
+    that will not fit is refused before its weights are downloaded. A hub model is pinned to the commit
+    those files came from, and its verdict and weights are of that commit: the tokenizer and the weights
+    cannot be of different commits, whatever is published on the Hub meanwhile.
+    """
+    settings = run.spec.settings
+    use_allocated_cpus()
+    state.set_status(f"Reading the tokenizer of {settings.model}…")
+    reader = models.load_tokenizer_only(settings, token=run.token)
+    check_cancel(state)
+    prompts = _encode_prompts(run.spec, run.table, state, template_date, reader)
+    pinned = models.pinned_settings(settings, reader.folder)
+    verdict = report_fit(replace(run.spec, settings=pinned), run.table, state, token=run.token, memory=memory)
+    files = models.fetch_model(pinned, token=run.token, state=state)
+    return PreparedJob(files, prompts, template_date, verdict)
+
+
+def generate(run: JobRun, prepared: PreparedJob, journal: RunJournal | None, state: TaskState,
+             policy: ResumePolicy) -> RunOutcome:
+    """Load the weights from the prepared files and generate every prompt the journal lacks.
+
+    `journal`: the unfinished journal to continue (the caller closes it), or None for a new one.
+    """
+    spec, prompts = run.spec, prepared.prompts
+    loaded = models.load_model(spec.settings, prepared.files, state=state, tokenizer=prompts.renderer.tokenizer)
+    check_cancel(state)
+    rows, encoded = _shard_rows(spec, run.shard, prompts.encoded)
+    used, batch = _journal_for_run(journal, run, loaded, encoded, prepared.template_date,
+                                   replace_stale=policy is ResumePolicy.REPLACE_STALE)
+    try:
+        results_by_row, seconds_spent = _generate(spec, loaded, encoded, state, used, batch, prompts.prefix)
+    finally:
+        used.close()
     results = [replace(results_by_row[p.row], prompt_ids_sha256=token_ids_sha256(p.ids)) for p in encoded]
-    return RunOutcome(spec=spec, table=table, model_info=loaded.info, results=results,
+    return RunOutcome(spec=spec, table=run.table, model_info=loaded.info, results=results,
                       instruction=prompts.renderer.instruction, system_role=prompts.renderer.system_role,
-                      batch_size=batch, rows=rows, shard=shard, template=prompts.template, seconds_spent=seconds_spent)
-
-
-def _existing_journal(work_dir: Path, key: dict[str, Any], *, resume: bool, replace_stale: bool):
-    """The journal already in `work_dir` to continue, or None; without `resume` an existing one is refused."""
-    from gpi_desktop.core.files.runstore import RunJournal
-
-    if not RunJournal.exists(work_dir):
-        return None
-    if not resume:
-        raise ResumeError(f"'{work_dir}' holds an unfinished run", remedy=Remedy.RESUME_OR_START_OVER)
-    journal = _open_journal(work_dir, key, replace_stale)  # refuses another job in plain words
-    if journal is None:
-        return None
-    # Before anything is written into it or loaded for it: a journal that lost its plan cannot be resumed.
-    return _with_batch_plan(journal, work_dir, replace_stale)
+                      batch_size=batch, rows=rows, shard=run.shard, template=prompts.template,
+                      seconds_spent=seconds_spent)
 
 
 @dataclass(frozen=True)
 class _Prompts:
     """A job's prompts as the model will see them, and what the manifest says about how they were rendered."""
 
-    renderer: Any  # instructions.Renderer
-    encoded: list  # engine.EncodedPrompt, one per row of the table
-    template: "TemplateRecord | None"
+    renderer: Renderer
+    encoded: list[EncodedPrompt]  # one per row of the table
+    template: TemplateRecord | None
     prefix: tuple[int, ...]  # the token ids every prompt starts with
 
 
-def _prepare_prompts(spec: JobSpec, table, state: TaskState, template_date: str, *, loaded, token: str | None,
-                     insist: bool) -> _Prompts:
-    """Render and tokenize every prompt, refusing what will not fit, before the (long) model load."""
-    from gpi_desktop.core.generation.engine import EncodedPrompt, shared_prefix
-    from gpi_desktop.core.generation.instructions import make_renderer, template_record
-    from gpi_desktop.core.model.context import check_prompt_lengths, context_length
-    from gpi_desktop.core.model.models import PromptTokenizer, load_tokenizer_only
+def _encode_prompts(spec: JobSpec, table: PromptTable, state: TaskState, template_date: str,
+                    reader: PromptTokenizer) -> _Prompts:
+    """Render and tokenize every prompt, refusing what will not fit in the model's context."""
+    from gpi_desktop.core.generation.engine import EncodedPrompt, shared_prefix  # torch
 
     s = spec.settings
-    if loaded is None:
-        use_allocated_cpus()
-        # The config and tokenizer files only (a hub model's weights download in load_model): a prompt too long for
-        # the model is refused first, before a memory estimate that such a prompt would blow up.
-        state.set_status(f"Reading the tokenizer of {s.model}…")
-        reader = load_tokenizer_only(s, token=token)
-    else:
-        reader = PromptTokenizer(loaded.tokenizer, context_length(loaded.model.config.to_dict()))
-    check_cancel(state)
     renderer = make_renderer(reader.tokenizer, s.task, s.template, s.template_options, template_date)
     state.set_status("Preparing the prompts…")
     encoded = []
@@ -341,9 +373,7 @@ def _prepare_prompts(spec: JobSpec, table, state: TaskState, template_date: str,
         if row % 1000 == 0:
             check_cancel(state)
         encoded.append(EncodedPrompt(row, tuple(renderer.encode(text))))
-    check_prompt_lengths([(p.row, len(p.ids)) for p in encoded], reader.context, s.max_new_tokens)
-    if loaded is None:
-        report_fit(spec, table, state, token=token, insist=insist)
+    context.check_prompt_lengths([(p.row, len(p.ids)) for p in encoded], reader.context, s.max_new_tokens)
     return _Prompts(
         renderer=renderer,
         encoded=encoded,
@@ -361,13 +391,14 @@ def shard_unit(settings: RunSettings) -> int | None:
     within a wave), so each wave runs exactly as it would on one machine; recomputed identically on resume
     (it depends only on the prompts and settings).
     """
-    from gpi_desktop.core.generation.engine import wave_size
+    from gpi_desktop.core.generation.engine import wave_size  # torch
 
     requested = parse_batch_size(settings.batch_size)
     return wave_size(requested) if isinstance(requested, int) and settings.strategy == "batched" else None
 
 
-def _shard_rows(spec: JobSpec, shard: RowShare | None, encoded: list) -> tuple[list[int] | None, list]:
+def _shard_rows(spec: JobSpec, shard: RowShare | None,
+                encoded: list[EncodedPrompt]) -> tuple[list[int] | None, list[EncodedPrompt]]:
     """The rows a shard runs (None: all) and their prompts."""
     if shard is None:
         return None, encoded
@@ -375,18 +406,18 @@ def _shard_rows(spec: JobSpec, shard: RowShare | None, encoded: list) -> tuple[l
     return rows, [encoded[row] for row in rows]
 
 
-def _journal_for_run(journal, spec: JobSpec, work_dir: Path, key: dict[str, Any], loaded, encoded: list,
-                     template_date: str, *, replace_stale: bool):
+def _journal_for_run(journal: RunJournal | None, run: JobRun, loaded: LoadedModel, encoded: list[EncodedPrompt],
+                     template_date: str, *, replace_stale: bool) -> tuple[RunJournal, int]:
     """The journal to generate into and its batch size: the existing one's, or a new journal with a new plan.
 
     An existing journal the loaded model would not match is closed, then removed where `replace_stale` allows.
     """
-    from gpi_desktop.core.files.runstore import RunJournal
-    from gpi_desktop.core.generation.engine import auto_batch_size
+    from gpi_desktop.core.generation.engine import auto_batch_size  # torch
 
+    spec, work_dir = run.spec, Path(run.work_dir)
     if journal is not None:
         try:
-            _check_journal_model(journal, loaded.info, work_dir)
+            check_journal_model(journal, loaded.info, work_dir)
         except BaseException as error:
             journal.close()
             if not (replace_stale and isinstance(error, ResumeError)):
@@ -403,17 +434,16 @@ def _journal_for_run(journal, spec: JobSpec, work_dir: Path, key: dict[str, Any]
         return journal, journal.plan["batch_size"]
     requested = parse_batch_size(spec.settings.batch_size)
     batch = auto_batch_size(loaded, encoded, spec.settings.max_new_tokens) if requested == "auto" else requested
-    journal = RunJournal.create(work_dir, key, hidden_size=loaded.info.hidden_size,
+    journal = RunJournal.create(work_dir, run.key, hidden_size=loaded.info.hidden_size,
                                 plan={"batch_size": batch, "model_revision": loaded.info.revision,
                                       "template_date": template_date, "job": job_record(spec)})
     return journal, batch
 
 
-def _generate(spec: JobSpec, loaded, encoded: list, state: TaskState, journal, batch: int,
-              prefix: tuple[int, ...]) -> tuple[dict[int, PromptResult], float]:
+def _generate(spec: JobSpec, loaded: LoadedModel, encoded: list[EncodedPrompt], state: TaskState,
+              journal: RunJournal, batch: int, prefix: tuple[int, ...]) -> tuple[dict[int, PromptResult], float]:
     """Generate every prompt the journal lacks; returns all results by row and the job's seconds so far."""
-    from gpi_desktop.core.generation.engine import EngineConfig, run_engine
-    from gpi_desktop.core.model.devices import unsupported_operation
+    from gpi_desktop.core.generation import engine  # torch
 
     s = spec.settings
     done = journal.finished_rows()
@@ -423,7 +453,7 @@ def _generate(spec: JobSpec, loaded, encoded: list, state: TaskState, journal, b
         f"Generating {len(encoded) - len(done)} texts on {loaded.info.device} "
         f"({'one prompt at a time' if s.strategy == 'one-at-a-time' else f'{batch} at a time'})…"
     )
-    config = EngineConfig(
+    config = engine.EngineConfig(
         pooling=s.pooling,
         max_new_tokens=s.max_new_tokens,
         batch_size=batch,
@@ -435,7 +465,7 @@ def _generate(spec: JobSpec, loaded, encoded: list, state: TaskState, journal, b
     earlier = float(journal.plan.get("seconds_spent") or 0.0)
     try:
         try:
-            run_engine(loaded, encoded, config, state, finished_rows=done, on_result=journal.append,
+            engine.run_engine(loaded, encoded, config, state, finished_rows=done, on_result=journal.append,
                        finished_tokens=journal.finished_tokens())
         except NotImplementedError as exc:
             plain = unsupported_operation(exc)
@@ -449,10 +479,8 @@ def _generate(spec: JobSpec, loaded, encoded: list, state: TaskState, journal, b
     return results_by_row, seconds_spent
 
 
-def _keep_seconds_spent(journal, seconds: float) -> None:
+def _keep_seconds_spent(journal: RunJournal, seconds: float) -> None:
     """Note the job's generating time so far, for whole-job figures after a resume (best effort)."""
-    from gpi_desktop.core.vocabulary.errors import GpiError
-
     try:
         journal.set_plan(seconds_spent=round(seconds, 3))
     except (OSError, GpiError) as error:  # a full disk must not hide why the run ended
@@ -467,76 +495,14 @@ def use_allocated_cpus() -> None:
     """
     import torch
 
-    from gpi_desktop.core.model.memory import allocated_cpus
-
     cpus = allocated_cpus()
     if cpus and torch.get_num_threads() > cpus:
         log.info("Using %d CPU threads (the cores allocated to this process).", cpus)
         torch.set_num_threads(cpus)
 
 
-def journal_template_date(journal) -> str:
-    """The template date of a journal's job; for a journal made before dates were stored, the day it was started.
-
-    Earlier versions rendered every prompt when a run started, and the header is
-    written then, so its modification day is the date those prompts had. It is
-    stored in the plan (by run_job, once the journal is known to be resumable), so later resumes keep it
-    whatever happens to the file.
-    """
-    stored = journal.plan.get("template_date")
-    if stored:
-        return str(stored)
-    return datetime.date.fromtimestamp(journal.header_mtime()).isoformat()
-
-
-def _open_journal(work_dir: Path, key: dict[str, Any], replace_stale: bool):
-    """The journal to continue; None where a stale one was removed to start over (replace_stale)."""
-    from gpi_desktop.core.vocabulary.errors import RunBusyError
-    from gpi_desktop.core.files.runstore import RunJournal
-
-    try:
-        return RunJournal.open(work_dir, key)
-    except RunBusyError:
-        raise
-    except ResumeError:
-        if not replace_stale:
-            raise
-    import shutil
-
-    shutil.rmtree(work_dir)
-    return None
-
-
-def _with_batch_plan(journal, work_dir: Path, replace_stale: bool):
-    """The journal when its batch plan is there; else refused (closed), or removed for a new start (replace_stale)."""
-    batch = journal.plan.get("batch_size")
-    if not isinstance(batch, bool) and isinstance(batch, int) and batch >= 1:
-        return journal
-    journal.close()
-    if replace_stale:
-        journal.remove()
-        return None
-    # Any other batch size would give files that differ from an uninterrupted run's.
-    raise ResumeError(
-        f"The unfinished run in '{work_dir}' has lost its batch plan, so resuming it would not give the same "
-        "files", remedy=Remedy.START_OVER
-    )
-
-
-def _check_journal_model(journal, info, work_dir: Path) -> None:
-    """Refuse a journal whose results the loaded model would not match."""
-    plan = journal.plan
-    if plan.get("model_revision") not in (None, info.revision):
-        raise ResumeError("The model's files changed since this run started, so its results would not match",
-                          remedy=Remedy.START_OVER)
-    if journal.hidden_size not in (None, info.hidden_size):
-        raise ResumeError(
-            f"The unfinished run in '{work_dir}' holds results {journal.hidden_size} wide but the model's are "
-            f"{info.hidden_size}, so it cannot be resumed", remedy=Remedy.START_OVER
-        )
-
-
-def report_fit(spec: JobSpec, table, state: TaskState, *, token: str | None = None, insist: bool = False):
+def report_fit(spec: JobSpec, table: PromptTable, state: TaskState, *, token: str | None = None,
+               memory: MemoryCheck = MemoryCheck.REFUSE) -> FitVerdict | None:
     """Say before loading whether the model, its cache and the batch will fit, and what to change if not.
 
     "Will not fit" stops the run (MemoryFitError) unless the user insists: the
@@ -544,9 +510,6 @@ def report_fit(spec: JobSpec, table, state: TaskState, *, token: str | None = No
     a long load, or crawl for hours in swap. An automatic batch size and the
     engine's out-of-memory retry adapt to what is really free in a run that fits.
     """
-    from gpi_desktop.core.vocabulary.errors import GpiError, MemoryFitError
-    from gpi_desktop.core.model.memory import check_fit
-
     s = spec.settings
     requested = parse_batch_size(s.batch_size)
     # The template adds the instruction and headers; about 3 characters a token is a safe side guess.
@@ -561,17 +524,15 @@ def report_fit(spec: JobSpec, table, state: TaskState, *, token: str | None = No
         log.warning("memory estimate failed", exc_info=True)
         return None
     advice = " ".join([verdict.sentence, *verdict.suggestions])
-    if not verdict.fits and not insist:
+    if not verdict.fits and memory is MemoryCheck.REFUSE:
         raise MemoryFitError(advice, remedy=Remedy.RUN_ANYWAY)
     state.set_status(advice)
     return verdict
 
 
 def export_run(outcome: RunOutcome, folder: Path, *, overwrite: bool = False, state: TaskState | None = None,
-               allow_names: set[str] = frozenset()):
+               allow_names: set[str] = frozenset()) -> ExportSummary:
     """Write the export folder (docs/architecture.md) for a finished run."""
-    from gpi_desktop.core.output.export import write_export
-
     return write_export(
         Path(folder),
         outcome.results,

@@ -14,14 +14,17 @@ import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from gpi_desktop.core.hub.model_files import WEIGHT_SUFFIXES
+from gpi_desktop.core.hub.download import download_model, fetch_config, fetch_tokenizer_files
+from gpi_desktop.core.hub.model_files import WEIGHT_SUFFIXES, check_model_config
+from gpi_desktop.core.hub.plain_errors import plain_hub_error
+from gpi_desktop.core.model.context import context_length
 from gpi_desktop.core.model.devices import device_description, pick_device, pick_dtype
 from gpi_desktop.core.vocabulary.hf_lock import TRANSFORMERS_LOCK
-from gpi_desktop.core.vocabulary.errors import Cancelled, GpiError, ModelError
+from gpi_desktop.core.vocabulary.errors import Cancelled, GpiError, ModelError, Remedy
 from gpi_desktop.core.vocabulary.progress import NullState, TaskState
 from gpi_desktop.core.vocabulary.settings import RunSettings
 
@@ -140,8 +143,6 @@ def read_config(source: ModelSource, token: str | None = None, revision: str | N
     """The model's config.json as a dict (for a hub id: from the cache, or only that small file from the hub)."""
     if source.local_path is not None:
         return cast("dict[str, Any]", json.loads((source.local_path / "config.json").read_text(encoding="utf-8")))
-    from gpi_desktop.core.hub.download import fetch_config
-
     try:
         return fetch_config(source.name, revision=revision, token=token)
     except Exception as exc:
@@ -152,8 +153,6 @@ def _hub_error(exc: Exception, model_id: str, token: str | None = None) -> Excep
     """The plain-words version of a hub failure; anything that is not the hub's stays as it is (our bug)."""
     if isinstance(exc, (GpiError, Cancelled)):
         return exc
-    from gpi_desktop.core.hub.plain_errors import plain_hub_error
-
     return plain_hub_error(exc, model_id, token_sent=bool(token)) or exc
 
 
@@ -172,8 +171,6 @@ def fetch_model_files(source: ModelSource, *, token: str | None, revision: str |
     """The local folder holding the model: the folder itself, or the hub snapshot (downloaded with progress)."""
     if source.local_path is not None:
         return source.local_path
-    from gpi_desktop.core.hub.download import download_model
-
     try:
         return Path(download_model(source.name, revision=revision, token=token, state=state, allow_pickle=allow_pickle))
     except Exception as exc:
@@ -256,19 +253,48 @@ class PromptTokenizer:
 
     tokenizer: Any
     context: int | None  # None: the config does not say
+    folder: Path | None = None  # where its files are: a hub model's is a cache snapshot, named by its commit
 
 
-def load_tokenizer(settings: RunSettings, *, token: str | None = None, state: TaskState | None = None) -> PromptTokenizer:
-    """The tokenizer and context length for a run's settings, without loading the weights.
+@dataclass(frozen=True)
+class ModelFiles:
+    """A model's files on this computer, fetched once for a run.
 
-    So that prompts can be measured (and refused) before the long model load; a hub model is downloaded first.
+    A run reads its tokenizer and its weights from this one folder: fetching each on its
+    own would plan two downloads, and a model updated on the Hub in between would give
+    a tokenizer and weights of different commits. A hub snapshot's folder is its commit.
     """
+
+    source: ModelSource
+    folder: Path
+    config: dict[str, Any]
+
+
+def fetch_model(settings: RunSettings, *, token: str | None = None, state: TaskState | None = None) -> ModelFiles:
+    """The model's folder for a run's settings (downloaded first for a hub id), refused where it cannot be loaded."""
     state = state or NullState()
     source = resolve_source(settings.model)
     state.set_status(f"Fetching the model {source.name}…")
     folder = fetch_model_files(source, token=token, revision=settings.revision, state=state,
                                allow_pickle=getattr(settings, "allow_pickle_weights", False))
-    return _prompt_tokenizer(folder, source.name)
+    config = _checked_config(folder, source.name)
+    if not any(p.suffix in WEIGHT_SUFFIXES for p in folder.iterdir() if p.is_file()):
+        raise ModelError(
+            f"The model folder '{folder}' has no weight files (*.safetensors); it may be incomplete: download it again."
+        )
+    return ModelFiles(source, folder, config)
+
+
+def pinned_settings(settings: RunSettings, folder: Path | None) -> RunSettings:
+    """`settings` with a hub model's revision pinned to the commit whose files are in `folder` (a cache snapshot).
+
+    A run reads the tokenizer first and fetches the weights after: pinned, the weights come from the
+    tokenizer's commit, whatever is published on the Hub in between.
+    """
+    commit = _snapshot_revision(folder) if folder is not None else None
+    if commit is None or resolve_source(settings.model).is_local:
+        return settings
+    return replace(settings, revision=commit)
 
 
 def load_tokenizer_only(settings: RunSettings, *, token: str | None = None) -> PromptTokenizer:
@@ -284,8 +310,6 @@ def config_files_folder(settings: RunSettings, *, token: str | None = None) -> P
     source = resolve_source(settings.model)
     if source.local_path is not None:
         return source.local_path
-    from gpi_desktop.core.hub.download import fetch_tokenizer_files
-
     try:
         return fetch_tokenizer_files(source.name, revision=settings.revision, token=token)
     except GpiError:
@@ -294,10 +318,8 @@ def config_files_folder(settings: RunSettings, *, token: str | None = None) -> P
         raise _hub_error(exc, source.name, token) from exc
 
 
-def _prompt_tokenizer(folder: Path, name: str) -> PromptTokenizer:
-    from gpi_desktop.core.hub.model_files import check_model_config
-    from gpi_desktop.core.model.context import context_length
-
+def _checked_config(folder: Path, name: str) -> dict[str, Any]:
+    """The model's config.json, refused in plain words where this program cannot load the model."""
     try:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -307,27 +329,36 @@ def _prompt_tokenizer(folder: Path, name: str) -> PromptTokenizer:
         try:
             tokenizer_config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            tokenizer_config = None  # transformers says what is wrong with it below
+            tokenizer_config = None  # transformers says what is wrong with it when the tokenizer loads
     check_model_config(config, name, tokenizer_config)
+    return cast("dict[str, Any]", config)
+
+
+def _prompt_tokenizer(folder: Path, name: str) -> PromptTokenizer:
+    config = _checked_config(folder, name)
     with plain_load_errors(name, folder), TRANSFORMERS_LOCK:
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
-    return PromptTokenizer(tokenizer, context_length(config))
+    return PromptTokenizer(tokenizer, context_length(config), folder)
 
 
-def load_model(settings: RunSettings, *, token: str | None = None, state: TaskState | None = None,
-               tokenizer: Any = None) -> LoadedModel:
-    """Load tokenizer and model for a run's settings (a RunSettings); `tokenizer` reuses one already loaded."""
+def load_model(settings: RunSettings, files: ModelFiles | None = None, *, token: str | None = None,
+               state: TaskState | None = None, tokenizer: Any = None) -> LoadedModel:
+    """Load the model for a run's settings from `files` (fetched here when None).
+
+    `tokenizer` reuses one already loaded from the same files.
+    """
     state = state or NullState()
     with TRANSFORMERS_LOCK:
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
-    source = resolve_source(settings.model)
     device = pick_device(settings.device)
     dtype = pick_dtype(settings.dtype, device)
-    folder, config = _fetch_checked(source, settings, token=token, state=state)
+    if files is None:
+        files = fetch_model(settings, token=token, state=state)
+    source, folder, config = files.source, files.folder, files.config
     state.set_status(f"Loading the model on the {_DEVICE_WORDS[device]}…")
     quantization = getattr(settings, "quantization", None)
     kwargs = _from_pretrained_kwargs(folder, source, device, dtype, quantization,
@@ -382,23 +413,6 @@ def _import_model_code(folder: Path, quantization: str | None) -> None:
         import transformers.integrations.bitsandbytes  # noqa: F401
 
 
-def _fetch_checked(source: ModelSource, settings: RunSettings, *, token: str | None, state: TaskState
-                   ) -> tuple[Path, dict[str, Any]]:
-    """The model's folder (downloaded first for a hub id) and its config, refused where it cannot be loaded."""
-    from gpi_desktop.core.hub.model_files import check_model_config
-
-    state.set_status(f"Fetching the model {source.name}…")
-    allow_pickle = getattr(settings, "allow_pickle_weights", False)
-    folder = fetch_model_files(source, token=token, revision=settings.revision, state=state, allow_pickle=allow_pickle)
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    check_model_config(config, source.name)
-    if not any(p.suffix in WEIGHT_SUFFIXES for p in folder.iterdir() if p.is_file()):
-        raise ModelError(
-            f"The model folder '{folder}' has no weight files (*.safetensors); it may be incomplete: download it again."
-        )
-    return folder, config
-
-
 def _from_pretrained_kwargs(folder: Path, source: ModelSource, device: str, dtype: torch.dtype, quantization: str | None, *,
                             allow_pickle: bool) -> dict[str, Any]:
     """How transformers is to load the weights: precision, placement, quantization, and safetensors only
@@ -420,9 +434,7 @@ def _from_pretrained_kwargs(folder: Path, source: ModelSource, device: str, dtyp
     elif not allow_pickle:
         raise ModelError(
             f"The model '{source.name}' has only pickle weight files (.bin/.pt), which can run hidden code when "
-            "loaded; use a copy with .safetensors weights, or allow them (--allow-pickle-weights) only if you "
-            "trust where the model came from."
-        )
+            "loaded", remedy=Remedy.SAFETENSORS_OR_ALLOW_PICKLE)
     return kwargs
 
 

@@ -41,6 +41,8 @@ class Remedy(Enum):
     MATCH_BY_ID = "match the rows by an ID column"
     EMPTY_REPORT_FOLDER_OR_REPLACE = "choose an empty folder for the report, or allow replacing an earlier report"
     WAIT_FOR_OTHER_RUN = "wait for it to finish, or stop it first"
+    SAFETENSORS_OR_ALLOW_PICKLE = ("use a copy with .safetensors weights, or allow pickle weights only if you trust "
+                                   "where the model came from")
 
 
 RemedyWords = Mapping[Remedy, str]  # a front end's own wording of each remedy

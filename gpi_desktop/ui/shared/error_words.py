@@ -33,6 +33,9 @@ REMEDY_WORDS = {
     Remedy.EMPTY_REPORT_FOLDER_OR_REPLACE: "choose an empty folder for the report, or press Estimate again and choose "
                                            "to replace the earlier report",
     Remedy.WAIT_FOR_OTHER_RUN: "wait for it to finish, or stop it in the window or terminal where it runs",
+    # The window has no setting for it: a trust decision about one model, made on the command line for each run.
+    Remedy.SAFETENSORS_OR_ALLOW_PICKLE: ("use a copy of the model with .safetensors weights; the window never loads "
+                                         "pickle weights"),
 }
 
 

@@ -14,15 +14,14 @@ import html
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from gpi_desktop.core.files.prompts import PromptTable
-from gpi_desktop.core.files.runstore import KeyChange, RunJournal, key_changes
-from gpi_desktop.core.job.job import JobSpec, KeptJob, RunOutcome, job_journal_folder, job_key
+from gpi_desktop.core.files.runstore import KeyChange, key_changes
+from gpi_desktop.core.job.job import JobSpec, KeptJob, RunOutcome, job_key
 from gpi_desktop.core.model.models import TargetInfo
+from gpi_desktop.core.session.job_session import JobSession, JobState
 from gpi_desktop.core.vocabulary.formatting import human_duration
 from gpi_desktop.core.vocabulary.progress import Progress, TextSoFar
-from gpi_desktop.core.vocabulary.results import PromptResult
 from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings
 
 STEP_ACCESS, STEP_MODEL, STEP_PROMPTS, STEP_SETTINGS, STEP_RUN, STEP_EXPORT, STEP_ESTIMATE = range(7)
@@ -66,16 +65,8 @@ class StepInputs:
     job_problem: str | None = None  # why they describe none, in the window's words
 
 
-@dataclass(frozen=True)
-class PendingRun:
-    """A run the user asked for, between the journal check and its start."""
-
-    spec: JobSpec
-    table: PromptTable
-    work_dir: Path
-    finished: int | None  # prompts already in this job's journal, None when there is none
-    key: dict[str, Any]  # core.job.job.job_key: what the results of this run will belong to
-    finished_results: tuple[PromptResult, ...] = ()  # the journal's finished rows (their vectors left on disk)
+# A run the user asked for, between the journal check and its start: the job session's view of its journal.
+PendingRun = JobState
 
 
 @dataclass
@@ -103,15 +94,7 @@ def inspect_job(spec: JobSpec, table: PromptTable, runs_dir: Path, elsewhere: tu
 
     `elsewhere`: older runs folders whose jobs could not be moved into `runs_dir`.
     """
-    key = job_key(spec, table)
-    work_dir = job_journal_folder(runs_dir, spec, table, elsewhere)
-    finished: int | None = None
-    results: tuple[PromptResult, ...] = ()
-    if RunJournal.exists(work_dir):
-        with RunJournal.open(work_dir, key) as journal:
-            finished = len(journal)
-            results = tuple(journal.results(vectors=False).values())
-    return PendingRun(spec, table, work_dir, finished, key, results)
+    return JobSession.in_runs_folder(spec, table, runs_dir, elsewhere).inspect()
 
 
 def run_blocker(inputs: StepInputs, starting: bool) -> str | None:
