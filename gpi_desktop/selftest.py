@@ -17,7 +17,10 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from gpi_desktop.core.vocabulary.progress import Progress
 
 # A small limit keeps the self-test quick on any machine; the demo model's
 # texts stop on their own or at the limit, so both stop reasons are exercised.
@@ -109,7 +112,8 @@ def _flow(app, window, work: Path, report: Report) -> None:
                  "the model check reads the demo model's hidden width (64)",
                  window.model_panel.target_label.text())
 
-    progress, ended = [], []
+    progress: list[Progress] = []
+    ended: list[object] = []  # the outcome, or why the run did not finish
     window.runner.progress.connect(progress.append)
     window.run_finished.connect(ended.append)
     window.run_failed.connect(ended.append)
@@ -134,7 +138,7 @@ def _flow(app, window, work: Path, report: Report) -> None:
                  "selecting a row shows its prompt and generated text side by side")
 
     folder = work / "export"
-    exported = []
+    exported: list[Path] = []
     window.export_finished.connect(exported.append)
     report.check(window.export_to(folder), "the export starts")
     _wait(app, lambda: bool(exported) or not window.runner.is_busy(), "the export to finish")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import fields, replace
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QSettings
 
@@ -47,7 +48,7 @@ def load_settings(qs: QSettings) -> tuple[RunSettings, ExportSettings]:
         if f.name in _SKIP or not qs.contains(_RUN + f.name):
             continue
         raw = str(qs.value(_RUN + f.name))
-        value: object = raw
+        value: Any = raw  # the field's own type is checked on the result (_valid), as for a hand-edited value
         if f.name in _INT_FIELDS or (f.name == "batch_size" and raw.isdigit()):
             try:
                 value = int(raw)
@@ -65,7 +66,8 @@ def load_settings(qs: QSettings) -> tuple[RunSettings, ExportSettings]:
             options = parse_options(str(qs.value(_RUN + key, "")).splitlines())
         except SettingsError:
             continue
-        candidate = replace(run, **{key: options})
+        changes: dict[str, Any] = {key: options}  # either options field, by name
+        candidate = replace(run, **changes)
         if _valid(candidate):
             run = candidate
     export = ExportSettings()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
@@ -28,6 +29,10 @@ from gpi_desktop.ui.shared.resources import demo_model_path, is_demo_model
 from gpi_desktop.ui.shared.tasks import BackgroundCalls
 from gpi_desktop.ui.state.window_state import MemoryInputs
 
+if TYPE_CHECKING:
+    from gpi_desktop.core.model.memory import FitVerdict
+    from gpi_desktop.core.model.models import TargetInfo
+
 INTRO = (
     "Type the name of a model on Hugging Face (for example <b>meta-llama/Llama-3.1-8B-Instruct</b>, the model "
     "gpi_pack uses) or choose a folder on this computer that holds a downloaded model. "
@@ -49,8 +54,8 @@ MODEL_TIP = (
 class TargetCheck:
     """What the run will use (`core.model.models.TargetInfo`) and whether it fits (`core.model.memory.FitVerdict` or None)."""
 
-    target: object
-    verdict: object | None
+    target: TargetInfo
+    verdict: FitVerdict | None
 
 
 def check_target(model: str, inputs: MemoryInputs, token: str | None) -> TargetCheck:

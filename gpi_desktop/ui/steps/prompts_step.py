@@ -160,14 +160,16 @@ class PromptsPanel(QWidget):
 
     def measure_again(self) -> None:
         """Measure once more where the last measure failed (a token was added, the model checked again)."""
-        if self._current_measure() is not None and self._current_measure().error:
+        measured = self._current_measure()
+        if measured is not None and measured.error:
             self.meter.measure_again()
             self.set_run_settings(self._settings)
 
     def too_long_message(self) -> str | None:
         """The plain sentence naming the prompts too long for the model's context now, or None (all fit, or not known)."""
         measured = self._current_measure()
-        if measured is None or measured.lengths is None or measured.lengths.context is None:
+        if (measured is None or measured.lengths is None or measured.lengths.context is None
+                or self._settings is None):
             return None
         limit = self._settings.max_new_tokens
         too_long = measured.lengths.too_long(limit)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -149,7 +151,7 @@ def quantization_tip() -> str:
     return TIPS["quantization"] + "\n\n" + can[0].upper() + can[1:]
 
 
-def _combo(items: list[tuple[str, str]], tip: str) -> QComboBox:
+def _combo(items: Sequence[tuple[str | None, str]], tip: str) -> QComboBox:
     box = QComboBox()
     for value, label in items:
         box.addItem(label, value)
@@ -157,7 +159,7 @@ def _combo(items: list[tuple[str, str]], tip: str) -> QComboBox:
     return box
 
 
-def _select(box: QComboBox, value: str) -> None:
+def _select(box: QComboBox, value: str | None) -> None:
     index = box.findData(value)
     box.setCurrentIndex(max(index, 0))
 
