@@ -59,6 +59,7 @@ def auto_batch_size(loaded: LoadedModel, prompts: Sequence[EncodedPrompt], max_n
         per_row += one.activations_bytes
     # Alone (and every refill): one prompt's pass and its own cache, before the copy into the batch.
     reserve = one.activations_bytes + one.kv_cache_bytes * longest // (longest + max_new_tokens + CACHE_CHUNK)
+    free: float | None
     if device.type in ("cuda", "mps"):
         cap, free = MAX_AUTO_BATCH, _free_gpu_memory(device.type) * USABLE_SHARE
     else:

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import torch
 
 from gpi_desktop.core.vocabulary.hf_lock import TRANSFORMERS_LOCK
 
+if TYPE_CHECKING:
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
 CACHE_CHUNK = 128
 
 
-def _growing_layer_class():
+def _growing_layer_class() -> type[DynamicLayer]:
     """transformers' DynamicLayer, growing in chunks (made on first use: transformers is imported lazily)."""
     with TRANSFORMERS_LOCK:
         from transformers.cache_utils import DynamicLayer
@@ -25,18 +31,26 @@ def _growing_layer_class():
         """
 
         def __init__(self) -> None:
-            super().__init__()
+            # transformers leaves DynamicLayer.__init__ unannotated (untyped_calls_exclude does not reach super()).
+            super().__init__()  # type: ignore[no-untyped-call]
             self.length = 0
             self.buf_k: torch.Tensor | None = None
             self.buf_v: torch.Tensor | None = None
 
-        def lazy_initialization(self, key_states, value_states) -> None:
+        def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
             self.device = key_states.device
             self.is_initialized = True
 
-        def _view(self) -> None:
-            self.keys = self.buf_k[:, :, : self.length, :]
-            self.values = self.buf_v[:, :, : self.length, :]
+        def _buffers(self) -> tuple[torch.Tensor, torch.Tensor]:
+            if self.buf_k is None or self.buf_v is None:  # pragma: no cover - placed or updated before use
+                raise RuntimeError("the cache layer holds no buffers yet")
+            return self.buf_k, self.buf_v
+
+        def _view(self) -> tuple[torch.Tensor, torch.Tensor]:
+            buf_k, buf_v = self._buffers()
+            self.keys = keys = buf_k[:, :, : self.length, :]
+            self.values = values = buf_v[:, :, : self.length, :]
+            return keys, values
 
         def _reserve(self, needed: int, like_k: torch.Tensor, like_v: torch.Tensor, batch: int) -> None:
             if self.buf_k is not None and self.buf_k.shape[2] >= needed:
@@ -45,20 +59,22 @@ def _growing_layer_class():
             k = like_k.new_zeros((batch, like_k.shape[1], capacity, like_k.shape[3]))
             v = like_v.new_zeros((batch, like_v.shape[1], capacity, like_v.shape[3]))
             if self.length:
-                k[:, :, : self.length].copy_(self.buf_k[:, :, : self.length])
-                v[:, :, : self.length].copy_(self.buf_v[:, :, : self.length])
+                old_k, old_v = self._buffers()
+                k[:, :, : self.length].copy_(old_k[:, :, : self.length])
+                v[:, :, : self.length].copy_(old_v[:, :, : self.length])
             self.buf_k, self.buf_v = k, v
 
-        def update(self, key_states, value_states, *args, **kwargs):
+        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
             if not self.is_initialized:
                 self.lazy_initialization(key_states, value_states)
             n = key_states.shape[2]
             self._reserve(self.length + n, key_states, value_states, key_states.shape[0])
-            self.buf_k[:, :, self.length : self.length + n].copy_(key_states)
-            self.buf_v[:, :, self.length : self.length + n].copy_(value_states)
+            buf_k, buf_v = self._buffers()
+            buf_k[:, :, self.length : self.length + n].copy_(key_states)
+            buf_v[:, :, self.length : self.length + n].copy_(value_states)
             self.length += n
-            self._view()
-            return self.keys, self.values
+            return self._view()
 
         def place(self, row: int, batch: int, width: int, keys: torch.Tensor, values: torch.Tensor) -> None:
             """Put one prompt's own cache (1, heads, L, dim) into row `row`, right-aligned at `width` (left padding).
@@ -70,15 +86,16 @@ def _growing_layer_class():
                 self._reserve(width, keys, values, batch)  # zeros: padding never holds garbage such as NaN
                 self.length = width
             n = keys.shape[2]
+            buf_k, buf_v = self._buffers()
             if n < width:  # a refilled row: nothing of the slot's previous prompt stays in its padding
-                self.buf_k[row : row + 1, :, : width - n].zero_()
-                self.buf_v[row : row + 1, :, : width - n].zero_()
-            self.buf_k[row : row + 1, :, width - n : width].copy_(keys)
-            self.buf_v[row : row + 1, :, width - n : width].copy_(values)
+                buf_k[row : row + 1, :, : width - n].zero_()
+                buf_v[row : row + 1, :, : width - n].zero_()
+            buf_k[row : row + 1, :, width - n : width].copy_(keys)
+            buf_v[row : row + 1, :, width - n : width].copy_(values)
             self._view()
 
         def batch_select_indices(self, indices: torch.Tensor) -> None:
-            if self.buf_k is None:
+            if self.buf_k is None or self.buf_v is None:
                 return
             self.buf_k = self.buf_k[:, :, : self.length + CACHE_CHUNK // 4].index_select(0, indices.to(self.buf_k.device))
             self.buf_v = self.buf_v[:, :, : self.length + CACHE_CHUNK // 4].index_select(0, indices.to(self.buf_v.device))
@@ -92,10 +109,10 @@ def _growing_layer_class():
     return GrowingLayer
 
 
-_GROWING = None
+_GROWING: type[DynamicLayer] | None = None
 
 
-def new_cache(model):
+def new_cache(model: Any) -> tuple[DynamicCache, bool]:
     """A cache for one batch, and whether its layers are our growing full-attention layers.
 
     Models with other layer kinds (sliding windows, linear attention, ...) keep

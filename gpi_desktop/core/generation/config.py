@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 PREFILL_MODES = ("auto", "alone", "batched")
 
@@ -12,7 +13,7 @@ class EngineConfig:
     pooling: str
     max_new_tokens: int
     batch_size: int
-    generation_options: dict = field(default_factory=dict)
+    generation_options: dict[str, Any] = field(default_factory=dict)
     one_at_a_time: bool = False
     # "alone": each prompt's pass on its own, only decoding batched (see _fill_alone);
     # "batched": one padded pass for the batch's first rows (_fill_padded); "auto": see resolve_prefill.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from gpi_desktop.core.model.models import LoadedModel
@@ -10,11 +12,11 @@ from gpi_desktop.core.model.models import LoadedModel
 class LastStateHook:
     """Keeps only the last position's final-layer state of each forward pass."""
 
-    def __init__(self, decoder) -> None:
+    def __init__(self, decoder: torch.nn.Module) -> None:
         self.state: torch.Tensor | None = None
         self.handle = decoder.register_forward_hook(self._grab)
 
-    def _grab(self, module, args, output) -> None:
+    def _grab(self, module: torch.nn.Module, args: Any, output: Any) -> None:
         hidden = output[0] if isinstance(output, (tuple, list)) else output.last_hidden_state
         self.state = hidden[:, -1, :].detach()
 
@@ -28,8 +30,9 @@ class LastStateHook:
         self.handle.remove()
 
 
-def input_device(model) -> torch.device:
-    return model.get_input_embeddings().weight.device
+def input_device(model: Any) -> torch.device:
+    device: torch.device = model.get_input_embeddings().weight.device
+    return device
 
 
 def pad_id(loaded: LoadedModel) -> int:
@@ -41,10 +44,11 @@ def pad_id(loaded: LoadedModel) -> int:
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
-    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", ())
+    oom: type[BaseException] | None = (getattr(torch, "OutOfMemoryError", None)
+                                       or getattr(torch.cuda, "OutOfMemoryError", None))
     text = str(exc).lower()
     # The CPU allocator says "can't allocate memory" where CUDA says "out of memory".
-    return isinstance(exc, oom) or (isinstance(exc, RuntimeError) and ("out of memory" in text
+    return (oom is not None and isinstance(exc, oom)) or (isinstance(exc, RuntimeError) and ("out of memory" in text
                                                                       or "can't allocate memory" in text))
 
 
@@ -58,7 +62,7 @@ def release_memory() -> None:
         torch.mps.empty_cache()  # MPS keeps freed blocks cached as CUDA does; the retry needs them back
 
 
-def cache_argument(model) -> str:
+def cache_argument(model: Any) -> str:
     # transformers renamed `past_key_values` to `cache` in the forward signature (5.x deprecation).
     import inspect
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from gpi_desktop.core.vocabulary.hf_lock import TRANSFORMERS_LOCK
 
+if TYPE_CHECKING:
+    from transformers import LogitsProcessorList
 
-def effective_generation_options(model, user_options: dict) -> dict:
+
+def effective_generation_options(model: Any, user_options: dict[str, Any]) -> dict[str, Any]:
     """The model's own non-sampling generation defaults (as `generate` would apply them), then the user's."""
     gc = getattr(model, "generation_config", None)
-    options: dict = {}
+    options: dict[str, Any] = {}
     if gc is not None:
         defaults = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "min_new_tokens": None,
                     "bad_words_ids": None, "suppress_tokens": None, "begin_suppress_tokens": None, "num_beams": 1}
@@ -22,7 +26,7 @@ def effective_generation_options(model, user_options: dict) -> dict:
     return options
 
 
-def logits_processors(options: dict, eos_ids: Sequence[int], prompt_len: int):
+def logits_processors(options: dict[str, Any], eos_ids: Sequence[int], prompt_len: int) -> LogitsProcessorList:
     with TRANSFORMERS_LOCK:
         from transformers import (
             LogitsProcessorList,

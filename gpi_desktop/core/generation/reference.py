@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -14,7 +16,7 @@ from gpi_desktop.core.model.models import LoadedModel
 from gpi_desktop.core.vocabulary.results import STOP_EOS, STOP_LENGTH, PromptResult
 
 
-def reference_one(loaded: LoadedModel, prompt: EncodedPrompt, config: EngineConfig, options: dict,
+def reference_one(loaded: LoadedModel, prompt: EncodedPrompt, config: EngineConfig, options: dict[str, Any],
                    meter: Meter) -> PromptResult:
     """gpi_pack's own procedure: transformers' generate() with every hidden state kept, one prompt at a time."""
     model, tok = loaded.model, loaded.tokenizer

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -17,6 +18,11 @@ from gpi_desktop.core.vocabulary.errors import Cancelled
 from gpi_desktop.core.vocabulary.progress import TaskState
 from gpi_desktop.core.vocabulary.results import PromptResult
 
+if TYPE_CHECKING:
+    from transformers import DynamicCache
+
+    from gpi_desktop.core.generation.plan import EncodedPrompt
+
 
 def check(state: TaskState) -> None:
     if state.is_interruption_requested():
@@ -29,7 +35,7 @@ class Job:
 
     loaded: LoadedModel
     config: EngineConfig
-    options: dict
+    options: dict[str, Any]
     state: TaskState
     hook: LastStateHook
     prefix: SharedPrefix
@@ -45,7 +51,9 @@ class Job:
     done: set[int] = field(default_factory=set)  # rows finished in this call
 
     @classmethod
-    def open(cls, loaded, config, options, state, finished, on_result, meter, prompts) -> Job:
+    def open(cls, loaded: LoadedModel, config: EngineConfig, options: dict[str, Any], state: TaskState,
+             finished: set[int], on_result: Callable[[PromptResult], None], meter: Meter,
+             prompts: Sequence[EncodedPrompt]) -> Job:
         model = loaded.model
         growing = new_cache(model)[1]
         prefill = resolve_prefill(config, growing)
@@ -59,7 +67,7 @@ class Job:
                    pad_id(loaded), cache_argument(model))
 
     @property
-    def model(self):
+    def model(self) -> Any:  # LoadedModel.model
         return self.loaded.model
 
     def deliver(self, result: PromptResult) -> None:
@@ -67,7 +75,8 @@ class Job:
         if result.row not in self.finished:
             self.on_result(result)
 
-    def forward(self, input_ids, mask, positions, cache):
+    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: DynamicCache
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
                          logits_to_keep=1, **{self.cache_arg: cache})
         # Under a multi-GPU device map the last layers (and so states and logits) sit on another GPU.
