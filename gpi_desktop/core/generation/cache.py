@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import torch
 
@@ -13,6 +13,22 @@ if TYPE_CHECKING:
     from transformers.cache_utils import DynamicLayer
 
 CACHE_CHUNK = 128
+
+
+class PlacingLayer(Protocol):
+    """A growing cache layer, as the engine uses it: rows' own caches placed into it."""
+
+    def place(self, row: int, batch: int, width: int, keys: torch.Tensor, values: torch.Tensor) -> None: ...
+
+
+def placing_layers(cache: DynamicCache, count: int) -> list[PlacingLayer]:
+    """The layers of a cache `new_cache` made growing (made now for a cache that makes them on first use)."""
+    if not cache.layers:
+        make = cache.layer_class_to_replicate
+        if make is None:  # pragma: no cover - new_cache set it
+            raise RuntimeError("the cache cannot make its layers")
+        cache.layers = [make() for _ in range(count)]
+    return cast("list[PlacingLayer]", cache.layers)  # new_cache put GrowingLayers there
 
 
 def _growing_layer_class() -> type[DynamicLayer]:

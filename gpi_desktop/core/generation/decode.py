@@ -5,17 +5,22 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
 
-from gpi_desktop.core.generation.cache import new_cache
+from gpi_desktop.core.generation.cache import new_cache, placing_layers
 from gpi_desktop.core.generation.plan import EncodedPrompt
+from gpi_desktop.core.generation.prefix import cache_layer_tensors
 from gpi_desktop.core.generation.pooling import OnlinePool
 from gpi_desktop.core.generation.processors import logits_processors
 from gpi_desktop.core.generation.session import Job, check
 from gpi_desktop.core.vocabulary.hf_lock import TRANSFORMERS_LOCK
 from gpi_desktop.core.vocabulary.results import STOP_EOS, STOP_LENGTH, PromptResult
+
+if TYPE_CHECKING:
+    from transformers import DynamicCache, LogitsProcessorList
 
 
 @dataclass
@@ -23,7 +28,7 @@ class _Row:
     """One prompt in a slot of the running batch."""
 
     prompt: EncodedPrompt
-    procs: object | None  # its logits processors, with generation options only
+    procs: LogitsProcessorList | None  # its logits processors, with generation options only
     seq: torch.Tensor | None  # prompt and generated ids, for the processors
     generated: list[int] = field(default_factory=list)
 
@@ -32,7 +37,7 @@ class _Row:
 class _Batch:
     """The running batch: one slot per row (None once its prompt is done and no prompt is left to refill it)."""
 
-    cache: object
+    cache: DynamicCache
     slots: list[_Row | None]
     mask: torch.Tensor  # (B, width) 1 for the tokens each row attends to, 0 for padding; width = cache length
     positions: torch.Tensor  # (B, 1) the position of each row's last token
@@ -49,7 +54,7 @@ def _row(job: Job, prompt: EncodedPrompt) -> _Row:
                 torch.tensor(prompt.ids, dtype=torch.long, device=job.device))
 
 
-def _left_padded(seqs: Sequence[Sequence[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+def _left_padded(seqs: Sequence[Sequence[int]], pad: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(s) for s in seqs)
     input_ids = torch.full((len(seqs), width), pad, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
@@ -59,7 +64,7 @@ def _left_padded(seqs: Sequence[Sequence[int]], pad: int, device) -> tuple[torch
     return input_ids.to(device), mask.to(device)
 
 
-def _own_pass(job: Job, prompt: EncodedPrompt):
+def _own_pass(job: Job, prompt: EncodedPrompt) -> tuple[torch.Tensor, torch.Tensor, DynamicCache]:
     """One prompt's pass alone, from a copy of the shared prefix's cache where it applies: (state, logits, cache).
 
     Exactly a one-prompt run's numbers, and no work spent on padding; with the
@@ -79,7 +84,8 @@ def _own_pass(job: Job, prompt: EncodedPrompt):
     return state, logits, own
 
 
-def _fill_alone(job: Job, prompts: list[EncodedPrompt]):
+def _fill_alone(job: Job, prompts: list[EncodedPrompt]
+                ) -> tuple[DynamicCache, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Each prompt's pass on its own, its cache copied into its row of the batch cache (right-aligned)."""
     cache, _ = new_cache(job.model)
     width = max(len(p.ids) for p in prompts)
@@ -90,16 +96,15 @@ def _fill_alone(job: Job, prompts: list[EncodedPrompt]):
         state, logit, own = _own_pass(job, p)
         states.append(state)
         logits.append(logit)
-        if not cache.layers:  # a cache that makes its layers on first use
-            cache.layers = [cache.layer_class_to_replicate() for _ in own.layers]
-        for target, layer in zip(cache.layers, own.layers):
-            target.place(i, len(prompts), width, layer.keys, layer.values)
+        for target, layer in zip(placing_layers(cache, len(own.layers)), own.layers):
+            target.place(i, len(prompts), width, *cache_layer_tensors(layer))
         del own
     _, mask = _left_padded([p.ids for p in prompts], job.pad, job.device)
     return cache, mask, torch.cat(states), torch.cat(logits)
 
 
-def _fill_padded(job: Job, prompts: list[EncodedPrompt]):
+def _fill_padded(job: Job, prompts: list[EncodedPrompt]
+                 ) -> tuple[DynamicCache, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One left-padded pass over the batch: over each prompt's own tokens after the shared prefix, whose cache
     is expanded to every row first (the row reads [prefix, padding, own tokens]); the whole prompts where
     the prefix does not apply to all or the cache cannot take it."""
@@ -109,9 +114,7 @@ def _fill_padded(job: Job, prompts: list[EncodedPrompt]):
     mask = own_mask
     if start:
         job.prefix.compute(job.model, job.hook, job.cache_arg, job.device)
-        if not cache.layers:
-            cache.layers = [cache.layer_class_to_replicate() for _ in job.prefix.keys]
-        for layer, keys, values in zip(cache.layers, job.prefix.keys, job.prefix.values):
+        for layer, keys, values in zip(placing_layers(cache, len(job.prefix.keys)), job.prefix.keys, job.prefix.values):
             for i in range(len(prompts)):
                 layer.place(i, len(prompts), start, keys, values)
         mask = torch.cat([own_mask.new_ones((len(prompts), start)), own_mask], dim=1)
@@ -134,14 +137,17 @@ def _fill(job: Job, prompts: list[EncodedPrompt]) -> tuple[_Batch, torch.Tensor]
 def _choose(job: Job, rows: Sequence[_Row | None], logits: torch.Tensor) -> torch.Tensor:
     """Each row's next token (greedy, after its logits processors)."""
     for i, row in enumerate(rows):
-        if row is not None and row.procs is not None:
-            logits[i : i + 1] = row.procs(row.seq[None, :], logits[i : i + 1])
+        if row is not None and row.procs is not None and row.seq is not None:  # seq is kept for the processors
+            # A long tensor: transformers annotates it as torch.LongTensor, which torch's own functions never return.
+            logits[i : i + 1] = row.procs(cast("torch.LongTensor", row.seq[None, :]), logits[i : i + 1])
     return logits.argmax(dim=-1)
 
 
 def _advance(job: Job, batch: _Batch, i: int, token: int, is_eos: bool, token_tensor: torch.Tensor) -> bool:
     """Row i generated `token`; if that ends its text, deliver it and free the slot. Whether it ended."""
     row = batch.slots[i]
+    if row is None:  # pragma: no cover - callers pass running rows only
+        raise RuntimeError(f"slot {i} holds no prompt")
     row.generated.append(token)
     if row.seq is not None:
         row.seq = torch.cat([row.seq, token_tensor])
@@ -170,7 +176,7 @@ def _take_tokens(job: Job, batch: _Batch, tokens: torch.Tensor) -> None:
             _advance(job, batch, i, token, bool(is_eos), tokens[i : i + 1])
 
 
-def _refill(job: Job, batch: _Batch, tokens: torch.Tensor, waiting: deque) -> None:
+def _refill(job: Job, batch: _Batch, tokens: torch.Tensor, waiting: deque[EncodedPrompt]) -> None:
     """Free slots take the wave's next prompts: each one's pass alone, its step 0 taken, its cache placed."""
     width = batch.mask.shape[1]
     for i in range(len(batch.slots)):
@@ -189,8 +195,8 @@ def _refill(job: Job, batch: _Batch, tokens: torch.Tensor, waiting: deque) -> No
             n = len(prompt.ids)
             if n > width:  # pragma: no cover - waves run longest first, and the width only grows
                 raise RuntimeError("a refilled prompt is longer than the batch's cache")
-            for target, layer in zip(batch.cache.layers, own.layers):
-                target.place(i, len(batch.slots), width, layer.keys, layer.values)
+            for target, layer in zip(placing_layers(batch.cache, len(own.layers)), own.layers):
+                target.place(i, len(batch.slots), width, *cache_layer_tensors(layer))
             batch.mask[i] = 0
             batch.mask[i, width - n :] = 1
             batch.positions[i, 0] = n - 1
@@ -226,7 +232,7 @@ def _step(job: Job, batch: _Batch, tokens: torch.Tensor, step: int) -> torch.Ten
     return logits
 
 
-def decode(job: Job, first: list[EncodedPrompt], waiting: deque) -> None:
+def decode(job: Job, first: list[EncodedPrompt], waiting: deque[EncodedPrompt]) -> None:
     """Run `first` as one batch; a row that finishes takes the next of `waiting` until none is left."""
     batch, logits = _fill(job, first)
     step = 0

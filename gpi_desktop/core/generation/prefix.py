@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from gpi_desktop.core.generation.plan import EncodedPrompt
 from gpi_desktop.core.vocabulary.hf_lock import TRANSFORMERS_LOCK
+
+if TYPE_CHECKING:
+    from transformers import DynamicCache
+
+    from gpi_desktop.core.generation.forward import LastStateHook
 
 
 @dataclass
@@ -28,7 +34,7 @@ class SharedPrefix:
         # A prompt that is all prefix has no token of its own to compute step 0 from.
         return bool(self.ids) and len(prompt.ids) > len(self.ids)
 
-    def compute(self, model, hook, cache_arg: str, device) -> None:
+    def compute(self, model: Any, hook: LastStateHook, cache_arg: str, device: torch.device) -> None:
         with TRANSFORMERS_LOCK:
             from transformers import DynamicCache
 
@@ -39,10 +45,11 @@ class SharedPrefix:
         model(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=torch.arange(ids.shape[1], device=device)[None, :],
               use_cache=True, logits_to_keep=1, **{cache_arg: own})
         hook.take()  # the prefix's last state is no prompt's step 0
-        self.keys = [layer.keys for layer in own.layers]
-        self.values = [layer.values for layer in own.layers]
+        filled = [cache_layer_tensors(layer) for layer in own.layers]
+        self.keys = [keys for keys, _ in filled]
+        self.values = [values for _, values in filled]
 
-    def cache_copy(self, model):
+    def cache_copy(self, model: Any) -> DynamicCache:
         """A one-prompt cache holding the prefix; the prompt's pass appends to it (DynamicLayer copies on update)."""
         with TRANSFORMERS_LOCK:
             from transformers import DynamicCache
@@ -51,6 +58,14 @@ class SharedPrefix:
         for index, (keys, values) in enumerate(zip(self.keys, self.values)):
             own.update(keys, values, index)
         return own
+
+
+def cache_layer_tensors(layer: object) -> tuple[torch.Tensor, torch.Tensor]:
+    """A full-attention layer's keys and values (a shared prefix is only computed for such caches)."""
+    keys, values = getattr(layer, "keys", None), getattr(layer, "values", None)
+    if not isinstance(keys, torch.Tensor) or not isinstance(values, torch.Tensor):  # pragma: no cover
+        raise RuntimeError(f"a shared prefix needs full-attention cache layers, not {type(layer).__name__}")
+    return keys, values
 
 
 def shared_prefix(prompts: Sequence[EncodedPrompt]) -> SharedPrefix:
