@@ -17,11 +17,15 @@ import struct
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from gpi_desktop.core.vocabulary.hf_lock import TRANSFORMERS_LOCK
 from gpi_desktop.core.vocabulary.errors import SettingsError
 from gpi_desktop.core.vocabulary.formatting import human_bytes
+
+if TYPE_CHECKING:
+    from transformers import BitsAndBytesConfig
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +87,7 @@ def parameters_from_config(config: Any) -> int:
         mlp = 3 * h * inter + (2 * inter + h if c.get("mlp_bias") else 0)
     per_layer = attention + mlp + 2 * h
     embeddings = vocab * h * (1 if c.get("tie_word_embeddings", False) else 2)
-    return layers * per_layer + embeddings + h
+    return int(layers * per_layer + embeddings + h)
 
 
 def model_shape(config: Any, n_params: int | None = None) -> ModelShape:
@@ -128,9 +132,8 @@ def count_parameters(model: str | Path, *, revision: str | None = None, token: s
     from gpi_desktop.core.hub.model_files import SAFE_INDEX, SAFE_SINGLE
     from gpi_desktop.core.hub.plain_errors import offline_mode
 
-    folder = Path(model)
-    if not folder.is_dir():
-        folder = cached_snapshot(str(model), revision)
+    local = Path(model)
+    folder = local if local.is_dir() else cached_snapshot(str(model), revision)
     if folder is not None:
         index = folder / SAFE_INDEX
         if index.is_file():
@@ -335,7 +338,7 @@ def _process_rss(proc: Path) -> int:
         return 0
 
 
-def _slurm_limit(environ: dict[str, str], proc: Path) -> MemoryLimit | None:
+def _slurm_limit(environ: Mapping[str, str], proc: Path) -> MemoryLimit | None:
     """SLURM's --mem (SLURM_MEM_PER_NODE) or --mem-per-cpu (SLURM_MEM_PER_CPU x CPUs), both in megabytes."""
     def number(name: str) -> int | None:
         value = environ.get(name, "").strip()
@@ -351,11 +354,11 @@ def _slurm_limit(environ: dict[str, str], proc: Path) -> MemoryLimit | None:
     return MemoryLimit(limit, _process_rss(proc), SLURM_LIMIT)
 
 
-def allocation_limit(environ: dict[str, str] | None = None, proc: Path | str = "/proc",
+def allocation_limit(environ: Mapping[str, str] | None = None, proc: Path | str = "/proc",
                      cgroup_root: Path | str = "/sys/fs/cgroup") -> MemoryLimit | None:
     """The tighter of the cgroup memory limit (v1 or v2) and the SLURM allocation; None when neither limits us."""
-    environ = os.environ if environ is None else environ
-    limits = [limit for limit in (_cgroup_limit(Path(proc), Path(cgroup_root)), _slurm_limit(environ, Path(proc)))
+    env = os.environ if environ is None else environ
+    limits = [limit for limit in (_cgroup_limit(Path(proc), Path(cgroup_root)), _slurm_limit(env, Path(proc)))
               if limit is not None]
     return min(limits, key=lambda limit: limit.free_bytes) if limits else None
 
@@ -377,7 +380,7 @@ def _machine_ram() -> tuple[int, int]:
             free, total = vm.available, vm.total
         except ImportError:
             pass
-    if free is None and os.name == "nt":
+    if free is None and sys.platform == "win32":  # os.name == "nt", in words mypy knows
         import ctypes
 
         class _Status(ctypes.Structure):
@@ -397,7 +400,7 @@ def _machine_ram() -> tuple[int, int]:
             free = total // 2
         except (ValueError, OSError, AttributeError):
             free = total = 0
-    return int(free), int(total)
+    return int(free or 0), int(total or 0)  # a total that /proc/meminfo left out is not known: 0
 
 
 def host_memory(limit: MemoryLimit | None = None) -> DeviceMemory:
@@ -415,10 +418,10 @@ def host_memory(limit: MemoryLimit | None = None) -> DeviceMemory:
     return DeviceMemory("this computer's memory (RAM)", free, total, "cpu", None)
 
 
-def allocated_cpus(environ: dict[str, str] | None = None) -> int | None:
+def allocated_cpus(environ: Mapping[str, str] | None = None) -> int | None:
     """CPU cores this process was given: SLURM's --cpus-per-task, else the affinity mask; None when unknown."""
-    environ = os.environ if environ is None else environ
-    value = environ.get("SLURM_CPUS_PER_TASK", "").strip()
+    env = os.environ if environ is None else environ
+    value = env.get("SLURM_CPUS_PER_TASK", "").strip()
     counts = [int(value)] if value.isdigit() and int(value) > 0 else []
     if hasattr(os, "sched_getaffinity"):
         counts.append(len(os.sched_getaffinity(0)))
@@ -646,7 +649,7 @@ def quantization_missing() -> str:
             "into it (pip install \"gpi-desktop[quantization]\") and start gpi-desktop again")
 
 
-def quantization_config(kind: str | None):
+def quantization_config(kind: str | None) -> BitsAndBytesConfig | None:
     """transformers' BitsAndBytesConfig for 8-bit or 4-bit (NF4) loading; None for full precision.
 
     Refuses in plain words where it cannot work: without an NVIDIA GPU, or
