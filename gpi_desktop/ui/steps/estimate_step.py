@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -36,6 +37,9 @@ from gpi_desktop.ui.shared.folders import open_in_file_manager
 from gpi_desktop.ui.shared.prompter import Prompter
 from gpi_desktop.ui.shared.tasks import BackgroundCalls, Operation, TaskRunner
 from gpi_desktop.ui.steps.estimate_results import EstimateResults
+
+if TYPE_CHECKING:
+    from gpi_desktop.core.estimate.pipeline import DataPreview
 
 INTRO = ("Estimate the effect of a feature of the texts on an outcome, with GPI's estimator (gpi_pack's "
          "estimate_k_ate: cross-fitted TarNet, propensity model on the learned representation, doubly robust "
@@ -65,7 +69,7 @@ class EstimateStep(QWidget):
         self.vectors: Path | None = None
         self.data: Path | None = None  # None: the export's prompts file
         self.look_in: tuple[Path, ...] = ()
-        self.preview = None  # core.estimate.pipeline.DataPreview
+        self.preview: DataPreview | None = None
         self._operation: Operation | None = None
         self._build()
         self._update()
@@ -263,8 +267,11 @@ class EstimateStep(QWidget):
                             if self.confounders_list.item(i).checkState() == Qt.CheckState.Checked)
         settings = EstimateSettings(folds=self.folds_spin.value(), seed=self.seed_spin.value(),
                                     epochs=self.epochs_spin.value())
-        return EstimateRequest(vectors=self.vectors, data=self.preview.path, treatment=self._chosen(self.treatment_combo),
-                               outcome=self._chosen(self.outcome_combo), treated=self._chosen(self.treated_combo),
+        treatment, outcome = self._chosen(self.treatment_combo), self._chosen(self.outcome_combo)
+        if self.vectors is None or self.preview is None or treatment is None or outcome is None:
+            raise RuntimeError("an estimate was asked for before its form was complete")  # the button is off till then
+        return EstimateRequest(vectors=self.vectors, data=self.preview.path, treatment=treatment,
+                               outcome=outcome, treated=self._chosen(self.treated_combo),
                                id_column=self._chosen(self.id_combo), confounders=confounders,
                                cluster=self._chosen(self.cluster_combo), settings=settings)
 
