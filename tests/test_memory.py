@@ -298,3 +298,11 @@ def test_torch_threads_follow_the_cores_slurm_allocated(monkeypatch):
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
     use_allocated_cpus()
     assert calls == [1] and before >= 1
+
+
+def test_machine_ram_without_a_total_in_meminfo_says_the_total_is_not_known(monkeypatch):
+    import io
+
+    # A /proc/meminfo that names the free memory but not the total (found by mypy: int(None) failed here).
+    monkeypatch.setattr(memory, "open", lambda *args, **kwargs: io.StringIO("MemAvailable:  2048 kB\n"), raising=False)
+    assert memory._machine_ram() == (2048 * 1024, 0)
