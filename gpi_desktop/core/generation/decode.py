@@ -12,8 +12,8 @@ import torch
 
 from gpi_desktop.core.generation.cache import new_cache, placing_layers
 from gpi_desktop.core.generation.plan import EncodedPrompt
-from gpi_desktop.core.generation.prefix import cache_layer_tensors
 from gpi_desktop.core.generation.pooling import OnlinePool
+from gpi_desktop.core.generation.prefix import cache_layer_tensors
 from gpi_desktop.core.generation.processors import logits_processors
 from gpi_desktop.core.generation.session import Job, check
 from gpi_desktop.core.vocabulary.hf_lock import TRANSFORMERS_LOCK
