@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gpi_desktop.core.model import devices, memory
+from gpi_desktop.core.model import devices, host, memory
 from gpi_desktop.core.generation import batch_size, engine
 from gpi_desktop.core.model.devices import pick_device, pick_dtype
 from gpi_desktop.core.generation.engine import EngineConfig, auto_batch_size, run_engine
@@ -66,7 +66,7 @@ def mac(monkeypatch) -> FakeMac:
     monkeypatch.setattr(torch.mps, "empty_cache", lambda: fake.events.append("empty_cache"))
     monkeypatch.setattr(devices, "is_apple_silicon", lambda: fake.machine == "arm64")
     monkeypatch.setattr(devices.subprocess, "run", run)
-    monkeypatch.setattr(memory, "_machine_ram", lambda: (12 * GiB, 32 * GiB))
+    monkeypatch.setattr(host, "machine_ram", lambda: (12 * GiB, 32 * GiB))
     monkeypatch.setattr(devices, "mps_supports_bfloat16", lambda: True)
     return fake
 

@@ -8,7 +8,7 @@ import pytest
 
 from model_shapes import LLAMA_31_8B
 
-from gpi_desktop.core.model import memory
+from gpi_desktop.core.model import host, memory
 from gpi_desktop.core.vocabulary.errors import SettingsError
 from gpi_desktop.core.model.memory import DeviceMemory, estimate_memory, fit_verdict
 
@@ -218,7 +218,7 @@ def test_cgroup_v2_limit_is_read_from_the_tasks_own_group_and_its_ancestors(tmp_
         f"{job}/memory.max": str(4 * GiB), f"{job}/memory.current": str(1 * GiB),
         f"{job}/step_0/user/task_0/memory.max": "max", f"{job}/step_0/user/task_0/memory.current": "1000",
     })
-    limit = memory.allocation_limit({}, proc, root)
+    limit = host.allocation_limit({}, proc, root)
     assert (limit.limit_bytes, limit.used_bytes, limit.free_bytes) == (4 * GiB, GiB, 3 * GiB)
 
 
@@ -229,20 +229,20 @@ def test_cgroup_v1_limit_is_read_and_its_no_limit_value_ignored(tmp_path):
         f"memory/{job}/step_0/memory.limit_in_bytes": "9223372036854771712",
         f"memory/{job}/step_0/memory.usage_in_bytes": "5",
     })
-    limit = memory.allocation_limit({}, proc, root)
+    limit = host.allocation_limit({}, proc, root)
     assert (limit.limit_bytes, limit.used_bytes) == (2 * GiB, GiB // 2)
 
 
 def test_inside_a_container_the_mounted_group_itself_holds_the_limit(tmp_path):
     proc, root = _fake_tree(tmp_path, "0::/kubepods/pod1/abc", {
         "cgroup.controllers": "memory", "memory.max": str(3 * GiB), "memory.current": "0"})
-    assert memory.allocation_limit({}, proc, root).limit_bytes == 3 * GiB
+    assert host.allocation_limit({}, proc, root).limit_bytes == 3 * GiB
 
 
 def test_no_limit_anywhere_means_the_machines_memory(tmp_path):
     proc, root = _fake_tree(tmp_path, "0::/user.slice", {"cgroup.controllers": "memory",
                                                          "user.slice/memory.max": "max"})
-    assert memory.allocation_limit({}, proc, root) is None
+    assert host.allocation_limit({}, proc, root) is None
 
 
 @pytest.mark.parametrize("env, expected", [
@@ -252,21 +252,21 @@ def test_no_limit_anywhere_means_the_machines_memory(tmp_path):
 ])
 def test_slurm_memory_allocation_is_read_from_its_environment(tmp_path, env, expected):
     proc, root = _fake_tree(tmp_path, "0::/", {})
-    limit = memory.allocation_limit(env, proc, root)
+    limit = host.allocation_limit(env, proc, root)
     assert limit.limit_bytes == expected and limit.used_bytes == 256 * __import__("os").sysconf("SC_PAGE_SIZE")
 
 
 def test_the_tighter_of_cgroup_and_slurm_wins(tmp_path):
     proc, root = _fake_tree(tmp_path, "0::/job", {"cgroup.controllers": "memory", "job/memory.max": str(2 * GiB),
                                                   "job/memory.current": "0"})
-    assert memory.allocation_limit({"SLURM_MEM_PER_NODE": "4096"}, proc, root).limit_bytes == 2 * GiB
-    assert memory.allocation_limit({"SLURM_MEM_PER_NODE": "1024"}, proc, root).limit_bytes == GiB
+    assert host.allocation_limit({"SLURM_MEM_PER_NODE": "4096"}, proc, root).limit_bytes == 2 * GiB
+    assert host.allocation_limit({"SLURM_MEM_PER_NODE": "1024"}, proc, root).limit_bytes == GiB
 
 
 def test_a_4g_task_on_a_big_node_is_told_its_allocation_not_the_nodes_memory(monkeypatch):
-    monkeypatch.setattr(memory, "_machine_ram", lambda: (23 * GB, 64 * GB))
+    monkeypatch.setattr(host, "machine_ram", lambda: (23 * GB, 64 * GB))
     monkeypatch.setenv("SLURM_MEM_PER_NODE", "4096")
-    monkeypatch.setattr(memory, "_cgroup_limit", lambda proc, root: None)
+    monkeypatch.setattr(host, "_cgroup_limit", lambda proc, root: None)
     (ram,) = memory.available_memory("cpu")
     assert ram.total_bytes == 4 * GiB and ram.free_bytes <= 4 * GiB
     verdict = fit_verdict(estimate_memory(LLAMA_31_8B, dtype="float32"), [ram])
@@ -276,8 +276,8 @@ def test_a_4g_task_on_a_big_node_is_told_its_allocation_not_the_nodes_memory(mon
 def test_the_engines_automatic_batch_uses_the_allocation(monkeypatch):
     from gpi_desktop.core.generation import batch_size
 
-    monkeypatch.setattr(memory, "_machine_ram", lambda: (23 * GB, 64 * GB))
-    monkeypatch.setattr(memory, "_cgroup_limit", lambda proc, root: None)
+    monkeypatch.setattr(host, "machine_ram", lambda: (23 * GB, 64 * GB))
+    monkeypatch.setattr(host, "_cgroup_limit", lambda proc, root: None)
     monkeypatch.setenv("SLURM_MEM_PER_NODE", "4096")
     assert batch_size._free_host_memory() <= 4 * GiB
     monkeypatch.delenv("SLURM_MEM_PER_NODE")
@@ -289,8 +289,8 @@ def test_torch_threads_follow_the_cores_slurm_allocated(monkeypatch):
 
     from gpi_desktop.core.job.job import use_allocated_cpus
 
-    assert memory.allocated_cpus({"SLURM_CPUS_PER_TASK": "1"}) == 1
-    assert memory.allocated_cpus({}) == len(__import__("os").sched_getaffinity(0))
+    assert host.allocated_cpus({"SLURM_CPUS_PER_TASK": "1"}) == 1
+    assert host.allocated_cpus({}) == len(__import__("os").sched_getaffinity(0))
     before = torch.get_num_threads()
     monkeypatch.setattr(torch, "get_num_threads", lambda: 8)  # a node's count, as torch sees it
     calls = []
@@ -304,5 +304,5 @@ def test_machine_ram_without_a_total_in_meminfo_says_the_total_is_not_known(monk
     import io
 
     # A /proc/meminfo that names the free memory but not the total (found by mypy: int(None) failed here).
-    monkeypatch.setattr(memory, "open", lambda *args, **kwargs: io.StringIO("MemAvailable:  2048 kB\n"), raising=False)
-    assert memory._machine_ram() == (2048 * 1024, 0)
+    monkeypatch.setattr(host, "open", lambda *args, **kwargs: io.StringIO("MemAvailable:  2048 kB\n"), raising=False)
+    assert host.machine_ram() == (2048 * 1024, 0)

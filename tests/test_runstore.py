@@ -19,7 +19,8 @@ from gpi_desktop.core.files import runstore
 from gpi_desktop.core.vocabulary.errors import DiskFullError, ResumeError
 from gpi_desktop.core.vocabulary.results import PromptResult
 from journals import KEY, H, journal_with, result
-from gpi_desktop.core.files.runstore import RECORDS_NAME, VECTORS_NAME, RunJournal, key_changes
+from gpi_desktop.core.files.runstore import RECORDS_NAME, VECTORS_NAME, RunJournal
+from gpi_desktop.core.job.key_changes import key_changes
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -27,7 +27,7 @@ from gpi_desktop.ui.steps.export_folder_dialog import ExportFolderDialog, docume
 if TYPE_CHECKING:
     from PySide6.QtCore import QSettings, SignalInstance
 
-    from gpi_desktop.core.files.runstore import KeyChange
+    from gpi_desktop.core.job.key_changes import KeyChange
     from gpi_desktop.core.job.job import RunOutcome
     from gpi_desktop.ui.shared.prompter import Prompter
     from gpi_desktop.ui.shared.tasks import BackgroundCalls, TaskRunner

@@ -90,7 +90,7 @@ class RunJournal:
             header = _read_header(Path(folder))
         except ResumeError:
             return False
-        return header.get("format") == FORMAT and header.get("key") == _normalise(key)
+        return header.get("format") == FORMAT and header.get("key") == normalise_key(key)
 
     @classmethod
     def create(
@@ -105,7 +105,7 @@ class RunJournal:
         folder = Path(folder)
         if cls.exists(folder):
             raise ResumeError(f"'{folder}' already holds an unfinished run", remedy=Remedy.RESUME_OR_ANOTHER_FOLDER)
-        header = {"format": FORMAT, "key": _normalise(key), "hidden_size": hidden_size, "plan": _normalise(plan or {})}
+        header = {"format": FORMAT, "key": normalise_key(key), "hidden_size": hidden_size, "plan": normalise_key(plan or {})}
         with _plain_errors(folder):
             make_folder(folder)
             journal = cls(folder, header)
@@ -129,7 +129,7 @@ class RunJournal:
                 f"The unfinished run in '{folder}' was made by another version of GPI Desktop and cannot be "
                 "resumed: start the run over in an empty folder."
             )
-        differences = describe_key_differences(header.get("key"), _normalise(key))
+        differences = describe_key_differences(header.get("key"), normalise_key(key))
         if differences:
             raise ResumeError(
                 f"The unfinished run in '{folder}' is a different job ({differences}), so it cannot be resumed: "
@@ -210,7 +210,7 @@ class RunJournal:
 
     def set_plan(self, **data: Any) -> None:
         """Store decisions made when the run started (e.g. the resolved batch size) for a resume."""
-        header = dict(self._header, plan={**self._header["plan"], **_normalise(data)})
+        header = dict(self._header, plan={**self._header["plan"], **normalise_key(data)})
         with _plain_errors(self.folder):
             _write_header(self.folder, header)
         self._header = header
@@ -346,13 +346,13 @@ def describe_key_differences(stored: Any, wanted: Any) -> str:
     """
     if stored == wanted:
         return ""
-    paths = _differing_paths(stored, wanted, "")
+    paths = differing_paths(stored, wanted, "")
     kinds: list[str] = []
     settings: list[str] = []
     for path in paths:
         lowered = path.lower()
         if "revision" in lowered:
-            kind = f"model revision {_value_words(_lookup(stored, path))} vs {_value_words(_lookup(wanted, path))}"
+            kind = f"model revision {value_words(key_value(stored, path))} vs {value_words(key_value(wanted, path))}"
         elif "model" in lowered:
             kind = "another model"
         elif "column" in lowered:
@@ -371,92 +371,24 @@ def describe_key_differences(stored: Any, wanted: Any) -> str:
     return "; ".join(kinds)
 
 
-@dataclass(frozen=True)
-class KeyChange:
-    """One input that differs between the job that made some results and the job the inputs describe now."""
-
-    what: str  # plain words: "pooling", "the prompts file"
-    before: str = ""  # the old and new value, where they are short enough to be worth showing
-    after: str = ""
-
-    def words(self) -> str:
-        return f"{self.what} ({self.before} \u2192 {self.after})" if self.before or self.after else self.what
-
-
-# Job-key paths (see core.job.job.job_key) in the words a researcher uses; the order is the order they are listed in.
-_KEY_WORDS = {
-    "input_sha256": "the prompts file",
-    "column": "the prompt column",
-    "sheet": "the sheet",
-    "rows": "the number of rows",
-    "model": "the model",
-    "settings.model": "the model",
-    "settings.revision": "the model revision",
-    "settings.dtype": "precision",
-    "settings.device": "device",
-    "settings.quantization": "quantization",
-    "settings.task": "the task",
-    "settings.pooling": "pooling",
-    "settings.max_new_tokens": "the maximum new tokens",
-    "settings.template": "chat formatting",
-    "settings.template_options": "the chat template options",
-    "settings.generation_options": "the generation options",
-    "settings.template_date": "the template date",
-    "strategy": "strategy",
-}
-_SHOWN_VALUES = {"rows", "model", "settings.revision", "settings.dtype", "settings.device", "settings.quantization",
-                 "settings.pooling", "settings.max_new_tokens", "settings.template", "settings.template_date",
-                 "strategy"}
-
-
-def key_changes(made: dict[str, Any], now: dict[str, Any]) -> tuple[KeyChange, ...]:
-    """What differs between two job keys, one entry per input a researcher would name (empty: the same job).
-
-    Pure: the window shows these words when the results on screen no longer belong to its inputs.
-    """
-    made, now = _normalise(made), _normalise(now)
-    if made == now:
-        return ()
-    order = list(_KEY_WORDS)
-    changes: dict[str, KeyChange] = {}
-    for path in sorted(_differing_paths(made, now, ""), key=lambda p: order.index(p) if p in order else len(order)):
-        top = path.split(".")[0] if path.split(".")[0] != "settings" else ".".join(path.split(".")[:2])
-        what = _KEY_WORDS.get(top, top.rsplit(".", 1)[-1].replace("_", " "))
-        if what in {c.what for c in changes.values()}:
-            continue
-        before = after = ""
-        if top in _SHOWN_VALUES:
-            before, after = _value_words(_lookup(made, top)), _value_words(_lookup(now, top))
-        elif top == "settings.task":
-            before, after = _task_words(_lookup(made, top)), _task_words(_lookup(now, top))
-        if before == after:  # two different instructions of one's own: the values would say nothing
-            before = after = ""
-        changes[top] = KeyChange(what, before, after)
-    return tuple(changes.values())
-
-
-def _lookup(key: Any, path: str) -> Any:
+def key_value(key: Any, path: str) -> Any:
     for name in path.split("."):
         key = key.get(name, _MISSING) if isinstance(key, dict) else _MISSING
     return key
 
 
-def _value_words(value: Any) -> str:
+def value_words(value: Any) -> str:
     if value is _MISSING or value is None:
         return "none"
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
 
 
-def _task_words(task: Any) -> str:
-    return task if task in ("create", "repeat") else "your own instruction"
-
-
-def _differing_paths(a: Any, b: Any, prefix: str) -> list[str]:
+def differing_paths(a: Any, b: Any, prefix: str) -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         paths = []
         for name in sorted(set(a) | set(b), key=str):
             if a.get(name, _MISSING) != b.get(name, _MISSING):
-                paths += _differing_paths(a.get(name), b.get(name), f"{prefix}.{name}" if prefix else str(name))
+                paths += differing_paths(a.get(name), b.get(name), f"{prefix}.{name}" if prefix else str(name))
         return paths
     return [prefix or "key"]
 
@@ -464,7 +396,7 @@ def _differing_paths(a: Any, b: Any, prefix: str) -> list[str]:
 _MISSING = object()
 
 
-def _normalise(data: Any) -> Any:
+def normalise_key(data: Any) -> Any:
     """The JSON form of `data`, so that a key compares equal to its stored copy."""
     return json.loads(json.dumps(data, sort_keys=True, default=str))
 

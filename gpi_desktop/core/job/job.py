@@ -12,7 +12,7 @@ import importlib.metadata as md
 import logging
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Sequence, Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
@@ -31,7 +31,8 @@ from gpi_desktop.core.generation.instructions import (
 )
 from gpi_desktop.core.model import context, models
 from gpi_desktop.core.model.devices import unsupported_operation
-from gpi_desktop.core.model.memory import FitVerdict, allocated_cpus, check_fit
+from gpi_desktop.core.model.host import allocated_cpus
+from gpi_desktop.core.model.memory import FitVerdict, check_fit
 from gpi_desktop.core.model.models import LoadedModel, ModelFiles, ModelInfo, PromptTokenizer
 from gpi_desktop.core.output.export import ExportSummary, write_export
 from gpi_desktop.core.job.journals import ResumePolicy, check_journal_model, existing_journal, journal_template_date
@@ -268,7 +269,7 @@ class JobRun:
 class PreparedJob:
     """What a run decides before the weights load: the model's files, the prompts as token ids, the verdict."""
 
-    files: ModelFiles  # fetched once: the tokenizer was read from here and the weights load from here
+    files: ModelFiles  # the weights' folder, at the commit the tokenizer was read from
     prompts: _Prompts
     template_date: str
     verdict: FitVerdict | None  # None: no estimate could be made (it is advice)
@@ -531,7 +532,7 @@ def report_fit(spec: JobSpec, table: PromptTable, state: TaskState, *, token: st
 
 
 def export_run(outcome: RunOutcome, folder: Path, *, overwrite: bool = False, state: TaskState | None = None,
-               allow_names: set[str] = frozenset()) -> ExportSummary:
+               allow_names: AbstractSet[str] = frozenset()) -> ExportSummary:
     """Write the export folder (docs/architecture.md) for a finished run."""
     return write_export(
         Path(folder),

@@ -16,6 +16,7 @@ import sys
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING
 
+from gpi_desktop.core.model import host
 from gpi_desktop.core.vocabulary.errors import DeviceError, SettingsError
 
 if TYPE_CHECKING:
@@ -138,11 +139,10 @@ def marketed_gigabytes(n_bytes: int) -> str:
 
 def mps_device_name() -> str:
     """'Apple M2 Pro GPU, 32 GB shared memory': the Apple GPU as its owner knows it."""
-    from gpi_desktop.core.model.memory import _machine_ram
 
     chip = apple_chip_name()
     name = f"{chip} GPU" if chip and chip.startswith("Apple") else "Apple GPU"
-    _free, total = _machine_ram()
+    _free, total = host.machine_ram()
     return f"{name}, {marketed_gigabytes(total)} shared memory" if total else name
 
 

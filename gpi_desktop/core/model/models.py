@@ -23,6 +23,7 @@ from gpi_desktop.core.hub.model_files import WEIGHT_SUFFIXES, check_model_config
 from gpi_desktop.core.hub.plain_errors import plain_hub_error
 from gpi_desktop.core.model.context import context_length
 from gpi_desktop.core.model.devices import device_description, pick_device, pick_dtype
+from gpi_desktop.core.model.memory import available_memory, quantization_config
 from gpi_desktop.core.vocabulary.hf_lock import TRANSFORMERS_LOCK
 from gpi_desktop.core.vocabulary.errors import Cancelled, GpiError, ModelError, Remedy
 from gpi_desktop.core.vocabulary.progress import NullState, TaskState
@@ -258,11 +259,10 @@ class PromptTokenizer:
 
 @dataclass(frozen=True)
 class ModelFiles:
-    """A model's files on this computer, fetched once for a run.
+    """A model's files on this computer, fetched for a run at the commit its tokenizer came from.
 
-    A run reads its tokenizer and its weights from this one folder: fetching each on its
-    own would plan two downloads, and a model updated on the Hub in between would give
-    a tokenizer and weights of different commits. A hub snapshot's folder is its commit.
+    The weights load from this folder; a hub snapshot's folder is named by its commit, the one
+    the run pinned when it read the tokenizer (`pinned_settings`), so the two cannot differ.
     """
 
     source: ModelSource
@@ -426,8 +426,6 @@ def _from_pretrained_kwargs(folder: Path, source: ModelSource, device: str, dtyp
         # Straight onto the GPU: loading on the CPU first would hold the weights twice in the Mac's shared memory.
         kwargs["device_map"] = "mps"
     if quantization:
-        from gpi_desktop.core.model.memory import quantization_config
-
         kwargs["quantization_config"] = quantization_config(quantization)
     if any(p.suffix == ".safetensors" for p in folder.iterdir()):
         kwargs["use_safetensors"] = True
@@ -479,8 +477,6 @@ def describe_target(model: str, device: str = "auto", token: str | None = None) 
         name = torch.cuda.get_device_name(0)
         warning = ""
     elif dev == "mps":
-        from gpi_desktop.core.model.memory import available_memory
-
         (gpu,) = available_memory("mps")
         free, name, warning = gpu.free_bytes, gpu.name, ""
     else:

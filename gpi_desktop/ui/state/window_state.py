@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gpi_desktop.core.files.prompts import PromptTable
-from gpi_desktop.core.files.runstore import KeyChange, key_changes
 from gpi_desktop.core.job.job import JobSpec, KeptJob, RunOutcome, job_key
+from gpi_desktop.core.job.key_changes import KeyChange, key_changes
 from gpi_desktop.core.model.models import TargetInfo
 from gpi_desktop.core.session.job_session import JobSession, JobState
 from gpi_desktop.core.vocabulary.formatting import human_duration

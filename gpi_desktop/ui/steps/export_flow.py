@@ -85,7 +85,7 @@ def job_html(spec, table, rows: int, model_info=None) -> str:
 
 
 def stale_html(made_with: str, changes) -> str:
-    """Why results on screen are not the current inputs' (`core.files.runstore.KeyChange`s), and what to do."""
+    """Why results on screen are not the current inputs' (`core.job.key_changes.KeyChange`s), and what to do."""
     changed = "; ".join(html.escape(c.words(), quote=False) for c in changes) or "the inputs are not complete"
     return (f"<b>These results do not match the current inputs, so they cannot be exported.</b> "
             f"They were made with:<br>{made_with}<br><b>Changed since:</b> {changed}.<br>"
