@@ -156,7 +156,7 @@ def _claim(held: ExitStack, session: JobSession, policy: ResumePolicy) -> Claim 
             raise
         print(f"Shard {shard.label} is already running elsewhere (into {out}): nothing to do here.")
         return None
-    if claim.shard_finished:
+    if shard is not None and claim.shard_finished:  # only a shard can be finished already
         print(f"Shard {shard.label} in {out} is already finished.")
         return None
     if shard is not None and claim.continues:

@@ -107,7 +107,10 @@ class ExportActions(_Window):
             overwrite = True
         prefs.remember_folder(self.qsettings, "export", folder.parent if folder.parent.is_dir() else folder)
         self.export_page.set_exporting(True)
-        session = self.state.launched.session  # the job of the outcome: its export deletes its journal
+        launched = self.state.launched
+        if launched is None:  # pragma: no cover - an outcome comes from a launched run
+            raise RuntimeError("an outcome to export without the run that made it")
+        session = launched.session  # the job of the outcome: its export deletes its journal
 
         def task(state):
             # Holds the folder while it writes: a command-line run writing into it meanwhile is refused.

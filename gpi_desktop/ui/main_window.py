@@ -30,9 +30,10 @@ from PySide6.QtWidgets import (
 )
 
 from gpi_desktop.core.files.legacy_runs import adopt_job_folders
+from gpi_desktop.core.files.prompts import PromptTable
 from gpi_desktop.core.job.job import RUNS_DIRNAME, JobSpec, MemoryCheck, RunOutcome
 from gpi_desktop.core.job.journals import ResumePolicy
-from gpi_desktop.core.vocabulary.errors import GpiError, MemoryFitError, Remedy
+from gpi_desktop.core.vocabulary.errors import GpiError, InputError, MemoryFitError, Remedy
 from gpi_desktop.core.vocabulary.progress import Progress, ProgressKind
 from gpi_desktop.ui.export_actions import ExportActions
 from gpi_desktop.ui.reopen_actions import ReopenActions
@@ -246,9 +247,16 @@ class MainWindow(FrameActions, ReopenActions, ExportActions, StopActions, QMainW
         """Why Run cannot start yet, in plain words, or None."""
         return window_state.run_blocker(self.inputs(), self.state.starting)
 
+    def _open_table(self) -> PromptTable:
+        """The prompts of step 3; InputError while no file is open (Run is off then: see run_blocker)."""
+        table = self.prompts_panel.table
+        if table is None:
+            raise InputError("Open a prompts file first (step 3).")
+        return table
+
     def current_spec(self) -> JobSpec:
         """The job the inputs describe now; raises GpiError in plain words for a bad input."""
-        table = self.prompts_panel.table
+        table = self._open_table()
         run, export = self.settings_panel.values(model=self.model_panel.model())
         return JobSpec(prompts_path=Path(table.path), column=table.column, settings=run, export=export,
                        sheet=table.sheet).validate()
@@ -286,8 +294,8 @@ class MainWindow(FrameActions, ReopenActions, ExportActions, StopActions, QMainW
         if changes == self.state.shown_changes:
             return changes
         self.state.shown_changes = changes
-        if changes:
-            shown = self.state.shown
+        shown = self.state.shown
+        if changes and shown is not None:  # changes are only ever found against results on show
             made_with = (made_with_html(self.outcome) if self.outcome is not None
                          else job_html(shown.spec, shown.table, len(shown.table)))
             text = stale_html(made_with, changes)
@@ -311,7 +319,7 @@ class MainWindow(FrameActions, ReopenActions, ExportActions, StopActions, QMainW
             self.run_page.show_status(blocker, error=True)
             return
         try:
-            table = self.prompts_panel.table
+            table = self._open_table()
             spec = self.current_spec()
         except GpiError as error:
             self.run_page.show_status(window_sentence(error), error=True)

@@ -217,8 +217,9 @@ def _jobs_in(runs_dir: Path) -> list[KeptJob]:
     folders = sorted(p for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.is_dir() else []
     for folder in folders:
         summary = summarize(folder)
-        record = summary.plan.get("job") if summary is not None else None
-        rows = summary.key.get("rows") if summary is not None else None
+        if summary is None:
+            continue
+        record, rows = summary.plan.get("job"), summary.key.get("rows")
         if not isinstance(record, dict) or not isinstance(rows, int):
             continue  # journaled by a version that kept no settings
         try:
@@ -427,14 +428,14 @@ def _journal_for_run(journal: RunJournal | None, run: JobRun, loaded: LoadedMode
             journal = None
     if journal is not None:
         # Written only now that the journal is known to be resumable: a refused journal is left as it was.
-        changed = {"job": job_record(spec)} if journal.plan.get("job") != job_record(spec) else {}  # moved file
+        changed: dict[str, Any] = {"job": job_record(spec)} if journal.plan.get("job") != job_record(spec) else {}  # moved file
         if journal.plan.get("template_date") != template_date:  # a journal made before dates were stored
             changed["template_date"] = template_date
         if changed:
             journal.set_plan(**changed)
         return journal, journal.plan["batch_size"]
     requested = parse_batch_size(spec.settings.batch_size)
-    batch = auto_batch_size(loaded, encoded, spec.settings.max_new_tokens) if requested == "auto" else requested
+    batch = requested if isinstance(requested, int) else auto_batch_size(loaded, encoded, spec.settings.max_new_tokens)
     journal = RunJournal.create(work_dir, run.key, hidden_size=loaded.info.hidden_size,
                                 plan={"batch_size": batch, "model_revision": loaded.info.revision,
                                       "template_date": template_date, "job": job_record(spec)})
@@ -517,7 +518,7 @@ def report_fit(spec: JobSpec, table: PromptTable, state: TaskState, *, token: st
     longest = max((len(t) for t in table.texts), default=0) // 3 + 100
     try:
         _estimate, verdict = check_fit(s.model, dtype=s.dtype, device=s.device, quantization=s.quantization,
-                                       batch_size=1 if requested == "auto" else requested, prompt_tokens=longest,
+                                       batch_size=requested if isinstance(requested, int) else 1, prompt_tokens=longest,
                                        max_new_tokens=s.max_new_tokens, revision=s.revision, token=token)
     except GpiError:
         raise
@@ -546,5 +547,5 @@ def export_run(outcome: RunOutcome, folder: Path, *, overwrite: bool = False, st
     )
 
 
-def with_settings(spec: JobSpec, **changes) -> JobSpec:
+def with_settings(spec: JobSpec, **changes: Any) -> JobSpec:
     return replace(spec, settings=replace(spec.settings, **changes))

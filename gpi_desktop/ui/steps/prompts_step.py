@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QMimeData, Qt, Signal
 from PySide6.QtWidgets import (
@@ -22,6 +23,9 @@ from gpi_desktop.ui.shared.error_words import failure_sentence
 from gpi_desktop.ui.shared.resources import sample_prompts_path
 from gpi_desktop.ui.shared.table_models import DataFrameModel, read_only_table
 from gpi_desktop.ui.shared.tasks import BackgroundCalls
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 INTRO = (
     "One prompt (or one existing text) per row, under a header row, in a CSV, TSV or Excel (.xlsx) file. "
@@ -52,8 +56,8 @@ class PromptsPanel(QWidget):
     def __init__(self, calls: BackgroundCalls, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._calls = calls
-        self._frame = None
-        self._meta = None
+        self._frame: pd.DataFrame | None = None  # the file's cells, once read
+        self._meta: core_prompts.TableMeta | None = None
         self._path: Path | None = None
         self._table: core_prompts.PromptTable | None = None
         self._empty: list[int] = []
@@ -253,6 +257,8 @@ class PromptsPanel(QWidget):
     def _widen_text_column(self, name: str) -> None:
         """The prompts' column gets the room the other columns leave, at least twice theirs: the last column
         took it all before, so prompts read "Create a biography of …" in the narrowest column of the table."""
+        if self._frame is None:  # pragma: no cover - only called with a file read
+            return
         header = self.view.horizontalHeader()
         columns = [str(c) for c in self._frame.columns]
         text = columns.index(name)
@@ -264,29 +270,30 @@ class PromptsPanel(QWidget):
         header.resizeSection(text, max(2 * header.defaultSectionSize(), room))
 
     def _column_chosen(self) -> None:
-        if self._frame is None:
+        frame, meta, path = self._frame, self._meta, self._path  # set together when a file is read
+        if frame is None or meta is None or path is None:
             return
         name = self.column_box.currentText()
-        rows = len(self._frame)
-        if name not in [str(c) for c in self._frame.columns]:
+        rows = len(frame)
+        if name not in [str(c) for c in frame.columns]:
             self._table, self._empty = None, []
             self.model.set_text_column(None)
             self.summary_label.setText(f"{rows:,} rows")
-            shared = self._meta.duplicates[0] if self._meta.duplicates else None
-            self._show_message(f"{shared.describe(self._path.name)}: choose the one that holds the prompts above."
+            shared = meta.duplicates[0] if meta.duplicates else None
+            self._show_message(f"{shared.describe(path.name)}: choose the one that holds the prompts above."
                                if shared is not None else
                                "Several columns could hold the texts: choose the text column above.", error=False)
             self.set_run_settings(self._settings)
             self.table_changed.emit(None)
             return
-        self._table = core_prompts.PromptTable(path=self._path, frame=self._frame, column=name,
-                                               sha256=self._meta.sha256, encoding=self._meta.encoding,
-                                               duplicates=self._meta.duplicates,
-                                               uncalculated_formulas=self._meta.uncalculated_formulas,
-                                               sheet=self._meta.sheet, sheets=self._meta.sheets)
+        self._table = core_prompts.PromptTable(path=path, frame=frame, column=name,
+                                               sha256=meta.sha256, encoding=meta.encoding,
+                                               duplicates=meta.duplicates,
+                                               uncalculated_formulas=meta.uncalculated_formulas,
+                                               sheet=meta.sheet, sheets=meta.sheets)
         self._empty = core_prompts.empty_rows(self._table)
         formulas = core_prompts.uncalculated_formula_rows(self._table)
-        shared = core_prompts.duplicate_of(name, self._meta.duplicates)
+        shared = core_prompts.duplicate_of(name, meta.duplicates)
         self.model.set_text_column(name, self._empty)
         self._widen_text_column(name)
         self.summary_label.setText(f"{rows:,} rows \u00b7 {len(self._empty):,} empty text cells")
@@ -302,7 +309,7 @@ class PromptsPanel(QWidget):
                 "counting from 0; shown in red): write a prompt there or delete those rows, then open the file again.",
                 error=True)
         elif shared is not None:
-            self._show_message(f"{shared.describe(self._path.name)}: check that '{name}' is the one that holds the "
+            self._show_message(f"{shared.describe(path.name)}: check that '{name}' is the one that holds the "
                                "prompts.", error=False)
         elif self._table.other_sheets:
             self._show_message(f"{self._table.describe_sheets()}: choose another sheet above if the prompts are "
