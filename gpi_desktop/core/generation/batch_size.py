@@ -16,7 +16,7 @@ MAX_AUTO_BATCH = 256
 
 def _free_host_memory() -> int | None:
     """Bytes of RAM this process may still allocate (a cluster task's allocation, not the node's); None if unknown."""
-    from gpi_desktop.core.model.memory import host_memory
+    from gpi_desktop.core.model.host import host_memory
 
     ram = host_memory()
     return ram.free_bytes if ram.total_bytes else None
