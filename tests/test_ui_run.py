@@ -388,3 +388,12 @@ def test_a_run_the_memory_estimate_rejects_is_stopped_until_the_user_says_run_an
         assert window.outcome is None
     asked = [a for a in window.prompter.asked if "may not fit" in a.title]
     assert len(asked) == 1 and "will not fit" in asked[0].text and asked[0].default == 0
+
+
+def test_the_current_job_without_a_prompts_file_says_to_open_one(make_window):
+    from gpi_desktop.core.vocabulary.errors import InputError
+
+    window = make_window()
+    # Found by mypy: current_spec read the table's path while no file was open (an AttributeError, our bug).
+    with pytest.raises(InputError, match="Open a prompts file first"):
+        window.current_spec()
