@@ -349,3 +349,19 @@ def _sum_parameters(folder: Path) -> int:
 
     with safe_open(str(folder / "model.safetensors"), "pt") as f:
         return sum(f.get_tensor(k).numel() for k in f.keys())
+
+
+def test_a_hub_answer_that_names_no_commit_is_refused_in_plain_words(tiny_repo, monkeypatch):
+    from huggingface_hub import HfApi
+
+    real = HfApi.model_info
+
+    def without_commit(self, *args, **kwargs):
+        info = real(self, *args, **kwargs)
+        info.sha = None
+        return info
+
+    monkeypatch.setattr(HfApi, "model_info", without_commit)
+    # Found by mypy: the plan held commit None, and the files were then fetched from whatever "main" was.
+    with pytest.raises(ModelError, match="did not say which version"):
+        download.plan_download(MODEL)
