@@ -47,13 +47,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (  # noqa: E402
-    compare, fmt_bytes, gpi_pack_loop, mixed_lengths, rss_peak_bytes, run_engine_collect, table,
+from common import (
+    compare,
+    fmt_bytes,
+    gpi_pack_loop,
+    mixed_lengths,
+    rss_peak_bytes,
+    run_engine_collect,
+    table,
 )
 
-WORDS = ("the committee met on tuesday to discuss the new budget for schools and hospitals voters in rural "
-         "districts care about jobs roads and the price of fuel a candidate who promises lower taxes and better "
-         "services must explain how to pay for them").split()
+WORDS = ["the", "committee", "met", "on", "tuesday", "to", "discuss", "the", "new", "budget", "for", "schools", "and", "hospitals", "voters", "in", "rural", "districts", "care", "about", "jobs", "roads", "and", "the", "price", "of", "fuel", "a", "candidate", "who", "promises", "lower", "taxes", "and", "better", "services", "must", "explain", "how", "to", "pay", "for", "them"]
 
 
 def prompt_texts(n: int, seed: int) -> list[str]:
@@ -311,7 +315,7 @@ def main() -> None:
                      f"{m['matmul_peak'] / 1e9:.1f}", f"{m['load'][0]:.1f}/{m['load'][1]:.1f}"])
     print()
     subset = best[0]["prompts"] < engine_prompts
-    print(table(["run (best of %d rounds)" % args.repeat, "run", "whole process" + (" (loop: scaled)" if subset else ""),
+    print(table([f"run (best of {args.repeat} rounds)", "run", "whole process" + (" (loop: scaled)" if subset else ""),
                  "vs loop, whole process", "vs loop, run", "peak RSS above the loaded model",
                  "GFLOP/s prompt pass / decoding step", "matmul peak GFLOP/s", "load start/end"], rows))
     print()

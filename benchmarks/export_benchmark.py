@@ -8,13 +8,20 @@ by a few threads while the next are written); "sync" replaces that with one
 os.sync() (the export before issue 16: every disk of the machine); "syncfs"
 with Linux's syncfs() of the export's filesystem. FOLDER is deleted first.
 """
-import sys, time, shutil, os, ctypes
+import ctypes
+import os
+import shutil
+import sys
+import time
 from pathlib import Path
-import numpy as np, pandas as pd
-from gpi_desktop.core.output import export as ex
+
+import numpy as np
+import pandas as pd
+
 from gpi_desktop.core.files import fileio
-from gpi_desktop.core.vocabulary.results import PromptResult
 from gpi_desktop.core.files.prompts import PromptTable
+from gpi_desktop.core.output import export as ex
+from gpi_desktop.core.vocabulary.results import PromptResult
 from gpi_desktop.core.vocabulary.settings import ExportSettings
 
 libc = ctypes.CDLL(None, use_errno=True)

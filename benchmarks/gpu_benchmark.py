@@ -42,14 +42,23 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (  # noqa: E402
-    EncodedPrompt, compare, fmt_bytes, gpi_pack_loop, mixed_lengths, rss_peak_bytes, run_engine_collect, sync, table,
+from common import (
+    EncodedPrompt,
+    compare,
+    fmt_bytes,
+    gpi_pack_loop,
+    mixed_lengths,
+    rss_peak_bytes,
+    run_engine_collect,
+    sync,
+    table,
 )
-from gpi_desktop.core.model.devices import device_description  # noqa: E402
-from gpi_desktop.core.generation.engine import auto_batch_size  # noqa: E402
-from gpi_desktop.core.model.models import LoadedModel, ModelInfo  # noqa: E402
-from gpi_desktop.core.model.tinymodel import LLAMA_31_8B_CONFIG  # noqa: E402
-from gpi_desktop.core.vocabulary.progress import NullState  # noqa: E402
+
+from gpi_desktop.core.generation.engine import auto_batch_size
+from gpi_desktop.core.model.devices import device_description
+from gpi_desktop.core.model.models import LoadedModel, ModelInfo
+from gpi_desktop.core.model.tinymodel import LLAMA_31_8B_CONFIG
+from gpi_desktop.core.vocabulary.progress import NullState
 
 
 class StatusLog(NullState):

@@ -34,7 +34,9 @@ class OwnerOnlyFileHandler(RotatingFileHandler):
         def opener(path, flags):
             return os.open(path, flags, _FILE_MODE)
 
-        stream = open(self.baseFilename, self.mode, encoding=self.encoding, errors=self.errors, opener=opener)
+        # The handler owns the stream it returns and closes it itself: no context manager here.
+        stream = open(self.baseFilename,  # noqa: SIM115
+                       self.mode, encoding=self.encoding, errors=self.errors, opener=opener)
         _owner_only(Path(self.baseFilename), _FILE_MODE)  # an older log, made before this rule
         return stream
 

@@ -14,7 +14,7 @@ from gpi_desktop.core.model.devices import enable_mps_fallback
 enable_mps_fallback()
 import torch  # noqa: E402,F401
 
-from gpi_desktop.cli import main
+from gpi_desktop.cli import main  # noqa: E402 - after the MPS fallback is set, as torch is
 
 if __name__ == "__main__":
     # A frozen program that spawns a process (tokenizers, torch, pandas may)

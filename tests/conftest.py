@@ -12,10 +12,10 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from fakes import MemoryKeyring  # noqa: E402
-from hubserver import TOKEN, FakeHub, point_client_at  # noqa: E402
+from fakes import MemoryKeyring
+from hubserver import TOKEN, FakeHub, point_client_at
 
-from gpi_desktop.core.model.tinymodel import TinySpec, build_tiny_model  # noqa: E402
+from gpi_desktop.core.model.tinymodel import TinySpec, build_tiny_model
 
 # Prompts of very different lengths; on the tiny models below they stop at
 # different steps (some after one token, some at the limit).

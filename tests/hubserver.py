@@ -46,7 +46,7 @@ class Repo:
         self.earlier[self.commit] = self.files
         self.files, self.commit = files, commit
 
-    def at(self, revision: str) -> "Repo":
+    def at(self, revision: str) -> Repo:
         """The repository as `revision` (main, or a commit) has it."""
         if revision in ("main", self.commit) or revision not in self.earlier:
             return self
@@ -130,7 +130,7 @@ class FakeHub:
         self.repos[repo.model_id] = repo
         return repo
 
-    def __enter__(self) -> "FakeHub":
+    def __enter__(self) -> FakeHub:
         self._thread.start()
         return self
 

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
-from conftest import PROMPTS
 from cli_helpers import MAX_NEW, base_args, folder_digest, run_cli, wait_for_journal_rows
+from conftest import PROMPTS
+
 
 def load_hiddens(directory: Path, ids, prefix="hidden_"):
     """What gpi_pack.TarNet.load_hiddens does: one torch.load per data row, stacked."""

@@ -17,16 +17,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import PROMPTS
+from fakes import RecordingState
+
 from gpi_desktop.cli import main
-from gpi_desktop.core.vocabulary.errors import Cancelled, SettingsError
+from gpi_desktop.core.cluster.sbatch import STANDARD_OPTIONS, ClusterSettings, sbatch_script, write_job_folder
+from gpi_desktop.core.cluster.shards import Shard, assign_rows, load_job_file
 from gpi_desktop.core.job.job import JobRun, JobSpec, load_prompts, run_job
 from gpi_desktop.core.job.journals import ResumePolicy
-from fakes import RecordingState
-from gpi_desktop.core.cluster.sbatch import STANDARD_OPTIONS, ClusterSettings, sbatch_script, write_job_folder
+from gpi_desktop.core.vocabulary.errors import Cancelled, SettingsError
 from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings
-from gpi_desktop.core.cluster.shards import Shard, assign_rows, load_job_file
 
 MAX_NEW = 12
 N = 3
@@ -621,8 +621,8 @@ def test_the_scripts_run_options_line_reaches_every_tasks_run(tmp_path):
 
 def test_a_slurm_task_the_memory_estimate_stops_says_how_to_insist_in_the_script(
         tiny_llama, prompts_file, tmp_path, monkeypatch, capsys):
-    from gpi_desktop.core.model import memory
     from gpi_desktop.core.cluster.sbatch import RUN_OPTIONS_LINE_INSIST
+    from gpi_desktop.core.model import memory
 
     job = make_job(tmp_path, tiny_llama, prompts_file, "job")
     monkeypatch.setattr(memory, "available_memory",

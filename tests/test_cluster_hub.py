@@ -12,17 +12,16 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import PROMPTS
+from hubserver import MODEL, TOKEN, FakeHub, repo_from_folder
+
 from gpi_desktop.cli import main
+from gpi_desktop.core.cluster.sbatch import ClusterSettings, write_job_folder
+from gpi_desktop.core.cluster.shards import load_job_file
 from gpi_desktop.core.hub.download import download_model
 from gpi_desktop.core.job.job import JobSpec
-from gpi_desktop.core.cluster.sbatch import ClusterSettings, write_job_folder
-from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings
-from gpi_desktop.core.cluster.shards import load_job_file
 from gpi_desktop.core.model.tinymodel import TinySpec, build_tiny_model
-from hubserver import FakeHub, repo_from_folder
-from hubserver import MODEL, TOKEN
+from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings
 
 REPO = Path(__file__).resolve().parents[1]
 GATED = "tiny-org/gated-llama"

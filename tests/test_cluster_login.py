@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import PROMPTS
+
 from gpi_desktop.cli import main
 from gpi_desktop.core.cluster.model_pin import PIN_FILE, check_task_model
 from gpi_desktop.core.cluster.shards import Shard, load_job_file
@@ -139,7 +139,7 @@ def test_merge_takes_the_job_folder_from_any_folder_and_explains_an_unexpanded_p
 
 
 def test_a_memory_refusal_under_slurm_mem_says_to_raise_the_sbatch_mem_line(monkeypatch):
-    from gpi_desktop.core.model.memory import DeviceMemory, SLURM_LIMIT, estimate_memory, fit_verdict
+    from gpi_desktop.core.model.memory import SLURM_LIMIT, DeviceMemory, estimate_memory, fit_verdict
 
     monkeypatch.setenv("SLURM_JOB_ID", "7")
     config = {"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8,

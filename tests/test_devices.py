@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from gpi_desktop.core.model import devices, host, memory
-from gpi_desktop.core.generation import batch_size, engine
-from gpi_desktop.core.model.devices import pick_device, pick_dtype
-from gpi_desktop.core.generation.engine import EngineConfig, auto_batch_size, run_engine
-from gpi_desktop.core.vocabulary.errors import DeviceError, SettingsError
-from gpi_desktop.core.model.memory import estimate_memory, fit_verdict
 from fakes import RecordingState
 from model_shapes import LLAMA_31_8B
+
+from gpi_desktop.core.generation import batch_size, engine
+from gpi_desktop.core.generation.engine import EngineConfig, auto_batch_size, run_engine
+from gpi_desktop.core.model import devices, host, memory
+from gpi_desktop.core.model.devices import pick_device, pick_dtype
+from gpi_desktop.core.model.memory import estimate_memory, fit_verdict
+from gpi_desktop.core.vocabulary.errors import DeviceError, SettingsError
 
 GiB = 1 << 30
 # What PyTorch's MPS allocator raises when the GPU's share of the memory is used up.

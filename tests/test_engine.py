@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import PROMPTS
+from fakes import RecordingState
+
 from gpi_desktop.core.generation.engine import EncodedPrompt, EngineConfig, auto_batch_size, plan_batches, run_engine
 from gpi_desktop.core.vocabulary.errors import Cancelled
-from fakes import RecordingState
 
 MAX_NEW = 40
 ATOL = 1e-5

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from fakes import RecordingState
 
 from gpi_desktop.core.generation import batch_size, cache, decode, engine
 from gpi_desktop.core.generation.cache import new_cache
 from gpi_desktop.core.generation.engine import EncodedPrompt, EngineConfig, auto_batch_size, run_engine
-from fakes import RecordingState
 
 MAX_NEW = 40
 ATOL = 1e-5

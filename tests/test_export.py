@@ -13,14 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from fakes import RecordingState
 
 from gpi_desktop.cli.error_words import cli_sentence
-from gpi_desktop.core.output import export as export_module
 from gpi_desktop.core.files import fileio
-from gpi_desktop.core.vocabulary.errors import Cancelled, DiskFullError, OutputFolderError
-from gpi_desktop.core.output.export import MANIFEST_NAME, check_output_folder, write_export
-from fakes import RecordingState
 from gpi_desktop.core.files.prompts import PromptTable, load_prompt_table
+from gpi_desktop.core.output import export as export_module
+from gpi_desktop.core.output.export import MANIFEST_NAME, check_output_folder, write_export
+from gpi_desktop.core.vocabulary.errors import Cancelled, DiskFullError, OutputFolderError
 from gpi_desktop.core.vocabulary.results import STOP_EOS, STOP_LENGTH, PromptResult
 from gpi_desktop.core.vocabulary.settings import ExportSettings
 

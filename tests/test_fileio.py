@@ -10,8 +10,8 @@ import stat
 import pytest
 
 from gpi_desktop.core.files import fileio
-from gpi_desktop.core.vocabulary.errors import DiskFullError, OutputFolderError
 from gpi_desktop.core.files.fileio import BackgroundFsync, make_folder, plain_os_errors, write_atomically
+from gpi_desktop.core.vocabulary.errors import DiskFullError, OutputFolderError
 
 
 def test_write_atomically_replaces_the_file_and_returns_its_sha256(tmp_path):
@@ -92,9 +92,8 @@ def test_another_os_error_becomes_the_folder_sentence_with_the_systems_reason():
 
 
 def test_errors_that_are_not_the_disks_pass_through_plain_os_errors():
-    with pytest.raises(ValueError):
-        with plain_os_errors("Free some space", "Cannot write: {reason}"):
-            raise ValueError("our bug")
+    with pytest.raises(ValueError), plain_os_errors("Free some space", "Cannot write: {reason}"):
+        raise ValueError("our bug")
 
 
 def test_background_fsync_flushes_every_file_added_in_chunks(tmp_path, monkeypatch):

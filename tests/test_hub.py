@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+from fakes import RecordingState
+from hubserver import MODEL, TOKEN, Repo, repo_from_folder
 
 from gpi_desktop.core.hub import cache, download, model_files, plain_errors
 from gpi_desktop.core.vocabulary.errors import AccessError, Cancelled, DiskFullError, ModelError
 from gpi_desktop.core.vocabulary.progress import ProgressKind
-from fakes import RecordingState
-from hubserver import MODEL, TOKEN, Repo, repo_from_folder
+
 
 @pytest.fixture
 def tiny_repo(fake_hub, tiny_llama) -> Repo:
@@ -348,7 +349,7 @@ def _sum_parameters(folder: Path) -> int:
     from safetensors import safe_open
 
     with safe_open(str(folder / "model.safetensors"), "pt") as f:
-        return sum(f.get_tensor(k).numel() for k in f.keys())
+        return sum(f.get_tensor(k).numel() for k in f.keys())  # noqa: SIM118 - safetensors' safe_open is no dict
 
 
 def test_a_hub_answer_that_names_no_commit_is_refused_in_plain_words(tiny_repo, monkeypatch):

@@ -7,7 +7,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from gpi_desktop.core.vocabulary.errors import ModelError
 from gpi_desktop.core.generation.instructions import (
     CREATE_INSTRUCTION,
     REPEAT_INSTRUCTION,
@@ -19,6 +18,7 @@ from gpi_desktop.core.generation.instructions import (
     template_sha256,
     token_ids_sha256,
 )
+from gpi_desktop.core.vocabulary.errors import ModelError
 
 
 @pytest.fixture(scope="module")

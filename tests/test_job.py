@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import PROMPTS
 from fakes import RecordingState
+from hubserver import MODEL, repo_from_folder
+
 from gpi_desktop.core.files.runstore import RunJournal
 from gpi_desktop.core.job.job import JobRun, JobSpec, job_key, load_prompts, run_job, with_settings
-from gpi_desktop.core.model.tinymodel import TinySpec, build_tiny_model
-from hubserver import MODEL, repo_from_folder
 from gpi_desktop.core.job.journals import ResumePolicy
 from gpi_desktop.core.model import models
+from gpi_desktop.core.model.tinymodel import TinySpec, build_tiny_model
 from gpi_desktop.core.vocabulary.errors import ModelError, SettingsError
 from gpi_desktop.core.vocabulary.progress import NullState
 from gpi_desktop.core.vocabulary.settings import RunSettings

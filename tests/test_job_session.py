@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from fakes import RecordingState
+
+from gpi_desktop.core.cluster.shards import SHARD_MANIFEST, Shard
 from gpi_desktop.core.files.folderhold import hold_folder
 from gpi_desktop.core.files.prompts import load_prompt_table
 from gpi_desktop.core.files.runstore import RUN_DIR_NAME, RunJournal
 from gpi_desktop.core.job import job
 from gpi_desktop.core.job.job import JobSpec, MemoryCheck
 from gpi_desktop.core.job.journals import ResumePolicy
-from gpi_desktop.core.cluster.shards import SHARD_MANIFEST, Shard
 from gpi_desktop.core.session.job_session import Claim, FolderHold, JobSession, folder_hold
 from gpi_desktop.core.vocabulary.errors import OutputFolderError, Remedy, RunBusyError
 from gpi_desktop.core.vocabulary.results import STOP_EOS, PromptResult
@@ -59,9 +59,8 @@ def test_a_whole_job_claim_holds_the_folder_until_it_ends(spec, tmp_path):
 def test_an_unfinished_run_is_refused_without_a_policy_and_kept(spec, tmp_path):
     session = _session(spec, tmp_path / "out")
     _journal(session.work_dir, session.key, finished=2)
-    with pytest.raises(OutputFolderError) as refused:
-        with session.claim(ResumePolicy.REFUSE):
-            pass
+    with pytest.raises(OutputFolderError) as refused, session.claim(ResumePolicy.REFUSE):
+        pass
     assert refused.value.remedy is Remedy.RESUME_OR_START_OVER
     assert session.inspect().finished == 2
 
@@ -87,9 +86,8 @@ def test_continuing_may_finish_this_jobs_interrupted_export_but_not_touch_other_
     with session.claim(ResumePolicy.CONTINUE) as claim:
         assert claim.replace_export
     (session.output / "notes.txt").write_text("mine")
-    with pytest.raises(OutputFolderError):
-        with session.claim(ResumePolicy.CONTINUE):
-            pass
+    with pytest.raises(OutputFolderError), session.claim(ResumePolicy.CONTINUE):
+        pass
     assert (session.output / "notes.txt").read_text() == "mine"
 
 
@@ -97,9 +95,8 @@ def test_a_fresh_run_may_not_replace_files_already_in_the_folder(spec, tmp_path)
     session = _session(spec, tmp_path / "out")
     session.output.mkdir()
     (session.output / "notes.txt").write_text("mine")
-    with pytest.raises(OutputFolderError) as refused:
-        with session.claim(ResumePolicy.REFUSE):
-            pass
+    with pytest.raises(OutputFolderError) as refused, session.claim(ResumePolicy.REFUSE):
+        pass
     assert refused.value.remedy is Remedy.EMPTY_FOLDER_OR_REPLACE
 
 
@@ -151,9 +148,8 @@ def test_the_windows_export_holds_the_folder_while_it_writes_then_deletes_the_jo
     seen = []
 
     def export_run(outcome, target, *, overwrite, state, allow_names):
-        with pytest.raises(RunBusyError):
-            with hold_folder(target):
-                pass
+        with pytest.raises(RunBusyError), hold_folder(target):
+            pass
         seen.append((outcome, target, overwrite))
 
     monkeypatch.setattr(job, "export_run", export_run)

@@ -13,13 +13,13 @@ import stat
 from pathlib import Path
 
 import pytest
+from journals import KEY, H, journal_with
 
 from gpi_desktop.core.files import runstore
+from gpi_desktop.core.files.runstore import HEADER_NAME, RECORDS_NAME, RunJournal
 from gpi_desktop.core.job.journals import ResumePolicy
 from gpi_desktop.core.vocabulary.errors import ResumeError
 from gpi_desktop.core.vocabulary.progress import NullState
-from gpi_desktop.core.files.runstore import HEADER_NAME, RECORDS_NAME, RunJournal
-from journals import KEY, H, journal_with
 
 # -- the journal (items 2, 4, 5) ---------------------------------------------------------------------
 
@@ -155,9 +155,8 @@ import sys  # noqa: E402
 import textwrap  # noqa: E402
 
 import pandas as pd  # noqa: E402
-
-from conftest import PROMPTS  # noqa: E402
 from cli_helpers import base_args, folder_digest, run_cli, wait_for_journal_rows  # noqa: E402
+from conftest import PROMPTS  # noqa: E402
 
 N_ROWS = 40
 REPO = Path(__file__).resolve().parents[1]

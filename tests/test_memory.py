@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from model_shapes import LLAMA_31_8B
 
 from gpi_desktop.core.model import host, memory
-from gpi_desktop.core.vocabulary.errors import SettingsError
 from gpi_desktop.core.model.memory import DeviceMemory, estimate_memory, fit_verdict
+from gpi_desktop.core.vocabulary.errors import SettingsError
 
 GB = 10**9
 GiB = 1024**3
@@ -20,7 +19,7 @@ def _tensors(folder):
     from safetensors import safe_open
 
     with safe_open(str(folder / "model.safetensors"), "pt") as f:
-        return [f.get_tensor(k) for k in f.keys()]
+        return [f.get_tensor(k) for k in f.keys()]  # noqa: SIM118 - safetensors' safe_open is no dict
 
 
 def test_llama_31_8b_parameter_count_matches_the_published_8_03_billion():

@@ -6,13 +6,12 @@ import json
 
 import numpy as np
 import pytest
+from hubserver import MODEL, TOKEN, repo_from_folder
 
 from gpi_desktop.cli import main
-from gpi_desktop.core.vocabulary.errors import AccessError, ModelError, SettingsError
 from gpi_desktop.core.model.models import describe_target, folder_fingerprint, load_model, pick_dtype, resolve_source
+from gpi_desktop.core.vocabulary.errors import AccessError, ModelError, SettingsError
 from gpi_desktop.core.vocabulary.settings import RunSettings
-from hubserver import repo_from_folder
-from hubserver import MODEL, TOKEN
 
 
 def test_folder_and_hub_id_give_the_same_results(fake_hub, tiny_llama, prompts_csv, tmp_path, monkeypatch):

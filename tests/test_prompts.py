@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 
 from gpi_desktop.cli.error_words import cli_sentence
-from gpi_desktop.core.vocabulary.errors import PromptFileError
 from gpi_desktop.core.files.prompts import (
     PromptTable,
     empty_rows,
@@ -19,6 +18,7 @@ from gpi_desktop.core.files.prompts import (
     load_prompt_table,
     read_table,
 )
+from gpi_desktop.core.vocabulary.errors import PromptFileError
 
 ACCENTED = ["café au lait", "naïve answer", "“quoted” and ‘single’", "costs 5 €", "plain"]
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from gpi_desktop.cli import main
-from gpi_desktop.core.output.compare import compare_exports
-from gpi_desktop.core.vocabulary.errors import InputError
 from gpi_desktop.core.job.job import JobRun, JobSpec, export_run, load_prompts, run_job
+from gpi_desktop.core.output.compare import compare_exports
 from gpi_desktop.core.output.provenance import inspect_export
+from gpi_desktop.core.vocabulary.errors import InputError
 from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings
 
 
@@ -27,7 +27,6 @@ def make_export(folder: Path, model: Path, prompts: Path, **settings) -> Path:
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory, tiny_dated):
     import pandas as pd
-
     from conftest import PROMPTS
 
     root = tmp_path_factory.mktemp("exports")

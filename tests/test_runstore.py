@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from journals import KEY, H, journal_with, result
 
 from gpi_desktop.core.files import runstore
-from gpi_desktop.core.vocabulary.errors import DiskFullError, ResumeError
-from gpi_desktop.core.vocabulary.results import PromptResult
-from journals import KEY, H, journal_with, result
 from gpi_desktop.core.files.runstore import RECORDS_NAME, VECTORS_NAME, RunJournal
 from gpi_desktop.core.job.key_changes import key_changes
+from gpi_desktop.core.vocabulary.errors import DiskFullError, ResumeError
+from gpi_desktop.core.vocabulary.results import PromptResult
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -108,9 +108,8 @@ def test_key_matches_after_json_round_trip(tmp_path):
 def test_a_second_process_cannot_use_a_journal_in_use(tmp_path):
     if runstore.fcntl is None:
         pytest.skip("no flock on this platform")
-    with RunJournal.create(tmp_path, KEY):
-        with pytest.raises(ResumeError, match="Another run is using"):
-            RunJournal.open(tmp_path, KEY)
+    with RunJournal.create(tmp_path, KEY), pytest.raises(ResumeError, match="Another run is using"):
+        RunJournal.open(tmp_path, KEY)
 
 
 def sizes(folder: Path) -> tuple[int, int]:

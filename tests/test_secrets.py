@@ -10,12 +10,12 @@ import stat
 
 import keyring
 import pytest
+from fakes import MemoryKeyring
 from keyring.backends import fail
 
 from gpi_desktop.cli import token as cli_token
 from gpi_desktop.core.hub import secrets
 from gpi_desktop.core.vocabulary.errors import AccessError, KeyringUnavailableError
-from fakes import MemoryKeyring
 
 TOKEN = "hf_" + "Qw3rTy" * 5 + "abcd"
 OTHER = "hf_" + "Zx9" * 10 + "mnop"
@@ -296,8 +296,9 @@ HALF_1, HALF_2 = "hf_" + "Ab1Cd2Ef3G" * 3, "Hi4Jk5Lm6N" * 2
 
 
 def _cli_run_against_the_hub(tmp_path, tiny_llama, prompts_csv, fake_hub, monkeypatch) -> tuple[int, str]:
-    from gpi_desktop.cli import main
     from hubserver import repo_from_folder
+
+    from gpi_desktop.cli import main
 
     fake_hub.add(repo_from_folder("tiny-org/tiny-llama", tiny_llama))
     logs = tmp_path / "logs"

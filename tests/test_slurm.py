@@ -29,8 +29,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import PROMPTS
+
 from gpi_desktop.core.model.tinymodel import TinySpec, build_tiny_model
 
 pytestmark = [

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import PROMPTS
+from fakes import RecordingState
+
 from gpi_desktop.cli import main
-from gpi_desktop.core.vocabulary.errors import Cancelled, SettingsError
 from gpi_desktop.core.generation.instructions import make_renderer, token_ids_sha256
 from gpi_desktop.core.job.job import JobRun, JobSpec, export_run, job_hash, job_key, load_prompts, run_job
 from gpi_desktop.core.job.journals import ResumePolicy
-from fakes import RecordingState
+from gpi_desktop.core.vocabulary.errors import Cancelled, SettingsError
 from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings
 from gpi_desktop.core.vocabulary.template_date import c_strftime, parse_template_date
 

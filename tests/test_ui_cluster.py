@@ -7,13 +7,13 @@ import subprocess
 
 import pandas as pd
 import pytest
+from conftest import PROMPTS
 from PySide6.QtCore import Qt
 
-from conftest import PROMPTS
 from gpi_desktop.cli import main
+from gpi_desktop.core.cluster.shards import load_job_file
 from gpi_desktop.core.job.job import JobSpec
 from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings
-from gpi_desktop.core.cluster.shards import load_job_file
 from gpi_desktop.ui.cluster.dialogs import MergeShardsDialog, PrepareClusterDialog
 
 

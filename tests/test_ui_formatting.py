@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from gpi_desktop.core.vocabulary.progress import Progress, ProgressKind
 from gpi_desktop.ui.shared.formatting import linkify, progress_line
-from gpi_desktop.ui.steps.run_step import RunPage
 from gpi_desktop.ui.shared.textmatch import similarity
+from gpi_desktop.ui.steps.run_step import RunPage
 
 
 def test_progress_line_says_done_speed_and_time_left():

@@ -9,9 +9,9 @@ import sys
 import pytest
 from window_helpers import wait_idle
 
-from gpi_desktop.ui.steps.model_step import MemoryInputs, ModelPanel
 from gpi_desktop.ui.shared.resources import demo_model_path
 from gpi_desktop.ui.shared.tasks import BackgroundCalls
+from gpi_desktop.ui.steps.model_step import MemoryInputs, ModelPanel
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 from window_helpers import wait_idle
 
-from gpi_desktop.ui.steps.prompts_step import CHOOSE_COLUMN, PromptsPanel
 from gpi_desktop.ui.shared.resources import sample_prompts_path
 from gpi_desktop.ui.shared.table_models import EMPTY_CELL_BRUSH, TEXT_COLUMN_BRUSH, DataFrameModel, read_only_table
 from gpi_desktop.ui.shared.tasks import BackgroundCalls
+from gpi_desktop.ui.steps.prompts_step import CHOOSE_COLUMN, PromptsPanel
 
 FRAME = pd.DataFrame({"id": ["1", "2", "3"], "party": ["D", "R", "D"],
                       "speech": ["Jobs for all, and fair wages.", "Lower taxes now.", "Clean energy, café and naïve ü."]})

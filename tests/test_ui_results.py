@@ -12,7 +12,7 @@ from window_helpers import MAX_NEW, prepare, run_to_end, wait_idle
 from gpi_desktop.ui.main_window import STEP_EXPORT, STEP_RUN
 
 
-def _two_column_csv(tmp_path, name="two.csv", rows=len(PROMPTS)):
+def _two_column_csv(tmp_path, name="two.csv", rows=None):
     path = tmp_path / name
     pd.DataFrame({"text": PROMPTS[:rows], "other": [p.upper() for p in PROMPTS[:rows]]}).to_csv(path, index=False)
     return path

@@ -25,6 +25,7 @@ from gpi_desktop.ui.shared.table_models import (
     _one_line,
 )
 
+
 def test_a_run_reaches_the_end_with_progress_and_fills_the_preview(qtbot, make_window, tiny_llama, prompts_csv):
     window = make_window()
     prepare(qtbot, window, tiny_llama, prompts_csv)
@@ -53,7 +54,7 @@ def test_the_preview_shows_row_prompt_text_tokens_and_why_it_stopped(qtbot, make
     model = window.run_page.results
     assert model.rowCount() == len(PROMPTS)
     for pos, result in enumerate(outcome.results):
-        cell = lambda col: model.data(model.index(pos, col))  # noqa: E731
+        cell = lambda col, pos=pos: model.data(model.index(pos, col))  # noqa: E731
         assert cell(COL_ROW) == str(result.row) == str(pos)
         assert cell(COL_PROMPT) == " ".join(PROMPTS[pos].split())
         assert cell(COL_TEXT) == _one_line(result.text, DISPLAY_CHARS)
@@ -332,9 +333,8 @@ def test_the_window_stays_responsive_while_the_model_loads_and_generates(qtbot, 
     import time
 
     import pandas as pd
-    from PySide6.QtCore import QTimer
-
     from conftest import PROMPTS
+    from PySide6.QtCore import QTimer
 
     # Enough work that the run lasts well over the 20 ticks the check needs, however fast the engine gets.
     many = tmp_path / "many.csv"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from gpi_desktop.selftest import CheckFailed, Report, run_self_test
 
 

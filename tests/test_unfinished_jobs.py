@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 from conftest import PROMPTS
+from fakes import RecordingState
 
 from gpi_desktop.core.job.job import (
     FILE_AS_IT_WAS,
@@ -13,13 +14,12 @@ from gpi_desktop.core.job.job import (
     JobSpec,
     job_hash,
     job_journal_folder,
+    kept_jobs,
     load_prompts,
     run_job,
-    kept_jobs,
 )
 from gpi_desktop.core.job.journals import ResumePolicy
 from gpi_desktop.core.vocabulary.errors import Cancelled
-from fakes import RecordingState
 from gpi_desktop.core.vocabulary.settings import RunSettings
 
 

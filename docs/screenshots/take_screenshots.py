@@ -27,7 +27,13 @@ def main() -> int:
 
     from gpi_desktop.ui.app import make_application
     from gpi_desktop.ui.main_window import (
-        STEP_ACCESS, STEP_ESTIMATE, STEP_EXPORT, STEP_MODEL, STEP_PROMPTS, STEP_SETTINGS, MainWindow,
+        STEP_ACCESS,
+        STEP_ESTIMATE,
+        STEP_EXPORT,
+        STEP_MODEL,
+        STEP_PROMPTS,
+        STEP_SETTINGS,
+        MainWindow,
     )
     from gpi_desktop.ui.shared.prompter import ScriptedPrompter
 

@@ -173,9 +173,13 @@ def _run_and_write(args, session: JobSession, claim: Claim, state: CliState) -> 
         try:
             outcome = session.run(state, claim.policy, memory)
         except AccessError as error:
-            raise _in_a_cluster_task(error, session.spec) if shard is not None else error
+            if shard is None:
+                raise
+            raise _in_a_cluster_task(error, session.spec) from error
         except MemoryFitError as error:
-            raise _insist_in_the_script(error) if shard is not None and os.environ.get("SLURM_JOB_ID") else error
+            if shard is None or not os.environ.get("SLURM_JOB_ID"):
+                raise
+            raise _insist_in_the_script(error) from error
         except RunBusyError:
             if shard is None:
                 raise

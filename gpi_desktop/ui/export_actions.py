@@ -27,8 +27,8 @@ from gpi_desktop.ui.steps.export_folder_dialog import ExportFolderDialog, docume
 if TYPE_CHECKING:
     from PySide6.QtCore import QSettings, SignalInstance
 
-    from gpi_desktop.core.job.key_changes import KeyChange
     from gpi_desktop.core.job.job import RunOutcome
+    from gpi_desktop.core.job.key_changes import KeyChange
     from gpi_desktop.ui.shared.prompter import Prompter
     from gpi_desktop.ui.shared.tasks import BackgroundCalls, TaskRunner
     from gpi_desktop.ui.state.window_state import WindowState

@@ -9,8 +9,8 @@ from PySide6.QtCore import QSize
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTextBrowser, QVBoxLayout, QWidget
 
 from gpi_desktop.core.vocabulary.settings import ExportSettings
-from gpi_desktop.ui.steps.export_flow import exported_files_text, gpi_pack_snippet
 from gpi_desktop.ui.shared.screen_fit import fit_dialog
+from gpi_desktop.ui.steps.export_flow import exported_files_text, gpi_pack_snippet
 
 GUIDE_TITLE = "Guide: GPI Desktop in two minutes"
 

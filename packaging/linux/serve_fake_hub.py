@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
-from hubserver import FakeHub, repo_from_folder  # noqa: E402
+from hubserver import FakeHub, repo_from_folder
 
 
 def main() -> None:

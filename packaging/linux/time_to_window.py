@@ -106,11 +106,11 @@ def main() -> int:
                 select.select([fd], [], [], 0.5)
                 continue
             x.XNextEvent(display, ctypes.byref(event))
-            if event.type == MAP_NOTIFY and not event.xmap.override_redirect:
-                if TITLE in _title(x, display, event.xmap.window):
-                    shown = time.monotonic()
-                    print(f"{shown - start:.2f} {_cpu_seconds(program.pid):.2f}")
-                    return 0
+            if (event.type == MAP_NOTIFY and not event.xmap.override_redirect
+                    and TITLE in _title(x, display, event.xmap.window)):
+                shown = time.monotonic()
+                print(f"{shown - start:.2f} {_cpu_seconds(program.pid):.2f}")
+                return 0
         print(f"time_to_window: no '{TITLE}' window within {timeout_s:.0f} s "
               f"(program exit code {program.poll()})", file=sys.stderr)
         return 1

@@ -70,7 +70,7 @@ def idle_tasks_sentence(rows: int, tasks: int, settings: RunSettings) -> str | N
             "(or auto).")
 
 
-def review_job(rows: int, cluster: "ClusterSettings", settings: RunSettings) -> JobReview:
+def review_job(rows: int, cluster: ClusterSettings, settings: RunSettings) -> JobReview:
     """Check the cluster fields and the split of `rows` prompts; SettingsError names what to change."""
     from gpi_desktop.core.job.job import shard_unit
 

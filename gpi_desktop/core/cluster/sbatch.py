@@ -26,10 +26,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gpi_desktop.core.vocabulary.errors import SettingsError
-from gpi_desktop.core.files.runstore import RUN_DIR_NAME
 from gpi_desktop.core.cluster.review import JobReview, review_job
 from gpi_desktop.core.cluster.shards import JOB_FILE_NAME, SHARD_MANIFEST, write_job_file
+from gpi_desktop.core.files.runstore import RUN_DIR_NAME
+from gpi_desktop.core.vocabulary.errors import SettingsError
 
 if TYPE_CHECKING:
     from gpi_desktop.core.job.job import JobSpec
@@ -80,7 +80,7 @@ class ClusterSettings:
     command: str = "gpi-desktop"  # how the cluster starts the program, e.g. "python -m gpi_desktop"
     setup: str = ""  # shell lines run first, e.g. "module load cuda" or "source ~/gpi/bin/activate"
 
-    def validate(self) -> "ClusterSettings":
+    def validate(self) -> ClusterSettings:
         if not isinstance(self.shards, int) or self.shards < 1:
             raise SettingsError("The number of tasks must be a whole number of at least 1.")
         if not isinstance(self.gpus_per_task, int) or self.gpus_per_task < 0:
@@ -138,7 +138,7 @@ class JobFolder:
     readme: Path
     prompts: Path
     revision: str | None = None  # the model commit every task uses (None: a model folder, or not pinnable)
-    review: "JobReview | None" = None  # how the prompts go to the tasks, and the warnings
+    review: JobReview | None = None  # how the prompts go to the tasks, and the warnings
 
 
 def cluster_spec(spec: JobSpec, cluster: ClusterSettings) -> JobSpec:
@@ -173,8 +173,8 @@ def write_job_folder(folder: Path | str, spec: JobSpec, cluster: ClusterSettings
     With `pin` (the default) a hub model's revision is resolved to a commit now
     (from the cache, else the Hub; `token` for a gated model), which may use the network.
     """
-    from gpi_desktop.core.output.export import check_output_folder
     from gpi_desktop.core.job.job import load_prompts
+    from gpi_desktop.core.output.export import check_output_folder
 
     folder = Path(folder)
     cluster.validate()
@@ -371,7 +371,7 @@ def _is_model_folder(model: str) -> bool:
 
     try:
         return resolve_source(model).is_local
-    except Exception:  # noqa: BLE001 - an unusable name is not a folder; the run reports it in plain words
+    except Exception:
         return False
 
 

@@ -32,14 +32,15 @@ import hashlib
 import io
 import json
 import re
-from contextlib import AbstractContextManager
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+from gpi_desktop.core.files.fileio import TEMP_PREFIX, fsync_folder, plain_os_errors, write_atomically
 from gpi_desktop.core.vocabulary.errors import (
     InputError,
     NoResultsFolderError,
@@ -47,15 +48,14 @@ from gpi_desktop.core.vocabulary.errors import (
     Remedy,
     SettingsError,
 )
-from gpi_desktop.core.files.fileio import TEMP_PREFIX, fsync_folder, plain_os_errors, write_atomically
 from gpi_desktop.core.vocabulary.progress import NullState, Progress, ProgressKind, TaskState, check_cancel
 from gpi_desktop.core.vocabulary.results import PromptResult
 from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings
 
 if TYPE_CHECKING:
-    from gpi_desktop.core.output.export import ExportSummary
-    from gpi_desktop.core.job.job import JobSpec, RunOutcome
     from gpi_desktop.core.files.prompts import PromptTable
+    from gpi_desktop.core.job.job import JobSpec, RunOutcome
+    from gpi_desktop.core.output.export import ExportSummary
 
 JOB_FORMAT = "gpi-desktop job 1"
 SHARD_FORMAT = "gpi-desktop shard 1"
@@ -78,7 +78,7 @@ class Shard:
     count: int
 
     @classmethod
-    def parse(cls, text: str) -> "Shard":
+    def parse(cls, text: str) -> Shard:
         match = _SHARD_PATTERN.match(str(text))
         if not match:
             raise SettingsError(f"--shard must look like 2/10 (this task's number, then the number of tasks); '{text}' does not.")
@@ -137,11 +137,11 @@ def tasks_with_rows(rows: int, count: int, unit: int | None) -> int:
 
 @dataclass(frozen=True)
 class JobFile:
-    spec: "JobSpec"
+    spec: JobSpec
     shards: int | None  # the number of tasks the job folder was prepared for
 
 
-def job_file_data(spec: "JobSpec", prompts: str, shards: int | None) -> dict[str, Any]:
+def job_file_data(spec: JobSpec, prompts: str, shards: int | None) -> dict[str, Any]:
     """The job file's content; `prompts` is the prompts file's path relative to the job file.
 
     The template date is fixed here, when the job is prepared, so shards that run
@@ -161,7 +161,7 @@ def job_file_data(spec: "JobSpec", prompts: str, shards: int | None) -> dict[str
     }
 
 
-def write_job_file(path: Path, spec: "JobSpec", prompts: str, shards: int | None) -> None:
+def write_job_file(path: Path, spec: JobSpec, prompts: str, shards: int | None) -> None:
     text = json.dumps(job_file_data(spec, prompts, shards), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
     write_atomically(Path(path), text.encode("utf-8"))
 
@@ -199,7 +199,7 @@ def load_job_file(path: Path | str) -> JobFile:
 # -- a shard folder -------------------------------------------------------------------------------------
 
 
-def shard_identity(outcome: "RunOutcome") -> dict[str, Any]:
+def shard_identity(outcome: RunOutcome) -> dict[str, Any]:
     """What must be equal for shards to belong to one job (merge refuses anything else)."""
     from gpi_desktop.core.job.job import job_key
 
@@ -218,7 +218,7 @@ def shard_identity(outcome: "RunOutcome") -> dict[str, Any]:
     })
 
 
-def write_shard_folder(folder: Path | str, outcome: "RunOutcome", *, state: TaskState | None = None) -> Path:
+def write_shard_folder(folder: Path | str, outcome: RunOutcome, *, state: TaskState | None = None) -> Path:
     """Write a finished shard's folder; shard.json goes last, so its presence means the shard is complete."""
     from gpi_desktop.core.output.export import HIDDEN_DIR, hidden_file_name, hidden_tensor_bytes
 
@@ -420,7 +420,7 @@ def merge_shards(
     overwrite: bool = False,
     state: TaskState | None = None,
     allow_mixed_devices: bool = False,
-) -> "ExportSummary":
+) -> ExportSummary:
     """Check the shards and write one export folder, as a single-machine run of the job writes it.
 
     Shards of one device and precision only, unless `allow_mixed_devices`.

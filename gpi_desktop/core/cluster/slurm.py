@@ -46,7 +46,7 @@ class SlurmTask:
     restarts: int  # SLURM_RESTART_COUNT: how often SLURM started this task again before this run
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> "SlurmTask | None":
+    def from_environ(cls, environ: Mapping[str, str]) -> SlurmTask | None:
         job = environ.get("SLURM_JOB_ID", "").strip()
         if not job:
             return None
@@ -70,7 +70,7 @@ class JobRecord:
     time_limit: str
 
     @classmethod
-    def parse(cls, text: str) -> "JobRecord | None":
+    def parse(cls, text: str) -> JobRecord | None:
         fields = dict(_FIELD.findall(text.splitlines()[0] if text.strip() else ""))
         if "JobState" not in fields:
             return None

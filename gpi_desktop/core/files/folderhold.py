@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from gpi_desktop.core.vocabulary.errors import RunBusyError
 from gpi_desktop.core.files.fileio import make_folder, plain_os_errors
+from gpi_desktop.core.vocabulary.errors import RunBusyError
 
 try:
     import fcntl

@@ -44,7 +44,7 @@ class TableMeta:
 
     sha256: str  # of the file's bytes
     encoding: str  # "utf-8", "utf-8-sig", "utf-16", "cp1252", "latin-1" or "xlsx"
-    duplicates: tuple["DuplicateColumn", ...] = ()
+    duplicates: tuple[DuplicateColumn, ...] = ()
     # column -> rows whose cell is an Excel formula saved without its result (see _read_excel)
     uncalculated_formulas: dict[str, list[int]] = field(default_factory=dict)
     sheet: str | None = None  # the workbook's sheet read (None: not a workbook)
@@ -209,7 +209,7 @@ def workbook_sheets(path: Path, data: bytes) -> tuple[str, ...]:
 
     try:
         book = openpyxl.load_workbook(io.BytesIO(data), read_only=True)
-    except Exception:  # noqa: BLE001 - openpyxl/zipfile raise many types for a damaged workbook
+    except Exception:
         raise PromptFileError(
             f"{path.name} is not a valid Excel workbook: open it in Excel and save it again as .xlsx or CSV."
         ) from None
@@ -507,7 +507,7 @@ def _excel_frame(path: Path, data: bytes, sheet: str, *, data_only: bool) -> pd.
     try:
         return pd.read_excel(io.BytesIO(data), sheet_name=sheet, dtype=str, keep_default_na=False, engine="openpyxl",
                              engine_kwargs={"data_only": data_only})
-    except Exception:  # noqa: BLE001 - openpyxl/zipfile raise many types for a damaged workbook
+    except Exception:
         raise PromptFileError(
             f"{path.name} is not a valid Excel workbook: open it in Excel and save it again as .xlsx or CSV."
         ) from None

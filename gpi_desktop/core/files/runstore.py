@@ -35,8 +35,8 @@ from typing import Any, cast
 
 import numpy as np
 
-from gpi_desktop.core.vocabulary.errors import DiskFullError, Remedy, ResumeError, RunBusyError
 from gpi_desktop.core.files.fileio import fsync_folder, is_disk_full, make_folder, plain_os_errors, write_atomically
+from gpi_desktop.core.vocabulary.errors import DiskFullError, Remedy, ResumeError, RunBusyError
 from gpi_desktop.core.vocabulary.results import PromptResult
 
 RUN_DIR_NAME = ".gpi-run"  # where the command line keeps the journal inside --out
@@ -96,7 +96,7 @@ class RunJournal:
     def create(
         cls, folder: Path | str, key: dict[str, Any], hidden_size: int | None = None,
         plan: dict[str, Any] | None = None,
-    ) -> "RunJournal":
+    ) -> RunJournal:
         """Start a new journal in `folder` (created if needed), which must not hold one.
 
         The header is written whole, plan included, before any record: a journal
@@ -120,7 +120,7 @@ class RunJournal:
         return journal
 
     @classmethod
-    def open(cls, folder: Path | str, key: dict[str, Any]) -> "RunJournal":
+    def open(cls, folder: Path | str, key: dict[str, Any]) -> RunJournal:
         """Reopen the journal of the same job, cutting off a torn last record."""
         folder = Path(folder)
         header = _read_header(folder)
@@ -268,7 +268,7 @@ class RunJournal:
         """
         shutil.rmtree(folder, ignore_errors=True)
 
-    def __enter__(self) -> "RunJournal":
+    def __enter__(self) -> RunJournal:
         return self
 
     def __exit__(self, *exc: object) -> None:

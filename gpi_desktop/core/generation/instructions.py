@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gpi_desktop.core.model.context import PromptLengths
+from gpi_desktop.core.vocabulary import template_date as dates
 from gpi_desktop.core.vocabulary.errors import ModelError
 from gpi_desktop.core.vocabulary.progress import NullState, Progress, TaskState, check_cancel
-from gpi_desktop.core.vocabulary import template_date as dates
-from gpi_desktop.core.vocabulary.template_date import fixed_template_clock, parse_template_date
 from gpi_desktop.core.vocabulary.settings import RunSettings
+from gpi_desktop.core.vocabulary.template_date import fixed_template_clock, parse_template_date
 
 if TYPE_CHECKING:
     from gpi_desktop.core.model.models import PromptTokenizer

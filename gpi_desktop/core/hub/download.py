@@ -158,7 +158,7 @@ def check_disk_space(plan: DownloadPlan, cache_dir: str | Path | None = None) ->
 
 
 def _fetch_blob(plan: DownloadPlan, remote: RemoteFile, token: str | None, cache: Path,
-                counter: "ByteCounter") -> None:
+                counter: ByteCounter) -> None:
     """Download one file's bytes into the cache's blob folder, continuing a partial download."""
     counter.check()
     from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url

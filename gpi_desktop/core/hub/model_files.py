@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpi_desktop.core.vocabulary.hf_lock import TRANSFORMERS_LOCK
 from gpi_desktop.core.hub.words import model_page
 from gpi_desktop.core.vocabulary.errors import ModelError
+from gpi_desktop.core.vocabulary.hf_lock import TRANSFORMERS_LOCK
 
 # What a causal language model needs from a repository, at its top level.
 # Anything else (original/*.pth checkpoints, ONNX or GGUF exports, images) is left out.

@@ -128,7 +128,7 @@ def _refused_repository(exc: BaseException, request: _Request) -> GpiError | Non
             f"Face token that can read it ({TOKENS_PAGE}) and try again.",
             kind="not-found", url=url,
         )
-    entry_not_found = getattr(hf, "RemoteEntryNotFoundError", None) or getattr(hf, "EntryNotFoundError")
+    entry_not_found = getattr(hf, "RemoteEntryNotFoundError", None) or hf.EntryNotFoundError
     if isinstance(exc, entry_not_found):
         return ModelError(f"A file that {name} lists is missing on the Hub; try again later or see {url}.")
     return None

@@ -12,7 +12,8 @@ import importlib.metadata as md
 import logging
 import platform
 import time
-from collections.abc import Sequence, Set as AbstractSet
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
@@ -29,13 +30,13 @@ from gpi_desktop.core.generation.instructions import (
     template_record,
     token_ids_sha256,
 )
+from gpi_desktop.core.job.journals import ResumePolicy, check_journal_model, existing_journal, journal_template_date
 from gpi_desktop.core.model import context, models
 from gpi_desktop.core.model.devices import unsupported_operation
 from gpi_desktop.core.model.host import allocated_cpus
 from gpi_desktop.core.model.memory import FitVerdict, check_fit
 from gpi_desktop.core.model.models import LoadedModel, ModelFiles, ModelInfo, PromptTokenizer
 from gpi_desktop.core.output.export import ExportSummary, write_export
-from gpi_desktop.core.job.journals import ResumePolicy, check_journal_model, existing_journal, journal_template_date
 from gpi_desktop.core.vocabulary.errors import GpiError, MemoryFitError, Remedy, ResumeError
 from gpi_desktop.core.vocabulary.progress import NullState, TaskState, check_cancel
 from gpi_desktop.core.vocabulary.results import PromptResult
@@ -75,7 +76,7 @@ class JobSpec:
     export: ExportSettings = field(default_factory=ExportSettings)
     sheet: str | None = None  # the Excel workbook's sheet holding the prompts (None: the first)
 
-    def validate(self) -> "JobSpec":
+    def validate(self) -> JobSpec:
         self.settings.validate()
         self.export.validate()
         return self

@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gpi_desktop.core.vocabulary.errors import SettingsError
 from gpi_desktop.core.files.prompts import MAX_LISTED_ROWS
+from gpi_desktop.core.vocabulary.errors import SettingsError
 
 # Where configs keep the number of positions, in the order they are looked for.
 _CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")

@@ -26,9 +26,9 @@ from gpi_desktop.core.hub.model_files import SAFE_INDEX, SAFE_SINGLE
 from gpi_desktop.core.hub.plain_errors import offline_mode
 from gpi_desktop.core.model.devices import auto_uses_mps, mps_available, mps_device_name, pick_device
 from gpi_desktop.core.model.host import SLURM_LIMIT, DeviceMemory, host_memory
-from gpi_desktop.core.vocabulary.hf_lock import TRANSFORMERS_LOCK
 from gpi_desktop.core.vocabulary.errors import SettingsError
 from gpi_desktop.core.vocabulary.formatting import human_bytes
+from gpi_desktop.core.vocabulary.hf_lock import TRANSFORMERS_LOCK
 
 if TYPE_CHECKING:
     from transformers import BitsAndBytesConfig
@@ -196,7 +196,7 @@ class MemoryEstimate:
         """What one more prompt in the batch costs (KV cache and working memory)."""
         return (self.kv_cache_bytes + self.activations_bytes) // max(1, self.batch_size)
 
-    def with_settings(self, **changes: Any) -> "MemoryEstimate":
+    def with_settings(self, **changes: Any) -> MemoryEstimate:
         """The same model with other settings (dtype, quantization, batch_size, prompt_tokens, max_new_tokens)."""
         args = {k: getattr(self, k) for k in ("dtype", "quantization", "batch_size", "prompt_tokens",
                                               "max_new_tokens")}

@@ -24,8 +24,8 @@ from gpi_desktop.core.hub.plain_errors import plain_hub_error
 from gpi_desktop.core.model.context import context_length
 from gpi_desktop.core.model.devices import device_description, pick_device, pick_dtype
 from gpi_desktop.core.model.memory import available_memory, quantization_config
-from gpi_desktop.core.vocabulary.hf_lock import TRANSFORMERS_LOCK
 from gpi_desktop.core.vocabulary.errors import Cancelled, GpiError, ModelError, Remedy
+from gpi_desktop.core.vocabulary.hf_lock import TRANSFORMERS_LOCK
 from gpi_desktop.core.vocabulary.progress import NullState, TaskState
 from gpi_desktop.core.vocabulary.settings import RunSettings
 

@@ -9,16 +9,17 @@ date, settings and inputs; identical texts; vectors equal) from a near one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, cast
+from typing import Any, cast
 
 import numpy as np
 
-from gpi_desktop.core.vocabulary.errors import InputError
 from gpi_desktop.core.output.export import MATRIX_NAME
-from gpi_desktop.core.vocabulary.progress import NullState, Progress, ProgressKind, TaskState, check_cancel
 from gpi_desktop.core.output.provenance import NOT_RECORDED, read_manifest
+from gpi_desktop.core.vocabulary.errors import InputError
+from gpi_desktop.core.vocabulary.progress import NullState, Progress, ProgressKind, TaskState, check_cancel
 
 # Settings that by contract do not change the numbers; reported, but not a difference in how the export was made.
 _NEUTRAL_SETTINGS = ("batch_size", "strategy")

@@ -28,18 +28,24 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
-from gpi_desktop.core.vocabulary.errors import OutputFolderError, Remedy
-from gpi_desktop.core.files.fileio import TEMP_PREFIX, BackgroundFsync, fsync_folder, plain_os_errors, share_like_a_document
-from gpi_desktop.core.generation.instructions import TOKEN_IDS_HASH
-from gpi_desktop.core.vocabulary.progress import NullState, Progress, ProgressKind, TaskState, check_cancel
+from gpi_desktop.core.files.fileio import (
+    TEMP_PREFIX,
+    BackgroundFsync,
+    fsync_folder,
+    plain_os_errors,
+    share_like_a_document,
+)
 from gpi_desktop.core.files.prompts import PromptTable
-from gpi_desktop.core.vocabulary.results import PromptResult
 from gpi_desktop.core.files.runstore import RUN_DIR_NAME
+from gpi_desktop.core.generation.instructions import TOKEN_IDS_HASH
 from gpi_desktop.core.hub.secrets import TOKEN_PATTERN
+from gpi_desktop.core.vocabulary.errors import OutputFolderError, Remedy
+from gpi_desktop.core.vocabulary.progress import NullState, Progress, ProgressKind, TaskState, check_cancel
+from gpi_desktop.core.vocabulary.results import PromptResult
 from gpi_desktop.core.vocabulary.settings import ExportSettings
 
 if TYPE_CHECKING:  # pandas is imported where the texts are written (about 0.5 s): the window starts without it
-    import pandas as pd
+    pass
 
 EXPORT_FORMAT = "gpi-desktop export 1"
 HIDDEN_DIR = "hidden"
@@ -210,7 +216,7 @@ def remove_hidden_files(folder: Path, prefix: str, also: Collection[str] = ()) -
 
 
 def _write_all(
-    writer: "_Writer", folder: Path, ordered: list[PromptResult], table: PromptTable, export: ExportSettings,
+    writer: _Writer, folder: Path, ordered: list[PromptResult], table: PromptTable, export: ExportSettings,
     hidden_size: int,
 ) -> None:
     import pandas as pd

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpi_desktop.core.vocabulary.errors import InputError
 from gpi_desktop.core.output.export import MANIFEST_NAME
+from gpi_desktop.core.vocabulary.errors import InputError
 from gpi_desktop.core.vocabulary.progress import NullState, Progress, ProgressKind, TaskState, check_cancel
 
 _CHUNK = 1 << 20

@@ -12,8 +12,8 @@ line, a button in the window), the error says what happened and carries the
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import Enum
-from typing import Mapping
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

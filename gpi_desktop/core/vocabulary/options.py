@@ -88,7 +88,7 @@ def parse_options(items: list[str] | None) -> dict[str, Any]:
 
 
 def check_generation_options(options: dict[str, Any]) -> None:
-    for key, value in options.items():
+    for key in options:
         if key in _FORBIDDEN_GENERATION:
             raise SettingsError(f"The generation option '{key}' cannot be used: {_FORBIDDEN_GENERATION[key]}.")
     beams = options.get("num_beams", 1)

@@ -47,7 +47,7 @@ class PromptResult:
         return record
 
     @classmethod
-    def from_record(cls, record: dict[str, Any], vector: np.ndarray) -> "PromptResult":
+    def from_record(cls, record: dict[str, Any], vector: np.ndarray) -> PromptResult:
         """The result `to_record` wrote, with its vector; extra keys (offsets, input cells) are ignored."""
         return cls(
             row=record["row"],

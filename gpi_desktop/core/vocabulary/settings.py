@@ -39,7 +39,7 @@ class RunSettings:
     # The date the chat template sees (YYYY-MM-DD); None: the day the job is created (core/vocabulary/template_date.py).
     template_date: str | None = None
 
-    def validate(self) -> "RunSettings":
+    def validate(self) -> RunSettings:
         if self.pooling not in POOLINGS:
             raise SettingsError(f"Pooling must be one of {', '.join(POOLINGS)}; '{self.pooling}' is not.")
         if not isinstance(self.max_new_tokens, int) or isinstance(self.max_new_tokens, bool) or self.max_new_tokens < 1:
@@ -102,7 +102,7 @@ class ExportSettings:
     prefix: str = "hidden_"
     save_name: str = "generated_texts"
 
-    def validate(self) -> "ExportSettings":
+    def validate(self) -> ExportSettings:
         for label, value in (("file prefix", self.prefix), ("texts file name", self.save_name)):
             if any(c in value for c in '/\\:*?"<>|') or value in (".", ".."):
                 raise SettingsError(f"The {label} '{value}' cannot be used in a file name; use letters, digits, - and _.")

@@ -28,8 +28,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from gpi_desktop.core.vocabulary.hf_lock import TRANSFORMERS_LOCK
 from gpi_desktop.core.vocabulary.errors import ModelError, SettingsError
+from gpi_desktop.core.vocabulary.hf_lock import TRANSFORMERS_LOCK
 
 DATE_FORMAT = "YYYY-MM-DD"
 _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}$")

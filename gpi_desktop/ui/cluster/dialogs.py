@@ -7,8 +7,8 @@ stays responsive and the merge can be stopped.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QFont
@@ -32,13 +32,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gpi_desktop.core.cluster.review import most_useful_tasks, review_job
+from gpi_desktop.core.cluster.sbatch import ClusterSettings, write_job_folder
 from gpi_desktop.core.vocabulary.errors import GpiError, NoResultsFolderError
+from gpi_desktop.core.vocabulary.progress import Progress
 from gpi_desktop.ui.shared.error_words import failure_sentence, window_sentence
 from gpi_desktop.ui.shared.folders import open_in_file_manager
 from gpi_desktop.ui.shared.screen_fit import fit_dialog
-from gpi_desktop.core.vocabulary.progress import Progress
-from gpi_desktop.core.cluster.sbatch import ClusterSettings, write_job_folder
-from gpi_desktop.core.cluster.review import most_useful_tasks, review_job
 from gpi_desktop.ui.shared.tasks import Operation, TaskRunner
 
 PREPARE_TITLE = "Prepare for a cluster"

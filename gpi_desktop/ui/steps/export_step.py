@@ -17,8 +17,8 @@ from PySide6.QtWidgets import (
 )
 
 from gpi_desktop.core.vocabulary.settings import ExportSettings
-from gpi_desktop.ui.steps.export_flow import exported_files_text
 from gpi_desktop.ui.shared.formatting import linkify
+from gpi_desktop.ui.steps.export_flow import exported_files_text
 
 NOT_READY = "Run the prompts first (step 5); the export becomes available when every prompt is done."
 

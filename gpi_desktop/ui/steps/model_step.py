@@ -72,7 +72,7 @@ def check_target(model: str, inputs: MemoryInputs, token: str | None) -> TargetC
                                            max_new_tokens=inputs.max_new_tokens, token=token)
         except GpiError as error:
             log.info("memory estimate unavailable: %s", error)
-        except Exception:  # noqa: BLE001 - the estimate is advice; its failure must not hide the target
+        except Exception:
             log.exception("memory estimate failed")
     return TargetCheck(target, verdict)
 
@@ -310,7 +310,7 @@ class ModelPanel(QWidget):
 
     # --- internals ---------------------------------------------------------------------------------
 
-    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+    def showEvent(self, event) -> None:
         super().showEvent(event)
         if not event.spontaneous():  # the step was opened, not the window restored from the task bar
             self.refresh_cached()

@@ -18,11 +18,11 @@ from PySide6.QtWidgets import (
 
 from gpi_desktop.core.files import prompts as core_prompts
 from gpi_desktop.core.model.context import describe_too_long, prompt_room
-from gpi_desktop.ui.steps.context_meter import ContextMeter, Measured, lengths_key
 from gpi_desktop.ui.shared.error_words import failure_sentence
 from gpi_desktop.ui.shared.resources import sample_prompts_path
 from gpi_desktop.ui.shared.table_models import DataFrameModel, read_only_table
 from gpi_desktop.ui.shared.tasks import BackgroundCalls
+from gpi_desktop.ui.steps.context_meter import ContextMeter, Measured, lengths_key
 
 if TYPE_CHECKING:
     import pandas as pd
