@@ -308,7 +308,7 @@ def test_onednn_linears_are_on_only_while_the_engine_runs_and_keep_the_numbers(l
     x = torch.randn(3, linears[0].in_features)
     want = torch.nn.functional.linear(x, linears[0].weight, linears[0].bias)
     with cpu_linear.onednn_linears(loaded.model):
-        assert cpu_linear._available() and all("forward" in m.__dict__ for m in linears)
+        assert cpu_linear.onednn_available() and all("forward" in m.__dict__ for m in linears)
         torch.testing.assert_close(linears[0](x), want, atol=1e-5, rtol=1e-5)
         one = x[:1]
         assert torch.equal(linears[0](one), torch.nn.functional.linear(one, linears[0].weight, linears[0].bias))
@@ -317,7 +317,7 @@ def test_onednn_linears_are_on_only_while_the_engine_runs_and_keep_the_numbers(l
     real = cpu_linear._onednn_forward
     try:
         cpu_linear._onednn_forward = lambda m: (seen.append(m), real(m))[1]
-        run(loaded, encoded[:2], "last", 2, max_new_tokens=2)
+        run(loaded, encoded[:2], "last", 2, max_new_tokens=2, row_exact=False)  # the row-exact kernels: exact.py
     finally:
         cpu_linear._onednn_forward = real
     assert len(seen) == len(linears)

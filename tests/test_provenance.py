@@ -128,3 +128,20 @@ def test_the_sheet_of_a_workbook_of_several_is_said_by_inspect_and_told_apart_by
     comparison = compare_exports(*folders)
     assert not comparison.made_the_same_way
     assert compare_exports(exports["a"], exports["again"]).made_the_same_way  # no sheet recorded: nothing to tell
+
+
+def test_compare_says_when_exports_differ_because_they_were_computed_differently(exports, tmp_path):
+    folder = copy(exports["again"], tmp_path)
+    data = json.loads((folder / "manifest.json").read_text())
+    assert data["numbers"]["rows_independent_of_batch"] is True  # float32 on the CPU: row-exact kernels
+    data["numbers"].update(cpu_instruction_set="AVX2", threads=16)
+    (folder / "manifest.json").write_text(json.dumps(data))
+    matrix = np.load(folder / "hidden_states.npy")
+    matrix[0, 0] = np.nextafter(matrix[0, 0], np.float32(1))  # the last digit of one number
+    np.save(folder / "hidden_states.npy", matrix)
+    comparison = compare_exports(exports["a"], folder)
+    text = "\n".join(comparison.lines())
+    assert comparison.made_the_same_way and not comparison.identical_results
+    assert "computed differently" in comparison.verdict() and "instruction set" in comparison.verdict()
+    assert "Computed with: DIFFERENT (A: cpu, " in text and "16 threads" in text
+    assert "Computed with: same (cpu, " in "\n".join(compare_exports(exports["a"], exports["again"]).lines())

@@ -20,6 +20,10 @@ class EngineConfig:
     prefill: str = "auto"
     # The job's shared token prefix when `prompts` are only part of the job (a shard); None: of the prompts given.
     shared_prefix: tuple[int, ...] | None = None
+    # Each row's numbers a function of its own tokens alone (exact.py) where the model allows it, unless a padded
+    # prompt pass is asked for (prefill="batched"). A job passes its template's `shared_prefix`: one found from
+    # the prompts (None) would make every row depend on the others.
+    row_exact: bool = True
 
 
 

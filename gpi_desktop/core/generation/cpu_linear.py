@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 
-def _available() -> bool:
+def onednn_available() -> bool:
     op = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
     if op is None or not torch.backends.mkldnn.is_available():
         return False
@@ -50,7 +50,7 @@ def onednn_linears(model: Any) -> Iterator[None]:
     """While the engine runs: the decoder layers' float32 CPU `nn.Linear`s compute with oneDNN (see module doc)."""
     layers = getattr(getattr(model, "base_model", None), "layers", None)
     on_cpu = model.get_input_embeddings().weight.device.type == "cpu"
-    if layers is None or not on_cpu or model.dtype != torch.float32 or not _available():
+    if layers is None or not on_cpu or model.dtype != torch.float32 or not onednn_available():
         yield
         return
     linears = [m for m in layers.modules() if type(m) is torch.nn.Linear and "forward" not in m.__dict__]

@@ -42,6 +42,11 @@ in an uninterrupted run and the files stay byte-identical. Shards are cut
 by whole waves (core/cluster/shards.py, `unit` from `wave_size`) for the same
 reason. Models whose cache cannot take a new row (sliding windows, other
 cache kinds) run each wave as plain batches of `batch_size`.
+
+Row-exact (issue 29, exact.py): on a float32 CPU model with a plain cache,
+unless a padded prompt pass is asked for, the run uses kernels whose sums
+follow each row alone, so a row's bits do not depend on its wave at all; the
+waves remain for the other devices and precisions.
 """
 
 from __future__ import annotations
@@ -53,10 +58,11 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 
 from gpi_desktop.core.generation.batch_size import CPU_AUTO_BATCH, MAX_AUTO_BATCH, auto_batch_size
-from gpi_desktop.core.generation.cache import CACHE_CHUNK
+from gpi_desktop.core.generation.cache import CACHE_CHUNK, new_cache
 from gpi_desktop.core.generation.config import PREFILL_MODES, EngineConfig, resolve_prefill
 from gpi_desktop.core.generation.cpu_linear import onednn_linears
 from gpi_desktop.core.generation.decode import decode
+from gpi_desktop.core.generation.exact import row_exact_kernels
 from gpi_desktop.core.generation.forward import is_out_of_memory, release_memory
 from gpi_desktop.core.generation.meter import Meter
 from gpi_desktop.core.generation.plan import WAVE_BATCHES, EncodedPrompt, plan_batches, plan_waves, wave_size
@@ -110,17 +116,19 @@ def run_engine(
             deliver(reference_one(loaded, prompt, config, options, meter))
         return
 
-    job = Job.open(loaded, config, options, state, finished, deliver, meter, prompts)
-    try:
-        with torch.inference_mode(), onednn_linears(loaded.model):
+    # Not with a padded prompt pass asked for, nor for caches that cannot take one prompt's pass alone.
+    exact_wanted = config.row_exact and config.prefill != "batched" and new_cache(loaded.model)[1]
+    kernels = row_exact_kernels(loaded.model) if exact_wanted else onednn_linears(loaded.model)
+    with torch.inference_mode(), kernels as exact:
+        job = Job.open(loaded, config, options, state, finished, deliver, meter, prompts, bool(exact))
+        try:
             for wave in plan_waves(prompts, config.batch_size):
                 if all(p.row in finished for p in wave):
                     continue
                 check(state)
                 _run_wave(job, wave, config.batch_size)
-    finally:
-        job.hook.remove()
-
+        finally:
+            job.hook.remove()
 
 
 def _run_wave(job: Job, wave: list[EncodedPrompt], rows: int) -> None:

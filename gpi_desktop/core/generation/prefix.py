@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +32,10 @@ class SharedPrefix:
 
     def applies_to(self, prompt: EncodedPrompt) -> bool:
         # A prompt that is all prefix has no token of its own to compute step 0 from.
-        return bool(self.ids) and len(prompt.ids) > len(self.ids)
+        # A prefix given with the job (the template's part) need not start every prompt: the tokenizer can merge
+        # across its end; such a prompt gets its whole pass.
+        n = len(self.ids)
+        return bool(self.ids) and len(prompt.ids) > n and prompt.ids[:n] == self.ids
 
     def compute(self, model: Any, hook: LastStateHook, cache_arg: str, device: torch.device) -> None:
         with TRANSFORMERS_LOCK:
@@ -82,3 +85,18 @@ def shared_prefix(prompts: Sequence[EncodedPrompt]) -> SharedPrefix:
         if not length:
             break
     return SharedPrefix(first[:length])
+
+
+# Probe texts that differ from their first character: what their renderings share is the template's own part.
+_PROBES = ("a", "Z", "7")
+
+
+def template_prefix(encode: Callable[[str], Sequence[int]]) -> tuple[int, ...]:
+    """The token prefix a job's prompts share by the template alone (`encode`: a Renderer's), whatever the prompts.
+
+    The job's prefix, for every row: a prefix found from the job's own
+    prompts would change with them (one more row, a shard), and with it the
+    numbers of every row, since the prefix's pass and each prompt's pass
+    after it sum in other orders than one whole pass.
+    """
+    return shared_prefix([EncodedPrompt(i, tuple(encode(text))) for i, text in enumerate(_PROBES)]).ids

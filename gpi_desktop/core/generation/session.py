@@ -10,6 +10,7 @@ import torch
 
 from gpi_desktop.core.generation.cache import new_cache
 from gpi_desktop.core.generation.config import EngineConfig, resolve_prefill
+from gpi_desktop.core.generation.exact import key_lengths
 from gpi_desktop.core.generation.forward import LastStateHook, cache_argument, input_device, pad_id
 from gpi_desktop.core.generation.meter import Meter
 from gpi_desktop.core.generation.prefix import SharedPrefix, shared_prefix
@@ -48,12 +49,13 @@ class Job:
     eos: torch.Tensor
     pad: int
     cache_arg: str
+    exact: bool  # the row-exact kernels are on (exact.py): attention is told each row's keys
     done: set[int] = field(default_factory=set)  # rows finished in this call
 
     @classmethod
     def open(cls, loaded: LoadedModel, config: EngineConfig, options: dict[str, Any], state: TaskState,
              finished: set[int], on_result: Callable[[PromptResult], None], meter: Meter,
-             prompts: Sequence[EncodedPrompt]) -> Job:
+             prompts: Sequence[EncodedPrompt], exact: bool) -> Job:
         model = loaded.model
         growing = new_cache(model)[1]
         prefill = resolve_prefill(config, growing)
@@ -64,7 +66,7 @@ class Job:
         device = input_device(model)
         return cls(loaded, config, options, state, LastStateHook(model.base_model), prefix, finished, on_result,
                    meter, growing, prefill, device, torch.tensor(loaded.info.eos_token_ids, device=device),
-                   pad_id(loaded), cache_argument(model))
+                   pad_id(loaded), cache_argument(model), exact)
 
     @property
     def model(self) -> Any:  # LoadedModel.model
@@ -77,7 +79,8 @@ class Job:
 
     def forward(self, input_ids: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor, cache: DynamicCache
                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        extra = key_lengths(mask) if self.exact else {}
         out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                         logits_to_keep=1, **{self.cache_arg: cache})
+                         logits_to_keep=1, **{self.cache_arg: cache}, **extra)
         # Under a multi-GPU device map the last layers (and so states and logits) sit on another GPU.
         return self.hook.take().to(self.device), out.logits[:, -1, :].float().to(self.device)

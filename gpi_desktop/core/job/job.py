@@ -95,6 +95,7 @@ class RunOutcome:
     shard: RowShare | None = None
     template: TemplateRecord | None = None  # the date and the example row the prompts were rendered with
     seconds_spent: float = 0.0  # generating, over every session of the job (what "took" reports)
+    numbers: dict[str, Any] | None = None  # what the bytes depend on beyond inputs and settings (exact.numbers_record)
 
     def manifest_fields(self) -> dict[str, Any]:
         s = self.spec.settings
@@ -124,6 +125,7 @@ class RunOutcome:
                 "rows": len(self.table),
             },
             "versions": library_versions(),
+            **({"numbers": self.numbers} if self.numbers is not None else {}),
         }
 
 
@@ -336,6 +338,7 @@ def generate(run: JobRun, prepared: PreparedJob, journal: RunJournal | None, sta
 
     `journal`: the unfinished journal to continue (the caller closes it), or None for a new one.
     """
+    from gpi_desktop.core.generation.exact import numbers_record  # torch
     spec, prompts = run.spec, prepared.prompts
     loaded = models.load_model(spec.settings, prepared.files, state=state, tokenizer=prompts.renderer.tokenizer)
     check_cancel(state)
@@ -350,7 +353,9 @@ def generate(run: JobRun, prepared: PreparedJob, journal: RunJournal | None, sta
     return RunOutcome(spec=spec, table=run.table, model_info=loaded.info, results=results,
                       instruction=prompts.renderer.instruction, system_role=prompts.renderer.system_role,
                       batch_size=batch, rows=rows, shard=run.shard, template=prompts.template,
-                      seconds_spent=seconds_spent)
+                      seconds_spent=seconds_spent,
+                      numbers=numbers_record(loaded.model, row_exact=True,
+                                             one_at_a_time=spec.settings.strategy == "one-at-a-time"))
 
 
 @dataclass(frozen=True)
@@ -360,13 +365,14 @@ class _Prompts:
     renderer: Renderer
     encoded: list[EncodedPrompt]  # one per row of the table
     template: TemplateRecord | None
-    prefix: tuple[int, ...]  # the token ids every prompt starts with
+    prefix: tuple[int, ...]  # the token ids the template puts before every prompt (prefix.template_prefix)
 
 
 def _encode_prompts(spec: JobSpec, table: PromptTable, state: TaskState, template_date: str,
                     reader: PromptTokenizer) -> _Prompts:
     """Render and tokenize every prompt, refusing what will not fit in the model's context."""
-    from gpi_desktop.core.generation.engine import EncodedPrompt, shared_prefix  # torch
+    from gpi_desktop.core.generation.engine import EncodedPrompt  # torch
+    from gpi_desktop.core.generation.prefix import template_prefix
 
     s = spec.settings
     renderer = make_renderer(reader.tokenizer, s.task, s.template, s.template_options, template_date)
@@ -382,8 +388,8 @@ def _encode_prompts(spec: JobSpec, table: PromptTable, state: TaskState, templat
         encoded=encoded,
         # Row 0 of the whole table is the example, in a shard too, so every shard records the same one.
         template=template_record(renderer, table.texts, [p.ids for p in encoded], s.template_date is not None),
-        # Of the whole table, so that a shard's prompts start from the same prefix as on one machine.
-        prefix=shared_prefix(encoded).ids,
+        # The template's, not the table's: every row's numbers stay the same whatever other rows the job holds.
+        prefix=template_prefix(renderer.encode),
     )
 
 

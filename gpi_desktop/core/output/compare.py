@@ -63,6 +63,9 @@ class Comparison:
     differing_text_rows: tuple[int, ...]
     vectors: VectorDifference | None  # None: the matrices cannot be compared (shapes differ)
     vector_problem: str = ""
+    # Where the numbers were computed (CPU instruction set, kernels, threads): not how the export was made, but
+    # what its bytes depend on besides inputs and settings (the manifest's "numbers").
+    machine: Aspect | None = None
 
     @property
     def made_the_same_way(self) -> bool:
@@ -76,6 +79,10 @@ class Comparison:
     def verdict(self) -> str:
         if self.made_the_same_way and self.identical_results:
             return "An exact replication: made the same way, with identical texts and identical vectors."
+        if self.made_the_same_way and self.machine is not None and self.machine.same is False:
+            return ("Made the same way, but computed differently (see 'Computed with'): the bytes depend on the "
+                    "CPU's instruction set, the kernel library and the thread count besides the inputs and settings, "
+                    "so the last digits can differ, and rarely a token.")
         if self.made_the_same_way:
             return ("Made the same way, but the results are not identical (a near replication: other hardware, "
                     "library versions or batch sizes can change the last digits, and rarely a token).")
@@ -91,6 +98,8 @@ class Comparison:
     def lines(self) -> list[str]:
         out = [f"A: {self.a}", f"B: {self.b}", self.verdict()]
         out += [a.sentence() for a in self.aspects]
+        if self.machine is not None:
+            out.append(self.machine.sentence())
         if self.identical_texts is None:
             out.append(f"Texts: cannot be compared row by row (A has {self.rows[0]:,} rows, B {self.rows[1]:,}).")
         else:
@@ -122,7 +131,22 @@ def compare_exports(a: Path | str, b: Path | str, state: TaskState | None = None
         differing = tuple(i for i, (x, y) in enumerate(zip(texts_a, texts_b)) if x != y)
         identical = rows[0] - len(differing)
     vectors, problem = _vector_difference(a, b, state)
-    return Comparison(a, b, aspects, rows, identical, differing, vectors, problem)
+    return Comparison(a, b, aspects, rows, identical, differing, vectors, problem, _machine_aspect(ma, mb))
+
+
+def _machine_aspect(ma: dict[str, Any], mb: dict[str, Any]) -> Aspect:
+    keys = ("device", "cpu_instruction_set", "kernels", "threads")
+
+    def words(m: dict[str, Any]) -> str | None:
+        n = m.get("numbers")
+        if not isinstance(n, dict) or any(k not in n for k in keys):
+            return None
+        return f"{n['device']}, {n['cpu_instruction_set']}, {n['kernels']}, {n['threads']} threads"
+
+    a, b = words(ma), words(mb)
+    if a is None or b is None:
+        return Aspect("Computed with", None, a or NOT_RECORDED, b or NOT_RECORDED)
+    return Aspect("Computed with", a == b, a, "" if a == b else b)
 
 
 def _aspects(ma: dict[str, Any], mb: dict[str, Any]) -> list[Aspect]:
