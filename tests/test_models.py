@@ -6,11 +6,12 @@ import json
 
 import numpy as np
 import pytest
-from hubserver import MODEL, TOKEN, repo_from_folder
+from hubserver import MODEL, TOKEN, Repo, repo_from_folder
 
 from gpi_desktop.cli import main
+from gpi_desktop.core.hub import download
 from gpi_desktop.core.model.models import describe_target, folder_fingerprint, load_model, pick_dtype, resolve_source
-from gpi_desktop.core.vocabulary.errors import AccessError, ModelError, SettingsError
+from gpi_desktop.core.vocabulary.errors import AccessError, ModelError, Remedy, SettingsError
 from gpi_desktop.core.vocabulary.settings import RunSettings
 
 
@@ -171,3 +172,18 @@ def test_a_model_folder_without_tokenizer_json_is_one_sentence_naming_the_file_a
     main(["run", "--model", str(folder), "--prompts", str(prompts_csv), "--out", str(tmp_path / "o"), "--quiet"])
     assert "has no tokenizer.json (its tokenizer.model could be converted only with the sentencepiece or tiktoken " \
            "package installed), so" in capsys.readouterr().err
+
+
+
+def test_a_hub_repository_and_a_folder_with_only_pickle_weights_are_refused_in_the_same_words(fake_hub, tiny_llama,
+                                                                                              tmp_path):
+    files = {p.name: p.read_bytes() for p in tiny_llama.iterdir() if p.name != "model.safetensors"}
+    files["pytorch_model.bin"] = b"\x80\x02pickled weights"
+    fake_hub.add(Repo("old/pickled", files))
+    with pytest.raises(ModelError) as from_hub:
+        download.download_model("old/pickled")
+    folder = _pickle_only_copy(tiny_llama, tmp_path)
+    with pytest.raises(ModelError) as from_folder:
+        load_model(RunSettings(model=str(folder), device="cpu"))
+    assert from_hub.value.remedy is from_folder.value.remedy is Remedy.SAFETENSORS_OR_ALLOW_PICKLE
+    assert str(from_hub.value).replace("old/pickled", "M") == str(from_folder.value).replace(str(folder), "M")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from gpi_desktop.core.hub.words import model_page
-from gpi_desktop.core.vocabulary.errors import ModelError
+from gpi_desktop.core.vocabulary.errors import ModelError, Remedy
 from gpi_desktop.core.vocabulary.hf_lock import TRANSFORMERS_LOCK
 
 # What a causal language model needs from a repository, at its top level.
@@ -112,6 +112,12 @@ def is_tokenizer_file(name: str) -> bool:
     return _matches(name, TOKENIZER_PATTERNS)
 
 
+def pickle_weights_refused(name: str) -> ModelError:
+    """The one refusal of a model whose only weights are pickle files, from the Hub or a folder alike."""
+    return ModelError(f"The model '{name}' has only pickle weight files (.bin, .pt, .ckpt or .pkl), which can run "
+                      "hidden code when loaded", remedy=Remedy.SAFETENSORS_OR_ALLOW_PICKLE)
+
+
 def select_model_files(names: list[str], *, allow_pickle: bool = False, index: dict[str, Any] | None = None,
                        model_id: str | None = None) -> list[str]:
     """The files of a repository that loading a causal LM needs (top level only).
@@ -143,11 +149,7 @@ def select_model_files(names: list[str], *, allow_pickle: bool = False, index: d
                 f"{model_page(model_id)}."
             )
         if not allow_pickle:
-            raise ModelError(
-                f"{model_id or 'This repository'} has its weights only in the older pickle format (.bin), which "
-                "can run hidden code when loaded; choose a model with .safetensors weights, or allow pickle "
-                "weights explicitly if you trust its authors."
-            )
+            raise pickle_weights_refused(model_id or "in this repository")
         if PICKLE_INDEX in top:
             chosen.append(PICKLE_INDEX)
             chosen.extend(sorted(set(index["weight_map"].values())) if index else

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from gpi_desktop.core.hub.download import download_model, fetch_config, fetch_tokenizer_files
-from gpi_desktop.core.hub.model_files import WEIGHT_SUFFIXES, check_model_config
+from gpi_desktop.core.hub.model_files import WEIGHT_SUFFIXES, check_model_config, pickle_weights_refused
 from gpi_desktop.core.hub.plain_errors import plain_hub_error
 from gpi_desktop.core.model.context import context_length
 from gpi_desktop.core.model.devices import device_description, pick_device, pick_dtype
 from gpi_desktop.core.model.memory import available_memory, quantization_config
-from gpi_desktop.core.vocabulary.errors import Cancelled, GpiError, ModelError, Remedy
+from gpi_desktop.core.vocabulary.errors import Cancelled, GpiError, ModelError
 from gpi_desktop.core.vocabulary.hf_lock import TRANSFORMERS_LOCK
 from gpi_desktop.core.vocabulary.progress import NullState, TaskState
 from gpi_desktop.core.vocabulary.settings import RunSettings
@@ -45,10 +45,6 @@ class ModelSource:
     @property
     def is_local(self) -> bool:
         return self.local_path is not None
-
-    @property
-    def page_url(self) -> str:
-        return "" if self.is_local else f"https://huggingface.co/{self.name}"
 
 
 @dataclass(frozen=True)
@@ -430,9 +426,7 @@ def _from_pretrained_kwargs(folder: Path, source: ModelSource, device: str, dtyp
     if any(p.suffix == ".safetensors" for p in folder.iterdir()):
         kwargs["use_safetensors"] = True
     elif not allow_pickle:
-        raise ModelError(
-            f"The model '{source.name}' has only pickle weight files (.bin/.pt), which can run hidden code when "
-            "loaded", remedy=Remedy.SAFETENSORS_OR_ALLOW_PICKLE)
+        raise pickle_weights_refused(source.name)
     return kwargs
 
 
