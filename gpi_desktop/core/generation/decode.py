@@ -15,8 +15,9 @@ from gpi_desktop.core.generation.plan import EncodedPrompt
 from gpi_desktop.core.generation.pooling import OnlinePool
 from gpi_desktop.core.generation.prefix import cache_layer_tensors
 from gpi_desktop.core.generation.processors import logits_processors
-from gpi_desktop.core.generation.session import Job, check
+from gpi_desktop.core.generation.session import Job
 from gpi_desktop.core.vocabulary.hf_lock import TRANSFORMERS_LOCK
+from gpi_desktop.core.vocabulary.progress import check_cancel
 from gpi_desktop.core.vocabulary.results import STOP_EOS, STOP_LENGTH, PromptResult
 
 if TYPE_CHECKING:
@@ -92,7 +93,7 @@ def _fill_alone(job: Job, prompts: list[EncodedPrompt]
     states, logits = [], []
     for i, p in enumerate(prompts):
         if i:
-            check(job.state)
+            check_cancel(job.state)
         state, logit, own = _own_pass(job, p)
         states.append(state)
         logits.append(logit)
@@ -181,7 +182,7 @@ def _refill(job: Job, batch: _Batch, tokens: torch.Tensor, waiting: deque[Encode
     width = batch.mask.shape[1]
     for i in range(len(batch.slots)):
         while batch.slots[i] is None and waiting:
-            check(job.state)
+            check_cancel(job.state)
             prompt = waiting.popleft()
             state, logits, own = _own_pass(job, prompt)
             batch.slots[i] = _row(job, prompt)
@@ -243,7 +244,7 @@ def decode(job: Job, first: list[EncodedPrompt], waiting: deque[EncodedPrompt]) 
         if not batch.running():
             return
         job.meter.running(lambda: [(r.prompt.row, r.generated) for r in batch.slots if r is not None])
-        check(job.state)
+        check_cancel(job.state)
         dead = len(batch.slots) - batch.running()
         if _compact_now(dead, len(batch.slots)):
             tokens = _compact(job, batch, tokens)

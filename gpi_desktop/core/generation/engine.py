@@ -69,10 +69,10 @@ from gpi_desktop.core.generation.plan import WAVE_BATCHES, EncodedPrompt, plan_b
 from gpi_desktop.core.generation.prefix import SharedPrefix, shared_prefix
 from gpi_desktop.core.generation.processors import effective_generation_options
 from gpi_desktop.core.generation.reference import reference_one
-from gpi_desktop.core.generation.session import Job, check
+from gpi_desktop.core.generation.session import Job
 from gpi_desktop.core.model.models import LoadedModel
 from gpi_desktop.core.vocabulary.options import needs_one_at_a_time
-from gpi_desktop.core.vocabulary.progress import TaskState
+from gpi_desktop.core.vocabulary.progress import TaskState, check_cancel
 from gpi_desktop.core.vocabulary.results import PromptResult
 
 __all__ = [
@@ -112,7 +112,7 @@ def run_engine(
         for prompt in prompts:
             if prompt.row in finished:
                 continue
-            check(state)
+            check_cancel(state)
             deliver(reference_one(loaded, prompt, config, options, meter))
         return
 
@@ -125,7 +125,7 @@ def run_engine(
             for wave in plan_waves(prompts, config.batch_size):
                 if all(p.row in finished for p in wave):
                     continue
-                check(state)
+                check_cancel(state)
                 _run_wave(job, wave, config.batch_size)
         finally:
             job.hook.remove()

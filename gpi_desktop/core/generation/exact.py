@@ -36,8 +36,10 @@ the batch (docs/architecture.md says what the GPU would need).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -49,7 +51,7 @@ ATTENTION_NAME = "gpi_row_exact"
 ROTARY_BLOCK = 256  # positions per block of the rotary table
 
 
-def applies(model) -> bool:
+def applies(model: Any) -> bool:
     """Whether the model's numbers can be made row-exact: float32 on the CPU with oneDNN, full attention only."""
     on_cpu = model.get_input_embeddings().weight.device.type == "cpu"
     layer_types = set(getattr(model.config, "layer_types", None) or ["full_attention"])
@@ -57,7 +59,7 @@ def applies(model) -> bool:
             and not getattr(model.config, "sliding_window", None) and onednn_available())
 
 
-def _exact_linear(module: torch.nn.Linear):
+def _exact_linear(module: torch.nn.Linear) -> Callable[[torch.Tensor], torch.Tensor]:
     op = torch.ops.mkldnn._linear_pointwise
 
     def forward(x: torch.Tensor) -> torch.Tensor:
@@ -65,13 +67,15 @@ def _exact_linear(module: torch.nn.Linear):
         flat = x.reshape(rows, x.shape[-1])
         if rows == 1:  # oneDNN sums one row in another order than two or more
             flat = flat.expand(2, -1)
-        y = op(flat.contiguous(), module.weight, module.bias, "none", [], "")
+        y: torch.Tensor = op(flat.contiguous(), module.weight, module.bias, "none", [], "")
         return y[:rows].reshape(*x.shape[:-1], y.shape[-1])
 
     return forward
 
 
-def row_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+def row_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                  attention_mask: torch.Tensor | None, scaling: float | None = None, dropout: float = 0.0,
+                  **kwargs: Any) -> tuple[torch.Tensor, None]:
     """Attention of each row over exactly its own keys (a transformers attention function).
 
     `row_key_lengths` (passed with the model's inputs, see `key_lengths`):
@@ -95,7 +99,7 @@ def row_attention(module, query, key, value, attention_mask, scaling=None, dropo
     return out, None
 
 
-def key_lengths(mask: torch.Tensor | None) -> dict:
+def key_lengths(mask: torch.Tensor | None) -> dict[str, list[int]]:
     """The model inputs that tell `row_attention` each row's keys, from the engine's 2D mask (None: all keys)."""
     return {} if mask is None else {"row_key_lengths": [int(n) for n in mask.sum(-1).tolist()]}
 
@@ -107,10 +111,13 @@ def _register_attention() -> None:
     AttentionInterface.register(ATTENTION_NAME, row_attention)
 
 
-def _table_rotary(rotary):
+RotaryForward = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def _table_rotary(rotary: torch.nn.Module) -> RotaryForward:
     """The rotary module's forward through a table of fixed blocks of positions (see module doc)."""
-    real = rotary.forward
-    blocks: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+    real: RotaryForward = rotary.forward
+    blocks: dict[tuple[int, torch.dtype, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def block(k: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         key = (k, like.dtype, like.device)
@@ -120,7 +127,7 @@ def _table_rotary(rotary):
             blocks[key] = (cos[0], sin[0])
         return blocks[key]
 
-    def forward(x: torch.Tensor, position_ids: torch.Tensor):
+    def forward(x: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         top = int(position_ids.max()) // ROTARY_BLOCK
         parts = [block(k, x) for k in range(top + 1)]
         cos = torch.cat([p[0] for p in parts])
@@ -130,7 +137,7 @@ def _table_rotary(rotary):
     return forward
 
 
-def _config_objects(model) -> list:
+def _config_objects(model: Any) -> list[Any]:
     configs = [model.config]
     for name in ("text_config", "decoder"):
         sub = getattr(model.config, name, None)
@@ -140,7 +147,7 @@ def _config_objects(model) -> list:
 
 
 @contextmanager
-def row_exact_kernels(model) -> Iterator[bool]:
+def row_exact_kernels(model: Any) -> Iterator[bool]:
     """While the engine runs: the row-exact kernels of the module doc, where `applies`; yields whether they are on."""
     if not applies(model):
         yield False
@@ -151,9 +158,9 @@ def row_exact_kernels(model) -> Iterator[bool]:
     configs = _config_objects(model)
     before = [c._attn_implementation for c in configs]
     for m in linears:
-        m.forward = _exact_linear(m)
+        m.forward = _exact_linear(m)  # type: ignore[method-assign,assignment]  # an instance's own forward, removed after
     if rotary is not None:
-        rotary.forward = _table_rotary(rotary)
+        rotary.forward = _table_rotary(rotary)  # an instance's own forward, removed after
     for c in configs:
         c._attn_implementation = ATTENTION_NAME
     try:
@@ -169,8 +176,6 @@ def row_exact_kernels(model) -> Iterator[bool]:
 
 def _library_versions() -> dict[str, str]:
     """MKL's and oneDNN's versions as this PyTorch build reports them ("" where it has none)."""
-    import re
-
     shown = torch.__config__.show()
     found = {}
     for name, pattern in (("mkl", r"Math Kernel Library Version ([\w.]+)"), ("onednn", r"MKL-DNN v([\w.]+)")):
@@ -179,7 +184,7 @@ def _library_versions() -> dict[str, str]:
     return found
 
 
-def numbers_record(model, *, row_exact: bool, one_at_a_time: bool) -> dict[str, object]:
+def numbers_record(model: Any, *, row_exact: bool, one_at_a_time: bool) -> dict[str, object]:
     """What a job's bytes depend on beyond its inputs and settings, for the manifest (issue 29).
 
     `row_exact`: the run asked for the row-exact kernels (the engine's

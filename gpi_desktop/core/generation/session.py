@@ -15,7 +15,6 @@ from gpi_desktop.core.generation.forward import LastStateHook, cache_argument, i
 from gpi_desktop.core.generation.meter import Meter
 from gpi_desktop.core.generation.prefix import SharedPrefix, shared_prefix
 from gpi_desktop.core.model.models import LoadedModel
-from gpi_desktop.core.vocabulary.errors import Cancelled
 from gpi_desktop.core.vocabulary.progress import TaskState
 from gpi_desktop.core.vocabulary.results import PromptResult
 
@@ -23,11 +22,6 @@ if TYPE_CHECKING:
     from transformers import DynamicCache
 
     from gpi_desktop.core.generation.plan import EncodedPrompt
-
-
-def check(state: TaskState) -> None:
-    if state.is_interruption_requested():
-        raise Cancelled()
 
 
 @dataclass
