@@ -64,13 +64,21 @@ def sync(device: torch.device | str) -> None:
         torch.mps.synchronize()
 
 
-def gpi_pack_loop(loaded: LoadedModel, prompts: Sequence[EncodedPrompt], max_new_tokens: int,
-                  pooling: str = "mean") -> list[PromptResult]:
+def gpi_pack_loop(
+    loaded: LoadedModel, prompts: Sequence[EncodedPrompt], max_new_tokens: int, pooling: str = "mean"
+) -> list[PromptResult]:
     """gpi_pack.llm.generate_text's loop, minus its file writes: generate() per prompt, pool the last layer."""
     model, tok = loaded.model, loaded.tokenizer
     device = model.get_input_embeddings().weight.device
-    config = dict(max_new_tokens=max_new_tokens, output_hidden_states=True, return_dict_in_generate=True,
-                  do_sample=False, pad_token_id=tok.eos_token_id, temperature=None, top_p=None)
+    config = dict(
+        max_new_tokens=max_new_tokens,
+        output_hidden_states=True,
+        return_dict_in_generate=True,
+        do_sample=False,
+        pad_token_id=tok.eos_token_id,
+        temperature=None,
+        top_p=None,
+    )
     results = []
     for p in prompts:
         input_ids = torch.tensor([p.ids], dtype=torch.long, device=device)
@@ -81,19 +89,38 @@ def gpi_pack_loop(loaded: LoadedModel, prompts: Sequence[EncodedPrompt], max_new
         else:  # gpi_pack's mean: steps 1..n-1 (step 0 is the prompt pass)
             steps = out.hidden_states[1:] or out.hidden_states[:1]
             vector = torch.stack([h[-1][0, -1, :] for h in steps]).float().mean(0)
-        new = out.sequences[0, input_ids.shape[1]:].tolist()
-        results.append(PromptResult(
-            row=p.row, text=tok.decode(new, skip_special_tokens=True),
-            vector=vector.float().cpu().numpy(), n_tokens=len(new), stop_reason="length",
-            pooled_from_step0=False, prompt_tokens=len(p.ids)))
+        new = out.sequences[0, input_ids.shape[1] :].tolist()
+        results.append(
+            PromptResult(
+                row=p.row,
+                text=tok.decode(new, skip_special_tokens=True),
+                vector=vector.float().cpu().numpy(),
+                n_tokens=len(new),
+                stop_reason="length",
+                pooled_from_step0=False,
+                prompt_tokens=len(p.ids),
+            )
+        )
     return results
 
 
-def run_engine_collect(loaded: LoadedModel, prompts: Sequence[EncodedPrompt], max_new_tokens: int, batch_size: int,
-                       pooling: str = "mean", state=None, **config) -> list[PromptResult]:
+def run_engine_collect(
+    loaded: LoadedModel,
+    prompts: Sequence[EncodedPrompt],
+    max_new_tokens: int,
+    batch_size: int,
+    pooling: str = "mean",
+    state=None,
+    **config,
+) -> list[PromptResult]:
     results: list[PromptResult] = []
-    run_engine(loaded, prompts, EngineConfig(pooling, max_new_tokens, batch_size, **config), state or NullState(),
-               on_result=results.append)
+    run_engine(
+        loaded,
+        prompts,
+        EngineConfig(pooling, max_new_tokens, batch_size, **config),
+        state or NullState(),
+        on_result=results.append,
+    )
     return sorted(results, key=lambda r: r.row)
 
 
@@ -123,8 +150,11 @@ def first_difference(a: Sequence[int], b: Sequence[int]) -> int | None:
     return None if len(a) == len(b) else min(len(a), len(b))
 
 
-def compare(reference: Sequence[PromptResult], other: Sequence[PromptResult],
-            token_ids: dict[int, tuple[Sequence[int], Sequence[int]]] | None = None) -> Agreement:
+def compare(
+    reference: Sequence[PromptResult],
+    other: Sequence[PromptResult],
+    token_ids: dict[int, tuple[Sequence[int], Sequence[int]]] | None = None,
+) -> Agreement:
     """How far `other` is from `reference` (same rows): identical texts, where they part, vector cosines.
 
     `token_ids` (row -> (reference ids, other ids)) gives the first differing

@@ -51,18 +51,32 @@ def machine() -> str:
 def reference_run(reference, study, settings: EstimateSettings) -> tuple[float, float]:
     with quiet():
         return reference.estimate_k_ate(
-            study.r, study.y, study.t, K=settings.folds, nepoch=settings.epochs, lr=settings.learning_rate,
-            batch_size=settings.batch_size, patience=settings.patience, dropout=settings.dropout,
-            architecture_z=list(settings.representation_layers), architecture_y=list(settings.outcome_layers),
-            ps_model_params={"lr": settings.ps_learning_rate}, verbose=False, plot_propensity=False)
+            study.r,
+            study.y,
+            study.t,
+            K=settings.folds,
+            nepoch=settings.epochs,
+            lr=settings.learning_rate,
+            batch_size=settings.batch_size,
+            patience=settings.patience,
+            dropout=settings.dropout,
+            architecture_z=list(settings.representation_layers),
+            architecture_y=list(settings.outcome_layers),
+            ps_model_params={"lr": settings.ps_learning_rate},
+            verbose=False,
+            plot_propensity=False,
+        )
 
 
 def speed(args, reference) -> None:
     study = simulate(args.n, args.width, seed=args.seed)
     fixed = {"epochs": args.epochs, "patience": args.epochs + 1} if args.epochs else {}
     settings = EstimateSettings(seed=args.seed, **fixed)
-    print(f"speed: N {args.n} x width {args.width}, 2 folds, gpi_pack's defaults"
-          + (f", {args.epochs} epochs fixed" if args.epochs else "") + f", {args.threads} torch thread(s)")
+    print(
+        f"speed: N {args.n} x width {args.width}, 2 folds, gpi_pack's defaults"
+        + (f", {args.epochs} epochs fixed" if args.epochs else "")
+        + f", {args.threads} torch thread(s)"
+    )
     print(f"machine: {machine()}", flush=True)
     start = time.perf_counter()
     ate_ref, se_ref = reference_run(reference, study, settings)
@@ -72,10 +86,14 @@ def speed(args, reference) -> None:
     ours = cross_fit(study.design(), settings, NullState())
     t_ours = time.perf_counter() - start
     epochs = [len(trace.valid) for trace in ours.losses]
-    print(f"GPI Desktop cross_fit:   {t_ours:8.1f} s  ATE {ours.summary.ate:.3f} (SE {ours.summary.se:.3f}); "
-          f"epochs per fold {epochs}")
-    print(f"ratio gpi_pack / ours: {t_ref / t_ours:.2f}x  (true effect {study.effect}; load after: "
-          f"{os.getloadavg()[0]:.1f})")
+    print(
+        f"GPI Desktop cross_fit:   {t_ours:8.1f} s  ATE {ours.summary.ate:.3f} (SE {ours.summary.se:.3f}); "
+        f"epochs per fold {epochs}"
+    )
+    print(
+        f"ratio gpi_pack / ours: {t_ref / t_ours:.2f}x  (true effect {study.effect}; load after: "
+        f"{os.getloadavg()[0]:.1f})"
+    )
 
 
 def steps(args) -> None:
@@ -85,10 +103,14 @@ def steps(args) -> None:
 
     settings = EstimateSettings()
     x, t, y = torch.randn(32, args.width), torch.randint(0, 2, (32, 1)).float(), torch.randn(32, 1)
-    print(f"steps: batch 32, width {args.width}, gpi_pack's default network, {args.threads} torch thread(s); "
-          f"machine: {machine()}")
-    for name, options in (("gpi_pack (multi-tensor AdamW)", {"foreach": True}), ("GPI Desktop (fused AdamW)",
-                                                                                  {"fused": True})):
+    print(
+        f"steps: batch 32, width {args.width}, gpi_pack's default network, {args.threads} torch thread(s); "
+        f"machine: {machine()}"
+    )
+    for name, options in (
+        ("gpi_pack (multi-tensor AdamW)", {"foreach": True}),
+        ("GPI Desktop (fused AdamW)", {"fused": True}),
+    ):
         model = TarNetModule(args.width, 0, settings, torch.Generator().manual_seed(0))
         optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5, eps=1e-8, **options)
         spent = np.zeros(3)
@@ -108,26 +130,37 @@ def steps(args) -> None:
 
 
 def coverage(args, reference) -> None:
-    print(f"coverage: {args.reps} studies, N {args.n} x width {args.width}, small networks (tests/estimate_sim.py)"
-          f"{f', deconfounder {args.representation} wide' if args.representation else ''}"
-          f"{f', at most {args.epochs} epochs' if args.epochs else ''}, "
-          f"{args.threads} torch thread(s); machine: {machine()}", flush=True)
+    print(
+        f"coverage: {args.reps} studies, N {args.n} x width {args.width}, small networks (tests/estimate_sim.py)"
+        f"{f', deconfounder {args.representation} wide' if args.representation else ''}"
+        f"{f', at most {args.epochs} epochs' if args.epochs else ''}, "
+        f"{args.threads} torch thread(s); machine: {machine()}",
+        flush=True,
+    )
     rows = {"gpi_pack": [], "ours": []}
     for rep in range(args.reps):
         study = simulate(args.n, args.width, seed=1000 + rep)
-        settings = small_settings(seed=rep, **({"representation_layers": (args.representation,)} if args.representation
-                                                 else {}), **({"epochs": args.epochs} if args.epochs else {}))
+        settings = small_settings(
+            seed=rep,
+            **({"representation_layers": (args.representation,)} if args.representation else {}),
+            **({"epochs": args.epochs} if args.epochs else {}),
+        )
         ate, se = reference_run(reference, study, settings)
         summary = cross_fit(study.design(), settings, NullState()).summary
         rows["gpi_pack"].append((ate, se))
         rows["ours"].append((summary.ate, summary.se))
-        print(f"  study {rep + 1:3d}: gpi_pack {ate:7.3f} ({se:.3f})  ours {summary.ate:7.3f} ({summary.se:.3f})  "
-              f"naive {study.naive:6.3f}", flush=True)
+        print(
+            f"  study {rep + 1:3d}: gpi_pack {ate:7.3f} ({se:.3f})  ours {summary.ate:7.3f} ({summary.se:.3f})  "
+            f"naive {study.naive:6.3f}",
+            flush=True,
+        )
     for name, values in rows.items():
         est = np.array(values)
         covered = np.abs(est[:, 0] - 1.0) <= 1.959964 * est[:, 1]
-        print(f"{name:9s} coverage of the 95% interval {covered.mean():.0%} ({covered.sum()}/{len(est)}); "
-              f"mean estimate {est[:, 0].mean():.3f}, sd {est[:, 0].std(ddof=1):.3f}, mean SE {est[:, 1].mean():.3f}")
+        print(
+            f"{name:9s} coverage of the 95% interval {covered.mean():.0%} ({covered.sum()}/{len(est)}); "
+            f"mean estimate {est[:, 0].mean():.3f}, sd {est[:, 0].std(ddof=1):.3f}, mean SE {est[:, 1].mean():.3f}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,11 +168,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("what", choices=["speed", "coverage", "steps"])
     parser.add_argument("--n", type=int)
     parser.add_argument("--width", type=int)
-    parser.add_argument("--epochs", type=int, default=0, help="speed: fix the epochs for both (0: early stopping); "
-                        "coverage: at most this many epochs instead of the small networks' 60")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=0,
+        help="speed: fix the epochs for both (0: early stopping); "
+        "coverage: at most this many epochs instead of the small networks' 60",
+    )
     parser.add_argument("--reps", type=int, default=20)
-    parser.add_argument("--representation", type=int, default=0,
-                        help="coverage: the deconfounder's width instead of the small networks' 32")
+    parser.add_argument(
+        "--representation",
+        type=int,
+        default=0,
+        help="coverage: the deconfounder's width instead of the small networks' 32",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)

@@ -32,8 +32,18 @@ from cpu_benchmark import build, load, prompt_texts
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    for name, default in (("hidden", 1024), ("intermediate", 2816), ("layers", 4), ("heads", 16), ("kv-heads", 8),
-                          ("prompts", 32), ("new-tokens", 64), ("rounds", 3), ("threads", 1), ("seed", 0)):
+    for name, default in (
+        ("hidden", 1024),
+        ("intermediate", 2816),
+        ("layers", 4),
+        ("heads", 16),
+        ("kv-heads", 8),
+        ("prompts", 32),
+        ("new-tokens", 64),
+        ("rounds", 3),
+        ("threads", 1),
+        ("seed", 0),
+    ):
         parser.add_argument(f"--{name}", type=int, default=default)
     args = parser.parse_args()
     args.honour_eos, args.eos_boost = False, 0.0
@@ -42,14 +52,19 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="gpi-exact-ab-") as tmp:
         loaded, renderer, EncodedPrompt = load(build(Path(tmp) / "model", args), args.threads)
-        prompts = [EncodedPrompt(i, tuple(renderer.encode(t))) for i, t in enumerate(prompt_texts(args.prompts, args.seed))]
+        prompts = [
+            EncodedPrompt(i, tuple(renderer.encode(t))) for i, t in enumerate(prompt_texts(args.prompts, args.seed))
+        ]
         batch = auto_batch_size(loaded, prompts, args.new_tokens)
         sides = {"exact": {"shared_prefix": template_prefix(renderer.encode)}, "before": {"row_exact": False}}
         run_engine_collect(loaded, prompts[:2], 2, 2)  # warm-up
         times: dict[str, list[float]] = {side: [] for side in sides}
         results = {}
-        print(f"hidden {args.hidden}, {args.layers} layers, {args.prompts} prompts x {args.new_tokens} tokens, "
-              f"batch {batch}, threads {args.threads}, load {os.getloadavg()[0]:.1f}", flush=True)
+        print(
+            f"hidden {args.hidden}, {args.layers} layers, {args.prompts} prompts x {args.new_tokens} tokens, "
+            f"batch {batch}, threads {args.threads}, load {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
         for r in range(args.rounds):
             for side, extra in sides.items():
                 start = time.perf_counter()
@@ -60,10 +75,14 @@ def main() -> None:
         same = sum(np.array_equal(a.vector, b.vector) and a.text == b.text for a, b in zip(alone, results["exact"][:4]))
         texts = sum(a.text == b.text for a, b in zip(results["exact"], results["before"]))
         diff = max(float(np.abs(a.vector - b.vector).max()) for a, b in zip(results["exact"], results["before"]))
-        print(f"exact / before (best rounds): {min(times['exact']) / min(times['before']):.2f}x; round by round: "
-              + ", ".join(f"{e / b:.2f}x" for e, b in zip(times["exact"], times["before"])))
-        print(f"exact rows bit-identical to batch 1: {same}/4; texts equal to before: {texts}/{len(prompts)}, "
-              f"max |difference| {diff:.2e}")
+        print(
+            f"exact / before (best rounds): {min(times['exact']) / min(times['before']):.2f}x; round by round: "
+            + ", ".join(f"{e / b:.2f}x" for e, b in zip(times["exact"], times["before"]))
+        )
+        print(
+            f"exact rows bit-identical to batch 1: {same}/4; texts equal to before: {texts}/{len(prompts)}, "
+            f"max |difference| {diff:.2e}"
+        )
 
 
 if __name__ == "__main__":

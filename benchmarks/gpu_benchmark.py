@@ -72,13 +72,32 @@ class StatusLog(NullState):
 
 
 LLAMA_31_8B = dict(LLAMA_31_8B_CONFIG, bos_token_id=128000, eos_token_id=[128001, 128008, 128009])
-TINY = dict(LLAMA_31_8B, vocab_size=2048, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=2, bos_token_id=0, eos_token_id=[1, 2])
+TINY = dict(
+    LLAMA_31_8B,
+    vocab_size=2048,
+    hidden_size=256,
+    intermediate_size=512,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    bos_token_id=0,
+    eos_token_id=[1, 2],
+)
 
 # HBM bandwidth in bytes/s by device name (vendor figures); the first match wins.
-BANDWIDTH = [("H200", 4.8e12), ("H100 NVL", 3.9e12), ("H100 PCIe", 2.0e12), ("H100", 3.35e12), ("GH200", 4.0e12),
-             ("A100-SXM4-80GB", 2.039e12), ("A100 80GB PCIe", 1.935e12), ("A100", 1.555e12), ("L40S", 0.864e12),
-             ("L4", 0.3e12), ("A10G", 0.6e12)]
+BANDWIDTH = [
+    ("H200", 4.8e12),
+    ("H100 NVL", 3.9e12),
+    ("H100 PCIe", 2.0e12),
+    ("H100", 3.35e12),
+    ("GH200", 4.0e12),
+    ("A100-SXM4-80GB", 2.039e12),
+    ("A100 80GB PCIe", 1.935e12),
+    ("A100", 1.555e12),
+    ("L40S", 0.864e12),
+    ("L4", 0.3e12),
+    ("A10G", 0.6e12),
+]
 
 
 class IdTokenizer:
@@ -101,11 +120,19 @@ def build(shape: dict, device: str, dtype: torch.dtype) -> LoadedModel:
         model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation="sdpa")
     model.eval()
     eos = tuple(shape["eos_token_id"])
-    model.generation_config = GenerationConfig(bos_token_id=shape["bos_token_id"], eos_token_id=list(eos),
-                                               pad_token_id=eos[0])
-    info = ModelInfo(model_id="random Llama-3.1-8B shape", revision="random", source="folder",
-                     dtype=str(dtype).replace("torch.", ""), device=device, hidden_size=shape["hidden_size"],
-                     architecture="LlamaForCausalLM", eos_token_ids=eos)
+    model.generation_config = GenerationConfig(
+        bos_token_id=shape["bos_token_id"], eos_token_id=list(eos), pad_token_id=eos[0]
+    )
+    info = ModelInfo(
+        model_id="random Llama-3.1-8B shape",
+        revision="random",
+        source="folder",
+        dtype=str(dtype).replace("torch.", ""),
+        device=device,
+        hidden_size=shape["hidden_size"],
+        architecture="LlamaForCausalLM",
+        eos_token_ids=eos,
+    )
     return LoadedModel(model, IdTokenizer(set(eos), eos[0], eos[0]), info)
 
 
@@ -137,8 +164,10 @@ class StepClock:
 
     def __init__(self, model, device) -> None:
         self.device, self.steps, self._t0 = device, [], 0.0
-        self.handles = [model.register_forward_pre_hook(self._pre, with_kwargs=True),
-                        model.register_forward_hook(self._post, with_kwargs=True)]
+        self.handles = [
+            model.register_forward_pre_hook(self._pre, with_kwargs=True),
+            model.register_forward_hook(self._post, with_kwargs=True),
+        ]
 
     def _pre(self, module, args, kwargs) -> None:
         mask = kwargs["attention_mask"]
@@ -192,12 +221,26 @@ def measure(label, device, fn, prompts):
     return dict(label=label, seconds=seconds, tokens=tokens, prompts=len(results), peak=peak), results
 
 
-def write_figures(path: str, name: str, runs: list[dict], batch: int, weights: int, achieved: float, useful: float,
-                  bandwidth: float | None) -> None:
+def write_figures(
+    path: str,
+    name: str,
+    runs: list[dict],
+    batch: int,
+    weights: int,
+    achieved: float,
+    useful: float,
+    bandwidth: float | None,
+) -> None:
     """The measured figures as JSON, for a script that prints them in its own table."""
-    figures = {"device": name, "auto_batch": batch, "weight_bytes_per_step": weights,
-               "achieved_bytes_per_s": achieved, "useful_bytes_per_s": useful, "bandwidth_bytes_per_s": bandwidth,
-               "runs": [dict(r, tokens_per_s=r["tokens"] / r["seconds"]) for r in runs]}
+    figures = {
+        "device": name,
+        "auto_batch": batch,
+        "weight_bytes_per_step": weights,
+        "achieved_bytes_per_s": achieved,
+        "useful_bytes_per_s": useful,
+        "bandwidth_bytes_per_s": bandwidth,
+        "runs": [dict(r, tokens_per_s=r["tokens"] / r["seconds"]) for r in runs],
+    }
     Path(path).write_text(json.dumps(figures, indent=2), encoding="utf-8")
 
 
@@ -208,26 +251,45 @@ def same_results_check(loaded: LoadedModel, shape: dict, batched_prompts: list[E
     check_eos = tuple(sorted(set(real_eos) | set(range(64, shape["vocab_size"], 64))))
     checked = with_eos(loaded, check_eos)
     check_prompts = stratified(batched_prompts, args.check_prompts)
-    _, one = measure("check: engine, batch 1", device,
-                     lambda ps: run_engine_collect(checked, ps, args.check_new_tokens, 1), check_prompts)
+    _, one = measure(
+        "check: engine, batch 1",
+        device,
+        lambda ps: run_engine_collect(checked, ps, args.check_new_tokens, 1),
+        check_prompts,
+    )
     agreements = {}
     for prefill in ("alone", "batched"):
-        _, many = measure(f"check: engine, batch {len(check_prompts)}, prompt pass {prefill}", device,
-                          lambda ps: run_engine_collect(checked, ps, args.check_new_tokens, len(check_prompts),
-                                                        prefill=prefill), check_prompts)
-        ids = {r.row: ([int(t) for t in r.text.split()], [int(t) for t in m.text.split()])
-               for r, m in zip(one, many)}
+        _, many = measure(
+            f"check: engine, batch {len(check_prompts)}, prompt pass {prefill}",
+            device,
+            lambda ps: run_engine_collect(checked, ps, args.check_new_tokens, len(check_prompts), prefill=prefill),
+            check_prompts,
+        )
+        ids = {r.row: ([int(t) for t in r.text.split()], [int(t) for t in m.text.split()]) for r, m in zip(one, many)}
         agreements[prefill] = compare(one, many, token_ids=ids)
     return check_prompts, agreements, [r.n_tokens for r in one]
 
 
 def print_check(check_prompts: list[EncodedPrompt], agreements: dict, stops: list[int], new_tokens: int) -> None:
-    print(f"same results, end of sequence honoured ({len(check_prompts)} prompts, up to {new_tokens} tokens, "
-          f"lengths {min(stops)}-{max(stops)}), batched against batch 1:")
-    print(table(["prompt pass", "identical texts", "median first differing token", "cosine min", "cosine median"],
-                [[k, f"{a.identical_share:.0%} ({len(check_prompts) - a.differing}/{len(check_prompts)})",
-                  "-" if a.median_first_difference is None else f"{a.median_first_difference:g}",
-                  f"{a.min_cosine:.4f}", f"{a.median_cosine:.6f}"] for k, a in agreements.items()]))
+    print(
+        f"same results, end of sequence honoured ({len(check_prompts)} prompts, up to {new_tokens} tokens, "
+        f"lengths {min(stops)}-{max(stops)}), batched against batch 1:"
+    )
+    print(
+        table(
+            ["prompt pass", "identical texts", "median first differing token", "cosine min", "cosine median"],
+            [
+                [
+                    k,
+                    f"{a.identical_share:.0%} ({len(check_prompts) - a.differing}/{len(check_prompts)})",
+                    "-" if a.median_first_difference is None else f"{a.median_first_difference:g}",
+                    f"{a.min_cosine:.4f}",
+                    f"{a.median_cosine:.6f}",
+                ]
+                for k, a in agreements.items()
+            ],
+        )
+    )
     print()
 
 
@@ -236,8 +298,12 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--tiny", action="store_true", help="a small shape (for a CPU check of the script)")
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
-    parser.add_argument("--prompts", type=int, default=0,
-                        help="prompts in the batched run (0: two batches, grouped by length as a real run is)")
+    parser.add_argument(
+        "--prompts",
+        type=int,
+        default=0,
+        help="prompts in the batched run (0: two batches, grouped by length as a real run is)",
+    )
     parser.add_argument("--min-prompt", type=int, default=32)
     parser.add_argument("--max-prompt", type=int, default=1000)
     parser.add_argument("--new-tokens", type=int, default=128)
@@ -260,8 +326,11 @@ def main() -> None:
         name = torch.cuda.get_device_name(device)
     else:  # "mps (Apple M2 Pro GPU, 32 GB shared memory)" or "cpu"
         name = device_description(device.type)
-    print(f"device: {name}; torch {torch.__version__}; shape: {'tiny' if args.tiny else 'Llama-3.1-8B'}, "
-          f"{args.dtype}, SDPA attention", flush=True)
+    print(
+        f"device: {name}; torch {torch.__version__}; shape: {'tiny' if args.tiny else 'Llama-3.1-8B'}, "
+        f"{args.dtype}, SDPA attention",
+        flush=True,
+    )
 
     loaded = build(shape, args.device, dtype)
     model = loaded.model
@@ -271,17 +340,24 @@ def main() -> None:
     with torch.no_grad():  # fixed length for the timing runs (see the module's note)
         saved_rows = head[list(real_eos)].clone()
         head[list(real_eos)] = 0
-    print(f"  model built in {time.perf_counter() - started:.0f} s; weights {fmt_bytes(weight_bytes_read_per_step(model))}"
-          f" read per step", flush=True)
+    print(
+        f"  model built in {time.perf_counter() - started:.0f} s; weights {fmt_bytes(weight_bytes_read_per_step(model))}"
+        f" read per step",
+        flush=True,
+    )
 
-    pool_prompts = make_prompts(max(args.prompts, 512), args.min_prompt, args.max_prompt, shape["vocab_size"],
-                                specials, seed=1)
+    pool_prompts = make_prompts(
+        max(args.prompts, 512), args.min_prompt, args.max_prompt, shape["vocab_size"], specials, seed=1
+    )
     batch = auto_batch_size(loaded, pool_prompts, args.new_tokens) if args.batch == "auto" else int(args.batch)
     n_batched = args.prompts or 2 * batch
     batched_prompts = [EncodedPrompt(i, p.ids) for i, p in enumerate(pool_prompts[:n_batched])]
     small = stratified(batched_prompts, args.loop_prompts)
-    print(f"  automatic batch size {batch}; batched run: {n_batched} prompts of {args.min_prompt}-{args.max_prompt} "
-          f"tokens; loop and batch 1: {len(small)} of them", flush=True)
+    print(
+        f"  automatic batch size {batch}; batched run: {n_batched} prompts of {args.min_prompt}-{args.max_prompt} "
+        f"tokens; loop and batch 1: {len(small)} of them",
+        flush=True,
+    )
 
     # Warm-up: kernels, cuBLAS handles, allocator.
     warm = [EncodedPrompt(0, batched_prompts[0].ids[:64]), EncodedPrompt(1, batched_prompts[1].ids[:32])]
@@ -291,17 +367,27 @@ def main() -> None:
 
     runs = []
     if not args.skip_loop:
-        runs.append(measure("gpi_pack loop: generate(output_hidden_states=True), one at a time", device,
-                            lambda ps: gpi_pack_loop(loaded, ps, args.new_tokens), small)[0])
-    runs.append(measure("engine, batch 1", device,
-                        lambda ps: run_engine_collect(loaded, ps, args.new_tokens, 1), small)[0])
+        runs.append(
+            measure(
+                "gpi_pack loop: generate(output_hidden_states=True), one at a time",
+                device,
+                lambda ps: gpi_pack_loop(loaded, ps, args.new_tokens),
+                small,
+            )[0]
+        )
+    runs.append(
+        measure("engine, batch 1", device, lambda ps: run_engine_collect(loaded, ps, args.new_tokens, 1), small)[0]
+    )
     clocks = {}
     for prefill in ("alone", "batched"):
         clock, state = StepClock(model, device), StatusLog()
         try:
-            m, _ = measure(f"engine, batch {batch} ({'auto' if args.batch == 'auto' else 'set'}), prompt pass {prefill}",
-                           device, lambda ps: run_engine_collect(loaded, ps, args.new_tokens, batch, prefill=prefill,
-                                                                 state=state), batched_prompts)
+            m, _ = measure(
+                f"engine, batch {batch} ({'auto' if args.batch == 'auto' else 'set'}), prompt pass {prefill}",
+                device,
+                lambda ps: run_engine_collect(loaded, ps, args.new_tokens, batch, prefill=prefill, state=state),
+                batched_prompts,
+            )
         finally:
             clock.remove()
         ooms = [s for s in state.statuses if "out of memory" in s]
@@ -331,25 +417,44 @@ def main() -> None:
 
     base = runs[0]["tokens"] / runs[0]["seconds"]
     print()
-    print(table(["run", "tokens/s", "vs first row", "peak GPU memory"],
-                [[r["label"], f"{r['tokens'] / r['seconds']:.1f}", f"{r['tokens'] / r['seconds'] / base:.1f}x",
-                  fmt_bytes(r["peak"])] for r in runs]))
+    print(
+        table(
+            ["run", "tokens/s", "vs first row", "peak GPU memory"],
+            [
+                [
+                    r["label"],
+                    f"{r['tokens'] / r['seconds']:.1f}",
+                    f"{r['tokens'] / r['seconds'] / base:.1f}x",
+                    fmt_bytes(r["peak"]),
+                ]
+                for r in runs
+            ],
+        )
+    )
     print()
     if step_seconds:
-        print(f"batched decoding (prompt pass alone): {len(step_seconds)} steps, median {statistics.median(step_seconds) * 1e3:.1f} ms, "
-              f"{fmt_bytes(int(statistics.median(step_bytes)))} read per step (weights {fmt_bytes(weights)} + cache), "
-              f"{achieved / 1e12:.2f} TB/s achieved")
+        print(
+            f"batched decoding (prompt pass alone): {len(step_seconds)} steps, median {statistics.median(step_seconds) * 1e3:.1f} ms, "
+            f"{fmt_bytes(int(statistics.median(step_bytes)))} read per step (weights {fmt_bytes(weights)} + cache), "
+            f"{achieved / 1e12:.2f} TB/s achieved"
+        )
         if bandwidth:
-            print(f"bandwidth bound: {bandwidth / 1e12:.2f} TB/s for '{name}': {achieved / bandwidth:.0%} of the bound "
-                  f"counting the cache as read (left padding included); {useful / bandwidth:.0%} counting only "
-                  f"real tokens' cache")
+            print(
+                f"bandwidth bound: {bandwidth / 1e12:.2f} TB/s for '{name}': {achieved / bandwidth:.0%} of the bound "
+                f"counting the cache as read (left padding included); {useful / bandwidth:.0%} counting only "
+                f"real tokens' cache"
+            )
         else:
             print(f"bandwidth bound: unknown for '{name}' (give --bandwidth TB/s)")
     prefill_times = {k: sum(s for sh, s in c.steps if sh[0][1] != 1) for k, c in clocks.items()}
-    print(f"decoding time in the batched run: alone {sum(step_seconds):.1f} s, batched "
-          f"{sum(s for sh, s in clocks['batched'].steps if sh[0][1] == 1):.1f} s")
-    print(f"prompt pass time in the batched run: alone {prefill_times['alone']:.1f} s, "
-          f"batched {prefill_times['batched']:.1f} s")
+    print(
+        f"decoding time in the batched run: alone {sum(step_seconds):.1f} s, batched "
+        f"{sum(s for sh, s in clocks['batched'].steps if sh[0][1] == 1):.1f} s"
+    )
+    print(
+        f"prompt pass time in the batched run: alone {prefill_times['alone']:.1f} s, "
+        f"batched {prefill_times['batched']:.1f} s"
+    )
     print()
     if check:
         print_check(*check, args.check_new_tokens)

@@ -35,8 +35,13 @@ class OwnerOnlyFileHandler(RotatingFileHandler):
             return os.open(path, flags, _FILE_MODE)
 
         # The handler owns the stream it returns and closes it itself: no context manager here.
-        stream = open(self.baseFilename,  # noqa: SIM115
-                       self.mode, encoding=self.encoding, errors=self.errors, opener=opener)
+        stream = open(  # noqa: SIM115
+            self.baseFilename,
+            self.mode,
+            encoding=self.encoding,
+            errors=self.errors,
+            opener=opener,
+        )
         _owner_only(Path(self.baseFilename), _FILE_MODE)  # an older log, made before this rule
         return stream
 

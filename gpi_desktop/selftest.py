@@ -73,7 +73,9 @@ def run_self_test(work: Path, report: Report) -> None:
     from gpi_desktop.ui.shared.resources import demo_model_path, sample_prompts_path
 
     app = QApplication.instance()
-    report.check(demo_model_path().joinpath("config.json").is_file(), f"the demo model is installed ({demo_model_path()})")
+    report.check(
+        demo_model_path().joinpath("config.json").is_file(), f"the demo model is installed ({demo_model_path()})"
+    )
     report.check(sample_prompts_path().is_file(), f"the sample prompts are installed ({sample_prompts_path()})")
 
     settings = QSettings(str(work / "settings.ini"), QSettings.Format.IniFormat)
@@ -86,8 +88,10 @@ def run_self_test(work: Path, report: Report) -> None:
         window.runner.cancel()
         _wait(app, lambda: not window.runner.is_busy(), "the worker to stop", 120)
         window.close()
-    report.check(not window.isVisible() and not window.runner._thread.isRunning(),
-                 "the window closes and its worker thread has ended")
+    report.check(
+        not window.isVisible() and not window.runner._thread.isRunning(),
+        "the window closes and its worker thread has ended",
+    )
 
 
 def _flow(app, window, work: Path, report: Report) -> None:
@@ -102,16 +106,20 @@ def _flow(app, window, work: Path, report: Report) -> None:
     _wait(app, lambda: not window.prompts_panel.is_loading(), "the sample prompts to load")
     table = window.prompts_panel.table
     expected = pd.read_csv(sample_prompts_path(), dtype=str, keep_default_na=False)
-    report.check(table is not None and table.column == "prompt" and len(table) == len(expected),
-                 f"the sample prompts load: {len(expected)} rows, text column 'prompt' chosen",
-                 "got " + ("nothing" if table is None else f"{len(table)} rows, column {table.column!r}"))
+    report.check(
+        table is not None and table.column == "prompt" and len(table) == len(expected),
+        f"the sample prompts load: {len(expected)} rows, text column 'prompt' chosen",
+        "got " + ("nothing" if table is None else f"{len(table)} rows, column {table.column!r}"),
+    )
     report.check(window.run_blocker() is None, "Run is enabled", str(window.run_blocker()))
 
     _wait(app, lambda: not window.model_panel.is_checking(), "the model check")
     target = window.model_panel.last_target
-    report.check(target is not None and target.hidden_size == 64,
-                 "the model check reads the demo model's hidden width (64)",
-                 window.model_panel.target_label.text())
+    report.check(
+        target is not None and target.hidden_size == 64,
+        "the model check reads the demo model's hidden width (64)",
+        window.model_panel.target_label.text(),
+    )
 
     progress: list[Progress] = []
     ended: list[object] = []  # the outcome, or why the run did not finish
@@ -120,13 +128,15 @@ def _flow(app, window, work: Path, report: Report) -> None:
     window.run_failed.connect(ended.append)
     window.start_run()
     _wait(app, lambda: bool(ended), "the run to finish")
-    report.check(window.outcome is not None, "the run finishes on the demo model",
-                 window.run_page.status_label.text())
+    report.check(window.outcome is not None, "the run finishes on the demo model", window.run_page.status_label.text())
     outcome = window.outcome
     n = len(expected)
     report.check(window.pages.currentIndex() == STEP_RUN, "the window shows the run and preview step")
-    report.check(bool(progress) and progress[-1].done == n == progress[-1].total,
-                 f"progress reaches {n} of {n}", f"last progress {progress[-1] if progress else None}")
+    report.check(
+        bool(progress) and progress[-1].done == n == progress[-1].total,
+        f"progress reaches {n} of {n}",
+        f"last progress {progress[-1] if progress else None}",
+    )
     bar = window.run_page.progress_bar
     report.check(bar.value() == bar.maximum(), "the progress bar is full")
     preview = window.run_page.results
@@ -134,9 +144,11 @@ def _flow(app, window, work: Path, report: Report) -> None:
     report.check([preview.result_at(i).row for i in range(n)] == list(range(n)), "the preview is in row order")
     report.check(all(preview.result_at(i).n_tokens >= 1 for i in range(n)), "every row generated at least one token")
     window.run_page.view.selectRow(0)
-    report.check(window.run_page.prompt_text.toPlainText() == expected["prompt"][0]
-                 and window.run_page.generated_text.toPlainText() == outcome.results[0].text,
-                 "selecting a row shows its prompt and generated text side by side")
+    report.check(
+        window.run_page.prompt_text.toPlainText() == expected["prompt"][0]
+        and window.run_page.generated_text.toPlainText() == outcome.results[0].text,
+        "selecting a row shows its prompt and generated text side by side",
+    )
 
     folder = work / "export"
     exported: list[Path] = []
@@ -146,15 +158,22 @@ def _flow(app, window, work: Path, report: Report) -> None:
     report.check(bool(exported), "the export finishes", window.export_page.state_label.text())
     _check_export(folder, outcome, expected, report)
     code = window.export_page.code.toPlainText()
-    report.check("load_hiddens(" in code and str(folder / "hidden") in code,
-                 "the window shows the Python lines that load the export with gpi_pack")
+    report.check(
+        "load_hiddens(" in code and str(folder / "hidden") in code,
+        "the window shows the Python lines that load the export with gpi_pack",
+    )
 
 
 def _check_export(folder: Path, outcome, expected, report: Report) -> None:
     from gpi_desktop.core.output.verify import export_checks
 
-    for check in export_checks(folder, expected["prompt"].tolist(), max_new_tokens=MAX_NEW_TOKENS,
-                               hidden_size=outcome.results[0].vector.size, texts=[r.text for r in outcome.results]):
+    for check in export_checks(
+        folder,
+        expected["prompt"].tolist(),
+        max_new_tokens=MAX_NEW_TOKENS,
+        hidden_size=outcome.results[0].vector.size,
+        texts=[r.text for r in outcome.results],
+    ):
         report.check(check.ok, check.what, check.detail)
 
 

@@ -19,13 +19,28 @@ def run_cli(*args: str) -> int:
 
 
 def base_args(model: Path, prompts: Path, out: Path, *extra: str) -> list[str]:
-    return ["--model", str(model), "--prompts", str(prompts), "--out", str(out), "--max-new-tokens", MAX_NEW,
-            "--device", "cpu", "--quiet", *extra]
+    return [
+        "--model",
+        str(model),
+        "--prompts",
+        str(prompts),
+        "--out",
+        str(out),
+        "--max-new-tokens",
+        MAX_NEW,
+        "--device",
+        "cpu",
+        "--quiet",
+        *extra,
+    ]
 
 
 def folder_digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def wait_for_journal_rows(out: Path, proc: subprocess.Popen, at_least: int, timeout: float = 120) -> None:

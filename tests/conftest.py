@@ -177,11 +177,11 @@ def make_window(qtbot, tmp_path, memory_keyring):
 
     windows = []
 
-    def make(answers: dict[str, str] | None = None, settings_file: str = "prefs.ini", data_dir: str = "data",
-             **kwargs):
+    def make(answers: dict[str, str] | None = None, settings_file: str = "prefs.ini", data_dir: str = "data", **kwargs):
         settings = QSettings(str(tmp_path / settings_file), QSettings.Format.IniFormat)
-        window = MainWindow(settings, data_dir=tmp_path / data_dir, prompter=ScriptedPrompter(dict(answers or {})),
-                            **kwargs)
+        window = MainWindow(
+            settings, data_dir=tmp_path / data_dir, prompter=ScriptedPrompter(dict(answers or {})), **kwargs
+        )
         window.show()
         windows.append(window)
         return window

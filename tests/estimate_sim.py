@@ -11,8 +11,13 @@ from gpi_desktop.core.estimate.settings import EstimateSettings
 
 EFFECT = 1.0
 # Small networks and a larger learning rate than gpi_pack's: the tests' studies are small and CI time is short.
-SMALL = {"epochs": 60, "learning_rate": 1e-3, "representation_layers": (32,), "outcome_layers": (16, 1),
-         "ps_learning_rate": 1e-3}
+SMALL = {
+    "epochs": 60,
+    "learning_rate": 1e-3,
+    "representation_layers": (32,),
+    "outcome_layers": (16, 1),
+    "ps_learning_rate": 1e-3,
+}
 
 
 @dataclass(frozen=True)

@@ -118,8 +118,7 @@ class FakeHub:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property
     def url(self) -> str:
@@ -180,16 +179,25 @@ class FakeHub:
             return False
         if repo.access == "gated" and token not in repo.approved_tokens:
             if token is None:
-                self._error(h, 401, "GatedRepo",
-                            f"Access to model {repo.model_id} is restricted. You must have access to it and be "
-                            "authenticated to access it. Please log in.", head)
+                self._error(
+                    h,
+                    401,
+                    "GatedRepo",
+                    f"Access to model {repo.model_id} is restricted. You must have access to it and be "
+                    "authenticated to access it. Please log in.",
+                    head,
+                )
             elif token in self.read_only_tokens:
-                self._error(h, 403, None, "This token does not have the permission to access this repository",
-                            head)
+                self._error(h, 403, None, "This token does not have the permission to access this repository", head)
             else:
-                self._error(h, 403, "GatedRepo",
-                            f"Access to model {repo.model_id} is restricted and you are not in the authorized list. "
-                            f"Visit https://huggingface.co/{repo.model_id} to ask for access.", head)
+                self._error(
+                    h,
+                    403,
+                    "GatedRepo",
+                    f"Access to model {repo.model_id} is restricted and you are not in the authorized list. "
+                    f"Visit https://huggingface.co/{repo.model_id} to ask for access.",
+                    head,
+                )
             return False
         return True
 
@@ -232,12 +240,24 @@ class FakeHub:
             return
         repo = repo.at(rev)
         with_blobs = query.get("blobs", ["false"])[0].lower() == "true"
-        self._json(h, {
-            "_id": "0" * 24, "id": model_id, "modelId": model_id, "sha": repo.commit, "private":
-            repo.access == "private", "gated": "manual" if repo.access == "gated" else False, "disabled": False,
-            "downloads": 0, "likes": 0, "tags": [], "library_name": "transformers",
-            "siblings": [repo.sibling(n, with_blobs) for n in sorted(repo.files)],
-        }, head)
+        self._json(
+            h,
+            {
+                "_id": "0" * 24,
+                "id": model_id,
+                "modelId": model_id,
+                "sha": repo.commit,
+                "private": repo.access == "private",
+                "gated": "manual" if repo.access == "gated" else False,
+                "disabled": False,
+                "downloads": 0,
+                "likes": 0,
+                "tags": [],
+                "library_name": "transformers",
+                "siblings": [repo.sibling(n, with_blobs) for n in sorted(repo.files)],
+            },
+            head,
+        )
 
     def _tree(self, h, model_id: str, rev: str, head: bool) -> None:
         repo = self.repos.get(model_id)
@@ -254,8 +274,12 @@ class FakeHub:
         if filename not in repo.files:
             return self._error(h, 404, "EntryNotFound", f"{filename} does not exist on main", head, repo.commit)
         data = repo.files[filename]
-        headers = {"X-Repo-Commit": repo.commit, "ETag": f'"{git_blob_id(data)}"', "Accept-Ranges": "bytes",
-                   "Content-Type": "application/octet-stream"}
+        headers = {
+            "X-Repo-Commit": repo.commit,
+            "ETag": f'"{git_blob_id(data)}"',
+            "Accept-Ranges": "bytes",
+            "Content-Type": "application/octet-stream",
+        }
         if repo.is_lfs(filename):
             headers["X-Linked-Etag"] = f'"{repo.etag(filename)}"'
             headers["X-Linked-Size"] = str(len(data))
@@ -268,7 +292,7 @@ class FakeHub:
                 end = min(int(m[2]), len(data) - 1) if m[2] else len(data) - 1
                 status = 206
                 headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
-        body = data[start:end + 1]
+        body = data[start : end + 1]
         headers["Content-Length"] = str(len(body))
         h.send_response(status)
         for k, v in headers.items():
@@ -287,7 +311,7 @@ class FakeHub:
                 h.close_connection = True
                 h.connection.shutdown(2)  # the client sees the body end early, as on a dropped network
                 break
-            chunk = body[sent:sent + block]
+            chunk = body[sent : sent + block]
             if drop_at is not None:
                 chunk = chunk[: max(0, drop_at - sent)] or chunk
             h.wfile.write(chunk)

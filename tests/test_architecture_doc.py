@@ -45,8 +45,12 @@ def _tables() -> list[tuple[Path, str, list[str]]]:
 
 
 def test_every_module_a_table_names_exists():
-    missing = [f"{folder.relative_to(REPO)}/{name}.py" for folder, _text, names in _tables() for name in names
-               if not (folder / f"{name}.py").is_file()]
+    missing = [
+        f"{folder.relative_to(REPO)}/{name}.py"
+        for folder, _text, names in _tables()
+        for name in names
+        if not (folder / f"{name}.py").is_file()
+    ]
     assert missing == []
 
 

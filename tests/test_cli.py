@@ -43,8 +43,9 @@ def test_custom_prefix_and_save_name(tiny_llama, prompts_csv, tmp_path):
 
 def _spawn(args: list[str]) -> subprocess.Popen:
     env = dict(os.environ, GPI_DESKTOP_LOG_DIR=str(Path(args[args.index("--out") + 1]).parent / "logs"))
-    return subprocess.Popen([sys.executable, "-m", "gpi_desktop", "run", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "gpi_desktop", "run", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
 
 
 def test_killed_run_resumes_to_identical_files(tiny_llama, tmp_path):
@@ -69,7 +70,8 @@ def test_killed_run_resumes_to_identical_files(tiny_llama, tmp_path):
 
 
 def test_a_journal_that_cannot_be_resumed_says_start_over_with_the_flag_and_not_the_windows_words(
-        tiny_llama, prompts_csv, tmp_path, capsys):
+    tiny_llama, prompts_csv, tmp_path, capsys
+):
     import json
 
     out = tmp_path / "out"
@@ -83,13 +85,18 @@ def test_a_journal_that_cannot_be_resumed_says_start_over_with_the_flag_and_not_
     del header["crc"]  # a journal of a version before the header's seal, which could lose its plan
     header_path.write_text(json.dumps(header), encoding="utf-8")
     capsys.readouterr()
-    assert run_cli(*base_args(tiny_llama, prompts_csv, out, "--batch-size", "1", "--max-new-tokens", "40",
-                              "--resume")) == 2
+    assert (
+        run_cli(*base_args(tiny_llama, prompts_csv, out, "--batch-size", "1", "--max-new-tokens", "40", "--resume"))
+        == 2
+    )
     assert capsys.readouterr().err.strip() == (
         f"gpi-desktop: The unfinished run in '{out / '.gpi-run'}' has lost its batch plan, so resuming it would not "
-        "give the same files: start over with --overwrite.")
-    assert run_cli(*base_args(tiny_llama, prompts_csv, out, "--batch-size", "1", "--max-new-tokens", "40",
-                              "--overwrite")) == 0
+        "give the same files: start over with --overwrite."
+    )
+    assert (
+        run_cli(*base_args(tiny_llama, prompts_csv, out, "--batch-size", "1", "--max-new-tokens", "40", "--overwrite"))
+        == 0
+    )
 
 
 def test_resume_refuses_a_folder_of_another_job(tiny_llama, prompts_csv, tmp_path, capsys):
@@ -134,7 +141,9 @@ def _write(path: Path, text: str) -> Path:
         ("damaged-weights", "download the model again"),
     ],
 )
-def test_bad_input_exits_2_with_one_sentence_and_writes_nothing(case, needle, tiny_llama, prompts_csv, tmp_path, capsys):
+def test_bad_input_exits_2_with_one_sentence_and_writes_nothing(
+    case, needle, tiny_llama, prompts_csv, tmp_path, capsys
+):
     out = tmp_path / "out"
     model, prompts, extra = tiny_llama, prompts_csv, []
     if case == "missing-file":
@@ -199,8 +208,20 @@ def test_generation_and_template_options_are_recorded(tiny_llama, prompts_csv, t
     import json
 
     out = tmp_path / "out"
-    assert run_cli(*base_args(tiny_llama, prompts_csv, out, "--generation-option", "repetition_penalty=1.2",
-                              "--template-option", "custom_flag=true")) == 0
+    assert (
+        run_cli(
+            *base_args(
+                tiny_llama,
+                prompts_csv,
+                out,
+                "--generation-option",
+                "repetition_penalty=1.2",
+                "--template-option",
+                "custom_flag=true",
+            )
+        )
+        == 0
+    )
     settings = json.loads((out / "manifest.json").read_text())["settings"]
     assert settings["generation_options"] == {"repetition_penalty": 1.2}
     assert settings["template_options"] == {"custom_flag": True}
@@ -228,7 +249,8 @@ def _must_not_load(*args, **kwargs):
 
 
 def test_a_prompt_too_long_for_the_context_is_refused_before_loading_naming_rows_and_lengths(
-        tiny_llama, tmp_path, capsys, monkeypatch):
+    tiny_llama, tmp_path, capsys, monkeypatch
+):
     import json
 
     model = Path(shutil.copytree(tiny_llama, tmp_path / "short-context"))
@@ -248,7 +270,8 @@ def test_a_prompt_too_long_for_the_context_is_refused_before_loading_naming_rows
 
 
 def test_a_prompt_too_long_for_the_model_is_refused_as_too_long_before_the_memory_estimate_refuses_it(
-        tiny_llama, tmp_path, capsys, monkeypatch):
+    tiny_llama, tmp_path, capsys, monkeypatch
+):
     from gpi_desktop.core.model import memory
 
     # The campaign's case: a 1 MB prompt, which the memory estimate alone refused ("2.0 TB ... --ignore-memory-check").
@@ -279,8 +302,10 @@ def _workbook(path: Path) -> Path:
 def test_a_workbook_of_several_sheets_says_which_it_reads_and_sheet_picks_another(tiny_llama, tmp_path, capsys):
     book = _workbook(tmp_path / "study.xlsx")
     assert run_cli(*base_args(tiny_llama, book, tmp_path / "first")) == 0
-    assert ("gpi-desktop: note: study.xlsx has 2 sheets; the prompts are read from 'pilot' (the first), not from "
-            "'study'; choose another with --sheet NAME.") in capsys.readouterr().err
+    assert (
+        "gpi-desktop: note: study.xlsx has 2 sheets; the prompts are read from 'pilot' (the first), not from "
+        "'study'; choose another with --sheet NAME."
+    ) in capsys.readouterr().err
     assert pd.read_pickle(tmp_path / "first" / "generated_texts.pkl")["P"].tolist() == ["pilot prompt"]
     assert run_cli(*base_args(tiny_llama, book, tmp_path / "study", "--sheet", "study")) == 0
     assert pd.read_pickle(tmp_path / "study" / "generated_texts.pkl")["P"].tolist() == PROMPTS[:3]
@@ -288,12 +313,19 @@ def test_a_workbook_of_several_sheets_says_which_it_reads_and_sheet_picks_anothe
     assert "has no sheet named 'Study'; its sheets are 'pilot', 'study'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("option, words", [
-    ("unknown_kw=1", "The generation option 'unknown_kw' is neither a transformers generation setting"),
-    ("repetition_penalty=-1", "The generation option repetition_penalty=-1 cannot be used: repetition_penalty takes"),
-])
+@pytest.mark.parametrize(
+    "option, words",
+    [
+        ("unknown_kw=1", "The generation option 'unknown_kw' is neither a transformers generation setting"),
+        (
+            "repetition_penalty=-1",
+            "The generation option repetition_penalty=-1 cannot be used: repetition_penalty takes",
+        ),
+    ],
+)
 def test_a_generation_option_the_model_would_not_accept_exits_2_before_loading_or_writing(
-        option, words, tiny_llama, prompts_csv, tmp_path, capsys, monkeypatch):
+    option, words, tiny_llama, prompts_csv, tmp_path, capsys, monkeypatch
+):
     monkeypatch.setattr("gpi_desktop.core.model.models.load_model", _must_not_load)
     code = run_cli(*base_args(tiny_llama, prompts_csv, tmp_path / "o", "--generation-option", option))
     err = capsys.readouterr().err.strip()
@@ -303,7 +335,8 @@ def test_a_generation_option_the_model_would_not_accept_exits_2_before_loading_o
 
 
 def test_a_will_not_fit_memory_verdict_stops_the_run_before_loading_unless_the_user_insists(
-        tiny_llama, prompts_csv, tmp_path, capsys, monkeypatch):
+    tiny_llama, prompts_csv, tmp_path, capsys, monkeypatch
+):
     from gpi_desktop.core.model import memory
 
     tiny_ram = memory.DeviceMemory("this computer's memory (RAM)", 100_000, 200_000)
@@ -321,9 +354,11 @@ def test_a_will_not_fit_memory_verdict_stops_the_run_before_loading_unless_the_u
 
 def test_a_command_module_that_cannot_be_imported_stops_the_program_instead_of_hiding_its_command():
     # The old entry point caught ImportError around the cluster commands, so a broken module silently removed `merge`.
-    code = ("import sys; sys.modules['gpi_desktop.cli.merge'] = None\n"
-            "from gpi_desktop.cli import main\n"
-            "sys.exit(main(['merge', '--help']))")
+    code = (
+        "import sys; sys.modules['gpi_desktop.cli.merge'] = None\n"
+        "from gpi_desktop.cli import main\n"
+        "sys.exit(main(['merge', '--help']))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert "gpi_desktop.cli.merge" in proc.stderr and "Traceback" in proc.stderr

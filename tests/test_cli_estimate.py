@@ -33,9 +33,28 @@ def study():
 def test_estimate_writes_the_report_from_our_export(study, tmp_path, capsys):
     export = write_our_export(study, tmp_path / "export", tmp_path / "prompts.csv")
     out = tmp_path / "report"
-    code = main(["estimate", "--vectors", str(export), "--treatment", "group", "--treated", "short",
-                 "--outcome", "score", "--epochs", "2", "--seed", "3", "--cluster", "region", "--out", str(out),
-                 "--quiet"])
+    code = main(
+        [
+            "estimate",
+            "--vectors",
+            str(export),
+            "--treatment",
+            "group",
+            "--treated",
+            "short",
+            "--outcome",
+            "score",
+            "--epochs",
+            "2",
+            "--seed",
+            "3",
+            "--cluster",
+            "region",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == EXIT_OK
     assert {p.name for p in out.iterdir()} == REPORT_FILES
     record = json.loads((out / "estimate.json").read_text(encoding="utf-8"))
@@ -55,8 +74,24 @@ def test_estimate_reads_a_gpi_pack_folder_with_a_data_file_and_refuses_a_full_fo
     folder = write_gpi_pack_folder(study, tmp_path / "hidden")
     study_table(study).to_csv(tmp_path / "data.csv", index=False)
     out = tmp_path / "report"
-    args = ["estimate", "--vectors", str(folder), "--data", str(tmp_path / "data.csv"), "--treatment", "group",
-            "--treated", "short", "--outcome", "score", "--epochs", "1", "--out", str(out), "--quiet"]
+    args = [
+        "estimate",
+        "--vectors",
+        str(folder),
+        "--data",
+        str(tmp_path / "data.csv"),
+        "--treatment",
+        "group",
+        "--treated",
+        "short",
+        "--outcome",
+        "score",
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert main(args) == EXIT_OK
     first = (out / "estimate.json").read_bytes()
     assert main(args) == EXIT_BAD_INPUT
@@ -65,17 +100,35 @@ def test_estimate_reads_a_gpi_pack_folder_with_a_data_file_and_refuses_a_full_fo
     assert (out / "estimate.json").read_bytes() == first  # the same seed: the same numbers
 
 
-@pytest.mark.parametrize(("change", "words"), [
-    (["--treated", "medium"], "The treated value 'medium' is not in the treatment column 'group'"),
-    (["--outcome", "prompt"], "The outcome column 'prompt' of data.csv must hold numbers"),
-    (["--folds", "1"], "The number of folds must be 2 or more"),
-    (["--confounders", "score"], "A confounder cannot be the treatment or the outcome column"),
-])
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (["--treated", "medium"], "The treated value 'medium' is not in the treatment column 'group'"),
+        (["--outcome", "prompt"], "The outcome column 'prompt' of data.csv must hold numbers"),
+        (["--folds", "1"], "The number of folds must be 2 or more"),
+        (["--confounders", "score"], "A confounder cannot be the treatment or the outcome column"),
+    ],
+)
 def test_estimate_says_what_is_wrong_in_one_sentence_with_exit_code_2(study, tmp_path, capsys, change, words):
     folder = write_gpi_pack_folder(study, tmp_path / "hidden")
     study_table(study).to_csv(tmp_path / "data.csv", index=False)
-    args = ["estimate", "--vectors", str(folder), "--data", str(tmp_path / "data.csv"), "--treatment", "group",
-            "--treated", "short", "--outcome", "score", "--epochs", "1", "--out", str(tmp_path / "report")]
+    args = [
+        "estimate",
+        "--vectors",
+        str(folder),
+        "--data",
+        str(tmp_path / "data.csv"),
+        "--treatment",
+        "group",
+        "--treated",
+        "short",
+        "--outcome",
+        "score",
+        "--epochs",
+        "1",
+        "--out",
+        str(tmp_path / "report"),
+    ]
     assert main([*args, *change]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert words in err and "Traceback" not in err
@@ -85,8 +138,21 @@ def test_estimate_says_what_is_wrong_in_one_sentence_with_exit_code_2(study, tmp
 def test_estimate_asks_which_value_is_treated_with_the_flag(study, tmp_path, capsys):
     folder = write_gpi_pack_folder(study, tmp_path / "hidden")
     study_table(study).to_csv(tmp_path / "data.csv", index=False)
-    code = main(["estimate", "--vectors", str(folder), "--data", str(tmp_path / "data.csv"), "--treatment", "group",
-                 "--outcome", "score", "--out", str(tmp_path / "report")])
+    code = main(
+        [
+            "estimate",
+            "--vectors",
+            str(folder),
+            "--data",
+            str(tmp_path / "data.csv"),
+            "--treatment",
+            "group",
+            "--outcome",
+            "score",
+            "--out",
+            str(tmp_path / "report"),
+        ]
+    )
     assert code == EXIT_BAD_INPUT
     assert "say which one means treated with --treated VALUE" in capsys.readouterr().err
 
@@ -100,7 +166,20 @@ def test_a_stopped_estimate_exits_130_and_says_no_report_was_written(study, tmp_
 
     monkeypatch.setattr(run_module, "run_estimate", stopped)
     folder = write_gpi_pack_folder(study, tmp_path / "hidden")
-    code = main(["estimate", "--vectors", str(folder), "--data", str(tmp_path / "data.csv"), "--treatment", "group",
-                 "--outcome", "score", "--out", str(tmp_path / "report")])
+    code = main(
+        [
+            "estimate",
+            "--vectors",
+            str(folder),
+            "--data",
+            str(tmp_path / "data.csv"),
+            "--treatment",
+            "group",
+            "--outcome",
+            "score",
+            "--out",
+            str(tmp_path / "report"),
+        ]
+    )
     assert code == EXIT_CANCELLED
     assert capsys.readouterr().err.strip() == "Stopped; no report was written."

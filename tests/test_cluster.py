@@ -35,8 +35,11 @@ SPEECHES = PROMPTS + [f"{p} (again)" for p in PROMPTS] + [f"{p}, once more" for 
 
 
 def digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def manifest(folder: Path) -> dict:
@@ -44,21 +47,27 @@ def manifest(folder: Path) -> dict:
 
 
 def make_job(tmp_path: Path, model: Path, prompts: Path, name: str, *, batch_size="2", **settings) -> Path:
-    spec = JobSpec(prompts, "text", RunSettings(model=str(model), max_new_tokens=MAX_NEW, batch_size=batch_size,
-                                               **settings), ExportSettings())
+    spec = JobSpec(
+        prompts,
+        "text",
+        RunSettings(model=str(model), max_new_tokens=MAX_NEW, batch_size=batch_size, **settings),
+        ExportSettings(),
+    )
     return write_job_folder(tmp_path / name, spec, ClusterSettings(shards=N, gpus_per_task=0)).folder
 
 
 def run_shard_in_process(job: Path, index: int, out: Path, *extra: str) -> int:
-    return main(["run", "--job", str(job / "job.json"), "--shard", f"{index}/{N}", "--out", str(out), "--quiet",
-                 *extra])
+    return main(
+        ["run", "--job", str(job / "job.json"), "--shard", f"{index}/{N}", "--out", str(out), "--quiet", *extra]
+    )
 
 
 @pytest.fixture(scope="module")
 def prompts_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("input") / "speeches.csv"
     pd.DataFrame({"id": range(len(SPEECHES)), "text": SPEECHES, "party": list("AB" * (len(SPEECHES) // 2))}).to_csv(
-        path, index=False)
+        path, index=False
+    )
     return path
 
 
@@ -67,9 +76,28 @@ def fixed_job(tmp_path_factory, tiny_llama, prompts_file) -> Path:
     """A job with batch size 2, its three shards run as parallel processes, as SLURM array tasks would run."""
     job = make_job(tmp_path_factory.mktemp("jobs"), tiny_llama, prompts_file, "job")
     env = dict(os.environ, GPI_DESKTOP_LOG_DIR=str(job / "logs"))
-    procs = [subprocess.Popen([sys.executable, "-m", "gpi_desktop", "run", "--job", "job.json", "--shard",
-                               f"{i}/{N}", "--out", f"shards/{i}", "--quiet"], cwd=job, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(1, N + 1)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gpi_desktop",
+                "run",
+                "--job",
+                "job.json",
+                "--shard",
+                f"{i}/{N}",
+                "--out",
+                f"shards/{i}",
+                "--quiet",
+            ],
+            cwd=job,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for i in range(1, N + 1)
+    ]
     for proc in procs:
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err.decode()
@@ -121,10 +149,22 @@ def test_shard_parse_counts_from_one():
 
 
 def test_job_folder_holds_prompts_copy_job_file_script_and_readme(tiny_llama, prompts_file, tmp_path):
-    cluster = ClusterSettings(shards=5, gpus_per_task=2, time="1-12:00:00", memory="80g", model_cache="~/scratch/hf",
-                              partition="gpu", account="lab-42", setup="module load cuda")
-    spec = JobSpec(prompts_file, None, RunSettings(model=str(tiny_llama), pooling="mean", device="cpu"),
-                   ExportSettings("h_", "texts"))
+    cluster = ClusterSettings(
+        shards=5,
+        gpus_per_task=2,
+        time="1-12:00:00",
+        memory="80g",
+        model_cache="~/scratch/hf",
+        partition="gpu",
+        account="lab-42",
+        setup="module load cuda",
+    )
+    spec = JobSpec(
+        prompts_file,
+        None,
+        RunSettings(model=str(tiny_llama), pooling="mean", device="cpu"),
+        ExportSettings("h_", "texts"),
+    )
     job = write_job_folder(tmp_path / "job", spec, cluster)
     assert (job.folder / "input" / "speeches.csv").read_bytes() == prompts_file.read_bytes()
     loaded = load_job_file(job.job_file)
@@ -133,19 +173,37 @@ def test_job_folder_holds_prompts_copy_job_file_script_and_readme(tiny_llama, pr
     assert loaded.spec.settings.pooling == "mean" and loaded.spec.export == ExportSettings("h_", "texts")
     assert loaded.spec.settings.device == "cuda"  # the cluster's GPUs, whatever the desktop used, never the CPU
     script = job.script.read_text()
-    for line in ("#SBATCH --array=1-5", "#SBATCH --gres=gpu:2", "#SBATCH --time=1-12:00:00", "#SBATCH --mem=80G",
-                 "#SBATCH --requeue", "#SBATCH --partition=gpu", "#SBATCH --account=lab-42",
-                 'export HF_HOME="$HOME/scratch/hf"', "module load cuda"):
+    for line in (
+        "#SBATCH --array=1-5",
+        "#SBATCH --gres=gpu:2",
+        "#SBATCH --time=1-12:00:00",
+        "#SBATCH --mem=80G",
+        "#SBATCH --requeue",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --account=lab-42",
+        'export HF_HOME="$HOME/scratch/hf"',
+        "module load cuda",
+    ):
         assert line in script
     readme = job.readme.read_text()
-    for words in ("sbatch run.sbatch", "squeue", "gpi-desktop merge job --out job-export", "Merge cluster results",
-                  "scp -r"):
+    for words in (
+        "sbatch run.sbatch",
+        "squeue",
+        "gpi-desktop merge job --out job-export",
+        "Merge cluster results",
+        "scp -r",
+    ):
         assert words in readme
     assert (job.folder / "logs").is_dir()
 
 
-@pytest.mark.parametrize("cluster", [ClusterSettings(), ClusterSettings(shards=1, gpus_per_task=0, partition="x",
-                                                                         account="y", setup="source a/b\nexport Z=1")])
+@pytest.mark.parametrize(
+    "cluster",
+    [
+        ClusterSettings(),
+        ClusterSettings(shards=1, gpus_per_task=0, partition="x", account="y", setup="source a/b\nexport Z=1"),
+    ],
+)
 def test_sbatch_script_passes_bash_n_and_uses_only_standard_options(cluster, tmp_path):
     path = tmp_path / "run.sbatch"
     path.write_text(sbatch_script(cluster))
@@ -156,8 +214,10 @@ def test_sbatch_script_passes_bash_n_and_uses_only_standard_options(cluster, tmp
     assert "array" in options and "requeue" in options and "time" in options and "mem" in options
 
 
-@pytest.mark.parametrize("field, value", [("time", "8 hours"), ("memory", "lots"), ("partition", "a b"),
-                                          ("model_cache", 'x"; rm -rf ~'), ("shards", 0)])
+@pytest.mark.parametrize(
+    "field, value",
+    [("time", "8 hours"), ("memory", "lots"), ("partition", "a b"), ("model_cache", 'x"; rm -rf ~'), ("shards", 0)],
+)
 def test_cluster_fields_out_of_slurm_form_are_refused(field, value):
     with pytest.raises(SettingsError):
         ClusterSettings(**{field: value}).validate()
@@ -180,8 +240,13 @@ def test_script_lets_the_program_decide_under_its_hold_and_skips_a_finished_shar
 
     def task(i: int) -> str:
         calls.unlink(missing_ok=True)
-        done = subprocess.run(["bash", str(job / "run.sbatch")], env=dict(env, SLURM_ARRAY_TASK_ID=str(i)),
-                              capture_output=True, text=True, cwd=tmp_path)
+        done = subprocess.run(
+            ["bash", str(job / "run.sbatch")],
+            env=dict(env, SLURM_ARRAY_TASK_ID=str(i)),
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+        )
         assert done.returncode == 0, done.stderr
         return calls.read_text().strip() if calls.exists() else ""
 
@@ -200,8 +265,14 @@ def test_a_task_killed_with_sigkill_ends_its_log_with_what_happened_and_the_comm
     (job / "shards").mkdir(parents=True)
     (job / "job.json").write_text("{}")
     (job / "run.sbatch").write_text(sbatch_script(ClusterSettings(shards=3)))
-    env = dict(os.environ, GPI_DESKTOP=str(_fake_program(tmp_path)), CALLS=str(tmp_path / "calls"),
-               SLURM_SUBMIT_DIR=str(job), SLURM_ARRAY_TASK_ID="3", KILL_ME="1")
+    env = dict(
+        os.environ,
+        GPI_DESKTOP=str(_fake_program(tmp_path)),
+        CALLS=str(tmp_path / "calls"),
+        SLURM_SUBMIT_DIR=str(job),
+        SLURM_ARRAY_TASK_ID="3",
+        KILL_ME="1",
+    )
     done = subprocess.run(["bash", str(job / "run.sbatch")], env=env, capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 137
     last = done.stderr.strip().splitlines()[-1]
@@ -215,30 +286,51 @@ def test_a_task_killed_with_sigkill_ends_its_log_with_what_happened_and_the_comm
 def test_parallel_shards_merge_to_the_single_machine_files_byte_for_byte(fixed_job, tmp_path, capsys):
     single = tmp_path / "single"
     assert main(["run", "--job", str(fixed_job / "job.json"), "--out", str(single), "--quiet"]) == 0
-    rows = [json.loads((fixed_job / "shards" / str(i) / "shard.json").read_text())["shard"]["rows"]
-            for i in range(1, N + 1)]
+    rows = [
+        json.loads((fixed_job / "shards" / str(i) / "shard.json").read_text())["shard"]["rows"] for i in range(1, N + 1)
+    ]
     assert sorted(sum(rows, [])) == list(range(len(SPEECHES))) and all(rows)
     for i, shard_rows in enumerate(rows, 1):  # original row numbers, loadable as gpi_pack does
-        assert sorted(p.name for p in (fixed_job / "shards" / str(i) / "hidden").iterdir()) == \
-            sorted(f"hidden_{k}.pt" for k in shard_rows)
+        assert sorted(p.name for p in (fixed_job / "shards" / str(i) / "hidden").iterdir()) == sorted(
+            f"hidden_{k}.pt" for k in shard_rows
+        )
 
     merged = tmp_path / "merged"
     assert main(["merge", *sorted(map(str, (fixed_job / "shards").iterdir())), "--out", str(merged), "--quiet"]) == 0
     got, want = digest(merged), digest(single)
     assert set(got) == set(want)
     # Whole waves of the single-machine plan: every data file is identical, byte for byte.
-    assert {k: v for k, v in got.items() if k != "manifest.json"} == {k: v for k, v in want.items() if k != "manifest.json"}
+    assert {k: v for k, v in got.items() if k != "manifest.json"} == {
+        k: v for k, v in want.items() if k != "manifest.json"
+    }
     m, s = manifest(merged), manifest(single)
-    assert m.pop("sharded") == {"shards": N, "batch_sizes": [2, 2, 2], "devices": ["cpu"] * N,
-                                "precisions": ["float32"] * N}
+    assert m.pop("sharded") == {
+        "shards": N,
+        "batch_sizes": [2, 2, 2],
+        "devices": ["cpu"] * N,
+        "precisions": ["float32"] * N,
+    }
     assert m == s
     texts = pd.read_pickle(merged / "generated_texts.pkl")
     assert texts["P"].tolist() == SPEECHES
 
 
 def test_auto_batch_shards_merge_with_equal_texts_and_close_vectors(tiny_llama, prompts_file, tmp_path):
-    args = ["--model", str(tiny_llama), "--prompts", str(prompts_file), "--column", "text", "--max-new-tokens",
-            str(MAX_NEW), "--device", "cpu", "--pooling", "mean", "--quiet"]
+    args = [
+        "--model",
+        str(tiny_llama),
+        "--prompts",
+        str(prompts_file),
+        "--column",
+        "text",
+        "--max-new-tokens",
+        str(MAX_NEW),
+        "--device",
+        "cpu",
+        "--pooling",
+        "mean",
+        "--quiet",
+    ]
     single = tmp_path / "single"
     assert main(["run", *args, "--out", str(single)]) == 0
     for i in range(1, N + 1):
@@ -250,8 +342,9 @@ def test_auto_batch_shards_merge_with_equal_texts_and_close_vectors(tiny_llama, 
     a, b = pd.read_pickle(merged / "generated_texts.pkl"), pd.read_pickle(single / "generated_texts.pkl")
     assert a["X"].tolist() == b["X"].tolist() and a["P"].tolist() == b["P"].tolist() == SPEECHES
     assert (merged / "generated_texts.csv").read_bytes() == (single / "generated_texts.csv").read_bytes()
-    np.testing.assert_allclose(np.load(merged / "hidden_states.npy"), np.load(single / "hidden_states.npy"),
-                               atol=1e-5, rtol=1e-4)
+    np.testing.assert_allclose(
+        np.load(merged / "hidden_states.npy"), np.load(single / "hidden_states.npy"), atol=1e-5, rtol=1e-4
+    )
     m, s = manifest(merged), manifest(single)
     assert m.pop("sharded")["shards"] == N
     for d in (m, s):  # only the batch sizes and the vector files' hashes may differ
@@ -314,8 +407,10 @@ def test_merge_refuses_an_unfinished_or_damaged_shard(fixed_job, tmp_path, capsy
 
 
 def _largest_shard(job: Path) -> int:
-    sizes = {i: len(json.loads((job / "shards" / str(i) / "shard.json").read_text())["shard"]["rows"])
-             for i in range(1, N + 1)}
+    sizes = {
+        i: len(json.loads((job / "shards" / str(i) / "shard.json").read_text())["shard"]["rows"])
+        for i in range(1, N + 1)
+    }
     return max(sizes, key=sizes.get)
 
 
@@ -339,8 +434,10 @@ def test_a_shard_journal_never_resumes_another_shard(fixed_job, tmp_path, capsys
     spec = load_job_file(fixed_job / "job.json").spec
     out = tmp_path / "shard"
     with pytest.raises(Cancelled):
-        run_job(JobRun(spec, load_prompts(spec), out / ".gpi-run", Shard(_largest_shard(fixed_job), N)),
-                RecordingState(cancel_after=1))
+        run_job(
+            JobRun(spec, load_prompts(spec), out / ".gpi-run", Shard(_largest_shard(fixed_job), N)),
+            RecordingState(cancel_after=1),
+        )
     assert run_shard_in_process(fixed_job, _largest_shard(fixed_job) % N + 1, out, "--resume") == 2
     assert "shard" in capsys.readouterr().err
 
@@ -351,8 +448,19 @@ def test_job_file_settings_cannot_be_overridden_by_flags(fixed_job, tmp_path, ca
 
 
 def test_a_shard_without_prompts_still_finishes_its_folder(tiny_llama, prompts_file, tmp_path):
-    args = ["--model", str(tiny_llama), "--prompts", str(prompts_file), "--max-new-tokens", "4", "--device", "cpu",
-            "--quiet", "--batch-size", "4"]  # 8 prompts in 2 batches: shard 3 of 3 gets none
+    args = [
+        "--model",
+        str(tiny_llama),
+        "--prompts",
+        str(prompts_file),
+        "--max-new-tokens",
+        "4",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--batch-size",
+        "4",
+    ]  # 8 prompts in 2 batches: shard 3 of 3 gets none
     assert main(["run", *args, "--shard", "3/3", "--out", str(tmp_path / "s3")]) == 0
     shard = json.loads((tmp_path / "s3" / "shard.json").read_text())
     assert shard["shard"]["rows"] == [] and np.load(tmp_path / "s3" / "shard-states.npy").shape == (0, 64)
@@ -360,10 +468,30 @@ def test_a_shard_without_prompts_still_finishes_its_folder(tiny_llama, prompts_f
 
 def test_sigterm_from_slurm_stops_a_shard_keeping_its_finished_prompts(tiny_llama, prompts_file, tmp_path):
     out = tmp_path / "shard"
-    args = ["run", "--model", str(tiny_llama), "--prompts", str(prompts_file), "--max-new-tokens", "40",
-            "--batch-size", "1", "--device", "cpu", "--quiet", "--shard", "1/1", "--out", str(out)]
-    proc = subprocess.Popen([sys.executable, "-m", "gpi_desktop", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=dict(os.environ, GPI_DESKTOP_LOG_DIR=str(tmp_path / "logs")))
+    args = [
+        "run",
+        "--model",
+        str(tiny_llama),
+        "--prompts",
+        str(prompts_file),
+        "--max-new-tokens",
+        "40",
+        "--batch-size",
+        "1",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--shard",
+        "1/1",
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gpi_desktop", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(os.environ, GPI_DESKTOP_LOG_DIR=str(tmp_path / "logs")),
+    )
     records = out / ".gpi-run" / "records.jsonl"
     deadline = time.monotonic() + 120
     while not (records.exists() and records.read_bytes().count(b"\n") >= 1):
@@ -384,8 +512,11 @@ def test_job_and_shard_files_are_readable_like_the_exports_files(fixed_job):
     umask = os.umask(0)
     os.umask(umask)
     expected = 0o666 & ~umask
-    for path in (fixed_job / "job.json", fixed_job / "shards" / "1" / "shard.json",
-                 fixed_job / "shards" / "1" / "shard-results.jsonl"):
+    for path in (
+        fixed_job / "job.json",
+        fixed_job / "shards" / "1" / "shard.json",
+        fixed_job / "shards" / "1" / "shard-results.jsonl",
+    ):
         assert path.stat().st_mode & 0o777 == expected, path
 
 
@@ -441,8 +572,9 @@ def test_a_stopped_slurm_task_is_told_in_slurms_terms_why_and_what_to_type(monke
     from gpi_desktop.core.cluster import slurm
     from gpi_desktop.core.cluster.slurm import JobRecord
 
-    args = build_parser().parse_args(["run", "--job", str(tmp_path / "job" / "job.json"), "--shard", "2/3", "--out",
-                                      "shards/2"])
+    args = build_parser().parse_args(
+        ["run", "--job", str(tmp_path / "job" / "job.json"), "--shard", "2/3", "--out", "shards/2"]
+    )
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     assert "--resume" in run_command.stopped_message(args)
     for name, value in {"SLURM_JOB_ID": "41", "SLURM_ARRAY_JOB_ID": "39", "SLURM_ARRAY_TASK_ID": "2"}.items():
@@ -452,7 +584,7 @@ def test_a_stopped_slurm_task_is_told_in_slurms_terms_why_and_what_to_type(monke
     # What `scontrol -o show job 39_2` said at the stop, as slurm-wlm 22.05 says it.
     records = {
         "timeout": "JobId=41 ArrayJobId=39 ArrayTaskId=2 JobState=COMPLETING Reason=TimeLimit Restarts=0 "
-                   "TimeLimit=00:20:00",
+        "TimeLimit=00:20:00",
         "scancel": "JobId=41 ArrayJobId=39 ArrayTaskId=2 JobState=COMPLETING Reason=None Restarts=0 TimeLimit=00:20:00",
         "requeue": "JobId=41 ArrayJobId=39 ArrayTaskId=2 JobState=COMPLETING Reason=None Restarts=1 TimeLimit=00:20:00",
     }
@@ -476,8 +608,9 @@ def test_a_stopped_slurm_task_is_told_in_slurms_terms_why_and_what_to_type(monke
 SCRIPT_VARIANTS = [
     ClusterSettings(),
     ClusterSettings(shards=1, gpus_per_task=0, partition="x", account="y", qos="long", setup="source a/b\nexport Z=1"),
-    ClusterSettings(shards=12, gpus_per_task=2, gpu_type="a100", gpu_option="gpus", array_throttle=3,
-                    model_cache="~/scratch/hf"),
+    ClusterSettings(
+        shards=12, gpus_per_task=2, gpu_type="a100", gpu_option="gpus", array_throttle=3, model_cache="~/scratch/hf"
+    ),
 ]
 
 
@@ -526,11 +659,16 @@ def test_running_the_script_from_any_folder_submits_it_with_absolute_log_paths(t
     args = tmp_path / "args.txt"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
     env.update(PATH=f"{_fake_sbatch(tmp_path)}:{env['PATH']}", SBATCH_ARGS=str(args))
-    done = subprocess.run(["bash", "../job/run.sbatch", "--array=3"], cwd=elsewhere, env=env, capture_output=True,
-                          text=True)
+    done = subprocess.run(
+        ["bash", "../job/run.sbatch", "--array=3"], cwd=elsewhere, env=env, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
-    assert args.read_text().splitlines() == [f"--chdir={job}", f"--output={job}/logs/%x-%A_%a.log", "--array=3",
-                                             f"{job}/run.sbatch"]
+    assert args.read_text().splitlines() == [
+        f"--chdir={job}",
+        f"--output={job}/logs/%x-%A_%a.log",
+        "--array=3",
+        f"{job}/run.sbatch",
+    ]
     assert (job / "logs").is_dir()
 
 
@@ -547,8 +685,15 @@ def test_a_task_submitted_with_sbatch_from_another_folder_still_finds_its_job_fo
     calls = tmp_path / "calls.txt"
     home = tmp_path / "home"
     home.mkdir()
-    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", GPI_DESKTOP=str(_fake_program(tmp_path)),
-               CALLS=str(calls), SLURM_SUBMIT_DIR=str(home), SLURM_JOB_ID="41", SLURM_ARRAY_TASK_ID="1")
+    env = dict(
+        os.environ,
+        PATH=f"{bin_dir}:{os.environ['PATH']}",
+        GPI_DESKTOP=str(_fake_program(tmp_path)),
+        CALLS=str(calls),
+        SLURM_SUBMIT_DIR=str(home),
+        SLURM_JOB_ID="41",
+        SLURM_ARRAY_TASK_ID="1",
+    )
     done = subprocess.run(["bash", str(job / "run.sbatch")], cwd=home, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert calls.read_text().strip() == "run --job job.json --shard 1/3 --out shards/1 --resume"
@@ -563,13 +708,18 @@ def test_tasks_run_offline_with_the_jobs_model_cache(tmp_path):
     assert 'export HF_HOME="/scratch/me/hf"' in script and 'export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"' in script
 
 
-def test_a_gpu_job_on_a_machine_without_a_usable_gpu_stops_loudly(tiny_llama, prompts_file, tmp_path, capsys,
-                                                                  monkeypatch):
+def test_a_gpu_job_on_a_machine_without_a_usable_gpu_stops_loudly(
+    tiny_llama, prompts_file, tmp_path, capsys, monkeypatch
+):
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a broken CUDA setup, as torch sees it
-    spec = JobSpec(prompts_file, "text", RunSettings(model=str(tiny_llama), max_new_tokens=MAX_NEW, batch_size="2"),
-                   ExportSettings())
+    spec = JobSpec(
+        prompts_file,
+        "text",
+        RunSettings(model=str(tiny_llama), max_new_tokens=MAX_NEW, batch_size="2"),
+        ExportSettings(),
+    )
     job = write_job_folder(tmp_path / "job", spec, ClusterSettings(shards=N, gpus_per_task=1)).folder
     assert load_job_file(job / "job.json").spec.settings.device == "cuda"
     assert run_shard_in_process(job, 1, job / "shards" / "1") == 2
@@ -586,8 +736,9 @@ def _pretend_ran_on(shard: Path, device: str, precision: str) -> None:
     path.write_text(json.dumps(data))
 
 
-def test_merge_refuses_shards_of_different_devices_unless_told_and_states_each_shards_device(fixed_job, tmp_path,
-                                                                                             capsys):
+def test_merge_refuses_shards_of_different_devices_unless_told_and_states_each_shards_device(
+    fixed_job, tmp_path, capsys
+):
     job = tmp_path / "job"
     shutil.copytree(fixed_job, job)
     _pretend_ran_on(job / "shards" / "2", "cuda (NVIDIA A100 x1)", "bfloat16")
@@ -612,21 +763,30 @@ def test_the_scripts_run_options_line_reaches_every_tasks_run(tmp_path):
     assert script.count('RUN_OPTIONS=""') == 1
     (job / "run.sbatch").write_text(script.replace('RUN_OPTIONS=""', RUN_OPTIONS_LINE_INSIST))
     calls = tmp_path / "calls.txt"
-    env = dict(os.environ, GPI_DESKTOP=str(_fake_program(tmp_path)), CALLS=str(calls), SLURM_SUBMIT_DIR=str(job),
-               SLURM_ARRAY_TASK_ID="2")
+    env = dict(
+        os.environ,
+        GPI_DESKTOP=str(_fake_program(tmp_path)),
+        CALLS=str(calls),
+        SLURM_SUBMIT_DIR=str(job),
+        SLURM_ARRAY_TASK_ID="2",
+    )
     done = subprocess.run(["bash", str(job / "run.sbatch")], env=env, capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert calls.read_text().strip() == "run --job job.json --shard 2/3 --out shards/2 --resume --ignore-memory-check"
 
 
 def test_a_slurm_task_the_memory_estimate_stops_says_how_to_insist_in_the_script(
-        tiny_llama, prompts_file, tmp_path, monkeypatch, capsys):
+    tiny_llama, prompts_file, tmp_path, monkeypatch, capsys
+):
     from gpi_desktop.core.cluster.sbatch import RUN_OPTIONS_LINE_INSIST
     from gpi_desktop.core.model import memory
 
     job = make_job(tmp_path, tiny_llama, prompts_file, "job")
-    monkeypatch.setattr(memory, "available_memory",
-                        lambda device="auto": [memory.DeviceMemory("this node's memory (RAM)", 100_000, 200_000)])
+    monkeypatch.setattr(
+        memory,
+        "available_memory",
+        lambda device="auto": [memory.DeviceMemory("this node's memory (RAM)", 100_000, 200_000)],
+    )
     monkeypatch.setenv("SLURM_JOB_ID", "41")
     assert run_shard_in_process(job, 1, tmp_path / "s1") == 2
     err = capsys.readouterr().err

@@ -53,8 +53,9 @@ def _clean_env(home: Path) -> dict[str, str]:
     return env
 
 
-def test_the_readmes_steps_as_written_download_a_gated_model_that_the_tasks_then_run_offline(tmp_path, prompts,
-                                                                                              tiny_llama):
+def test_the_readmes_steps_as_written_download_a_gated_model_that_the_tasks_then_run_offline(
+    tmp_path, prompts, tiny_llama
+):
     scratch = tmp_path / "scratch" / "hf"
     home = tmp_path / "home"
     home.mkdir()
@@ -66,8 +67,9 @@ def test_the_readmes_steps_as_written_download_a_gated_model_that_the_tasks_then
         saved = constants.ENDPOINT, constants.HF_HUB_OFFLINE
         constants.ENDPOINT, constants.HF_HUB_OFFLINE = hub.url, False
         try:  # the desktop writes the folder: the commit is pinned from the Hub, with the user's token
-            cluster = ClusterSettings(shards=2, gpus_per_task=0, model_cache=str(scratch),
-                                      command=f"{sys.executable} -m gpi_desktop")
+            cluster = ClusterSettings(
+                shards=2, gpus_per_task=0, model_cache=str(scratch), command=f"{sys.executable} -m gpi_desktop"
+            )
             job = write_job_folder(tmp_path / "job", _spec(GATED, prompts), cluster, token=TOKEN)
         finally:
             constants.ENDPOINT, constants.HF_HUB_OFFLINE = saved
@@ -75,9 +77,11 @@ def test_the_readmes_steps_as_written_download_a_gated_model_that_the_tasks_then
         assert load_job_file(job.job_file).spec.settings.revision == repo.commit
         readme = job.readme.read_text()
         lines = _step_two(readme)
-        assert lines == [f"export HF_HOME={scratch}",
-                         "hf auth login      # only for a model that needs permission, e.g. Llama",
-                         f"hf download {GATED} --revision {repo.commit}"]
+        assert lines == [
+            f"export HF_HOME={scratch}",
+            "hf auth login      # only for a model that needs permission, e.g. Llama",
+            f"hf download {GATED} --revision {repo.commit}",
+        ]
         # On the login machine, in one terminal, as written. The fake Hub has no browser sign-in, so the login
         # line gets the token the way `hf auth login` asks for it, as an option.
         script = "\n".join(line.replace("hf auth login", f"hf auth login --token {TOKEN}", 1) for line in lines)
@@ -88,25 +92,26 @@ def test_the_readmes_steps_as_written_download_a_gated_model_that_the_tasks_then
     # The Hub is gone (compute machines have no internet) and so is the token: the tasks need neither.
     (scratch / "token").unlink()
     for task in (1, 2):
-        env = dict(_clean_env(home), SLURM_ARRAY_TASK_ID=str(task), SLURM_JOB_ID="7",
-                   SLURM_SUBMIT_DIR=str(job.folder))
-        done = subprocess.run(["bash", str(job.script)], cwd=job.folder, env=env, capture_output=True, text=True,
-                              timeout=600)
+        env = dict(_clean_env(home), SLURM_ARRAY_TASK_ID=str(task), SLURM_JOB_ID="7", SLURM_SUBMIT_DIR=str(job.folder))
+        done = subprocess.run(
+            ["bash", str(job.script)], cwd=job.folder, env=env, capture_output=True, text=True, timeout=600
+        )
         assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-3000:]
     assert main(["merge", str(job.folder), "--out", str(tmp_path / "export"), "--quiet"]) == 0
     model = json.loads((tmp_path / "export" / "manifest.json").read_text())["model"]
     assert (model["model_id"], model["revision"]) == (GATED, repo.commit)
 
 
-def test_a_task_whose_model_is_not_downloaded_says_to_download_it_on_the_login_machine(tmp_path, prompts,
-                                                                                       tiny_llama):
-    cluster = ClusterSettings(shards=1, gpus_per_task=0, model_cache=str(tmp_path / "empty-cache"),
-                              command=f"{sys.executable} -m gpi_desktop")
+def test_a_task_whose_model_is_not_downloaded_says_to_download_it_on_the_login_machine(tmp_path, prompts, tiny_llama):
+    cluster = ClusterSettings(
+        shards=1, gpus_per_task=0, model_cache=str(tmp_path / "empty-cache"), command=f"{sys.executable} -m gpi_desktop"
+    )
     job = write_job_folder(tmp_path / "job", _spec(GATED, prompts), cluster)  # offline here: nothing to pin
     assert job.revision is None and "could not be pinned" in job.readme.read_text()
     env = dict(_clean_env(tmp_path), SLURM_ARRAY_TASK_ID="1", SLURM_JOB_ID="8", SLURM_SUBMIT_DIR=str(job.folder))
-    done = subprocess.run(["bash", str(job.script)], cwd=job.folder, env=env, capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run(
+        ["bash", str(job.script)], cwd=job.folder, env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 2
     assert "download it on the login machine" in done.stderr and "README.txt" in done.stderr
 
@@ -136,14 +141,16 @@ def test_a_new_commit_published_between_tasks_does_not_change_a_pinned_job(fake_
 
 
 def test_an_unpinned_job_runs_the_first_tasks_commit_in_every_task_and_the_merge_still_refuses_two(
-        fake_hub, tiny_llama, prompts, tmp_path, capsys):
+    fake_hub, tiny_llama, prompts, tmp_path, capsys
+):
     from gpi_desktop.core.cluster.model_pin import PIN_FILE
 
     other = build_tiny_model(tmp_path / "other", TinySpec(architecture="llama", seed=7))
     repo = fake_hub.add(repo_from_folder(MODEL, tiny_llama))
     first = repo.commit
-    job = write_job_folder(tmp_path / "job", _spec(MODEL, prompts), ClusterSettings(shards=2, gpus_per_task=0),
-                           pin=False)  # prepared offline: "revision": null, each task would resolve main
+    job = write_job_folder(
+        tmp_path / "job", _spec(MODEL, prompts), ClusterSettings(shards=2, gpus_per_task=0), pin=False
+    )  # prepared offline: "revision": null, each task would resolve main
     shards = job.folder / "shards"
     assert main(["run", "--job", str(job.job_file), "--shard", "1/2", "--out", str(shards / "1"), "--quiet"]) == 0
     assert json.loads((job.folder / PIN_FILE).read_text())["revision"] == first  # the first task pinned its commit

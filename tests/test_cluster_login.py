@@ -21,28 +21,84 @@ from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings
 @pytest.fixture
 def prompts(tmp_path) -> Path:
     path = tmp_path / "speeches.csv"
-    pd.DataFrame({"text": [f"{p} ({i})" for i in range(3) for p in PROMPTS]}).to_csv(path, index=False)  # 24, as in the issue
+    pd.DataFrame({"text": [f"{p} ({i})" for i in range(3) for p in PROMPTS]}).to_csv(
+        path, index=False
+    )  # 24, as in the issue
     return path
 
 
 def prepare(model: Path, prompts: Path, out: Path, *flags: str) -> int:
-    return main(["prepare", "--model", str(model), "--prompts", str(prompts), "--column", "text", "--out", str(out),
-                 "--max-new-tokens", "4", *flags])
+    return main(
+        [
+            "prepare",
+            "--model",
+            str(model),
+            "--prompts",
+            str(prompts),
+            "--column",
+            "text",
+            "--out",
+            str(out),
+            "--max-new-tokens",
+            "4",
+            *flags,
+        ]
+    )
 
 
 def test_prepare_writes_the_dialogs_job_folder_with_every_flag_and_says_how_the_prompts_go_out(
-        tiny_llama, prompts, tmp_path, capsys):
+    tiny_llama, prompts, tmp_path, capsys
+):
     job = tmp_path / "job"
-    assert prepare(tiny_llama, prompts, job, "--tasks", "3", "--gpus", "0", "--time", "00:30:00", "--mem", "2G",
-                   "--cpus", "2", "--partition", "short", "--account", "lab", "--qos", "low", "--max-running", "2",
-                   "--setup", "module load python", "--setup", "source ~/gpi/bin/activate", "--pooling", "mean",
-                   "--command", "python -m gpi_desktop") == 0
+    assert (
+        prepare(
+            tiny_llama,
+            prompts,
+            job,
+            "--tasks",
+            "3",
+            "--gpus",
+            "0",
+            "--time",
+            "00:30:00",
+            "--mem",
+            "2G",
+            "--cpus",
+            "2",
+            "--partition",
+            "short",
+            "--account",
+            "lab",
+            "--qos",
+            "low",
+            "--max-running",
+            "2",
+            "--setup",
+            "module load python",
+            "--setup",
+            "source ~/gpi/bin/activate",
+            "--pooling",
+            "mean",
+            "--command",
+            "python -m gpi_desktop",
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "The 24 prompts go to the 3 tasks one by one" in out and f"bash {job}/run.sbatch" in out
     script = (job / "run.sbatch").read_text()
-    for line in ("#SBATCH --array=1-3%2", "#SBATCH --time=00:30:00", "#SBATCH --mem=2G", "#SBATCH --cpus-per-task=2",
-                 "#SBATCH --partition=short", "#SBATCH --account=lab", "#SBATCH --qos=low", "module load python",
-                 "source ~/gpi/bin/activate", "python -m gpi_desktop"):
+    for line in (
+        "#SBATCH --array=1-3%2",
+        "#SBATCH --time=00:30:00",
+        "#SBATCH --mem=2G",
+        "#SBATCH --cpus-per-task=2",
+        "#SBATCH --partition=short",
+        "#SBATCH --account=lab",
+        "#SBATCH --qos=low",
+        "module load python",
+        "source ~/gpi/bin/activate",
+        "python -m gpi_desktop",
+    ):
         assert line in script
     assert "#SBATCH --gres" not in script and "#SBATCH --gpus" not in script
     spec = load_job_file(job / "job.json").spec
@@ -108,15 +164,18 @@ def test_a_job_without_a_pinned_model_version_pins_the_first_tasks_and_the_other
     assert json.loads((tmp_path / PIN_FILE).read_text()) == {"model": "org/model", "revision": "a" * 40, "task": "2/3"}
 
 
-def test_a_model_folder_changed_between_tasks_stops_the_next_task_before_it_loads(tiny_llama, prompts, tmp_path,
-                                                                                   capsys, monkeypatch):
+def test_a_model_folder_changed_between_tasks_stops_the_next_task_before_it_loads(
+    tiny_llama, prompts, tmp_path, capsys, monkeypatch
+):
     import shutil
 
     model = tmp_path / "model"
     shutil.copytree(tiny_llama, model)
     job = _job(tmp_path, model, prompts)
-    assert main(["run", "--job", str(job / "job.json"), "--shard", "1/2", "--out", str(job / "shards" / "1"),
-                 "--quiet"]) == 0
+    assert (
+        main(["run", "--job", str(job / "job.json"), "--shard", "1/2", "--out", str(job / "shards" / "1"), "--quiet"])
+        == 0
+    )
     assert json.loads((job / PIN_FILE).read_text())["task"] == "1/2"
     config = json.loads((model / "config.json").read_text())
     (model / "config.json").write_text(json.dumps({**config, "rms_norm_eps": 1e-5}))
@@ -129,8 +188,7 @@ def test_a_model_folder_changed_between_tasks_stops_the_next_task_before_it_load
     assert not (job / "shards" / "2" / "shard.json").exists()
 
 
-def test_merge_takes_the_job_folder_from_any_folder_and_explains_an_unexpanded_pattern(tmp_path, capsys,
-                                                                                        monkeypatch):
+def test_merge_takes_the_job_folder_from_any_folder_and_explains_an_unexpanded_pattern(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["merge", "shards/*", "--out", "export"]) == 2
     err = capsys.readouterr().err
@@ -142,11 +200,16 @@ def test_a_memory_refusal_under_slurm_mem_says_to_raise_the_sbatch_mem_line(monk
     from gpi_desktop.core.model.memory import SLURM_LIMIT, DeviceMemory, estimate_memory, fit_verdict
 
     monkeypatch.setenv("SLURM_JOB_ID", "7")
-    config = {"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8,
-              "intermediate_size": 14336, "vocab_size": 128256}
+    config = {
+        "hidden_size": 4096,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "intermediate_size": 14336,
+        "vocab_size": 128256,
+    }
     estimate = estimate_memory(config, dtype="bfloat16", batch_size=1, prompt_tokens=100, max_new_tokens=100)
-    task = DeviceMemory("this task's memory allocation (1 GB, SLURM --mem)", 1 << 29, 1 << 30, "cpu", None,
-                        SLURM_LIMIT)
+    task = DeviceMemory("this task's memory allocation (1 GB, SLURM --mem)", 1 << 29, 1 << 30, "cpu", None, SLURM_LIMIT)
     advice = " ".join(fit_verdict(estimate, [task]).suggestions)
     assert "raise #SBATCH --mem in run.sbatch to at least --mem=" in advice and "this task has 1G" in advice
     assert "NVIDIA" not in advice and "close other programs" not in advice

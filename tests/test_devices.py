@@ -23,15 +23,19 @@ from gpi_desktop.core.vocabulary.errors import DeviceError, SettingsError
 
 GiB = 1 << 30
 # What PyTorch's MPS allocator raises when the GPU's share of the memory is used up.
-MPS_OOM = ("MPS backend out of memory (MPS allocated: 17.02 GB, other allocations: 1.20 GB, max allowed: 18.13 GB). "
-           "Tried to allocate 2.00 GB on private pool. Use PYTORCH_MPS_HIGH_WATERMARK_RATIO=0.0 to disable upper "
-           "limit for memory allocations (may cause system failure).")
+MPS_OOM = (
+    "MPS backend out of memory (MPS allocated: 17.02 GB, other allocations: 1.20 GB, max allowed: 18.13 GB). "
+    "Tried to allocate 2.00 GB on private pool. Use PYTORCH_MPS_HIGH_WATERMARK_RATIO=0.0 to disable upper "
+    "limit for memory allocations (may cause system failure)."
+)
 # What PyTorch on a Mac raises for an operation the MPS backend does not implement (fallback off).
-MPS_MISSING_OP = ("The operator 'aten::_linalg_solve_ex.result' is not currently implemented for the MPS device. If "
-                  "you want this op to be added in priority during the prototype phase of this feature, please comment "
-                  "on https://github.com/pytorch/pytorch/issues/77764. As a temporary fix, you can set the environment "
-                  "variable `PYTORCH_ENABLE_MPS_FALLBACK=1` to use the CPU as a fallback for this op. WARNING: this "
-                  "will be slower than running natively on MPS.")
+MPS_MISSING_OP = (
+    "The operator 'aten::_linalg_solve_ex.result' is not currently implemented for the MPS device. If "
+    "you want this op to be added in priority during the prototype phase of this feature, please comment "
+    "on https://github.com/pytorch/pytorch/issues/77764. As a temporary fix, you can set the environment "
+    "variable `PYTORCH_ENABLE_MPS_FALLBACK=1` to use the CPU as a fallback for this op. WARNING: this "
+    "will be slower than running natively on MPS."
+)
 
 
 class FakeMac:
@@ -187,8 +191,7 @@ def test_verdict_on_a_mac_uses_the_gpus_share_and_suggests_what_fits_there(mac):
 
 
 def test_check_fit_on_the_apple_gpu_counts_half_precision_for_auto(tiny_llama, mac):
-    estimate, verdict = memory.check_fit(tiny_llama, device="auto", batch_size=2, prompt_tokens=20,
-                                         max_new_tokens=10)
+    estimate, verdict = memory.check_fit(tiny_llama, device="auto", batch_size=2, prompt_tokens=20, max_new_tokens=10)
     assert estimate.weights_bytes == memory.count_parameters(tiny_llama) * 2
     assert verdict.fits and "Apple M2 Pro GPU" in verdict.sentence
 
@@ -198,7 +201,9 @@ def test_auto_batch_on_the_apple_gpu_follows_the_verdicts_figure(loaded, encoded
     mac.recommended = 64 * GiB
     assert auto_batch_size(loaded, encoded * 100, 1000) == engine.MAX_AUTO_BATCH
     cfg = loaded.model.config
-    kv_per_token = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * (cfg.hidden_size // cfg.num_attention_heads) * 4
+    kv_per_token = (
+        2 * cfg.num_hidden_layers * cfg.num_key_value_heads * (cfg.hidden_size // cfg.num_attention_heads) * 4
+    )
     row = kv_per_token * (max(len(p.ids) for p in encoded) + 1000 + engine.CACHE_CHUNK)
     mac.recommended = int(row * 10.5 / memory.USABLE_SHARE)
     tight = auto_batch_size(loaded, encoded * 100, 1000)
@@ -223,8 +228,13 @@ def test_mps_out_of_memory_halves_the_batch_after_emptying_the_mps_cache(loaded,
 
     def run(batch_size, state):
         got = {}
-        run_engine(loaded, encoded, EngineConfig("last", 12, batch_size, prefill="batched"), state,
-                   on_result=lambda r: got.__setitem__(r.row, r))
+        run_engine(
+            loaded,
+            encoded,
+            EngineConfig("last", 12, batch_size, prefill="batched"),
+            state,
+            on_result=lambda r: got.__setitem__(r.row, r),
+        )
         return got
 
     monkeypatch.setattr(loaded.model, "forward", small_gpu)
@@ -247,7 +257,8 @@ def test_an_operation_the_apple_gpu_lacks_is_one_plain_sentence():
 
 
 def test_a_run_that_hits_a_missing_mps_operation_stops_with_one_sentence_not_a_traceback(
-        tiny_llama, prompts_csv, tmp_path, capsys, monkeypatch):
+    tiny_llama, prompts_csv, tmp_path, capsys, monkeypatch
+):
     from transformers import LlamaForCausalLM
 
     from gpi_desktop.cli import main
@@ -256,8 +267,22 @@ def test_a_run_that_hits_a_missing_mps_operation_stops_with_one_sentence_not_a_t
         return torch.ones(1, device="mps")  # a real NotImplementedError from torch's MPS dispatch
 
     monkeypatch.setattr(LlamaForCausalLM, "forward", needs_mps)
-    code = main(["run", "--model", str(tiny_llama), "--prompts", str(prompts_csv), "--out", str(tmp_path / "o"),
-                 "--max-new-tokens", "4", "--device", "cpu", "--quiet"])
+    code = main(
+        [
+            "run",
+            "--model",
+            str(tiny_llama),
+            "--prompts",
+            str(prompts_csv),
+            "--out",
+            str(tmp_path / "o"),
+            "--max-new-tokens",
+            "4",
+            "--device",
+            "cpu",
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert err.startswith("gpi-desktop: This model needs an operation the Apple GPU (MPS) does not have")
@@ -280,7 +305,11 @@ def test_the_mps_fallback_is_switched_on_before_torch_loads_and_a_users_choice_i
         main(["--version"])  # the window and every command start here
     assert os.environ["PYTORCH_ENABLE_MPS_FALLBACK"] == "1"
     # ... and nothing imported before main() has loaded torch yet, so PyTorch still reads it.
-    probe = subprocess.run([sys.executable, "-c", "import sys, gpi_desktop.cli; print('torch' in sys.modules)"],
-                           capture_output=True, text=True, check=True,
-                           env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys, gpi_desktop.cli; print('torch' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
     assert probe.stdout.strip() == "False"

@@ -18,10 +18,17 @@ ATOL = 1e-5
 def oracle(loaded, prompt: EncodedPrompt, pooling: str, max_new_tokens: int = MAX_NEW, **gen):
     """The contract's point 4 (docs/architecture.md), written out directly on transformers' generate()."""
     ids = torch.tensor([prompt.ids])
-    out = loaded.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                                do_sample=False, output_hidden_states=True, return_dict_in_generate=True,
-                                pad_token_id=loaded.tokenizer.eos_token_id, **gen)
-    new = out.sequences[0, ids.shape[1]:].tolist()
+    out = loaded.model.generate(
+        ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        output_hidden_states=True,
+        return_dict_in_generate=True,
+        pad_token_id=loaded.tokenizer.eos_token_id,
+        **gen,
+    )
+    new = out.sequences[0, ids.shape[1] :].tolist()
     steps = [h[-1][0, -1, :] for h in out.hidden_states]
     if gen.get("num_beams", 1) == 1:
         assert len(steps) == len(new)
@@ -38,8 +45,13 @@ def oracle(loaded, prompt: EncodedPrompt, pooling: str, max_new_tokens: int = MA
 
 def run(loaded, encoded, pooling, batch_size, state=None, **kw):
     results = []
-    run_engine(loaded, encoded, EngineConfig(pooling, kw.pop("max_new_tokens", MAX_NEW), batch_size, **kw),
-               state or RecordingState(), on_result=results.append)
+    run_engine(
+        loaded,
+        encoded,
+        EngineConfig(pooling, kw.pop("max_new_tokens", MAX_NEW), batch_size, **kw),
+        state or RecordingState(),
+        on_result=results.append,
+    )
     return {r.row: r for r in results}
 
 
@@ -112,7 +124,7 @@ def test_progress_is_reported_per_finished_prompt(loaded, encoded):
     state = RecordingState()
     run(loaded, encoded, "last", 4, state=state)
     finished = [p for p in state.progress if not p.running]
-    assert [p.done for p in finished][-len(encoded):] == list(range(1, len(encoded) + 1))
+    assert [p.done for p in finished][-len(encoded) :] == list(range(1, len(encoded) + 1))
     assert all(p.total == len(encoded) for p in state.progress)
     assert state.progress[-1].tokens_per_second > 0
     assert sorted(r.row for r in state.results) == list(range(len(encoded)))
@@ -129,8 +141,9 @@ def every_step_due(monkeypatch):
 
 
 @pytest.mark.parametrize("strategy", ["batched", "one-at-a-time"])
-def test_running_texts_grow_token_by_token_and_progress_moves_before_any_prompt_finishes(loaded, encoded,
-                                                                                         every_step_due, strategy):
+def test_running_texts_grow_token_by_token_and_progress_moves_before_any_prompt_finishes(
+    loaded, encoded, every_step_due, strategy
+):
     state = RecordingState()
     final = run(loaded, encoded, "last", len(encoded), state=state, one_at_a_time=strategy == "one-at-a-time")
     between = {}  # reports while the count of finished prompts stands still, by that count
@@ -181,8 +194,14 @@ def test_skips_finished_rows_and_reruns_their_batch_identically(loaded, encoded)
     full = run(loaded, encoded, "mean", 3)
     finished = {encoded[0].row, encoded[5].row}
     rest = []
-    run_engine(loaded, encoded, EngineConfig("mean", MAX_NEW, 3), RecordingState(), finished_rows=finished,
-               on_result=rest.append)
+    run_engine(
+        loaded,
+        encoded,
+        EngineConfig("mean", MAX_NEW, 3),
+        RecordingState(),
+        finished_rows=finished,
+        on_result=rest.append,
+    )
     assert {r.row for r in rest} == set(full) - finished
     for r in rest:  # same batch plan as the uninterrupted run: bit-identical vectors
         assert r.text == full[r.row].text

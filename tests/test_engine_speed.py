@@ -17,8 +17,13 @@ ATOL = 1e-5
 
 def run(loaded, prompts, pooling, batch_size, state=None, **kw):
     results = []
-    run_engine(loaded, prompts, EngineConfig(pooling, kw.pop("max_new_tokens", MAX_NEW), batch_size, **kw),
-               state or RecordingState(), on_result=results.append)
+    run_engine(
+        loaded,
+        prompts,
+        EngineConfig(pooling, kw.pop("max_new_tokens", MAX_NEW), batch_size, **kw),
+        state or RecordingState(),
+        on_result=results.append,
+    )
     return {r.row: r for r in results}
 
 
@@ -37,9 +42,15 @@ def oracle(loaded, encoded):
 
 def generate_alone(loaded, prompt, pooling, max_new_tokens=MAX_NEW):
     ids = torch.tensor([prompt.ids])
-    out = loaded.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                                do_sample=False, output_hidden_states=True, return_dict_in_generate=True,
-                                pad_token_id=loaded.tokenizer.eos_token_id)
+    out = loaded.model.generate(
+        ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        output_hidden_states=True,
+        return_dict_in_generate=True,
+        pad_token_id=loaded.tokenizer.eos_token_id,
+    )
     steps = [h[-1][0, -1, :] for h in out.hidden_states]
     if pooling == "last":
         vec = steps[-1]
@@ -48,7 +59,7 @@ def generate_alone(loaded, prompt, pooling, max_new_tokens=MAX_NEW):
     else:
         stacked = torch.stack(steps[1:])
         vec = stacked.mean(0) if pooling == "mean" else stacked.max(0).values
-    new = out.sequences[0, ids.shape[1]:].tolist()
+    new = out.sequences[0, ids.shape[1] :].tolist()
     return loaded.tokenizer.decode(new, skip_special_tokens=True), vec.numpy(), len(new)
 
 
@@ -70,7 +81,8 @@ def test_prompt_pass_alone_then_batched_decoding_matches_generate(loaded, encode
 def record_input_shapes(loaded):
     shapes = []
     handle = loaded.model.register_forward_pre_hook(
-        lambda m, a, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True)
+        lambda m, a, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True
+    )
     return shapes, handle
 
 
@@ -81,7 +93,9 @@ def test_prompt_pass_alone_runs_each_prompt_unpadded_after_the_shared_prefix(loa
     finally:
         handle.remove()
     shared = len(engine.shared_prefix(encoded[:3]).ids)
-    assert shapes[:4] == [(1, shared)] + [(1, len(p.ids) - shared) for p in sorted(encoded[:3], key=lambda p: -len(p.ids))]
+    assert shapes[:4] == [(1, shared)] + [
+        (1, len(p.ids) - shared) for p in sorted(encoded[:3], key=lambda p: -len(p.ids))
+    ]
     assert all(s[1] == 1 for s in shapes[4:])
 
 
@@ -132,7 +146,8 @@ def test_large_batch_keeps_finished_rows_until_worth_dropping_and_results_hold(l
     many = [EncodedPrompt(i, encoded[i % len(encoded)].ids) for i in range(24)]
     shapes = []
     handle = loaded.model.register_forward_pre_hook(
-        lambda m, a, kw: shapes.append(kw["input_ids"].shape[0]), with_kwargs=True)
+        lambda m, a, kw: shapes.append(kw["input_ids"].shape[0]), with_kwargs=True
+    )
     try:
         got = run(loaded, many, "max", 24)
     finally:
@@ -183,7 +198,9 @@ def test_auto_batch_on_a_gpu_follows_free_memory_and_cache_size(loaded, encoded,
     roomy = auto_batch_size(loaded, encoded * 100, 1000)
     assert roomy == engine.MAX_AUTO_BATCH  # a tiny model: arithmetic, not memory, is the limit
     cfg = loaded.model.config
-    kv_per_token = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * (cfg.hidden_size // cfg.num_attention_heads) * 4
+    kv_per_token = (
+        2 * cfg.num_hidden_layers * cfg.num_key_value_heads * (cfg.hidden_size // cfg.num_attention_heads) * 4
+    )
     row = kv_per_token * (max(len(p.ids) for p in encoded) + 1000 + engine.CACHE_CHUNK)
     monkeypatch.setattr(batch_size, "_free_gpu_memory", lambda kind: int(row * 10.5 / 0.9))
     tight = auto_batch_size(loaded, encoded * 100, 1000)
@@ -224,7 +241,8 @@ def test_decoding_without_padding_passes_no_mask_and_with_padding_does(loaded, e
     masks = []
     handle = loaded.model.register_forward_pre_hook(
         lambda m, a, kw: masks.append((kw["input_ids"].shape[1], kw.get("attention_mask") is not None)),
-        with_kwargs=True)
+        with_kwargs=True,
+    )
     try:
         run(loaded, encoded[:1], "last", 1, max_new_tokens=3)
         alone = [has for width, has in masks if width == 1]
@@ -250,7 +268,7 @@ def test_a_finished_row_takes_the_waves_next_prompt_and_results_hold(loaded, enc
     prefix = len(engine.shared_prefix(encoded).ids)
     passes = [i for i, s in enumerate(shapes) if s[1] > 1 and s != (1, prefix)]
     assert len(passes) == len(encoded) and all(shapes[i][0] == 1 for i in passes)  # refills run alone
-    steps = [s[0] for s in shapes[passes[-1]:] if s[1] == 1]
+    steps = [s[0] for s in shapes[passes[-1] :] if s[1] == 1]
     # Before the last prompt joined, every decoding step ran 2 rows; the plain batches of before would
     # have run single rows whenever one of a pair finished first.
     assert all(s[0] == 2 for s in shapes[: passes[-1]] if s[1] == 1)
@@ -275,10 +293,17 @@ def test_a_resumed_run_reruns_whole_waves_and_is_bit_identical(loaded, encoded, 
     finished = {p.row for p in waves[0]} | {waves[1][3].row, waves[2][0].row}
     rest, shapes = [], []
     handle = loaded.model.register_forward_pre_hook(
-        lambda m, a, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True)
+        lambda m, a, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True
+    )
     try:
-        run_engine(loaded, many, EngineConfig("mean", MAX_NEW, 2, prefill=prefill), RecordingState(),
-                   finished_rows=finished, on_result=rest.append)
+        run_engine(
+            loaded,
+            many,
+            EngineConfig("mean", MAX_NEW, 2, prefill=prefill),
+            RecordingState(),
+            finished_rows=finished,
+            on_result=rest.append,
+        )
     finally:
         handle.remove()
     assert {r.row for r in rest} == set(full) - finished
@@ -326,7 +351,14 @@ def test_onednn_linears_are_on_only_while_the_engine_runs_and_keep_the_numbers(l
 def test_no_onednn_for_a_model_in_half_precision(loaded):
     from gpi_desktop.core.generation import cpu_linear
 
-    half = type("Half", (), {"dtype": torch.bfloat16, "base_model": loaded.model.base_model,
-                             "get_input_embeddings": loaded.model.get_input_embeddings})()
+    half = type(
+        "Half",
+        (),
+        {
+            "dtype": torch.bfloat16,
+            "base_model": loaded.model.base_model,
+            "get_input_embeddings": loaded.model.get_input_embeddings,
+        },
+    )()
     with cpu_linear.onednn_linears(half):
         assert not any("forward" in m.__dict__ for m in loaded.model.base_model.layers.modules())

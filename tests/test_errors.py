@@ -20,15 +20,18 @@ def test_an_error_with_a_remedy_says_what_happened_then_what_to_do_in_each_front
     error = ResumeError("The model's files changed since this run started", remedy=Remedy.START_OVER)
     assert str(error) == "The model's files changed since this run started: start it over."
     assert cli_sentence(error) == "The model's files changed since this run started: start over with --overwrite."
-    assert window_sentence(error) == ("The model's files changed since this run started: press Run and choose "
-                                      "\u201cStart again from the beginning\u201d.")
+    assert window_sentence(error) == (
+        "The model's files changed since this run started: press Run and choose "
+        "\u201cStart again from the beginning\u201d."
+    )
 
 
 def test_a_remedy_after_a_whole_sentence_is_a_sentence_of_its_own():
     error = MemoryFitError("It will not fit in 8 GB. Lower the batch size.", remedy=Remedy.RUN_ANYWAY)
     assert error.verdict == "It will not fit in 8 GB. Lower the batch size."
-    assert cli_sentence(error) == ("It will not fit in 8 GB. Lower the batch size. "
-                                   "To run anyway, give --ignore-memory-check.")
+    assert cli_sentence(error) == (
+        "It will not fit in 8 GB. Lower the batch size. To run anyway, give --ignore-memory-check."
+    )
     assert "--ignore-memory-check" not in window_sentence(error) and "Run anyway" in window_sentence(error)
 
 
@@ -46,18 +49,30 @@ def test_every_remedy_has_words_in_both_front_ends_and_only_the_command_line_nam
 def _messages(path: Path) -> list[tuple[int, str]]:
     """The string literals of a module (f-strings' text included) that are not docstrings."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
-                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-                  and node.body and isinstance(node.body[0], ast.Expr)}
-    return [(node.lineno, node.value) for node in ast.walk(tree)
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+    }
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+    ]
 
 
-@pytest.mark.parametrize("words", ["in the window", "press Resume", "New run", "Resume in", "tick ",
-                                   "on the command line", "(--overwrite)"])
+@pytest.mark.parametrize(
+    "words", ["in the window", "press Resume", "New run", "Resume in", "tick ", "on the command line", "(--overwrite)"]
+)
 def test_no_core_message_speaks_of_the_window_or_its_buttons(words):
-    speaking = [f"{path.relative_to(CORE)}:{line}" for path in sorted(CORE.rglob("*.py"))
-                for line, text in _messages(path) if words in text]
+    speaking = [
+        f"{path.relative_to(CORE)}:{line}"
+        for path in sorted(CORE.rglob("*.py"))
+        for line, text in _messages(path)
+        if words in text
+    ]
     assert speaking == []
 
 
@@ -67,9 +82,14 @@ def test_no_core_message_names_a_flag_of_the_command_line():
     run = build_parser()._subparsers._group_actions[0].choices["run"]
     flags = {flag for action in run._actions for flag in action.option_strings if flag.startswith("--")}
     # The cluster package writes its tasks' command lines (run.sbatch) and parses `--shard I/N`: a task is a command.
-    naming = [f"{path.relative_to(CORE)}:{line}: {flag}" for path in sorted(CORE.rglob("*.py"))
-              if path.parent.name != "cluster"
-              for line, text in _messages(path) for flag in flags if flag in text]
+    naming = [
+        f"{path.relative_to(CORE)}:{line}: {flag}"
+        for path in sorted(CORE.rglob("*.py"))
+        if path.parent.name != "cluster"
+        for line, text in _messages(path)
+        for flag in flags
+        if flag in text
+    ]
     assert naming == []
 
 
@@ -93,6 +113,8 @@ def test_a_folder_that_is_not_empty_says_how_to_replace_it_in_each_front_ends_wo
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(OutputFolderError) as caught:
         check_output_folder(tmp_path, overwrite=False)
-    assert cli_sentence(caught.value) == (f"'{tmp_path}' is not empty (it holds 'notes.txt'): choose an empty folder, "
-                                          "or replace the earlier export with --overwrite.")
+    assert cli_sentence(caught.value) == (
+        f"'{tmp_path}' is not empty (it holds 'notes.txt'): choose an empty folder, "
+        "or replace the earlier export with --overwrite."
+    )
     assert "--" not in window_sentence(caught.value) and "replace the earlier export" in window_sentence(caught.value)

@@ -26,7 +26,13 @@ def export(study, tmp_path):
 
 
 def request(vectors, **changes):
-    fields = {"vectors": vectors, "treatment": "group", "outcome": "score", "treated": "short", "settings": small_settings()}
+    fields = {
+        "vectors": vectors,
+        "treatment": "group",
+        "outcome": "score",
+        "treated": "short",
+        "settings": small_settings(),
+    }
     return EstimateRequest(**{**fields, **changes})
 
 
@@ -53,8 +59,11 @@ def test_a_gpi_pack_folder_needs_the_data_file(study, tmp_path):
     study_table(study).to_csv(tmp_path / "data.csv", index=False)
     prepared = prepare(request(folder, data=tmp_path / "data.csv"), RecordingState())
     assert np.allclose(prepared.design.r, study.r)
-    assert prepared.vectors.kind == "gpi_pack" and prepared.vectors.sha256 == prepare(
-        request(folder, data=tmp_path / "data.csv"), RecordingState()).vectors.sha256
+    assert (
+        prepared.vectors.kind == "gpi_pack"
+        and prepared.vectors.sha256
+        == prepare(request(folder, data=tmp_path / "data.csv"), RecordingState()).vectors.sha256
+    )
 
 
 def test_a_gap_in_gpi_pack_s_files_is_named(study, tmp_path):
@@ -115,8 +124,10 @@ def test_0_and_1_need_no_choice_and_1_is_treated(study, export, tmp_path):
 
 def test_a_treatment_with_three_values_is_refused(study, export, tmp_path):
     with pytest.raises(EstimateInputError, match="has 3 values .*needs exactly two"):
-        prepare(request(export, treatment="region", data=_with(study, tmp_path, region=["a", "b", "c"] * 40)),
-                RecordingState())
+        prepare(
+            request(export, treatment="region", data=_with(study, tmp_path, region=["a", "b", "c"] * 40)),
+            RecordingState(),
+        )
 
 
 def _with(study, tmp_path, **columns):
@@ -155,7 +166,8 @@ def test_an_arm_too_small_for_the_folds_is_refused_and_a_small_one_warned_about(
         prepare(request(export, data=_with(study, tmp_path, group=groups)), RecordingState())
     prepared = prepare(request(export), RecordingState())
     assert any("fewer than about 50 rows per group" in w for w in prepared.warnings) == (
-        min(prepared.design.arm_sizes) < 50)
+        min(prepared.design.arm_sizes) < 50
+    )
 
 
 def test_confounders_join_as_numbers_and_text_as_indicators(export):
@@ -175,5 +187,3 @@ def test_a_changed_vector_matrix_is_refused(export):
 def test_a_missing_column_names_the_columns_there_are(export):
     with pytest.raises(EstimateInputError, match="has no column 'outcome' \\(it has 'id', 'prompt'"):
         prepare(request(export, outcome="outcome"), RecordingState())
-
-

@@ -86,11 +86,16 @@ def _gpi_pack_0_2_1(estimate, clusters):
     return float(np.sqrt(m / (m - 1) * np.sum(sums**2)) / psi_list.size)
 
 
-@pytest.mark.parametrize("pairing", [
-    _ours,
-    pytest.param(_gpi_pack_0_2_1, marks=pytest.mark.xfail(strict=True, reason="gpi_pack 0.2.1 sums other rows' scores "
-                                                                             "per cluster")),
-])
+@pytest.mark.parametrize(
+    "pairing",
+    [
+        _ours,
+        pytest.param(
+            _gpi_pack_0_2_1,
+            marks=pytest.mark.xfail(strict=True, reason="gpi_pack 0.2.1 sums other rows' scores per cluster"),
+        ),
+    ],
+)
 def test_clustered_se_sums_each_rows_own_score_in_its_cluster(study, pairing):
     clusters = np.repeat([f"c{i}" for i in range(20)], study.t.size // 20)  # blocks of neighbouring rows
     shift = np.repeat(np.random.default_rng(1).normal(scale=3.0, size=20), study.t.size // 20)
@@ -132,9 +137,18 @@ def test_agrees_with_gpi_pack_estimate_k_ate_within_standard_errors(seed):
     ours = cross_fit(study.design(), settings, RecordingState()).summary
     with quiet():
         ate, se = reference.estimate_k_ate(
-            study.r, study.y, study.t, K=2, nepoch=settings.epochs, lr=settings.learning_rate,
-            architecture_z=list(settings.representation_layers), architecture_y=list(settings.outcome_layers),
-            ps_model_params={"lr": settings.ps_learning_rate}, verbose=False, plot_propensity=False)
+            study.r,
+            study.y,
+            study.t,
+            K=2,
+            nepoch=settings.epochs,
+            lr=settings.learning_rate,
+            architecture_z=list(settings.representation_layers),
+            architecture_y=list(settings.outcome_layers),
+            ps_model_params={"lr": settings.ps_learning_rate},
+            verbose=False,
+            plot_propensity=False,
+        )
     assert abs(ours.ate - ate) < 2 * np.hypot(ours.se, se)
     assert abs(ours.ate - study.effect) < 3 * ours.se and abs(ate - study.effect) < 3 * se
     assert 0.5 < ours.se / se < 2

@@ -32,8 +32,10 @@ def load_hiddens(directory: str, hidden_list: list, prefix: str = "hidden_", dev
     """gpi_pack.TarNet.load_hiddens, as published (gpi_pack itself is not installed here)."""
     tensors = []
     for name in hidden_list:
-        file_path = os.path.join(directory, f"{prefix}{name}.pt") if prefix is not None else os.path.join(
-            directory, f"{name}.pt"
+        file_path = (
+            os.path.join(directory, f"{prefix}{name}.pt")
+            if prefix is not None
+            else os.path.join(directory, f"{name}.pt")
         )
         if not os.path.isfile(file_path):
             raise FileNotFoundError(f"{file_path} does not exist.")
@@ -117,8 +119,18 @@ def test_csv_has_a_bom_and_the_documented_columns_then_the_inputs(tmp_path, tabl
     raw = (out / "generated_texts.csv").read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf")
     frame = pd.read_csv(out / "generated_texts.csv", encoding="utf-8-sig", dtype=str, keep_default_na=False)
-    assert list(frame.columns) == ["row", "prompt", "generated text", "tokens", "stop reason", "prompt tokens",
-                                   "prompt token ids sha256", "id", "tokens (input)", "party"]
+    assert list(frame.columns) == [
+        "row",
+        "prompt",
+        "generated text",
+        "tokens",
+        "stop reason",
+        "prompt tokens",
+        "prompt token ids sha256",
+        "id",
+        "tokens (input)",
+        "party",
+    ]
     assert frame["prompt"].tolist() == table.texts
     assert frame["generated text"].tolist() == [r.text for r in results]
     assert frame["tokens"].tolist() == ["1", "2", "3", "4"]
@@ -155,8 +167,9 @@ def test_two_exports_of_equal_results_are_byte_identical(tmp_path, table):
     first, second = tmp_path / "first", tmp_path / "second"
     export(first, make_results(), table)
     # Equal results built separately (as after a resume): other objects, same values.
-    rebuilt = [PromptResult(**{**r.__dict__, "vector": r.vector.copy(), "text": "".join(list(r.text))})
-               for r in make_results()]
+    rebuilt = [
+        PromptResult(**{**r.__dict__, "vector": r.vector.copy(), "text": "".join(list(r.text))}) for r in make_results()
+    ]
     export(second, rebuilt, table)
     files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
@@ -211,7 +224,14 @@ def test_overwrite_replaces_an_earlier_export_but_keeps_other_files(tmp_path, ta
     left = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     expected = sorted(
         [f"hidden/hidden_{k}.pt" for k in range(4)]
-        + ["generated_texts.pkl", "generated_texts.csv", "hidden_states.npy", MANIFEST_NAME, "notes.txt", "hidden/my_plot.png"]
+        + [
+            "generated_texts.pkl",
+            "generated_texts.csv",
+            "hidden_states.npy",
+            MANIFEST_NAME,
+            "notes.txt",
+            "hidden/my_plot.png",
+        ]
     )
     assert left == expected
 
@@ -338,9 +358,14 @@ def test_only_the_exports_own_files_and_folders_are_flushed_before_the_manifest(
     real_fsync_file, real_fsync_folder, real_replace = fileio.fsync_file, export_module.fsync_folder, os.replace
     monkeypatch.setattr(export_module.os, "sync", machine_wide_sync, raising=False)
     monkeypatch.setattr(fileio, "fsync_file", lambda path: (events.append(("file", str(path))), real_fsync_file(path)))
-    monkeypatch.setattr(export_module, "fsync_folder",
-                        lambda *folders: (events.extend(("dir", str(f)) for f in folders), real_fsync_folder(*folders)))
-    monkeypatch.setattr(export_module.os, "replace", lambda src, dst: (events.append(("replace", str(dst))), real_replace(src, dst)))
+    monkeypatch.setattr(
+        export_module,
+        "fsync_folder",
+        lambda *folders: (events.extend(("dir", str(f)) for f in folders), real_fsync_folder(*folders)),
+    )
+    monkeypatch.setattr(
+        export_module.os, "replace", lambda src, dst: (events.append(("replace", str(dst))), real_replace(src, dst))
+    )
 
     out = tmp_path / "new" / "out"
     summary = export(out, make_results(), table)
@@ -351,7 +376,7 @@ def test_only_the_exports_own_files_and_folders_are_flushed_before_the_manifest(
     assert data_files == {path for kind, path in before if kind == "file"}
     assert {str(out), str(out / "hidden"), str(out.parent)} <= {path for kind, path in before if kind == "dir"}
     last_file = max(i for i, (kind, _) in enumerate(before) if kind == "file")
-    assert all(kind == "dir" for kind, _ in before[last_file + 1:] if kind != "replace")
+    assert all(kind == "dir" for kind, _ in before[last_file + 1 :] if kind != "replace")
     assert ("dir", str(out)) in events[manifest_at:]  # the manifest's own rename
 
 

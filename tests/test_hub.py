@@ -188,7 +188,8 @@ def test_sharded_weights_follow_the_index_and_skip_a_consolidated_copy(fake_hub,
     files["model-00001-of-00001.safetensors"] = weights
     files["consolidated.safetensors"] = weights
     files["model.safetensors.index.json"] = json.dumps(
-        {"metadata": {}, "weight_map": {"model.norm.weight": "model-00001-of-00001.safetensors"}}).encode()
+        {"metadata": {}, "weight_map": {"model.norm.weight": "model-00001-of-00001.safetensors"}}
+    ).encode()
     fake_hub.add(Repo("org/sharded", files))
     folder = download.download_model("org/sharded")
     assert (folder / "model-00001-of-00001.safetensors").exists()
@@ -268,8 +269,9 @@ def test_no_network_says_check_the_connection(monkeypatch, fake_hub):
 
 
 @pytest.mark.parametrize("fetch", [download.fetch_config, download.download_model], ids=["config", "download"])
-def test_a_hub_that_answers_500_is_reported_as_the_hubs_error_not_the_connection(fetch, tiny_repo, fake_hub,
-                                                                                 monkeypatch):
+def test_a_hub_that_answers_500_is_reported_as_the_hubs_error_not_the_connection(
+    fetch, tiny_repo, fake_hub, monkeypatch
+):
     import huggingface_hub.utils._http as hf_http
 
     monkeypatch.setattr(hf_http.time, "sleep", lambda seconds: None)  # the client retries a 500 for ~20 s
@@ -328,10 +330,12 @@ def test_remote_code_is_detected_only_for_architectures_transformers_does_not_ha
     assert not model_files.model_needs_remote_code({"model_type": "phi3", "auto_map": {"AutoConfig": "c.C"}})
     assert not model_files.model_needs_remote_code({"model_type": "llama"})
     # A tokenizer that exists only as code in the repository.
-    assert model_files.model_needs_remote_code({"model_type": "llama"}, {"auto_map": {"AutoTokenizer": ["t.T", None]},
-                                                                 "tokenizer_class": "MyOwnTokenizer"})
-    assert not model_files.model_needs_remote_code({"model_type": "llama"}, {"auto_map": {"AutoTokenizer": ["t.T", None]},
-                                                                     "tokenizer_class": "LlamaTokenizerFast"})
+    assert model_files.model_needs_remote_code(
+        {"model_type": "llama"}, {"auto_map": {"AutoTokenizer": ["t.T", None]}, "tokenizer_class": "MyOwnTokenizer"}
+    )
+    assert not model_files.model_needs_remote_code(
+        {"model_type": "llama"}, {"auto_map": {"AutoTokenizer": ["t.T", None]}, "tokenizer_class": "LlamaTokenizerFast"}
+    )
     with pytest.raises(ModelError, match="does not know the model type"):
         model_files.check_model_config({"model_type": "weird"}, "x/y")
 

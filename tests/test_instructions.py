@@ -36,7 +36,9 @@ def no_system_tokenizer(tiny_qwen):
 
 
 def test_the_two_named_tasks_are_gpi_packs_instructions_and_any_other_text_is_its_own():
-    assert instruction_for("create") == "You are a text generator who always produces the texts suggested by the prompts."
+    assert (
+        instruction_for("create") == "You are a text generator who always produces the texts suggested by the prompts."
+    )
     assert instruction_for("repeat") == "You are a text generator who just repeats the input text."
     assert instruction_for("Summarise the speech.") == "Summarise the speech."
 
@@ -59,8 +61,10 @@ def test_a_template_with_a_system_role_renders_the_system_and_user_turns(llama_t
     assert renderer.system_role
     assert renderer.messages("Voters") == messages_for(CREATE_INSTRUCTION, "Voters")
     text = renderer.render_text("Voters")
-    assert text == (f"{llama_tokenizer.bos_token}<|start_header_id|>system<|end_header_id|>\n\n{CREATE_INSTRUCTION}"
-                    "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nVoters<|eot_id|>")
+    assert text == (
+        f"{llama_tokenizer.bos_token}<|start_header_id|>system<|end_header_id|>\n\n{CREATE_INSTRUCTION}"
+        "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nVoters<|eot_id|>"
+    )
 
 
 def test_a_template_that_refuses_the_system_role_gets_the_merged_user_turn(no_system_tokenizer):
@@ -114,7 +118,10 @@ def test_the_template_record_names_the_example_row_its_text_and_ids(llama_tokeni
     assert manifest["date_used_by_template"] is False
     assert manifest["template_sha256"] == template_sha256(llama_tokenizer)
     assert manifest["example"] == {
-        "row": 1, "rendered_text": renderer.render_text("second"), "token_ids": list(ids[1]),
-        "tokens": len(ids[1]), "token_ids_sha256": token_ids_sha256(ids[1]),
+        "row": 1,
+        "rendered_text": renderer.render_text("second"),
+        "token_ids": list(ids[1]),
+        "tokens": len(ids[1]),
+        "token_ids_sha256": token_ids_sha256(ids[1]),
     }
     assert template_record(renderer, [], [], date_given=False) is None

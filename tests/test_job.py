@@ -58,7 +58,8 @@ def test_a_resume_refused_before_loading_leaves_the_journal_closed(tiny_llama, p
 
 
 def test_a_journal_made_with_a_model_folders_absolute_path_resumes_with_it_written_relative_or_through_a_link(
-        tiny_llama, prompts_csv, tmp_path, monkeypatch):
+    tiny_llama, prompts_csv, tmp_path, monkeypatch
+):
     made = _spec(tiny_llama.absolute(), prompts_csv)
     work = tmp_path / "work"
     _journal_of(made, work)
@@ -71,7 +72,8 @@ def test_a_journal_made_with_a_model_folders_absolute_path_resumes_with_it_writt
 
 
 def test_a_model_updated_on_the_hub_during_a_run_gives_tokenizer_and_weights_of_one_commit(
-        fake_hub, tiny_llama, prompts_csv, tmp_path):
+    fake_hub, tiny_llama, prompts_csv, tmp_path
+):
     other = build_tiny_model(tmp_path / "other", TinySpec(architecture="llama", seed=7))
     repo = fake_hub.add(repo_from_folder(MODEL, tiny_llama))
     first = repo.commit
@@ -91,12 +93,14 @@ def test_a_model_updated_on_the_hub_during_a_run_gives_tokenizer_and_weights_of_
     local = with_settings(spec, model=str(tiny_llama))
     from_folder = run_job(JobRun(local, load_prompts(local), tmp_path / "folder"))
     assert [r.text for r in from_hub.results] == [r.text for r in from_folder.results]
-    np.testing.assert_array_equal(np.stack([r.vector for r in from_hub.results]),
-                                  np.stack([r.vector for r in from_folder.results]))
+    np.testing.assert_array_equal(
+        np.stack([r.vector for r in from_hub.results]), np.stack([r.vector for r in from_folder.results])
+    )
 
 
 def test_the_prompts_file_edited_after_it_was_read_changes_neither_the_prompts_run_nor_the_job_key(
-        tiny_llama, prompts_csv, tmp_path):
+    tiny_llama, prompts_csv, tmp_path
+):
     spec = _spec(tiny_llama, prompts_csv)
     table = load_prompts(spec)
     pd.DataFrame({"id": range(3), "text": ["edited", "after", "loading"]}).to_csv(prompts_csv, index=False)

@@ -163,7 +163,7 @@ def test_the_session_runs_with_the_policy_and_memory_check_it_is_given(spec, tmp
     calls = []
     monkeypatch.setattr(job, "run_job", lambda run, state, policy, memory: calls.append((run, policy, memory)))
     session.run(RecordingState(), ResumePolicy.START_OVER, MemoryCheck.RUN_ANYWAY)
-    (run, policy, memory), = calls
+    ((run, policy, memory),) = calls
     assert (policy, memory) == (ResumePolicy.START_OVER, MemoryCheck.RUN_ANYWAY)
     assert run.token == "hf_secret" and "hf_secret" not in repr(session)
     assert run.table is session.table  # the table the front end read: the prompts file is not read again

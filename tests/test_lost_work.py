@@ -109,14 +109,17 @@ def _old_journal(spec, work: Path, plan: dict) -> bytes:
 
 
 def test_a_journal_that_lost_its_plan_is_refused_before_anything_is_written_into_it_or_loaded(
-        tiny_llama, prompts_csv, tmp_path, monkeypatch):
+    tiny_llama, prompts_csv, tmp_path, monkeypatch
+):
     from gpi_desktop.core.job.job import JobRun, load_prompts, run_job
 
     spec = _tiny_spec(tiny_llama, prompts_csv, batch_size=3)
     work = tmp_path / "work"
     header = _old_journal(spec, work, {})
-    monkeypatch.setattr("gpi_desktop.core.model.models.load_model",
-                        lambda *a, **k: pytest.fail("the model was loaded for a journal that is refused"))
+    monkeypatch.setattr(
+        "gpi_desktop.core.model.models.load_model",
+        lambda *a, **k: pytest.fail("the model was loaded for a journal that is refused"),
+    )
     with pytest.raises(ResumeError, match="batch plan"):
         run_job(JobRun(spec, load_prompts(spec), work), NullState(), ResumePolicy.CONTINUE)
     assert (work / HEADER_NAME).read_bytes() == header
@@ -214,8 +217,13 @@ def _run_export_signalled(args, out: Path, journal: Path, pattern: str, nth: int
 
     shutil.copytree(journal, out / ".gpi-run")
     env = dict(os.environ, GPI_DESKTOP_LOG_DIR=str(out.parent / "logs"), PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-c", KILLER, pattern, str(nth), moment, signame, *args(out), "--resume"],
-                          env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", KILLER, pattern, str(nth), moment, signame, *args(out), "--resume"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="kill -9 is POSIX")
@@ -253,16 +261,23 @@ def test_sigterm_during_the_export_stops_it_like_ctrl_c_and_a_resume_finishes_it
 
 
 def _spawn_run(args: list[str]) -> subprocess.Popen:
-    env = dict(os.environ, GPI_DESKTOP_LOG_DIR=str(Path(args[args.index("--out") + 1]).parent / "logs"),
-               PYTHONPATH=str(REPO))
-    return subprocess.Popen([sys.executable, "-m", "gpi_desktop", "run", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = dict(
+        os.environ, GPI_DESKTOP_LOG_DIR=str(Path(args[args.index("--out") + 1]).parent / "logs"), PYTHONPATH=str(REPO)
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "gpi_desktop", "run", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX signals")
 @pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
-def test_sigterm_during_generation_is_a_stop_with_exit_130_and_the_ctrl_c_message(tiny_llama, prompts_csv, tmp_path,
-                                                                                     signame):
+def test_sigterm_during_generation_is_a_stop_with_exit_130_and_the_ctrl_c_message(
+    tiny_llama, prompts_csv, tmp_path, signame
+):
     out = tmp_path / "out"
     proc = _spawn_run(base_args(tiny_llama, prompts_csv, out, "--batch-size", "1", "--max-new-tokens", "40"))
     wait_for_journal_rows(out, proc, 1)
@@ -271,12 +286,15 @@ def test_sigterm_during_generation_is_a_stop_with_exit_130_and_the_ctrl_c_messag
     assert proc.returncode == 130, err
     assert err.strip().splitlines()[-1] == STOPPED
     assert (out / ".gpi-run" / RECORDS_NAME).read_bytes().count(b"\n") >= 1
-    assert run_cli(*base_args(tiny_llama, prompts_csv, out, "--batch-size", "1", "--max-new-tokens", "40",
-                              "--resume")) == 0
+    assert (
+        run_cli(*base_args(tiny_llama, prompts_csv, out, "--batch-size", "1", "--max-new-tokens", "40", "--resume"))
+        == 0
+    )
 
 
-def test_a_full_disk_during_the_export_exits_2_with_the_plain_sentence(tiny_llama, prompts_csv, tmp_path,
-                                                                        monkeypatch, capsys):
+def test_a_full_disk_during_the_export_exits_2_with_the_plain_sentence(
+    tiny_llama, prompts_csv, tmp_path, monkeypatch, capsys
+):
     import errno
 
     from gpi_desktop.core.output import export
@@ -299,9 +317,24 @@ def test_a_log_on_a_full_disk_never_shows_the_user_a_traceback(tmp_path, prompts
     logs.mkdir()
     (logs / "gpi-desktop.log").symlink_to("/dev/full")
     env = dict(os.environ, GPI_DESKTOP_LOG_DIR=str(logs), PYTHONPATH=str(REPO))
-    done = subprocess.run([sys.executable, "-m", "gpi_desktop", "run", "--model", str(tmp_path / "no-such-model"),
-                           "--prompts", str(prompts_csv), "--out", str(tmp_path / "out")],
-                          env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gpi_desktop",
+            "run",
+            "--model",
+            str(tmp_path / "no-such-model"),
+            "--prompts",
+            str(prompts_csv),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "Traceback" not in done.stderr and "Logging error" not in done.stderr
@@ -327,9 +360,13 @@ def test_a_really_full_disk_exits_2_with_one_sentence(tiny_llama, prompts_csv, t
             except OSError:
                 pass
         env = dict(os.environ, GPI_DESKTOP_LOG_DIR=str(disk / "logs"), PYTHONPATH=str(REPO))
-        done = subprocess.run([sys.executable, "-m", "gpi_desktop", "run",
-                               *base_args(tiny_llama, prompts_csv, disk / "out")],
-                              env=env, capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-m", "gpi_desktop", "run", *base_args(tiny_llama, prompts_csv, disk / "out")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
     assert done.returncode == 2, done.stderr
@@ -350,9 +387,13 @@ def test_overwrite_keeps_a_journal_of_the_same_job_and_regenerates_nothing(forty
     (out / "hidden" / ".gpi-tmp-abc").write_bytes(b"")  # what a kill during the export leaves
     skipped = []
     real = engine.run_engine
-    monkeypatch.setattr(engine, "run_engine",
-                        lambda *a, finished_rows, **k: (skipped.append(len(finished_rows)),
-                                                        real(*a, finished_rows=finished_rows, **k))[1])
+    monkeypatch.setattr(
+        engine,
+        "run_engine",
+        lambda *a, finished_rows, **k: (skipped.append(len(finished_rows)), real(*a, finished_rows=finished_rows, **k))[
+            1
+        ],
+    )
     assert run_cli(*args(out), "--overwrite") == 0
     assert skipped == [N_ROWS]
     assert folder_digest(out) == reference
@@ -382,8 +423,13 @@ PAUSED = textwrap.dedent(
 
 def _start_paused(args: list[str], gate: Path) -> subprocess.Popen:
     env = dict(os.environ, GPI_DESKTOP_LOG_DIR=str(gate.parent / "logs"), PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-c", PAUSED, str(gate), *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PAUSED, str(gate), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     import time
 
     deadline = time.monotonic() + 120
@@ -395,8 +441,9 @@ def _start_paused(args: list[str], gate: Path) -> subprocess.Popen:
 
 
 @pytest.mark.skipif(os.name != "posix", reason="the folder hold is a POSIX flock; Windows relies on the re-check")
-def test_a_second_run_into_the_same_folder_is_refused_while_the_first_holds_it(tiny_llama, prompts_csv, tmp_path,
-                                                                              capsys):
+def test_a_second_run_into_the_same_folder_is_refused_while_the_first_holds_it(
+    tiny_llama, prompts_csv, tmp_path, capsys
+):
     out, gate = tmp_path / "out", tmp_path / "gate"
     first = _start_paused(base_args(tiny_llama, prompts_csv, out, "--pooling", "mean"), gate)
     try:

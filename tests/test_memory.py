@@ -14,6 +14,7 @@ from gpi_desktop.core.vocabulary.errors import SettingsError
 GB = 10**9
 GiB = 1024**3
 
+
 # meta-llama/Llama-3.1-8B config.json (the numbers that matter here).
 def _tensors(folder):
     from safetensors import safe_open
@@ -142,8 +143,12 @@ def test_on_the_cpu_suggests_a_gpu_not_quantization():
 
 def test_max_batch_is_zero_when_the_weights_alone_do_not_fit():
     assert memory.max_batch_for_memory(LLAMA_31_8B, dtype="bfloat16", free_bytes=10 * GB) == 0
-    assert memory.max_batch_for_memory(LLAMA_31_8B, dtype="bfloat16", free_bytes=70 * GB,
-                                       prompt_tokens=100, max_new_tokens=1000) > 100
+    assert (
+        memory.max_batch_for_memory(
+            LLAMA_31_8B, dtype="bfloat16", free_bytes=70 * GB, prompt_tokens=100, max_new_tokens=1000
+        )
+        > 100
+    )
 
 
 def test_available_memory_reports_ram_on_a_machine_without_gpu():
@@ -212,43 +217,61 @@ def _fake_tree(tmp_path, cgroup_line: str, files: dict[str, str]):
 
 def test_cgroup_v2_limit_is_read_from_the_tasks_own_group_and_its_ancestors(tmp_path):
     job = "system.slice/slurmstepd.scope/job_5"
-    proc, root = _fake_tree(tmp_path, f"0::/{job}/step_0/user/task_0", {
-        "cgroup.controllers": "cpu memory",
-        f"{job}/memory.max": str(4 * GiB), f"{job}/memory.current": str(1 * GiB),
-        f"{job}/step_0/user/task_0/memory.max": "max", f"{job}/step_0/user/task_0/memory.current": "1000",
-    })
+    proc, root = _fake_tree(
+        tmp_path,
+        f"0::/{job}/step_0/user/task_0",
+        {
+            "cgroup.controllers": "cpu memory",
+            f"{job}/memory.max": str(4 * GiB),
+            f"{job}/memory.current": str(1 * GiB),
+            f"{job}/step_0/user/task_0/memory.max": "max",
+            f"{job}/step_0/user/task_0/memory.current": "1000",
+        },
+    )
     limit = host.allocation_limit({}, proc, root)
     assert (limit.limit_bytes, limit.used_bytes, limit.free_bytes) == (4 * GiB, GiB, 3 * GiB)
 
 
 def test_cgroup_v1_limit_is_read_and_its_no_limit_value_ignored(tmp_path):
     job = "slurm/uid_1000/job_7"
-    proc, root = _fake_tree(tmp_path, f"12:cpuset:/{job}\n11:memory:/{job}/step_0\n0::/", {
-        f"memory/{job}/memory.limit_in_bytes": str(2 * GiB), f"memory/{job}/memory.usage_in_bytes": str(GiB // 2),
-        f"memory/{job}/step_0/memory.limit_in_bytes": "9223372036854771712",
-        f"memory/{job}/step_0/memory.usage_in_bytes": "5",
-    })
+    proc, root = _fake_tree(
+        tmp_path,
+        f"12:cpuset:/{job}\n11:memory:/{job}/step_0\n0::/",
+        {
+            f"memory/{job}/memory.limit_in_bytes": str(2 * GiB),
+            f"memory/{job}/memory.usage_in_bytes": str(GiB // 2),
+            f"memory/{job}/step_0/memory.limit_in_bytes": "9223372036854771712",
+            f"memory/{job}/step_0/memory.usage_in_bytes": "5",
+        },
+    )
     limit = host.allocation_limit({}, proc, root)
     assert (limit.limit_bytes, limit.used_bytes) == (2 * GiB, GiB // 2)
 
 
 def test_inside_a_container_the_mounted_group_itself_holds_the_limit(tmp_path):
-    proc, root = _fake_tree(tmp_path, "0::/kubepods/pod1/abc", {
-        "cgroup.controllers": "memory", "memory.max": str(3 * GiB), "memory.current": "0"})
+    proc, root = _fake_tree(
+        tmp_path,
+        "0::/kubepods/pod1/abc",
+        {"cgroup.controllers": "memory", "memory.max": str(3 * GiB), "memory.current": "0"},
+    )
     assert host.allocation_limit({}, proc, root).limit_bytes == 3 * GiB
 
 
 def test_no_limit_anywhere_means_the_machines_memory(tmp_path):
-    proc, root = _fake_tree(tmp_path, "0::/user.slice", {"cgroup.controllers": "memory",
-                                                         "user.slice/memory.max": "max"})
+    proc, root = _fake_tree(
+        tmp_path, "0::/user.slice", {"cgroup.controllers": "memory", "user.slice/memory.max": "max"}
+    )
     assert host.allocation_limit({}, proc, root) is None
 
 
-@pytest.mark.parametrize("env, expected", [
-    ({"SLURM_MEM_PER_NODE": "4096"}, 4 * GiB),
-    ({"SLURM_MEM_PER_CPU": "1000", "SLURM_CPUS_PER_TASK": "3"}, 3000 * 2**20),
-    ({"SLURM_MEM_PER_NODE": "8192", "SLURM_MEM_PER_CPU": "1"}, 8 * GiB),
-])
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({"SLURM_MEM_PER_NODE": "4096"}, 4 * GiB),
+        ({"SLURM_MEM_PER_CPU": "1000", "SLURM_CPUS_PER_TASK": "3"}, 3000 * 2**20),
+        ({"SLURM_MEM_PER_NODE": "8192", "SLURM_MEM_PER_CPU": "1"}, 8 * GiB),
+    ],
+)
 def test_slurm_memory_allocation_is_read_from_its_environment(tmp_path, env, expected):
     proc, root = _fake_tree(tmp_path, "0::/", {})
     limit = host.allocation_limit(env, proc, root)
@@ -256,8 +279,9 @@ def test_slurm_memory_allocation_is_read_from_its_environment(tmp_path, env, exp
 
 
 def test_the_tighter_of_cgroup_and_slurm_wins(tmp_path):
-    proc, root = _fake_tree(tmp_path, "0::/job", {"cgroup.controllers": "memory", "job/memory.max": str(2 * GiB),
-                                                  "job/memory.current": "0"})
+    proc, root = _fake_tree(
+        tmp_path, "0::/job", {"cgroup.controllers": "memory", "job/memory.max": str(2 * GiB), "job/memory.current": "0"}
+    )
     assert host.allocation_limit({"SLURM_MEM_PER_NODE": "4096"}, proc, root).limit_bytes == 2 * GiB
     assert host.allocation_limit({"SLURM_MEM_PER_NODE": "1024"}, proc, root).limit_bytes == GiB
 

@@ -22,8 +22,9 @@ def test_folder_and_hub_id_give_the_same_results(fake_hub, tiny_llama, prompts_c
     common = ["--prompts", str(prompts_csv), "--max-new-tokens", "8", "--device", "cpu", "--quiet"]
     assert main(["run", "--model", str(tiny_llama), "--out", str(tmp_path / "folder"), *common]) == 0
     assert main(["run", "--model", MODEL, "--out", str(tmp_path / "hub"), *common]) == 0
-    np.testing.assert_array_equal(np.load(tmp_path / "folder" / "hidden_states.npy"),
-                                  np.load(tmp_path / "hub" / "hidden_states.npy"))
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "folder" / "hidden_states.npy"), np.load(tmp_path / "hub" / "hidden_states.npy")
+    )
     manifest = json.loads((tmp_path / "hub" / "manifest.json").read_text())
     assert manifest["model"]["model_id"] == MODEL
     assert manifest["model"]["revision"] == repo.commit
@@ -33,12 +34,15 @@ def test_folder_and_hub_id_give_the_same_results(fake_hub, tiny_llama, prompts_c
             assert TOKEN.encode() not in path.read_bytes()
 
 
-def test_gated_hub_model_without_token_is_one_plain_sentence(fake_hub, tiny_llama, prompts_csv, tmp_path, capsys,
-                                                             monkeypatch):
+def test_gated_hub_model_without_token_is_one_plain_sentence(
+    fake_hub, tiny_llama, prompts_csv, tmp_path, capsys, monkeypatch
+):
     fake_hub.add(repo_from_folder(MODEL, tiny_llama, access="gated"))
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setattr("gpi_desktop.core.hub.secrets.find_token",
-                        lambda: __import__("gpi_desktop.core.hub.secrets", fromlist=["TokenInfo"]).TokenInfo(None, "none"))
+    monkeypatch.setattr(
+        "gpi_desktop.core.hub.secrets.find_token",
+        lambda: __import__("gpi_desktop.core.hub.secrets", fromlist=["TokenInfo"]).TokenInfo(None, "none"),
+    )
     code = main(["run", "--model", MODEL, "--prompts", str(prompts_csv), "--out", str(tmp_path / "o"), "--quiet"])
     err = capsys.readouterr().err.strip()
     assert code == 2
@@ -155,28 +159,45 @@ def test_allowing_pickle_weights_does_not_change_the_job(tiny_llama):
 
 
 def test_a_model_folder_without_tokenizer_json_is_one_sentence_naming_the_file_and_what_to_do(
-        tiny_llama, prompts_csv, tmp_path, capsys):
+    tiny_llama, prompts_csv, tmp_path, capsys
+):
     import shutil
 
     folder = tmp_path / "no-tokenizer"
     shutil.copytree(tiny_llama, folder)
     (folder / "tokenizer.json").unlink()
-    code = main(["run", "--model", str(folder), "--prompts", str(prompts_csv), "--out", str(tmp_path / "o"),
-                 "--device", "cpu", "--quiet"])
+    code = main(
+        [
+            "run",
+            "--model",
+            str(folder),
+            "--prompts",
+            str(prompts_csv),
+            "--out",
+            str(tmp_path / "o"),
+            "--device",
+            "cpu",
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2
-    assert err == (f"gpi-desktop: The model folder '{folder}' has no tokenizer.json, so its prompts cannot be turned "
-                   "into tokens: copy tokenizer.json into it from where the model came from (its Hugging Face page, "
-                   "or the folder it was copied from).")
+    assert err == (
+        f"gpi-desktop: The model folder '{folder}' has no tokenizer.json, so its prompts cannot be turned "
+        "into tokens: copy tokenizer.json into it from where the model came from (its Hugging Face page, "
+        "or the folder it was copied from)."
+    )
     (folder / "tokenizer.model").write_bytes(b"")  # sentencepiece's file, which transformers could convert
     main(["run", "--model", str(folder), "--prompts", str(prompts_csv), "--out", str(tmp_path / "o"), "--quiet"])
-    assert "has no tokenizer.json (its tokenizer.model could be converted only with the sentencepiece or tiktoken " \
-           "package installed), so" in capsys.readouterr().err
+    assert (
+        "has no tokenizer.json (its tokenizer.model could be converted only with the sentencepiece or tiktoken "
+        "package installed), so" in capsys.readouterr().err
+    )
 
 
-
-def test_a_hub_repository_and_a_folder_with_only_pickle_weights_are_refused_in_the_same_words(fake_hub, tiny_llama,
-                                                                                              tmp_path):
+def test_a_hub_repository_and_a_folder_with_only_pickle_weights_are_refused_in_the_same_words(
+    fake_hub, tiny_llama, tmp_path
+):
     files = {p.name: p.read_bytes() for p in tiny_llama.iterdir() if p.name != "model.safetensors"}
     files["pytorch_model.bin"] = b"\x80\x02pickled weights"
     fake_hub.add(Repo("old/pickled", files))

@@ -119,16 +119,26 @@ def test_entry_script_imports_torch_before_the_app_and_qt():
             order += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             order.append(node.module)
-    first_app = min(i for i, name in enumerate(order) if name.startswith(("gpi_desktop.cli", "gpi_desktop.ui",
-                                                                          "PySide6")))
+    first_app = min(
+        i for i, name in enumerate(order) if name.startswith(("gpi_desktop.cli", "gpi_desktop.ui", "PySide6"))
+    )
     assert "torch" in order[:first_app], f"torch must be imported before Qt and the app: {order}"
-    calls = [ast.unparse(node.value.func) for node in tree.body
-             if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)]
-    first_call = next(i for i, node in enumerate(tree.body)
-                      if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call))
-    torch_at = next(i for i, node in enumerate(tree.body)
-                    if isinstance(node, ast.Import) and any(a.name == "torch" for a in node.names))
-    assert calls[0] == "enable_mps_fallback" and first_call < torch_at, "the MPS fallback must be set before torch loads"
+    calls = [
+        ast.unparse(node.value.func)
+        for node in tree.body
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
+    ]
+    first_call = next(
+        i for i, node in enumerate(tree.body) if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
+    )
+    torch_at = next(
+        i
+        for i, node in enumerate(tree.body)
+        if isinstance(node, ast.Import) and any(a.name == "torch" for a in node.names)
+    )
+    assert calls[0] == "enable_mps_fallback" and first_call < torch_at, (
+        "the MPS fallback must be set before torch loads"
+    )
 
 
 def test_stdio_hook_lets_logging_and_tqdm_write_when_a_windowed_app_has_no_streams():
@@ -153,8 +163,10 @@ def test_stdio_hook_lets_logging_and_tqdm_write_when_a_windowed_app_has_no_strea
 
 
 def test_stdio_hook_keeps_real_streams():
-    code = f"import runpy, sys; s = sys.stdout; runpy.run_path({str(PACKAGING / 'rthooks' / 'rthook_stdio.py')!r}); " \
-           "print('still here'); sys.exit(0 if sys.stdout is s else 3)"
+    code = (
+        f"import runpy, sys; s = sys.stdout; runpy.run_path({str(PACKAGING / 'rthooks' / 'rthook_stdio.py')!r}); "
+        "print('still here'); sys.exit(0 if sys.stdout is s else 3)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout == "still here\n"
 
@@ -190,7 +202,7 @@ def test_inno_script_has_start_menu_entry_icon_and_uninstaller():
 
 def test_windows_build_makes_the_icon_the_inno_script_names():
     script = (PACKAGING / "windows" / "build_windows.ps1").read_text(encoding="utf-8")
-    assert 'build\\gpi-desktop.ico' in script and "resources\\icon.png" in script
+    assert "build\\gpi-desktop.ico" in script and "resources\\icon.png" in script
     assert "{#SourceRoot}\\build\\gpi-desktop.ico" in ISS.read_text(encoding="utf-8")
 
 

@@ -11,11 +11,14 @@ from gpi_desktop.core.generation.pooling import POOLINGS, OnlinePool, pool_steps
 STEPS = [torch.tensor([9.0, -9.0]), torch.tensor([1.0, 4.0]), torch.tensor([3.0, -2.0])]
 
 
-@pytest.mark.parametrize("pooling, expected", [
-    ("last", [3.0, -2.0]),   # step n-1
-    ("mean", [2.0, 1.0]),    # (1+3)/2, (4-2)/2: step 0 left out, as gpi_pack does
-    ("max", [3.0, 4.0]),     # step 0's 9.0 left out
-])
+@pytest.mark.parametrize(
+    "pooling, expected",
+    [
+        ("last", [3.0, -2.0]),  # step n-1
+        ("mean", [2.0, 1.0]),  # (1+3)/2, (4-2)/2: step 0 left out, as gpi_pack does
+        ("max", [3.0, 4.0]),  # step 0's 9.0 left out
+    ],
+)
 def test_pool_steps_leaves_the_prompt_pass_out_of_mean_and_max(pooling, expected):
     vector, from_step0 = pool_steps(STEPS, pooling)
     assert vector.tolist() == expected

@@ -21,9 +21,16 @@ class FakeClock:
 
 def _meter(clock, total=30, max_new=300, **kw):
     state = RecordingState()
-    return state, Meter(state, total=total, done=kw.pop("done", 0), done_tokens=kw.pop("done_tokens", 0),
-                        max_new_tokens=max_new, decode=kw.pop("decode", lambda ids: " ".join(map(str, ids))),
-                        clock=clock, **kw)
+    return state, Meter(
+        state,
+        total=total,
+        done=kw.pop("done", 0),
+        done_tokens=kw.pop("done_tokens", 0),
+        max_new_tokens=max_new,
+        decode=kw.pop("decode", lambda ids: " ".join(map(str, ids))),
+        clock=clock,
+        **kw,
+    )
 
 
 def _result(row, n):
@@ -126,8 +133,10 @@ def test_the_command_line_says_the_tokens_and_the_time_left_as_a_bound_and_keeps
         state.set_progress(running)
     clock.t += CliState.LOG_EVERY
     state.set_progress(running)
-    state.set_progress(Progress(30, 30, tokens_per_second=60.0, seconds_elapsed=150.0, tokens_done=6000,
-                                tokens_most=6000))
+    state.set_progress(
+        Progress(30, 30, tokens_per_second=60.0, seconds_elapsed=150.0, tokens_done=6000, tokens_most=6000)
+    )
     lines = capsys.readouterr().err.splitlines()
-    assert lines == ["  0 of 30 prompts, 4,350 of at most 9,000 tokens, 60.0 tokens per second, at most 1 min 18 s left"] * 2 + [
-        "  30 of 30 prompts, 60.0 tokens per second, took 2 min 30 s"]
+    assert lines == [
+        "  0 of 30 prompts, 4,350 of at most 9,000 tokens, 60.0 tokens per second, at most 1 min 18 s left"
+    ] * 2 + ["  30 of 30 prompts, 60.0 tokens per second, took 2 min 30 s"]

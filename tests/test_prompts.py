@@ -218,13 +218,18 @@ def _zip(entries: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize(("entries", "kind"), [
-    ({"[Content_Types].xml": b"<Types/>", "word/document.xml": b"<w:document/>"}, "is a Word document"),
-    ({"[Content_Types].xml": b"<Types/>", "ppt/presentation.xml": b"<p/>"}, "is a PowerPoint presentation"),
-    ({"mimetype": b"application/vnd.oasis.opendocument.spreadsheet", "content.xml": b"<x/>"},
-     "is a LibreOffice (OpenDocument) spreadsheet"),
-    ({"notes.txt": b"hello"}, "is a zip archive"),
-])
+@pytest.mark.parametrize(
+    ("entries", "kind"),
+    [
+        ({"[Content_Types].xml": b"<Types/>", "word/document.xml": b"<w:document/>"}, "is a Word document"),
+        ({"[Content_Types].xml": b"<Types/>", "ppt/presentation.xml": b"<p/>"}, "is a PowerPoint presentation"),
+        (
+            {"mimetype": b"application/vnd.oasis.opendocument.spreadsheet", "content.xml": b"<x/>"},
+            "is a LibreOffice (OpenDocument) spreadsheet",
+        ),
+        ({"notes.txt": b"hello"}, "is a zip archive"),
+    ],
+)
 def test_a_renamed_office_file_is_named_for_what_it_is_and_what_is_read(tmp_path, entries, kind):
     for name in ("study.csv", "study.xlsx"):
         path = tmp_path / name
@@ -310,8 +315,9 @@ def test_blank_header_cells_are_not_reported_as_duplicates(tmp_path):
 
 def test_an_uncalculated_excel_formula_is_reported_as_a_formula_not_an_empty_row(tmp_path):
     # openpyxl, like other programs that are not Excel, saves formulas without a cached result.
-    path = write_xlsx(tmp_path / "f.xlsx", ["id", "text"], [[0, "hello"], [1, '=CONCAT("a", "b")'], [2, "bye"],
-                                                            [3, '=UPPER("c")']])
+    path = write_xlsx(
+        tmp_path / "f.xlsx", ["id", "text"], [[0, "hello"], [1, '=CONCAT("a", "b")'], [2, "bye"], [3, '=UPPER("c")']]
+    )
     with pytest.raises(PromptFileError) as info:
         load_prompt_table(path)
     message = str(info.value)
@@ -348,21 +354,25 @@ def test_a_workbook_of_several_sheets_names_the_sheet_read_and_the_others_and_re
     first = load_prompt_table(path)
     assert first.texts == ["pilot prompt"] and first.sheet == "pilot"
     assert first.sheets == ("pilot", "main study", "notes")
-    assert first.describe_sheets() == ("study.xlsx has 3 sheets; the prompts are read from 'pilot' (the first), "
-                                       "not from 'main study', 'notes'")
+    assert first.describe_sheets() == (
+        "study.xlsx has 3 sheets; the prompts are read from 'pilot' (the first), not from 'main study', 'notes'"
+    )
     picked = load_prompt_table(path, sheet="main study")
     assert picked.texts == ["the study's prompt"] and picked.sheet == "main study"
     assert picked.describe_sheets().startswith("study.xlsx has 3 sheets; the prompts are read from 'main study', not")
     assert picked.sha256 == first.sha256  # the same bytes: the sheet is what tells the two apart
-    assert load_prompt_table(write_xlsx(tmp_path / "one.xlsx", ["text"], [["a"]], extra_sheet=False)).describe_sheets() \
+    assert (
+        load_prompt_table(write_xlsx(tmp_path / "one.xlsx", ["text"], [["a"]], extra_sheet=False)).describe_sheets()
         == ""
+    )
 
 
 def test_a_sheet_the_workbook_lacks_or_a_sheet_of_a_text_file_is_refused_naming_the_sheets(tmp_path, prompts_csv):
     with pytest.raises(PromptFileError) as refused:
         load_prompt_table(_workbook_of_three_sheets(tmp_path / "study.xlsx"), sheet="main")
-    assert str(refused.value) == ("study.xlsx has no sheet named 'main'; its sheets are 'pilot', 'main study', "
-                                  "'notes': choose one of them.")
+    assert str(refused.value) == (
+        "study.xlsx has no sheet named 'main'; its sheets are 'pilot', 'main study', 'notes': choose one of them."
+    )
     with pytest.raises(PromptFileError, match="has no sheets"):
         load_prompt_table(prompts_csv, sheet="main study")
 
@@ -373,9 +383,13 @@ def test_the_sheet_of_a_workbook_of_several_is_part_of_the_job_and_kept_for_reop
 
     path = _workbook_of_three_sheets(tmp_path / "study.xlsx")
     first, main = JobSpec(path), JobSpec(path, sheet="main study")
-    assert describe_key_differences(job_key(first, load_prompts(first)), job_key(main, load_prompts(main))) \
+    assert (
+        describe_key_differences(job_key(first, load_prompts(first)), job_key(main, load_prompts(main)))
         == "another sheet"
+    )
     assert job_record(main)["sheet"] == "main study"
+
+
 def test_a_note_of_one_line_is_said_to_be_no_table_not_a_header_without_rows(tmp_path):
     path = tmp_path / "notes.txt"
     path.write_text("Remember to ask the committee about the budget before Friday\n", encoding="utf-8")

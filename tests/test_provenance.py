@@ -18,8 +18,12 @@ from gpi_desktop.core.vocabulary.settings import ExportSettings, RunSettings
 
 
 def make_export(folder: Path, model: Path, prompts: Path, **settings) -> Path:
-    spec = JobSpec(prompts, "text", RunSettings(model=str(model), max_new_tokens=6, batch_size=2, device="cpu",
-                                                **settings), ExportSettings())
+    spec = JobSpec(
+        prompts,
+        "text",
+        RunSettings(model=str(model), max_new_tokens=6, batch_size=2, device="cpu", **settings),
+        ExportSettings(),
+    )
     export_run(run_job(JobRun(spec, load_prompts(spec), folder / "journal")), folder / "export")
     return folder / "export"
 
@@ -51,8 +55,10 @@ def test_inspect_says_in_plain_words_what_the_export_was_made_with(exports, tiny
     assert "Template date: 2024-07-26 (given with the job); the template writes it into every prompt." in out
     assert "Row 0 as the model was given it" in out and "Today Date: 26 Jul 2024" in out
     assert "Prompt tokens:" in out and "Chat template sha256:" in out
-    assert ("Checksums: all 11 files match the manifest, so they are unchanged since the export was written (a check "
-            "against damage, not against deliberate edits;") in out  # 8 vectors, pkl, csv, npy
+    assert (
+        "Checksums: all 11 files match the manifest, so they are unchanged since the export was written (a check "
+        "against damage, not against deliberate edits;"
+    ) in out  # 8 vectors, pkl, csv, npy
 
 
 def test_inspect_names_a_changed_and_a_missing_file_and_exits_2(exports, tmp_path, capsys):

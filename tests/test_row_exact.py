@@ -24,8 +24,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def run(loaded, prompts, batch_size, **kw):
     results = []
-    run_engine(loaded, prompts, EngineConfig("mean", kw.pop("max_new_tokens", MAX_NEW), batch_size, **kw),
-               RecordingState(), on_result=results.append)
+    run_engine(
+        loaded,
+        prompts,
+        EngineConfig("mean", kw.pop("max_new_tokens", MAX_NEW), batch_size, **kw),
+        RecordingState(),
+        on_result=results.append,
+    )
     return {r.row: r for r in results}
 
 
@@ -44,8 +49,13 @@ def test_a_rows_text_and_vector_do_not_depend_on_batch_size_order_or_added_rows(
     alone = run(loaded, encoded, 1, shared_prefix=prefix)
     assert len({r.n_tokens for r in alone.values()}) >= 3  # rows finish at different steps: refills, compaction
     extra = EncodedPrompt(len(encoded), encoded[2].ids + (7, 8))
-    for prompts, batch in ((encoded, len(encoded)), (encoded, 3), (encoded[::-1], 4), (encoded[:5], 5),
-                           (encoded + [extra], 8)):
+    for prompts, batch in (
+        (encoded, len(encoded)),
+        (encoded, 3),
+        (encoded[::-1], 4),
+        (encoded[:5], 5),
+        (encoded + [extra], 8),
+    ):
         got = run(loaded, prompts, batch, shared_prefix=prefix)
         assert_bit_identical({row: got[row] for row in alone if row in got}, alone)
 
@@ -62,7 +72,8 @@ def test_the_jobs_prefix_comes_from_the_template_not_the_prompts(loaded, encoded
     assert template_prefix(renderer.encode) == prefix  # no prompt of the job is read
     # Prompts that share more than the template (a common first word) still get only the template's prefix.
     assert len(template_prefix(renderer.encode)) < len(
-        os.path.commonprefix([renderer.encode("Write one"), renderer.encode("Write two")]))
+        os.path.commonprefix([renderer.encode("Write one"), renderer.encode("Write two")])
+    )
 
 
 def test_a_prompt_that_does_not_start_with_the_given_prefix_gets_its_whole_pass(loaded, encoded, prefix):
@@ -76,8 +87,11 @@ def test_exact_kernels_are_on_only_while_the_engine_runs(loaded, encoded):
     linears = [m for m in loaded.model.modules() if type(m) is torch.nn.Linear]
     seen = []
     handle = loaded.model.register_forward_pre_hook(
-        lambda m, a, kw: seen.append((loaded.model.config._attn_implementation,
-                                      all("forward" in x.__dict__ for x in linears))), with_kwargs=True)
+        lambda m, a, kw: seen.append(
+            (loaded.model.config._attn_implementation, all("forward" in x.__dict__ for x in linears))
+        ),
+        with_kwargs=True,
+    )
     try:
         run(loaded, encoded[:2], 2, max_new_tokens=2)
     finally:
@@ -91,7 +105,8 @@ def test_exact_kernels_are_on_only_while_the_engine_runs(loaded, encoded):
 def test_a_padded_prompt_pass_asked_for_turns_the_exact_kernels_off(loaded, encoded):
     seen = []
     handle = loaded.model.register_forward_pre_hook(
-        lambda m, a, kw: seen.append(loaded.model.config._attn_implementation), with_kwargs=True)
+        lambda m, a, kw: seen.append(loaded.model.config._attn_implementation), with_kwargs=True
+    )
     try:
         run(loaded, encoded[:2], 2, max_new_tokens=2, prefill="batched")
     finally:
@@ -130,16 +145,23 @@ print(job(sys.argv[1], sys.argv[3] == "exact"))
 
 def fresh_process_digest(model: Path, other: Path | None = None, env: dict | None = None, kernels="exact") -> str:
     code = CHILD.format(tests=str(ROOT / "tests"), prompts=PROMPTS)
-    done = subprocess.run([sys.executable, "-c", code, str(model), str(other or ""), kernels], capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", **(env or {})},
-                          timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(model), str(other or ""), kernels],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", **(env or {})},
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout.strip().splitlines()[-1]
 
 
 def test_fresh_processes_give_the_same_bytes_run_after_run_and_after_another_model(tiny_llama, tiny_qwen):
-    digests = [fresh_process_digest(tiny_llama), fresh_process_digest(tiny_llama, other=tiny_qwen),
-               fresh_process_digest(tiny_llama)]
+    digests = [
+        fresh_process_digest(tiny_llama),
+        fresh_process_digest(tiny_llama, other=tiny_qwen),
+        fresh_process_digest(tiny_llama),
+    ]
     assert len(set(digests)) == 1, digests
 
 

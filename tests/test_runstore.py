@@ -313,11 +313,24 @@ def test_every_cut_point_of_the_files_reopens_to_an_intact_prefix(tmp_path):
 # --- what changed between the job that made results and the inputs now (the window shows these words) ---
 
 JOB = {
-    "input_sha256": "ab" * 32, "column": "text", "rows": 200, "model": "meta-llama/Llama-3.1-8B-Instruct",
+    "input_sha256": "ab" * 32,
+    "column": "text",
+    "rows": 200,
+    "model": "meta-llama/Llama-3.1-8B-Instruct",
     "strategy": "batched",
-    "settings": {"model": "meta-llama/Llama-3.1-8B-Instruct", "revision": None, "dtype": "auto", "device": "auto",
-                 "quantization": None, "task": "create", "pooling": "max", "max_new_tokens": 1000,
-                 "template": "gpi_pack", "template_options": {}, "generation_options": {}},
+    "settings": {
+        "model": "meta-llama/Llama-3.1-8B-Instruct",
+        "revision": None,
+        "dtype": "auto",
+        "device": "auto",
+        "quantization": None,
+        "task": "create",
+        "pooling": "max",
+        "max_new_tokens": 1000,
+        "template": "gpi_pack",
+        "template_options": {},
+        "generation_options": {},
+    },
 }
 
 
@@ -331,8 +344,10 @@ def _changed(**settings):
     [
         (_changed(input_sha256="cd" * 32, rows=3), ["the prompts file", "the number of rows (200 \u2192 3)"]),
         (_changed(column="prompt"), ["the prompt column"]),
-        ({**JOB, "model": "o/m", "settings": {**JOB["settings"], "model": "o/m"}},
-         ["the model (meta-llama/Llama-3.1-8B-Instruct \u2192 o/m)"]),
+        (
+            {**JOB, "model": "o/m", "settings": {**JOB["settings"], "model": "o/m"}},
+            ["the model (meta-llama/Llama-3.1-8B-Instruct \u2192 o/m)"],
+        ),
         (_changed(revision="abc"), ["the model revision (none \u2192 abc)"]),
         (_changed(dtype="float32"), ["precision (auto \u2192 float32)"]),
         (_changed(quantization="4bit"), ["quantization (none \u2192 4bit)"]),
@@ -343,8 +358,10 @@ def _changed(**settings):
         (_changed(template="model-card"), ["chat formatting (gpi_pack \u2192 model-card)"]),
         (_changed(template_options={"enable_thinking": False}), ["the chat template options"]),
         (_changed(generation_options={"repetition_penalty": 1.2}), ["the generation options"]),
-        (_changed(pooling="last", max_new_tokens=20, column="p"),
-         ["the prompt column", "pooling (max \u2192 last)", "the maximum new tokens (1,000 \u2192 20)"]),
+        (
+            _changed(pooling="last", max_new_tokens=20, column="p"),
+            ["the prompt column", "pooling (max \u2192 last)", "the maximum new tokens (1,000 \u2192 20)"],
+        ),
     ],
 )
 def test_key_changes_name_each_changed_input_in_plain_words(now, words):
@@ -372,9 +389,11 @@ def test_a_header_edited_after_it_was_written_is_refused_by_its_seal_records_unt
     header_path.write_text(json.dumps(header))
     with pytest.raises(ResumeError) as refused:
         RunJournal.open(tmp_path, KEY)
-    assert str(refused.value) == (f"The unfinished run in '{tmp_path}' does not match its seal (its journal.json was "
-                                  "changed or damaged after it was written, its plan included), so it cannot be "
-                                  "resumed: start it over.")
+    assert str(refused.value) == (
+        f"The unfinished run in '{tmp_path}' does not match its seal (its journal.json was "
+        "changed or damaged after it was written, its plan included), so it cannot be "
+        "resumed: start it over."
+    )
     assert not RunJournal.holds_job(tmp_path, KEY)
     assert (tmp_path / RECORDS_NAME).read_bytes() == records_before
     header_path.write_bytes(original)  # put back, it resumes every record

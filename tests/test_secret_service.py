@@ -16,8 +16,10 @@ import pytest
 
 pytestmark = [
     pytest.mark.secret_service,
-    pytest.mark.skipif(os.environ.get("GPI_TEST_SECRET_SERVICE") != "1",
-                       reason="needs a running Secret Service (set GPI_TEST_SECRET_SERVICE=1 under dbus-run-session)"),
+    pytest.mark.skipif(
+        os.environ.get("GPI_TEST_SECRET_SERVICE") != "1",
+        reason="needs a running Secret Service (set GPI_TEST_SECRET_SERVICE=1 under dbus-run-session)",
+    ),
 ]
 
 TOKEN = "hf_" + "SeCrEtSeRvIcE" * 2 + "12345678"
@@ -59,12 +61,31 @@ def test_token_round_trips_through_the_secret_service(secret_service):
 def test_token_saved_by_the_cli_is_read_by_another_process(secret_service, tmp_path):
     env = {**os.environ, "HF_TOKEN_PATH": str(tmp_path / "token")}
     env.pop("HF_TOKEN", None)
-    saved = subprocess.run([sys.executable, "-c", "import sys; from gpi_desktop.cli.token import run_token;"
-                            "import argparse; sys.exit(run_token(argparse.Namespace(token_action='set', check=False)))"],
-                           input=TOKEN + "\n", text=True, capture_output=True, env=env, timeout=60)
+    saved = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from gpi_desktop.cli.token import run_token;"
+            "import argparse; sys.exit(run_token(argparse.Namespace(token_action='set', check=False)))",
+        ],
+        input=TOKEN + "\n",
+        text=True,
+        capture_output=True,
+        env=env,
+        timeout=60,
+    )
     assert saved.returncode == 0, saved.stderr
     assert "Secret Service" in saved.stdout and TOKEN not in saved.stdout + saved.stderr
-    read = subprocess.run([sys.executable, "-c", "from gpi_desktop.core.hub.secrets import find_token;"
-                           "t = find_token(); print(t.source, t.token == " + repr(TOKEN) + ")"],
-                          text=True, capture_output=True, env=env, timeout=60)
+    read = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from gpi_desktop.core.hub.secrets import find_token;"
+            "t = find_token(); print(t.source, t.token == " + repr(TOKEN) + ")",
+        ],
+        text=True,
+        capture_output=True,
+        env=env,
+        timeout=60,
+    )
     assert read.stdout.split() == ["keyring", "True"], read.stderr

@@ -83,12 +83,15 @@ def test_token_never_shows_in_repr_or_str(memory_keyring):
     assert TOKEN not in repr(info) and TOKEN not in str(info)
 
 
-@pytest.mark.parametrize("module, name", [
-    ("keyring.backends.Windows", "Windows Credential Manager"),
-    ("keyring.backends.macOS", "macOS Keychain"),
-    ("keyring.backends.SecretService", "Secret Service (GNOME Keyring / KWallet)"),
-    ("keyring.backends.libsecret", "Secret Service (GNOME Keyring / KWallet)"),
-])
+@pytest.mark.parametrize(
+    "module, name",
+    [
+        ("keyring.backends.Windows", "Windows Credential Manager"),
+        ("keyring.backends.macOS", "macOS Keychain"),
+        ("keyring.backends.SecretService", "Secret Service (GNOME Keyring / KWallet)"),
+        ("keyring.backends.libsecret", "Secret Service (GNOME Keyring / KWallet)"),
+    ],
+)
 def test_status_line_names_the_operating_system_keyring(module, name):
     cls = type("Keyring", (MemoryKeyring,), {"__module__": module})
     keyring.set_keyring(cls())
@@ -111,8 +114,9 @@ def test_lookup_order_is_keyring_then_session_then_environment_then_login(memory
     assert secrets.find_token().source == "keyring"
 
 
-def test_a_login_made_without_hf_home_is_found_when_hf_home_points_to_a_scratch_cache(no_keyring, tmp_path,
-                                                                                   monkeypatch):
+def test_a_login_made_without_hf_home_is_found_when_hf_home_points_to_a_scratch_cache(
+    no_keyring, tmp_path, monkeypatch
+):
     # `hf auth login` first, `export HF_HOME=/scratch/...` later: the login is in ~/.cache/huggingface/token.
     default = tmp_path / "xdg-cache" / "huggingface" / "token"
     default.parent.mkdir(parents=True)
@@ -303,15 +307,29 @@ def _cli_run_against_the_hub(tmp_path, tiny_llama, prompts_csv, fake_hub, monkey
     fake_hub.add(repo_from_folder("tiny-org/tiny-llama", tiny_llama))
     logs = tmp_path / "logs"
     monkeypatch.setenv("GPI_DESKTOP_LOG_DIR", str(logs))
-    code = main(["run", "--model", "tiny-org/tiny-llama", "--prompts", str(prompts_csv), "--out",
-                 str(tmp_path / "out"), "--max-new-tokens", "4", "--device", "cpu", "--quiet"])
+    code = main(
+        [
+            "run",
+            "--model",
+            "tiny-org/tiny-llama",
+            "--prompts",
+            str(prompts_csv),
+            "--out",
+            str(tmp_path / "out"),
+            "--max-new-tokens",
+            "4",
+            "--device",
+            "cpu",
+            "--quiet",
+        ]
+    )
     return code, "".join(p.read_text(encoding="utf-8") for p in logs.glob("*.log*"))
 
 
 @pytest.mark.parametrize("source", ["environment", "token-file", "keyring"])
-def test_a_token_with_a_line_break_is_refused_in_plain_words_and_never_logged(source, fake_hub, tiny_llama,
-                                                                              prompts_csv, tmp_path, monkeypatch,
-                                                                              capsys, memory_keyring):
+def test_a_token_with_a_line_break_is_refused_in_plain_words_and_never_logged(
+    source, fake_hub, tiny_llama, prompts_csv, tmp_path, monkeypatch, capsys, memory_keyring
+):
     from huggingface_hub import constants
 
     token = f"{HALF_1}\n{HALF_2}"
@@ -339,13 +357,20 @@ def test_every_form_of_a_known_token_is_redacted():
 
     token = f"{HALF_1}\n{HALF_2} +/"
     secrets._remember(token)
-    forms = [token, repr(token), repr(token.encode()), quote(token), quote_plus(token), quote(token, safe=""),
-             HALF_1 + "\r\n" + HALF_2, f"Bearer {HALF_1}\\n{HALF_2}"]
+    forms = [
+        token,
+        repr(token),
+        repr(token.encode()),
+        quote(token),
+        quote_plus(token),
+        quote(token, safe=""),
+        HALF_1 + "\r\n" + HALF_2,
+        f"Bearer {HALF_1}\\n{HALF_2}",
+    ]
     for form in forms:
         clean = secrets.redact(f"header b'{form}' end")
         assert HALF_1 not in clean and HALF_2 not in clean, (form, clean)
         assert "hf_***" in clean
-
 
 
 @pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX; Windows keeps AppData private per user")

@@ -35,8 +35,10 @@ from gpi_desktop.core.model.tinymodel import TinySpec, build_tiny_model
 
 pytestmark = [
     pytest.mark.slurm,
-    pytest.mark.skipif(os.environ.get("GPI_TEST_SLURM") != "1",
-                       reason="needs a running one-node SLURM cluster (.ci/slurm-up.sh) and GPI_TEST_SLURM=1"),
+    pytest.mark.skipif(
+        os.environ.get("GPI_TEST_SLURM") != "1",
+        reason="needs a running one-node SLURM cluster (.ci/slurm-up.sh) and GPI_TEST_SLURM=1",
+    ),
 ]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,14 +52,26 @@ def _user_env() -> dict[str, str]:
     import pwd
 
     home = pwd.getpwnam(USER).pw_dir
-    return {"HOME": home, "USER": USER, "LOGNAME": USER, "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
-            "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false", "LANG": "C.UTF-8"}
+    return {
+        "HOME": home,
+        "USER": USER,
+        "LOGNAME": USER,
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "PYTHONPATH": str(REPO),
+        "TOKENIZERS_PARALLELISM": "false",
+        "LANG": "C.UTF-8",
+    }
 
 
 def as_user(command: list[str], *, cwd: Path | str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     env = _user_env()
-    return subprocess.run(["runuser", "-u", USER, "--", "env", "-i", *(f"{k}={v}" for k, v in env.items()),
-                           *command], cwd=cwd or env["HOME"], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        ["runuser", "-u", USER, "--", "env", "-i", *(f"{k}={v}" for k, v in env.items()), *command],
+        cwd=cwd or env["HOME"],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _wait(what: str, condition, timeout: float, every: float = 1.0):
@@ -84,8 +98,11 @@ def _task_state(job_id: str, task: int) -> str:
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture
@@ -100,18 +117,45 @@ def base() -> Path:
 def _prepare(base: Path, name: str, rows: list[str], *flags: str) -> Path:
     """`gpi-desktop prepare` as the user, into base/name; the prompts file is the user's."""
     check = as_user([sys.executable, "-c", "import gpi_desktop, torch"])
-    assert check.returncode == 0, (f"the user {USER} cannot run this Python ({sys.executable}): its folders must be "
-                                   f"readable by others\n{check.stderr[-2000:]}")
+    assert check.returncode == 0, (
+        f"the user {USER} cannot run this Python ({sys.executable}): its folders must be "
+        f"readable by others\n{check.stderr[-2000:]}"
+    )
     model = base / "model"
     if not model.exists():
         build_tiny_model(model, TinySpec(architecture="llama", seed=1, eos_boost=0.0))
     prompts = base / f"{name}.csv"
     pd.DataFrame({"text": rows}).to_csv(prompts, index=False)
     subprocess.run(["chown", "-R", f"{USER}:", str(base)], check=True)
-    done = as_user([sys.executable, "-m", "gpi_desktop", "prepare", "--model", str(model), "--prompts", str(prompts),
-                    "--column", "text", "--out", str(base / name), "--gpus", "0", "--cpus", "1", "--mem", "1G",
-                    "--job-name", "gpi-ci", "--command", f"{sys.executable} -m gpi_desktop", "--batch-size", "2",
-                    *flags])
+    done = as_user(
+        [
+            sys.executable,
+            "-m",
+            "gpi_desktop",
+            "prepare",
+            "--model",
+            str(model),
+            "--prompts",
+            str(prompts),
+            "--column",
+            "text",
+            "--out",
+            str(base / name),
+            "--gpus",
+            "0",
+            "--cpus",
+            "1",
+            "--mem",
+            "1G",
+            "--job-name",
+            "gpi-ci",
+            "--command",
+            f"{sys.executable} -m gpi_desktop",
+            "--batch-size",
+            "2",
+            *flags,
+        ]
+    )
     assert done.returncode == 0, done.stderr
     assert "prompts go to the" in done.stdout and f"bash {base / name}/run.sbatch" in done.stdout, done.stdout
     return base / name
@@ -153,17 +197,23 @@ def test_a_prepared_job_survives_a_double_submission_and_a_requeue_and_merges_to
 
     job_id = _submit(job)
     journal = job / "shards" / str(REQUEUED) / ".gpi-run" / "records.jsonl"
-    _wait(f"task {REQUEUED} to run and journal a prompt",
-          lambda: _task_state(job_id, REQUEUED) == "RUNNING" and journal.is_file() and journal.read_bytes().count(b"\n"),
-          timeout=300, every=0.5)
+    _wait(
+        f"task {REQUEUED} to run and journal a prompt",
+        lambda: _task_state(job_id, REQUEUED) == "RUNNING" and journal.is_file() and journal.read_bytes().count(b"\n"),
+        timeout=300,
+        every=0.5,
+    )
     requeue = as_user(["scontrol", "requeue", f"{job_id}_{REQUEUED}"])
     assert requeue.returncode == 0, requeue.stderr
     _wait("the requeued task to be pending", lambda: _task_state(job_id, REQUEUED) == "PENDING", timeout=120)
     stopped = _log(job, job_id, REQUEUED)
     assert "SLURM requeued it" in stopped and "BeginTime" in stopped, stopped
     # What the log says to type to start it at once, instead of about 2 minutes pending (BeginTime).
-    _wait("its new start time", lambda: as_user(["scontrol", "update", f"JobId={job_id}_{REQUEUED}",
-                                                 "StartTime=now"]).returncode == 0, timeout=60)
+    _wait(
+        "its new start time",
+        lambda: as_user(["scontrol", "update", f"JobId={job_id}_{REQUEUED}", "StartTime=now"]).returncode == 0,
+        timeout=60,
+    )
     _wait("every task to finish", lambda: _gone(job_id), timeout=900, every=2)
 
     logs = {p.name: p.read_text(errors="replace") for p in (job / "logs").glob(f"gpi-ci-{job_id}_*.log")}
@@ -182,12 +232,27 @@ def test_a_prepared_job_survives_a_double_submission_and_a_requeue_and_merges_to
     single = base / "single"
     # The same job in one process on this machine, with the tasks' one core (SLURM_CPUS_PER_TASK=1 caps the
     # threads as in a task): the one-machine run the merge must equal.
-    done = as_user(["env", "SLURM_CPUS_PER_TASK=1", sys.executable, "-m", "gpi_desktop", "run", "--job",
-                    str(job / "job.json"), "--out", str(single), "--quiet"], timeout=900)
+    done = as_user(
+        [
+            "env",
+            "SLURM_CPUS_PER_TASK=1",
+            sys.executable,
+            "-m",
+            "gpi_desktop",
+            "run",
+            "--job",
+            str(job / "job.json"),
+            "--out",
+            str(single),
+            "--quiet",
+        ],
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr
     got, want = _digest(merged), _digest(single)
-    assert {k: v for k, v in got.items() if k != "manifest.json"} == \
-        {k: v for k, v in want.items() if k != "manifest.json"}
+    assert {k: v for k, v in got.items() if k != "manifest.json"} == {
+        k: v for k, v in want.items() if k != "manifest.json"
+    }
     m = json.loads((merged / "manifest.json").read_text())
     s = json.loads((single / "manifest.json").read_text())
     assert m.pop("sharded")["devices"] == ["cpu"] * TASKS
@@ -196,8 +261,9 @@ def test_a_prepared_job_survives_a_double_submission_and_a_requeue_and_merges_to
 
 def _task_program(job: Path) -> int:
     """The pid of the program a task of `job` runs (its working folder is the job folder)."""
-    found = subprocess.run(["pgrep", "-u", USER, "-f", "gpi_desktop run --job job.json"], capture_output=True,
-                           text=True).stdout.split()
+    found = subprocess.run(
+        ["pgrep", "-u", USER, "-f", "gpi_desktop run --job job.json"], capture_output=True, text=True
+    ).stdout.split()
     pids = [int(pid) for pid in found if Path(f"/proc/{pid}/cwd").resolve() == job.resolve()]
     assert len(pids) == 1, (found, _diagnostics())
     return pids[0]
@@ -208,8 +274,12 @@ def test_a_task_out_of_time_says_to_resubmit_with_a_longer_time_and_that_command
     job = _prepare(base, "slow", rows, "--tasks", "1", "--time", "1", "--max-new-tokens", "64")
     job_id = _submit(job)
     journal = job / "shards" / "1" / ".gpi-run" / "records.jsonl"
-    _wait("the task to journal a prompt", lambda: journal.is_file() and journal.read_bytes().count(b"\n"),
-          timeout=300, every=0.2)
+    _wait(
+        "the task to journal a prompt",
+        lambda: journal.is_file() and journal.read_bytes().count(b"\n"),
+        timeout=300,
+        every=0.2,
+    )
     # A task slower than its limit, on any machine: its program is frozen until SLURM's time limit strikes
     # (slurmstepd logs it, then sends SIGTERM), and thawed to stop as a slow task would, within KillWait.
     program = _task_program(job)

@@ -10,8 +10,13 @@ import pytest
 
 def _imported_after(statement: str) -> set[str]:
     code = f"import sys; {statement}; print(' '.join(sorted(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={"QT_QPA_PLATFORM": "offscreen", **__import__("os").environ})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"QT_QPA_PLATFORM": "offscreen", **__import__("os").environ},
+    )
     return set(out.stdout.split())
 
 

@@ -25,8 +25,11 @@ DAY1, DAY2, DAY3 = dt.date(2026, 3, 30), dt.date(2026, 3, 31), dt.date(2026, 4, 
 
 
 def digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def manifest(folder: Path) -> dict:
@@ -34,8 +37,12 @@ def manifest(folder: Path) -> dict:
 
 
 def spec_for(model: Path, prompts: Path, **settings) -> JobSpec:
-    return JobSpec(prompts, "text", RunSettings(model=str(model), max_new_tokens=MAX_NEW, batch_size=2, device="cpu",
-                                                **settings), ExportSettings())
+    return JobSpec(
+        prompts,
+        "text",
+        RunSettings(model=str(model), max_new_tokens=MAX_NEW, batch_size=2, device="cpu", **settings),
+        ExportSettings(),
+    )
 
 
 class StopAfter(RecordingState):
@@ -112,8 +119,9 @@ def test_adding_the_date_keeps_the_key_of_a_job_without_one(tiny_dated, prompts_
     assert job_hash(dated, table) != job_hash(spec, table)
 
 
-def test_a_run_killed_one_day_and_resumed_the_next_equals_an_uninterrupted_run(tiny_dated, prompts_csv, tmp_path,
-                                                                               clock):
+def test_a_run_killed_one_day_and_resumed_the_next_equals_an_uninterrupted_run(
+    tiny_dated, prompts_csv, tmp_path, clock
+):
     spec = spec_for(tiny_dated, prompts_csv)
     whole = run_job(JobRun(spec, load_prompts(spec), tmp_path / "whole-journal"))
     export_run(whole, tmp_path / "whole")
@@ -131,8 +139,7 @@ def test_a_run_killed_one_day_and_resumed_the_next_equals_an_uninterrupted_run(t
     assert "Today Date: 30 Mar 2026" in template["example"]["rendered_text"]
 
 
-def test_a_journal_of_an_earlier_version_resumes_with_the_day_it_was_started(tiny_dated, prompts_csv, tmp_path,
-                                                                            clock):
+def test_a_journal_of_an_earlier_version_resumes_with_the_day_it_was_started(tiny_dated, prompts_csv, tmp_path, clock):
     import os
 
     from gpi_desktop.core.files.runstore import HEADER_NAME
@@ -151,8 +158,9 @@ def test_a_journal_of_an_earlier_version_resumes_with_the_day_it_was_started(tin
     assert outcome.template.date == "2026-03-30"
 
 
-def test_the_same_job_created_on_two_days_with_the_date_set_gives_identical_files(tiny_dated, prompts_csv, tmp_path,
-                                                                                  clock):
+def test_the_same_job_created_on_two_days_with_the_date_set_gives_identical_files(
+    tiny_dated, prompts_csv, tmp_path, clock
+):
     spec = spec_for(tiny_dated, prompts_csv, template_date="2024-07-26")
     export_run(run_job(JobRun(spec, load_prompts(spec), tmp_path / "j1")), tmp_path / "first")
     clock.day = dt.date(2026, 5, 17)
@@ -164,46 +172,75 @@ def test_the_same_job_created_on_two_days_with_the_date_set_gives_identical_file
 
 
 def test_the_cli_template_date_flag_sets_the_job_date(tiny_dated, prompts_csv, tmp_path, clock):
-    args = ["run", "--model", str(tiny_dated), "--prompts", str(prompts_csv), "--max-new-tokens", str(MAX_NEW),
-            "--device", "cpu", "--quiet"]
+    args = [
+        "run",
+        "--model",
+        str(tiny_dated),
+        "--prompts",
+        str(prompts_csv),
+        "--max-new-tokens",
+        str(MAX_NEW),
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
     assert main([*args, "--template-date", "2024-07-26", "--out", str(tmp_path / "a")]) == 0
     assert manifest(tmp_path / "a")["prompt_template"]["date"] == "2024-07-26"
     assert main([*args, "--template-date", "26/07/2024", "--out", str(tmp_path / "b")]) == 2
 
 
-def test_shards_run_on_different_days_merge_into_the_files_of_a_single_run(tiny_dated, prompts_csv, tmp_path,
-                                                                          clock):
+def test_shards_run_on_different_days_merge_into_the_files_of_a_single_run(tiny_dated, prompts_csv, tmp_path, clock):
     from gpi_desktop.core.cluster.sbatch import ClusterSettings, write_job_folder
     from gpi_desktop.core.job.job import with_settings
 
     # Batch size 1: waves of 4 prompts, so both tasks get some (a job folder never holds an idle task).
-    job = write_job_folder(tmp_path / "job", with_settings(spec_for(tiny_dated, prompts_csv), batch_size=1),
-                           ClusterSettings(shards=2, gpus_per_task=0)).folder  # prepared on day 1
+    job = write_job_folder(
+        tmp_path / "job",
+        with_settings(spec_for(tiny_dated, prompts_csv), batch_size=1),
+        ClusterSettings(shards=2, gpus_per_task=0),
+    ).folder  # prepared on day 1
     for index, day in ((1, DAY2), (2, DAY3)):
         clock.day = day
-        assert main(["run", "--job", str(job / "job.json"), "--shard", f"{index}/2", "--out",
-                     str(job / "shards" / str(index)), "--quiet"]) == 0
+        assert (
+            main(
+                [
+                    "run",
+                    "--job",
+                    str(job / "job.json"),
+                    "--shard",
+                    f"{index}/2",
+                    "--out",
+                    str(job / "shards" / str(index)),
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
     assert main(["merge", str(job / "shards"), "--out", str(tmp_path / "merged"), "--quiet"]) == 0
     clock.day = dt.date(2026, 4, 20)
     assert main(["run", "--job", str(job / "job.json"), "--out", str(tmp_path / "single"), "--quiet"]) == 0
 
     got, want = digest(tmp_path / "merged"), digest(tmp_path / "single")
-    assert {k: v for k, v in got.items() if k != "manifest.json"} == {k: v for k, v in want.items() if k != "manifest.json"}
+    assert {k: v for k, v in got.items() if k != "manifest.json"} == {
+        k: v for k, v in want.items() if k != "manifest.json"
+    }
     merged, single = manifest(tmp_path / "merged"), manifest(tmp_path / "single")
     merged.pop("sharded")
     assert merged == single
     assert single["prompt_template"]["date"] == "2026-03-30"
 
 
-def test_every_rows_token_count_and_token_ids_checksum_are_in_the_csv_and_manifest(tiny_dated, prompts_csv,
-                                                                                 tmp_path, clock):
+def test_every_rows_token_count_and_token_ids_checksum_are_in_the_csv_and_manifest(
+    tiny_dated, prompts_csv, tmp_path, clock
+):
     spec = spec_for(tiny_dated, prompts_csv)
     outcome = run_job(JobRun(spec, load_prompts(spec), tmp_path / "journal"))
     export_run(outcome, tmp_path / "out")
     renderer = make_renderer(outcome_tokenizer(tiny_dated), "create", "gpi_pack", {}, "2026-03-30")
     ids = [renderer.encode(p) for p in PROMPTS]
-    frame = pd.read_csv(tmp_path / "out" / "generated_texts.csv", encoding="utf-8-sig", dtype=str,
-                        keep_default_na=False)
+    frame = pd.read_csv(
+        tmp_path / "out" / "generated_texts.csv", encoding="utf-8-sig", dtype=str, keep_default_na=False
+    )
     assert frame["prompt tokens"].tolist() == [str(len(i)) for i in ids]
     # Recomputed here without the program's own helper: the rule the manifest states.
     wanted = [hashlib.sha256(",".join(map(str, i)).encode()).hexdigest() for i in ids]

@@ -88,8 +88,9 @@ def test_measuring_prompts_finishes_while_a_slow_weight_load_holds_on(tiny_llama
 
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", slow_load)
     ended = []
-    loader = threading.Thread(target=lambda: ended.append(_outcome(models.load_model,
-                                                                  RunSettings(model=str(tiny_llama), device="cpu"))))
+    loader = threading.Thread(
+        target=lambda: ended.append(_outcome(models.load_model, RunSettings(model=str(tiny_llama), device="cpu")))
+    )
     measured = []
     measurer = threading.Thread(target=lambda: measured.append(models._prompt_tokenizer(tiny_llama, "tiny")))
     loader.start()

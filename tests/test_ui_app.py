@@ -18,9 +18,15 @@ sys.exit(main([]))
 
 
 def test_main_opens_the_window_and_returns_0_when_it_is_closed(tmp_path):
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
-           "XDG_DATA_HOME": str(tmp_path / "data"), "HF_HUB_OFFLINE": "1", "PYTHON_KEYRING_BACKEND":
-           "keyring.backends.null.Keyring"}
+    env = {
+        **os.environ,
+        "QT_QPA_PLATFORM": "offscreen",
+        "HOME": str(tmp_path),
+        "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+        "HF_HUB_OFFLINE": "1",
+        "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+    }
     done = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
     saved = list((tmp_path / "cfg").rglob("*.conf"))
@@ -49,12 +55,23 @@ def test_sigterm_closes_the_window_like_stop_and_close_with_exit_130(tmp_path):
 
     if not hasattr(signal, "SIGKILL"):
         pytest.skip("SIGTERM can be sent to a process on POSIX only")
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
-           "XDG_DATA_HOME": str(tmp_path / "data"), "HF_HUB_OFFLINE": "1", "PYTHON_KEYRING_BACKEND":
-           "keyring.backends.null.Keyring"}
+    env = {
+        **os.environ,
+        "QT_QPA_PLATFORM": "offscreen",
+        "HOME": str(tmp_path),
+        "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+        "HF_HUB_OFFLINE": "1",
+        "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+    }
     shown = tmp_path / "shown"
-    proc = subprocess.Popen([sys.executable, "-c", WAIT_THEN_RUN, str(shown)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WAIT_THEN_RUN, str(shown)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while not shown.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)

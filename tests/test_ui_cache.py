@@ -41,7 +41,8 @@ def on_disk(model_id: str) -> int:
 
 
 def test_a_cached_model_is_listed_with_its_size_and_a_click_puts_its_id_in_the_model_field(
-        qtbot, make_window, fake_hub, tmp_path):
+    qtbot, make_window, fake_hub, tmp_path
+):
     download.download_model(MODEL)
     window = make_window()
     open_model_step(qtbot, window)
@@ -58,6 +59,7 @@ def test_a_cached_model_is_listed_with_its_size_and_a_click_puts_its_id_in_the_m
     item = panel.cache_list.item(0)
     rect = panel.cache_list.visualItemRect(item)
     from PySide6.QtCore import Qt
+
     qtbot.mouseClick(panel.cache_list.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     assert panel.model() == MODEL
     assert changed == [MODEL]
@@ -70,8 +72,7 @@ def test_a_cached_model_is_listed_with_its_size_and_a_click_puts_its_id_in_the_m
     panel.window().grab().save(str(SHOT))
 
 
-def test_an_empty_cache_says_none_yet_and_the_list_fills_when_the_step_is_shown_again(
-        qtbot, make_window, fake_hub):
+def test_an_empty_cache_says_none_yet_and_the_list_fills_when_the_step_is_shown_again(qtbot, make_window, fake_hub):
     window = make_window()
     open_model_step(qtbot, window)
     panel = window.model_panel
@@ -120,5 +121,6 @@ def test_offline_mode_says_only_the_cached_models_can_be_used(qtbot, make_window
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     window = make_window()
     open_model_step(qtbot, window)
-    assert "Offline mode is on (HF_HUB_OFFLINE=1): only these models can be used." in \
-        window.model_panel.cache_note.text()
+    assert (
+        "Offline mode is on (HF_HUB_OFFLINE=1): only these models can be used." in window.model_panel.cache_note.text()
+    )

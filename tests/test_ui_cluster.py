@@ -20,8 +20,9 @@ from gpi_desktop.ui.cluster.dialogs import MergeShardsDialog, PrepareClusterDial
 @pytest.fixture
 def spec(tiny_llama, prompts_csv):
     # Batch size 1: waves of 4 prompts (shards are cut by whole waves), so each of two shards has rows.
-    return JobSpec(prompts_csv, "text", RunSettings(model=str(tiny_llama), max_new_tokens=8, batch_size=1),
-                   ExportSettings())
+    return JobSpec(
+        prompts_csv, "text", RunSettings(model=str(tiny_llama), max_new_tokens=8, batch_size=1), ExportSettings()
+    )
 
 
 def test_prepare_dialog_writes_the_job_folder_from_its_fields(qtbot, spec, tmp_path):
@@ -43,8 +44,15 @@ def test_prepare_dialog_writes_the_job_folder_from_its_fields(qtbot, spec, tmp_p
     assert not dialog.error.isVisible() or not dialog.error.text()
     job = tmp_path / "job"
     script = (job / "run.sbatch").read_text()
-    for line in ("#SBATCH --array=1-2%2", "#SBATCH --gres=gpu:a100:2", "#SBATCH --qos=long", "#SBATCH --time=12:00:00", "#SBATCH --mem=96G",
-                 "#SBATCH --partition=gpu", 'export HF_HOME="/scratch/me/hf"'):
+    for line in (
+        "#SBATCH --array=1-2%2",
+        "#SBATCH --gres=gpu:a100:2",
+        "#SBATCH --qos=long",
+        "#SBATCH --time=12:00:00",
+        "#SBATCH --mem=96G",
+        "#SBATCH --partition=gpu",
+        'export HF_HOME="/scratch/me/hf"',
+    ):
         assert line in script
     assert subprocess.run(["bash", "-n", str(job / "run.sbatch")]).returncode == 0
     loaded = load_job_file(job / "job.json")
@@ -93,8 +101,21 @@ def finished_job(spec, tmp_path):
 
     job = write_job_folder(tmp_path / "job", spec, ClusterSettings(shards=2, gpus_per_task=0)).folder
     for i in (1, 2):
-        assert main(["run", "--job", str(job / "job.json"), "--shard", f"{i}/2", "--out",
-                     str(job / "shards" / str(i)), "--quiet"]) == 0
+        assert (
+            main(
+                [
+                    "run",
+                    "--job",
+                    str(job / "job.json"),
+                    "--shard",
+                    f"{i}/2",
+                    "--out",
+                    str(job / "shards" / str(i)),
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
     return job
 
 
@@ -144,8 +165,9 @@ def test_main_window_cluster_menu_opens_prepare_only_for_a_ready_job(make_window
     assert "prompts" in main_window_job(window).lower()  # no prompts file yet: the window's own reason
 
 
-def test_merge_dialog_given_a_job_folder_without_results_speaks_of_its_result_folders(qtbot, merge_dialog, spec,
-                                                                                      tmp_path):
+def test_merge_dialog_given_a_job_folder_without_results_speaks_of_its_result_folders(
+    qtbot, merge_dialog, spec, tmp_path
+):
     from gpi_desktop.core.cluster.sbatch import ClusterSettings, write_job_folder
 
     job = write_job_folder(tmp_path / "job", spec, ClusterSettings(shards=2, gpus_per_task=0)).folder

@@ -32,8 +32,9 @@ def short_context(tmp_path_factory) -> Path:
 @pytest.fixture
 def prompts(tmp_path) -> Path:
     path = tmp_path / "prompts.csv"
-    pd.DataFrame({"text": ["short one", LONG, MEDIUM, f"{LONG} {LONG}"],
-                  "other": ["a", "b", "c", "d"]}).to_csv(path, index=False)
+    pd.DataFrame({"text": ["short one", LONG, MEDIUM, f"{LONG} {LONG}"], "other": ["a", "b", "c", "d"]}).to_csv(
+        path, index=False
+    )
     return path
 
 
@@ -57,8 +58,11 @@ def marked_rows(panel) -> list[int]:
     col = panel.table.columns.index(panel.table.column)
     from PySide6.QtCore import Qt
 
-    return [row for row in range(model.rowCount())
-            if model.data(model.index(row, col), Qt.ItemDataRole.BackgroundRole) == TOO_LONG_BRUSH]
+    return [
+        row
+        for row in range(model.rowCount())
+        if model.data(model.index(row, col), Qt.ItemDataRole.BackgroundRole) == TOO_LONG_BRUSH
+    ]
 
 
 def count_measures(monkeypatch) -> list[str]:
@@ -76,7 +80,8 @@ def count_measures(monkeypatch) -> list[str]:
 
 
 def test_prompts_too_long_for_the_context_are_marked_with_their_lengths_and_the_limit_before_run(
-        qtbot, make_window, short_context, prompts, monkeypatch):
+    qtbot, make_window, short_context, prompts, monkeypatch
+):
     from PySide6.QtCore import Qt
 
     threads = count_measures(monkeypatch)
@@ -97,8 +102,9 @@ def test_prompts_too_long_for_the_context_are_marked_with_their_lengths_and_the_
     assert "\u2714" not in window.steps.item(2).text()
 
 
-def test_the_line_above_the_table_names_the_first_rows_and_counts_the_others(qtbot, make_window, short_context,
-                                                                           tmp_path):
+def test_the_line_above_the_table_names_the_first_rows_and_counts_the_others(
+    qtbot, make_window, short_context, tmp_path
+):
     many = tmp_path / "many.csv"
     pd.DataFrame({"text": [LONG] * 8 + ["short"]}).to_csv(many, index=False)
     window = make_window()
@@ -109,8 +115,9 @@ def test_the_line_above_the_table_names_the_first_rows_and_counts_the_others(qtb
     assert text.endswith("They are marked below.")
 
 
-def test_a_new_token_limit_moves_the_line_without_measuring_again(qtbot, make_window, short_context, prompts,
-                                                                  monkeypatch):
+def test_a_new_token_limit_moves_the_line_without_measuring_again(
+    qtbot, make_window, short_context, prompts, monkeypatch
+):
     threads = count_measures(monkeypatch)
     window = make_window()
     panel = prepare(qtbot, window, short_context, prompts)
@@ -134,7 +141,8 @@ def test_prompts_that_fit_are_said_to_fit_and_run_is_not_blocked(qtbot, make_win
 
 @pytest.mark.parametrize("change", ["model", "column", "task", "file"])
 def test_the_prompts_are_measured_again_when_what_their_lengths_depend_on_changes(
-        qtbot, make_window, short_context, tiny_llama, prompts, tmp_path, change):
+    qtbot, make_window, short_context, tiny_llama, prompts, tmp_path, change
+):
     window = make_window()
     panel = prepare(qtbot, window, short_context, prompts)
     assert marked_rows(panel) == [1, 3]
@@ -162,8 +170,9 @@ def test_the_prompts_are_measured_again_when_what_their_lengths_depend_on_change
     assert (window.run_blocker() is None) == (not expected)
 
 
-def test_a_measure_made_for_earlier_inputs_is_never_shown(qtbot, make_window, short_context, tiny_llama, prompts,
-                                                          monkeypatch):
+def test_a_measure_made_for_earlier_inputs_is_never_shown(
+    qtbot, make_window, short_context, tiny_llama, prompts, monkeypatch
+):
     from gpi_desktop.core.generation import instructions
 
     gate, real = threading.Event(), instructions.measure_prompt_lengths
@@ -192,7 +201,8 @@ def test_a_measure_made_for_earlier_inputs_is_never_shown(qtbot, make_window, sh
 
 
 def test_a_hub_model_not_downloaded_is_measured_with_its_tokenizer_files_only(
-        qtbot, make_window, short_context, prompts, monkeypatch, tmp_path):
+    qtbot, make_window, short_context, prompts, monkeypatch, tmp_path
+):
     from hubserver import FakeHub, point_client_at, repo_from_folder
 
     from gpi_desktop.core.hub import cache
@@ -213,8 +223,7 @@ def test_a_hub_model_not_downloaded_is_measured_with_its_tokenizer_files_only(
         assert cache.cached_snapshot("tiny-org/short-context") is None
 
 
-def test_a_hub_model_that_cannot_be_measured_yet_says_so_and_leaves_it_to_run(qtbot, make_window, prompts,
-                                                                              monkeypatch):
+def test_a_hub_model_that_cannot_be_measured_yet_says_so_and_leaves_it_to_run(qtbot, make_window, prompts, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     window = make_window()
     panel = prepare(qtbot, window, "someone/not-downloaded-model", prompts)

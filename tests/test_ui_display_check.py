@@ -11,7 +11,9 @@ import pytest
 from gpi_desktop.core.vocabulary.errors import DisplayError
 from gpi_desktop.ui.shared.display_check import check_display_libraries, uses_xcb
 
-NO_CURSOR = "import gpi_desktop.ui.shared.display_check as d; d.library_loads = lambda soname: soname != 'libxcb-cursor.so.0'\n"
+NO_CURSOR = (
+    "import gpi_desktop.ui.shared.display_check as d; d.library_loads = lambda soname: soname != 'libxcb-cursor.so.0'\n"
+)
 
 
 def test_qt_uses_xcb_on_an_x11_linux_desktop_only():
@@ -28,7 +30,9 @@ def test_a_missing_xcb_cursor_library_is_named_with_its_package():
         check_display_libraries({"QT_QPA_PLATFORM": "xcb"}, "linux", loads=lambda s: s != "libxcb-cursor.so.0")
     message = str(caught.value)
     assert "`sudo apt install libxcb-cursor0`" in message and message.count(".") <= 2
-    check_display_libraries({"QT_QPA_PLATFORM": "xcb", "DISPLAY": ":0"}, "linux", loads=lambda s: True)  # all there: no error
+    check_display_libraries(
+        {"QT_QPA_PLATFORM": "xcb", "DISPLAY": ":0"}, "linux", loads=lambda s: True
+    )  # all there: no error
     check_display_libraries({"QT_QPA_PLATFORM": "offscreen"}, "linux", loads=lambda s: False)  # not needed
 
 
@@ -39,8 +43,12 @@ def test_the_libraries_of_this_machine_are_found():
 def test_gpi_desktop_says_which_package_to_install_instead_of_aborting(tmp_path):
     # No display at all: were the check not made before QApplication, Qt would abort the process (SIGABRT).
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "XDG_SESSION_TYPE")}
-    env.update(QT_QPA_PLATFORM="xcb", HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path / "cfg"),
-               XDG_DATA_HOME=str(tmp_path / "data"))
+    env.update(
+        QT_QPA_PLATFORM="xcb",
+        HOME=str(tmp_path),
+        XDG_CONFIG_HOME=str(tmp_path / "cfg"),
+        XDG_DATA_HOME=str(tmp_path / "data"),
+    )
     code = NO_CURSOR + "import sys; from gpi_desktop.cli import main; sys.exit(main([]))"
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 2, (done.returncode, done.stderr[-2000:])

@@ -42,6 +42,7 @@ def test_the_demo_export_reaches_an_estimate_with_its_report(qtbot, make_window,
     assert step.treated_combo.currentText() == "(choose)" and not step.estimate_button.isEnabled()
     step.treatment_combo.setCurrentText("treatment")
     step.epochs_spin.setValue(10_000)  # Stop: the first epoch's progress is shown, then nothing is written
+
     def stop(_progress):
         step.cancel()
 

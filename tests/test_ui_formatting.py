@@ -10,9 +10,11 @@ from gpi_desktop.ui.steps.run_step import RunPage
 
 def test_progress_line_says_done_speed_and_time_left():
     assert progress_line(Progress(12, 100, tokens_per_second=35.24, seconds_elapsed=60.0)) == (
-        "12 of 100 prompts \u00b7 35.2 tokens per second \u00b7 about 7 min 20 s left")
+        "12 of 100 prompts \u00b7 35.2 tokens per second \u00b7 about 7 min 20 s left"
+    )
     assert progress_line(Progress(100, 100, tokens_per_second=10, seconds_elapsed=4000)) == (
-        "100 of 100 prompts \u00b7 10.0 tokens per second \u00b7 took 1 h 06 min")
+        "100 of 100 prompts \u00b7 10.0 tokens per second \u00b7 took 1 h 06 min"
+    )
     assert progress_line(Progress(0, 5)) == "0 of 5 prompts"
 
 
@@ -21,7 +23,10 @@ def test_linkify_makes_addresses_clickable_and_escapes_the_rest():
     html = linkify(text)
     url = "https://huggingface.co/meta-llama/Llama-3.1-8B-Instruct"
     assert f'<a href="{url}">{url}</a>, then &lt;retry&gt;.' in html
-    assert linkify("see https://huggingface.co/x/y.") == 'see <a href="https://huggingface.co/x/y">https://huggingface.co/x/y</a>.'
+    assert (
+        linkify("see https://huggingface.co/x/y.")
+        == 'see <a href="https://huggingface.co/x/y">https://huggingface.co/x/y</a>.'
+    )
     assert linkify("two\nlines") == "two<br>lines"
 
 
@@ -37,8 +42,9 @@ def test_a_download_shows_its_own_words_and_a_percentage(qtbot):
     page = RunPage()
     qtbot.addWidget(page)
     total = 16_060_000_000  # more than a 32-bit progress bar can count
-    page.show_progress(Progress(total // 4, total, message="4.0 GB of 16.1 GB, 50.0 MB/s, about 4 min left",
-                                kind=ProgressKind.BYTES))
+    page.show_progress(
+        Progress(total // 4, total, message="4.0 GB of 16.1 GB, 50.0 MB/s, about 4 min left", kind=ProgressKind.BYTES)
+    )
     assert page.progress_label.text() == "4.0 GB of 16.1 GB, 50.0 MB/s, about 4 min left"
     assert page.progress_bar.text() == "25%"
     page.show_progress(Progress(3, 10, tokens_per_second=5.0, seconds_elapsed=3.0))

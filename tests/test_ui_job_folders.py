@@ -15,8 +15,9 @@ def test_jobs_are_kept_in_one_folder_named_once(monkeypatch, tmp_path):
     assert legacy_data_dirs() == [tmp_path / "share" / "GPI Desktop" / "GPI Desktop"]
 
 
-def test_an_unfinished_job_of_the_older_folder_is_moved_and_offered_to_continue(qtbot, make_window, tiny_llama,
-                                                                                  prompts_csv, tmp_path):
+def test_an_unfinished_job_of_the_older_folder_is_moved_and_offered_to_continue(
+    qtbot, make_window, tiny_llama, prompts_csv, tmp_path
+):
     old = make_window(data_dir="old")  # what an older version used as its data folder
     prepare(qtbot, old, tiny_llama, prompts_csv, batch=1, max_new=20)
     stop_after_first_result(qtbot, old)
@@ -24,8 +25,9 @@ def test_an_unfinished_job_of_the_older_folder_is_moved_and_offered_to_continue(
     old.close()
     (job,) = list((tmp_path / "old" / "runs").iterdir())
 
-    window = make_window({"Continue the earlier run?": "Continue where it stopped"}, data_dir="new",
-                         legacy_dirs=[tmp_path / "old"])
+    window = make_window(
+        {"Continue the earlier run?": "Continue where it stopped"}, data_dir="new", legacy_dirs=[tmp_path / "old"]
+    )
     assert (tmp_path / "new" / "runs" / job.name).is_dir() and not (tmp_path / "old").exists()
     prepare(qtbot, window, tiny_llama, prompts_csv, batch=1, max_new=20)
     fresh = []

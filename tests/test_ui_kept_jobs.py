@@ -50,7 +50,10 @@ else:  # "hold": a run going on in this process, until stdin closes
 
 
 def _child(mode: str, model: Path, runs: Path, csv: Path, **kwargs):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
+    }
     return subprocess.Popen([sys.executable, "-c", CHILD, mode, str(model), str(runs), str(csv)], env=env, **kwargs)
 
 
@@ -61,7 +64,8 @@ def _csv(folder: Path, name: str, prompts) -> Path:
 
 
 def test_after_kill_9_the_finished_job_is_offered_first_ready_to_export_and_opens_in_one_click(
-        qtbot, make_window, tiny_llama, tmp_path):
+    qtbot, make_window, tiny_llama, tmp_path
+):
     runs = tmp_path / "data" / "runs"
     done, cut = _csv(tmp_path, "done.csv", PROMPTS[:3]), _csv(tmp_path, "cut.csv", PROMPTS)
     for mode, csv in (("finish", done), ("cut", cut)):
@@ -85,7 +89,8 @@ def test_after_kill_9_the_finished_job_is_offered_first_ready_to_export_and_open
 
 
 def test_a_job_running_in_another_process_is_said_to_run_there_with_its_progress_and_no_internal_folder(
-        qtbot, make_window, tiny_llama, tmp_path):
+    qtbot, make_window, tiny_llama, tmp_path
+):
     from window_helpers import prepare
 
     runs = tmp_path / "data" / "runs"
@@ -104,8 +109,10 @@ def test_a_job_running_in_another_process_is_said_to_run_there_with_its_progress
         prepare(qtbot, window, tiny_llama, csv, batch=1, max_new=8)  # the same job, opened by hand
         with qtbot.waitSignal(window.run_failed, timeout=60_000) as failed:
             window.run_page.run_button.click()
-        assert failed.args[0] == ("Another run is using this job right now: wait for it to finish, or stop it in the "
-                                  "window or terminal where it runs.")
+        assert failed.args[0] == (
+            "Another run is using this job right now: wait for it to finish, or stop it in the "
+            "window or terminal where it runs."
+        )
         assert str(runs) not in window.run_page.status_label.text()
     finally:
         holder.stdin.close()

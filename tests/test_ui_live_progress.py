@@ -21,10 +21,17 @@ def _long_run(reports: int, go_on: threading.Event):
         state.set_status("Generating 8 texts on cpu (8 at a time)\u2026")
         for step in range(1, reports + 1):
             tokens = 2 * step  # each row's tokens so far
-            state.set_progress(Progress(0, ROWS, SPEED, step / 4, tokens_done=ROWS * tokens,
-                                        tokens_most=ROWS * MAX_NEW,
-                                        running=tuple(TextSoFar(row, " ".join(["word"] * tokens), tokens)
-                                                      for row in range(ROWS))))
+            state.set_progress(
+                Progress(
+                    0,
+                    ROWS,
+                    SPEED,
+                    step / 4,
+                    tokens_done=ROWS * tokens,
+                    tokens_most=ROWS * MAX_NEW,
+                    running=tuple(TextSoFar(row, " ".join(["word"] * tokens), tokens) for row in range(ROWS)),
+                )
+            )
         go_on.wait(60)
         while not state.is_interruption_requested():
             go_on.wait(0.01)
@@ -44,16 +51,24 @@ def long_run(monkeypatch):
 
 
 def test_progress_and_texts_move_while_no_prompt_has_finished_and_stop_says_what_starts_over(
-        qtbot, make_window, tiny_llama, prompts_csv, long_run):
+    qtbot, make_window, tiny_llama, prompts_csv, long_run
+):
     from window_helpers import prepare
 
     window = make_window({"Stop the run?": "Stop"})
     prepare(qtbot, window, tiny_llama, prompts_csv, batch=8, max_new=MAX_NEW)
     page = window.run_page
     seen = []
-    window.runner.progress.connect(lambda p: seen.append((page.progress_bar.text(), page.progress_label.text(),
-                                                          page.results.data(page.results.index(3, COL_TEXT)),
-                                                          page.results.data(page.results.index(3, COL_TOKENS)))))
+    window.runner.progress.connect(
+        lambda p: seen.append(
+            (
+                page.progress_bar.text(),
+                page.progress_label.text(),
+                page.results.data(page.results.index(3, COL_TEXT)),
+                page.results.data(page.results.index(3, COL_TOKENS)),
+            )
+        )
+    )
     window.run_page.run_button.click()
     qtbot.waitUntil(lambda: len(seen) == STEPS, timeout=60_000)
 

@@ -53,10 +53,17 @@ def test_a_hub_id_shows_its_page_and_an_offline_check_says_why_it_could_not_read
 
 
 def test_the_check_never_imports_torch_on_the_main_thread(qtbot):
-    code = ("import sys; from PySide6.QtWidgets import QApplication; app = QApplication([]);"
-            "from gpi_desktop.ui.main_window import MainWindow; print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    code = (
+        "import sys; from PySide6.QtWidgets import QApplication; app = QApplication([]);"
+        "from gpi_desktop.ui.main_window import MainWindow; print('torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+    )
     assert out.stdout.strip() == "False", out.stderr
 
 

@@ -55,7 +55,8 @@ def test_greyed_settings_say_why(panel):
 
 
 def test_where_the_texts_are_shown_the_window_says_why_they_start_with_assistant_and_offers_the_model_card_style(
-        qtbot, make_window):
+    qtbot, make_window
+):
     window = make_window()
     note = window.run_page.template_note
     assert not note.isHidden() and "\u201cassistant\u201d" in note.text() and 'href="model-card"' in note.text()

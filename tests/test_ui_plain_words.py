@@ -44,8 +44,9 @@ def test_the_export_picker_makes_a_typed_new_folder(qtbot, tmp_path):
     assert dialog.result() == ExportFolderDialog.DialogCode.Accepted
 
 
-def test_the_export_picker_starts_in_documents_then_in_the_last_export_folder(qtbot, make_window, monkeypatch,
-                                                                            tmp_path):
+def test_the_export_picker_starts_in_documents_then_in_the_last_export_folder(
+    qtbot, make_window, monkeypatch, tmp_path
+):
     from gpi_desktop.ui import export_actions
 
     documents = tmp_path / "Documents"
@@ -76,15 +77,21 @@ def test_help_has_a_two_minute_guide_with_the_six_steps_the_export_and_where_job
 
     window = make_window()
     titles = [a.text() for m in window.menuBar().actions() if m.menu() for a in m.menu().actions()]
-    guide_action = next(a for m in window.menuBar().actions() if m.menu() for a in m.menu().actions()
-                        if a.text().startswith("Guide"))
+    guide_action = next(
+        a for m in window.menuBar().actions() if m.menu() for a in m.menu().actions() if a.text().startswith("Guide")
+    )
     assert "Guide (two minutes)" in titles
     window.settings_panel.prefix_edit.setText("vec_")
     guide_action.trigger()
     text = window.guide.browser.toPlainText()
     assert window.guide.isVisible()
-    for heading in ("What GPI is", "The seven steps", "What the export holds", "Where jobs are kept",
-                    "How to cite the settings"):
+    for heading in (
+        "What GPI is",
+        "The seven steps",
+        "What the export holds",
+        "Where jobs are kept",
+        "How to cite the settings",
+    ):
         assert heading in text
     for title in STEP_TITLES:
         assert title in text
@@ -100,6 +107,8 @@ def test_a_failure_is_its_own_sentence_for_the_user_and_names_what_failed_for_ou
     from gpi_desktop.ui.shared.error_words import failure_sentence
 
     assert failure_sentence(PromptFileError("The prompts file is empty."), "x.csv could not be read") == (
-        "The prompts file is empty.")
+        "The prompts file is empty."
+    )
     assert failure_sentence(KeyError("row"), "x.csv could not be read") == (
-        "x.csv could not be read: something unexpected went wrong (KeyError); the details are in the log file.")
+        "x.csv could not be read: something unexpected went wrong (KeyError); the details are in the log file."
+    )

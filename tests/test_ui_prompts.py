@@ -15,8 +15,13 @@ from gpi_desktop.ui.shared.table_models import EMPTY_CELL_BRUSH, TEXT_COLUMN_BRU
 from gpi_desktop.ui.shared.tasks import BackgroundCalls
 from gpi_desktop.ui.steps.prompts_step import CHOOSE_COLUMN, PromptsPanel
 
-FRAME = pd.DataFrame({"id": ["1", "2", "3"], "party": ["D", "R", "D"],
-                      "speech": ["Jobs for all, and fair wages.", "Lower taxes now.", "Clean energy, café and naïve ü."]})
+FRAME = pd.DataFrame(
+    {
+        "id": ["1", "2", "3"],
+        "party": ["D", "R", "D"],
+        "speech": ["Jobs for all, and fair wages.", "Lower taxes now.", "Clean energy, café and naïve ü."],
+    }
+)
 
 
 @pytest.fixture
@@ -143,8 +148,9 @@ def test_dropping_a_file_on_the_window_opens_it(qtbot, make_window, tmp_path):
     path = _write(tmp_path / "dropped.tsv", "tsv")
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(path))])
-    event = QDropEvent(QPoint(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                       Qt.KeyboardModifier.NoModifier)
+    event = QDropEvent(
+        QPoint(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    )
     window.dropEvent(event)
     wait_idle(qtbot, window)
     assert window.pages.currentIndex() == 2
@@ -153,8 +159,12 @@ def test_dropping_a_file_on_the_window_opens_it(qtbot, make_window, tmp_path):
 
 def test_a_hundred_thousand_rows_open_and_scroll_without_stalling(qtbot, tmp_path):
     rows = 100_000
-    frame = pd.DataFrame({"id": [str(i) for i in range(rows)],
-                          "text": [f"Prompt number {i}: write a speech about topic {i % 97}." for i in range(rows)]})
+    frame = pd.DataFrame(
+        {
+            "id": [str(i) for i in range(rows)],
+            "text": [f"Prompt number {i}: write a speech about topic {i % 97}." for i in range(rows)],
+        }
+    )
     model = DataFrameModel()
     view = read_only_table(model)  # the view the prompts step uses
     qtbot.addWidget(view)
@@ -187,16 +197,20 @@ def _workbook(path):
 
 
 def test_a_workbook_of_several_sheets_names_the_sheet_read_and_the_others_and_the_user_picks_another(
-        qtbot, panel, tmp_path):
+    qtbot, panel, tmp_path
+):
     p = load(qtbot, panel, _workbook(tmp_path / "study.xlsx"))
     assert p.sheet_box.isVisibleTo(p) and p.sheet_box.currentText() == "pilot"
     assert [p.sheet_box.itemText(i) for i in range(p.sheet_box.count())] == ["pilot", "main study", "notes"]
     assert p.table.texts == ["a pilot prompt"]
-    assert p.message_label.text() == ("study.xlsx has 3 sheets; the prompts are read from 'pilot' (the first), not "
-                                      "from 'main study', 'notes': choose another sheet above if the prompts are there.")
+    assert p.message_label.text() == (
+        "study.xlsx has 3 sheets; the prompts are read from 'pilot' (the first), not "
+        "from 'main study', 'notes': choose another sheet above if the prompts are there."
+    )
     p.select_sheet("main study")
-    qtbot.waitUntil(lambda: panel[1].pending == 0 and p.table is not None and p.table.sheet == "main study",
-                    timeout=30_000)
+    qtbot.waitUntil(
+        lambda: panel[1].pending == 0 and p.table is not None and p.table.sheet == "main study", timeout=30_000
+    )
     assert p.table.column == "speech" and p.table.texts == FRAME["speech"].tolist()
     assert p.sheet_box.currentText() == "main study"
     assert "read from 'main study', not from 'pilot', 'notes'" in p.message_label.text()
@@ -216,8 +230,14 @@ def test_the_sheet_chosen_in_step_3_is_the_sheet_the_window_runs(qtbot, make_win
 
 def test_the_prompt_column_is_the_widest_wherever_it_stands(qtbot, panel, tmp_path):
     path = tmp_path / "bios.csv"
-    pd.DataFrame({"text": ["Create a biography of a mayor"] * 3, "id": ["1", "2", "3"], "party": ["D", "R", "D"],
-                  "year": ["1956"] * 3}).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "text": ["Create a biography of a mayor"] * 3,
+            "id": ["1", "2", "3"],
+            "party": ["D", "R", "D"],
+            "year": ["1956"] * 3,
+        }
+    ).to_csv(path, index=False)
     p, _calls = panel
     p.resize(1100, 600)
     p.show()

@@ -9,8 +9,9 @@ from window_helpers import prepare, run_to_end
 from gpi_desktop.core.vocabulary.settings import RunSettings
 
 
-def test_the_template_date_field_sets_the_jobs_date_and_a_bad_one_is_refused(qtbot, make_window, tiny_dated,
-                                                                             prompts_csv, tmp_path):
+def test_the_template_date_field_sets_the_jobs_date_and_a_bad_one_is_refused(
+    qtbot, make_window, tiny_dated, prompts_csv, tmp_path
+):
     window = make_window({"Export finished": "Close"})
     panel = window.settings_panel
     assert panel.values()[0].template_date is None  # empty: the day the job is first run
@@ -33,8 +34,10 @@ def test_the_template_date_field_sets_the_jobs_date_and_a_bad_one_is_refused(qtb
     assert not window.export_page.inspect_text.isHidden()
     text = window.export_page.inspect_text.toPlainText()
     assert "Template date: 2024-07-26 (given with the job)" in text
-    assert ("Checksums: all 11 files match the manifest, so they are unchanged since the export was written (a check "
-            "against damage, not against deliberate edits;") in text
+    assert (
+        "Checksums: all 11 files match the manifest, so they are unchanged since the export was written (a check "
+        "against damage, not against deliberate edits;"
+    ) in text
     assert window.export_page.inspect_label.text() == "Every file matches its checksum."
 
 

@@ -52,7 +52,8 @@ def _assert_fresh(qtbot, window):
 
 
 def test_every_result_changing_input_makes_the_results_unexportable_until_it_is_changed_back(
-        qtbot, make_window, tiny_llama, tiny_qwen, tmp_path):
+    qtbot, make_window, tiny_llama, tiny_qwen, tmp_path
+):
     window = make_window({"Export finished": "Close"})
     csv = _two_column_csv(tmp_path)
     fewer = _two_column_csv(tmp_path, "fewer.csv", rows=3)
@@ -69,30 +70,57 @@ def test_every_result_changing_input_makes_the_results_unexportable_until_it_is_
         back()
         _assert_fresh(qtbot, window)
 
-    toggle(lambda: window.prompts_panel.load_file(fewer), lambda: window.prompts_panel.load_file(csv),
-           "the prompts file", "the number of rows (8 \u2192 3)", "two.csv")
-    toggle(lambda: window.prompts_panel.select_column("other"), lambda: window.prompts_panel.select_column("text"),
-           "the prompt column")
-    toggle(lambda: window.model_panel.set_model(str(tiny_qwen)), lambda: window.model_panel.set_model(str(tiny_llama)),
-           "the model")
+    toggle(
+        lambda: window.prompts_panel.load_file(fewer),
+        lambda: window.prompts_panel.load_file(csv),
+        "the prompts file",
+        "the number of rows (8 \u2192 3)",
+        "two.csv",
+    )
+    toggle(
+        lambda: window.prompts_panel.select_column("other"),
+        lambda: window.prompts_panel.select_column("text"),
+        "the prompt column",
+    )
+    toggle(
+        lambda: window.model_panel.set_model(str(tiny_qwen)),
+        lambda: window.model_panel.set_model(str(tiny_llama)),
+        "the model",
+    )
     toggle(lambda: _select(sp.dtype_box, "float32"), lambda: _select(sp.dtype_box, "auto"), "precision")
-    toggle(lambda: _select(sp.task_box, "repeat"), lambda: _select(sp.task_box, "create"),
-           "the task (create \u2192 repeat)")
-    toggle(lambda: (_select(sp.task_box, "custom"), sp.instruction_edit.setPlainText("Summarise.")),
-           lambda: _select(sp.task_box, "create"), "the task (create \u2192 your own instruction)")
-    toggle(lambda: _select(sp.pooling_box, "last"), lambda: _select(sp.pooling_box, "max"),
-           "pooling (max \u2192 last)")
-    toggle(lambda: sp.max_tokens.setValue(MAX_NEW + 1), lambda: sp.max_tokens.setValue(MAX_NEW),
-           f"the maximum new tokens ({MAX_NEW} \u2192 {MAX_NEW + 1})")
-    toggle(lambda: _select(sp.template_box, "model-card"), lambda: _select(sp.template_box, "gpi_pack"),
-           "chat formatting")
-    toggle(lambda: sp.template_options.setPlainText("enable_thinking=false"),
-           lambda: sp.template_options.setPlainText(""), "the chat template options")
-    toggle(lambda: sp.generation_options.setPlainText("repetition_penalty=1.2"),
-           lambda: sp.generation_options.setPlainText(""), "the generation options")
+    toggle(
+        lambda: _select(sp.task_box, "repeat"),
+        lambda: _select(sp.task_box, "create"),
+        "the task (create \u2192 repeat)",
+    )
+    toggle(
+        lambda: (_select(sp.task_box, "custom"), sp.instruction_edit.setPlainText("Summarise.")),
+        lambda: _select(sp.task_box, "create"),
+        "the task (create \u2192 your own instruction)",
+    )
+    toggle(lambda: _select(sp.pooling_box, "last"), lambda: _select(sp.pooling_box, "max"), "pooling (max \u2192 last)")
+    toggle(
+        lambda: sp.max_tokens.setValue(MAX_NEW + 1),
+        lambda: sp.max_tokens.setValue(MAX_NEW),
+        f"the maximum new tokens ({MAX_NEW} \u2192 {MAX_NEW + 1})",
+    )
+    toggle(
+        lambda: _select(sp.template_box, "model-card"), lambda: _select(sp.template_box, "gpi_pack"), "chat formatting"
+    )
+    toggle(
+        lambda: sp.template_options.setPlainText("enable_thinking=false"),
+        lambda: sp.template_options.setPlainText(""),
+        "the chat template options",
+    )
+    toggle(
+        lambda: sp.generation_options.setPlainText("repetition_penalty=1.2"),
+        lambda: sp.generation_options.setPlainText(""),
+        "the generation options",
+    )
     toggle(lambda: _select(sp.quantization_box, "4bit"), lambda: _select(sp.quantization_box, None), "quantization")
-    toggle(lambda: sp.generation_options.setPlainText("not an option line"),
-           lambda: sp.generation_options.setPlainText(""))  # a half-typed input is not the inputs of the results
+    toggle(
+        lambda: sp.generation_options.setPlainText("not an option line"), lambda: sp.generation_options.setPlainText("")
+    )  # a half-typed input is not the inputs of the results
 
     # Changed back: the export is exactly what the window showed.
     shown = window.export_page.state_label.text()
@@ -121,8 +149,7 @@ def test_a_run_with_new_inputs_replaces_the_stale_results(qtbot, make_window, ti
     assert not window.run_page.stale_label.isVisibleTo(window.run_page)
 
 
-def test_run_after_a_finished_run_asks_and_use_these_results_keeps_them(qtbot, make_window, tiny_llama,
-                                                                        prompts_csv):
+def test_run_after_a_finished_run_asks_and_use_these_results_keeps_them(qtbot, make_window, tiny_llama, prompts_csv):
     window = make_window({"already finished": "Use these results"})
     prepare(qtbot, window, tiny_llama, prompts_csv)
     outcome = run_to_end(qtbot, window)
@@ -136,8 +163,9 @@ def test_run_after_a_finished_run_asks_and_use_these_results_keeps_them(qtbot, m
     assert window.run_page.results.rowCount() == len(PROMPTS)
 
 
-def test_run_after_an_exported_run_still_asks_before_starting_again(qtbot, make_window, tiny_llama, prompts_csv,
-                                                                    tmp_path):
+def test_run_after_an_exported_run_still_asks_before_starting_again(
+    qtbot, make_window, tiny_llama, prompts_csv, tmp_path
+):
     window = make_window({"Export finished": "Close", "already finished": "Start again"})
     prepare(qtbot, window, tiny_llama, prompts_csv)
     first = run_to_end(qtbot, window)
@@ -170,12 +198,15 @@ def test_enter_in_a_question_takes_the_default_answer(qtbot):
         qtbot.keyClick(box, Qt.Key.Key_Return)
 
     QTimer.singleShot(200, press_enter)
-    assert Prompter().ask(None, "Stop and close?", "A run is in progress.", ["Stop and close", "Keep working"],
-                          default=1) == 1
+    assert (
+        Prompter().ask(None, "Stop and close?", "A run is in progress.", ["Stop and close", "Keep working"], default=1)
+        == 1
+    )
 
 
-def test_run_is_disabled_with_the_reason_beside_it_for_an_empty_own_instruction(qtbot, make_window, tiny_llama,
-                                                                                 prompts_csv):
+def test_run_is_disabled_with_the_reason_beside_it_for_an_empty_own_instruction(
+    qtbot, make_window, tiny_llama, prompts_csv
+):
     window = make_window()
     prepare(qtbot, window, tiny_llama, prompts_csv)
     _select(window.settings_panel.task_box, "custom")
@@ -198,7 +229,8 @@ def test_run_is_disabled_for_an_option_line_it_could_not_use(qtbot, make_window,
 
 
 def test_a_generation_option_the_model_would_not_accept_is_refused_by_run_before_the_model_loads(
-        qtbot, make_window, tiny_llama, prompts_csv, monkeypatch):
+    qtbot, make_window, tiny_llama, prompts_csv, monkeypatch
+):
     def must_not_load(*args, **kwargs):
         raise AssertionError("the model was loaded although the run should have been refused before")
 
@@ -208,6 +240,7 @@ def test_a_generation_option_the_model_would_not_accept_is_refused_by_run_before
     monkeypatch.setattr("gpi_desktop.core.model.models.load_model", must_not_load)
     with qtbot.waitSignal(window.run_failed, timeout=120_000) as blocker:
         window.run_page.run_button.click()
-    assert blocker.args[0].startswith("The generation option repetition_penalty=-1 cannot be used: repetition_penalty "
-                                      "takes a number above 0")
+    assert blocker.args[0].startswith(
+        "The generation option repetition_penalty=-1 cannot be used: repetition_penalty takes a number above 0"
+    )
     assert not any(window.runs_dir.rglob("journal.json"))  # nothing written for the refused run

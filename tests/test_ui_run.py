@@ -86,7 +86,8 @@ def test_the_repeat_task_shows_how_closely_each_text_matches_its_input(qtbot, ma
 
 
 def test_a_journal_that_cannot_be_continued_says_start_again_in_the_windows_words_and_run_then_offers_it(
-        qtbot, make_window, tiny_llama, prompts_csv):
+    qtbot, make_window, tiny_llama, prompts_csv
+):
     window = make_window({"Continue the earlier run?": "Start again from the beginning"})
     prepare(qtbot, window, tiny_llama, prompts_csv, batch=1, max_new=20)
     stop_after_first_result(qtbot, window)
@@ -186,8 +187,9 @@ def test_closing_during_a_run_can_be_declined(qtbot, make_window, tiny_llama, pr
     assert window.prompter.asked[0].default_choice == "Keep working"  # Enter never stops a run
 
 
-def test_export_writes_the_gpi_pack_folder_and_shows_how_to_load_it(qtbot, make_window, tiny_llama, prompts_csv,
-                                                                    tmp_path):
+def test_export_writes_the_gpi_pack_folder_and_shows_how_to_load_it(
+    qtbot, make_window, tiny_llama, prompts_csv, tmp_path
+):
     window = make_window({"Export finished": "Close"})
     prepare(qtbot, window, tiny_llama, prompts_csv)
     outcome = run_to_end(qtbot, window)
@@ -221,7 +223,8 @@ def test_export_writes_the_gpi_pack_folder_and_shows_how_to_load_it(qtbot, make_
 
 
 def test_an_export_that_fails_with_our_bug_names_the_export_and_the_log_and_can_be_tried_again(
-        qtbot, make_window, tiny_llama, prompts_csv, tmp_path, monkeypatch):
+    qtbot, make_window, tiny_llama, prompts_csv, tmp_path, monkeypatch
+):
     from gpi_desktop.core.job import job
 
     window = make_window({"Export finished": "Close"})
@@ -295,8 +298,9 @@ def test_a_folder_that_is_not_a_model_is_reported_in_plain_words(qtbot, make_win
     assert not window.runner.is_busy()
 
 
-def test_a_hub_model_that_cannot_be_fetched_fails_in_plain_words_with_its_page(qtbot, make_window, prompts_csv,
-                                                                               monkeypatch):
+def test_a_hub_model_that_cannot_be_fetched_fails_in_plain_words_with_its_page(
+    qtbot, make_window, prompts_csv, monkeypatch
+):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     window = make_window()
     window.model_panel.set_model("someone/not-downloaded-model")
@@ -312,7 +316,8 @@ def test_a_hub_model_that_cannot_be_fetched_fails_in_plain_words_with_its_page(q
 
 
 def test_export_uses_the_file_names_in_the_form_and_says_what_the_results_were_made_with(
-        qtbot, make_window, tiny_llama, prompts_csv, tmp_path):
+    qtbot, make_window, tiny_llama, prompts_csv, tmp_path
+):
     window = make_window({"Export finished": "Close"})
     prepare(qtbot, window, tiny_llama, prompts_csv)
     run_to_end(qtbot, window)
@@ -371,7 +376,8 @@ def test_stop_and_close_during_a_run_stops_without_asking_and_closes(qtbot, make
 
 @pytest.mark.parametrize("answer", ["Change the settings", "Run anyway"])
 def test_a_run_the_memory_estimate_rejects_is_stopped_until_the_user_says_run_anyway(
-        answer, qtbot, make_window, tiny_llama, prompts_csv, monkeypatch):
+    answer, qtbot, make_window, tiny_llama, prompts_csv, monkeypatch
+):
     from gpi_desktop.core.model import memory
 
     tiny_ram = memory.DeviceMemory("this computer's memory (RAM)", 100_000, 200_000)

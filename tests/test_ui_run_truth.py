@@ -9,8 +9,7 @@ from gpi_desktop.ui.main_window import STEP_MODEL
 HUB_MODEL = "meta-llama/Llama-3.1-8B-Instruct"  # HF_HUB_OFFLINE=1 in the tests: its config cannot be read
 
 
-def test_a_hub_models_width_is_not_known_yet_while_it_loads_and_gets_no_check_mark(qtbot, make_window,
-                                                                                   tiny_llama):
+def test_a_hub_models_width_is_not_known_yet_while_it_loads_and_gets_no_check_mark(qtbot, make_window, tiny_llama):
     window = make_window()
     window.model_panel.set_model(str(tiny_llama))
     wait_idle(qtbot, window)
@@ -29,7 +28,8 @@ def test_a_hub_models_width_is_not_known_yet_while_it_loads_and_gets_no_check_ma
 
 
 def test_after_stop_the_table_lists_every_row_of_the_job_with_the_unfinished_ones_waiting(
-        qtbot, make_window, tiny_llama, prompts_csv):
+    qtbot, make_window, tiny_llama, prompts_csv
+):
     from conftest import PROMPTS
 
     from gpi_desktop.ui.shared.table_models import COL_PROMPT, COL_ROW, COL_TEXT, WAITING
@@ -66,7 +66,8 @@ def test_after_stop_the_table_lists_every_row_of_the_job_with_the_unfinished_one
 
 
 def test_stop_clears_the_time_left_and_the_end_of_a_resumed_job_reports_the_whole_job(
-        qtbot, make_window, tiny_llama, prompts_csv):
+    qtbot, make_window, tiny_llama, prompts_csv
+):
     import json
 
     from gpi_desktop.ui.shared.formatting import job_figures_line
@@ -83,8 +84,9 @@ def test_stop_clears_the_time_left_and_the_end_of_a_resumed_job_reports_the_whol
     outcome = run_to_end(qtbot, window)
     assert outcome.seconds_spent > first_session  # both sessions are counted
     tokens = sum(r.n_tokens for r in outcome.results)  # every row's, the first session's included
-    assert window.run_page.progress_label.text() == job_figures_line(len(outcome.results), tokens,
-                                                                     outcome.seconds_spent)
+    assert window.run_page.progress_label.text() == job_figures_line(
+        len(outcome.results), tokens, outcome.seconds_spent
+    )
 
 
 def test_the_run_reports_a_token_based_estimate_while_it_runs(qtbot, make_window, tiny_llama, prompts_csv):
@@ -114,8 +116,9 @@ def _stopped_job(qtbot, make_window, tiny_llama, csv, **settings):
     return kept
 
 
-def test_a_new_window_offers_the_unfinished_job_and_reopens_it_with_its_settings(qtbot, make_window, tiny_llama,
-                                                                                 prompts_csv):
+def test_a_new_window_offers_the_unfinished_job_and_reopens_it_with_its_settings(
+    qtbot, make_window, tiny_llama, prompts_csv
+):
     from conftest import PROMPTS
 
     kept = _stopped_job(qtbot, make_window, tiny_llama, prompts_csv, pooling="mean")

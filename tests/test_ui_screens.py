@@ -44,8 +44,11 @@ def _unreachable(window, page: QWidget) -> list[str]:
     for widget in page.findChildren(QWidget):
         if not isinstance(widget, CONTROLS) or not widget.isVisibleTo(window):
             continue
-        if isinstance(widget, QAbstractButton) and widget.parentWidget() is not None and isinstance(
-                widget.parentWidget(), (QComboBox, QAbstractSpinBox, QAbstractItemView)):
+        if (
+            isinstance(widget, QAbstractButton)
+            and widget.parentWidget() is not None
+            and isinstance(widget.parentWidget(), (QComboBox, QAbstractSpinBox, QAbstractItemView))
+        ):
             continue  # a part of another control
         if isinstance(widget.parentWidget(), QAbstractItemView) or widget.objectName().startswith("qt_"):
             continue
@@ -137,13 +140,37 @@ def test_the_real_window_opens_inside_a_1920x1080_screen_at_200_percent(tmp_path
     import sys
 
     screens = tmp_path / "screens.json"
-    screens.write_text(json.dumps({"screens": [{"name": "laptop", "x": 0, "y": 0, "width": 1920, "height": 1080,
-                                                "logicalDpi": 96, "logicalBaseDpi": 96, "dpr": 1}]}))
-    env = {**os.environ, "QT_QPA_PLATFORM": f"offscreen:configfile={screens}", "QT_SCALE_FACTOR": "2",
-           "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "cfg"), "XDG_DATA_HOME": str(tmp_path / "data"),
-           "HF_HUB_OFFLINE": "1", "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"}
-    done = subprocess.run([sys.executable, "-c", OPEN_AND_MEASURE], env=env, capture_output=True, text=True,
-                          timeout=180)
+    screens.write_text(
+        json.dumps(
+            {
+                "screens": [
+                    {
+                        "name": "laptop",
+                        "x": 0,
+                        "y": 0,
+                        "width": 1920,
+                        "height": 1080,
+                        "logicalDpi": 96,
+                        "logicalBaseDpi": 96,
+                        "dpr": 1,
+                    }
+                ]
+            }
+        )
+    )
+    env = {
+        **os.environ,
+        "QT_QPA_PLATFORM": f"offscreen:configfile={screens}",
+        "QT_SCALE_FACTOR": "2",
+        "HOME": str(tmp_path),
+        "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+        "HF_HUB_OFFLINE": "1",
+        "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", OPEN_AND_MEASURE], env=env, capture_output=True, text=True, timeout=180
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     line = next(x for x in done.stdout.splitlines() if x.startswith("AVAILABLE"))
     words = line.replace("(", "").replace(")", "").replace(",", "").split()
@@ -168,8 +195,9 @@ def test_the_preview_shows_match_with_input_and_shares_the_width_between_prompt_
     window.go_to(4)
     page = window.run_page
     page.set_repeat_task(True)
-    page.results.set_results([PromptResult(row=0, text="A speech " * 40, vector=None, n_tokens=12,
-                                           stop_reason=STOP_EOS)], lambda row: prompt)
+    page.results.set_results(
+        [PromptResult(row=0, text="A speech " * 40, vector=None, n_tokens=12, stop_reason=STOP_EOS)], lambda row: prompt
+    )
     qtbot.wait(10)
     view, header = page.view, page.view.horizontalHeader()
     viewport = view.viewport().width()

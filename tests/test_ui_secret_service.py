@@ -14,8 +14,10 @@ import pytest
 
 pytestmark = [
     pytest.mark.secret_service,
-    pytest.mark.skipif(os.environ.get("GPI_TEST_SECRET_SERVICE") != "1",
-                       reason="needs a running Secret Service (set GPI_TEST_SECRET_SERVICE=1 under dbus-run-session)"),
+    pytest.mark.skipif(
+        os.environ.get("GPI_TEST_SECRET_SERVICE") != "1",
+        reason="needs a running Secret Service (set GPI_TEST_SECRET_SERVICE=1 under dbus-run-session)",
+    ),
 ]
 
 TOKEN = "hf_" + "WiNdOwSeCrEt" * 2 + "87654321"

@@ -75,9 +75,18 @@ def test_restore_defaults_resets_every_setting(panel):
 
 def test_settings_survive_a_round_trip_through_qsettings(tmp_path):
     qs = QSettings(str(tmp_path / "p.ini"), QSettings.Format.IniFormat)
-    run = RunSettings(model="/models/llama", task="Repeat loudly.", pooling="max", max_new_tokens=64, dtype="float32",
-                      device="cpu", template="model-card", batch_size=4, quantization="4bit",
-                      generation_options={"repetition_penalty": 1.2})
+    run = RunSettings(
+        model="/models/llama",
+        task="Repeat loudly.",
+        pooling="max",
+        max_new_tokens=64,
+        dtype="float32",
+        device="cpu",
+        template="model-card",
+        batch_size=4,
+        quantization="4bit",
+        generation_options={"repetition_penalty": 1.2},
+    )
     export = ExportSettings(prefix="h_", save_name="out")
     prefs.save_settings(qs, run, export)
     qs.sync()
@@ -127,7 +136,7 @@ def test_the_snippet_loads_the_export_with_gpi_pack(tmp_path):
     assert len(lines) == 3
     assert lines[0] == "import pandas as pd, gpi_pack.TarNet as gpi"
     assert str(tmp_path / "out" / "texts.pkl") in lines[1]
-    assert f'gpi.load_hiddens(r"{tmp_path / "out" / "hidden"}", texts.index.tolist(), prefix=\'vec_\')' in lines[2]
+    assert f"gpi.load_hiddens(r\"{tmp_path / 'out' / 'hidden'}\", texts.index.tolist(), prefix='vec_')" in lines[2]
     compile(code, "snippet", "exec")
 
 

@@ -96,14 +96,16 @@ def test_busy_changes_are_signalled(qtbot, runner):
 
 def _recorded(runner, fn, seen: list) -> Operation:
     """An operation whose every handler notes what it was told in `seen`."""
-    return (Operation(runner, fn)
-            .on_status(lambda text: seen.append(("status", text)))
-            .on_progress(lambda progress: seen.append(("progress", progress.done)))
-            .on_partial_result(lambda result: seen.append(("partial", result)))
-            .on_end(lambda: seen.append(("end",)))
-            .success(lambda value: seen.append(("success", value)))
-            .failure(lambda error: seen.append(("failure", error)))
-            .on_cancelled(lambda: seen.append(("cancelled",))))
+    return (
+        Operation(runner, fn)
+        .on_status(lambda text: seen.append(("status", text)))
+        .on_progress(lambda progress: seen.append(("progress", progress.done)))
+        .on_partial_result(lambda result: seen.append(("partial", result)))
+        .on_end(lambda: seen.append(("end",)))
+        .success(lambda value: seen.append(("success", value)))
+        .failure(lambda error: seen.append(("failure", error)))
+        .on_cancelled(lambda: seen.append(("cancelled",)))
+    )
 
 
 def test_an_operation_hears_its_reports_then_its_end_then_its_result(qtbot, runner):
@@ -207,9 +209,16 @@ def test_background_calls_deliver_results_and_errors_on_the_main_thread(qtbot):
     calls = BackgroundCalls()
     main = QThread.currentThread()
     got = []
-    calls.call(lambda: threading.current_thread().name, lambda v: got.append((v, QThread.currentThread() is main)),
-               lambda e: got.append(("error", e)))
-    calls.call(lambda: 1 / 0, lambda v: got.append(v), lambda e: got.append((type(e).__name__, QThread.currentThread() is main)))
+    calls.call(
+        lambda: threading.current_thread().name,
+        lambda v: got.append((v, QThread.currentThread() is main)),
+        lambda e: got.append(("error", e)),
+    )
+    calls.call(
+        lambda: 1 / 0,
+        lambda v: got.append(v),
+        lambda e: got.append((type(e).__name__, QThread.currentThread() is main)),
+    )
     qtbot.waitUntil(lambda: calls.pending == 0, timeout=10_000)
     assert ("gpi-background-call", True) in got
     assert ("ZeroDivisionError", True) in got
@@ -273,11 +282,13 @@ def test_an_operation_in_the_background_hears_its_reports_its_end_and_its_result
         state.set_progress(Progress(1, 1))
         return 42
 
-    operation = (Operation(calls, task)
-                 .on_status(lambda text: heard.append(("status", text, QThread.currentThread() is main)))
-                 .on_progress(lambda p: heard.append(("progress", p.done, QThread.currentThread() is main)))
-                 .on_end(lambda: heard.append(("end", None, QThread.currentThread() is main)))
-                 .success(lambda value: heard.append(("success", value, QThread.currentThread() is main))))
+    operation = (
+        Operation(calls, task)
+        .on_status(lambda text: heard.append(("status", text, QThread.currentThread() is main)))
+        .on_progress(lambda p: heard.append(("progress", p.done, QThread.currentThread() is main)))
+        .on_end(lambda: heard.append(("end", None, QThread.currentThread() is main)))
+        .success(lambda value: heard.append(("success", value, QThread.currentThread() is main)))
+    )
     assert operation.start()
     qtbot.waitUntil(lambda: calls.pending == 0, timeout=10_000)
     assert heard == [("status", "reading", True), ("progress", 1, True), ("end", None, True), ("success", 42, True)]

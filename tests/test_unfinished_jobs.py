@@ -48,8 +48,7 @@ def test_a_stopped_job_is_listed_with_its_settings_rows_done_and_file_state(tiny
     assert kept_jobs(tmp_path / "runs")[0].prompts_file == FILE_MOVED
 
 
-def test_a_finished_job_is_kept_and_listed_before_the_unfinished_ones_and_an_empty_folder_is_not(tiny_llama,
-                                                                                                  tmp_path):
+def test_a_finished_job_is_kept_and_listed_before_the_unfinished_ones_and_an_empty_folder_is_not(tiny_llama, tmp_path):
     short, long = tmp_path / "short.csv", tmp_path / "long.csv"
     pd.DataFrame({"text": PROMPTS[:2]}).to_csv(short, index=False)
     pd.DataFrame({"text": PROMPTS}).to_csv(long, index=False)
@@ -58,8 +57,10 @@ def test_a_finished_job_is_kept_and_listed_before_the_unfinished_ones_and_an_emp
     _stop_a_job(tiny_llama, long, tmp_path / "runs")  # the latest, yet after the finished one
     (tmp_path / "runs" / "empty").mkdir()
     jobs = kept_jobs(tmp_path / "runs")
-    assert [(j.spec.prompts_path.name, j.finished, j.rows_done) for j in jobs] == [("short.csv", True, 2),
-                                                                                   ("long.csv", False, 2)]
+    assert [(j.spec.prompts_path.name, j.finished, j.rows_done) for j in jobs] == [
+        ("short.csv", True, 2),
+        ("long.csv", False, 2),
+    ]
     assert not any(j.in_use for j in jobs)
     assert kept_jobs(tmp_path / "nowhere") == []
 

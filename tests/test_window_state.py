@@ -138,9 +138,12 @@ def test_stop_says_how_many_texts_in_progress_and_about_how_much_work_start_over
 
     writing = [TextSoFar(row, "text", 240) for row in range(15)]  # 3,600 tokens at 5 a second: 12 min
     last = Progress(15, 30, tokens_per_second=5.0)
-    assert work_lost_on_stop(writing, last).startswith("15 texts in progress, about 12 min 00 s of work, will start "
-                                                       "over when the job continues")
+    assert work_lost_on_stop(writing, last).startswith(
+        "15 texts in progress, about 12 min 00 s of work, will start over when the job continues"
+    )
     assert work_lost_on_stop(writing, None).startswith("15 texts in progress (3,600 tokens) will start over")
     assert work_lost_on_stop([], last) == ""
-    assert stopped_words(15, 15) == ("Stopped. 15 finished texts are kept; the 15 texts that were in progress start "
-                                     "over, press Run to continue where it stopped.")
+    assert stopped_words(15, 15) == (
+        "Stopped. 15 finished texts are kept; the 15 texts that were in progress start "
+        "over, press Run to continue where it stopped."
+    )

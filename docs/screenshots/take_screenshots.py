@@ -40,8 +40,11 @@ def main() -> int:
     keyring.set_keyring(null.Keyring())
     app = make_application()
     tmp = Path(tempfile.mkdtemp(prefix="gpi-shots-"))
-    window = MainWindow(QSettings(str(tmp / "s.ini"), QSettings.Format.IniFormat), data_dir=tmp / "data",
-                        prompter=ScriptedPrompter({"Export finished": "Close"}))
+    window = MainWindow(
+        QSettings(str(tmp / "s.ini"), QSettings.Format.IniFormat),
+        data_dir=tmp / "data",
+        prompter=ScriptedPrompter({"Export finished": "Close"}),
+    )
     window.resize(1180, 760)
     window.show()
 

@@ -32,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Without a command, opens the window.",
     )
     parser.add_argument("--version", action="version", version=f"gpi-desktop {__version__}")
-    parser.add_argument("--self-test", action="store_true", help="drive the window through the whole flow on the demo model")
+    parser.add_argument(
+        "--self-test", action="store_true", help="drive the window through the whole flow on the demo model"
+    )
     parser.add_argument("--verbose", action="store_true", help="also print the log to the terminal")
     sub = parser.add_subparsers(dest="command")
     add_run_parser(sub)
@@ -78,8 +80,11 @@ def main(argv: list[str] | None = None) -> int:
         log.exception("unexpected failure")
         from gpi_desktop.logs import log_dir
 
-        print(f"gpi-desktop: something went wrong inside the program (our bug, not yours); details are in the log in "
-              f"{log_dir()}. Please report it.", file=sys.stderr)
+        print(
+            f"gpi-desktop: something went wrong inside the program (our bug, not yours); details are in the log in "
+            f"{log_dir()}. Please report it.",
+            file=sys.stderr,
+        )
         return EXIT_FAILURE
     return EXIT_OK
 

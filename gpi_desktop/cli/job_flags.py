@@ -9,10 +9,16 @@ from gpi_desktop.core.vocabulary.errors import OutputFolderError
 from gpi_desktop.core.vocabulary.settings import DEVICES, DTYPES, POOLINGS, TEMPLATE_STYLES
 
 
-def add_job_arguments(run: argparse.ArgumentParser, *, out_help: str = "folder for the export (and the run's journal while it runs)") -> None:
+def add_job_arguments(
+    run: argparse.ArgumentParser, *, out_help: str = "folder for the export (and the run's journal while it runs)"
+) -> None:
     """The flags that say what to run (the ones a job file holds instead, run.JOB_DEFINED_FLAGS), and --out."""
-    run.add_argument("--model", required=False, default=None, help="Hugging Face model id or model folder "
-                     "(default meta-llama/Llama-3.1-8B-Instruct)")
+    run.add_argument(
+        "--model",
+        required=False,
+        default=None,
+        help="Hugging Face model id or model folder (default meta-llama/Llama-3.1-8B-Instruct)",
+    )
     run.add_argument("--prompts", required=False, help="CSV, TSV or XLSX file with one prompt per row")
     run.add_argument("--out", required=False, help=out_help)
     run.add_argument("--column", help="the column holding the prompts (default: the only or obvious text column)")
@@ -24,23 +30,50 @@ def add_job_arguments(run: argparse.ArgumentParser, *, out_help: str = "folder f
     run.add_argument("--save-name", default="generated_texts")
     run.add_argument("--batch-size", default="auto", help="a number, or auto")
     run.add_argument("--dtype", default="auto", choices=list(DTYPES))
-    run.add_argument("--device", default="auto", choices=list(DEVICES),
-                     help="auto: an NVIDIA GPU (cuda, also AMD through ROCm), else the Apple GPU (mps), else the CPU")
+    run.add_argument(
+        "--device",
+        default="auto",
+        choices=list(DEVICES),
+        help="auto: an NVIDIA GPU (cuda, also AMD through ROCm), else the Apple GPU (mps), else the CPU",
+    )
     run.add_argument("--template", default="gpi_pack", choices=list(TEMPLATE_STYLES))
-    run.add_argument("--quantization", choices=["none", "8bit", "4bit"], default="none",
-                     help="load the model in 8-bit or 4-bit (NVIDIA GPU and gpi-desktop[quantization]); changes the numbers")
-    run.add_argument("--one-at-a-time", action="store_true",
-                     help="gpi_pack's exact procedure: transformers' generate() on one prompt at a time (slow)")
+    run.add_argument(
+        "--quantization",
+        choices=["none", "8bit", "4bit"],
+        default="none",
+        help="load the model in 8-bit or 4-bit (NVIDIA GPU and gpi-desktop[quantization]); changes the numbers",
+    )
+    run.add_argument(
+        "--one-at-a-time",
+        action="store_true",
+        help="gpi_pack's exact procedure: transformers' generate() on one prompt at a time (slow)",
+    )
     run.add_argument("--revision", help="a hub revision (branch, tag or commit) of the model")
-    run.add_argument("--allow-pickle-weights", action="store_true",
-                     help="accept a model that has only pickle weights (.bin), which can run code: only if you trust it")
-    run.add_argument("--template-date", metavar="YYYY-MM-DD",
-                     help="the date the chat template sees (default: today, fixed for the whole job, resume included); "
-                          "give an earlier study's date to repeat it exactly")
-    run.add_argument("--template-option", action="append", metavar="KEY=VALUE", default=[],
-                     help="extra keyword for the chat template (value parsed as JSON where it parses); repeatable")
-    run.add_argument("--generation-option", action="append", metavar="KEY=VALUE", default=[],
-                     help="extra keyword for generation, e.g. repetition_penalty=1.1; repeatable")
+    run.add_argument(
+        "--allow-pickle-weights",
+        action="store_true",
+        help="accept a model that has only pickle weights (.bin), which can run code: only if you trust it",
+    )
+    run.add_argument(
+        "--template-date",
+        metavar="YYYY-MM-DD",
+        help="the date the chat template sees (default: today, fixed for the whole job, resume included); "
+        "give an earlier study's date to repeat it exactly",
+    )
+    run.add_argument(
+        "--template-option",
+        action="append",
+        metavar="KEY=VALUE",
+        default=[],
+        help="extra keyword for the chat template (value parsed as JSON where it parses); repeatable",
+    )
+    run.add_argument(
+        "--generation-option",
+        action="append",
+        metavar="KEY=VALUE",
+        default=[],
+        help="extra keyword for generation, e.g. repetition_penalty=1.1; repeatable",
+    )
 
 
 def spec_from_args(args):
@@ -69,5 +102,6 @@ def spec_from_args(args):
         generation_options=parse_options(args.generation_option),
         template_date=args.template_date or None,
     )
-    return JobSpec(Path(args.prompts), args.column, settings, ExportSettings(args.prefix, args.save_name),
-                   args.sheet).validate()
+    return JobSpec(
+        Path(args.prompts), args.column, settings, ExportSettings(args.prefix, args.save_name), args.sheet
+    ).validate()

@@ -48,16 +48,25 @@ JOB_DEFINED_FLAGS = {
 def add_run_parser(sub) -> None:
     run = sub.add_parser("run", help="run a job headless (servers, clusters)")
     add_job_arguments(run)
-    run.add_argument("--ignore-memory-check", action="store_true",
-                     help="run even when the memory estimate says the model will not fit (it may run out of memory)")
+    run.add_argument(
+        "--ignore-memory-check",
+        action="store_true",
+        help="run even when the memory estimate says the model will not fit (it may run out of memory)",
+    )
     run.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     run.add_argument("--overwrite", action="store_true", help="replace an earlier export or run in --out")
     run.add_argument("--quiet", action="store_true", help="print only errors and the final line")
-    run.add_argument("--shard", metavar="I/N",
-                     help="run only share I of N (I counts from 1) into --out, as one task of a cluster array job; "
-                          "merge the shard folders with `gpi-desktop merge`")
-    run.add_argument("--job", metavar="FILE",
-                     help="take the prompts, model and settings from a job.json written by \"Prepare for a cluster\"")
+    run.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="run only share I of N (I counts from 1) into --out, as one task of a cluster array job; "
+        "merge the shard folders with `gpi-desktop merge`",
+    )
+    run.add_argument(
+        "--job",
+        metavar="FILE",
+        help='take the prompts, model and settings from a job.json written by "Prepare for a cluster"',
+    )
     # Read after every flag exists, so that --job can tell a flag given from its default.
     run.set_defaults(handler=cmd_run, _job_flag_defaults={dest: run.get_default(dest) for dest in JOB_DEFINED_FLAGS})
 
@@ -71,10 +80,14 @@ def spec_for(args) -> JobSpec:
     if not getattr(args, "job", None):
         return spec_from_args(args)
     defaults = getattr(args, "_job_flag_defaults", {})
-    given = [flag for dest, flag in JOB_DEFINED_FLAGS.items() if dest in defaults and getattr(args, dest) != defaults[dest]]
+    given = [
+        flag for dest, flag in JOB_DEFINED_FLAGS.items() if dest in defaults and getattr(args, dest) != defaults[dest]
+    ]
     if given:
-        raise SettingsError(f"--job already holds the prompts, model and settings, so {', '.join(given)} cannot be "
-                            "given with it: leave them out, or edit the job folder's job.json.")
+        raise SettingsError(
+            f"--job already holds the prompts, model and settings, so {', '.join(given)} cannot be "
+            "given with it: leave them out, or edit the job folder's job.json."
+        )
     if not args.out:
         raise OutputFolderError("Give the output folder with --out FOLDER.")
     return load_job_file(args.job).spec
@@ -100,8 +113,11 @@ def say_duplicate_column(table) -> None:
     """Say which copy is used when the chosen column's name appears more than once in the header."""
     shared = duplicate_of(table.column, table.duplicates)
     if shared is not None:
-        print(f"gpi-desktop: note: {shared.describe(Path(table.path).name)}; using '{table.column}'.",
-              file=sys.stderr, flush=True)
+        print(
+            f"gpi-desktop: note: {shared.describe(Path(table.path).name)}; using '{table.column}'.",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def cmd_run(args) -> int:
@@ -136,9 +152,12 @@ def cmd_run(args) -> int:
     n = len(outcome.results)
     limit = sum(r.hit_limit for r in outcome.results) if shard is None else 0
     what = f"shard {shard.label}: {n} of {len(outcome.table)} rows" if shard else f"{n} texts and hidden states"
-    print(f"Done: {what} (width {outcome.model_info.hidden_size}) in {out} after "
-          f"{human_duration(time.monotonic() - started)}"
-          + (f"; {limit} stopped at the token limit" if limit else "") + ".")
+    print(
+        f"Done: {what} (width {outcome.model_info.hidden_size}) in {out} after "
+        f"{human_duration(time.monotonic() - started)}"
+        + (f"; {limit} stopped at the token limit" if limit else "")
+        + "."
+    )
     return EXIT_OK
 
 
@@ -204,7 +223,8 @@ def require_gpu(spec: JobSpec) -> None:
         raise SettingsError(
             "This job asks for a GPU (device cuda in job.json), but no NVIDIA GPU is usable on this machine, so it "
             "stops rather than run on the CPU: check the GPU line (--gres or --gpus) in run.sbatch, and that the "
-            "setup lines make CUDA available (for example module load cuda, and a torch built for CUDA).")
+            "setup lines make CUDA available (for example module load cuda, and a torch built for CUDA)."
+        )
 
 
 def _in_a_cluster_task(error: AccessError, spec: JobSpec) -> AccessError:
@@ -216,13 +236,18 @@ def _in_a_cluster_task(error: AccessError, spec: JobSpec) -> AccessError:
         f"The model {spec.settings.model}{f' at commit {revision}' if revision else ''} is not fully downloaded in "
         f"the model cache this task uses ({hub_cache_dir()}), and tasks do not download: download it on the login "
         "machine as step 2 of the job folder's README.txt says (with the same HF_HOME), then submit again.",
-        kind="offline", url=error.url)
+        kind="offline",
+        url=error.url,
+    )
 
 
 def _insist_in_the_script(error: MemoryFitError) -> MemoryFitError:
     """A SLURM task runs the command run.sbatch gives: to insist, the user changes the script, not a command."""
-    return MemoryFitError(f"{error.verdict} To run anyway, write {RUN_OPTIONS_LINE_INSIST} in {SCRIPT_NAME} (it "
-                          "may then run out of memory) and submit it again.", verdict=error.verdict)
+    return MemoryFitError(
+        f"{error.verdict} To run anyway, write {RUN_OPTIONS_LINE_INSIST} in {SCRIPT_NAME} (it "
+        "may then run out of memory) and submit it again.",
+        verdict=error.verdict,
+    )
 
 
 def stopped_message(args) -> str:

@@ -21,17 +21,19 @@ def add_token_parser(subparsers) -> None:
         "token",
         help="save, show or remove the Hugging Face token (kept in the system keyring)",
         description="Manage the Hugging Face token used to download gated models. It is kept in the "
-                    "operating system's keyring and never written anywhere else.",
+        "operating system's keyring and never written anywhere else.",
     )
     actions = parser.add_subparsers(dest="token_action", metavar="{set,status,clear}")
     actions.required = True
     set_parser = actions.add_parser(
-        "set", help="save a token read from standard input",
+        "set",
+        help="save a token read from standard input",
         description="Save a Hugging Face token in the keyring. Paste it when asked, or pipe it in: "
-                    "gpi-desktop token set < token.txt",
+        "gpi-desktop token set < token.txt",
     )
-    set_parser.add_argument("--check", action="store_true",
-                            help="ask the Hugging Face Hub whether the token is valid before saving it")
+    set_parser.add_argument(
+        "--check", action="store_true", help="ask the Hugging Face Hub whether the token is valid before saving it"
+    )
     actions.add_parser("status", help="say where the token comes from (never shows it)")
     actions.add_parser("clear", help="remove the saved token from the keyring")
     parser.set_defaults(handler=run_token)
@@ -65,8 +67,10 @@ def _status() -> int:
     if secrets.keyring_backend_available():
         print(f"Keyring: {secrets.backend_name()}.")
     else:
-        print("Keyring: none. This computer has no password store that gpi-desktop can use, so "
-              "'gpi-desktop token set' cannot save a token here; set HF_TOKEN or run 'hf auth login' instead.")
+        print(
+            "Keyring: none. This computer has no password store that gpi-desktop can use, so "
+            "'gpi-desktop token set' cannot save a token here; set HF_TOKEN or run 'hf auth login' instead."
+        )
     return EXIT_OK
 
 

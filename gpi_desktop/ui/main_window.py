@@ -88,8 +88,17 @@ from gpi_desktop.ui.window_frame import (
 )
 
 # The step numbers live with the window's state; imported from here too, as the window's own.
-__all__ = ["STEP_ACCESS", "STEP_ESTIMATE", "STEP_EXPORT", "STEP_MODEL", "STEP_PROMPTS", "STEP_RUN", "STEP_SETTINGS",
-           "STEP_TITLES", "MainWindow"]
+__all__ = [
+    "STEP_ACCESS",
+    "STEP_ESTIMATE",
+    "STEP_EXPORT",
+    "STEP_MODEL",
+    "STEP_PROMPTS",
+    "STEP_RUN",
+    "STEP_SETTINGS",
+    "STEP_TITLES",
+    "MainWindow",
+]
 
 log = logging.getLogger(__name__)
 
@@ -101,17 +110,24 @@ class MainWindow(FrameActions, ReopenActions, ExportActions, StopActions, QMainW
     run_failed = Signal(str)  # why a run did not finish (refused, failed or stopped), in plain words
     export_finished = Signal(object)  # the export folder (Path)
 
-    def __init__(self, settings: QSettings | None = None, *, data_dir: Path | None = None,
-                 prompter: Prompter | None = None, legacy_dirs: list[Path] | None = None,
-                 parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        settings: QSettings | None = None,
+        *,
+        data_dir: Path | None = None,
+        prompter: Prompter | None = None,
+        legacy_dirs: list[Path] | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self.qsettings = settings if settings is not None else QSettings()
         self.runs_dir = (data_dir if data_dir is not None else app_data_dir()) / RUNS_DIRNAME
         # Jobs an older version kept elsewhere: moved here (a rename), or looked up where they are.
         if legacy_dirs is None:
             legacy_dirs = legacy_data_dirs() if data_dir is None else []
-        self.old_runs_dirs = tuple(old / RUNS_DIRNAME for old in legacy_dirs
-                                   if adopt_job_folders(old / RUNS_DIRNAME, self.runs_dir))
+        self.old_runs_dirs = tuple(
+            old / RUNS_DIRNAME for old in legacy_dirs if adopt_job_folders(old / RUNS_DIRNAME, self.runs_dir)
+        )
         self.prompter = prompter or Prompter()
         self.state = WindowState()
         self._run: Operation | None = None  # the run last started (running while the worker generates)
@@ -146,8 +162,17 @@ class MainWindow(FrameActions, ReopenActions, ExportActions, StopActions, QMainW
 
         self.steps = step_list()
         self.pages = QStackedWidget()
-        for i, body in enumerate((self.token_panel, self.model_panel, self.prompts_panel, self.settings_panel,
-                                  self.run_page, self.export_page, self.estimate_step)):
+        for i, body in enumerate(
+            (
+                self.token_panel,
+                self.model_panel,
+                self.prompts_panel,
+                self.settings_panel,
+                self.run_page,
+                self.export_page,
+                self.estimate_step,
+            )
+        ):
             self.pages.addWidget(step_page(i, body, self.go_to))
         self.steps.currentRowChanged.connect(self.pages.setCurrentIndex)
         central = QWidget()
@@ -176,7 +201,8 @@ class MainWindow(FrameActions, ReopenActions, ExportActions, StopActions, QMainW
         self.prompts_panel.lengths_changed.connect(self._refresh)
         self.settings_panel.changed.connect(self._refresh)
         self.settings_panel.changed.connect(
-            lambda: self.model_panel.set_memory_inputs(self.settings_panel.memory_inputs()))
+            lambda: self.model_panel.set_memory_inputs(self.settings_panel.memory_inputs())
+        )
         self.unfinished_bar.reopen.connect(self.reopen_job)
         self.run_page.template_note.linkActivated.connect(self.choose_template)
         self.run_page.run_button.clicked.connect(self.start_run)
@@ -185,8 +211,9 @@ class MainWindow(FrameActions, ReopenActions, ExportActions, StopActions, QMainW
         self.export_page.export_button.clicked.connect(self.choose_export_folder)
         self.export_page.open_button.clicked.connect(self.open_export_folder)
         self.export_page.inspect_button.clicked.connect(self.choose_folder_to_inspect)
-        self.export_finished.connect(lambda folder: self.estimate_step.use_export(
-            folder, getattr(self.prompts_panel.table, "path", None)))
+        self.export_finished.connect(
+            lambda folder: self.estimate_step.use_export(folder, getattr(self.prompts_panel.table, "path", None))
+        )
 
     # --- preferences -----------------------------------------------------------------------------
 
@@ -237,11 +264,19 @@ class MainWindow(FrameActions, ReopenActions, ExportActions, StopActions, QMainW
         except GpiError as error:
             problem = window_sentence(error)
         return StepInputs(
-            token_found=bool(self.token_panel.info), model=self.model_panel.model(),
-            target=self.model_panel.last_target, model_checking=self.model_panel.is_checking(),
-            prompts_loading=self.prompts_panel.is_loading(), rows_shown=self.prompts_panel.model.rowCount(),
-            table=table, empty_rows=len(self.prompts_panel.empty), too_long=self.prompts_panel.too_long_message(),
-            run=run, job=job, job_problem=problem)
+            token_found=bool(self.token_panel.info),
+            model=self.model_panel.model(),
+            target=self.model_panel.last_target,
+            model_checking=self.model_panel.is_checking(),
+            prompts_loading=self.prompts_panel.is_loading(),
+            rows_shown=self.prompts_panel.model.rowCount(),
+            table=table,
+            empty_rows=len(self.prompts_panel.empty),
+            too_long=self.prompts_panel.too_long_message(),
+            run=run,
+            job=job,
+            job_problem=problem,
+        )
 
     def run_blocker(self) -> str | None:
         """Why Run cannot start yet, in plain words, or None."""
@@ -258,8 +293,9 @@ class MainWindow(FrameActions, ReopenActions, ExportActions, StopActions, QMainW
         """The job the inputs describe now; raises GpiError in plain words for a bad input."""
         table = self._open_table()
         run, export = self.settings_panel.values(model=self.model_panel.model())
-        return JobSpec(prompts_path=Path(table.path), column=table.column, settings=run, export=export,
-                       sheet=table.sheet).validate()
+        return JobSpec(
+            prompts_path=Path(table.path), column=table.column, settings=run, export=export, sheet=table.sheet
+        ).validate()
 
     def result_changes(self) -> tuple | None:
         """What differs between the job of the results in the preview and the inputs now (see window_state)."""
@@ -296,8 +332,11 @@ class MainWindow(FrameActions, ReopenActions, ExportActions, StopActions, QMainW
         self.state.shown_changes = changes
         shown = self.state.shown
         if changes and shown is not None:  # changes are only ever found against results on show
-            made_with = (made_with_html(self.outcome) if self.outcome is not None
-                         else job_html(shown.spec, shown.table, len(shown.table)))
+            made_with = (
+                made_with_html(self.outcome)
+                if self.outcome is not None
+                else job_html(shown.spec, shown.table, len(shown.table))
+            )
             text = stale_html(made_with, changes)
             self.run_page.set_stale(text)
             if self.outcome is not None:
@@ -329,8 +368,9 @@ class MainWindow(FrameActions, ReopenActions, ExportActions, StopActions, QMainW
         self.run_page.run_button.setEnabled(False)
         self.run_page.show_status("Checking for an unfinished run of this job\u2026")
         runs_dir, elsewhere = self.runs_dir, self.old_runs_dirs
-        self.calls.call(lambda: inspect_job(spec, table, runs_dir, elsewhere), self._on_inspected,
-                        self._on_inspect_failed)
+        self.calls.call(
+            lambda: inspect_job(spec, table, runs_dir, elsewhere), self._on_inspected, self._on_inspect_failed
+        )
 
     def _on_inspect_failed(self, error: BaseException) -> None:
         self.state.starting = False
@@ -346,10 +386,12 @@ class MainWindow(FrameActions, ReopenActions, ExportActions, StopActions, QMainW
         in_view = self.current_outcome() is not None  # this job's finished results are on screen
         if in_view or pending.finished == total:
             choice = self.prompter.ask(
-                self, "This job is already finished",
+                self,
+                "This job is already finished",
                 f"All {total:,} prompts of this job are done with these settings.",
                 ["Use these results", "Start again", "Cancel"],
-                details="Start again throws the finished texts and vectors away and makes them anew.")
+                details="Start again throws the finished texts and vectors away and makes them anew.",
+            )
             if choice == 1:
                 self._launch(pending, True)
                 return
@@ -357,16 +399,21 @@ class MainWindow(FrameActions, ReopenActions, ExportActions, StopActions, QMainW
                 self._launch(pending, False)  # reads the finished job back from its journal; generates nothing
                 return
             self._refresh()
-            self.run_page.show_status("Nothing was started." if choice == 2 else
-                                      "These results are kept: check them below, then export (step 6).")
+            self.run_page.show_status(
+                "Nothing was started."
+                if choice == 2
+                else "These results are kept: check them below, then export (step 6)."
+            )
             self.run_failed.emit("not started")
             return
         if pending.finished is not None and pending.work_dir not in self.state.stopped_here:
             choice = self.prompter.ask(
-                self, "Continue the earlier run?",
+                self,
+                "Continue the earlier run?",
                 f"This same job was started before and {pending.finished:,} of {total:,} prompts are done.",
                 ["Continue where it stopped", "Start again from the beginning", "Cancel"],
-                details="Continuing redoes no finished prompt and gives the same files as one uninterrupted run.")
+                details="Continuing redoes no finished prompt and gives the same files as one uninterrupted run.",
+            )
             if choice == 2:
                 self._refresh()
                 self.run_page.show_status("Nothing was started.")
@@ -399,14 +446,16 @@ class MainWindow(FrameActions, ReopenActions, ExportActions, StopActions, QMainW
             state.set_status("Loading the model\u2026 (a hub model is downloaded the first time)")
             return pending.session.with_run(token=_current_token()).run(state, policy, memory)
 
-        run = (Operation(self.runner, task)
-               .on_status(self.run_page.show_status)
-               .on_progress(self._on_run_progress)
-               .on_partial_result(self.run_page.results.add_result)
-               .on_end(self._on_run_ended)
-               .success(self._on_run_succeeded)
-               .failure(self._on_run_failed)
-               .on_cancelled(self._on_run_cancelled))
+        run = (
+            Operation(self.runner, task)
+            .on_status(self.run_page.show_status)
+            .on_progress(self._on_run_progress)
+            .on_partial_result(self.run_page.results.add_result)
+            .on_end(self._on_run_ended)
+            .success(self._on_run_succeeded)
+            .failure(self._on_run_failed)
+            .on_cancelled(self._on_run_cancelled)
+        )
         self.state.run_work_dir = work_dir
         if not run.start():
             return
@@ -459,9 +508,15 @@ class MainWindow(FrameActions, ReopenActions, ExportActions, StopActions, QMainW
     def _insist_on_memory(self, error: MemoryFitError) -> bool:
         """Ask whether to run although the estimate says it will not fit (No is the safe answer)."""
         choice = self.prompter.ask(
-            self, "The run may not fit in memory", error.verdict, ["Change the settings", "Run anyway"],
+            self,
+            "The run may not fit in memory",
+            error.verdict,
+            ["Change the settings", "Run anyway"],
             details="The estimate is approximate. A run that does not fit stops with an out-of-memory error, or "
-                    "becomes very slow as the computer swaps.", warning=True, default=0)
+            "becomes very slow as the computer swaps.",
+            warning=True,
+            default=0,
+        )
         return choice == 1
 
     def _on_run_cancelled(self) -> None:
@@ -480,13 +535,18 @@ class MainWindow(FrameActions, ReopenActions, ExportActions, StopActions, QMainW
             self.state.stopped_here.discard(self.state.run_work_dir)
         texts = outcome.table.texts
         self.run_page.results.set_results(outcome.results, lambda row: texts[row])
-        self.run_page.show_job_figures(job_figures_line(len(outcome.results), sum(r.n_tokens for r in outcome.results),
-                                                        outcome.seconds_spent))
+        self.run_page.show_job_figures(
+            job_figures_line(len(outcome.results), sum(r.n_tokens for r in outcome.results), outcome.seconds_spent)
+        )
         limit = sum(1 for r in outcome.results if r.hit_limit)
-        note = (f" {limit:,} stopped at the token limit (highlighted): raise 'Maximum new tokens' if they look cut off."
-                if limit else "")
-        self.run_page.show_status(f"Done: {len(outcome.results):,} texts and vectors.{note} "
-                                  "Check them below, then export (step 6).")
+        note = (
+            f" {limit:,} stopped at the token limit (highlighted): raise 'Maximum new tokens' if they look cut off."
+            if limit
+            else ""
+        )
+        self.run_page.show_status(
+            f"Done: {len(outcome.results):,} texts and vectors.{note} Check them below, then export (step 6)."
+        )
         self.run_page.export_button.setEnabled(True)
         self._export_ready_again()
         self.run_finished.emit(outcome)
@@ -513,7 +573,7 @@ class MainWindow(FrameActions, ReopenActions, ExportActions, StopActions, QMainW
     # --- closing ---------------------------------------------------------------------------------
 
     def stop_and_close(self) -> None:
-        """"Stop and close" without asking: what SIGTERM (a logout, `kill`) means, as on the command line."""
+        """ "Stop and close" without asking: what SIGTERM (a logout, `kill`) means, as on the command line."""
         if self.runner.is_busy() and not self.state.close_when_idle:
             self._stop_then_close()
         self.close()
@@ -530,11 +590,21 @@ class MainWindow(FrameActions, ReopenActions, ExportActions, StopActions, QMainW
             if not self.state.close_when_idle:
                 what = "A run" if self._run_is_running() else "An estimate" if self.estimate_step.busy else "An export"
                 choice = self.prompter.ask(
-                    self, "Stop and close?",
-                    " ".join(filter(None, [f"{what} is in progress. Stop it and close the window?",
-                                           self._lost_on_stop() if self._run_is_running() else ""])),
-                    ["Stop and close", "Keep working"], default=1,
-                    details="Finished texts are kept: next time, press Run and choose to continue.")
+                    self,
+                    "Stop and close?",
+                    " ".join(
+                        filter(
+                            None,
+                            [
+                                f"{what} is in progress. Stop it and close the window?",
+                                self._lost_on_stop() if self._run_is_running() else "",
+                            ],
+                        )
+                    ),
+                    ["Stop and close", "Keep working"],
+                    default=1,
+                    details="Finished texts are kept: next time, press Run and choose to continue.",
+                )
                 if choice != 0:
                     event.ignore()
                     return
@@ -554,4 +624,3 @@ def _current_token() -> str | None:
     from gpi_desktop.core.hub.secrets import find_token
 
     return find_token().token
-

@@ -42,8 +42,18 @@ class StopActions(_Window):
         if not self._run_is_running() or self._run is None:
             return
         lost = self._lost_on_stop()
-        if lost and self.prompter.ask(self, "Stop the run?", lost, ["Stop", "Keep running"], default=1,
-                                      details="Finished texts are kept: press Run later to continue the job.") != 0:
+        if (
+            lost
+            and self.prompter.ask(
+                self,
+                "Stop the run?",
+                lost,
+                ["Stop", "Keep running"],
+                default=1,
+                details="Finished texts are kept: press Run later to continue the job.",
+            )
+            != 0
+        ):
             return
         if self._run_is_running():  # it may have ended while the question was open
             self._run.cancel()

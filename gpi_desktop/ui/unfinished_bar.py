@@ -22,22 +22,29 @@ def job_line(job) -> str:
     name = html.escape(Path(job.spec.prompts_path).name, quote=False)
     when = datetime.datetime.fromtimestamp(job.modified).strftime("%d %b %Y, %H:%M")
     if job.in_use:
-        state = (f"running in another window or process now: {job.rows_done:,} of {job.rows:,} rows done, "
-                 f"the last at {when}")
+        state = (
+            f"running in another window or process now: {job.rows_done:,} of {job.rows:,} rows done, the last at {when}"
+        )
     elif job.finished:
         state = f"<b>ready to export</b>: all {job.rows:,} rows done, on {when}"
     else:
         state = f"{job.rows_done:,} of {job.rows:,} rows done, last on {when}"
     settings = job.spec.settings
     model = Path(settings.model).name if Path(settings.model).is_absolute() else settings.model
-    line = (f"<b>{name}</b> \u2014 {state}<br><small>{html.escape(model, quote=False)}; "
-            f"{html.escape(settings_words(settings), quote=False)}</small>")
+    line = (
+        f"<b>{name}</b> \u2014 {state}<br><small>{html.escape(model, quote=False)}; "
+        f"{html.escape(settings_words(settings), quote=False)}</small>"
+    )
     if job.prompts_file == FILE_MOVED:
-        line += (f"<br>The prompts file is no longer at {html.escape(str(job.spec.prompts_path), quote=False)}:"
-                 " reopening sets the settings; then open the file from where it is now.")
+        line += (
+            f"<br>The prompts file is no longer at {html.escape(str(job.spec.prompts_path), quote=False)}:"
+            " reopening sets the settings; then open the file from where it is now."
+        )
     elif job.prompts_file == FILE_CHANGED:
-        line += ("<br>The prompts file has changed since, so the finished rows are not its rows now:"
-                 " reopening sets the settings; change the file back to continue.")
+        line += (
+            "<br>The prompts file has changed since, so the finished rows are not its rows now:"
+            " reopening sets the settings; change the file back to continue."
+        )
     return line
 
 
@@ -47,12 +54,16 @@ def _button(job) -> QPushButton | None:
         return None
     if job.finished:
         button = QPushButton("Open to export")
-        button.setToolTip("Set the model, the prompts file and every setting as they were, and show this job's "
-                          "texts, ready to export (nothing is generated again).")
+        button.setToolTip(
+            "Set the model, the prompts file and every setting as they were, and show this job's "
+            "texts, ready to export (nothing is generated again)."
+        )
     else:
         button = QPushButton("Reopen")
-        button.setToolTip("Set the model, the prompts file and every setting as they were for this job; Run then "
-                          "continues where it stopped.")
+        button.setToolTip(
+            "Set the model, the prompts file and every setting as they were for this job; Run then "
+            "continues where it stopped."
+        )
     return button
 
 

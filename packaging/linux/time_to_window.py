@@ -56,9 +56,18 @@ def _x11():
     lib.XInternAtom.restype = ctypes.c_ulong
     lib.XInternAtom.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
     lib.XGetWindowProperty.argtypes = [
-        ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_long, ctypes.c_long, ctypes.c_int,
-        ctypes.c_ulong, ctypes.POINTER(ctypes.c_ulong), ctypes.POINTER(ctypes.c_int),
-        ctypes.POINTER(ctypes.c_ulong), ctypes.POINTER(ctypes.c_ulong), ctypes.POINTER(ctypes.c_void_p),
+        ctypes.c_void_p,
+        ctypes.c_ulong,
+        ctypes.c_ulong,
+        ctypes.c_long,
+        ctypes.c_long,
+        ctypes.c_int,
+        ctypes.c_ulong,
+        ctypes.POINTER(ctypes.c_ulong),
+        ctypes.POINTER(ctypes.c_int),
+        ctypes.POINTER(ctypes.c_ulong),
+        ctypes.POINTER(ctypes.c_ulong),
+        ctypes.POINTER(ctypes.c_void_p),
     ]
     lib.XFree.argtypes = [ctypes.c_void_p]
     return lib
@@ -69,8 +78,20 @@ def _title(x, display, window: int) -> str:
         atom = x.XInternAtom(display, name, 0)
         kind, fmt, count, after = ctypes.c_ulong(), ctypes.c_int(), ctypes.c_ulong(), ctypes.c_ulong()
         data = ctypes.c_void_p()
-        status = x.XGetWindowProperty(display, window, atom, 0, 1024, 0, 0, ctypes.byref(kind), ctypes.byref(fmt),
-                                      ctypes.byref(count), ctypes.byref(after), ctypes.byref(data))
+        status = x.XGetWindowProperty(
+            display,
+            window,
+            atom,
+            0,
+            1024,
+            0,
+            0,
+            ctypes.byref(kind),
+            ctypes.byref(fmt),
+            ctypes.byref(count),
+            ctypes.byref(after),
+            ctypes.byref(data),
+        )
         if status == 0 and data.value:
             text = ctypes.string_at(data.value, count.value).decode("utf-8", "replace")
             x.XFree(data)
@@ -106,13 +127,18 @@ def main() -> int:
                 select.select([fd], [], [], 0.5)
                 continue
             x.XNextEvent(display, ctypes.byref(event))
-            if (event.type == MAP_NOTIFY and not event.xmap.override_redirect
-                    and TITLE in _title(x, display, event.xmap.window)):
+            if (
+                event.type == MAP_NOTIFY
+                and not event.xmap.override_redirect
+                and TITLE in _title(x, display, event.xmap.window)
+            ):
                 shown = time.monotonic()
                 print(f"{shown - start:.2f} {_cpu_seconds(program.pid):.2f}")
                 return 0
-        print(f"time_to_window: no '{TITLE}' window within {timeout_s:.0f} s "
-              f"(program exit code {program.poll()})", file=sys.stderr)
+        print(
+            f"time_to_window: no '{TITLE}' window within {timeout_s:.0f} s (program exit code {program.poll()})",
+            file=sys.stderr,
+        )
         return 1
     finally:
         if program.poll() is None:

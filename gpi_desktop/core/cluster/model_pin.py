@@ -58,8 +58,10 @@ def read_pin(path: Path) -> ModelPin | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError):
-        raise SettingsError(f"'{path}' is damaged: delete it only if no task of this job has run yet (it says "
-                            "which model version the first task used), then submit again.") from None
+        raise SettingsError(
+            f"'{path}' is damaged: delete it only if no task of this job has run yet (it says "
+            "which model version the first task used), then submit again."
+        ) from None
 
 
 def pin_first(path: Path, pin: ModelPin) -> ModelPin:
@@ -96,6 +98,7 @@ def check_task_model(job_folder: Path, spec: JobSpec, shard: Shard) -> JobSpec:
             raise SettingsError(
                 f"The model folder {spec.settings.model} changed since task {pin.task} of this job started (its "
                 f"files differ from the ones recorded in {path}), so this task would not run the same model: put "
-                "the folder back as it was for every task, or prepare the job again and run all its tasks anew.")
+                "the folder back as it was for every task, or prepare the job again and run all its tasks anew."
+            )
         return spec
     return with_settings(spec, revision=pin.revision)

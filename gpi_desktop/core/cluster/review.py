@@ -37,12 +37,16 @@ class JobReview:
     def unit_sentence(self) -> str:
         per_task = -(-self.rows // max(1, self.tasks))
         if self.unit is None:
-            return (f"The {self.rows:,} prompts go to the {self.tasks} tasks one by one, balanced by length: at most "
-                    f"about {per_task:,} each.")
+            return (
+                f"The {self.rows:,} prompts go to the {self.tasks} tasks one by one, balanced by length: at most "
+                f"about {per_task:,} each."
+            )
         batches = self.unit // _wave_batches()
-        return (f"The {self.rows:,} prompts go to the {self.tasks} tasks in whole waves of {self.unit:,} ({_wave_batches()} "
-                f"batches of {batches}, so that every prompt runs in the batch it would run in on one machine), "
-                f"balanced by length: {_plural(_wave_count(self.rows, self.unit), 'wave')} for {_plural(self.tasks, 'task')}.")
+        return (
+            f"The {self.rows:,} prompts go to the {self.tasks} tasks in whole waves of {self.unit:,} ({_wave_batches()} "
+            f"batches of {batches}, so that every prompt runs in the batch it would run in on one machine), "
+            f"balanced by length: {_plural(_wave_count(self.rows, self.unit), 'wave')} for {_plural(self.tasks, 'task')}."
+        )
 
 
 def most_useful_tasks(rows: int, wanted: int, settings: RunSettings) -> int:
@@ -61,13 +65,17 @@ def idle_tasks_sentence(rows: int, tasks: int, settings: RunSettings) -> str | N
     if busy >= tasks:
         return None
     if unit is None:
-        return (f"Only {busy} of the {tasks} tasks would get prompts ({rows:,} prompts, one each at most): choose at "
-                f"most {_plural(busy, 'task')}.")
-    return (f"Only {busy} of the {tasks} tasks would get prompts: with batch size {settings.batch_size} the "
-            f"{rows:,} prompts go to the tasks in whole waves of {unit:,} ({_wave_batches()} batches of "
-            f"{settings.batch_size}, so that the results are those of one machine), which makes "
-            f"{_plural(_wave_count(rows, unit), 'wave')}: choose at most {_plural(busy, 'task')}, or a smaller batch size "
-            "(or auto).")
+        return (
+            f"Only {busy} of the {tasks} tasks would get prompts ({rows:,} prompts, one each at most): choose at "
+            f"most {_plural(busy, 'task')}."
+        )
+    return (
+        f"Only {busy} of the {tasks} tasks would get prompts: with batch size {settings.batch_size} the "
+        f"{rows:,} prompts go to the tasks in whole waves of {unit:,} ({_wave_batches()} batches of "
+        f"{settings.batch_size}, so that the results are those of one machine), which makes "
+        f"{_plural(_wave_count(rows, unit), 'wave')}: choose at most {_plural(busy, 'task')}, or a smaller batch size "
+        "(or auto)."
+    )
 
 
 def review_job(rows: int, cluster: ClusterSettings, settings: RunSettings) -> JobReview:

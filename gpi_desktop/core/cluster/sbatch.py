@@ -92,21 +92,30 @@ class ClusterSettings:
         if not isinstance(self.cpus_per_task, int) or self.cpus_per_task < 1:
             raise SettingsError("CPU cores per task must be a whole number of at least 1.")
         if not _TIME.match(self.time.strip()):
-            raise SettingsError(f"The time limit '{self.time}' is not in SLURM's form: write hours like 08:00:00, "
-                                "or days like 2-00:00:00.")
+            raise SettingsError(
+                f"The time limit '{self.time}' is not in SLURM's form: write hours like 08:00:00, "
+                "or days like 2-00:00:00."
+            )
         if not _MEMORY.match(self.memory.strip()):
-            raise SettingsError(f"The memory '{self.memory}' is not in SLURM's form: write a number with G or M, "
-                                "like 64G.")
-        for label, value in (("partition", self.partition), ("account", self.account), ("QOS", self.qos),
-                             ("GPU type", self.gpu_type), ("job name", self.job_name)):
+            raise SettingsError(
+                f"The memory '{self.memory}' is not in SLURM's form: write a number with G or M, like 64G."
+            )
+        for label, value in (
+            ("partition", self.partition),
+            ("account", self.account),
+            ("QOS", self.qos),
+            ("GPU type", self.gpu_type),
+            ("job name", self.job_name),
+        ):
             if not _NAME.match(value.strip()):
                 raise SettingsError(f"The {label} '{value}' may hold only letters, digits, '.', '_', ',' and '-'.")
         for label, value in (("model cache path", self.model_cache), ("program command", self.command)):
             if _UNSAFE_IN_QUOTES.search(value):
                 raise SettingsError(f"The {label} may not contain quotes, backslashes or line breaks.")
         if not self.command.strip():
-            raise SettingsError("The program command is empty: write how the cluster starts GPI Desktop, "
-                                "usually gpi-desktop.")
+            raise SettingsError(
+                "The program command is empty: write how the cluster starts GPI Desktop, usually gpi-desktop."
+            )
         return self
 
     @property
@@ -123,10 +132,12 @@ class ClusterSettings:
         """What will not stop the folder being written but may stop SLURM taking the job."""
         out = []
         if self.shards >= DEFAULT_MAX_ARRAY_SIZE:
-            out.append(f"{self.shards} tasks are more than SLURM allows by default (MaxArraySize={DEFAULT_MAX_ARRAY_SIZE}"
-                       f": task numbers up to {DEFAULT_MAX_ARRAY_SIZE - 1}), and sbatch may refuse the job with "
-                       "\"Invalid job array specification\": check your cluster's limit with "
-                       "'scontrol show config | grep MaxArraySize', or use fewer tasks (each takes more prompts).")
+            out.append(
+                f"{self.shards} tasks are more than SLURM allows by default (MaxArraySize={DEFAULT_MAX_ARRAY_SIZE}"
+                f": task numbers up to {DEFAULT_MAX_ARRAY_SIZE - 1}), and sbatch may refuse the job with "
+                '"Invalid job array specification": check your cluster\'s limit with '
+                "'scontrol show config | grep MaxArraySize', or use fewer tasks (each takes more prompts)."
+            )
         return out
 
 
@@ -165,8 +176,9 @@ def pinned_spec(spec: JobSpec, token: str | None = None) -> tuple[JobSpec, str |
     return (with_settings(spec, revision=commit) if commit else spec), commit
 
 
-def write_job_folder(folder: Path | str, spec: JobSpec, cluster: ClusterSettings, *, token: str | None = None,
-                     pin: bool = True) -> JobFolder:
+def write_job_folder(
+    folder: Path | str, spec: JobSpec, cluster: ClusterSettings, *, token: str | None = None, pin: bool = True
+) -> JobFolder:
     """Write a job folder for `spec` into an empty (or new) `folder`; checks everything first (`review_job`).
 
     What the window's "Prepare for a cluster" and `gpi-desktop prepare` both call.
@@ -203,7 +215,10 @@ def write_job_folder(folder: Path | str, spec: JobSpec, cluster: ClusterSettings
     readme.write_text(readme_text(cluster, spec, review, folder.name), encoding="utf-8", newline="\n")
     (folder / LOGS_DIR / "about.txt").write_text(
         f"SLURM writes each task's messages here, as {cluster.job_name.strip() or 'gpi-desktop'}-<job id>_<task "
-        "number>.log (one file per submission and task).\n", encoding="utf-8", newline="\n")
+        "number>.log (one file per submission and task).\n",
+        encoding="utf-8",
+        newline="\n",
+    )
     return JobFolder(folder, script, folder / JOB_FILE_NAME, readme, prompts, commit, review)
 
 
@@ -271,7 +286,7 @@ def _submit_or_find_the_job(n: int) -> list[str]:
         "    exit 2",
         "  fi",
         "  if ! command -v sbatch >/dev/null 2>&1; then",
-        "    echo \"sbatch is not available here: run $SCRIPT on the cluster's login machine.\" >&2",
+        '    echo "sbatch is not available here: run $SCRIPT on the cluster\'s login machine." >&2',
         "    exit 2",
         "  fi",
         f'  mkdir -p "$HERE/{LOGS_DIR}"',
@@ -323,8 +338,17 @@ def _environment(c: ClusterSettings) -> list[str]:
         ]
     if c.setup.strip():
         # Module and activate scripts often read unset variables; -u must not stop them.
-        lines += ["", "# Your setup commands (the files they source are yours, not checked here):", "set +u",
-                  "# shellcheck disable=SC1090,SC1091", "{", *c.setup.strip().splitlines(), "}", "set -u", ""]
+        lines += [
+            "",
+            "# Your setup commands (the files they source are yours, not checked here):",
+            "set +u",
+            "# shellcheck disable=SC1090,SC1091",
+            "{",
+            *c.setup.strip().splitlines(),
+            "}",
+            "set -u",
+            "",
+        ]
     return lines
 
 
@@ -394,18 +418,22 @@ def readme_text(cluster: ClusterSettings, spec: JobSpec, review: JobReview, fold
     model = spec.settings.model
     revision = spec.settings.revision
     cache = c.model_cache.strip()
-    gpus = (f"{c.gpus_per_task} GPU{'s' if c.gpus_per_task != 1 else ''}" if c.gpus_per_task else "no GPU (CPU only)")
+    gpus = f"{c.gpus_per_task} GPU{'s' if c.gpus_per_task != 1 else ''}" if c.gpus_per_task else "no GPU (CPU only)"
     if _is_model_folder(model):
-        model_step = (f"The job uses the model folder {model}. The same path must hold the model on\n"
-                      "   the cluster: copy the model folder there, or change \"model\" in job.json to\n"
-                      "   where it is on the cluster (before any task starts; every task must use the same).")
+        model_step = (
+            f"The job uses the model folder {model}. The same path must hold the model on\n"
+            '   the cluster: copy the model folder there, or change "model" in job.json to\n'
+            "   where it is on the cluster (before any task starts; every task must use the same)."
+        )
     else:
         home = f"export HF_HOME={cache}\n       " if cache else ""
-        pinned = (f"   job.json pins the model's version to commit {revision}:\n"
-                  "   every task runs exactly those files, even if the model changes on the Hub.\n"
-                  if revision else
-                  "   The model's version could not be pinned when this folder was written (no\n"
-                  "   connection to the Hub): the tasks use the version you download now.\n")
+        pinned = (
+            f"   job.json pins the model's version to commit {revision}:\n"
+            "   every task runs exactly those files, even if the model changes on the Hub.\n"
+            if revision
+            else "   The model's version could not be pinned when this folder was written (no\n"
+            "   connection to the Hub): the tasks use the version you download now.\n"
+        )
         model_step = (
             "Download the model once on the login machine, before you submit: the tasks\n"
             "   run offline and use only what is in the model cache. In one terminal:\n"
@@ -413,7 +441,8 @@ def readme_text(cluster: ClusterSettings, spec: JobSpec, review: JobReview, fold
             f"       hf download {model}{f' --revision {revision}' if revision else ''}\n"
             f"{pinned}"
             f"   The tasks look for the model in {cache or 'the default cache (~/.cache/huggingface)'}"
-            f"{' (run.sbatch sets HF_HOME to it)' if cache else ''}; never write your token into this folder.")
+            f"{' (run.sbatch sets HF_HOME to it)' if cache else ''}; never write your token into this folder."
+        )
     unit = textwrap.fill(review.unit_sentence, 80)
     warnings = "".join(f"\nWarning: {w}\n" for w in c.warnings())
     gpu_line = c.gpu_request or "(none: a CPU job)"

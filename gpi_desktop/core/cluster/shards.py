@@ -81,10 +81,14 @@ class Shard:
     def parse(cls, text: str) -> Shard:
         match = _SHARD_PATTERN.match(str(text))
         if not match:
-            raise SettingsError(f"--shard must look like 2/10 (this task's number, then the number of tasks); '{text}' does not.")
+            raise SettingsError(
+                f"--shard must look like 2/10 (this task's number, then the number of tasks); '{text}' does not."
+            )
         index, count = int(match.group(1)), int(match.group(2))
         if count < 1 or not 1 <= index <= count:
-            raise SettingsError(f"--shard {text}: the task number must be between 1 and {max(count, 1)} (they count from 1).")
+            raise SettingsError(
+                f"--shard {text}: the task number must be between 1 and {max(count, 1)} (they count from 1)."
+            )
         return cls(index, count)
 
     @property
@@ -174,22 +178,28 @@ def load_job_file(path: Path | str) -> JobFile:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise SettingsError(f"The job file '{path}' does not exist: give the job.json of a prepared job folder.") from None
+        raise SettingsError(
+            f"The job file '{path}' does not exist: give the job.json of a prepared job folder."
+        ) from None
     except PermissionError:
         raise SettingsError(not_readable(path)) from None
     except (OSError, ValueError) as error:
         raise SettingsError(f"The job file '{path}' cannot be read ({error}): prepare the job folder again.") from None
     if not isinstance(data, dict) or data.get("format") != JOB_FORMAT:
-        raise SettingsError(f"'{path}' is not a GPI Desktop job file: give the job.json of a job folder made by "
-                            "\"Prepare for a cluster\".")
+        raise SettingsError(
+            f"'{path}' is not a GPI Desktop job file: give the job.json of a job folder made by "
+            '"Prepare for a cluster".'
+        )
     try:
         settings = RunSettings(**data["settings"])
         export = ExportSettings(**data.get("export", {}))
         prompts = Path(data["prompts"])
         shards = data.get("shards")
     except (KeyError, TypeError) as error:
-        raise SettingsError(f"The job file '{path}' is incomplete or from another version ({error}): "
-                            "prepare the job folder again with this version.") from None
+        raise SettingsError(
+            f"The job file '{path}' is incomplete or from another version ({error}): "
+            "prepare the job folder again with this version."
+        ) from None
     if not prompts.is_absolute():
         prompts = path.parent / prompts
     spec = JobSpec(prompts, data.get("column"), settings, export, data.get("sheet")).validate()
@@ -204,18 +214,23 @@ def shard_identity(outcome: RunOutcome) -> dict[str, Any]:
     from gpi_desktop.core.job.job import job_key
 
     info = outcome.model_info
-    return _json_round_trip({
-        "job": job_key(outcome.spec, outcome.table),
-        "model_revision": info.revision,
-        "precision": info.dtype,
-        "hidden_size": info.hidden_size,
-        "instruction": outcome.instruction,
-        "system_role": outcome.system_role,
-        "export": {"prefix": outcome.spec.export.prefix, "save_name": outcome.spec.export.save_name},
-        # Shards of a job file made before dates were fixed in it each took their own day: never merge two dates.
-        **({"template_date": outcome.template.date} if outcome.template is not None and outcome.template.date_used
-           else {}),
-    })
+    return _json_round_trip(
+        {
+            "job": job_key(outcome.spec, outcome.table),
+            "model_revision": info.revision,
+            "precision": info.dtype,
+            "hidden_size": info.hidden_size,
+            "instruction": outcome.instruction,
+            "system_role": outcome.system_role,
+            "export": {"prefix": outcome.spec.export.prefix, "save_name": outcome.spec.export.save_name},
+            # Shards of a job file made before dates were fixed in it each took their own day: never merge two dates.
+            **(
+                {"template_date": outcome.template.date}
+                if outcome.template is not None and outcome.template.date_used
+                else {}
+            ),
+        }
+    )
 
 
 def write_shard_folder(folder: Path | str, outcome: RunOutcome, *, state: TaskState | None = None) -> Path:
@@ -251,14 +266,27 @@ def write_shard_folder(folder: Path | str, outcome: RunOutcome, *, state: TaskSt
         for result in outcome.results:
             cells = [_cell(table.frame.iat[result.row, c]) for c in range(len(columns))]
             lines.append(json.dumps({**result.to_record(), "input": cells}, ensure_ascii=True))
-        sha[SHARD_RESULTS] = write_atomically(folder / SHARD_RESULTS, ("\n".join(lines) + "\n" if lines else "").encode())
+        sha[SHARD_RESULTS] = write_atomically(
+            folder / SHARD_RESULTS, ("\n".join(lines) + "\n" if lines else "").encode()
+        )
         manifest = {
             "format": SHARD_FORMAT,
-            "shard": {"index": outcome.shard.index, "count": outcome.shard.count, "rows": list(outcome.rows),
-                      "batch_size": outcome.batch_size, "device": outcome.model_info.device},
+            "shard": {
+                "index": outcome.shard.index,
+                "count": outcome.shard.count,
+                "rows": list(outcome.rows),
+                "batch_size": outcome.batch_size,
+                "device": outcome.model_info.device,
+            },
             "identity": shard_identity(outcome),
-            "input": {"file": Path(table.path).name, "sha256": table.sha256, "encoding": table.encoding,
-                      "column": table.column, "columns": columns, "rows": len(table)},
+            "input": {
+                "file": Path(table.path).name,
+                "sha256": table.sha256,
+                "encoding": table.encoding,
+                "column": table.column,
+                "columns": columns,
+                "rows": len(table),
+            },
             "manifest_fields": _json_round_trip(outcome.manifest_fields()),
             "sha256": sha,
         }
@@ -335,15 +363,22 @@ def read_shard_folder(folder: Path | str) -> ShardFolder:
     path = folder / SHARD_MANIFEST
     if not path.is_file():
         if _looks_like_unfinished_shard(folder):
-            raise InputError(f"The shard in '{folder}' did not finish: run that task again (it resumes where it "
-                             "stopped), then merge.")
+            raise InputError(
+                f"The shard in '{folder}' did not finish: run that task again (it resumes where it "
+                "stopped), then merge."
+            )
         if (folder / JOB_FILE_NAME).is_file():
             raise NoResultsFolderError(
                 f"The job folder '{folder}' holds no finished results yet (its shards folder is empty or missing): merge it "
                 "when every cluster task has finished, copied back with its shards folder.",
-                folder=str(folder), job_folder=True)
-        raise NoResultsFolderError(f"'{folder}' is not a shard folder (it has no {SHARD_MANIFEST}): give the folders "
-                                   "that `gpi-desktop run --shard` wrote.", folder=str(folder))
+                folder=str(folder),
+                job_folder=True,
+            )
+        raise NoResultsFolderError(
+            f"'{folder}' is not a shard folder (it has no {SHARD_MANIFEST}): give the folders "
+            "that `gpi-desktop run --shard` wrote.",
+            folder=str(folder),
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except PermissionError:
@@ -353,11 +388,13 @@ def read_shard_folder(folder: Path | str) -> ShardFolder:
         if manifest.get("format") != SHARD_FORMAT:
             raise ValueError(manifest.get("format"))
         shard = manifest["shard"]
-        return ShardFolder(folder, int(shard["index"]), int(shard["count"]), tuple(int(r) for r in shard["rows"]),
-                           manifest)
+        return ShardFolder(
+            folder, int(shard["index"]), int(shard["count"]), tuple(int(r) for r in shard["rows"]), manifest
+        )
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        raise InputError(f"The {SHARD_MANIFEST} in '{folder}' is damaged or from another version: run that shard "
-                         "again.") from None
+        raise InputError(
+            f"The {SHARD_MANIFEST} in '{folder}' is damaged or from another version: run that shard again."
+        ) from None
 
 
 def check_devices(shards: Sequence[ShardFolder]) -> None:
@@ -368,7 +405,9 @@ def check_devices(shards: Sequence[ShardFolder]) -> None:
             raise InputError(
                 f"{_capital(shard.name)} ran on {shard.device} in {shard.precision}, but {first.name} on "
                 f"{first.device} in {first.precision}; greedy texts and hidden states can differ between devices "
-                "and precisions, so they are not merged", remedy=Remedy.MERGE_MIXED_DEVICES)
+                "and precisions, so they are not merged",
+                remedy=Remedy.MERGE_MIXED_DEVICES,
+            )
 
 
 def check_shards(shards: Sequence[ShardFolder]) -> None:
@@ -380,12 +419,16 @@ def check_shards(shards: Sequence[ShardFolder]) -> None:
     first = min(shards, key=lambda s: (s.index, str(s.folder)))
     for shard in shards:
         if shard.count != first.count:
-            raise InputError(f"The job was split into {first.count} shards for {first.name} but into {shard.count} "
-                             f"for {shard.name}: merge only shards of one split.")
+            raise InputError(
+                f"The job was split into {first.count} shards for {first.name} but into {shard.count} "
+                f"for {shard.name}: merge only shards of one split."
+            )
         if shard.identity != first.identity:
             what = describe_key_differences(first.identity, shard.identity)
-            raise InputError(f"{_capital(shard.name)} comes from a different job than {first.name} ({what}): "
-                             "merge only shards of the same job, or run that shard again with the job's settings.")
+            raise InputError(
+                f"{_capital(shard.name)} comes from a different job than {first.name} ({what}): "
+                "merge only shards of the same job, or run that shard again with the job's settings."
+            )
     total = int(first.manifest["input"]["rows"])
     owners: dict[int, list[ShardFolder]] = {}
     for shard in shards:
@@ -400,13 +443,21 @@ def check_shards(shards: Sequence[ShardFolder]) -> None:
         )
     outside = sorted(row for row in owners if not 0 <= row < total)
     if outside:
-        raise InputError(f"{_capital(owners[outside[0]][0].name)} holds rows the input does not have "
-                         f"({_rows(outside)}): run that shard again.")
+        raise InputError(
+            f"{_capital(owners[outside[0]][0].name)} holds rows the input does not have "
+            f"({_rows(outside)}): run that shard again."
+        )
     missing = [row for row in range(total) if row not in owners]
     if missing:
         absent = sorted(set(range(1, first.count + 1)) - {s.index for s in shards})
-        hint = (f" (shard {', '.join(map(str, absent))} of {first.count} "
-                f"{'is' if len(absent) == 1 else 'are'} not among the folders given)") if absent else ""
+        hint = (
+            (
+                f" (shard {', '.join(map(str, absent))} of {first.count} "
+                f"{'is' if len(absent) == 1 else 'are'} not among the folders given)"
+            )
+            if absent
+            else ""
+        )
         raise InputError(
             f"{_count(len(missing), 'row')} {_rows(missing)} {'is' if len(missing) == 1 else 'are'} missing{hint}: "
             "add the missing shard folders, or run those shards again, then merge."
@@ -478,8 +529,10 @@ def _read_shard_results(shard: ShardFolder, cells: dict[int, list[Any]]) -> list
         except OSError:
             content = None
         if content is None or hashlib.sha256(content).hexdigest() != files.get(name):
-            raise InputError(f"The file {name} of {shard.name} is missing or changed since the shard finished: "
-                             "copy that folder again from the cluster, or run that shard again.")
+            raise InputError(
+                f"The file {name} of {shard.name} is missing or changed since the shard finished: "
+                "copy that folder again from the cluster, or run that shard again."
+            )
         data[name] = content
     matrix = np.load(io.BytesIO(data[SHARD_MATRIX]), allow_pickle=False)
     records = [json.loads(line) for line in data[SHARD_RESULTS].decode().splitlines() if line]
@@ -505,8 +558,9 @@ def _merged_table(meta: dict[str, Any], cells: dict[int, list[Any]]) -> PromptTa
         # Cells are read as text (prompts.py); keep that dtype so the CSV is written as a single run writes it.
         data[name] = pd.Series(values, dtype=str if all(isinstance(v, str) for v in values) else object)
     frame = pd.DataFrame(data, columns=columns)
-    return PromptTable(path=Path(meta["file"]), frame=frame, column=meta["column"], sha256=meta["sha256"],
-                       encoding=meta["encoding"])
+    return PromptTable(
+        path=Path(meta["file"]), frame=frame, column=meta["column"], sha256=meta["sha256"], encoding=meta["encoding"]
+    )
 
 
 # -- small helpers ------------------------------------------------------------------------------------
@@ -532,8 +586,10 @@ def _is_shard_journal(folder: Path) -> bool:
 
 def not_readable(path: Path) -> str:
     """A file we may not read is not "damaged": say whose it is and how it is shared."""
-    return (f"'{path}' may not be read by you (permission denied): ask its owner to share the job folder, for "
-            f"example with: chmod -R a+rX '{path.parent}'")
+    return (
+        f"'{path}' may not be read by you (permission denied): ask its owner to share the job folder, for "
+        f"example with: chmod -R a+rX '{path.parent}'"
+    )
 
 
 def _natural_key(path: Path) -> tuple[int | str, ...]:
@@ -570,4 +626,5 @@ def _plain_os_errors(folder: Path) -> AbstractContextManager[None]:
         "The disk is full while writing the shard: free some space, then run the task again with --resume; "
         "finished prompts are kept.",
         f"The shard could not be written in '{folder}' ({{reason}}): check that you may write there, then run the "
-        "task again.")
+        "task again.",
+    )

@@ -51,8 +51,12 @@ class SlurmTask:
         if not job:
             return None
         restarts = environ.get("SLURM_RESTART_COUNT", "").strip()
-        return cls(job, environ.get("SLURM_ARRAY_JOB_ID", "").strip() or job,
-                   environ.get("SLURM_ARRAY_TASK_ID", "").strip(), int(restarts) if restarts.isdigit() else 0)
+        return cls(
+            job,
+            environ.get("SLURM_ARRAY_JOB_ID", "").strip() or job,
+            environ.get("SLURM_ARRAY_TASK_ID", "").strip(),
+            int(restarts) if restarts.isdigit() else 0,
+        )
 
     @property
     def name(self) -> str:
@@ -75,8 +79,12 @@ class JobRecord:
         if "JobState" not in fields:
             return None
         restarts = fields.get("Restarts", "0")
-        return cls(fields["JobState"], fields.get("Reason", ""), int(restarts) if restarts.isdigit() else 0,
-                   fields.get("TimeLimit", ""))
+        return cls(
+            fields["JobState"],
+            fields.get("Reason", ""),
+            int(restarts) if restarts.isdigit() else 0,
+            fields.get("TimeLimit", ""),
+        )
 
 
 def stop_cause(task: SlurmTask, record: JobRecord | None) -> StopCause:
@@ -92,8 +100,13 @@ def stop_cause(task: SlurmTask, record: JobRecord | None) -> StopCause:
 def ask_controller(task: SlurmTask) -> JobRecord | None:
     """`scontrol -o show job` for this task; None when scontrol is missing or does not answer in time."""
     try:
-        done = subprocess.run(["scontrol", "-o", "show", "job", task.name], capture_output=True, text=True,
-                              timeout=SCONTROL_SECONDS, check=False)
+        done = subprocess.run(
+            ["scontrol", "-o", "show", "job", task.name],
+            capture_output=True,
+            text=True,
+            timeout=SCONTROL_SECONDS,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError) as error:
         log.info("scontrol show job %s: %s", task.name, error)
         return None
@@ -114,18 +127,26 @@ def stopped_sentence(task: SlurmTask, record: JobRecord | None, script: Path | N
     cause = stop_cause(task, record)
     kept = f"Stopped task {task.name}; its finished prompts are kept."
     if cause is StopCause.REQUEUED:
-        return (f"{kept} SLURM requeued it: it waits about 2 minutes as pending (squeue --me shows the reason "
-                f"BeginTime), then continues where it stopped. To start it at once: scontrol update "
-                f"JobId={task.name} StartTime=now")
+        return (
+            f"{kept} SLURM requeued it: it waits about 2 minutes as pending (squeue --me shows the reason "
+            f"BeginTime), then continues where it stopped. To start it at once: scontrol update "
+            f"JobId={task.name} StartTime=now"
+        )
     if cause is StopCause.TIME_LIMIT:
         limit = record.time_limit if record is not None else ""
         longer = longer_time(limit) if limit and limit[:1].isdigit() else "HH:MM:SS"
         now = f" of {limit}" if limit else ""
-        return (f"{kept} It reached its time limit{now} (TIMEOUT), and SLURM does not start it again: submit it "
-                f"again with a longer --time (or raise #SBATCH --time in {SCRIPT_NAME}); it continues where it "
-                f"stopped: {resubmit_command(where, task, time_limit=longer)}")
+        return (
+            f"{kept} It reached its time limit{now} (TIMEOUT), and SLURM does not start it again: submit it "
+            f"again with a longer --time (or raise #SBATCH --time in {SCRIPT_NAME}); it continues where it "
+            f"stopped: {resubmit_command(where, task, time_limit=longer)}"
+        )
     if cause is StopCause.CANCELLED:
-        return (f"{kept} It was cancelled (scancel, or a preemption that cancels), and SLURM does not start it "
-                f"again: submit it again, and it continues where it stopped: {resubmit_command(where, task)}")
-    return (f"{kept} If SLURM requeues it, it continues where it stopped by itself; after scancel or its time limit "
-            f"submit it again: {resubmit_command(where, task)} (with a longer --time if it ran out of time).")
+        return (
+            f"{kept} It was cancelled (scancel, or a preemption that cancels), and SLURM does not start it "
+            f"again: submit it again, and it continues where it stopped: {resubmit_command(where, task)}"
+        )
+    return (
+        f"{kept} If SLURM requeues it, it continues where it stopped by itself; after scancel or its time limit "
+        f"submit it again: {resubmit_command(where, task)} (with a longer --time if it ran out of time)."
+    )

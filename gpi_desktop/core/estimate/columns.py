@@ -55,27 +55,42 @@ def choose_arms(values: list[str], column: str, treated: str | None) -> Arms:
     """Which value means treated: the given one, else 1 when the values are 0 and 1; else the user is asked."""
     if len(values) != 2:
         shown = ", ".join(f"'{v}'" for v in values[:_LISTED]) + (", …" if len(values) > _LISTED else "")
-        what = f"only the value {shown}" if len(values) == 1 else f"{len(values)} values ({shown})" if values else "no values"
-        raise EstimateInputError(f"The treatment column '{column}' has {what}: it needs exactly two, one for the "
-                                 "treated rows and one for the others.")
+        what = (
+            f"only the value {shown}"
+            if len(values) == 1
+            else f"{len(values)} values ({shown})"
+            if values
+            else "no values"
+        )
+        raise EstimateInputError(
+            f"The treatment column '{column}' has {what}: it needs exactly two, one for the "
+            "treated rows and one for the others."
+        )
     if treated is not None:
-        match = [v for v in values if v == treated.strip() or (_number(v) is not None and _number(v) == _number(treated))]
+        match = [
+            v for v in values if v == treated.strip() or (_number(v) is not None and _number(v) == _number(treated))
+        ]
         if not match:
-            raise EstimateInputError(f"The treated value '{treated}' is not in the treatment column '{column}', which "
-                                     f"holds '{values[0]}' and '{values[1]}'.")
+            raise EstimateInputError(
+                f"The treated value '{treated}' is not in the treatment column '{column}', which "
+                f"holds '{values[0]}' and '{values[1]}'."
+            )
         return Arms(treated=match[0], control=next(v for v in values if v != match[0]))
     numbers = sorted((_number(v), v) for v in values if _number(v) is not None)
     if len(numbers) == 2 and [n for n, _ in numbers] == [0.0, 1.0]:
         return Arms(treated=numbers[1][1], control=numbers[0][1])
-    raise EstimateInputError(f"The treatment column '{column}' holds '{values[0]}' and '{values[1]}'",
-                             remedy=Remedy.PICK_TREATED)
+    raise EstimateInputError(
+        f"The treatment column '{column}' holds '{values[0]}' and '{values[1]}'", remedy=Remedy.PICK_TREATED
+    )
 
 
 def _need_columns(frame: pd.DataFrame, names: list[str], file_name: str) -> None:
     for name in names:
         if name not in frame.columns:
-            raise EstimateInputError(f"{file_name} has no column '{name}' (it has {column_list(frame)}): give the "
-                                     "column's name as its header row writes it.")
+            raise EstimateInputError(
+                f"{file_name} has no column '{name}' (it has {column_list(frame)}): give the "
+                "column's name as its header row writes it."
+            )
 
 
 def _outcome(frame: pd.DataFrame, column: str, file_name: str) -> np.ndarray:
@@ -92,9 +107,11 @@ def _outcome(frame: pd.DataFrame, column: str, file_name: str) -> np.ndarray:
             values[row] = number
     if bad:
         shown = ", ".join(f"row {r} ('{frame[column].iloc[r]}')" for r in bad[:_LISTED])
-        raise EstimateInputError(f"The outcome column '{column}' of {file_name} must hold numbers, but {len(bad)} "
-                                 f"cells do not: {shown}; rows count from 0. Write numbers there, or leave a cell "
-                                 "empty to leave its row out.")
+        raise EstimateInputError(
+            f"The outcome column '{column}' of {file_name} must hold numbers, but {len(bad)} "
+            f"cells do not: {shown}; rows count from 0. Write numbers there, or leave a cell "
+            "empty to leave its row out."
+        )
     return values
 
 
@@ -105,8 +122,9 @@ def _confounder(frame: pd.DataFrame, column: str) -> tuple[np.ndarray, list[str]
     if all(_number(c) is not None for c in present):
         return np.array([np.nan if is_missing(c) else _number(c) for c in cells], dtype=np.float64)[:, None], [column]
     levels = sorted(set(present))[1:]
-    out = np.array([[np.nan if is_missing(c) else float(c == level) for level in levels] for c in cells],
-                   dtype=np.float64).reshape(len(cells), len(levels))
+    out = np.array(
+        [[np.nan if is_missing(c) else float(c == level) for level in levels] for c in cells], dtype=np.float64
+    ).reshape(len(cells), len(levels))
     return out, [f"{column}={level}" for level in levels]
 
 
@@ -114,8 +132,9 @@ def build_design(vectors: Vectors, data: DataRows, request: EstimateRequest) -> 
     """The rows used, and warnings in words; refuses what cannot be estimated in one plain sentence."""
     frame, name = data.frame, data.path.name
     if {request.treatment, request.outcome} & set(request.confounders):
-        raise EstimateInputError("A confounder cannot be the treatment or the outcome column: leave it out of the "
-                                 "confounders.")
+        raise EstimateInputError(
+            "A confounder cannot be the treatment or the outcome column: leave it out of the confounders."
+        )
     wanted = [request.treatment, request.outcome, *request.confounders] + ([request.cluster] if request.cluster else [])
     _need_columns(frame, wanted, name)
     arms = choose_arms(treatment_values(frame, request.treatment), request.treatment, request.treated)
@@ -131,14 +150,26 @@ def build_design(vectors: Vectors, data: DataRows, request: EstimateRequest) -> 
     no_cluster &= ~no_t & ~no_y & ~no_c
     keep = ~(no_t | no_y | no_c | no_cluster)
     used = np.flatnonzero(keep)
-    left = LeftOut(treatment=int(no_t.sum()), outcome=int(no_y.sum()), confounders=int(no_c.sum()),
-                   cluster=int(no_cluster.sum()), unmatched_vectors=vectors.n - len(set(data.vector_rows.tolist())))
+    left = LeftOut(
+        treatment=int(no_t.sum()),
+        outcome=int(no_y.sum()),
+        confounders=int(no_c.sum()),
+        cluster=int(no_cluster.sum()),
+        unmatched_vectors=vectors.n - len(set(data.vector_rows.tolist())),
+    )
     t = np.array([str(frame[request.treatment].iloc[i]).strip() == arms.treated for i in used], dtype=np.int8)
-    design = Design(r=vectors.matrix[data.vector_rows[used]], t=t, y=y[used],
-                    c=None if c is None else c[used].astype(np.float32),
-                    clusters=None if clusters is None else clusters[used], data_rows=used,
-                    treated_value=arms.treated, control_value=arms.control,
-                    confounder_names=tuple(n for p in parts for n in p[1]), left_out=left)
+    design = Design(
+        r=vectors.matrix[data.vector_rows[used]],
+        t=t,
+        y=y[used],
+        c=None if c is None else c[used].astype(np.float32),
+        clusters=None if clusters is None else clusters[used],
+        data_rows=used,
+        treated_value=arms.treated,
+        control_value=arms.control,
+        confounder_names=tuple(n for p in parts for n in p[1]),
+        left_out=left,
+    )
     return design, check_arms(design, request)
 
 
@@ -149,14 +180,21 @@ def check_arms(design: Design, request: EstimateRequest) -> list[str]:
     treated, control = design.arm_sizes
     for label, size, value in (("treated", treated, design.treated_value), ("control", control, design.control_value)):
         if size < need:
-            raise EstimateInputError(f"Only {size} rows are {label} ('{request.treatment}' = '{value}') once rows with "
-                                     f"missing values are left out; {folds} folds need at least {need} in each group: "
-                                     "add rows, or use fewer folds.")
+            raise EstimateInputError(
+                f"Only {size} rows are {label} ('{request.treatment}' = '{value}') once rows with "
+                f"missing values are left out; {folds} folds need at least {need} in each group: "
+                "add rows, or use fewer folds."
+            )
     if design.clusters is not None and np.unique(design.clusters).size < 2:
-        raise EstimateInputError(f"The cluster column '{request.cluster}' has one cluster only: clustered standard "
-                                 "errors need two or more.")
+        raise EstimateInputError(
+            f"The cluster column '{request.cluster}' has one cluster only: clustered standard errors need two or more."
+        )
     small = [f"{n} {label}" for label, n in (("treated", treated), ("control", control)) if n < WARN_BELOW_PER_ARM]
     if small:
-        return [(f"Only {' and '.join(small)} rows: with fewer than about {WARN_BELOW_PER_ARM} rows per group the "
-                 "networks learn little and the estimate and its standard error are unreliable.")]
+        return [
+            (
+                f"Only {' and '.join(small)} rows: with fewer than about {WARN_BELOW_PER_ARM} rows per group the "
+                "networks learn little and the estimate and its standard error are unreliable."
+            )
+        ]
     return []

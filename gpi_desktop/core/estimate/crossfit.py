@@ -94,28 +94,57 @@ def cross_fit(design: Design, settings: EstimateSettings, state: TaskState) -> E
     for k, held_out in enumerate(parts):
         check_cancel(state)
         train_rows = np.setdiff1d(np.arange(n), held_out, assume_unique=True)
-        fit_pos, valid_pos = validation_split(train_rows.size, settings.validation_share,
-                                              np.random.default_rng(seeds[k].split))
+        fit_pos, valid_pos = validation_split(
+            train_rows.size, settings.validation_share, np.random.default_rng(seeds[k].split)
+        )
 
         def report(epoch: int, valid_loss: float, k: int = k) -> None:
-            state.set_progress(Progress(k * settings.epochs + epoch + 1, total_epochs, kind=ProgressKind.STEPS,
-                                        message=f"Fold {k + 1} of {settings.folds}, epoch {epoch + 1} (of at most "
-                                                f"{settings.epochs}): validation loss {valid_loss:.4g}"))
+            state.set_progress(
+                Progress(
+                    k * settings.epochs + epoch + 1,
+                    total_epochs,
+                    kind=ProgressKind.STEPS,
+                    message=f"Fold {k + 1} of {settings.folds}, epoch {epoch + 1} (of at most "
+                    f"{settings.epochs}): validation loss {valid_loss:.4g}",
+                )
+            )
             state.set_partial_result(FoldProgress(k, epoch, valid_loss))
 
         state.set_status(f"Fold {k + 1} of {settings.folds}: training the outcome model on {train_rows.size} rows…")
-        model, trace = fit_tarnet(_rows(design, train_rows[fit_pos]), _rows(design, train_rows[valid_pos]), settings,
-                                  seeds[k].tarnet, report, lambda: check_cancel(state))
+        model, trace = fit_tarnet(
+            _rows(design, train_rows[fit_pos]),
+            _rows(design, train_rows[valid_pos]),
+            settings,
+            seeds[k].tarnet,
+            report,
+            lambda: check_cancel(state),
+        )
         losses.append(trace)
-        state.set_progress(Progress((k + 1) * settings.epochs, total_epochs, kind=ProgressKind.STEPS,
-                                    message=f"Fold {k + 1} of {settings.folds}: the propensity model"))
+        state.set_progress(
+            Progress(
+                (k + 1) * settings.epochs,
+                total_epochs,
+                kind=ProgressKind.STEPS,
+                message=f"Fold {k + 1} of {settings.folds}: the propensity model",
+            )
+        )
         state.set_status(f"Fold {k + 1} of {settings.folds}: the propensity model on {held_out.size} rows…")
         predicted = predict(model, _rows(design, held_out))
         halves = stratified_parts(design.t[held_out], 2, np.random.default_rng(seeds[k].halves))
-        ps = cross_fitted_propensity(predicted.representation, design.t[held_out], (halves[0], halves[1]),
-                                     settings, seeds[k].ps)
+        ps = cross_fitted_propensity(
+            predicted.representation, design.t[held_out], (halves[0], halves[1]), settings, seeds[k].ps
+        )
         fold[held_out], y0[held_out], y1[held_out], e[held_out] = k, predicted.y0, predicted.y1, ps.e
         correct += ps.accuracy * held_out.size
     scores = dml_scores(design.t, design.y, trim(e, settings.trim), y1, y0)
-    return Estimate(summary=summarise(scores, design.clusters), fold=fold, y0=y0, y1=y1, propensity=e, scores=scores,
-                    trimmed_share=trimmed_share(e, settings.trim), ps_accuracy=correct / n, losses=tuple(losses))
+    return Estimate(
+        summary=summarise(scores, design.clusters),
+        fold=fold,
+        y0=y0,
+        y1=y1,
+        propensity=e,
+        scores=scores,
+        trimmed_share=trimmed_share(e, settings.trim),
+        ps_accuracy=correct / n,
+        losses=tuple(losses),
+    )

@@ -40,8 +40,10 @@ def default_data_path(vectors: Vectors, also_look_in: tuple[Path, ...] = ()) -> 
     """The prompts file the export was made from, found by name and checksum, else the export's own table."""
     source = vectors.source
     if vectors.kind != "gpi-desktop":
-        raise EstimateInputError(f"'{vectors.folder}' holds gpi_pack's vector files, which do not say what data they "
-                                 "were made from", remedy=Remedy.GIVE_DATA_FILE)
+        raise EstimateInputError(
+            f"'{vectors.folder}' holds gpi_pack's vector files, which do not say what data they were made from",
+            remedy=Remedy.GIVE_DATA_FILE,
+        )
     if source.prompts_file:
         for folder in (*also_look_in, vectors.folder, vectors.folder.parent):
             candidate = folder / source.prompts_file
@@ -50,15 +52,20 @@ def default_data_path(vectors: Vectors, also_look_in: tuple[Path, ...] = ()) -> 
     table = vectors.folder / str(source.manifest.get("files", {}).get("texts_csv", "generated_texts.csv"))
     if table.is_file():
         return table
-    raise EstimateInputError(f"The export was made from {source.prompts_file or 'a prompts file'}, which is not next "
-                             f"to it in '{vectors.folder}'", remedy=Remedy.GIVE_DATA_FILE)
+    raise EstimateInputError(
+        f"The export was made from {source.prompts_file or 'a prompts file'}, which is not next "
+        f"to it in '{vectors.folder}'",
+        remedy=Remedy.GIVE_DATA_FILE,
+    )
 
 
 def read_data(path: Path, vectors: Vectors, id_column: str | None) -> DataRows:
     path = Path(path)
     if not path.is_file():
-        raise EstimateInputError(f"The data file '{path}' does not exist: choose the CSV, TSV or Excel file with "
-                                 "the treatment and the outcome.")
+        raise EstimateInputError(
+            f"The data file '{path}' does not exist: choose the CSV, TSV or Excel file with "
+            "the treatment and the outcome."
+        )
     frame, meta = read_table(path)
     if id_column:
         rows, matched = _by_id(frame, vectors, id_column, path.name)
@@ -80,8 +87,11 @@ def _export_table(vectors: Vectors) -> pd.DataFrame | None:
 
 def _in_order(frame: pd.DataFrame, vectors: Vectors, path: Path, sha256: str) -> tuple[np.ndarray, str]:
     if len(frame) != vectors.n:
-        raise EstimateInputError(f"{path.name} has {len(frame)} data rows but the export has {vectors.n} vectors, so "
-                                 "its rows cannot be paired in order", remedy=Remedy.MATCH_BY_ID)
+        raise EstimateInputError(
+            f"{path.name} has {len(frame)} data rows but the export has {vectors.n} vectors, so "
+            "its rows cannot be paired in order",
+            remedy=Remedy.MATCH_BY_ID,
+        )
     rows = np.arange(vectors.n, dtype=np.int64)
     manifest_files = vectors.source.manifest.get("sha256", {})
     if sha256 == vectors.source.prompts_sha256 or sha256 in manifest_files.values():
@@ -93,9 +103,11 @@ def _in_order(frame: pd.DataFrame, vectors: Vectors, path: Path, sha256: str) ->
     differ = np.flatnonzero(frame[column].to_numpy() != export["prompt"].to_numpy())
     if differ.size:
         shown = ", ".join(map(str, differ[:_LISTED]))
-        raise EstimateInputError(f"The prompts in column '{column}' of {path.name} are not the export's prompts in "
-                                 f"the same order (data rows {shown} differ; rows count from 0)",
-                                 remedy=Remedy.MATCH_BY_ID)
+        raise EstimateInputError(
+            f"The prompts in column '{column}' of {path.name} are not the export's prompts in "
+            f"the same order (data rows {shown} differ; rows count from 0)",
+            remedy=Remedy.MATCH_BY_ID,
+        )
     return rows, f"row by row (its column '{column}' holds the export's prompts in order)"
 
 
@@ -110,8 +122,10 @@ def _vector_ids(vectors: Vectors, id_column: str) -> tuple[list[str], str]:
 
 def _by_id(frame: pd.DataFrame, vectors: Vectors, id_column: str, name: str) -> tuple[np.ndarray, str]:
     if id_column not in frame.columns:
-        raise EstimateInputError(f"{name} has no column '{id_column}' (it has {column_list(frame)}): give the ID column's "
-                                 "name as its header row writes it.")
+        raise EstimateInputError(
+            f"{name} has no column '{id_column}' (it has {column_list(frame)}): give the ID column's "
+            "name as its header row writes it."
+        )
     ids = [str(v).strip() for v in frame[id_column]]
     vector_ids, against = _vector_ids(vectors, id_column)
     position: dict[str, int] = {}
@@ -122,14 +136,18 @@ def _by_id(frame: pd.DataFrame, vectors: Vectors, id_column: str, name: str) -> 
     seen: dict[str, int] = {}
     for row, value in enumerate(ids):
         if value in seen:
-            raise EstimateInputError(f"The ID '{value}' appears twice in column '{id_column}' of {name} (data rows "
-                                     f"{seen[value]} and {row}): each vector can be paired with one row only.")
+            raise EstimateInputError(
+                f"The ID '{value}' appears twice in column '{id_column}' of {name} (data rows "
+                f"{seen[value]} and {row}): each vector can be paired with one row only."
+            )
         seen[value] = row
     unknown = [v for v in ids if v not in position]
     if unknown:
         shown = ", ".join(f"'{v}'" for v in unknown[:_LISTED])
-        raise EstimateInputError(f"{len(unknown)} IDs in column '{id_column}' of {name} ({shown}) match no vector by "
-                                 f"{against}: check that the data and the export are of the same study.")
+        raise EstimateInputError(
+            f"{len(unknown)} IDs in column '{id_column}' of {name} ({shown}) match no vector by "
+            f"{against}: check that the data and the export are of the same study."
+        )
     return np.array([position[v] for v in ids], dtype=np.int64), f"by its column '{id_column}' against {against}"
 
 

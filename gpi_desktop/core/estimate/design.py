@@ -22,8 +22,12 @@ class LeftOut:
         return self.treatment + self.outcome + self.confounders + self.cluster
 
     def words(self) -> str:
-        parts = [(self.treatment, "no treatment"), (self.outcome, "no outcome"),
-                 (self.confounders, "a confounder missing"), (self.cluster, "no cluster")]
+        parts = [
+            (self.treatment, "no treatment"),
+            (self.outcome, "no outcome"),
+            (self.confounders, "a confounder missing"),
+            (self.cluster, "no cluster"),
+        ]
         return ", ".join(f"{n} with {why}" for n, why in parts if n) or "none"
 
 

@@ -90,5 +90,6 @@ def estimate(prepared: Prepared, state: TaskState) -> EstimateResult:
     settings = prepared.request.settings
     result = cross_fit(prepared.design, settings, state)
     poor, words = overlap_words(prepared.design, result, settings.trim)
-    return EstimateResult(prepared=prepared, estimate=result, overlap_poor=poor, overlap=words,
-                          warnings=prepared.warnings)
+    return EstimateResult(
+        prepared=prepared, estimate=result, overlap_poor=poor, overlap=words, warnings=prepared.warnings
+    )

@@ -27,8 +27,10 @@ def propensity_figure(design: Design, estimate: Estimate, trim: tuple[float, flo
     figure = Figure(figsize=(6.0, 3.6), dpi=100, layout="constrained")
     axes = figure.add_subplot()
     bins = [i / 40 for i in range(41)]
-    for arm, label, colour in ((1, f"treated ({design.treated_value})", TREATED_COLOUR),
-                               (0, f"control ({design.control_value})", CONTROL_COLOUR)):
+    for arm, label, colour in (
+        (1, f"treated ({design.treated_value})", TREATED_COLOUR),
+        (0, f"control ({design.control_value})", CONTROL_COLOUR),
+    ):
         axes.hist(estimate.propensity[design.t == arm], bins=bins, alpha=0.55, density=True, label=label, color=colour)
     for bound in trim:
         axes.axvline(bound, color="0.4", linestyle=":", linewidth=1)
@@ -47,7 +49,7 @@ def loss_figure(losses: tuple[LossTrace, ...]) -> Figure:
     figure = Figure(figsize=(6.0, 3.6), dpi=100, layout="constrained")
     axes = figure.add_subplot()
     for k, trace in enumerate(losses):
-        line, = axes.plot(np.arange(1, len(trace.valid) + 1), trace.valid, label=f"fold {k + 1}")
+        (line,) = axes.plot(np.arange(1, len(trace.valid) + 1), trace.valid, label=f"fold {k + 1}")
         if trace.best_epoch >= 0:
             axes.plot([trace.best_epoch + 1], [trace.valid[trace.best_epoch]], "o", color=line.get_color())
     axes.set_xlabel("epoch")

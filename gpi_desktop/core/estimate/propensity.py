@@ -101,8 +101,13 @@ def predict_proba(model: SpectralClassifier, x: np.ndarray) -> np.ndarray:
         return torch.softmax(logits, dim=1)[:, 1].numpy().astype(np.float64)
 
 
-def cross_fitted_propensity(x: np.ndarray, t: np.ndarray, halves: tuple[np.ndarray, np.ndarray],
-                            settings: EstimateSettings, seeds: tuple[int, int]) -> PropensityFit:
+def cross_fitted_propensity(
+    x: np.ndarray,
+    t: np.ndarray,
+    halves: tuple[np.ndarray, np.ndarray],
+    settings: EstimateSettings,
+    seeds: tuple[int, int],
+) -> PropensityFit:
     """Each half's scores from a model fitted on the other half (gpi_pack's estimate_psi_split)."""
     e = np.zeros(len(t))
     first, second = halves

@@ -39,8 +39,9 @@ def check_report_folder(folder: Path, overwrite: bool) -> None:
         raise OutputFolderError(f"'{folder}' is a file, not a folder: choose a folder for the report.")
     if folder.is_dir() and any(folder.iterdir()) and not overwrite:
         what = "an earlier report" if (folder / SUMMARY_NAME).is_file() else "other files"
-        raise OutputFolderError(f"The folder '{folder}' already holds {what}",
-                                remedy=Remedy.EMPTY_REPORT_FOLDER_OR_REPLACE)
+        raise OutputFolderError(
+            f"The folder '{folder}' already holds {what}", remedy=Remedy.EMPTY_REPORT_FOLDER_OR_REPLACE
+        )
 
 
 def library_versions() -> dict[str, str]:
@@ -70,9 +71,13 @@ def summary_record(result: EstimateResult) -> dict[str, Any]:
         "n_treated": design.arm_sizes[0],
         "n_control": design.arm_sizes[1],
         "n_left_out": design.left_out.rows,
-        "left_out": {"no_treatment": design.left_out.treatment, "no_outcome": design.left_out.outcome,
-                     "confounder_missing": design.left_out.confounders, "no_cluster": design.left_out.cluster,
-                     "vectors_without_data_row": design.left_out.unmatched_vectors},
+        "left_out": {
+            "no_treatment": design.left_out.treatment,
+            "no_outcome": design.left_out.outcome,
+            "confounder_missing": design.left_out.confounders,
+            "no_cluster": design.left_out.cluster,
+            "vectors_without_data_row": design.left_out.unmatched_vectors,
+        },
         "se_kind": "clustered" if request.cluster else "rows independent",
         "n_clusters": est.summary.n_clusters,
         "trimmed_share": est.trimmed_share,
@@ -85,14 +90,33 @@ def summary_record(result: EstimateResult) -> dict[str, Any]:
         "cluster": request.cluster,
         "seed": request.settings.seed,
         "settings": request.settings.to_dict(),
-        "folds": [{"epochs_run": len(t.valid), "best_epoch": t.best_epoch + 1, "stopped_early": t.stopped_early,
-                   "best_validation_loss": t.valid[t.best_epoch] if t.best_epoch >= 0 else None,
-                   "validation_loss": t.valid, "training_loss": t.train} for t in est.losses],
-        "vectors": {"folder": str(vectors.folder), "kind": vectors.kind, "rows": vectors.n, "width": vectors.width,
-                    "sha256": vectors.sha256, "manifest_sha256": vectors.manifest_sha256 or None,
-                    "model": vectors.source.model or None, "pooling": vectors.source.pooling or None},
-        "data": {"file": str(data.path), "sha256": data.sha256, "matched": data.matched,
-                 "id_column": request.id_column},
+        "folds": [
+            {
+                "epochs_run": len(t.valid),
+                "best_epoch": t.best_epoch + 1,
+                "stopped_early": t.stopped_early,
+                "best_validation_loss": t.valid[t.best_epoch] if t.best_epoch >= 0 else None,
+                "validation_loss": t.valid,
+                "training_loss": t.train,
+            }
+            for t in est.losses
+        ],
+        "vectors": {
+            "folder": str(vectors.folder),
+            "kind": vectors.kind,
+            "rows": vectors.n,
+            "width": vectors.width,
+            "sha256": vectors.sha256,
+            "manifest_sha256": vectors.manifest_sha256 or None,
+            "model": vectors.source.model or None,
+            "pooling": vectors.source.pooling or None,
+        },
+        "data": {
+            "file": str(data.path),
+            "sha256": data.sha256,
+            "matched": data.matched,
+            "id_column": request.id_column,
+        },
         "versions": library_versions(),
         "estimator": "gpi_pack 0.2.1 estimate_k_ate, as written in GPI Desktop (docs/estimator.md)",
         "files": list(FILES),
@@ -116,11 +140,32 @@ def scores_csv(result: EstimateResult) -> bytes:
     design, est = result.design, result.estimate
     e = est.propensity
     trimmed = trim(e, result.request.settings.trim)
-    rows = [[int(design.data_rows[i]), int(est.fold[i]) + 1, int(design.t[i]), float(design.y[i]), float(est.y0[i]),
-             float(est.y1[i]), float(e[i]), float(trimmed[i]), float(est.scores[i])]
-            + ([str(design.clusters[i])] if design.clusters is not None else []) for i in range(design.n)]
-    header = ["data row", "fold", "treated", "outcome", "predicted outcome if control", "predicted outcome if treated",
-              "propensity", "propensity trimmed", "score"] + (["cluster"] if design.clusters is not None else [])
+    rows = [
+        [
+            int(design.data_rows[i]),
+            int(est.fold[i]) + 1,
+            int(design.t[i]),
+            float(design.y[i]),
+            float(est.y0[i]),
+            float(est.y1[i]),
+            float(e[i]),
+            float(trimmed[i]),
+            float(est.scores[i]),
+        ]
+        + ([str(design.clusters[i])] if design.clusters is not None else [])
+        for i in range(design.n)
+    ]
+    header = [
+        "data row",
+        "fold",
+        "treated",
+        "outcome",
+        "predicted outcome if control",
+        "predicted outcome if treated",
+        "propensity",
+        "propensity trimmed",
+        "score",
+    ] + (["cluster"] if design.clusters is not None else [])
     return _csv(header, rows)
 
 
@@ -137,11 +182,14 @@ def write_report(result: EstimateResult, folder: Path, *, overwrite: bool = Fals
         "scores.csv": scores_csv(result),
         "propensity.png": png_bytes(propensity_figure(result.design, result.estimate, settings.trim)),
         "validation_loss.png": png_bytes(loss_figure(result.estimate.losses)),
-        "methods.txt": methods_paragraph(result.request, result.prepared.vectors, result.design, result.estimate,
-                                         gpi_desktop.__version__).encode("utf-8"),
+        "methods.txt": methods_paragraph(
+            result.request, result.prepared.vectors, result.design, result.estimate, gpi_desktop.__version__
+        ).encode("utf-8"),
     }
-    with plain_os_errors("The disk is full while writing the report: free some space, then estimate again.",
-                         f"The report cannot be written to '{folder}' ({{reason}}): choose another folder."):
+    with plain_os_errors(
+        "The disk is full while writing the report: free some space, then estimate again.",
+        f"The report cannot be written to '{folder}' ({{reason}}): choose another folder.",
+    ):
         make_folder(folder)
         (folder / SUMMARY_NAME).unlink(missing_ok=True)  # an earlier report stops being complete first
         for name, data in files.items():

@@ -10,8 +10,14 @@ from gpi_desktop.core.estimate.settings import EstimateRequest
 from gpi_desktop.core.vocabulary.progress import TaskState
 
 
-def run_estimate(request: EstimateRequest, folder: Path, state: TaskState, *, overwrite: bool = False,
-                 also_look_in: tuple[Path, ...] = ()) -> EstimateResult:
+def run_estimate(
+    request: EstimateRequest,
+    folder: Path,
+    state: TaskState,
+    *,
+    overwrite: bool = False,
+    also_look_in: tuple[Path, ...] = (),
+) -> EstimateResult:
     """The report folder is checked first, so that a folder in the way is said before minutes of training."""
     check_report_folder(folder, overwrite)
     result = estimate(prepare(request, state, also_look_in), state)

@@ -53,7 +53,8 @@ class TarNetModule(nn.Module):
         self.deconfounder = nn.ModuleList(seeded_linear(a, b, generator) for a, b in zip([width] + rep[:-1], rep))
         head = [rep[-1]] + list(settings.outcome_layers)
         self.outcome = nn.ModuleList(
-            seeded_linear(a, b, generator) for a, b in zip([rep[-1] + n_confounders + 1] + head[:-1], head))
+            seeded_linear(a, b, generator) for a, b in zip([rep[-1] + n_confounders + 1] + head[:-1], head)
+        )
 
     def _stack(self, layers: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
         for i, layer in enumerate(layers):
@@ -94,9 +95,12 @@ class Rows:
 
     @classmethod
     def of(cls, r: np.ndarray, t: np.ndarray, y: np.ndarray | None, c: np.ndarray | None) -> Rows:
-        return cls(r=torch.from_numpy(np.ascontiguousarray(r, dtype=np.float32)), t=_column(t),
-                   y=_column(y if y is not None else np.zeros(len(t))),
-                   c=None if c is None else torch.from_numpy(np.ascontiguousarray(c, dtype=np.float32)))
+        return cls(
+            r=torch.from_numpy(np.ascontiguousarray(r, dtype=np.float32)),
+            t=_column(t),
+            y=_column(y if y is not None else np.zeros(len(t))),
+            c=None if c is None else torch.from_numpy(np.ascontiguousarray(c, dtype=np.float32)),
+        )
 
     def __len__(self) -> int:
         return int(self.r.shape[0])
@@ -129,8 +133,9 @@ def _mean_loss(model: TarNetModule, rows: Rows) -> float:
     return total / max(len(rows), 1)
 
 
-def fit_tarnet(train: Rows, valid: Rows, settings: EstimateSettings, seed: int, report: EpochReport,
-               check: Callable[[], None]) -> tuple[TarNetModule, LossTrace]:
+def fit_tarnet(
+    train: Rows, valid: Rows, settings: EstimateSettings, seed: int, report: EpochReport, check: Callable[[], None]
+) -> tuple[TarNetModule, LossTrace]:
     """Train on `train`, stop early on `valid`; `check` is called between steps and raises to stop."""
     init = torch.Generator().manual_seed(seed)
     model = TarNetModule(train.r.shape[1], 0 if train.c is None else train.c.shape[1], settings, init)
@@ -183,6 +188,8 @@ def predict(model: TarNetModule, rows: Rows) -> Predictions:
             y0.append(model.predict_outcome(rep, torch.zeros_like(part.t)))
             y1.append(model.predict_outcome(rep, torch.ones_like(part.t)))
             fr.append(rep)
-    return Predictions(y0=torch.cat(y0).numpy().astype(np.float64).reshape(-1),
-                       y1=torch.cat(y1).numpy().astype(np.float64).reshape(-1),
-                       representation=torch.cat(fr).numpy())
+    return Predictions(
+        y0=torch.cat(y0).numpy().astype(np.float64).reshape(-1),
+        y1=torch.cat(y1).numpy().astype(np.float64).reshape(-1),
+        representation=torch.cat(fr).numpy(),
+    )

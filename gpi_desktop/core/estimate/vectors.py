@@ -78,20 +78,32 @@ def _our_export(folder: Path) -> Vectors:
         raise InputError(f"The export in '{folder}' has no {MATRIX_NAME}: export the run again.")
     expected = manifest.get("sha256", {}).get(MATRIX_NAME)
     if expected and file_sha256(path) != expected:
-        raise InputError(f"{MATRIX_NAME} in '{folder}' is not the file the export wrote (its checksum differs): "
-                         "export the run again or copy the folder again.")
+        raise InputError(
+            f"{MATRIX_NAME} in '{folder}' is not the file the export wrote (its checksum differs): "
+            "export the run again or copy the folder again."
+        )
     try:
         matrix = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as error:
         raise InputError(f"{MATRIX_NAME} in '{folder}' cannot be read ({error}): export the run again.") from None
     matrix = _checked(np.asarray(matrix, dtype=np.float32), folder)
     given = manifest.get("input", {})
-    source = ExportSource(prompts_file=str(given.get("file", "")), prompts_sha256=str(given.get("sha256", "")),
-                          prompt_column=str(given.get("column", "")),
-                          model=str(manifest.get("model", {}).get("model_id", "")),
-                          pooling=str(manifest.get("settings", {}).get("pooling", "")), manifest=manifest)
-    return Vectors(folder=folder, matrix=matrix, kind="gpi-desktop", sha256=matrix_sha256(matrix),
-                   manifest_sha256=file_sha256(folder / MANIFEST_NAME), source=source)
+    source = ExportSource(
+        prompts_file=str(given.get("file", "")),
+        prompts_sha256=str(given.get("sha256", "")),
+        prompt_column=str(given.get("column", "")),
+        model=str(manifest.get("model", {}).get("model_id", "")),
+        pooling=str(manifest.get("settings", {}).get("pooling", "")),
+        manifest=manifest,
+    )
+    return Vectors(
+        folder=folder,
+        matrix=matrix,
+        kind="gpi-desktop",
+        sha256=matrix_sha256(matrix),
+        manifest_sha256=file_sha256(folder / MANIFEST_NAME),
+        source=source,
+    )
 
 
 def pt_files(folder: Path) -> tuple[Path, dict[int, Path]]:
@@ -106,12 +118,15 @@ def pt_files(folder: Path) -> tuple[Path, dict[int, Path]]:
                 found.setdefault(match["prefix"], {})[int(match["k"])] = entry
         if len(found) > 1:
             names = " and ".join(f"'{p}<k>.pt'" for p in sorted(found))
-            raise InputError(f"'{where}' holds vectors of several names ({names}): keep one set of vector files "
-                             "per folder.")
+            raise InputError(
+                f"'{where}' holds vectors of several names ({names}): keep one set of vector files per folder."
+            )
         if found:
             return where, next(iter(found.values()))
-    raise InputError(f"'{folder}' holds neither a GPI Desktop export (manifest.json) nor gpi_pack's vector files "
-                     "(hidden_<k>.pt): give the folder the export was written to.")
+    raise InputError(
+        f"'{folder}' holds neither a GPI Desktop export (manifest.json) nor gpi_pack's vector files "
+        "(hidden_<k>.pt): give the folder the export was written to."
+    )
 
 
 def _gpi_pack_folder(folder: Path, state: TaskState) -> Vectors:
@@ -121,24 +136,30 @@ def _gpi_pack_folder(folder: Path, state: TaskState) -> Vectors:
     missing = sorted(set(range(max(files) + 1)) - set(files))
     if missing:
         shown = ", ".join(str(k) for k in missing[:10]) + (" …" if len(missing) > 10 else "")
-        raise InputError(f"'{where}' lacks the vector files of rows {shown} (the files are numbered from 0 without "
-                         "gaps, one per data row): save the vectors of every row again.")
+        raise InputError(
+            f"'{where}' lacks the vector files of rows {shown} (the files are numbered from 0 without "
+            "gaps, one per data row): save the vectors of every row again."
+        )
     rows = []
     for k in range(len(files)):
         check_cancel(state)
         try:
             tensor = torch.load(files[k], map_location="cpu", weights_only=True)
         except Exception as error:  # a damaged or foreign file: torch raises many kinds
-            raise InputError(f"{files[k].name} cannot be read as a vector ({type(error).__name__}): save the vectors "
-                             "again.") from None
+            raise InputError(
+                f"{files[k].name} cannot be read as a vector ({type(error).__name__}): save the vectors again."
+            ) from None
         rows.append(tensor.detach().float().reshape(-1).numpy())
         if k % 200 == 0:
-            state.set_progress(Progress(k, len(files), message=f"Reading vectors: {k} of {len(files)}",
-                                        kind=ProgressKind.STEPS))
+            state.set_progress(
+                Progress(k, len(files), message=f"Reading vectors: {k} of {len(files)}", kind=ProgressKind.STEPS)
+            )
     widths = {r.shape[0] for r in rows}
     if len(widths) != 1:
-        raise InputError(f"The vector files in '{where}' have different widths ({', '.join(map(str, sorted(widths)))}): "
-                         "they come from different models or settings; save them again with one model.")
+        raise InputError(
+            f"The vector files in '{where}' have different widths ({', '.join(map(str, sorted(widths)))}): "
+            "they come from different models or settings; save them again with one model."
+        )
     matrix = _checked(np.stack(rows).astype(np.float32), folder)
     return Vectors(folder=folder, matrix=matrix, kind="gpi_pack", sha256=matrix_sha256(matrix))
 
@@ -148,6 +169,8 @@ def _checked(matrix: np.ndarray, folder: Path) -> np.ndarray:
         raise InputError(f"The vectors in '{folder}' are not one vector per row: export the run again.")
     bad = np.flatnonzero(~np.isfinite(matrix).all(axis=1))
     if bad.size:
-        raise InputError(f"The vectors of rows {', '.join(map(str, bad[:10]))} in '{folder}' hold NaN or infinite "
-                         "values: run those prompts again.")
+        raise InputError(
+            f"The vectors of rows {', '.join(map(str, bad[:10]))} in '{folder}' hold NaN or infinite "
+            "values: run those prompts again."
+        )
     return matrix

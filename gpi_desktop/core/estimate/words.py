@@ -14,8 +14,10 @@ if TYPE_CHECKING:
     from gpi_desktop.core.estimate.vectors import Vectors
 
 CITATIONS = (
-    ("Imai, K. and Nakamura, K. (2026). Causal Inference with Generative Artificial Intelligence: Application to "
-     "Texts as Treatments. Journal of the American Statistical Association."),
+    (
+        "Imai, K. and Nakamura, K. (2026). Causal Inference with Generative Artificial Intelligence: Application to "
+        "Texts as Treatments. Journal of the American Statistical Association."
+    ),
     "Imai, K. and Nakamura, K. (2025). GenAI-Powered Inference. arXiv:2507.03897.",
     "gpi_pack 0.2.1 (the estimator's reference implementation): https://github.com/gpi-pack/gpi_pack",
 )
@@ -30,26 +32,42 @@ def overlap_words(design: Design, estimate: Estimate, bounds: tuple[float, float
     extreme = float(np.mean((e < EXTREME[0]) | (e > EXTREME[1])))
     trimmed = estimate.trimmed_share
     if trimmed > POOR_TRIMMED_SHARE or extreme > POOR_EXTREME_SHARE:
-        return True, (f"The overlap looks poor: {extreme:.0%} of the propensity scores are below {EXTREME[0]} or above "
-                      f"{EXTREME[1]} and {trimmed:.0%} were trimmed to [{bounds[0]}, {bounds[1]}]. Some texts of one "
-                      "group have no comparable texts in the other, so the estimate leans on few rows and on the "
-                      "model; GPI assumes overlap. Read it with care.")
-    return False, (f"The overlap looks adequate: {extreme:.0%} of the propensity scores are below {EXTREME[0]} or "
-                   f"above {EXTREME[1]}, and {trimmed:.0%} were trimmed to [{bounds[0]}, {bounds[1]}].")
+        return True, (
+            f"The overlap looks poor: {extreme:.0%} of the propensity scores are below {EXTREME[0]} or above "
+            f"{EXTREME[1]} and {trimmed:.0%} were trimmed to [{bounds[0]}, {bounds[1]}]. Some texts of one "
+            "group have no comparable texts in the other, so the estimate leans on few rows and on the "
+            "model; GPI assumes overlap. Read it with care."
+        )
+    return False, (
+        f"The overlap looks adequate: {extreme:.0%} of the propensity scores are below {EXTREME[0]} or "
+        f"above {EXTREME[1]}, and {trimmed:.0%} were trimmed to [{bounds[0]}, {bounds[1]}]."
+    )
 
 
-def methods_paragraph(request: EstimateRequest, vectors: Vectors, design: Design, estimate: Estimate,
-                      version: str) -> str:
+def methods_paragraph(
+    request: EstimateRequest, vectors: Vectors, design: Design, estimate: Estimate, version: str
+) -> str:
     s = request.settings
     source = vectors.source
-    model = (f"the last-layer hidden states of {source.model}, pooled over the generated tokens ('{source.pooling}' "
-             f"pooling), {vectors.width} dimensions, produced with GPI Desktop") if source.model else \
-        f"{vectors.width}-dimensional hidden states saved by gpi_pack"
-    confounders = (f" Confounders ({', '.join(request.confounders)}) were appended to the learned representation."
-                   if request.confounders else "")
-    se = (f"its standard error the cluster-robust standard error of that mean, clustered by {request.cluster} "
-          f"({estimate.summary.n_clusters} clusters)" if request.cluster else
-          "its standard error their standard deviation divided by the square root of N")
+    model = (
+        (
+            f"the last-layer hidden states of {source.model}, pooled over the generated tokens ('{source.pooling}' "
+            f"pooling), {vectors.width} dimensions, produced with GPI Desktop"
+        )
+        if source.model
+        else f"{vectors.width}-dimensional hidden states saved by gpi_pack"
+    )
+    confounders = (
+        f" Confounders ({', '.join(request.confounders)}) were appended to the learned representation."
+        if request.confounders
+        else ""
+    )
+    se = (
+        f"its standard error the cluster-robust standard error of that mean, clustered by {request.cluster} "
+        f"({estimate.summary.n_clusters} clusters)"
+        if request.cluster
+        else "its standard error their standard deviation divided by the square root of N"
+    )
     left = design.left_out
     summary = estimate.summary
     low, high = summary.ci95

@@ -32,8 +32,10 @@ def hold_folder(folder: Path | str) -> Iterator[None]:
         yield
         return
     created = not folder.exists()
-    with plain_os_errors(f"The disk is full, so '{folder}' cannot be created: free some space, then run again.",
-                         f"'{folder}' cannot be used ({{reason}}): choose a folder you may write to."):
+    with plain_os_errors(
+        f"The disk is full, so '{folder}' cannot be created: free some space, then run again.",
+        f"'{folder}' cannot be used ({{reason}}): choose a folder you may write to.",
+    ):
         if created:
             make_folder(folder)
         fd = os.open(folder, os.O_RDONLY)

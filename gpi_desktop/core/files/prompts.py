@@ -64,8 +64,10 @@ class DuplicateColumn:
 
     def describe(self, file_name: str) -> str:
         copies = " and ".join(f"'{c}'" for c in self.shown_as)
-        return f"{file_name} has {len(self.shown_as)} columns named '{self.name}'; they are told apart as {copies} " \
-               "(left to right)"
+        return (
+            f"{file_name} has {len(self.shown_as)} columns named '{self.name}'; they are told apart as {copies} "
+            "(left to right)"
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -93,8 +95,10 @@ class PromptTable:
         if not others:
             return ""
         listed = ", ".join(f"'{name}'" for name in others)
-        return (f"{self.path.name} has {len(self.sheets)} sheets; the prompts are read from '{self.sheet}'"
-                f"{' (the first)' if self.sheet == self.sheets[0] else ''}, not from {listed}")
+        return (
+            f"{self.path.name} has {len(self.sheets)} sheets; the prompts are read from '{self.sheet}'"
+            f"{' (the first)' if self.sheet == self.sheets[0] else ''}, not from {listed}"
+        )
 
     @property
     def texts(self) -> list[str]:
@@ -108,8 +112,9 @@ class PromptTable:
         return len(self.frame)
 
 
-def load_prompt_table(path: Path | str, column: str | None = None, *, check_empty: bool = True,
-                      sheet: str | None = None) -> PromptTable:
+def load_prompt_table(
+    path: Path | str, column: str | None = None, *, check_empty: bool = True, sheet: str | None = None
+) -> PromptTable:
     """Read and validate a prompts file; raises PromptFileError in plain words.
 
     `check_empty=False` lets the window show a table with empty prompts (to
@@ -119,9 +124,17 @@ def load_prompt_table(path: Path | str, column: str | None = None, *, check_empt
     path = Path(path)
     frame, meta = read_table(path, sheet)
     chosen = choose_column(frame, column, path.name, meta.duplicates)
-    table = PromptTable(path=path, frame=frame, column=chosen, sha256=meta.sha256, encoding=meta.encoding,
-                        duplicates=meta.duplicates, uncalculated_formulas=meta.uncalculated_formulas,
-                        sheet=meta.sheet, sheets=meta.sheets)
+    table = PromptTable(
+        path=path,
+        frame=frame,
+        column=chosen,
+        sha256=meta.sha256,
+        encoding=meta.encoding,
+        duplicates=meta.duplicates,
+        uncalculated_formulas=meta.uncalculated_formulas,
+        sheet=meta.sheet,
+        sheets=meta.sheets,
+    )
     if check_empty:
         formulas = uncalculated_formula_rows(table)
         rows = empty_rows(table)
@@ -199,8 +212,14 @@ def read_table(path: Path | str, sheet: str | None = None) -> tuple[pd.DataFrame
         raise PromptFileError(
             f"{path.name} has a header row but no data rows: put one prompt per row under the header."
         )
-    return frame, TableMeta(sha256=meta_sha, encoding=encoding, duplicates=duplicates,
-                            uncalculated_formulas=uncalculated, sheet=chosen_sheet, sheets=sheets)
+    return frame, TableMeta(
+        sha256=meta_sha,
+        encoding=encoding,
+        duplicates=duplicates,
+        uncalculated_formulas=uncalculated,
+        sheet=chosen_sheet,
+        sheets=sheets,
+    )
 
 
 def workbook_sheets(path: Path, data: bytes) -> tuple[str, ...]:
@@ -232,9 +251,11 @@ def _chosen_sheet(path: Path, sheets: tuple[str, ...], sheet: str | None) -> str
 
 # What a zip file that is not an Excel workbook holds, by the folder or mimetype Office and LibreOffice give it.
 _ZIP_KINDS = (("word/", "a Word document"), ("ppt/", "a PowerPoint presentation"))
-_ODF_KINDS = (("application/vnd.oasis.opendocument.spreadsheet", "a LibreOffice (OpenDocument) spreadsheet"),
-              ("application/vnd.oasis.opendocument.text", "a LibreOffice (OpenDocument) text document"),
-              ("application/vnd.oasis.opendocument", "a LibreOffice (OpenDocument) file"))
+_ODF_KINDS = (
+    ("application/vnd.oasis.opendocument.spreadsheet", "a LibreOffice (OpenDocument) spreadsheet"),
+    ("application/vnd.oasis.opendocument.text", "a LibreOffice (OpenDocument) text document"),
+    ("application/vnd.oasis.opendocument", "a LibreOffice (OpenDocument) file"),
+)
 
 
 def _other_zip_kind(data: bytes) -> str | None:
@@ -281,8 +302,9 @@ def decode_text(data: bytes) -> tuple[str, str]:
         return data.decode("latin-1"), "latin-1"
 
 
-def choose_column(frame: pd.DataFrame, column: str | None, file_name: str = "the file",
-                  duplicates: tuple[DuplicateColumn, ...] = ()) -> str:
+def choose_column(
+    frame: pd.DataFrame, column: str | None, file_name: str = "the file", duplicates: tuple[DuplicateColumn, ...] = ()
+) -> str:
     """The user's column, else the only/obvious text column; raises PromptFileError otherwise.
 
     A column whose name the header repeats is never guessed: the user picks the copy.
@@ -298,8 +320,9 @@ def choose_column(frame: pd.DataFrame, column: str | None, file_name: str = "the
         raise PromptFileError(f"There is no column '{column}' in {file_name}; its columns are {listed}.")
     guess = guess_text_column(frame)
     if guess is None:
-        raise PromptFileError(f"{file_name} has several columns ({listed}) and none is clearly the prompt text",
-                              remedy=Remedy.PICK_COLUMN)
+        raise PromptFileError(
+            f"{file_name} has several columns ({listed}) and none is clearly the prompt text", remedy=Remedy.PICK_COLUMN
+        )
     shared = duplicate_of(guess, duplicates)
     if shared is not None:
         raise PromptFileError(shared.describe(file_name), remedy=Remedy.PICK_DUPLICATE_COLUMN)
@@ -312,8 +335,11 @@ def duplicate_columns(header: list[str], columns: list[str]) -> tuple[DuplicateC
     positions: dict[str, list[int]] = {}
     for i, name in enumerate(header):
         positions.setdefault(name, []).append(i)
-    return tuple(DuplicateColumn(name, tuple(columns[i] for i in where if i < len(columns)))
-                 for name, where in positions.items() if len(where) > 1 and name.strip())
+    return tuple(
+        DuplicateColumn(name, tuple(columns[i] for i in where if i < len(columns)))
+        for name, where in positions.items()
+        if len(where) > 1 and name.strip()
+    )
 
 
 def duplicate_of(column: str | None, duplicates: tuple[DuplicateColumn, ...]) -> DuplicateColumn | None:
@@ -323,15 +349,25 @@ def duplicate_of(column: str | None, duplicates: tuple[DuplicateColumn, ...]) ->
 
 def _delimited_header(path: Path, text: str) -> list[str]:
     import pandas as pd
-    header = pd.read_csv(io.StringIO(text), sep=_delimiter(path, text), header=None, nrows=1, dtype=str,
-                         keep_default_na=False, index_col=False)
+
+    header = pd.read_csv(
+        io.StringIO(text),
+        sep=_delimiter(path, text),
+        header=None,
+        nrows=1,
+        dtype=str,
+        keep_default_na=False,
+        index_col=False,
+    )
     return [str(c) for c in header.iloc[0].tolist()] if len(header) else []
 
 
 def _excel_header(data: bytes, sheet: str) -> list[str]:
     import pandas as pd
-    header = pd.read_excel(io.BytesIO(data), sheet_name=sheet, header=None, nrows=1, dtype=str, keep_default_na=False,
-                           engine="openpyxl")
+
+    header = pd.read_excel(
+        io.BytesIO(data), sheet_name=sheet, header=None, nrows=1, dtype=str, keep_default_na=False, engine="openpyxl"
+    )
     return [str(c) for c in header.iloc[0].tolist()] if len(header) else []
 
 
@@ -425,6 +461,7 @@ _QUOTE_ERROR = re.compile(r"EOF inside string starting at row (\d+)")
 
 def _read_delimited(path: Path, text: str) -> pd.DataFrame:
     import pandas as pd
+
     sep = _delimiter(path, text)
     shown_sep = {"\t": "tab", ",": "comma", ";": "semicolon"}[sep]
     too_many_cells = (
@@ -445,7 +482,9 @@ def _read_delimited(path: Path, text: str) -> pd.DataFrame:
     except pd.errors.ParserWarning:
         raise PromptFileError(too_many_cells) from None
     except pd.errors.EmptyDataError:
-        raise PromptFileError(f"The prompts file {path.name} is empty: put one prompt per row under a header row.") from None
+        raise PromptFileError(
+            f"The prompts file {path.name} is empty: put one prompt per row under a header row."
+        ) from None
     except pd.errors.ParserError as error:
         message = str(error)
         if match := _FIELDS_ERROR.search(message):
@@ -469,6 +508,7 @@ def _read_excel(path: Path, data: bytes, sheet: str) -> tuple[pd.DataFrame, dict
     so the formulas are read too (only when the workbook has any) to keep every row and name the cause.
     """
     import pandas as pd
+
     values = _excel_frame(path, data, sheet, data_only=True)
     if not _has_formulas(data):
         return values, {}
@@ -496,17 +536,27 @@ def _has_formulas(data: bytes) -> bool:
 
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as book:
-            return any(_FORMULA_ELEMENT.search(book.read(name)) for name in book.namelist()
-                       if name.startswith("xl/worksheets/") and name.endswith(".xml"))
+            return any(
+                _FORMULA_ELEMENT.search(book.read(name))
+                for name in book.namelist()
+                if name.startswith("xl/worksheets/") and name.endswith(".xml")
+            )
     except (zipfile.BadZipFile, OSError, KeyError):
         return False
 
 
 def _excel_frame(path: Path, data: bytes, sheet: str, *, data_only: bool) -> pd.DataFrame:
     import pandas as pd
+
     try:
-        return pd.read_excel(io.BytesIO(data), sheet_name=sheet, dtype=str, keep_default_na=False, engine="openpyxl",
-                             engine_kwargs={"data_only": data_only})
+        return pd.read_excel(
+            io.BytesIO(data),
+            sheet_name=sheet,
+            dtype=str,
+            keep_default_na=False,
+            engine="openpyxl",
+            engine_kwargs={"data_only": data_only},
+        )
     except Exception:
         raise PromptFileError(
             f"{path.name} is not a valid Excel workbook: open it in Excel and save it again as .xlsx or CSV."
@@ -521,6 +571,7 @@ def _is_text_name(name: str) -> bool:
 def _text_stats(values: pd.Series) -> float | None:
     """Average length of a mostly non-numeric column's cells, or None for a numeric/empty column."""
     import pandas as pd
+
     cells = values.astype(str).str.strip()
     filled = cells[cells.ne("")]
     if filled.empty:

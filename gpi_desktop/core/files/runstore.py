@@ -94,7 +94,10 @@ class RunJournal:
 
     @classmethod
     def create(
-        cls, folder: Path | str, key: dict[str, Any], hidden_size: int | None = None,
+        cls,
+        folder: Path | str,
+        key: dict[str, Any],
+        hidden_size: int | None = None,
         plan: dict[str, Any] | None = None,
     ) -> RunJournal:
         """Start a new journal in `folder` (created if needed), which must not hold one.
@@ -105,7 +108,12 @@ class RunJournal:
         folder = Path(folder)
         if cls.exists(folder):
             raise ResumeError(f"'{folder}' already holds an unfinished run", remedy=Remedy.RESUME_OR_ANOTHER_FOLDER)
-        header = {"format": FORMAT, "key": normalise_key(key), "hidden_size": hidden_size, "plan": normalise_key(plan or {})}
+        header = {
+            "format": FORMAT,
+            "key": normalise_key(key),
+            "hidden_size": hidden_size,
+            "plan": normalise_key(plan or {}),
+        }
         with _plain_errors(folder):
             make_folder(folder)
             journal = cls(folder, header)
@@ -196,8 +204,10 @@ class RunJournal:
         if not self._records:
             return {}
         if not vectors:
-            return {row: PromptResult.from_record(record, np.empty(0, np.float32))
-                    for row, record in sorted(self._records.items())}
+            return {
+                row: PromptResult.from_record(record, np.empty(0, np.float32))
+                for row, record in sorted(self._records.items())
+            }
         data = np.fromfile(self.folder / VECTORS_NAME, dtype=_VECTOR_DTYPE, count=self._vectors_end // 4)
         results = {}
         for row in sorted(self._records):
@@ -224,7 +234,9 @@ class RunJournal:
         if vector.ndim != 1 or vector.size == 0:
             raise ValueError(f"A result vector must be one-dimensional; row {result.row} has shape {vector.shape}.")
         if self._hidden_size is not None and vector.size != self._hidden_size:
-            raise ValueError(f"Row {result.row} has {vector.size} values; this run's hidden size is {self._hidden_size}.")
+            raise ValueError(
+                f"Row {result.row} has {vector.size} values; this run's hidden size is {self._hidden_size}."
+            )
         vector_bytes = vector.tobytes()
         record = {**result.to_record(prompt_ids=False), "offset": self._vectors_end, "length": int(vector.size)}
         line = _record_line(record, vector_bytes)
@@ -488,7 +500,8 @@ def _read_header(folder: Path) -> dict[str, Any]:
     if SEAL in header and header.pop(SEAL) != _seal(header):  # earlier versions wrote no seal
         raise ResumeError(
             f"The unfinished run in '{folder}' does not match its seal (its {HEADER_NAME} was changed or damaged "
-            "after it was written, its plan included), so it cannot be resumed", remedy=Remedy.START_OVER
+            "after it was written, its plan included), so it cannot be resumed",
+            remedy=Remedy.START_OVER,
         )
     return header
 
@@ -506,5 +519,8 @@ def _write_header(folder: Path, header: dict[str, Any]) -> None:
 
 def _plain_errors(folder: Path) -> AbstractContextManager[None]:
     """Turn OS errors while setting up the journal into the user's words."""
-    return plain_os_errors(DISK_FULL_MESSAGE, f"The run's journal cannot be written in '{folder}' ({{reason}}): "
-                           "choose a folder you may write to.", disk_full_remedy=Remedy.FREE_SPACE_AND_RESUME)
+    return plain_os_errors(
+        DISK_FULL_MESSAGE,
+        f"The run's journal cannot be written in '{folder}' ({{reason}}): choose a folder you may write to.",
+        disk_full_remedy=Remedy.FREE_SPACE_AND_RESUME,
+    )

@@ -29,8 +29,9 @@ def _free_gpu_memory(kind: str = "cuda") -> int:
     return sum(d.free_bytes for d in available_memory(kind))
 
 
-def auto_batch_size(loaded: LoadedModel, prompts: Sequence[EncodedPrompt], max_new_tokens: int,
-                    prefill: str = "auto") -> int:
+def auto_batch_size(
+    loaded: LoadedModel, prompts: Sequence[EncodedPrompt], max_new_tokens: int, prefill: str = "auto"
+) -> int:
     """A batch that keeps the hardware busy without running out of memory.
 
     Memory per row, from the one memory estimate (core/model/memory.py): its
@@ -52,8 +53,13 @@ def auto_batch_size(loaded: LoadedModel, prompts: Sequence[EncodedPrompt], max_n
     model = loaded.model
     device = input_device(model)
     dtype = str(model.dtype).removeprefix("torch.")
-    one = estimate_memory(model.config, dtype=dtype if dtype in DTYPE_BYTES else "auto", batch_size=1,
-                          prompt_tokens=longest, max_new_tokens=max_new_tokens + CACHE_CHUNK)
+    one = estimate_memory(
+        model.config,
+        dtype=dtype if dtype in DTYPE_BYTES else "auto",
+        batch_size=1,
+        prompt_tokens=longest,
+        max_new_tokens=max_new_tokens + CACHE_CHUNK,
+    )
     per_row = one.kv_cache_bytes
     if resolve_prefill(EngineConfig("last", 1, 1, prefill=prefill), new_cache(model)[1]) == "batched":
         per_row += one.activations_bytes

@@ -80,8 +80,9 @@ def _growing_layer_class() -> type[DynamicLayer]:
                 v[:, :, : self.length].copy_(old_v[:, :, : self.length])
             self.buf_k, self.buf_v = k, v
 
-        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        def update(
+            self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+        ) -> tuple[torch.Tensor, torch.Tensor]:
             if not self.is_initialized:
                 self.lazy_initialization(key_states, value_states)
             n = key_states.shape[2]
@@ -113,8 +114,12 @@ def _growing_layer_class() -> type[DynamicLayer]:
         def batch_select_indices(self, indices: torch.Tensor) -> None:
             if self.buf_k is None or self.buf_v is None:
                 return
-            self.buf_k = self.buf_k[:, :, : self.length + CACHE_CHUNK // 4].index_select(0, indices.to(self.buf_k.device))
-            self.buf_v = self.buf_v[:, :, : self.length + CACHE_CHUNK // 4].index_select(0, indices.to(self.buf_v.device))
+            self.buf_k = self.buf_k[:, :, : self.length + CACHE_CHUNK // 4].index_select(
+                0, indices.to(self.buf_k.device)
+            )
+            self.buf_v = self.buf_v[:, :, : self.length + CACHE_CHUNK // 4].index_select(
+                0, indices.to(self.buf_v.device)
+            )
             self._view()
 
         def reset(self) -> None:

@@ -26,7 +26,6 @@ class EngineConfig:
     row_exact: bool = True
 
 
-
 def resolve_prefill(config: EngineConfig, growing: bool) -> str:
     """`auto` is each prompt's pass alone wherever the model's cache allows copying it into a batch.
 

@@ -51,8 +51,11 @@ class _Batch:
 def _row(job: Job, prompt: EncodedPrompt) -> _Row:
     if not job.options:
         return _Row(prompt, None, None)
-    return _Row(prompt, logits_processors(job.options, job.loaded.info.eos_token_ids, len(prompt.ids)),
-                torch.tensor(prompt.ids, dtype=torch.long, device=job.device))
+    return _Row(
+        prompt,
+        logits_processors(job.options, job.loaded.info.eos_token_ids, len(prompt.ids)),
+        torch.tensor(prompt.ids, dtype=torch.long, device=job.device),
+    )
 
 
 def _left_padded(seqs: Sequence[Sequence[int]], pad: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,13 +83,18 @@ def _own_pass(job: Job, prompt: EncodedPrompt) -> tuple[torch.Tensor, torch.Tens
         job.prefix.compute(job.model, job.hook, job.cache_arg, job.device)
     own = job.prefix.cache_copy(job.model) if start else DynamicCache(config=job.model.config)
     ids = torch.tensor([prompt.ids[start:]], dtype=torch.long, device=job.device)
-    state, logits = job.forward(ids, torch.ones((1, len(prompt.ids)), dtype=torch.long, device=job.device),
-                                torch.arange(start, len(prompt.ids), device=job.device)[None, :], own)
+    state, logits = job.forward(
+        ids,
+        torch.ones((1, len(prompt.ids)), dtype=torch.long, device=job.device),
+        torch.arange(start, len(prompt.ids), device=job.device)[None, :],
+        own,
+    )
     return state, logits, own
 
 
-def _fill_alone(job: Job, prompts: list[EncodedPrompt]
-                ) -> tuple[DynamicCache, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _fill_alone(
+    job: Job, prompts: list[EncodedPrompt]
+) -> tuple[DynamicCache, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Each prompt's pass on its own, its cache copied into its row of the batch cache (right-aligned)."""
     cache, _ = new_cache(job.model)
     width = max(len(p.ids) for p in prompts)
@@ -104,8 +112,9 @@ def _fill_alone(job: Job, prompts: list[EncodedPrompt]
     return cache, mask, torch.cat(states), torch.cat(logits)
 
 
-def _fill_padded(job: Job, prompts: list[EncodedPrompt]
-                 ) -> tuple[DynamicCache, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _fill_padded(
+    job: Job, prompts: list[EncodedPrompt]
+) -> tuple[DynamicCache, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One left-padded pass over the batch: over each prompt's own tokens after the shared prefix, whose cache
     is expanded to every row first (the row reads [prefix, padding, own tokens]); the whole prompts where
     the prefix does not apply to all or the cache cannot take it."""
@@ -155,15 +164,17 @@ def _advance(job: Job, batch: _Batch, i: int, token: int, is_eos: bool, token_te
     if not is_eos and len(row.generated) < job.config.max_new_tokens:
         return False
     vector, from_step0 = batch.pool.result(i)
-    job.deliver(PromptResult(
-        row=row.prompt.row,
-        text=job.loaded.tokenizer.decode(row.generated, skip_special_tokens=True),
-        vector=vector.cpu().numpy().astype(np.float32, copy=True),
-        n_tokens=len(row.generated),
-        stop_reason=STOP_EOS if is_eos else STOP_LENGTH,
-        pooled_from_step0=from_step0 and job.config.pooling != "last",
-        prompt_tokens=len(row.prompt.ids),
-    ))
+    job.deliver(
+        PromptResult(
+            row=row.prompt.row,
+            text=job.loaded.tokenizer.decode(row.generated, skip_special_tokens=True),
+            vector=vector.cpu().numpy().astype(np.float32, copy=True),
+            n_tokens=len(row.generated),
+            stop_reason=STOP_EOS if is_eos else STOP_LENGTH,
+            pooled_from_step0=from_step0 and job.config.pooling != "last",
+            prompt_tokens=len(row.prompt.ids),
+        )
+    )
     batch.slots[i] = None
     return True
 

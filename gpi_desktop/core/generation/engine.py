@@ -76,9 +76,22 @@ from gpi_desktop.core.vocabulary.progress import TaskState, check_cancel
 from gpi_desktop.core.vocabulary.results import PromptResult
 
 __all__ = [
-    "CACHE_CHUNK", "CPU_AUTO_BATCH", "MAX_AUTO_BATCH", "PREFILL_MODES", "WAVE_BATCHES", "EncodedPrompt", "EngineConfig",
-    "SharedPrefix", "auto_batch_size", "is_out_of_memory", "plan_batches", "plan_waves", "resolve_prefill", "run_engine",
-    "shared_prefix", "wave_size",
+    "CACHE_CHUNK",
+    "CPU_AUTO_BATCH",
+    "MAX_AUTO_BATCH",
+    "PREFILL_MODES",
+    "WAVE_BATCHES",
+    "EncodedPrompt",
+    "EngineConfig",
+    "SharedPrefix",
+    "auto_batch_size",
+    "is_out_of_memory",
+    "plan_batches",
+    "plan_waves",
+    "resolve_prefill",
+    "run_engine",
+    "shared_prefix",
+    "wave_size",
 ]
 
 log = logging.getLogger(__name__)
@@ -99,9 +112,15 @@ def run_engine(
     `finished_tokens`: the tokens of the finished rows (an earlier session's), for the time-left estimate.
     """
     finished = set(finished_rows)
-    meter = Meter(state, total=len(prompts), done=sum(1 for p in prompts if p.row in finished),
-                  done_tokens=finished_tokens, max_new_tokens=config.max_new_tokens, earlier=finished,
-                  decode=lambda ids: loaded.tokenizer.decode(ids, skip_special_tokens=True))
+    meter = Meter(
+        state,
+        total=len(prompts),
+        done=sum(1 for p in prompts if p.row in finished),
+        done_tokens=finished_tokens,
+        max_new_tokens=config.max_new_tokens,
+        earlier=finished,
+        decode=lambda ids: loaded.tokenizer.decode(ids, skip_special_tokens=True),
+    )
 
     def deliver(result: PromptResult) -> None:
         on_result(result)

@@ -55,8 +55,13 @@ def applies(model: Any) -> bool:
     """Whether the model's numbers can be made row-exact: float32 on the CPU with oneDNN, full attention only."""
     on_cpu = model.get_input_embeddings().weight.device.type == "cpu"
     layer_types = set(getattr(model.config, "layer_types", None) or ["full_attention"])
-    return (on_cpu and model.dtype == torch.float32 and layer_types == {"full_attention"}
-            and not getattr(model.config, "sliding_window", None) and onednn_available())
+    return (
+        on_cpu
+        and model.dtype == torch.float32
+        and layer_types == {"full_attention"}
+        and not getattr(model.config, "sliding_window", None)
+        and onednn_available()
+    )
 
 
 def _exact_linear(module: torch.nn.Linear) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -73,9 +78,16 @@ def _exact_linear(module: torch.nn.Linear) -> Callable[[torch.Tensor], torch.Ten
     return forward
 
 
-def row_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                  attention_mask: torch.Tensor | None, scaling: float | None = None, dropout: float = 0.0,
-                  **kwargs: Any) -> tuple[torch.Tensor, None]:
+def row_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
     """Attention of each row over exactly its own keys (a transformers attention function).
 
     `row_key_lengths` (passed with the model's inputs, see `key_lengths`):
@@ -92,9 +104,14 @@ def row_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tenso
         mask = None
         if q_len > 1:
             mask = torch.ones(q_len, n, dtype=torch.bool, device=query.device).tril(n - q_len)
-        o = F.scaled_dot_product_attention(query[b : b + 1], key[b : b + 1, :, width - n :],
-                                           value[b : b + 1, :, width - n :], attn_mask=mask, scale=scaling,
-                                           enable_gqa=True)
+        o = F.scaled_dot_product_attention(
+            query[b : b + 1],
+            key[b : b + 1, :, width - n :],
+            value[b : b + 1, :, width - n :],
+            attn_mask=mask,
+            scale=scaling,
+            enable_gqa=True,
+        )
         out[b] = o[0].transpose(0, 1)
     return out, None
 
@@ -200,8 +217,11 @@ def numbers_record(model: Any, *, row_exact: bool, one_at_a_time: bool) -> dict[
     else:
         # MKL_CBWR picks MKL's code path (and so its sums' order) for the process: part of the kernel library.
         mkl = f"MKL {versions['mkl']}" + (f" (MKL_CBWR={os.environ['MKL_CBWR']})" if os.environ.get("MKL_CBWR") else "")
-        kernels = (f"oneDNN {versions['onednn']} (linear layers), PyTorch {torch.__version__} with {mkl} (attention, "
-                   "the rest)" if exact_on else f"{mkl} and oneDNN {versions['onednn']} through PyTorch {torch.__version__}")
+        kernels = (
+            f"oneDNN {versions['onednn']} (linear layers), PyTorch {torch.__version__} with {mkl} (attention, the rest)"
+            if exact_on
+            else f"{mkl} and oneDNN {versions['onednn']} through PyTorch {torch.__version__}"
+        )
     return {
         "device": device.type,
         "cpu_instruction_set": torch.backends.cpu.get_cpu_capability(),

@@ -37,19 +37,25 @@ def input_device(model: Any) -> torch.device:
 
 def pad_id(loaded: LoadedModel) -> int:
     tok = loaded.tokenizer
-    for candidate in (tok.pad_token_id, getattr(loaded.model.generation_config, "pad_token_id", None), tok.eos_token_id):
+    for candidate in (
+        tok.pad_token_id,
+        getattr(loaded.model.generation_config, "pad_token_id", None),
+        tok.eos_token_id,
+    ):
         if candidate is not None:
             return int(candidate if not isinstance(candidate, (list, tuple)) else candidate[0])
     return int(loaded.info.eos_token_ids[0])
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
-    oom: type[BaseException] | None = (getattr(torch, "OutOfMemoryError", None)
-                                       or getattr(torch.cuda, "OutOfMemoryError", None))
+    oom: type[BaseException] | None = getattr(torch, "OutOfMemoryError", None) or getattr(
+        torch.cuda, "OutOfMemoryError", None
+    )
     text = str(exc).lower()
     # The CPU allocator says "can't allocate memory" where CUDA says "out of memory".
-    return (oom is not None and isinstance(exc, oom)) or (isinstance(exc, RuntimeError) and ("out of memory" in text
-                                                                      or "can't allocate memory" in text))
+    return (oom is not None and isinstance(exc, oom)) or (
+        isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+    )
 
 
 def release_memory() -> None:

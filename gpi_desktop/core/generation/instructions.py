@@ -70,8 +70,9 @@ class Renderer:
     def render_text(self, prompt: str) -> str:
         """The template's text for `prompt` (what `encode` tokenizes)."""
         with fixed_template_clock(self._day()):
-            return _render_text(self.tokenizer, self.messages(prompt), self.add_generation_prompt,
-                                self.template_options)
+            return _render_text(
+                self.tokenizer, self.messages(prompt), self.add_generation_prompt, self.template_options
+            )
 
     def _day(self) -> datetime.date:
         return parse_template_date(self.template_date) if self.template_date else dates.local_today()
@@ -97,8 +98,9 @@ def template_sha256(tokenizer: Any) -> str:
     return hashlib.sha256(template_text(tokenizer).encode("utf-8")).hexdigest()
 
 
-def _apply(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool, options: dict[str, Any]
-           ) -> list[int]:
+def _apply(
+    tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool, options: dict[str, Any]
+) -> list[int]:
     # Tokenized by the template call itself (as gpi_pack does), so special tokens such as
     # BOS come from the template text and are not added a second time.
     enc = tokenizer.apply_chat_template(
@@ -110,15 +112,22 @@ def _apply(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt
     return list(ids)
 
 
-def _render_text(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool,
-                 options: dict[str, Any]) -> str:
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
-                                         **options)
+def _render_text(
+    tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool, options: dict[str, Any]
+) -> str:
+    text = tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=add_generation_prompt, **options
+    )
     return text[0] if isinstance(text, list) else str(text)
 
 
-def make_renderer(tokenizer: Any, task: str, template_style: str, template_options: dict[str, Any] | None = None,
-                  template_date: str = "") -> Renderer:
+def make_renderer(
+    tokenizer: Any,
+    task: str,
+    template_style: str,
+    template_options: dict[str, Any] | None = None,
+    template_date: str = "",
+) -> Renderer:
     """Probe the chat template once: a template that rejects the system role gets the fallback.
 
     The probe is rendered on two dates as well, to tell whether the template uses the date.
@@ -141,10 +150,13 @@ def make_renderer(tokenizer: Any, task: str, template_style: str, template_optio
         if "system" not in str(exc).lower():
             raise ModelError(f"The model's chat template failed on a test prompt: {exc}") from exc
         system_role = False
-    renders = [Renderer(tokenizer, instruction, add_gen, options, system_role, day).render_text("probe")
-               for day in _PROBE_DATES]
-    return Renderer(tokenizer, instruction, add_gen, options, system_role, template_date,
-                    uses_date=renders[0] != renders[1])
+    renders = [
+        Renderer(tokenizer, instruction, add_gen, options, system_role, day).render_text("probe")
+        for day in _PROBE_DATES
+    ]
+    return Renderer(
+        tokenizer, instruction, add_gen, options, system_role, template_date, uses_date=renders[0] != renders[1]
+    )
 
 
 @dataclass(frozen=True)
@@ -176,19 +188,26 @@ class TemplateRecord:
         }
 
 
-def template_record(renderer: Renderer, prompts: list[str], ids: list[tuple[int, ...]], date_given: bool,
-                    row: int = 0) -> TemplateRecord | None:
+def template_record(
+    renderer: Renderer, prompts: list[str], ids: list[tuple[int, ...]], date_given: bool, row: int = 0
+) -> TemplateRecord | None:
     """The record of a job's template, with row `row` as the example; None for a job without rows."""
     if not prompts:
         return None
     return TemplateRecord(
-        date=renderer.template_date, date_given=date_given, date_used=renderer.uses_date,
-        sha256=template_sha256(renderer.tokenizer), example_row=row, example_text=renderer.render_text(prompts[row]),
+        date=renderer.template_date,
+        date_given=date_given,
+        date_used=renderer.uses_date,
+        sha256=template_sha256(renderer.tokenizer),
+        example_row=row,
+        example_text=renderer.render_text(prompts[row]),
         example_ids=tuple(ids[row]),
     )
 
 
-def measure_prompt_lengths(settings: RunSettings, texts: Sequence[str], reader: PromptTokenizer, *, state: TaskState | None = None) -> PromptLengths:
+def measure_prompt_lengths(
+    settings: RunSettings, texts: Sequence[str], reader: PromptTokenizer, *, state: TaskState | None = None
+) -> PromptLengths:
     """Render and count every prompt as a run of `settings` would, with the tokenizer alone (never the weights).
 
     `reader` is a core.model.models.PromptTokenizer (`load_tokenizer_only` gets
@@ -197,8 +216,13 @@ def measure_prompt_lengths(settings: RunSettings, texts: Sequence[str], reader: 
     """
     state = state or NullState()
     check_cancel(state)
-    renderer = make_renderer(reader.tokenizer, settings.task, settings.template, settings.template_options,
-                             dates.job_template_date(settings.template_date))
+    renderer = make_renderer(
+        reader.tokenizer,
+        settings.task,
+        settings.template,
+        settings.template_options,
+        dates.job_template_date(settings.template_date),
+    )
     tokens = []
     for row, text in enumerate(texts):
         if row % 200 == 0:

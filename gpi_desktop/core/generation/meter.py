@@ -42,9 +42,18 @@ def now() -> float:
 class Meter:
     """Progress over the whole job: prompts done of total, tokens done of the most, speed, the running texts."""
 
-    def __init__(self, state: TaskState, *, total: int, done: int, done_tokens: int, max_new_tokens: int,
-                 decode: Callable[[Sequence[int]], str], earlier: Iterable[int] = (),
-                 clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        state: TaskState,
+        *,
+        total: int,
+        done: int,
+        done_tokens: int,
+        max_new_tokens: int,
+        decode: Callable[[Sequence[int]], str],
+        earlier: Iterable[int] = (),
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         self.state, self.total, self.done = state, total, done
         self.max_new_tokens = max_new_tokens
         self.decode, self.clock = decode, clock or now
@@ -75,8 +84,9 @@ class Meter:
         if not self.due():
             return
         began = self.clock()
-        texts = tuple(TextSoFar(row, _readable(self.decode(ids)), len(ids)) for row, ids in rows()
-                      if row not in self.earlier)
+        texts = tuple(
+            TextSoFar(row, _readable(self.decode(ids)), len(ids)) for row, ids in rows() if row not in self.earlier
+        )
         self.in_flight = {t.row: t.n_tokens for t in texts}
         ended = self.clock()
         self.next_report = ended + max(REPORT_EVERY, (ended - began) / DECODE_SHARE)
@@ -84,9 +94,15 @@ class Meter:
 
     def _progress(self, running: tuple[TextSoFar, ...]) -> Progress:
         elapsed = self.clock() - self.start
-        return Progress(self.done, self.total, self.generated / elapsed if elapsed > 0 else 0.0, elapsed,
-                        tokens_done=self.job_tokens + sum(self.in_flight.values()),
-                        tokens_most=self.job_tokens + (self.total - self.done) * self.max_new_tokens, running=running)
+        return Progress(
+            self.done,
+            self.total,
+            self.generated / elapsed if elapsed > 0 else 0.0,
+            elapsed,
+            tokens_done=self.job_tokens + sum(self.in_flight.values()),
+            tokens_most=self.job_tokens + (self.total - self.done) * self.max_new_tokens,
+            running=running,
+        )
 
     def streamer(self, row: int) -> PromptStreamer:
         """For transformers' generate() on one prompt (gpi_pack's own procedure): counts and shows its tokens."""

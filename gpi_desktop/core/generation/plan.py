@@ -16,7 +16,6 @@ class EncodedPrompt:
     ids: tuple[int, ...]
 
 
-
 def plan_batches(prompts: Sequence[EncodedPrompt], batch_size: int) -> list[list[EncodedPrompt]]:
     """Longest prompts first (an out-of-memory error shows at once), equal lengths together."""
     ordered = sorted(prompts, key=lambda p: (-len(p.ids), p.row))

@@ -45,8 +45,14 @@ class SharedPrefix:
             return
         ids = torch.tensor([self.ids], dtype=torch.long, device=device)
         own = DynamicCache(config=model.config)
-        model(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=torch.arange(ids.shape[1], device=device)[None, :],
-              use_cache=True, logits_to_keep=1, **{cache_arg: own})
+        model(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            position_ids=torch.arange(ids.shape[1], device=device)[None, :],
+            use_cache=True,
+            logits_to_keep=1,
+            **{cache_arg: own},
+        )
         hook.take()  # the prefix's last state is no prompt's step 0
         filled = [cache_layer_tensors(layer) for layer in own.layers]
         self.keys = [keys for keys, _ in filled]

@@ -16,8 +16,15 @@ def effective_generation_options(model: Any, user_options: dict[str, Any]) -> di
     gc = getattr(model, "generation_config", None)
     options: dict[str, Any] = {}
     if gc is not None:
-        defaults = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "min_new_tokens": None,
-                    "bad_words_ids": None, "suppress_tokens": None, "begin_suppress_tokens": None, "num_beams": 1}
+        defaults = {
+            "repetition_penalty": 1.0,
+            "no_repeat_ngram_size": 0,
+            "min_new_tokens": None,
+            "bad_words_ids": None,
+            "suppress_tokens": None,
+            "begin_suppress_tokens": None,
+            "num_beams": 1,
+        }
         for key, neutral in defaults.items():
             value = getattr(gc, key, neutral)
             if value is not None and value != neutral:

@@ -16,8 +16,9 @@ from gpi_desktop.core.model.models import LoadedModel
 from gpi_desktop.core.vocabulary.results import STOP_EOS, STOP_LENGTH, PromptResult
 
 
-def reference_one(loaded: LoadedModel, prompt: EncodedPrompt, config: EngineConfig, options: dict[str, Any],
-                   meter: Meter) -> PromptResult:
+def reference_one(
+    loaded: LoadedModel, prompt: EncodedPrompt, config: EngineConfig, options: dict[str, Any], meter: Meter
+) -> PromptResult:
     """gpi_pack's own procedure: transformers' generate() with every hidden state kept, one prompt at a time."""
     model, tok = loaded.model, loaded.tokenizer
     device = input_device(model)
@@ -26,9 +27,16 @@ def reference_one(loaded: LoadedModel, prompt: EncodedPrompt, config: EngineConf
     streamed = int(options.get("num_beams", 1)) == 1  # generate() streams no beam search
     if streamed:
         kwargs["streamer"] = meter.streamer(prompt.row)
-    kwargs.update(max_new_tokens=config.max_new_tokens, output_hidden_states=True, return_dict_in_generate=True,
-                  do_sample=False, pad_token_id=tok.eos_token_id if tok.eos_token_id is not None else pad_id(loaded),
-                  temperature=None, top_p=None, top_k=None)
+    kwargs.update(
+        max_new_tokens=config.max_new_tokens,
+        output_hidden_states=True,
+        return_dict_in_generate=True,
+        do_sample=False,
+        pad_token_id=tok.eos_token_id if tok.eos_token_id is not None else pad_id(loaded),
+        temperature=None,
+        top_p=None,
+        top_k=None,
+    )
     with torch.inference_mode():
         out = model.generate(input_ids, attention_mask=torch.ones_like(input_ids), **kwargs)
     beams = getattr(out, "beam_indices", None)

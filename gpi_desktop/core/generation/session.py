@@ -47,9 +47,18 @@ class Job:
     done: set[int] = field(default_factory=set)  # rows finished in this call
 
     @classmethod
-    def open(cls, loaded: LoadedModel, config: EngineConfig, options: dict[str, Any], state: TaskState,
-             finished: set[int], on_result: Callable[[PromptResult], None], meter: Meter,
-             prompts: Sequence[EncodedPrompt], exact: bool) -> Job:
+    def open(
+        cls,
+        loaded: LoadedModel,
+        config: EngineConfig,
+        options: dict[str, Any],
+        state: TaskState,
+        finished: set[int],
+        on_result: Callable[[PromptResult], None],
+        meter: Meter,
+        prompts: Sequence[EncodedPrompt],
+        exact: bool,
+    ) -> Job:
         model = loaded.model
         growing = new_cache(model)[1]
         prefill = resolve_prefill(config, growing)
@@ -58,9 +67,24 @@ class Job:
         if growing:
             prefix = shared_prefix(prompts) if config.shared_prefix is None else SharedPrefix(config.shared_prefix)
         device = input_device(model)
-        return cls(loaded, config, options, state, LastStateHook(model.base_model), prefix, finished, on_result,
-                   meter, growing, prefill, device, torch.tensor(loaded.info.eos_token_ids, device=device),
-                   pad_id(loaded), cache_argument(model), exact)
+        return cls(
+            loaded,
+            config,
+            options,
+            state,
+            LastStateHook(model.base_model),
+            prefix,
+            finished,
+            on_result,
+            meter,
+            growing,
+            prefill,
+            device,
+            torch.tensor(loaded.info.eos_token_ids, device=device),
+            pad_id(loaded),
+            cache_argument(model),
+            exact,
+        )
 
     @property
     def model(self) -> Any:  # LoadedModel.model
@@ -71,10 +95,18 @@ class Job:
         if result.row not in self.finished:
             self.on_result(result)
 
-    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor, cache: DynamicCache
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, input_ids: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor, cache: DynamicCache
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         extra = key_lengths(mask) if self.exact else {}
-        out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                         logits_to_keep=1, **{self.cache_arg: cache}, **extra)
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=True,
+            logits_to_keep=1,
+            **{self.cache_arg: cache},
+            **extra,
+        )
         # Under a multi-GPU device map the last layers (and so states and logits) sit on another GPU.
         return self.hook.take().to(self.device), out.logits[:, -1, :].float().to(self.device)

@@ -63,8 +63,11 @@ def fetch_config(model: str | Path, *, revision: str | None = None, token: str |
         from huggingface_hub import hf_hub_download
 
         try:
-            path = Path(hf_hub_download(str(model), "config.json", revision=revision, token=token or False,
-                                        **quiet(hf_hub_download)))
+            path = Path(
+                hf_hub_download(
+                    str(model), "config.json", revision=revision, token=token or False, **quiet(hf_hub_download)
+                )
+            )
         except Exception as exc:
             raise_plain(exc, str(model), token, revision)
     elif folder is None:
@@ -87,16 +90,23 @@ def _free_bytes(folder: Path) -> int:
 def _read_json_file(model_id: str, filename: str, commit: str, token: str | None, cache_dir: Path) -> dict[str, Any]:
     from huggingface_hub import hf_hub_download
 
-    path = hf_hub_download(model_id, filename, revision=commit, token=token or False, cache_dir=cache_dir,
-                           **quiet(hf_hub_download))
+    path = hf_hub_download(
+        model_id, filename, revision=commit, token=token or False, cache_dir=cache_dir, **quiet(hf_hub_download)
+    )
     try:
         return cast("dict[str, Any]", json.loads(Path(path).read_text(encoding="utf-8")))
     except ValueError:
         raise ModelError(f"The file {filename} of {model_id} is not valid JSON; see {model_page(model_id)}.") from None
 
 
-def plan_download(model_id: str, *, revision: str | None = None, token: str | None = None,
-                  allow_pickle: bool = False, cache_dir: str | Path | None = None) -> DownloadPlan:
+def plan_download(
+    model_id: str,
+    *,
+    revision: str | None = None,
+    token: str | None = None,
+    allow_pickle: bool = False,
+    cache_dir: str | Path | None = None,
+) -> DownloadPlan:
     """Ask the Hub which files the model needs and how much of them is already here.
 
     Fetches config.json (and the weights index) first, so that a model that
@@ -112,8 +122,11 @@ def plan_download(model_id: str, *, revision: str | None = None, token: str | No
             raise ModelError(f"The Hub did not say which version of {model_id} it has; try again later.")
         siblings = {s.rfilename: s for s in (info.siblings or [])}
         config = _read_json_file(model_id, "config.json", commit, token, cache) if "config.json" in siblings else {}
-        tok_config = (_read_json_file(model_id, "tokenizer_config.json", commit, token, cache)
-                      if "tokenizer_config.json" in siblings else None)
+        tok_config = (
+            _read_json_file(model_id, "tokenizer_config.json", commit, token, cache)
+            if "tokenizer_config.json" in siblings
+            else None
+        )
         index = None
         for index_name in (SAFE_INDEX, PICKLE_INDEX):
             if index_name in siblings:
@@ -157,8 +170,7 @@ def check_disk_space(plan: DownloadPlan, cache_dir: str | Path | None = None) ->
         )
 
 
-def _fetch_blob(plan: DownloadPlan, remote: RemoteFile, token: str | None, cache: Path,
-                counter: ByteCounter) -> None:
+def _fetch_blob(plan: DownloadPlan, remote: RemoteFile, token: str | None, cache: Path, counter: ByteCounter) -> None:
     """Download one file's bytes into the cache's blob folder, continuing a partial download."""
     counter.check()
     from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
@@ -200,8 +212,14 @@ def _fetch_blob(plan: DownloadPlan, remote: RemoteFile, token: str | None, cache
                 resume = 0
             counter.add(resume, fetched=False)
             # http_get only calls write() on its file, which CountingFile provides.
-            http_get(source, cast(BinaryIO, CountingFile(f, counter)), resume_size=resume, headers=headers,
-                     expected_size=meta.size or remote.size, **silent)
+            http_get(
+                source,
+                cast(BinaryIO, CountingFile(f, counter)),
+                resume_size=resume,
+                headers=headers,
+                expected_size=meta.size or remote.size,
+                **silent,
+            )
         os.replace(partial, blob)
 
 
@@ -238,9 +256,16 @@ def pin_revision(model_id: str, revision: str | None = None, *, token: str | Non
         return None
 
 
-def download_model(model_id: str, *, revision: str | None = None, token: str | None = None,
-                   state: TaskState | None = None, allow_pickle: bool = False,
-                   cache_dir: str | Path | None = None, max_workers: int = 4) -> Path:
+def download_model(
+    model_id: str,
+    *,
+    revision: str | None = None,
+    token: str | None = None,
+    state: TaskState | None = None,
+    allow_pickle: bool = False,
+    cache_dir: str | Path | None = None,
+    max_workers: int = 4,
+) -> Path:
     """Fetch what the model needs into the Hugging Face cache and return its snapshot folder.
 
     Reports bytes done/total, speed and time left through `state.set_progress`
@@ -297,8 +322,9 @@ def _copy_without_network(model_id: str, revision: str | None, cache: Path, stat
     return None
 
 
-def _cached_copy_when_unreachable(error: AccessError, model_id: str, revision: str | None, cache: Path,
-                                  state: TaskState) -> Path:
+def _cached_copy_when_unreachable(
+    error: AccessError, model_id: str, revision: str | None, cache: Path, state: TaskState
+) -> Path:
     """A flaky network should not stop a model that is already complete on this machine; else `error` stands."""
     folder = cached_snapshot(model_id, revision, cache) if error.kind == "offline" else None
     if folder is None:
@@ -308,8 +334,9 @@ def _cached_copy_when_unreachable(error: AccessError, model_id: str, revision: s
     return folder
 
 
-def _fetch_missing_blobs(plan: DownloadPlan, token: str | None, cache: Path, counter: ByteCounter,
-                         max_workers: int) -> None:
+def _fetch_missing_blobs(
+    plan: DownloadPlan, token: str | None, cache: Path, counter: ByteCounter, max_workers: int
+) -> None:
     """Fetch the blobs the cache lacks, largest first, in parallel; the first failure stops the others."""
     todo = []
     for remote in plan.files:
@@ -320,10 +347,10 @@ def _fetch_missing_blobs(plan: DownloadPlan, token: str | None, cache: Path, cou
     if not todo:
         return
     first_error: BaseException | None = None
-    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(todo))),
-                            thread_name_prefix="gpi-download") as pool:
-        futures = [pool.submit(_fetch_blob, plan, r, token, cache, counter)
-                   for r in sorted(todo, key=lambda r: -r.size)]
+    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(todo))), thread_name_prefix="gpi-download") as pool:
+        futures = [
+            pool.submit(_fetch_blob, plan, r, token, cache, counter) for r in sorted(todo, key=lambda r: -r.size)
+        ]
         for future in as_completed(futures):
             exc = future.exception()
             if exc is not None and first_error is None:
@@ -341,16 +368,29 @@ def _link_snapshot(plan: DownloadPlan, token: str | None, cache: Path) -> Path:
     from huggingface_hub import hf_hub_download, snapshot_download
 
     for remote in plan.files:
-        hf_hub_download(plan.model_id, remote.path, revision=plan.commit, token=token or False, cache_dir=cache,
-                        **quiet(hf_hub_download))
-    folder = snapshot_download(plan.model_id, revision=plan.revision, token=token or False, cache_dir=cache,
-                               allow_patterns=[r.path for r in plan.files], max_workers=1,
-                               **quiet(snapshot_download))
+        hf_hub_download(
+            plan.model_id,
+            remote.path,
+            revision=plan.commit,
+            token=token or False,
+            cache_dir=cache,
+            **quiet(hf_hub_download),
+        )
+    folder = snapshot_download(
+        plan.model_id,
+        revision=plan.revision,
+        token=token or False,
+        cache_dir=cache,
+        allow_patterns=[r.path for r in plan.files],
+        max_workers=1,
+        **quiet(snapshot_download),
+    )
     return Path(folder)
 
 
-def fetch_tokenizer_files(model_id: str, *, revision: str | None = None, token: str | None = None,
-                          cache_dir: str | Path | None = None) -> Path:
+def fetch_tokenizer_files(
+    model_id: str, *, revision: str | None = None, token: str | None = None, cache_dir: str | Path | None = None
+) -> Path:
     """A folder with the model's config.json and tokenizer files, without its weights (a few megabytes).
 
     For measuring prompts before the model is downloaded: a complete copy on
@@ -365,9 +405,18 @@ def fetch_tokenizer_files(model_id: str, *, revision: str | None = None, token: 
         return folder
     offline = offline_mode()
     try:
-        folder = Path(snapshot_download(model_id, revision=revision, token=token or False, cache_dir=cache,
-                                        allow_patterns=[*CONFIG_FILES, *TOKENIZER_PATTERNS],
-                                        local_files_only=offline, max_workers=1, **quiet(snapshot_download)))
+        folder = Path(
+            snapshot_download(
+                model_id,
+                revision=revision,
+                token=token or False,
+                cache_dir=cache,
+                allow_patterns=[*CONFIG_FILES, *TOKENIZER_PATTERNS],
+                local_files_only=offline,
+                max_workers=1,
+                **quiet(snapshot_download),
+            )
+        )
     except GpiError:
         raise
     except Exception as exc:

@@ -58,8 +58,11 @@ class ByteCounter:
         if speed > 0 and done < self.total:
             parts.append(f"{human_bytes(speed)}/s")
             parts.append(f"about {human_duration((self.total - done) / speed)} left")
-        self.state.set_progress(Progress(done=done, total=self.total, seconds_elapsed=elapsed,
-                                         message=", ".join(parts), kind=ProgressKind.BYTES))
+        self.state.set_progress(
+            Progress(
+                done=done, total=self.total, seconds_elapsed=elapsed, message=", ".join(parts), kind=ProgressKind.BYTES
+            )
+        )
 
 
 class CountingFile:

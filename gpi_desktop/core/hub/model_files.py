@@ -16,9 +16,21 @@ from gpi_desktop.core.vocabulary.hf_lock import TRANSFORMERS_LOCK
 # Anything else (original/*.pth checkpoints, ONNX or GGUF exports, images) is left out.
 CONFIG_FILES = ("config.json", "generation_config.json")
 TOKENIZER_PATTERNS = (
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-    "tokenizer.model", "tokenizer.model.v*", "tekken.json", "vocab.json", "vocab.txt", "merges.txt",
-    "spiece.model", "sentencepiece.bpe.model", "*.tiktoken", "chat_template.jinja", "chat_template.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "tokenizer.model",
+    "tokenizer.model.v*",
+    "tekken.json",
+    "vocab.json",
+    "vocab.txt",
+    "merges.txt",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "*.tiktoken",
+    "chat_template.jinja",
+    "chat_template.json",
 )
 SAFE_INDEX = "model.safetensors.index.json"
 SAFE_SINGLE = "model.safetensors"
@@ -63,8 +75,9 @@ def _transformers_has(name: str) -> bool:
         return False
 
 
-def check_model_config(config: dict[str, Any], model_id: str | None,
-                       tokenizer_config: dict[str, Any] | None = None) -> None:
+def check_model_config(
+    config: dict[str, Any], model_id: str | None, tokenizer_config: dict[str, Any] | None = None
+) -> None:
     """Refuse, in plain words, a model that needs its own code or that transformers does not know."""
     with TRANSFORMERS_LOCK:
         from transformers import CONFIG_MAPPING
@@ -114,12 +127,16 @@ def is_tokenizer_file(name: str) -> bool:
 
 def pickle_weights_refused(name: str) -> ModelError:
     """The one refusal of a model whose only weights are pickle files, from the Hub or a folder alike."""
-    return ModelError(f"The model '{name}' has only pickle weight files (.bin, .pt, .ckpt or .pkl), which can run "
-                      "hidden code when loaded", remedy=Remedy.SAFETENSORS_OR_ALLOW_PICKLE)
+    return ModelError(
+        f"The model '{name}' has only pickle weight files (.bin, .pt, .ckpt or .pkl), which can run "
+        "hidden code when loaded",
+        remedy=Remedy.SAFETENSORS_OR_ALLOW_PICKLE,
+    )
 
 
-def select_model_files(names: list[str], *, allow_pickle: bool = False, index: dict[str, Any] | None = None,
-                       model_id: str | None = None) -> list[str]:
+def select_model_files(
+    names: list[str], *, allow_pickle: bool = False, index: dict[str, Any] | None = None, model_id: str | None = None
+) -> list[str]:
     """The files of a repository that loading a causal LM needs (top level only).
 
     `index` is the parsed weights index (model.safetensors.index.json, or the
@@ -152,8 +169,11 @@ def select_model_files(names: list[str], *, allow_pickle: bool = False, index: d
             raise pickle_weights_refused(model_id or "in this repository")
         if PICKLE_INDEX in top:
             chosen.append(PICKLE_INDEX)
-            chosen.extend(sorted(set(index["weight_map"].values())) if index else
-                          [n for n in pickles if n.startswith("pytorch_model-")])
+            chosen.extend(
+                sorted(set(index["weight_map"].values()))
+                if index
+                else [n for n in pickles if n.startswith("pytorch_model-")]
+            )
         elif PICKLE_SINGLE in top:
             chosen.append(PICKLE_SINGLE)
         else:

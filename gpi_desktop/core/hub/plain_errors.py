@@ -12,9 +12,20 @@ from gpi_desktop.core.hub.words import TOKENS_PAGE, model_page
 from gpi_desktop.core.vocabulary.errors import AccessError, DiskFullError, GpiError, ModelError
 
 _NETWORK_ERROR_NAMES = {
-    "ConnectError", "ConnectTimeout", "ReadTimeout", "WriteTimeout", "PoolTimeout", "TimeoutException",
-    "NetworkError", "ReadError", "WriteError", "RemoteProtocolError", "ProxyError", "ConnectionError",
-    "Timeout", "SSLError",
+    "ConnectError",
+    "ConnectTimeout",
+    "ReadTimeout",
+    "WriteTimeout",
+    "PoolTimeout",
+    "TimeoutException",
+    "NetworkError",
+    "ReadError",
+    "WriteError",
+    "RemoteProtocolError",
+    "ProxyError",
+    "ConnectionError",
+    "Timeout",
+    "SSLError",
 }
 
 
@@ -64,8 +75,9 @@ class _Request:
         return f"'{self.model_id}'" if self.model_id else "the Hub"
 
 
-def plain_hub_error(exc: BaseException, model_id: str | None, *, token_sent: bool | None = None,
-                    revision: str | None = None) -> GpiError | None:
+def plain_hub_error(
+    exc: BaseException, model_id: str | None, *, token_sent: bool | None = None, revision: str | None = None
+) -> GpiError | None:
     """Turn a huggingface_hub / network / disk exception into one plain sentence.
 
     Returns None for an exception that is not about the Hub (our bug: the caller
@@ -104,12 +116,14 @@ def _refused_repository(exc: BaseException, request: _Request) -> GpiError | Non
                 f"{name} is a gated model and needs a Hugging Face token: accept its licence at {url}, create a "
                 f"'Read' token at {TOKENS_PAGE}, save it under Hugging Face access (or run 'gpi-desktop token "
                 "set'), and try again.",
-                kind="no-token", url=url,
+                kind="no-token",
+                url=url,
             )
         return AccessError(
             f"Your Hugging Face account has not been given access to {name} yet: open {url}, log in, accept the "
             "licence (the owners may take a while to approve it), then try again.",
-            kind="gated", url=url,
+            kind="gated",
+            url=url,
         )
     if isinstance(exc, hf.RevisionNotFoundError):
         return ModelError(
@@ -121,12 +135,14 @@ def _refused_repository(exc: BaseException, request: _Request) -> GpiError | Non
             return AccessError(
                 f"No model {name} can be seen with your token at {url}: check the spelling, and if it is a "
                 "private model ask its owner to give your account access.",
-                kind="not-found", url=url,
+                kind="not-found",
+                url=url,
             )
         return AccessError(
             f"No model {name} was found at {url}: check the spelling; if it is a private model, save a Hugging "
             f"Face token that can read it ({TOKENS_PAGE}) and try again.",
-            kind="not-found", url=url,
+            kind="not-found",
+            url=url,
         )
     entry_not_found = getattr(hf, "RemoteEntryNotFoundError", None) or hf.EntryNotFoundError
     if isinstance(exc, entry_not_found):
@@ -139,17 +155,23 @@ def _unreachable(exc: BaseException, request: _Request) -> GpiError | None:
     from huggingface_hub import errors as hf
 
     offline_errors = tuple(
-        c for c in (getattr(hf, "OfflineModeIsEnabled", None), getattr(hf, "LocalEntryNotFoundError", None),
-                    getattr(hf, "IncompleteSnapshotError", None)) if c is not None
+        c
+        for c in (
+            getattr(hf, "OfflineModeIsEnabled", None),
+            getattr(hf, "LocalEntryNotFoundError", None),
+            getattr(hf, "IncompleteSnapshotError", None),
+        )
+        if c is not None
     )
     if isinstance(exc, offline_errors) and not offline_mode():
         # hf_hub_download reports any failed HEAD as "cannot find it locally"; an HTTP answer behind it means the
         # Hub was reached and said no, which is not a connection problem.
-        answered = next((e for e in _chain(exc) if e is not exc and isinstance(e, hf.HfHubHTTPError)
-                         and _status(e) is not None), None)
+        answered = next(
+            (e for e in _chain(exc) if e is not exc and isinstance(e, hf.HfHubHTTPError) and _status(e) is not None),
+            None,
+        )
         if answered is not None:
-            return plain_hub_error(answered, request.model_id, token_sent=request.token_sent,
-                                   revision=request.revision)
+            return plain_hub_error(answered, request.model_id, token_sent=request.token_sent, revision=request.revision)
     if not (isinstance(exc, offline_errors) or _is_network_error(exc)):
         return None
     name, url = request.name, request.url
@@ -157,12 +179,14 @@ def _unreachable(exc: BaseException, request: _Request) -> GpiError | None:
         return AccessError(
             f"Offline mode is on (HF_HUB_OFFLINE=1) and {name} is not fully downloaded on this computer: "
             f"turn offline mode off and connect to the internet to download it from {url}.",
-            kind="offline", url=url,
+            kind="offline",
+            url=url,
         )
     return AccessError(
         f"Could not reach the Hugging Face Hub to get {name}: check the internet connection (and proxy "
         f"settings) and try again; the model page is {url}.",
-        kind="offline", url=url,
+        kind="offline",
+        url=url,
     )
 
 
@@ -174,35 +198,41 @@ def _http_error(status: int | None, request: _Request) -> AccessError:
             return AccessError(
                 f"{name} needs a Hugging Face token: create a 'Read' token at {TOKENS_PAGE}, save it under "
                 f"Hugging Face access, and try again ({url}).",
-                kind="no-token", url=url,
+                kind="no-token",
+                url=url,
             )
         return AccessError(
             f"The Hugging Face Hub refused your token (it is wrong, expired or was deleted): create a new one "
             f"at {TOKENS_PAGE}, save it under Hugging Face access, and try {url} again.",
-            kind="invalid-token", url=url,
+            kind="invalid-token",
+            url=url,
         )
     if status == 403:
         return AccessError(
             f"Your token does not have permission to read {name}: use a 'Read' token, or give your "
             "fine-grained token 'Read access to contents of all public gated repos you can access' at "
             f"{TOKENS_PAGE}, then try again ({url}).",
-            kind="forbidden", url=url,
+            kind="forbidden",
+            url=url,
         )
     if status == 404:
         return AccessError(
             f"No model {name} was found at {url}: check the spelling, and if it is a private model, save a "
             "Hugging Face token that can read it.",
-            kind="not-found", url=url,
+            kind="not-found",
+            url=url,
         )
     if status == 429:
         return AccessError(
             f"The Hugging Face Hub is limiting requests right now: wait a few minutes and try {name} again.",
-            kind="server", url=url,
+            kind="server",
+            url=url,
         )
     return AccessError(
         f"The Hugging Face Hub answered with an error (HTTP {status}) for {name}: try again in a few minutes; "
         f"the model page is {url}.",
-        kind="server", url=url,
+        kind="server",
+        url=url,
     )
 
 
@@ -218,5 +248,6 @@ def offline_miss_error(model_id: str) -> AccessError:
     return AccessError(
         f"Offline mode is on (HF_HUB_OFFLINE=1) and {model_id} is not fully downloaded on this computer: turn "
         f"offline mode off and connect to the internet to download it from {url}.",
-        kind="offline", url=url,
+        kind="offline",
+        url=url,
     )

@@ -126,7 +126,8 @@ def backend_name() -> str:
 def no_keyring_error() -> KeyringUnavailableError:
     return KeyringUnavailableError(
         "This computer has no password store (keyring) that gpi-desktop can use, so the token cannot be saved",
-        remedy=Remedy.TOKEN_FOR_THIS_SESSION)
+        remedy=Remedy.TOKEN_FOR_THIS_SESSION,
+    )
 
 
 def _keyring_failure(action: str, exc: Exception) -> KeyringUnavailableError:
@@ -233,8 +234,11 @@ def find_token() -> TokenInfo:
             _remember(token)  # before the shape check, so that a refused token is still redacted everywhere
             problem = _shape_problem(token)
             if problem:
-                raise AccessError(f"{_WHERE_FOUND[source]()} {problem}, so it cannot be sent to the Hub: "
-                                  f"{_FIX_FOUND[source]()}", kind="invalid-token", url=TOKENS_PAGE)
+                raise AccessError(
+                    f"{_WHERE_FOUND[source]()} {problem}, so it cannot be sent to the Hub: {_FIX_FOUND[source]()}",
+                    kind="invalid-token",
+                    url=TOKENS_PAGE,
+                )
             return TokenInfo(token, source)
     return TokenInfo(None, "none")
 
@@ -247,8 +251,10 @@ _WHERE_FOUND: dict[str, Callable[[], str]] = {
     "huggingface-login": lambda: f"The token that 'hf auth login' saved ({_hf_login_path()})",
 }
 _FIX_FOUND: dict[str, Callable[[], str]] = {
-    "keyring": lambda: f"copy the token again from {TOKENS_PAGE} and save it under Hugging Face access "
-                       "(or with 'gpi-desktop token set').",
+    "keyring": lambda: (
+        f"copy the token again from {TOKENS_PAGE} and save it under Hugging Face access "
+        "(or with 'gpi-desktop token set')."
+    ),
     "session": lambda: f"copy the token again from {TOKENS_PAGE} and paste it.",
     "environment": lambda: f"set HF_TOKEN again to the token alone, as shown at {TOKENS_PAGE}.",
     "huggingface-login": lambda: "log in again with 'hf auth login', or delete that file.",
@@ -278,8 +284,9 @@ def _shape_problem(token: str) -> str | None:
 def _check_shape(token: str) -> str:
     cleaned = _clean(token)
     if not cleaned:
-        raise AccessError(f"The token is empty; copy a token from {TOKENS_PAGE} and paste it.", kind="no-token",
-                          url=TOKENS_PAGE)
+        raise AccessError(
+            f"The token is empty; copy a token from {TOKENS_PAGE} and paste it.", kind="no-token", url=TOKENS_PAGE
+        )
     problem = _shape_problem(cleaned)
     if problem:
         raise AccessError(
@@ -308,8 +315,9 @@ def save_token(token: str, *, session_only: bool = False, allow_session_fallback
         except Exception as exc:
             if not allow_session_fallback:
                 raise _keyring_failure("saved", exc) from None
-            log.warning("Could not save the token in the keyring (%s); keeping it for this session.",
-                        type(exc).__name__)
+            log.warning(
+                "Could not save the token in the keyring (%s); keeping it for this session.", type(exc).__name__
+            )
         else:
             with _lock:
                 _session_token = None
@@ -377,8 +385,15 @@ def token_forms(token: str) -> set[str]:
     URL-encoded, and each line of one split across lines."""
     from urllib.parse import quote, quote_plus
 
-    forms = {token, repr(token)[1:-1], repr(token.encode("utf-8", "backslashreplace"))[2:-1],
-             token.encode("unicode_escape").decode("ascii"), quote(token), quote(token, safe=""), quote_plus(token)}
+    forms = {
+        token,
+        repr(token)[1:-1],
+        repr(token.encode("utf-8", "backslashreplace"))[2:-1],
+        token.encode("unicode_escape").decode("ascii"),
+        quote(token),
+        quote(token, safe=""),
+        quote_plus(token),
+    }
     forms.update(piece for piece in re.split(r"\s+", token) if len(piece) >= _MIN_PIECE)
     return {form for form in forms if form}
 

@@ -1,8 +1,8 @@
 """One GPI job from prompts file to export folder: what the command line and the window both call.
 
-    table = load_prompts(spec)                       # fast; raises PromptFileError
-    outcome = run_job(spec, work_dir, state)         # long; journaled, resumable, cancellable
-    export_run(outcome, folder)                      # the gpi_pack-compatible export folder
+table = load_prompts(spec)                       # fast; raises PromptFileError
+outcome = run_job(spec, work_dir, state)         # long; journaled, resumable, cancellable
+export_run(outcome, folder)                      # the gpi_pack-compatible export folder
 """
 
 from __future__ import annotations
@@ -226,8 +226,13 @@ def _jobs_in(runs_dir: Path) -> list[KeptJob]:
         if not isinstance(record, dict) or not isinstance(rows, int):
             continue  # journaled by a version that kept no settings
         try:
-            spec = JobSpec(Path(record["prompts"]), record.get("column"), RunSettings(**record["settings"]),
-                           ExportSettings(**record.get("export", {})), record.get("sheet"))
+            spec = JobSpec(
+                Path(record["prompts"]),
+                record.get("column"),
+                RunSettings(**record["settings"]),
+                ExportSettings(**record.get("export", {})),
+                record.get("sheet"),
+            )
         except (KeyError, TypeError):
             log.info("kept job in %s has settings of another version", folder)
             continue
@@ -236,8 +241,9 @@ def _jobs_in(runs_dir: Path) -> list[KeptJob]:
             state = FILE_AS_IT_WAS if same else FILE_CHANGED
         except OSError:
             state = FILE_MOVED
-        jobs.append(KeptJob(folder, spec, min(summary.rows_done, rows), rows, summary.modified, state,
-                            is_in_use(folder)))
+        jobs.append(
+            KeptJob(folder, spec, min(summary.rows_done, rows), rows, summary.modified, state, is_in_use(folder))
+        )
     return jobs
 
 
@@ -279,8 +285,12 @@ class PreparedJob:
     verdict: FitVerdict | None  # None: no estimate could be made (it is advice)
 
 
-def run_job(run: JobRun, state: TaskState | None = None, policy: ResumePolicy = ResumePolicy.REFUSE,
-            memory: MemoryCheck = MemoryCheck.REFUSE) -> RunOutcome:
+def run_job(
+    run: JobRun,
+    state: TaskState | None = None,
+    policy: ResumePolicy = ResumePolicy.REFUSE,
+    memory: MemoryCheck = MemoryCheck.REFUSE,
+) -> RunOutcome:
     """Run a job, journaling each finished prompt in `run.work_dir`: prepare it, then generate.
 
     `policy` says what happens to an unfinished journal there (REFUSE by default: finished work is
@@ -300,8 +310,11 @@ def run_job(run: JobRun, state: TaskState | None = None, policy: ResumePolicy = 
     journal = existing_journal(Path(run.work_dir), key, policy)
     try:  # closed whatever fails before or while generating: an open journal keeps its lock
         # The job's one template date: fixed when the job is created, the journal's on every resume.
-        template_date = (journal_template_date(journal) if journal is not None
-                         else job_template_date(run.spec.settings.template_date))
+        template_date = (
+            journal_template_date(journal)
+            if journal is not None
+            else job_template_date(run.spec.settings.template_date)
+        )
         check_cancel(state)
         prepared = prepare_job(run, state, template_date, memory)
         check_cancel(state)
@@ -332,30 +345,41 @@ def prepare_job(run: JobRun, state: TaskState, template_date: str, memory: Memor
     return PreparedJob(files, prompts, template_date, verdict)
 
 
-def generate(run: JobRun, prepared: PreparedJob, journal: RunJournal | None, state: TaskState,
-             policy: ResumePolicy) -> RunOutcome:
+def generate(
+    run: JobRun, prepared: PreparedJob, journal: RunJournal | None, state: TaskState, policy: ResumePolicy
+) -> RunOutcome:
     """Load the weights from the prepared files and generate every prompt the journal lacks.
 
     `journal`: the unfinished journal to continue (the caller closes it), or None for a new one.
     """
     from gpi_desktop.core.generation.exact import numbers_record  # torch
+
     spec, prompts = run.spec, prepared.prompts
     loaded = models.load_model(spec.settings, prepared.files, state=state, tokenizer=prompts.renderer.tokenizer)
     check_cancel(state)
     rows, encoded = _shard_rows(spec, run.shard, prompts.encoded)
-    used, batch = _journal_for_run(journal, run, loaded, encoded, prepared.template_date,
-                                   replace_stale=policy is ResumePolicy.REPLACE_STALE)
+    used, batch = _journal_for_run(
+        journal, run, loaded, encoded, prepared.template_date, replace_stale=policy is ResumePolicy.REPLACE_STALE
+    )
     try:
         results_by_row, seconds_spent = _generate(spec, loaded, encoded, state, used, batch, prompts.prefix)
     finally:
         used.close()
     results = [replace(results_by_row[p.row], prompt_ids_sha256=token_ids_sha256(p.ids)) for p in encoded]
-    return RunOutcome(spec=spec, table=run.table, model_info=loaded.info, results=results,
-                      instruction=prompts.renderer.instruction, system_role=prompts.renderer.system_role,
-                      batch_size=batch, rows=rows, shard=run.shard, template=prompts.template,
-                      seconds_spent=seconds_spent,
-                      numbers=numbers_record(loaded.model, row_exact=True,
-                                             one_at_a_time=spec.settings.strategy == "one-at-a-time"))
+    return RunOutcome(
+        spec=spec,
+        table=run.table,
+        model_info=loaded.info,
+        results=results,
+        instruction=prompts.renderer.instruction,
+        system_role=prompts.renderer.system_role,
+        batch_size=batch,
+        rows=rows,
+        shard=run.shard,
+        template=prompts.template,
+        seconds_spent=seconds_spent,
+        numbers=numbers_record(loaded.model, row_exact=True, one_at_a_time=spec.settings.strategy == "one-at-a-time"),
+    )
 
 
 @dataclass(frozen=True)
@@ -368,8 +392,9 @@ class _Prompts:
     prefix: tuple[int, ...]  # the token ids the template puts before every prompt (prefix.template_prefix)
 
 
-def _encode_prompts(spec: JobSpec, table: PromptTable, state: TaskState, template_date: str,
-                    reader: PromptTokenizer) -> _Prompts:
+def _encode_prompts(
+    spec: JobSpec, table: PromptTable, state: TaskState, template_date: str, reader: PromptTokenizer
+) -> _Prompts:
     """Render and tokenize every prompt, refusing what will not fit in the model's context."""
     from gpi_desktop.core.generation.engine import EncodedPrompt  # torch
     from gpi_desktop.core.generation.prefix import template_prefix
@@ -406,8 +431,9 @@ def shard_unit(settings: RunSettings) -> int | None:
     return wave_size(requested) if isinstance(requested, int) and settings.strategy == "batched" else None
 
 
-def _shard_rows(spec: JobSpec, shard: RowShare | None,
-                encoded: list[EncodedPrompt]) -> tuple[list[int] | None, list[EncodedPrompt]]:
+def _shard_rows(
+    spec: JobSpec, shard: RowShare | None, encoded: list[EncodedPrompt]
+) -> tuple[list[int] | None, list[EncodedPrompt]]:
     """The rows a shard runs (None: all) and their prompts."""
     if shard is None:
         return None, encoded
@@ -415,8 +441,15 @@ def _shard_rows(spec: JobSpec, shard: RowShare | None,
     return rows, [encoded[row] for row in rows]
 
 
-def _journal_for_run(journal: RunJournal | None, run: JobRun, loaded: LoadedModel, encoded: list[EncodedPrompt],
-                     template_date: str, *, replace_stale: bool) -> tuple[RunJournal, int]:
+def _journal_for_run(
+    journal: RunJournal | None,
+    run: JobRun,
+    loaded: LoadedModel,
+    encoded: list[EncodedPrompt],
+    template_date: str,
+    *,
+    replace_stale: bool,
+) -> tuple[RunJournal, int]:
     """The journal to generate into and its batch size: the existing one's, or a new journal with a new plan.
 
     An existing journal the loaded model would not match is closed, then removed where `replace_stale` allows.
@@ -435,7 +468,9 @@ def _journal_for_run(journal: RunJournal | None, run: JobRun, loaded: LoadedMode
             journal = None
     if journal is not None:
         # Written only now that the journal is known to be resumable: a refused journal is left as it was.
-        changed: dict[str, Any] = {"job": job_record(spec)} if journal.plan.get("job") != job_record(spec) else {}  # moved file
+        changed: dict[str, Any] = (
+            {"job": job_record(spec)} if journal.plan.get("job") != job_record(spec) else {}
+        )  # moved file
         if journal.plan.get("template_date") != template_date:  # a journal made before dates were stored
             changed["template_date"] = template_date
         if changed:
@@ -443,14 +478,29 @@ def _journal_for_run(journal: RunJournal | None, run: JobRun, loaded: LoadedMode
         return journal, journal.plan["batch_size"]
     requested = parse_batch_size(spec.settings.batch_size)
     batch = requested if isinstance(requested, int) else auto_batch_size(loaded, encoded, spec.settings.max_new_tokens)
-    journal = RunJournal.create(work_dir, run.key, hidden_size=loaded.info.hidden_size,
-                                plan={"batch_size": batch, "model_revision": loaded.info.revision,
-                                      "template_date": template_date, "job": job_record(spec)})
+    journal = RunJournal.create(
+        work_dir,
+        run.key,
+        hidden_size=loaded.info.hidden_size,
+        plan={
+            "batch_size": batch,
+            "model_revision": loaded.info.revision,
+            "template_date": template_date,
+            "job": job_record(spec),
+        },
+    )
     return journal, batch
 
 
-def _generate(spec: JobSpec, loaded: LoadedModel, encoded: list[EncodedPrompt], state: TaskState,
-              journal: RunJournal, batch: int, prefix: tuple[int, ...]) -> tuple[dict[int, PromptResult], float]:
+def _generate(
+    spec: JobSpec,
+    loaded: LoadedModel,
+    encoded: list[EncodedPrompt],
+    state: TaskState,
+    journal: RunJournal,
+    batch: int,
+    prefix: tuple[int, ...],
+) -> tuple[dict[int, PromptResult], float]:
     """Generate every prompt the journal lacks; returns all results by row and the job's seconds so far."""
     from gpi_desktop.core.generation import engine  # torch
 
@@ -474,8 +524,15 @@ def _generate(spec: JobSpec, loaded: LoadedModel, encoded: list[EncodedPrompt], 
     earlier = float(journal.plan.get("seconds_spent") or 0.0)
     try:
         try:
-            engine.run_engine(loaded, encoded, config, state, finished_rows=done, on_result=journal.append,
-                       finished_tokens=journal.finished_tokens())
+            engine.run_engine(
+                loaded,
+                encoded,
+                config,
+                state,
+                finished_rows=done,
+                on_result=journal.append,
+                finished_tokens=journal.finished_tokens(),
+            )
         except NotImplementedError as exc:
             plain = unsupported_operation(exc)
             if plain is None:
@@ -510,8 +567,14 @@ def use_allocated_cpus() -> None:
         torch.set_num_threads(cpus)
 
 
-def report_fit(spec: JobSpec, table: PromptTable, state: TaskState, *, token: str | None = None,
-               memory: MemoryCheck = MemoryCheck.REFUSE) -> FitVerdict | None:
+def report_fit(
+    spec: JobSpec,
+    table: PromptTable,
+    state: TaskState,
+    *,
+    token: str | None = None,
+    memory: MemoryCheck = MemoryCheck.REFUSE,
+) -> FitVerdict | None:
     """Say before loading whether the model, its cache and the batch will fit, and what to change if not.
 
     "Will not fit" stops the run (MemoryFitError) unless the user insists: the
@@ -524,9 +587,17 @@ def report_fit(spec: JobSpec, table: PromptTable, state: TaskState, *, token: st
     # The template adds the instruction and headers; about 3 characters a token is a safe side guess.
     longest = max((len(t) for t in table.texts), default=0) // 3 + 100
     try:
-        _estimate, verdict = check_fit(s.model, dtype=s.dtype, device=s.device, quantization=s.quantization,
-                                       batch_size=requested if isinstance(requested, int) else 1, prompt_tokens=longest,
-                                       max_new_tokens=s.max_new_tokens, revision=s.revision, token=token)
+        _estimate, verdict = check_fit(
+            s.model,
+            dtype=s.dtype,
+            device=s.device,
+            quantization=s.quantization,
+            batch_size=requested if isinstance(requested, int) else 1,
+            prompt_tokens=longest,
+            max_new_tokens=s.max_new_tokens,
+            revision=s.revision,
+            token=token,
+        )
     except GpiError:
         raise
     except Exception:  # the estimate is advice; a failure to make it must not stop the run
@@ -539,8 +610,14 @@ def report_fit(spec: JobSpec, table: PromptTable, state: TaskState, *, token: st
     return verdict
 
 
-def export_run(outcome: RunOutcome, folder: Path, *, overwrite: bool = False, state: TaskState | None = None,
-               allow_names: AbstractSet[str] = frozenset()) -> ExportSummary:
+def export_run(
+    outcome: RunOutcome,
+    folder: Path,
+    *,
+    overwrite: bool = False,
+    state: TaskState | None = None,
+    allow_names: AbstractSet[str] = frozenset(),
+) -> ExportSummary:
     """Write the export folder (docs/architecture.md) for a finished run."""
     return write_export(
         Path(folder),

@@ -76,8 +76,8 @@ def _with_batch_plan(journal: RunJournal, work_dir: Path, replace_stale: bool) -
         return None
     # Any other batch size would give files that differ from an uninterrupted run's.
     raise ResumeError(
-        f"The unfinished run in '{work_dir}' has lost its batch plan, so resuming it would not give the same "
-        "files", remedy=Remedy.START_OVER
+        f"The unfinished run in '{work_dir}' has lost its batch plan, so resuming it would not give the same files",
+        remedy=Remedy.START_OVER,
     )
 
 
@@ -85,10 +85,12 @@ def check_journal_model(journal: RunJournal, info: ModelInfo, work_dir: Path) ->
     """Refuse a journal whose results the loaded model would not match."""
     plan = journal.plan
     if plan.get("model_revision") not in (None, info.revision):
-        raise ResumeError("The model's files changed since this run started, so its results would not match",
-                          remedy=Remedy.START_OVER)
+        raise ResumeError(
+            "The model's files changed since this run started, so its results would not match", remedy=Remedy.START_OVER
+        )
     if journal.hidden_size not in (None, info.hidden_size):
         raise ResumeError(
             f"The unfinished run in '{work_dir}' holds results {journal.hidden_size} wide but the model's are "
-            f"{info.hidden_size}, so it cannot be resumed", remedy=Remedy.START_OVER
+            f"{info.hidden_size}, so it cannot be resumed",
+            remedy=Remedy.START_OVER,
         )

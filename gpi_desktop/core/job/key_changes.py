@@ -46,9 +46,19 @@ _KEY_WORDS = {
     "settings.template_date": "the template date",
     "strategy": "strategy",
 }
-_SHOWN_VALUES = {"rows", "model", "settings.revision", "settings.dtype", "settings.device", "settings.quantization",
-                 "settings.pooling", "settings.max_new_tokens", "settings.template", "settings.template_date",
-                 "strategy"}
+_SHOWN_VALUES = {
+    "rows",
+    "model",
+    "settings.revision",
+    "settings.dtype",
+    "settings.device",
+    "settings.quantization",
+    "settings.pooling",
+    "settings.max_new_tokens",
+    "settings.template",
+    "settings.template_date",
+    "strategy",
+}
 
 
 def key_changes(made: dict[str, Any], now: dict[str, Any]) -> tuple[KeyChange, ...]:

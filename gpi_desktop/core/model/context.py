@@ -51,22 +51,29 @@ def too_long_prompts(lengths: Sequence[tuple[int, int]], context: int | None, ma
     return [TooLong(row, tokens) for row, tokens in lengths if tokens > room]
 
 
-def describe_too_long(too_long: Sequence[TooLong], context: int, max_new_tokens: int,
-                      listed: int = MAX_LISTED_ROWS) -> str:
+def describe_too_long(
+    too_long: Sequence[TooLong], context: int, max_new_tokens: int, listed: int = MAX_LISTED_ROWS
+) -> str:
     """One plain sentence: which rows (the first `listed`), how long, what the model allows, and what to do."""
     room = prompt_room(context, max_new_tokens)
     shown = ", ".join(f"{p.row} ({p.tokens:,} tokens)" for p in too_long[:listed])
     more = f" and {len(too_long) - listed:,} more" if len(too_long) > listed else ""
     one = len(too_long) == 1
     if room < 1:
-        limit = (f"the model reads at most {context:,} tokens, which the maximum of {max_new_tokens:,} new tokens "
-                 "alone fills")
+        limit = (
+            f"the model reads at most {context:,} tokens, which the maximum of {max_new_tokens:,} new tokens "
+            "alone fills"
+        )
     else:
-        limit = (f"the model reads at most {context:,} tokens, so with up to {max_new_tokens:,} new tokens a prompt "
-                 f"may have at most {room:,} (chat template included)")
-    return (f"{'The prompt' if one else 'The prompts'} in data {'row' if one else 'rows'} {shown}{more} (rows "
-            f"counted from 0) {'is' if one else 'are'} too long: {limit}; shorten {'it' if one else 'them'} or lower "
-            "the maximum new tokens.")
+        limit = (
+            f"the model reads at most {context:,} tokens, so with up to {max_new_tokens:,} new tokens a prompt "
+            f"may have at most {room:,} (chat template included)"
+        )
+    return (
+        f"{'The prompt' if one else 'The prompts'} in data {'row' if one else 'rows'} {shown}{more} (rows "
+        f"counted from 0) {'is' if one else 'are'} too long: {limit}; shorten {'it' if one else 'them'} or lower "
+        "the maximum new tokens."
+    )
 
 
 def check_prompt_lengths(lengths: Sequence[tuple[int, int]], context: int | None, max_new_tokens: int) -> None:
@@ -87,4 +94,3 @@ class PromptLengths:
 
     def too_long(self, max_new_tokens: int) -> list[TooLong]:
         return too_long_prompts(list(enumerate(self.tokens)), self.context, max_new_tokens)
-

@@ -73,8 +73,10 @@ def pick_device(device: str) -> str:
         return "cuda"
     if device == "mps":
         if not mps_available():
-            raise SettingsError("No Apple GPU (MPS) is usable on this machine; it needs a Mac with Apple silicon "
-                                "and macOS 12.3 or newer. Choose the device 'auto' or 'cpu'.")
+            raise SettingsError(
+                "No Apple GPU (MPS) is usable on this machine; it needs a Mac with Apple silicon "
+                "and macOS 12.3 or newer. Choose the device 'auto' or 'cpu'."
+            )
         return "mps"
     if has_cuda:
         return "cuda"
@@ -111,8 +113,10 @@ def pick_dtype(dtype: str, device: str) -> torch.dtype:
         return torch.float32
     if dtype == "bfloat16" and device == "mps" and not mps_supports_bfloat16():
         # Asked for by name: refused here in words, not by a TypeError in the middle of loading.
-        raise SettingsError("The GPU of this Mac cannot compute in bfloat16 (it needs macOS 14 or newer); "
-                            "choose float16 or automatic precision.")
+        raise SettingsError(
+            "The GPU of this Mac cannot compute in bfloat16 (it needs macOS 14 or newer); "
+            "choose float16 or automatic precision."
+        )
     return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[dtype]
 
 

@@ -109,6 +109,7 @@ def _process_rss(proc: Path) -> int:
 
 def _slurm_limit(environ: Mapping[str, str], proc: Path) -> MemoryLimit | None:
     """SLURM's --mem (SLURM_MEM_PER_NODE) or --mem-per-cpu (SLURM_MEM_PER_CPU x CPUs), both in megabytes."""
+
     def number(name: str) -> int | None:
         value = environ.get(name, "").strip()
         return int(value) if value.isdigit() else None
@@ -123,12 +124,16 @@ def _slurm_limit(environ: Mapping[str, str], proc: Path) -> MemoryLimit | None:
     return MemoryLimit(limit, _process_rss(proc), SLURM_LIMIT)
 
 
-def allocation_limit(environ: Mapping[str, str] | None = None, proc: Path | str = "/proc",
-                     cgroup_root: Path | str = "/sys/fs/cgroup") -> MemoryLimit | None:
+def allocation_limit(
+    environ: Mapping[str, str] | None = None, proc: Path | str = "/proc", cgroup_root: Path | str = "/sys/fs/cgroup"
+) -> MemoryLimit | None:
     """The tighter of the cgroup memory limit (v1 or v2) and the SLURM allocation; None when neither limits us."""
     env = os.environ if environ is None else environ
-    limits = [limit for limit in (_cgroup_limit(Path(proc), Path(cgroup_root)), _slurm_limit(env, Path(proc)))
-              if limit is not None]
+    limits = [
+        limit
+        for limit in (_cgroup_limit(Path(proc), Path(cgroup_root)), _slurm_limit(env, Path(proc)))
+        if limit is not None
+    ]
     return min(limits, key=lambda limit: limit.free_bytes) if limits else None
 
 
@@ -153,11 +158,17 @@ def machine_ram() -> tuple[int, int]:
         import ctypes
 
         class _Status(ctypes.Structure):
-            _fields_ = [("dwLength", ctypes.c_ulong), ("dwMemoryLoad", ctypes.c_ulong),
-                        ("ullTotalPhys", ctypes.c_ulonglong), ("ullAvailPhys", ctypes.c_ulonglong),
-                        ("ullTotalPageFile", ctypes.c_ulonglong), ("ullAvailPageFile", ctypes.c_ulonglong),
-                        ("ullTotalVirtual", ctypes.c_ulonglong), ("ullAvailVirtual", ctypes.c_ulonglong),
-                        ("ullAvailExtendedVirtual", ctypes.c_ulonglong)]
+            _fields_ = [
+                ("dwLength", ctypes.c_ulong),
+                ("dwMemoryLoad", ctypes.c_ulong),
+                ("ullTotalPhys", ctypes.c_ulonglong),
+                ("ullAvailPhys", ctypes.c_ulonglong),
+                ("ullTotalPageFile", ctypes.c_ulonglong),
+                ("ullAvailPageFile", ctypes.c_ulonglong),
+                ("ullTotalVirtual", ctypes.c_ulonglong),
+                ("ullAvailVirtual", ctypes.c_ulonglong),
+                ("ullAvailExtendedVirtual", ctypes.c_ulonglong),
+            ]
 
         status = _Status()
         status.dwLength = ctypes.sizeof(_Status)
@@ -182,8 +193,14 @@ def host_memory(limit: MemoryLimit | None = None) -> DeviceMemory:
     limit = allocation_limit() if limit is None else limit
     if limit is not None and (not total or limit.limit_bytes < total):
         name = f"this task's memory allocation ({human_bytes(limit.limit_bytes)}, {limit.source})"
-        return DeviceMemory(name, min(free, limit.free_bytes) if free else limit.free_bytes, limit.limit_bytes,
-                            "cpu", None, limit.source)
+        return DeviceMemory(
+            name,
+            min(free, limit.free_bytes) if free else limit.free_bytes,
+            limit.limit_bytes,
+            "cpu",
+            None,
+            limit.source,
+        )
     return DeviceMemory("this computer's memory (RAM)", free, total, "cpu", None)
 
 

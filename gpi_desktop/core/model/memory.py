@@ -52,8 +52,10 @@ def _config_dict(config: Any) -> dict[str, Any]:
     d = config if isinstance(config, dict) else config.to_dict()
     # Multimodal wrappers (Gemma 3, Llama 4, ...) keep the language model's numbers in text_config.
     if "hidden_size" not in d and isinstance(d.get("text_config"), dict):
-        d = {**d["text_config"], "tie_word_embeddings": d.get("tie_word_embeddings", d["text_config"].get(
-            "tie_word_embeddings", False))}
+        d = {
+            **d["text_config"],
+            "tie_word_embeddings": d.get("tie_word_embeddings", d["text_config"].get("tie_word_embeddings", False)),
+        }
     return d
 
 
@@ -198,20 +200,28 @@ class MemoryEstimate:
 
     def with_settings(self, **changes: Any) -> MemoryEstimate:
         """The same model with other settings (dtype, quantization, batch_size, prompt_tokens, max_new_tokens)."""
-        args = {k: getattr(self, k) for k in ("dtype", "quantization", "batch_size", "prompt_tokens",
-                                              "max_new_tokens")}
+        args = {k: getattr(self, k) for k in ("dtype", "quantization", "batch_size", "prompt_tokens", "max_new_tokens")}
         args.update(changes)
         return estimate_memory(self.shape, **args)
 
     def describe(self) -> str:
         prompts = "1 prompt" if self.batch_size == 1 else f"{self.batch_size} prompts"
-        return (f"about {human_bytes(self.total_bytes)} ({human_bytes(self.weights_bytes)} for the model, "
-                f"{human_bytes(self.kv_cache_bytes + self.activations_bytes)} to generate {prompts} at a time)")
+        return (
+            f"about {human_bytes(self.total_bytes)} ({human_bytes(self.weights_bytes)} for the model, "
+            f"{human_bytes(self.kv_cache_bytes + self.activations_bytes)} to generate {prompts} at a time)"
+        )
 
 
-def estimate_memory(config: Any, *, dtype: str, quantization: str | None = None, batch_size: int = 1,
-                    prompt_tokens: int = 512, max_new_tokens: int = 1000, n_params: int | None = None
-                    ) -> MemoryEstimate:
+def estimate_memory(
+    config: Any,
+    *,
+    dtype: str,
+    quantization: str | None = None,
+    batch_size: int = 1,
+    prompt_tokens: int = 512,
+    max_new_tokens: int = 1000,
+    n_params: int | None = None,
+) -> MemoryEstimate:
     """Memory a run needs: weights + KV cache + working memory of the longest forward pass.
 
     `config` is a config dict, a transformers config or a ModelShape;
@@ -236,13 +246,22 @@ def estimate_memory(config: Any, *, dtype: str, quantization: str | None = None,
     # The prompt's forward pass is the peak: residual stream and norms (~4 x hidden), the MLP's gate
     # and up projections (2 x intermediate), attention scores when the kernel materialises them, and
     # the float32 logits of the last position (twice: logits and the argmax/softmax scratch).
-    activations = batch * (t * (4 * shape.hidden_size + 2 * shape.intermediate_size) * b
-                           + shape.num_heads * t * t * b
-                           + 2 * shape.vocab_size * 4)
+    activations = batch * (
+        t * (4 * shape.hidden_size + 2 * shape.intermediate_size) * b
+        + shape.num_heads * t * t * b
+        + 2 * shape.vocab_size * 4
+    )
     return MemoryEstimate(
-        weights_bytes=int(weights), kv_cache_bytes=int(kv), activations_bytes=int(activations),
-        total_bytes=int(weights + kv + activations), shape=shape, dtype=dtype, quantization=quantization,
-        batch_size=batch, prompt_tokens=int(prompt_tokens), max_new_tokens=int(max_new_tokens),
+        weights_bytes=int(weights),
+        kv_cache_bytes=int(kv),
+        activations_bytes=int(activations),
+        total_bytes=int(weights + kv + activations),
+        shape=shape,
+        dtype=dtype,
+        quantization=quantization,
+        batch_size=batch,
+        prompt_tokens=int(prompt_tokens),
+        max_new_tokens=int(max_new_tokens),
     )
 
 
@@ -268,7 +287,6 @@ def _apple_gpu() -> list[DeviceMemory]:
     recommended working set whatever the RAM, and the CPU keeps the rest.
     """
     import torch
-
 
     if not mps_available():
         return []
@@ -307,12 +325,27 @@ class FitVerdict:
     suggestions: list[str] = field(default_factory=list)
 
 
-def max_batch_for_memory(config: Any, *, dtype: str, free_bytes: int, quantization: str | None = None,
-                         prompt_tokens: int = 512, max_new_tokens: int = 1000, n_params: int | None = None,
-                         limit: int = 256) -> int:
+def max_batch_for_memory(
+    config: Any,
+    *,
+    dtype: str,
+    free_bytes: int,
+    quantization: str | None = None,
+    prompt_tokens: int = 512,
+    max_new_tokens: int = 1000,
+    n_params: int | None = None,
+    limit: int = 256,
+) -> int:
     """The largest batch whose estimate fits in `free_bytes` (already the usable share); 0 if none does."""
-    one = estimate_memory(config, dtype=dtype, quantization=quantization, batch_size=1,
-                          prompt_tokens=prompt_tokens, max_new_tokens=max_new_tokens, n_params=n_params)
+    one = estimate_memory(
+        config,
+        dtype=dtype,
+        quantization=quantization,
+        batch_size=1,
+        prompt_tokens=prompt_tokens,
+        max_new_tokens=max_new_tokens,
+        n_params=n_params,
+    )
     room = free_bytes - one.weights_bytes
     if room < one.per_prompt_bytes:
         return 0
@@ -352,8 +385,11 @@ def fit_verdict(estimate: MemoryEstimate, devices: list[DeviceMemory]) -> FitVer
     on_gpu = any(d.kind == "cuda" for d in devices)
     needs = f"The model needs {estimate.describe()}"
     if not devices:
-        return FitVerdict(False, f"{needs}, but no NVIDIA GPU was found.",
-                          ["Choose the CPU as the device (slow), or run on a computer with an NVIDIA GPU."])
+        return FitVerdict(
+            False,
+            f"{needs}, but no NVIDIA GPU was found.",
+            ["Choose the CPU as the device (slow), or run on a computer with an NVIDIA GPU."],
+        )
     fits = estimate.total_bytes <= usable
     if fits:
         sentence = f"{needs}; {_where(devices)} {_has(devices, free)}: it fits."
@@ -364,16 +400,23 @@ def fit_verdict(estimate: MemoryEstimate, devices: list[DeviceMemory]) -> FitVer
     sentence = f"{needs}, but {_where(devices)} {_has(devices, free, 'only ')}: it will not fit as set."
     suggestions: list[str] = []
     if estimate.batch_size > 1:
-        batch = max_batch_for_memory(estimate.shape, dtype=estimate.dtype, quantization=estimate.quantization,
-                                     prompt_tokens=estimate.prompt_tokens, max_new_tokens=estimate.max_new_tokens,
-                                     free_bytes=usable)
+        batch = max_batch_for_memory(
+            estimate.shape,
+            dtype=estimate.dtype,
+            quantization=estimate.quantization,
+            prompt_tokens=estimate.prompt_tokens,
+            max_new_tokens=estimate.max_new_tokens,
+            free_bytes=usable,
+        )
         if batch >= 1:
             suggestions.append(f"Use a batch size of {batch} or less (it is {estimate.batch_size} now).")
     if estimate.max_new_tokens > 1 and estimate.weights_bytes < usable:
         tokens = _max_new_tokens_that_fit(estimate, usable)
         if tokens >= 1:
-            suggestions.append(f"Lower the maximum new tokens to {tokens} or less (it is {estimate.max_new_tokens} "
-                               "now); texts that need more will be cut short.")
+            suggestions.append(
+                f"Lower the maximum new tokens to {tokens} or less (it is {estimate.max_new_tokens} "
+                "now); texts that need more will be cut short."
+            )
     if on_gpu:
         order = {None: 0, "8bit": 1, "4bit": 2}
         for kind, label in (("8bit", "8-bit"), ("4bit", "4-bit")):
@@ -382,26 +425,36 @@ def fit_verdict(estimate: MemoryEstimate, devices: list[DeviceMemory]) -> FitVer
             smaller = estimate.with_settings(quantization=kind)
             if smaller.total_bytes <= usable:
                 needs = "" if quantization_available() else f"; {quantization_missing()}"
-                suggestions.append(f"Load the model in {label} (about {human_bytes(smaller.total_bytes)}; it changes the "
-                                   f"numbers slightly{needs}).")
+                suggestions.append(
+                    f"Load the model in {label} (about {human_bytes(smaller.total_bytes)}; it changes the "
+                    f"numbers slightly{needs})."
+                )
                 break
-        suggestions.append(f"Use a GPU with at least {human_bytes(estimate.total_bytes / USABLE_SHARE)} free: close other "
-                           "programs that use this GPU, or run on another machine.")
+        suggestions.append(
+            f"Use a GPU with at least {human_bytes(estimate.total_bytes / USABLE_SHARE)} free: close other "
+            "programs that use this GPU, or run on another machine."
+        )
     elif any(d.kind == "mps" for d in devices):
         if dtype_bytes(estimate.dtype) == 4:
             half = estimate.with_settings(dtype="float16")
             if half.total_bytes <= usable:
-                suggestions.append(f"Choose bfloat16 or float16 precision (about {human_bytes(half.total_bytes)}; "
-                                   "the numbers change slightly).")
+                suggestions.append(
+                    f"Choose bfloat16 or float16 precision (about {human_bytes(half.total_bytes)}; "
+                    "the numbers change slightly)."
+                )
         # bitsandbytes' 8-/4-bit loading needs CUDA, so it is not offered on a Mac.
-        suggestions.append(f"Close other programs, which share this memory with the GPU, or run on a Mac (or an "
-                           f"NVIDIA GPU) that can give the model at least {human_bytes(estimate.total_bytes / USABLE_SHARE)}.")
+        suggestions.append(
+            f"Close other programs, which share this memory with the GPU, or run on a Mac (or an "
+            f"NVIDIA GPU) that can give the model at least {human_bytes(estimate.total_bytes / USABLE_SHARE)}."
+        )
     else:
         if estimate.dtype in ("float32", "auto") and dtype_bytes(estimate.dtype) == 4:
             half = estimate.with_settings(dtype="bfloat16")
             if half.total_bytes <= usable:
-                suggestions.append(f"Choose bfloat16 precision (about {human_bytes(half.total_bytes)}; slower on some "
-                                   "processors and the numbers change slightly).")
+                suggestions.append(
+                    f"Choose bfloat16 precision (about {human_bytes(half.total_bytes)}; slower on some "
+                    "processors and the numbers change slightly)."
+                )
         suggestions.append(_more_host_memory(devices[0], estimate.total_bytes / USABLE_SHARE))
     suggestions.append("Or choose a smaller model.")
     return FitVerdict(False, sentence, suggestions)
@@ -410,11 +463,15 @@ def fit_verdict(estimate: MemoryEstimate, devices: list[DeviceMemory]) -> FitVer
 def _more_host_memory(host: DeviceMemory, needed: float) -> str:
     """Where more memory comes from: the job script's --mem line in a SLURM task, else another computer."""
     if host.limited_by == SLURM_LIMIT or (host.limited_by and os.environ.get("SLURM_JOB_ID")):  # cgroup = --mem
-        return (f"Ask SLURM for more memory: raise #SBATCH --mem in run.sbatch to at least "
-                f"--mem={math.ceil(needed / (1 << 30))}G (this task has {_slurm_size(host.total_bytes)}), then submit again.")
+        return (
+            f"Ask SLURM for more memory: raise #SBATCH --mem in run.sbatch to at least "
+            f"--mem={math.ceil(needed / (1 << 30))}G (this task has {_slurm_size(host.total_bytes)}), then submit again."
+        )
     if host.limited_by:
         return f"Give this job or container at least {human_bytes(needed)} of memory (its {host.limited_by} is lower)."
-    return f"Run on a computer with an NVIDIA GPU with at least {human_bytes(needed)} of memory, or close other programs."
+    return (
+        f"Run on a computer with an NVIDIA GPU with at least {human_bytes(needed)} of memory, or close other programs."
+    )
 
 
 def _slurm_size(n: int) -> str:
@@ -422,9 +479,18 @@ def _slurm_size(n: int) -> str:
     return f"{n >> 30}G" if n % (1 << 30) == 0 else f"{n >> 20}M"
 
 
-def check_fit(model: str | Path, *, dtype: str = "auto", device: str = "auto", quantization: str | None = None,
-              batch_size: int = 1, prompt_tokens: int = 512, max_new_tokens: int = 1000,
-              revision: str | None = None, token: str | None = None) -> tuple[MemoryEstimate, FitVerdict]:
+def check_fit(
+    model: str | Path,
+    *,
+    dtype: str = "auto",
+    device: str = "auto",
+    quantization: str | None = None,
+    batch_size: int = 1,
+    prompt_tokens: int = 512,
+    max_new_tokens: int = 1000,
+    revision: str | None = None,
+    token: str | None = None,
+) -> tuple[MemoryEstimate, FitVerdict]:
     """Everything at once for the window and `gpi-desktop run`: estimate for `model` on `device`, and the verdict.
 
     'auto' precision counts 4 bytes a number where the run will be on the CPU
@@ -432,7 +498,6 @@ def check_fit(model: str | Path, *, dtype: str = "auto", device: str = "auto", q
     """
 
     if device == "mps":
-
         pick_device(device)  # no Apple GPU here: the run's own plain sentence, not "no NVIDIA GPU"
     devices = available_memory(device)
     on_cpu = not devices or all(d.kind == "cpu" for d in devices)
@@ -440,8 +505,15 @@ def check_fit(model: str | Path, *, dtype: str = "auto", device: str = "auto", q
         dtype = "float32"
     config = fetch_config(model, revision=revision, token=token)
     n_params = count_parameters(model, revision=revision, token=token)
-    estimate = estimate_memory(config, dtype=dtype, quantization=quantization, batch_size=batch_size,
-                               prompt_tokens=prompt_tokens, max_new_tokens=max_new_tokens, n_params=n_params)
+    estimate = estimate_memory(
+        config,
+        dtype=dtype,
+        quantization=quantization,
+        batch_size=batch_size,
+        prompt_tokens=prompt_tokens,
+        max_new_tokens=max_new_tokens,
+        n_params=n_params,
+    )
     return estimate, fit_verdict(estimate, devices)
 
 
@@ -458,10 +530,14 @@ def quantization_missing() -> str:
     An installed program (an installer's bundle) cannot take a pip package; a Python install can.
     """
     if getattr(sys, "frozen", False):
-        return ("this installed program does not include the bitsandbytes package it needs; the Python install "
-                "of GPI Desktop with its quantization extra can (see the README, 'Install on a fresh machine')")
-    return ("this Python environment lacks the bitsandbytes package: install GPI Desktop's quantization extra "
-            "into it (pip install \"gpi-desktop[quantization]\") and start gpi-desktop again")
+        return (
+            "this installed program does not include the bitsandbytes package it needs; the Python install "
+            "of GPI Desktop with its quantization extra can (see the README, 'Install on a fresh machine')"
+        )
+    return (
+        "this Python environment lacks the bitsandbytes package: install GPI Desktop's quantization extra "
+        'into it (pip install "gpi-desktop[quantization]") and start gpi-desktop again'
+    )
 
 
 def quantization_config(kind: str | None) -> BitsAndBytesConfig | None:

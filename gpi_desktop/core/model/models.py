@@ -94,14 +94,18 @@ def resolve_source(model: str) -> ModelSource:
     path = Path(os.path.expanduser(text))
     if path.exists():
         if not path.is_dir():
-            raise ModelError(f"'{text}' is a file, not a model folder; choose the folder that holds config.json and the weights.")
+            raise ModelError(
+                f"'{text}' is a file, not a model folder; choose the folder that holds config.json and the weights."
+            )
         if not (path / "config.json").is_file():
             raise ModelError(
                 f"The folder '{text}' does not hold a model (there is no config.json in it); "
                 "choose the folder that holds config.json and the weight files."
             )
         return ModelSource(text, path.resolve())
-    looks_like_path = text.startswith((".", "/", "~", "\\")) or os.sep in text.replace("/", "") or re.match(r"^[A-Za-z]:", text)
+    looks_like_path = (
+        text.startswith((".", "/", "~", "\\")) or os.sep in text.replace("/", "") or re.match(r"^[A-Za-z]:", text)
+    )
     if looks_like_path or not _HUB_ID.match(text) or text.count("/") > 1:
         raise ModelError(
             f"There is no model folder at '{text}', and it is not a Hugging Face model id (like "
@@ -163,8 +167,9 @@ def hidden_size_of(config: dict[str, Any]) -> int:
     raise ModelError("The model's config.json does not say its hidden size; this kind of model is not supported.")
 
 
-def fetch_model_files(source: ModelSource, *, token: str | None, revision: str | None, state: TaskState,
-                      allow_pickle: bool = False) -> Path:
+def fetch_model_files(
+    source: ModelSource, *, token: str | None, revision: str | None, state: TaskState, allow_pickle: bool = False
+) -> Path:
     """The local folder holding the model: the folder itself, or the hub snapshot (downloaded with progress)."""
     if source.local_path is not None:
         return source.local_path
@@ -227,17 +232,26 @@ def _is_tokenizer_failure(folder: Path, text: str) -> bool:
 def missing_tokenizer_error(folder: Path, name: str) -> ModelError:
     """transformers' five lines for a model without a usable tokenizer file, as one sentence naming the file."""
     if (folder / "tokenizer.json").is_file():
-        return ModelError(f"The tokenizer.json of the model '{name}' cannot be read; it may be damaged or "
-                          "incomplete: copy it again from where the model came from, or download the model again.")
+        return ModelError(
+            f"The tokenizer.json of the model '{name}' cannot be read; it may be damaged or "
+            "incomplete: copy it again from where the model came from, or download the model again."
+        )
     others = sorted(p.name for p in folder.glob("*") if p.name in _CONVERTIBLE_TOKENIZER_FILES)
-    convertible = (f" (its {others[0]} could be converted only with the sentencepiece or tiktoken package installed)"
-                   if others else "")
+    convertible = (
+        f" (its {others[0]} could be converted only with the sentencepiece or tiktoken package installed)"
+        if others
+        else ""
+    )
     if _snapshot_revision(folder) is not None:  # a hub model's files in the cache
-        return ModelError(f"The model {name} has no tokenizer.json{convertible}, so its prompts cannot be turned into "
-                          "tokens: download the model again, or choose a model whose files include one.")
-    return ModelError(f"The model folder '{folder}' has no tokenizer.json{convertible}, so its prompts cannot be turned "
-                      "into tokens: copy tokenizer.json into it from where the model came from (its Hugging Face "
-                      "page, or the folder it was copied from).")
+        return ModelError(
+            f"The model {name} has no tokenizer.json{convertible}, so its prompts cannot be turned into "
+            "tokens: download the model again, or choose a model whose files include one."
+        )
+    return ModelError(
+        f"The model folder '{folder}' has no tokenizer.json{convertible}, so its prompts cannot be turned "
+        "into tokens: copy tokenizer.json into it from where the model came from (its Hugging Face "
+        "page, or the folder it was copied from)."
+    )
 
 
 # Files transformers converts into a tokenizer.json, with sentencepiece or tiktoken.
@@ -271,8 +285,13 @@ def fetch_model(settings: RunSettings, *, token: str | None = None, state: TaskS
     state = state or NullState()
     source = resolve_source(settings.model)
     state.set_status(f"Fetching the model {source.name}…")
-    folder = fetch_model_files(source, token=token, revision=settings.revision, state=state,
-                               allow_pickle=getattr(settings, "allow_pickle_weights", False))
+    folder = fetch_model_files(
+        source,
+        token=token,
+        revision=settings.revision,
+        state=state,
+        allow_pickle=getattr(settings, "allow_pickle_weights", False),
+    )
     config = _checked_config(folder, source.name)
     if not any(p.suffix in WEIGHT_SUFFIXES for p in folder.iterdir() if p.is_file()):
         raise ModelError(
@@ -339,8 +358,14 @@ def _prompt_tokenizer(folder: Path, name: str) -> PromptTokenizer:
     return PromptTokenizer(tokenizer, context_length(config), folder)
 
 
-def load_model(settings: RunSettings, files: ModelFiles | None = None, *, token: str | None = None,
-               state: TaskState | None = None, tokenizer: Any = None) -> LoadedModel:
+def load_model(
+    settings: RunSettings,
+    files: ModelFiles | None = None,
+    *,
+    token: str | None = None,
+    state: TaskState | None = None,
+    tokenizer: Any = None,
+) -> LoadedModel:
     """Load the model for a run's settings from `files` (fetched here when None).
 
     `tokenizer` reuses one already loaded from the same files.
@@ -357,8 +382,9 @@ def load_model(settings: RunSettings, files: ModelFiles | None = None, *, token:
     source, folder, config = files.source, files.folder, files.config
     state.set_status(f"Loading the model on the {_DEVICE_WORDS[device]}…")
     quantization = getattr(settings, "quantization", None)
-    kwargs = _from_pretrained_kwargs(folder, source, device, dtype, quantization,
-                                     allow_pickle=getattr(settings, "allow_pickle_weights", False))
+    kwargs = _from_pretrained_kwargs(
+        folder, source, device, dtype, quantization, allow_pickle=getattr(settings, "allow_pickle_weights", False)
+    )
     # Its own progress bar would write to a console the window does not have; we report progress ourselves.
     hf_logging.disable_progress_bar()
     with plain_load_errors(source.name, folder):
@@ -375,7 +401,11 @@ def load_model(settings: RunSettings, files: ModelFiles | None = None, *, token:
     if device == "cpu":
         model.to("cpu")
     eos_ids = _eos_token_ids(model, tokenizer, source.name)
-    revision = local_model_revision(folder) if source.is_local else (_snapshot_revision(folder) or settings.revision or "unknown")
+    revision = (
+        local_model_revision(folder)
+        if source.is_local
+        else (_snapshot_revision(folder) or settings.revision or "unknown")
+    )
     info = ModelInfo(
         model_id=source.name if not source.is_local else str(source.local_path),
         revision=revision,
@@ -409,8 +439,9 @@ def _import_model_code(folder: Path, quantization: str | None) -> None:
         import transformers.integrations.bitsandbytes  # noqa: F401
 
 
-def _from_pretrained_kwargs(folder: Path, source: ModelSource, device: str, dtype: torch.dtype, quantization: str | None, *,
-                            allow_pickle: bool) -> dict[str, Any]:
+def _from_pretrained_kwargs(
+    folder: Path, source: ModelSource, device: str, dtype: torch.dtype, quantization: str | None, *, allow_pickle: bool
+) -> dict[str, Any]:
     """How transformers is to load the weights: precision, placement, quantization, and safetensors only
     unless pickle weights are allowed (refused in plain words otherwise)."""
     import torch
@@ -485,5 +516,12 @@ def describe_target(model: str, device: str = "auto", token: str | None = None) 
             problem = str(exc)
         else:  # the Hub may answer later (a network, a token): said, not refused
             warning = (warning + " " if warning else "") + str(exc)
-    return TargetInfo(device_name=name, free_bytes=free, on_cpu=dev == "cpu", hidden_size=hidden, warning=warning,
-                      kind=dev, problem=problem)
+    return TargetInfo(
+        device_name=name,
+        free_bytes=free,
+        on_cpu=dev == "cpu",
+        hidden_size=hidden,
+        warning=warning,
+        kind=dev,
+        problem=problem,
+    )

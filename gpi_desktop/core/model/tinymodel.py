@@ -72,24 +72,50 @@ class TinySpec:
 
 # Llama-3.1-8B(-Instruct)'s config.json, less its token ids and what only loading needs.
 LLAMA_31_8B_CONFIG: dict[str, Any] = {
-    "vocab_size": 128256, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
-    "num_attention_heads": 32, "num_key_value_heads": 8, "max_position_embeddings": 131072, "rms_norm_eps": 1e-5,
-    "hidden_act": "silu", "rope_theta": 500000.0, "tie_word_embeddings": False,
-    "rope_scaling": {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                     "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+    "vocab_size": 128256,
+    "hidden_size": 4096,
+    "intermediate_size": 14336,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "max_position_embeddings": 131072,
+    "rms_norm_eps": 1e-5,
+    "hidden_act": "silu",
+    "rope_theta": 500000.0,
+    "tie_word_embeddings": False,
+    "rope_scaling": {
+        "factor": 8.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 8192,
+        "rope_type": "llama3",
+    },
 }
 
 
 def llama_31_8b_spec(**changes: Any) -> TinySpec:
     """Llama-3.1-8B's exact shape (every weight matrix, the 128256-row output layer) with a small tokenizer."""
     c = LLAMA_31_8B_CONFIG
-    shaped = {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-              "num_key_value_heads", "max_position_embeddings"}
-    spec = TinySpec(architecture="llama", hidden_size=c["hidden_size"], intermediate_size=c["intermediate_size"],
-                    num_layers=c["num_hidden_layers"], num_heads=c["num_attention_heads"],
-                    num_kv_heads=c["num_key_value_heads"], max_positions=c["max_position_embeddings"],
-                    model_vocab_size=c["vocab_size"],
-                    extra_config=tuple((k, v) for k, v in c.items() if k not in shaped))
+    shaped = {
+        "vocab_size",
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "max_position_embeddings",
+    }
+    spec = TinySpec(
+        architecture="llama",
+        hidden_size=c["hidden_size"],
+        intermediate_size=c["intermediate_size"],
+        num_layers=c["num_hidden_layers"],
+        num_heads=c["num_attention_heads"],
+        num_kv_heads=c["num_key_value_heads"],
+        max_positions=c["max_position_embeddings"],
+        model_vocab_size=c["vocab_size"],
+        extra_config=tuple((k, v) for k, v in c.items() if k not in shaped),
+    )
     return replace(spec, **changes)
 
 
@@ -128,10 +154,17 @@ def tiny_model(spec: TinySpec = TinySpec()) -> tuple[Any, Any]:
     config_class: type[LlamaConfig] | type[Qwen2Config]
 
     if spec.architecture == "llama":
-        specials = ["<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>", "<|start_header_id|>",
-                    "<|end_header_id|>", "<|finetune_right_pad_id|>"]
-        tokenizer = _train_tokenizer(spec.vocab_size, specials, "<|begin_of_text|>", "<|eot_id|>",
-                                     "<|finetune_right_pad_id|>")
+        specials = [
+            "<|begin_of_text|>",
+            "<|end_of_text|>",
+            "<|eot_id|>",
+            "<|start_header_id|>",
+            "<|end_header_id|>",
+            "<|finetune_right_pad_id|>",
+        ]
+        tokenizer = _train_tokenizer(
+            spec.vocab_size, specials, "<|begin_of_text|>", "<|eot_id|>", "<|finetune_right_pad_id|>"
+        )
         tokenizer.chat_template = spec.chat_template or LLAMA3_TEMPLATE
         eos_tokens = ["<|end_of_text|>", "<|eot_id|>"]
         config_class = LlamaConfig
@@ -167,7 +200,7 @@ def tiny_model(spec: TinySpec = TinySpec()) -> tuple[Any, Any]:
         model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, spec.dtype))
     with torch.no_grad():
         head = model.get_output_embeddings().weight
-        head[len(tokenizer):] = 0
+        head[len(tokenizer) :] = 0
         for i in eos_ids if spec.eos_boost else ():
             head[i] *= spec.eos_boost
     model.generation_config = GenerationConfig(

@@ -73,19 +73,24 @@ class Comparison:
 
     @property
     def identical_results(self) -> bool:
-        return (self.identical_texts == self.rows[0] and self.vectors is not None
-                and self.vectors.max_abs_difference == 0.0)
+        return (
+            self.identical_texts == self.rows[0] and self.vectors is not None and self.vectors.max_abs_difference == 0.0
+        )
 
     def verdict(self) -> str:
         if self.made_the_same_way and self.identical_results:
             return "An exact replication: made the same way, with identical texts and identical vectors."
         if self.made_the_same_way and self.machine is not None and self.machine.same is False:
-            return ("Made the same way, but computed differently (see 'Computed with'): the bytes depend on the "
-                    "CPU's instruction set, the kernel library and the thread count besides the inputs and settings, "
-                    "so the last digits can differ, and rarely a token.")
+            return (
+                "Made the same way, but computed differently (see 'Computed with'): the bytes depend on the "
+                "CPU's instruction set, the kernel library and the thread count besides the inputs and settings, "
+                "so the last digits can differ, and rarely a token."
+            )
         if self.made_the_same_way:
-            return ("Made the same way, but the results are not identical (a near replication: other hardware, "
-                    "library versions or batch sizes can change the last digits, and rarely a token).")
+            return (
+                "Made the same way, but the results are not identical (a near replication: other hardware, "
+                "library versions or batch sizes can change the last digits, and rarely a token)."
+            )
         unknown = [a.name for a in self.aspects if a.same is None]
         differ = [a.name for a in self.aspects if a.same is False]
         parts = []
@@ -113,8 +118,10 @@ class Comparison:
             out.append(f"Vectors: cannot be compared ({self.vector_problem}).")
         else:
             v = self.vectors
-            out.append(f"Vectors: largest |difference| {v.max_abs_difference:.3g}; cosine similarity per row "
-                       f"mean {v.mean_cosine:.8f}, lowest {v.min_cosine:.8f} (row {v.least_similar_row}).")
+            out.append(
+                f"Vectors: largest |difference| {v.max_abs_difference:.3g}; cosine similarity per row "
+                f"mean {v.mean_cosine:.8f}, lowest {v.min_cosine:.8f} (row {v.least_similar_row})."
+            )
         return out
 
 
@@ -169,36 +176,68 @@ def _aspects(ma: dict[str, Any], mb: dict[str, Any]) -> list[Aspect]:
         s = get(m, "settings")
         if s is _MISSING:
             return _MISSING
-        return {k: v for k, v in s.items() if k not in _NEUTRAL_SETTINGS and k not in ("template", "instruction",
-                                                                                        "add_generation_prompt",
-                                                                                        "system_role_fallback")}
+        return {
+            k: v
+            for k, v in s.items()
+            if k not in _NEUTRAL_SETTINGS
+            and k not in ("template", "instruction", "add_generation_prompt", "system_role_fallback")
+        }
 
     sa, sb = settings(ma), settings(mb)
     if sa is _MISSING or sb is _MISSING:
-        settings_aspect = Aspect("Settings", None, "recorded" if sa is not _MISSING else NOT_RECORDED,
-                                 "recorded" if sb is not _MISSING else NOT_RECORDED)
+        settings_aspect = Aspect(
+            "Settings",
+            None,
+            "recorded" if sa is not _MISSING else NOT_RECORDED,
+            "recorded" if sb is not _MISSING else NOT_RECORDED,
+        )
     elif sa == sb:
         settings_aspect = Aspect("Settings", True, _settings_words(sa), "")
     else:
         keys = sorted(k for k in set(sa) | set(sb) if sa.get(k) != sb.get(k))
-        settings_aspect = Aspect("Settings", False, "; ".join(f"{k}={sa.get(k)!r}" for k in keys),
-                                 "; ".join(f"{k}={sb.get(k)!r}" for k in keys))
+        settings_aspect = Aspect(
+            "Settings",
+            False,
+            "; ".join(f"{k}={sa.get(k)!r}" for k in keys),
+            "; ".join(f"{k}={sb.get(k)!r}" for k in keys),
+        )
     return [
         aspect("Model", ("model", "model_id")),
         aspect("Revision", ("model", "revision")),
-        aspect("Precision", ("model", "precision"), ("model", "quantization"),
-               words=lambda v: f"{v[0]}" + (f", quantized {v[1]}" if v[1] else "")),
-        aspect("Template", ("prompt_template", "template_sha256"), ("settings", "template"),
-               ("settings", "system_role_fallback"), ("settings", "instruction"),
-               words=lambda v: f"template sha256 {str(v[0])[:12]}…, {v[1]} formatting, instruction \"{v[3]}\""),
-        aspect("Template date", ("prompt_template", "date"), ("prompt_template", "date_used_by_template"),
-               words=lambda v: f"{v[0]}, {'used by the template' if v[1] else 'not used by the template'}"),
+        aspect(
+            "Precision",
+            ("model", "precision"),
+            ("model", "quantization"),
+            words=lambda v: f"{v[0]}" + (f", quantized {v[1]}" if v[1] else ""),
+        ),
+        aspect(
+            "Template",
+            ("prompt_template", "template_sha256"),
+            ("settings", "template"),
+            ("settings", "system_role_fallback"),
+            ("settings", "instruction"),
+            words=lambda v: f'template sha256 {str(v[0])[:12]}…, {v[1]} formatting, instruction "{v[3]}"',
+        ),
+        aspect(
+            "Template date",
+            ("prompt_template", "date"),
+            ("prompt_template", "date_used_by_template"),
+            words=lambda v: f"{v[0]}, {'used by the template' if v[1] else 'not used by the template'}",
+        ),
         settings_aspect,
-        aspect("Input file", ("input", "sha256"), ("input", "column"), ("input", "rows"),
-               words=lambda v: f"sha256 {str(v[0])[:12]}…, column '{v[1]}', {v[2]} rows"),
+        aspect(
+            "Input file",
+            ("input", "sha256"),
+            ("input", "column"),
+            ("input", "rows"),
+            words=lambda v: f"sha256 {str(v[0])[:12]}…, column '{v[1]}', {v[2]} rows",
+        ),
         # Recorded for a workbook of several sheets only: its bytes do not say which sheet held the prompts.
-        *([aspect("Input sheet", ("input", "sheet"))]
-          if any(get(m, "input", "sheet") is not _MISSING for m in (ma, mb)) else []),
+        *(
+            [aspect("Input sheet", ("input", "sheet"))]
+            if any(get(m, "input", "sheet") is not _MISSING for m in (ma, mb))
+            else []
+        ),
         _token_ids_aspect(get(ma, "prompt_tokens", "token_ids_sha256"), get(mb, "prompt_tokens", "token_ids_sha256")),
     ]
 
@@ -206,8 +245,12 @@ def _aspects(ma: dict[str, Any], mb: dict[str, Any]) -> list[Aspect]:
 def _token_ids_aspect(a: Any, b: Any) -> Aspect:
     name = "Model input (every row's token ids)"
     if not isinstance(a, list) or not isinstance(b, list) or not all(a) or not all(b):
-        return Aspect(name, None, "recorded" if isinstance(a, list) and all(a) else NOT_RECORDED,
-                      "recorded" if isinstance(b, list) and all(b) else NOT_RECORDED)
+        return Aspect(
+            name,
+            None,
+            "recorded" if isinstance(a, list) and all(a) else NOT_RECORDED,
+            "recorded" if isinstance(b, list) and all(b) else NOT_RECORDED,
+        )
     if a == b:
         return Aspect(name, True, f"the same tokens for all {len(a):,} rows", "")
     if len(a) != len(b):
@@ -239,8 +282,9 @@ def _texts(folder: Path, manifest: dict[str, Any]) -> list[str]:
         frame = pd.read_csv(folder / name, encoding="utf-8-sig", dtype=str, keep_default_na=False)
         return cast("list[str]", frame["generated text"].tolist())
     except (OSError, ValueError, KeyError) as error:
-        raise InputError(f"The texts file {name} in '{folder}' cannot be read ({error}): copy the export again.") \
-            from None
+        raise InputError(
+            f"The texts file {name} in '{folder}' cannot be read ({error}): copy the export again."
+        ) from None
 
 
 def _vector_difference(a: Path, b: Path, state: TaskState) -> tuple[VectorDifference | None, str]:

@@ -55,10 +55,20 @@ CSV_COLUMNS = ("row", "prompt", "generated text", "tokens", "stop reason", "prom
 # Names a fresh folder may hold without counting as "not empty".
 DEFAULT_ALLOWED_NAMES = frozenset({RUN_DIR_NAME, ".DS_Store", "Thumbs.db", "desktop.ini"})
 # Keys this module adds to the caller's manifest fields.
-MANIFEST_KEYS = ("format", "counts", "hidden_size", "rows_pooled_from_step0", "rows_hit_token_limit", "files", "sha256",
-                 "prompt_tokens")
+MANIFEST_KEYS = (
+    "format",
+    "counts",
+    "hidden_size",
+    "rows_pooled_from_step0",
+    "rows_hit_token_limit",
+    "files",
+    "sha256",
+    "prompt_tokens",
+)
 
-DISK_FULL_MESSAGE = "The disk is full while writing the export: free some space, then export again; finished prompts are kept."
+DISK_FULL_MESSAGE = (
+    "The disk is full while writing the export: free some space, then export again; finished prompts are kept."
+)
 
 
 @dataclass(frozen=True)
@@ -86,7 +96,8 @@ def check_output_folder(
         if others and not overwrite:
             raise OutputFolderError(
                 f"'{folder}' is not empty (it holds '{others[0]}'"
-                + (f" and {len(others) - 1} more" if len(others) > 1 else "") + ")",
+                + (f" and {len(others) - 1} more" if len(others) > 1 else "")
+                + ")",
                 remedy=Remedy.EMPTY_FOLDER_OR_REPLACE,
             )
         return
@@ -96,11 +107,14 @@ def check_output_folder(
     if not parent.is_dir():
         raise OutputFolderError(f"'{folder}' cannot be created because '{parent}' is a file: choose another folder.")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputFolderError(f"You may not create '{folder}' inside '{parent}': choose another folder for the results.")
+        raise OutputFolderError(
+            f"You may not create '{folder}' inside '{parent}': choose another folder for the results."
+        )
 
 
-def holds_only_this_export(folder: Path | str, export: ExportSettings, n_rows: int,
-                           allow_names: Collection[str] = DEFAULT_ALLOWED_NAMES) -> bool:
+def holds_only_this_export(
+    folder: Path | str, export: ExportSettings, n_rows: int, allow_names: Collection[str] = DEFAULT_ALLOWED_NAMES
+) -> bool:
     """Whether every file in `folder` is one this export writes, or a temporary file of one.
 
     That is what an export interrupted at any moment leaves (with or without its
@@ -147,8 +161,11 @@ def write_export(
 
     writer = _Writer(folder, state, total=len(ordered) + 4)
     try:
-        with plain_os_errors(DISK_FULL_MESSAGE, f"The export could not be written in '{folder}' ({{reason}}): "
-                             "check that you may write there, then export again."):
+        with plain_os_errors(
+            DISK_FULL_MESSAGE,
+            f"The export could not be written in '{folder}' ({{reason}}): "
+            "check that you may write there, then export again.",
+        ):
             if not folder.is_dir():
                 folder.mkdir(parents=True)
                 writer.created_dirs.append(folder)
@@ -216,10 +233,15 @@ def remove_hidden_files(folder: Path, prefix: str, also: Collection[str] = ()) -
 
 
 def _write_all(
-    writer: _Writer, folder: Path, ordered: list[PromptResult], table: PromptTable, export: ExportSettings,
+    writer: _Writer,
+    folder: Path,
+    ordered: list[PromptResult],
+    table: PromptTable,
+    export: ExportSettings,
     hidden_size: int,
 ) -> None:
     import pandas as pd
+
     for result in ordered:
         writer.write_bytes(hidden_file_name(export, result.row), hidden_tensor_bytes(result.vector, hidden_size))
 
@@ -236,8 +258,11 @@ def _write_all(
     writer.write_bytes(f"{export.save_name}.csv", _csv_bytes(ordered, table))
 
     with writer.open(MATRIX_NAME) as handle:
-        header = {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")), "fortran_order": False,
-                  "shape": (len(ordered), hidden_size)}
+        header = {
+            "descr": np.lib.format.dtype_to_descr(np.dtype("<f4")),
+            "fortran_order": False,
+            "shape": (len(ordered), hidden_size),
+        }
         np.lib.format.write_array_header_1_0(handle, header)  # what np.save writes, streamed
         for result in ordered:
             handle.write(np.asarray(result.vector, dtype="<f4").tobytes())
@@ -250,6 +275,7 @@ def _fresh(text: str) -> str:
 
 def _csv_bytes(ordered: list[PromptResult], table: PromptTable) -> bytes:
     import pandas as pd
+
     frame = pd.DataFrame(
         {
             "row": [r.row for r in ordered],
@@ -269,7 +295,10 @@ def _csv_bytes(ordered: list[PromptResult], table: PromptTable) -> bytes:
 
 
 def _manifest(
-    fields: dict[str, Any], ordered: list[PromptResult], export: ExportSettings, hidden_size: int,
+    fields: dict[str, Any],
+    ordered: list[PromptResult],
+    export: ExportSettings,
+    hidden_size: int,
     sha256: dict[str, str],
 ) -> bytes:
     step0 = [r.row for r in ordered if r.pooled_from_step0]
@@ -312,7 +341,9 @@ def _remove_previous_export(folder: Path, export: ExportSettings) -> None:
     (folder / MANIFEST_NAME).unlink(missing_ok=True)
     names = {MATRIX_NAME, f"{export.save_name}.pkl", f"{export.save_name}.csv"}
     names |= {n for n in previous if isinstance(n, str) and re.fullmatch(r"[^/\\]+\.(pkl|csv|npy)", n)}
-    hidden_names = {n.split("/", 1)[1] for n in previous if isinstance(n, str) and re.fullmatch(r"hidden/[^/\\]+\.pt", n)}
+    hidden_names = {
+        n.split("/", 1)[1] for n in previous if isinstance(n, str) and re.fullmatch(r"hidden/[^/\\]+\.pt", n)
+    }
     for name in names:
         (folder / name).unlink(missing_ok=True)
     for path in folder.glob(TEMP_PREFIX + "*"):
@@ -328,8 +359,6 @@ class _HashingFile:
     def write(self, data: bytes) -> int:
         self.digest.update(data)
         return self.handle.write(data)
-
-
 
 
 class _Writer:
@@ -374,8 +403,9 @@ class _Writer:
         self.sha256[name] = hashing.digest.hexdigest()
         self.done += 1
         if self.done % self._every == 0 or self.done == self.total:
-            self.state.set_progress(Progress(self.done, self.total, message=f"Writing the export: {name}",
-                                             kind=ProgressKind.STEPS))
+            self.state.set_progress(
+                Progress(self.done, self.total, message=f"Writing the export: {name}", kind=ProgressKind.STEPS)
+            )
 
     def make_durable(self) -> None:
         """Flush the files, then their renames, to disk before the manifest claims completeness.
@@ -404,5 +434,3 @@ class _Writer:
                 folder.rmdir()
             except OSError:
                 pass
-
-

@@ -106,14 +106,22 @@ class JobSession:
     output: Path | None = None  # the export (or shard) folder where it is known before the run: the command line's
 
     @classmethod
-    def in_output_folder(cls, spec: JobSpec, table: PromptTable, out: Path, *, shard: Shard | None = None,
-                         token: str | None = None) -> JobSession:
+    def in_output_folder(
+        cls, spec: JobSpec, table: PromptTable, out: Path, *, shard: Shard | None = None, token: str | None = None
+    ) -> JobSession:
         """The command line's session: the journal in `out`/.gpi-run, the export (or shard folder) in `out`."""
         return cls(JobRun(spec, table, Path(out) / RUN_DIR_NAME, shard, token), Path(out))
 
     @classmethod
-    def in_runs_folder(cls, spec: JobSpec, table: PromptTable, runs_dir: Path, elsewhere: Sequence[Path] = (), *,
-                       token: str | None = None) -> JobSession:
+    def in_runs_folder(
+        cls,
+        spec: JobSpec,
+        table: PromptTable,
+        runs_dir: Path,
+        elsewhere: Sequence[Path] = (),
+        *,
+        token: str | None = None,
+    ) -> JobSession:
         """The window's session: the journal in `runs_dir`/<job hash> (or an older runs folder that has it)."""
         return cls(JobRun(spec, table, job_journal_folder(runs_dir, spec, table, elsewhere), token=token))
 
@@ -179,8 +187,12 @@ class JobSession:
         same_job = RunJournal.holds_job(self.work_dir, self.key)
         out = self.output
         assert out is not None
-        own = (policy is ResumePolicy.CONTINUE and same_job and out.is_dir()
-               and holds_only_this_export(out, self.spec.export, len(self.table), {RUN_DIR_NAME}))
+        own = (
+            policy is ResumePolicy.CONTINUE
+            and same_job
+            and out.is_dir()
+            and holds_only_this_export(out, self.spec.export, len(self.table), {RUN_DIR_NAME})
+        )
         self._check_output(policy, own_export=own)
         if policy is ResumePolicy.REPLACE_STALE:
             if self.work_dir.exists() and not same_job:
@@ -218,8 +230,9 @@ class JobSession:
         """Run the job into its journal (core/job/job.py's run_job): prepare, then generate."""
         return job.run_job(self.run_of, state, policy, memory)
 
-    def export(self, outcome: RunOutcome, state: TaskState, *, folder: Path | None = None,
-               replace: bool = False) -> Path:
+    def export(
+        self, outcome: RunOutcome, state: TaskState, *, folder: Path | None = None, replace: bool = False
+    ) -> Path:
         """Write the export (or the shard folder) into `folder` (default: the session's output folder).
 
         The folder is held while it is written, except the output folder of a WHOLE_JOB session: call
@@ -239,7 +252,12 @@ class JobSession:
                     held.enter_context(hold_folder(target))
                 state.set_status("Writing the export folder…")
                 # Not replacing (a fresh run): the export checks the folder again and refuses another job's files.
-                job.export_run(outcome, target, overwrite=replace, state=state,
-                               allow_names={RUN_DIR_NAME} if target == self.output else frozenset())
+                job.export_run(
+                    outcome,
+                    target,
+                    overwrite=replace,
+                    state=state,
+                    allow_names={RUN_DIR_NAME} if target == self.output else frozenset(),
+                )
         RunJournal.discard(self.work_dir)  # the export holds everything now; the journal would only take disk space
         return target

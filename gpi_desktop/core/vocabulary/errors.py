@@ -28,10 +28,13 @@ class Remedy(Enum):
     RESUME_OR_ANOTHER_FOLDER = "continue it, or start over in another folder"
     START_OVER = "start it over"
     FREE_SPACE_AND_RESUME = "free some space, then continue the run; finished prompts are kept"
-    MERGE_MIXED_DEVICES = ("run that shard again on the same kind of machine, or merge the shards anyway; the manifest "
-                           "then records each shard's device")
-    TOKEN_FOR_THIS_SESSION = ("set the HF_TOKEN environment variable, log in with 'hf auth login', or give the token "
-                              "for this session only")
+    MERGE_MIXED_DEVICES = (
+        "run that shard again on the same kind of machine, or merge the shards anyway; the manifest "
+        "then records each shard's device"
+    )
+    TOKEN_FOR_THIS_SESSION = (
+        "set the HF_TOKEN environment variable, log in with 'hf auth login', or give the token for this session only"
+    )
     RUN_ANYWAY = "run anyway, if you know it fits"
     PICK_COLUMN = "pick the text column"
     PICK_DUPLICATE_COLUMN = "pick the one that holds the prompts, or rename one in the file"
@@ -41,8 +44,9 @@ class Remedy(Enum):
     MATCH_BY_ID = "match the rows by an ID column"
     EMPTY_REPORT_FOLDER_OR_REPLACE = "choose an empty folder for the report, or allow replacing an earlier report"
     WAIT_FOR_OTHER_RUN = "wait for it to finish, or stop it first"
-    SAFETENSORS_OR_ALLOW_PICKLE = ("use a copy with .safetensors weights, or allow pickle weights only if you trust "
-                                   "where the model came from")
+    SAFETENSORS_OR_ALLOW_PICKLE = (
+        "use a copy with .safetensors weights, or allow pickle weights only if you trust where the model came from"
+    )
 
 
 RemedyWords = Mapping[Remedy, str]  # a front end's own wording of each remedy

@@ -44,7 +44,9 @@ def progress_parts(p: Progress) -> list[str]:
         parts.append(f"{p.tokens_per_second:,.1f} tokens per second")
     left = p.seconds_left
     if left is not None:
-        parts.append(f"at most {human_duration(left)} left" if p.left_is_bound else f"about {human_duration(left)} left")
+        parts.append(
+            f"at most {human_duration(left)} left" if p.left_is_bound else f"about {human_duration(left)} left"
+        )
     elif p.done and p.done >= p.total:
         parts.append(f"took {human_duration(p.seconds_elapsed)}")
     return parts

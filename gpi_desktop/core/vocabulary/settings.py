@@ -105,7 +105,9 @@ class ExportSettings:
     def validate(self) -> ExportSettings:
         for label, value in (("file prefix", self.prefix), ("texts file name", self.save_name)):
             if any(c in value for c in '/\\:*?"<>|') or value in (".", ".."):
-                raise SettingsError(f"The {label} '{value}' cannot be used in a file name; use letters, digits, - and _.")
+                raise SettingsError(
+                    f"The {label} '{value}' cannot be used in a file name; use letters, digits, - and _."
+                )
         if not self.save_name:
             raise SettingsError("The texts file name is empty; the gpi_pack default is 'generated_texts'.")
         return self

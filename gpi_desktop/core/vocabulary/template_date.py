@@ -34,8 +34,20 @@ from gpi_desktop.core.vocabulary.hf_lock import TRANSFORMERS_LOCK
 DATE_FORMAT = "YYYY-MM-DD"
 _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-           "November", "December")
+_MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 # What the C locale gives for the locale-dependent composite directives.
 _C_COMPOSITES = {"c": "%a %b %e %H:%M:%S %Y", "x": "%m/%d/%y", "X": "%H:%M:%S"}
 _DIRECTIVE = re.compile(r"%([-_0^#]?)([A-Za-z%])")

@@ -1,4 +1,4 @@
-""""Prepare for a cluster" (write a SLURM job folder) and "Merge cluster results" (shard folders -> one export).
+""" "Prepare for a cluster" (write a SLURM job folder) and "Merge cluster results" (shard folders -> one export).
 
 Both are thin: the job folder comes from core.cluster.sbatch.write_job_folder, the
 merge from core.cluster.shards.merge_shards, run in a TaskRunner worker so the window
@@ -49,8 +49,10 @@ _ERROR_STYLE = "color: #b00020;"
 def _merge_failure(error: BaseException) -> str:
     if isinstance(error, NoResultsFolderError) and not error.job_folder:
         # The command line's words (shard.json, --shard) mean nothing in the window: speak of the job's folders.
-        return (f"'{error.folder}' is neither a job folder made by \u201cPrepare for a cluster\u201d nor one of its "
-                "result folders (shards/1, shards/2, \u2026): choose the job folder you copied back from the cluster.")
+        return (
+            f"'{error.folder}' is neither a job folder made by \u201cPrepare for a cluster\u201d nor one of its "
+            "result folders (shards/1, shards/2, \u2026): choose the job folder you copied back from the cluster."
+        )
     return failure_sentence(error, "The shards could not be merged")
 
 
@@ -131,8 +133,10 @@ class PrepareClusterDialog(_WorkerDialog):
         self.gpus = QSpinBox()
         self.gpus.setRange(0, 16)
         self.gpus.setValue(defaults.gpus_per_task)
-        self.gpus.setToolTip("GPUs each task asks for; 0 runs on the CPU only (needed on a CPU-only partition). "
-                             "A 70B model needs several.")
+        self.gpus.setToolTip(
+            "GPUs each task asks for; 0 runs on the CPU only (needed on a CPU-only partition). "
+            "A 70B model needs several."
+        )
         self.gpu_type = QLineEdit()
         self.gpu_type.setPlaceholderText("optional, e.g. a100 (some clusters require a type)")
         self.gpu_option = QComboBox()
@@ -152,7 +156,9 @@ class PrepareClusterDialog(_WorkerDialog):
         self.cpus.setValue(defaults.cpus_per_task)
         self.cache = QLineEdit()
         self.cache.setPlaceholderText("empty: the cluster's default (~/.cache/huggingface)")
-        self.cache.setToolTip("Where the model's files are (or will be downloaded) on the cluster, e.g. a scratch folder.")
+        self.cache.setToolTip(
+            "Where the model's files are (or will be downloaded) on the cluster, e.g. a scratch folder."
+        )
         self.partition = QLineEdit()
         self.partition.setPlaceholderText("optional, as your cluster's help pages name it")
         self.account = QLineEdit()
@@ -162,8 +168,9 @@ class PrepareClusterDialog(_WorkerDialog):
         self.command = QLineEdit(defaults.command)
         self.command.setToolTip("How GPI Desktop is started on the cluster.")
         self.setup = QPlainTextEdit()
-        self.setup.setPlaceholderText("optional commands run first, for example:\nmodule load cuda\n"
-                                      "source ~/gpi/bin/activate")
+        self.setup.setPlaceholderText(
+            "optional commands run first, for example:\nmodule load cuda\nsource ~/gpi/bin/activate"
+        )
         self.setup.setFixedHeight(70)
         self.folder = QLineEdit(str(prompts.parent / f"{prompts.stem}-cluster-job"))
         choose = QPushButton("Choose…")
@@ -289,8 +296,12 @@ class PrepareClusterDialog(_WorkerDialog):
         except GpiError as error:
             return self._fail(window_sentence(error))
         spec = self.spec
-        return (Operation(self.runner, lambda state: _write_job_folder(Path(folder), spec, cluster, state))
-                .success(self._on_written).failure(self._on_failed).start())
+        return (
+            Operation(self.runner, lambda state: _write_job_folder(Path(folder), spec, cluster, state))
+            .success(self._on_written)
+            .failure(self._on_failed)
+            .start()
+        )
 
     def _on_written(self, job) -> None:
         self.job_folder = job
@@ -302,11 +313,12 @@ class PrepareClusterDialog(_WorkerDialog):
 
     def _on_failed(self, error: BaseException) -> None:
         if isinstance(error, OSError) and not isinstance(error, GpiError):
-            self._fail(f"The job folder could not be written ({getattr(error, 'strerror', None) or error}): "
-                       "choose a folder where you may write.")
+            self._fail(
+                f"The job folder could not be written ({getattr(error, 'strerror', None) or error}): "
+                "choose a folder where you may write."
+            )
         else:
             self._fail(failure_sentence(error, "The job folder could not be written"))
-
 
     def _fail(self, text: str) -> bool:
         self.error.setText(text)
@@ -356,8 +368,10 @@ class MergeShardsDialog(_WorkerDialog):
         form.addRow("Job or shards folder:", _folder_row(self.shards, choose_shards))
         form.addRow("Export folder (new or empty):", _folder_row(self.out, choose_out))
         self.allow_mixed = QCheckBox("Merge shards that ran on different devices or precisions")
-        self.allow_mixed.setToolTip("Greedy texts can differ between a GPU and a CPU, or bfloat16 and float32; "
-                                    "the manifest records each shard's device.")
+        self.allow_mixed.setToolTip(
+            "Greedy texts can differ between a GPU and a CPU, or bfloat16 and float32; "
+            "the manifest records each shard's device."
+        )
         form.addRow("", self.allow_mixed)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
@@ -397,12 +411,18 @@ class MergeShardsDialog(_WorkerDialog):
             return False
         self._show("Merging…")
         allow_mixed = self.allow_mixed.isChecked()
-        merging = Operation(self.runner, lambda state: merge_shards([Path(shards)], Path(out), state=state,
-                                                                    allow_mixed_devices=allow_mixed))
-        return (merging.on_progress(self._on_progress).on_status(self._show).success(self._on_merged)
-                .failure(lambda error: self._show(_merge_failure(error), error=True))
-                .on_cancelled(lambda: self._show("Stopped; nothing was written. Press Merge to start again."))
-                .start())
+        merging = Operation(
+            self.runner,
+            lambda state: merge_shards([Path(shards)], Path(out), state=state, allow_mixed_devices=allow_mixed),
+        )
+        return (
+            merging.on_progress(self._on_progress)
+            .on_status(self._show)
+            .success(self._on_merged)
+            .failure(lambda error: self._show(_merge_failure(error), error=True))
+            .on_cancelled(lambda: self._show("Stopped; nothing was written. Press Merge to start again."))
+            .start()
+        )
 
     def is_busy(self) -> bool:
         return self.runner.is_busy()
@@ -420,8 +440,10 @@ class MergeShardsDialog(_WorkerDialog):
         self.summary = summary
         self.progress.setRange(0, 1)
         self.progress.setValue(1)
-        self._show(f"Merged {summary.n_rows:,} texts and hidden states into {summary.folder}. "
-                   "It is the same export folder a run on one machine writes, ready for gpi_pack.")
+        self._show(
+            f"Merged {summary.n_rows:,} texts and hidden states into {summary.folder}. "
+            "It is the same export folder a run on one machine writes, ready for gpi_pack."
+        )
         self.merged.emit(summary)
 
     def _show(self, text: str, *, error: bool = False) -> None:
@@ -439,7 +461,6 @@ class MergeShardsDialog(_WorkerDialog):
         folder = QFileDialog.getExistingDirectory(self, "A new or empty folder for the export", self.out.text())
         if folder:
             self.out.setText(folder)
-
 
 
 def install_cluster_menu(window: QMainWindow, current_job: Callable[[], tuple[object, int] | str]) -> None:

@@ -73,8 +73,7 @@ def missing_packages(loads=None) -> list[str]:
     return [package for soname, package in XCB_LIBRARIES if not loads(soname)]
 
 
-def check_display_libraries(environ: os._Environ | dict = os.environ, platform: str = sys.platform,
-                            loads=None) -> None:
+def check_display_libraries(environ: os._Environ | dict = os.environ, platform: str = sys.platform, loads=None) -> None:
     """Raise DisplayError (one sentence naming the packages) when the X11 plugin would abort for want of them."""
     if not uses_xcb(environ, platform):
         return
@@ -84,7 +83,10 @@ def check_display_libraries(environ: os._Environ | dict = os.environ, platform: 
         raise DisplayError(
             f"The window needs {'system libraries' if len(missing) > 1 else 'a system library'} that this computer lacks: "
             f"install {'them' if len(missing) > 1 else 'it'} with `sudo apt install {names}` "
-            "(as Debian and Ubuntu name them) and start gpi-desktop again.")
+            "(as Debian and Ubuntu name them) and start gpi-desktop again."
+        )
     if not environ.get("DISPLAY"):
-        raise DisplayError("There is no display to open the window on: start gpi-desktop from the desktop, or use "
-                           "`gpi-desktop run` on a server (see `gpi-desktop run --help`).")
+        raise DisplayError(
+            "There is no display to open the window on: start gpi-desktop from the desktop, or use "
+            "`gpi-desktop run` on a server (see `gpi-desktop run --help`)."
+        )

@@ -29,7 +29,7 @@ def linkify(text: str) -> str:
     out, last = [], 0
     for match in _URL.finditer(text):
         url = match.group(0).rstrip(".")
-        out.append(html.escape(text[last:match.start()], quote=False))
+        out.append(html.escape(text[last : match.start()], quote=False))
         out.append(f'<a href="{html.escape(url)}">{html.escape(url, quote=False)}</a>')
         last = match.start() + len(url)
     out.append(html.escape(text[last:], quote=False))

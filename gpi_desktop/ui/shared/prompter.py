@@ -21,8 +21,18 @@ class Prompter:
     stops work, so that a reflex Enter never costs a run.
     """
 
-    def ask(self, parent: QWidget | None, title: str, text: str, choices: Sequence[str], *,
-            details: str = "", warning: bool = False, default: int = 0, information: bool = False) -> int:
+    def ask(
+        self,
+        parent: QWidget | None,
+        title: str,
+        text: str,
+        choices: Sequence[str],
+        *,
+        details: str = "",
+        warning: bool = False,
+        default: int = 0,
+        information: bool = False,
+    ) -> int:
         """`information`: news with choices of what to do next ("Export finished"), not a question."""
         icon = _icon(warning, information)
         box = QMessageBox(icon, title, text, QMessageBox.StandardButton.NoButton, parent)
@@ -41,8 +51,13 @@ class Prompter:
         return buttons.index(clicked) if clicked in buttons else len(choices) - 1
 
     def tell(self, parent: QWidget | None, title: str, text: str, *, error: bool = False) -> None:
-        box = QMessageBox(QMessageBox.Icon.Critical if error else QMessageBox.Icon.Information, title, text,
-                          QMessageBox.StandardButton.Ok, parent)
+        box = QMessageBox(
+            QMessageBox.Icon.Critical if error else QMessageBox.Icon.Information,
+            title,
+            text,
+            QMessageBox.StandardButton.Ok,
+            parent,
+        )
         box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         box.exec()
 

@@ -130,8 +130,11 @@ class DataFrameModel(QAbstractTableModel):
 
     def _tints_changed(self) -> None:
         if self._rows and self._names:
-            self.dataChanged.emit(self.index(0, 0), self.index(self._rows - 1, len(self._names) - 1),
-                                  [Qt.ItemDataRole.BackgroundRole, Qt.ItemDataRole.ToolTipRole])
+            self.dataChanged.emit(
+                self.index(0, 0),
+                self.index(self._rows - 1, len(self._names) - 1),
+                [Qt.ItemDataRole.BackgroundRole, Qt.ItemDataRole.ToolTipRole],
+            )
             self.headerDataChanged.emit(Qt.Orientation.Vertical, 0, self._rows - 1)
 
     def rowCount(self, parent: _Index = QModelIndex()) -> int:
@@ -160,10 +163,15 @@ class DataFrameModel(QAbstractTableModel):
         return None
 
     def _too_long_words(self, row: int) -> str:
-        room = (f"at most {self._room:,} fit with the maximum new tokens" if self._room > 0 else
-                "the maximum new tokens alone fill the model's context")
-        return (f"Too long for the model: {self._too_long[row]:,} tokens as the model reads it (chat template "
-                f"included); {room}. Shorten it or lower the maximum new tokens.")
+        room = (
+            f"at most {self._room:,} fit with the maximum new tokens"
+            if self._room > 0
+            else "the maximum new tokens alone fill the model's context"
+        )
+        return (
+            f"Too long for the model: {self._too_long[row]:,} tokens as the model reads it (chat template "
+            f"included); {room}. Shorten it or lower the maximum new tokens."
+        )
 
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if orientation == Qt.Orientation.Horizontal:
@@ -174,7 +182,9 @@ class DataFrameModel(QAbstractTableModel):
             return None
         if role == Qt.ItemDataRole.DisplayRole:
             # The row number with the prompt's length, where it is too long: seen without pointing at each cell.
-            return f"{section}  \u26a0 {self._too_long[section]:,} tokens" if section in self._too_long else str(section)
+            return (
+                f"{section}  \u26a0 {self._too_long[section]:,} tokens" if section in self._too_long else str(section)
+            )
         if role == Qt.ItemDataRole.ToolTipRole:
             return self._too_long_words(section) if section in self._too_long else ROW_HEADER_TIP
         return None
@@ -210,8 +220,7 @@ class ResultsModel(QAbstractTableModel):
         self._writing: dict[int, TextSoFar] = {}  # the rows being generated, their text so far
         self._match_cache: dict[int, float] = {}
 
-    def reset(self, prompt_of: Callable[[int], str], total: int = 0,
-              finished: Sequence[PromptResult] = ()) -> None:
+    def reset(self, prompt_of: Callable[[int], str], total: int = 0, finished: Sequence[PromptResult] = ()) -> None:
         """Show the `total` rows of a job, `finished` of them done (read back from its journal)."""
         self.beginResetModel()
         self._prompt_of = prompt_of
@@ -308,8 +317,12 @@ class ResultsModel(QAbstractTableModel):
             if col == COL_PROMPT:
                 return full_text_tip(self._prompt_of(result.row))
             if col == COL_TEXT:
-                note = ("The model wrote a single token, so mean/max pooling used the prompt's own state"
-                        " (flagged in the manifest)." if result.pooled_from_step0 else "")
+                note = (
+                    "The model wrote a single token, so mean/max pooling used the prompt's own state"
+                    " (flagged in the manifest)."
+                    if result.pooled_from_step0
+                    else ""
+                )
                 return full_text_tip(result.text, note)
         if role == Qt.ItemDataRole.TextAlignmentRole and col in (COL_ROW, COL_TOKENS, COL_MATCH):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
@@ -347,8 +360,11 @@ class ResultsModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ForegroundRole:
             return WAITING_BRUSH
         if role == Qt.ItemDataRole.ToolTipRole and col == COL_TEXT:
-            return full_text_tip(writing.text, f"Being written: {writing.n_tokens:,} tokens so far. Each token is "
-                                               "final (greedy decoding); a Stop now starts this text over.")
+            return full_text_tip(
+                writing.text,
+                f"Being written: {writing.n_tokens:,} tokens so far. Each token is "
+                "final (greedy decoding); a Stop now starts this text over.",
+            )
         if role == Qt.ItemDataRole.TextAlignmentRole and col == COL_TOKENS:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None

@@ -197,8 +197,10 @@ def work_lost_on_stop(writing: Sequence[TextSoFar], last: Progress | None) -> st
     tokens = sum(t.n_tokens for t in writing)
     speed = last.tokens_per_second if last is not None else 0.0
     work = f", about {human_duration(tokens / speed)} of work," if speed > 0 else f" ({tokens:,} tokens)"
-    return (f"{len(writing):,} texts in progress{work} will start over when the job continues: a text is kept "
-            "only once it is finished.")
+    return (
+        f"{len(writing):,} texts in progress{work} will start over when the job continues: a text is kept "
+        "only once it is finished."
+    )
 
 
 def stopped_words(done: int, restarted: int) -> str:

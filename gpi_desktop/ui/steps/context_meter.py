@@ -40,8 +40,17 @@ class LengthsKey:
 def lengths_key(settings, table) -> LengthsKey:
     """The key of measuring `table` (a core.prompts.PromptTable) for a run of `settings` (a RunSettings)."""
     options = tuple(sorted((str(k), repr(v)) for k, v in settings.template_options.items()))
-    return LengthsKey(settings.model, settings.revision, settings.task, settings.template, options,
-                      settings.template_date, table.sha256, table.column, len(table))
+    return LengthsKey(
+        settings.model,
+        settings.revision,
+        settings.task,
+        settings.template,
+        options,
+        settings.template_date,
+        table.sha256,
+        table.column,
+        len(table),
+    )
 
 
 @dataclass(frozen=True)
@@ -125,11 +134,13 @@ class ContextMeter(QObject):
                 readers[model] = load_tokenizer_only(settings, token=token_source())
             return measure_prompt_lengths(settings, texts, readers[model], state=state)
 
-        self._out = (Operation(self._calls, measure)
-                     .on_progress(lambda progress: self._on_progress(key, progress))
-                     .success(lambda value: self._done(key, value))
-                     .failure(lambda error: self._done(key, error))
-                     .on_cancelled(lambda: self._done(key, None)))
+        self._out = (
+            Operation(self._calls, measure)
+            .on_progress(lambda progress: self._on_progress(key, progress))
+            .success(lambda value: self._done(key, value))
+            .failure(lambda error: self._done(key, error))
+            .on_cancelled(lambda: self._done(key, None))
+        )
         self._out.start()
 
     def _on_progress(self, key: LengthsKey, progress) -> None:

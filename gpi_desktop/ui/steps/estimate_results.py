@@ -19,20 +19,26 @@ def headline_html(result) -> str:
     summary, design = result.estimate.summary, result.design
     low, high = summary.ci95
     request = result.request
-    clustered = f", clustered by {html.escape(request.cluster)} ({summary.n_clusters} clusters)" if request.cluster else ""
-    return (f"<p style='font-size:15pt'><b>Effect (ATE): {summary.ate:.4g}</b> &nbsp; standard error "
-            f"{summary.se:.4g}{clustered} &nbsp; 95% interval {low:.4g} to {high:.4g}</p>"
-            f"<p>Treated: '{html.escape(request.treatment)}' = '{html.escape(design.treated_value)}', against "
-            f"'{html.escape(design.control_value)}'; outcome '{html.escape(request.outcome)}'.</p>")
+    clustered = (
+        f", clustered by {html.escape(request.cluster)} ({summary.n_clusters} clusters)" if request.cluster else ""
+    )
+    return (
+        f"<p style='font-size:15pt'><b>Effect (ATE): {summary.ate:.4g}</b> &nbsp; standard error "
+        f"{summary.se:.4g}{clustered} &nbsp; 95% interval {low:.4g} to {high:.4g}</p>"
+        f"<p>Treated: '{html.escape(request.treatment)}' = '{html.escape(design.treated_value)}', against "
+        f"'{html.escape(design.control_value)}'; outcome '{html.escape(request.outcome)}'.</p>"
+    )
 
 
 def rows_html(result) -> str:
     design, est = result.design, result.estimate
     left = design.left_out
     treated, control = design.arm_sizes
-    return (f"<p>{design.n:,} rows used ({treated:,} treated, {control:,} control); {left.rows:,} left out "
-            f"({html.escape(left.words())}). Propensity scores trimmed to [{result.request.settings.trim[0]}, "
-            f"{result.request.settings.trim[1]}]: {est.trimmed_share:.1%}. Seed {result.request.settings.seed}.</p>")
+    return (
+        f"<p>{design.n:,} rows used ({treated:,} treated, {control:,} control); {left.rows:,} left out "
+        f"({html.escape(left.words())}). Propensity scores trimmed to [{result.request.settings.trim[0]}, "
+        f"{result.request.settings.trim[1]}]: {est.trimmed_share:.1%}. Seed {result.request.settings.seed}.</p>"
+    )
 
 
 class EstimateResults(QWidget):

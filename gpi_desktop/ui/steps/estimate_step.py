@@ -41,10 +41,12 @@ from gpi_desktop.ui.steps.estimate_results import EstimateResults
 if TYPE_CHECKING:
     from gpi_desktop.core.estimate.pipeline import DataPreview
 
-INTRO = ("Estimate the effect of a feature of the texts on an outcome, with GPI's estimator (gpi_pack's "
-         "estimate_k_ate: cross-fitted TarNet, propensity model on the learned representation, doubly robust "
-         "scores). Choose the export and the columns; the data is the prompts file the export was made from unless "
-         "you choose another file with one row per vector.")
+INTRO = (
+    "Estimate the effect of a feature of the texts on an outcome, with GPI's estimator (gpi_pack's "
+    "estimate_k_ate: cross-fitted TarNet, propensity model on the learned representation, doubly robust "
+    "scores). Choose the export and the columns; the data is the prompts file the export was made from unless "
+    "you choose another file with one row per vector."
+)
 NONE = "(none)"
 IN_ORDER = "(none: rows in the export's order)"
 CHOOSE = "(choose)"
@@ -62,8 +64,13 @@ def _guess(columns: list[str], words: tuple[str, ...]) -> int:
 class EstimateStep(QWidget):
     estimated = Signal(object)  # the core.estimate.pipeline.EstimateResult
 
-    def __init__(self, runner: TaskRunner, calls: BackgroundCalls, prompter: Prompter | None = None,
-                 parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        runner: TaskRunner,
+        calls: BackgroundCalls,
+        prompter: Prompter | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self.runner, self.calls, self.prompter = runner, calls, prompter or Prompter()
         self.vectors: Path | None = None
@@ -97,13 +104,19 @@ class EstimateStep(QWidget):
         self.outcome_combo.setToolTip("A column of numbers; rows with an empty cell are left out and counted.")
         self.id_combo.setToolTip("Pair the data's rows with the vectors by this column instead of by their order.")
         self.cluster_combo.setToolTip("Standard errors clustered by this column.")
-        self.confounders_list.setToolTip("Columns appended to the learned representation (text columns become "
-                                         "0/1 indicators).")
+        self.confounders_list.setToolTip(
+            "Columns appended to the learned representation (text columns become 0/1 indicators)."
+        )
         defaults = EstimateSettings()
         self.folds_spin = self._spin(2, 20, defaults.folds, "Cross-fitting folds (gpi_pack's default: 2).")
         self.seed_spin = self._spin(0, 2**31 - 1, defaults.seed, "The same seed gives the same numbers again.")
-        self.epochs_spin = self._spin(1, 10_000, defaults.epochs, "At most this many epochs per fold; training "
-                                      "stops earlier once the validation loss stops improving (gpi_pack: 200).")
+        self.epochs_spin = self._spin(
+            1,
+            10_000,
+            defaults.epochs,
+            "At most this many epochs per fold; training "
+            "stops earlier once the validation loss stops improving (gpi_pack: 200).",
+        )
         self.treatment_combo.currentIndexChanged.connect(self._treatment_changed)
         for combo in (self.treated_combo, self.outcome_combo):
             combo.currentIndexChanged.connect(self._update)
@@ -187,8 +200,9 @@ class EstimateStep(QWidget):
 
     def _choose_data(self) -> None:
         start = str(self.data or self.vectors or "")
-        path, _ = QFileDialog.getOpenFileName(self, "Choose the data file", start,
-                                              "Tables (*.csv *.tsv *.tab *.txt *.xlsx *.xlsm)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Choose the data file", start, "Tables (*.csv *.tsv *.tab *.txt *.xlsx *.xlsm)"
+        )
         if path:
             self.set_data_file(Path(path))
 
@@ -207,18 +221,24 @@ class EstimateStep(QWidget):
         self.preview = preview
         self.data_edit.setText(str(preview.path))
         self._fill_columns(preview.columns)
-        self.status_label.setText(f"{preview.n_vectors:,} vectors; {len(preview.frame):,} data rows in "
-                                  f"{html.escape(preview.path.name)}.")
+        self.status_label.setText(
+            f"{preview.n_vectors:,} vectors; {len(preview.frame):,} data rows in {html.escape(preview.path.name)}."
+        )
 
     def _on_preview_failed(self, error: BaseException) -> None:
         self.data_edit.setText(str(self.data or ""))
-        self.status_label.setText(f"<span style='color:#b00020'>"
-                                  f"{html.escape(failure_sentence(error, 'The data could not be read'))}</span>")
+        self.status_label.setText(
+            f"<span style='color:#b00020'>{html.escape(failure_sentence(error, 'The data could not be read'))}</span>"
+        )
         self._update()
 
     def _fill_columns(self, columns: list[str]) -> None:
-        for combo, first in ((self.treatment_combo, CHOOSE), (self.outcome_combo, CHOOSE), (self.id_combo, IN_ORDER),
-                             (self.cluster_combo, NONE)):
+        for combo, first in (
+            (self.treatment_combo, CHOOSE),
+            (self.outcome_combo, CHOOSE),
+            (self.id_combo, IN_ORDER),
+            (self.cluster_combo, NONE),
+        ):
             combo.blockSignals(True)
             combo.clear()
             combo.addItems([first, *columns])
@@ -253,27 +273,52 @@ class EstimateStep(QWidget):
 
     def _update(self, *_args) -> None:
         busy = self.busy
-        ready = (self.preview is not None and self._chosen(self.treatment_combo) is not None
-                 and self._chosen(self.treated_combo) is not None and self._chosen(self.outcome_combo) is not None)
+        ready = (
+            self.preview is not None
+            and self._chosen(self.treatment_combo) is not None
+            and self._chosen(self.treated_combo) is not None
+            and self._chosen(self.outcome_combo) is not None
+        )
         self.estimate_button.setEnabled(ready and not busy)
-        for widget in (self.vectors_button, self.data_button, self.treatment_combo, self.treated_combo,
-                       self.outcome_combo, self.id_combo, self.cluster_combo, self.confounders_list, self.folds_spin,
-                       self.seed_spin, self.epochs_spin):
+        for widget in (
+            self.vectors_button,
+            self.data_button,
+            self.treatment_combo,
+            self.treated_combo,
+            self.outcome_combo,
+            self.id_combo,
+            self.cluster_combo,
+            self.confounders_list,
+            self.folds_spin,
+            self.seed_spin,
+            self.epochs_spin,
+        ):
             widget.setEnabled(not busy)
 
     def request(self) -> EstimateRequest:
         """What the form asks for; raises a GpiError (a setting out of range) in one sentence."""
-        confounders = tuple(self.confounders_list.item(i).text() for i in range(self.confounders_list.count())
-                            if self.confounders_list.item(i).checkState() == Qt.CheckState.Checked)
-        settings = EstimateSettings(folds=self.folds_spin.value(), seed=self.seed_spin.value(),
-                                    epochs=self.epochs_spin.value())
+        confounders = tuple(
+            self.confounders_list.item(i).text()
+            for i in range(self.confounders_list.count())
+            if self.confounders_list.item(i).checkState() == Qt.CheckState.Checked
+        )
+        settings = EstimateSettings(
+            folds=self.folds_spin.value(), seed=self.seed_spin.value(), epochs=self.epochs_spin.value()
+        )
         treatment, outcome = self._chosen(self.treatment_combo), self._chosen(self.outcome_combo)
         if self.vectors is None or self.preview is None or treatment is None or outcome is None:
             raise RuntimeError("an estimate was asked for before its form was complete")  # the button is off till then
-        return EstimateRequest(vectors=self.vectors, data=self.preview.path, treatment=treatment,
-                               outcome=outcome, treated=self._chosen(self.treated_combo),
-                               id_column=self._chosen(self.id_combo), confounders=confounders,
-                               cluster=self._chosen(self.cluster_combo), settings=settings)
+        return EstimateRequest(
+            vectors=self.vectors,
+            data=self.preview.path,
+            treatment=treatment,
+            outcome=outcome,
+            treated=self._chosen(self.treated_combo),
+            id_column=self._chosen(self.id_combo),
+            confounders=confounders,
+            cluster=self._chosen(self.cluster_combo),
+            settings=settings,
+        )
 
     # --- estimating ------------------------------------------------------------------------------
 
@@ -295,8 +340,13 @@ class EstimateStep(QWidget):
             if getattr(error, "remedy", None) is None or not folder.is_dir():
                 self._say_error(window_sentence(error))
                 return False
-            choice = self.prompter.ask(self, "The folder is not empty", f"{error.what}. Replace the report's files "
-                                       "in it? Other files are left as they are.", ["Replace", "Cancel"], default=1)
+            choice = self.prompter.ask(
+                self,
+                "The folder is not empty",
+                f"{error.what}. Replace the report's files in it? Other files are left as they are.",
+                ["Replace", "Cancel"],
+                default=1,
+            )
             if choice != 0:
                 return False
             request, overwrite = self.request(), True
@@ -307,17 +357,21 @@ class EstimateStep(QWidget):
             from gpi_desktop.core.estimate.run import run_estimate
 
             result = run_estimate(request, folder, state, overwrite=overwrite, also_look_in=look_in)
-            figures = (propensity_figure(result.design, result.estimate, request.settings.trim),
-                       loss_figure(result.estimate.losses))
+            figures = (
+                propensity_figure(result.design, result.estimate, request.settings.trim),
+                loss_figure(result.estimate.losses),
+            )
             return result, figures, folder
 
-        self._operation = (Operation(self.runner, task)
-                           .on_status(lambda text: self.status_label.setText(html.escape(text)))
-                           .on_progress(self._show_progress)
-                           .on_end(self._ended)
-                           .success(self._succeeded)
-                           .failure(lambda error: self._say_error(failure_sentence(error, "The estimate failed")))
-                           .on_cancelled(lambda: self.status_label.setText("Stopped; no report was written.")))
+        self._operation = (
+            Operation(self.runner, task)
+            .on_status(lambda text: self.status_label.setText(html.escape(text)))
+            .on_progress(self._show_progress)
+            .on_end(self._ended)
+            .success(self._succeeded)
+            .failure(lambda error: self._say_error(failure_sentence(error, "The estimate failed")))
+            .on_cancelled(lambda: self.status_label.setText("Stopped; no report was written."))
+        )
         if not self._operation.start():
             self._say_error("The window is busy with a run or an export: estimate when it has finished.")
             return False

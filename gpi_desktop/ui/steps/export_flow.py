@@ -71,14 +71,15 @@ def job_html(spec, table, rows: int, model_info=None) -> str:
     """
     if model_info is not None:
         info = model_info
-        model = (f"{html.escape(info.model_id)} ({html.escape(info.dtype)} on {html.escape(info.device)}, "
-                 f"{info.hidden_size:,} numbers per vector)")
+        model = (
+            f"{html.escape(info.model_id)} ({html.escape(info.dtype)} on {html.escape(info.device)}, "
+            f"{info.hidden_size:,} numbers per vector)"
+        )
     else:
         model = html.escape(str(spec.settings.model))
     lines = [
         f"<b>Model:</b> {model}",
-        f"<b>Prompts:</b> {rows:,} rows of {html.escape(Path(table.path).name)}, "
-        f"column '{html.escape(table.column)}'",
+        f"<b>Prompts:</b> {rows:,} rows of {html.escape(Path(table.path).name)}, column '{html.escape(table.column)}'",
         f"<b>Settings:</b> {html.escape(settings_words(spec.settings), quote=False)}",
     ]
     return "<br>".join(lines)
@@ -87,6 +88,8 @@ def job_html(spec, table, rows: int, model_info=None) -> str:
 def stale_html(made_with: str, changes) -> str:
     """Why results on screen are not the current inputs' (`core.job.key_changes.KeyChange`s), and what to do."""
     changed = "; ".join(html.escape(c.words(), quote=False) for c in changes) or "the inputs are not complete"
-    return (f"<b>These results do not match the current inputs, so they cannot be exported.</b> "
-            f"They were made with:<br>{made_with}<br><b>Changed since:</b> {changed}.<br>"
-            "Change these back to use the results again, or press Run to make results for the new inputs.")
+    return (
+        f"<b>These results do not match the current inputs, so they cannot be exported.</b> "
+        f"They were made with:<br>{made_with}<br><b>Changed since:</b> {changed}.<br>"
+        "Change these back to use the results again, or press Run to make results for the new inputs."
+    )

@@ -56,9 +56,11 @@ class ExportPage(QWidget):
             widget.hide()
 
         self.inspect_button = QPushButton("Inspect an export folder\u2026")
-        self.inspect_button.setToolTip("Say what an export (this one or any other) was made with: model, revision, "
-                                       "template, its date, settings and inputs; and check that none of its files "
-                                       "changed since it was written.")
+        self.inspect_button.setToolTip(
+            "Say what an export (this one or any other) was made with: model, revision, "
+            "template, its date, settings and inputs; and check that none of its files "
+            "changed since it was written."
+        )
         self.inspect_label = QLabel()
         self.inspect_label.setWordWrap(True)
         self.inspect_text = QPlainTextEdit()
@@ -90,16 +92,20 @@ class ExportPage(QWidget):
         self.set_export_settings(ExportSettings())
 
     def set_export_settings(self, export: ExportSettings) -> None:
-        self.intro_label.setText("The export folder holds: " + exported_files_text(export)
-                                 + " It can be handed to gpi_pack or to a colleague as it is.")
+        self.intro_label.setText(
+            "The export folder holds: "
+            + exported_files_text(export)
+            + " It can be handed to gpi_pack or to a colleague as it is."
+        )
 
     def set_ready(self, ready: bool, rows: int = 0, made_with: str = "") -> None:
         """`made_with`: the run's model, prompts and settings (HTML lines), shown so that they can be checked."""
         self.export_button.setEnabled(ready)
         self.state_label.setStyleSheet("")
         if ready:
-            self.state_label.setText(f"{rows:,} texts and vectors are ready to export. They were made with:<br>"
-                                     + made_with)
+            self.state_label.setText(
+                f"{rows:,} texts and vectors are ready to export. They were made with:<br>" + made_with
+            )
         else:
             self.state_label.setText(NOT_READY)
         if not ready:
@@ -143,8 +149,9 @@ class ExportPage(QWidget):
     def show_inspection(self, lines: list[str], ok: bool) -> None:
         """The plain-words report of core.output.provenance; a failed checksum is said in the error colour."""
         self.inspect_button.setEnabled(True)
-        self.inspect_label.setText("Every file matches its checksum." if ok
-                                   else "Some files do not match their checksums (see the last line).")
+        self.inspect_label.setText(
+            "Every file matches its checksum." if ok else "Some files do not match their checksums (see the last line)."
+        )
         self.inspect_label.setStyleSheet("" if ok else "color: #b00020;")
         self.inspect_text.setPlainText("\n".join(lines))
         self.inspect_text.show()

@@ -67,9 +67,15 @@ def check_target(model: str, inputs: MemoryInputs, token: str | None) -> TargetC
     verdict = None
     if target.hidden_size:  # the config was readable; otherwise target.warning already says why
         try:
-            _estimate, verdict = check_fit(model, dtype=inputs.dtype, device=inputs.device,
-                                           quantization=inputs.quantization, batch_size=inputs.batch_size,
-                                           max_new_tokens=inputs.max_new_tokens, token=token)
+            _estimate, verdict = check_fit(
+                model,
+                dtype=inputs.dtype,
+                device=inputs.device,
+                quantization=inputs.quantization,
+                batch_size=inputs.batch_size,
+                max_new_tokens=inputs.max_new_tokens,
+                token=token,
+            )
         except GpiError as error:
             log.info("memory estimate unavailable: %s", error)
         except Exception:
@@ -107,8 +113,10 @@ def list_cache() -> CacheListing:
     return CacheListing(models, str(hub_cache_dir()), bool(constants.HF_HUB_OFFLINE), incomplete)
 
 
-VECTOR_LENGTH_TIP = ("Vector length: the model's hidden size (hidden width, hidden_size in its config.json), the "
-                     "number of values in the last layer's state that each text's vector keeps.")
+VECTOR_LENGTH_TIP = (
+    "Vector length: the model's hidden size (hidden width, hidden_size in its config.json), the "
+    "number of values in the last layer's state that each text's vector keeps."
+)
 
 
 def target_lines(check: TargetCheck) -> tuple[str, bool]:
@@ -121,8 +129,11 @@ def target_lines(check: TargetCheck) -> tuple[str, bool]:
         usable = "of it for the GPU" if info.kind == "mps" else "of memory free"
         free = f", {human_bytes(info.free_bytes)} {usable}" if info.free_bytes is not None else ""
         where = f"Will run on: {info.where}{free}."
-    width = (f"Vector length: {info.hidden_size:,} numbers per text (what each text's exported vector holds)."
-             if info.hidden_size else "Vector length: not known yet.")
+    width = (
+        f"Vector length: {info.hidden_size:,} numbers per text (what each text's exported vector holds)."
+        if info.hidden_size
+        else "Vector length: not known yet."
+    )
     lines = [where, width]
     warn = bool(info.warning)
     if info.warning:
@@ -175,8 +186,10 @@ class ModelPanel(QWidget):
         folder_button.setToolTip("Use a model that is already on this computer (the folder with config.json).")
         folder_button.clicked.connect(self._choose_folder)
         self.demo_button = QPushButton("Use the demo model")
-        self.demo_button.setToolTip("A tiny model with random weights that comes with the program: no token, "
-                                    "no GPU and no download needed. Its texts are gibberish.")
+        self.demo_button.setToolTip(
+            "A tiny model with random weights that comes with the program: no token, "
+            "no GPU and no download needed. Its texts are gibberish."
+        )
         self.demo_button.clicked.connect(self.use_demo_model)
         default_button = QPushButton("Default")
         default_button.setToolTip(f"Go back to {DEFAULT_MODEL}, the model gpi_pack uses.")
@@ -205,8 +218,10 @@ class ModelPanel(QWidget):
         self.target_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
         self.target_label.setToolTip(VECTOR_LENGTH_TIP)
         self.check_button = QPushButton("Check again")
-        self.check_button.setToolTip("Look again at the GPU and the model's settings (reads only the model's "
-                                     "small config.json, not the weights).")
+        self.check_button.setToolTip(
+            "Look again at the GPU and the model's settings (reads only the model's "
+            "small config.json, not the weights)."
+        )
         self.check_button.clicked.connect(self.check)
         check_row = QHBoxLayout()
         check_row.addWidget(self.target_label, 1)
@@ -282,8 +297,7 @@ class ModelPanel(QWidget):
             return
         self._cache_seq += 1
         seq = self._cache_seq
-        self._calls.call(list_cache, lambda listing: self._on_cache(seq, listing),
-                         lambda exc: self._on_cache(seq, exc))
+        self._calls.call(list_cache, lambda listing: self._on_cache(seq, listing), lambda exc: self._on_cache(seq, exc))
 
     def is_checking(self) -> bool:
         """True while a check runs or is about to (the debounce after an edit)."""
@@ -305,8 +319,11 @@ class ModelPanel(QWidget):
         self.target_label.setStyleSheet("")
         self.target_label.setText("Looking at the GPU and the model…")
 
-        self._calls.call(lambda: check_target(model, inputs, token_source()), lambda info: self._on_target(seq, info),
-                         lambda exc: self._on_target(seq, exc))
+        self._calls.call(
+            lambda: check_target(model, inputs, token_source()),
+            lambda info: self._on_target(seq, info),
+            lambda exc: self._on_target(seq, exc),
+        )
 
     # --- internals ---------------------------------------------------------------------------------
 
@@ -339,10 +356,15 @@ class ModelPanel(QWidget):
         if listing.models:
             first = "Click one to use it: it loads from this computer without downloading."
         else:
-            first = ("None yet. A hub model appears here once it has been downloaded (by this program, by "
-                     "transformers or by 'hf download').")
-        offline = ("Offline mode is on (HF_HUB_OFFLINE=1): only these models can be used." if listing.offline else
-                   "Offline mode (HF_HUB_OFFLINE=1) uses only these.")
+            first = (
+                "None yet. A hub model appears here once it has been downloaded (by this program, by "
+                "transformers or by 'hf download')."
+            )
+        offline = (
+            "Offline mode is on (HF_HUB_OFFLINE=1): only these models can be used."
+            if listing.offline
+            else "Offline mode (HF_HUB_OFFLINE=1) uses only these."
+        )
         self.cache_note.setText(f"{first}\n{offline}\nCache folder: {listing.folder}")
 
     def _use_cached(self, item: QListWidgetItem) -> None:
@@ -369,8 +391,13 @@ class ModelPanel(QWidget):
     def _update_notes(self) -> None:
         model = self.model()
         self.demo_note.setVisible(is_demo_model(model))
-        looks_like_hub_id = "/" in model and not model.startswith((".", "/", "~")) and model.count("/") == 1 \
-            and ":" not in model and "\\" not in model
+        looks_like_hub_id = (
+            "/" in model
+            and not model.startswith((".", "/", "~"))
+            and model.count("/") == 1
+            and ":" not in model
+            and "\\" not in model
+        )
         if looks_like_hub_id:
             url = f"https://huggingface.co/{model}"
             self.page_link.setText(f'Model page: <a href="{url}">{url}</a>')
@@ -390,8 +417,11 @@ class ModelPanel(QWidget):
         if isinstance(info, BaseException) or info.target.problem:
             # An error, as any other that stops a run: not a warning beside a device that would never run it.
             self.last_target = None if isinstance(info, BaseException) else info.target
-            message = (failure_sentence(info, "The model could not be checked") if isinstance(info, BaseException)
-                       else info.target.problem)
+            message = (
+                failure_sentence(info, "The model could not be checked")
+                if isinstance(info, BaseException)
+                else info.target.problem
+            )
             self.target_label.setText(linkify(message))
             self.target_label.setStyleSheet("color: #b00020;")
         else:

@@ -35,8 +35,14 @@ INTRO = (
 FILE_FILTER = "Tables (*.csv *.tsv *.tab *.txt *.xlsx *.xlsm);;All files (*)"
 CHOOSE_COLUMN = "\u2014 choose the column with the texts \u2014"
 DROP_SUFFIXES = {".csv", ".tsv", ".tab", ".txt", ".xlsx", ".xlsm"}
-ENCODING_WORDS = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8", "utf-16": "UTF-16", "cp1252": "Windows-1252",
-                  "latin-1": "Latin-1", "xlsx": "Excel workbook"}
+ENCODING_WORDS = {
+    "utf-8": "UTF-8",
+    "utf-8-sig": "UTF-8",
+    "utf-16": "UTF-16",
+    "cp1252": "Windows-1252",
+    "latin-1": "Latin-1",
+    "xlsx": "Excel workbook",
+}
 
 
 # The line above the table names this many of the rows too long; the table marks every one, with its length.
@@ -84,8 +90,9 @@ class PromptsPanel(QWidget):
         self.sheet_label = QLabel("Sheet:")
         self.sheet_box = QComboBox()
         self.sheet_box.setMinimumContentsLength(12)
-        self.sheet_box.setToolTip("The workbook's sheet that holds the prompts; the first is read unless you choose "
-                                  "another.")
+        self.sheet_box.setToolTip(
+            "The workbook's sheet that holds the prompts; the first is read unless you choose another."
+        )
         self.sheet_box.activated.connect(self._sheet_chosen)
         self._show_sheets(())
         buttons = QHBoxLayout()
@@ -99,8 +106,10 @@ class PromptsPanel(QWidget):
 
         self.column_box = QComboBox()
         self.column_box.setMinimumContentsLength(24)
-        self.column_box.setToolTip("The column whose cells are sent to the model, one per row. "
-                                   "It is chosen for you when one column is clearly the text.")
+        self.column_box.setToolTip(
+            "The column whose cells are sent to the model, one per row. "
+            "It is chosen for you when one column is clearly the text."
+        )
         self.column_box.setEnabled(False)
         self.column_box.currentIndexChanged.connect(self._column_chosen)
         self.summary_label = QLabel()
@@ -172,8 +181,7 @@ class PromptsPanel(QWidget):
     def too_long_message(self) -> str | None:
         """The plain sentence naming the prompts too long for the model's context now, or None (all fit, or not known)."""
         measured = self._current_measure()
-        if (measured is None or measured.lengths is None or measured.lengths.context is None
-                or self._settings is None):
+        if measured is None or measured.lengths is None or measured.lengths.context is None or self._settings is None:
             return None
         limit = self._settings.max_new_tokens
         too_long = measured.lengths.too_long(limit)
@@ -280,17 +288,26 @@ class PromptsPanel(QWidget):
             self.model.set_text_column(None)
             self.summary_label.setText(f"{rows:,} rows")
             shared = meta.duplicates[0] if meta.duplicates else None
-            self._show_message(f"{shared.describe(path.name)}: choose the one that holds the prompts above."
-                               if shared is not None else
-                               "Several columns could hold the texts: choose the text column above.", error=False)
+            self._show_message(
+                f"{shared.describe(path.name)}: choose the one that holds the prompts above."
+                if shared is not None
+                else "Several columns could hold the texts: choose the text column above.",
+                error=False,
+            )
             self.set_run_settings(self._settings)
             self.table_changed.emit(None)
             return
-        self._table = core_prompts.PromptTable(path=path, frame=frame, column=name,
-                                               sha256=meta.sha256, encoding=meta.encoding,
-                                               duplicates=meta.duplicates,
-                                               uncalculated_formulas=meta.uncalculated_formulas,
-                                               sheet=meta.sheet, sheets=meta.sheets)
+        self._table = core_prompts.PromptTable(
+            path=path,
+            frame=frame,
+            column=name,
+            sha256=meta.sha256,
+            encoding=meta.encoding,
+            duplicates=meta.duplicates,
+            uncalculated_formulas=meta.uncalculated_formulas,
+            sheet=meta.sheet,
+            sheets=meta.sheets,
+        )
         self._empty = core_prompts.empty_rows(self._table)
         formulas = core_prompts.uncalculated_formula_rows(self._table)
         shared = core_prompts.duplicate_of(name, meta.duplicates)
@@ -302,18 +319,22 @@ class PromptsPanel(QWidget):
                 f"{len(formulas):,} rows of '{name}' are formulas that Excel has not calculated (rows "
                 f"{core_prompts.format_rows(formulas)}, counting from 0; shown in red), so they have no text: open "
                 "the file in Excel and save it, then open it again.",
-                error=True)
+                error=True,
+            )
         elif self._empty:
             self._show_message(
                 f"{len(self._empty):,} rows have no text in '{name}' (rows {core_prompts.format_rows(self._empty)}, "
                 "counting from 0; shown in red): write a prompt there or delete those rows, then open the file again.",
-                error=True)
+                error=True,
+            )
         elif shared is not None:
-            self._show_message(f"{shared.describe(path.name)}: check that '{name}' is the one that holds the "
-                               "prompts.", error=False)
+            self._show_message(
+                f"{shared.describe(path.name)}: check that '{name}' is the one that holds the prompts.", error=False
+            )
         elif self._table.other_sheets:
-            self._show_message(f"{self._table.describe_sheets()}: choose another sheet above if the prompts are "
-                               "there.", error=False)
+            self._show_message(
+                f"{self._table.describe_sheets()}: choose another sheet above if the prompts are there.", error=False
+            )
         else:
             self._show_message("", error=False)
         self.set_run_settings(self._settings)
@@ -366,12 +387,16 @@ class PromptsPanel(QWidget):
         if measured is None:
             self._show_context(MEASURING, NOTE_STYLE)
         elif measured.error:
-            self._show_context(f"The prompts are not measured against the model's context yet: "
-                               f"{measured.error.rstrip('.')}. Run measures them before it loads the model.",
-                               NOTE_STYLE)
+            self._show_context(
+                f"The prompts are not measured against the model's context yet: "
+                f"{measured.error.rstrip('.')}. Run measures them before it loads the model.",
+                NOTE_STYLE,
+            )
         elif lengths.context is None:
-            self._show_context("The model's config does not say how many tokens it reads, so the prompts' lengths "
-                               "cannot be checked.", NOTE_STYLE)
+            self._show_context(
+                "The model's config does not say how many tokens it reads, so the prompts' lengths cannot be checked.",
+                NOTE_STYLE,
+            )
         else:
             room = prompt_room(lengths.context, limit)
             too_long = lengths.too_long(limit)
@@ -380,9 +405,12 @@ class PromptsPanel(QWidget):
                 self._show_context(self.too_long_message() + " They are marked below.", ERROR_STYLE)
             else:
                 longest = max(lengths.tokens, default=0)
-                self._show_context(f"All {len(lengths.tokens):,} prompts fit the model's context: the longest has "
-                                   f"{longest:,} tokens (chat template included), and with up to {limit:,} new "
-                                   f"tokens a prompt may have {room:,}.", "")
+                self._show_context(
+                    f"All {len(lengths.tokens):,} prompts fit the model's context: the longest has "
+                    f"{longest:,} tokens (chat template included), and with up to {limit:,} new "
+                    f"tokens a prompt may have {room:,}.",
+                    "",
+                )
 
     def _show_context(self, text: str, style: str) -> None:
         self.context_label.setText(text)

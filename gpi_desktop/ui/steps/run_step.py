@@ -37,15 +37,19 @@ from gpi_desktop.ui.shared.table_models import (
 PROMPTS_FORMAT = "%v of %m prompts"
 NO_PROMPTS = "No prompts yet"
 TEMPLATE_NOTES = {
-    "gpi_pack": ("<b>Texts start with \u201cassistant\u201d?</b> That is gpi_pack's chat formatting: the prompt ends "
-                 "without the assistant's header, so most chat models write their role name first, and it goes into "
-                 "the texts, as with gpi_pack (keep it to match gpi_pack's vectors). "
-                 '<a href="model-card">Use the model-card style</a> for clean texts: the prompt ends with the '
-                 "header the model's page recommends, and the texts and the vectors then differ from gpi_pack's."),
-    "model-card": ("<b>Model-card chat formatting</b>: the prompt ends with the assistant's header, so texts start "
-                   "with the answer; the texts and the vectors differ from gpi_pack's. "
-                   '<a href="gpi_pack">Use gpi_pack\'s formatting</a> to match gpi_pack (most models then write '
-                   "\u201cassistant\u201d at the start of each text)."),
+    "gpi_pack": (
+        "<b>Texts start with \u201cassistant\u201d?</b> That is gpi_pack's chat formatting: the prompt ends "
+        "without the assistant's header, so most chat models write their role name first, and it goes into "
+        "the texts, as with gpi_pack (keep it to match gpi_pack's vectors). "
+        '<a href="model-card">Use the model-card style</a> for clean texts: the prompt ends with the '
+        "header the model's page recommends, and the texts and the vectors then differ from gpi_pack's."
+    ),
+    "model-card": (
+        "<b>Model-card chat formatting</b>: the prompt ends with the assistant's header, so texts start "
+        "with the answer; the texts and the vectors differ from gpi_pack's. "
+        '<a href="gpi_pack">Use gpi_pack\'s formatting</a> to match gpi_pack (most models then write '
+        "\u201cassistant\u201d at the start of each text)."
+    ),
 }
 IDLE_HINT = "Press Run to start. You can stop at any time: finished texts are kept, and the run can continue later."
 
@@ -92,8 +96,9 @@ class RunPage(QWidget):
         self.run_button.setMinimumWidth(110)
         self.run_button.setDefault(True)
         self.cancel_button = QPushButton("Stop")
-        self.cancel_button.setToolTip("Stop after the current step. Finished texts are kept; press Run again to "
-                                      "continue where it stopped.")
+        self.cancel_button.setToolTip(
+            "Stop after the current step. Finished texts are kept; press Run again to continue where it stopped."
+        )
         self.cancel_button.setEnabled(False)
         self.export_button = QPushButton("Export\u2026")
         self.export_button.setToolTip("Write the texts and vectors to a folder, in gpi_pack's format.")
@@ -274,9 +279,13 @@ class RunPage(QWidget):
                 self.detail_label.setText(f"Row {position} \u00b7 being written: {writing.n_tokens:,} tokens so far")
                 self.generated_text.setPlainText(writing.text)
             return
-        parts = [f"Row {result.row}", f"{result.n_tokens} tokens",
-                 "stopped at the token limit (the text may be cut off)" if result.hit_limit
-                 else "the model ended the text itself"]
+        parts = [
+            f"Row {result.row}",
+            f"{result.n_tokens} tokens",
+            "stopped at the token limit (the text may be cut off)"
+            if result.hit_limit
+            else "the model ended the text itself",
+        ]
         if not self.view.isColumnHidden(COL_MATCH):
             parts.append(f"{self.results.match_at(position):.0%} match with the input")
         self.detail_label.setText(" \u00b7 ".join(parts))

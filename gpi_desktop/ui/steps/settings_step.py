@@ -29,19 +29,29 @@ from gpi_desktop.core.vocabulary.template_date import DATE_FORMAT
 from gpi_desktop.ui.shared.prefs import options_text
 from gpi_desktop.ui.state.window_state import MemoryInputs
 
-TASKS = [("create", "Create a text from each prompt (create)"),
-         ("repeat", "Repeat each text as it is (repeat)"),
-         ("custom", "My own instruction")]
-_POOLING_WORDS = {"last": "Last token (last)",
-                  "mean": "Average over the generated tokens (mean)",
-                  "max": "Largest value over the generated tokens (max)"}
+TASKS = [
+    ("create", "Create a text from each prompt (create)"),
+    ("repeat", "Repeat each text as it is (repeat)"),
+    ("custom", "My own instruction"),
+]
+_POOLING_WORDS = {
+    "last": "Last token (last)",
+    "mean": "Average over the generated tokens (mean)",
+    "max": "Largest value over the generated tokens (max)",
+}
 POOLINGS = [(name, _POOLING_WORDS[name]) for name in POOLING_NAMES]
 DTYPES = [("auto", "Automatic (auto)"), ("bfloat16", "bfloat16"), ("float16", "float16"), ("float32", "float32")]
-DEVICES = [("auto", "Automatic: the GPU if there is one"), ("cuda", "NVIDIA GPU (cuda)"),
-           ("mps", "Apple GPU on a Mac (mps)"), ("cpu", "CPU")]
+DEVICES = [
+    ("auto", "Automatic: the GPU if there is one"),
+    ("cuda", "NVIDIA GPU (cuda)"),
+    ("mps", "Apple GPU on a Mac (mps)"),
+    ("cpu", "CPU"),
+]
 QUANTIZATIONS = [(None, "None: full precision"), ("8bit", "8-bit (bitsandbytes)"), ("4bit", "4-bit NF4 (bitsandbytes)")]
-LOCKED_NOTE = ("The settings cannot change while a run or an export works: its results are made with these. "
-               "Stop the run (step 5) to change them; finished texts are kept.")
+LOCKED_NOTE = (
+    "The settings cannot change while a run or an export works: its results are made with these. "
+    "Stop the run (step 5) to change them; finished texts are kept."
+)
 CHANGED_MARK = "\u25cf"  # beside a setting that is not its default
 ONE_AT_A_TIME_WORDS = "One prompt at a time (gpi_pack's exact procedure, slower)"
 TEMPLATES = [("gpi_pack", "gpi_pack-compatible"), ("model-card", "Model-card style")]
@@ -112,7 +122,7 @@ TIPS = {
         "Options some models take in how prompts are put to them, as their documentation names them: "
         "the chat template's options (gpi_pack's tokenizer_config), one KEY=VALUE per line, for example "
         "enable_thinking=false for Qwen3.\n"
-        "Values are read as JSON where they can be (true, 2, \"text\"). Leave empty unless a model's "
+        'Values are read as JSON where they can be (true, 2, "text"). Leave empty unless a model\'s '
         "documentation asks for one. Recorded in the manifest."
     ),
     "template_date": (
@@ -238,8 +248,9 @@ class SettingsPanel(QWidget):
     def _advanced_part(self) -> QWidget:
         """The advanced options, hidden behind their check box until asked for."""
         self.advanced = QCheckBox("Show advanced options (as gpi_pack's tokenizer_config and model_config)")
-        self.advanced.setToolTip("Options most researchers never need. Open them only when a model's documentation "
-                                 "asks for one.")
+        self.advanced.setToolTip(
+            "Options most researchers never need. Open them only when a model's documentation asks for one."
+        )
         adv_inner = QWidget()
         adv_form = QFormLayout(adv_inner)
         adv_form.setContentsMargins(0, 0, 0, 0)
@@ -259,8 +270,10 @@ class SettingsPanel(QWidget):
         bottom.addStretch(1)
         bottom.addWidget(defaults)
 
-        intro = QLabel(f"The defaults reproduce gpi_pack; a setting marked {CHANGED_MARK} is not its default. Point at a "
-                       "setting to read what it means.")
+        intro = QLabel(
+            f"The defaults reproduce gpi_pack; a setting marked {CHANGED_MARK} is not its default. Point at a "
+            "setting to read what it means."
+        )
         intro.setWordWrap(True)
         self.lock_note = QLabel(LOCKED_NOTE)  # outside the greyed part, so that it reads as the reason
         self.lock_note.setWordWrap(True)
@@ -289,8 +302,14 @@ class SettingsPanel(QWidget):
         self.lock_note.setVisible(locked)
 
     def _connect_changes(self) -> None:
-        for box in (self.task_box, self.pooling_box, self.dtype_box, self.template_box, self.device_box,
-                    self.quantization_box):
+        for box in (
+            self.task_box,
+            self.pooling_box,
+            self.dtype_box,
+            self.template_box,
+            self.device_box,
+            self.quantization_box,
+        ):
             box.currentIndexChanged.connect(self._on_change)
         for spin in (self.max_tokens, self.batch_spin):
             spin.valueChanged.connect(self._on_change)
@@ -396,9 +415,13 @@ class SettingsPanel(QWidget):
         return run, export
 
     def memory_inputs(self) -> MemoryInputs:
-        return MemoryInputs(dtype=self.dtype_box.currentData(), device=self.device_box.currentData(),
-                            batch_size=max(1, self.batch_spin.value()), max_new_tokens=self.max_tokens.value(),
-                            quantization=self.quantization_box.currentData())
+        return MemoryInputs(
+            dtype=self.dtype_box.currentData(),
+            device=self.device_box.currentData(),
+            batch_size=max(1, self.batch_spin.value()),
+            max_new_tokens=self.max_tokens.value(),
+            quantization=self.quantization_box.currentData(),
+        )
 
     def restore_defaults(self) -> None:
         self.instruction_edit.clear()
