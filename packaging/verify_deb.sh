@@ -128,6 +128,15 @@ timeout 600 "$GPI" run --model "$DEMO" --prompts "$PROMPTS" --out "$WORK/run-out
 RUN_S=$(( $(date +%s) - t ))
 check_export "$WORK/run-out"
 
+# The second step in the frozen program: matplotlib's plots and torch's training, on that export and the
+# sample prompts' simulated treatment and outcome.
+log "gpi-desktop estimate on that export"
+timeout 600 "$GPI" estimate --vectors "$WORK/run-out" --treatment treatment --outcome outcome --epochs 5 \
+    --out "$WORK/estimate" --quiet || fail "gpi-desktop estimate exited with $?"
+for f in estimate.json estimate.csv propensity.png validation_loss.png methods.txt; do
+    [[ -s $WORK/estimate/$f ]] || fail "$WORK/estimate/$f missing after gpi-desktop estimate"
+done
+
 # The windowed-build trap: started from a menu (or on Windows without a console)
 # the program has no stdout/stderr at all; transformers' logging and tqdm must not
 # crash it. Closing both streams gives Python sys.stdout = sys.stderr = None.
