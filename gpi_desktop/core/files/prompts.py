@@ -100,6 +100,21 @@ class PromptTable:
             f"{' (the first)' if self.sheet == self.sheets[0] else ''}, not from {listed}"
         )
 
+    @classmethod
+    def from_read(cls, path: Path, frame: pd.DataFrame, column: str, meta: TableMeta) -> PromptTable:
+        """The table of a file `read_table` read, with `column` as the prompts."""
+        return cls(
+            path=path,
+            frame=frame,
+            column=column,
+            sha256=meta.sha256,
+            encoding=meta.encoding,
+            duplicates=meta.duplicates,
+            uncalculated_formulas=meta.uncalculated_formulas,
+            sheet=meta.sheet,
+            sheets=meta.sheets,
+        )
+
     @property
     def texts(self) -> list[str]:
         return cast("list[str]", self.frame[self.column].tolist())
@@ -124,17 +139,7 @@ def load_prompt_table(
     path = Path(path)
     frame, meta = read_table(path, sheet)
     chosen = choose_column(frame, column, path.name, meta.duplicates)
-    table = PromptTable(
-        path=path,
-        frame=frame,
-        column=chosen,
-        sha256=meta.sha256,
-        encoding=meta.encoding,
-        duplicates=meta.duplicates,
-        uncalculated_formulas=meta.uncalculated_formulas,
-        sheet=meta.sheet,
-        sheets=meta.sheets,
-    )
+    table = PromptTable.from_read(path, frame, chosen, meta)
     if check_empty:
         formulas = uncalculated_formula_rows(table)
         rows = empty_rows(table)

@@ -297,17 +297,7 @@ class PromptsPanel(QWidget):
             self.set_run_settings(self._settings)
             self.table_changed.emit(None)
             return
-        self._table = core_prompts.PromptTable(
-            path=path,
-            frame=frame,
-            column=name,
-            sha256=meta.sha256,
-            encoding=meta.encoding,
-            duplicates=meta.duplicates,
-            uncalculated_formulas=meta.uncalculated_formulas,
-            sheet=meta.sheet,
-            sheets=meta.sheets,
-        )
+        self._table = core_prompts.PromptTable.from_read(path, frame, name, meta)
         self._empty = core_prompts.empty_rows(self._table)
         formulas = core_prompts.uncalculated_formula_rows(self._table)
         shared = core_prompts.duplicate_of(name, meta.duplicates)
