@@ -92,10 +92,9 @@ TIPS = {
     ),
     "batch_size": (
         "How many prompts are generated together. More is faster until memory runs out.\n"
-        "The other prompts of a batch change the numbers slightly: vectors differ from a run of each prompt alone "
-        "by about 1e-5 in float32, and where two next tokens are almost equally likely a text can differ, which "
-        "happens more often on a GPU in bfloat16 or float16. A job keeps its batch size, so a continued job gives "
-        "the files of an uninterrupted one.\n"
+        "On the CPU in float32 a prompt's text and vector are bit-identical whatever else is in its batch. On a "
+        "GPU, or in bfloat16 or float16, the other prompts of a batch change the numbers slightly, and where two "
+        "next tokens are almost equally likely a text can differ.\n"
         "One prompt at a time runs gpi_pack's exact procedure (slower).\nauto picks a size for your GPU or CPU. "
         "Default: auto."
     ),
