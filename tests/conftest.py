@@ -195,3 +195,14 @@ def make_window(qtbot, tmp_path, memory_keyring):
         window.close()
         window.runner.shutdown()
         window.deleteLater()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one thread for a module's tests (with pytest.mark.usefixtures), then as it was."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

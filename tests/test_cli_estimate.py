@@ -14,15 +14,8 @@ from gpi_desktop.core.vocabulary.errors import EXIT_BAD_INPUT, EXIT_OK
 REPORT_FILES = {"estimate.json", "estimate.csv", "scores.csv", "propensity.png", "validation_loss.png", "methods.txt"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small networks train several times faster on one thread than on a shared, loaded machine's two."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Small networks train several times faster on one thread than on a shared, loaded machine's two.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -12,16 +12,8 @@ from gpi_desktop.core.estimate.crossfit import cross_fit
 from gpi_desktop.core.estimate.scores import clustered_se, dml_scores, summarise
 from gpi_desktop.core.vocabulary.errors import Cancelled
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small networks train several times faster on one thread than on a shared, loaded machine's two."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Small networks train several times faster on one thread than on a shared, loaded machine's two.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

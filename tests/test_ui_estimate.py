@@ -15,15 +15,8 @@ from gpi_desktop.ui.shared.resources import demo_model_path, sample_prompts_path
 SHOTS = os.environ.get("GPI_SCREENSHOTS")  # a folder: the test saves the step's screenshot there
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small networks train several times faster on one thread than on a shared, loaded machine's two."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Small networks train several times faster on one thread than on a shared, loaded machine's two.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_the_demo_export_reaches_an_estimate_with_its_report(qtbot, make_window, tmp_path):
